@@ -1,0 +1,12 @@
+/* The sub-commands of `birdsong`. Each takes argc/argv starting at the command name and
+ * returns the process exit code: 0 success, 1 failure on input, 2 usage error. */
+#ifndef BIRDSONG_TRAINER_COMMANDS_H
+#define BIRDSONG_TRAINER_COMMANDS_H
+
+#ifndef BIRDSONG_VERSION
+#define BIRDSONG_VERSION "0.1.0"
+#endif
+
+int cmd_features(int argc, char **argv);
+
+#endif

@@ -1,0 +1,36 @@
+/* birdsong: the offline tool. One table of sub-commands; each lives in trainer/cmd_*.c. */
+#include <stdio.h>
+#include <string.h>
+
+#include "trainer/commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} commands[] = {
+    {"features", cmd_features, "write log-mel dB segments of an audio file as a float32 .npy"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: birdsong COMMAND [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\n'birdsong COMMAND --help' describes a command's options.\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("birdsong %s\n", BIRDSONG_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "birdsong: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
