@@ -89,17 +89,17 @@ $(BUILD)/san/%.o: %.c
 	$(Q)$(CC) $(CFLAGS_SAN) -c $< -o $@
 
 $(LIBCORE): $(call obj,$(CORE_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 $(LIBTRAINER): $(call obj,$(TRAINER_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 $(LIBDAEMON): $(call obj,$(DAEMON_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 $(BUILD)/san/libbirdsong.a: $(call sanobj,$(CORE_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 $(BUILD)/san/libbirdsong-trainer.a: $(call sanobj,$(TRAINER_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 $(BUILD)/san/libbirdsongd.a: $(call sanobj,$(DAEMON_SRC))
-	$(Q)rm -f $@ && ar rcs $@ $^
+	$(Q)mkdir -p $(dir $@) && rm -f $@ && ar rcs $@ $^
 
 # ---- programs --------------------------------------------------------------
 $(BUILD)/birdsong: $(call obj,trainer/main.c) $(LIBTRAINER) $(LIBCORE)
