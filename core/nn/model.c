@@ -27,7 +27,7 @@ struct bs_model {
     int n_labels;
     char **labels;
     float *thresholds;
-    int n_mels = 0, n_frames = 0;
+    int n_mels, n_frames;
     float *mean, *std;
     int have_norm;
     json_t *features; /* object or NULL */
