@@ -76,6 +76,9 @@ const char *bs_model_metadata_json(const bs_model *model);
 /* CRC-32 of the file it was loaded from or last saved to (0 before either). */
 uint32_t bs_model_checksum(const bs_model *model);
 
+/* CRC-32 (IEEE 802.3, zlib's crc32): start with crc = 0; chainable. */
+uint32_t bs_crc32(uint32_t crc, const void *data, size_t n);
+
 /* ---- inference ----
  * features: one z-scored window (n_mels * n_frames floats, mel-major: x[mel*n_frames+frame]);
  * probs: n_outputs sigmoid (or softmax) probabilities. Allocates nothing; one thread at a
