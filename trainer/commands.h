@@ -8,5 +8,8 @@
 #endif
 
 int cmd_features(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

@@ -1,0 +1,88 @@
+/* The training loop: windows in memory, BCE on logits, Adam, early stopping, augmentation.
+ *
+ * Windows are the log-mel dB segments of every usable file (trainer/cache.h). A training run
+ * takes index lists into them (train and validation, split by recording beforehand), computes
+ * the z-score statistics from the training windows only, trains, restores the weights of the
+ * epoch with the lowest validation loss, and picks per-species thresholds (max F1) on the
+ * validation windows. Augmentation (training batches only, seeded): circular time shift,
+ * background-noise mix at a random SNR (power domain, then the per-window top_db clip again),
+ * SpecAugment time and frequency masks (set to 0 = the training mean after the z-score). */
+#ifndef BIRDSONG_TRAINER_TRAIN_H
+#define BIRDSONG_TRAINER_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "birdsong/features.h"
+#include "birdsong/model.h"
+#include "trainer/cache.h"
+#include "trainer/dataset.h"
+
+/* Set by the SIGINT handler: the loop stops after the current batch and keeps the best so far. */
+extern volatile sig_atomic_t ts_stop_requested;
+
+typedef struct ts_train_options {
+    const char *arch;     /* "convnet1" */
+    int epochs;           /* 30 */
+    int batch_size;       /* 32 */
+    int patience;         /* 6 epochs without a better validation loss */
+    float lr;             /* 1e-3 */
+    int cosine;           /* 1: cosine decay to 0 over `epochs`; 0: constant */
+    float weight_decay;   /* 0 */
+    int class_weights;    /* 1: positive weights balancing the species */
+    uint64_t seed;        /* 1 */
+    int augment;          /* 1 */
+    float mix_prob;       /* 0.5 */
+    float snr_min, snr_max; /* 0, 20 dB */
+    int shift_frames;     /* 8 */
+    int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
+    int bg_repeat;        /* background windows appear this many times per epoch (1) */
+    int quiet;            /* no progress output */
+} ts_train_options;
+
+ts_train_options ts_train_defaults(void);
+
+/* All windows of a dataset, pointing into the per-file features. */
+typedef struct ts_windows {
+    int n, n_mels, n_frames, C;
+    const float **x;      /* [n] each n_mels * n_frames dB values */
+    int *item;            /* [n] dataset item */
+    int *group;           /* [n] recording index (0..n_groups-1) */
+    int n_groups;
+    double *start;        /* [n] seconds */
+    uint8_t *y;           /* [n, C] */
+    float *yf;            /* [n, C] */
+    uint8_t *background;  /* [n] */
+} ts_windows;
+
+/* Builds the window table; files that failed or gave no window are recorded as skipped in
+ * ds (with the reason). */
+void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, int n_mels, int n_frames);
+void ts_windows_free(ts_windows *w);
+
+typedef struct ts_epoch_log {
+    int epoch;
+    double lr, train_loss, val_loss, val_acc, seconds, samples_per_s, outside_fraction;
+} ts_epoch_log;
+
+typedef struct ts_train_result {
+    bs_model *model;       /* trained, best weights, thresholds and normalization set */
+    ts_epoch_log *hist;
+    int n_hist;
+    int best_epoch;        /* 1-based */
+    double best_val_loss;
+    int interrupted;
+} ts_train_result;
+
+int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const int *val_idx, int n_val,
+                 char *const *labels, const bs_feature_config *cfg, const ts_train_options *o,
+                 ts_train_result *res, bs_error *err);
+void ts_train_result_free(ts_train_result *r);
+
+/* Probabilities of windows idx[0..n-1] with the model (normalization inside): probs [n, C]. */
+int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, float *probs, bs_error *err);
+
+/* Mean BCE of probabilities against targets (for reports). */
+double ts_bce_from_probs(const float *probs, const uint8_t *y, int n, int C);
+
+#endif
