@@ -121,7 +121,7 @@ static int cache_load(const char *file, int n_mels, int n_frames, bs_feature_set
 }
 
 static int cache_store(const char *file, const bs_feature_set *s) {
-    char tmp[4200];
+    char tmp[4300];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%lx", file, (long)getpid(), (unsigned long)pthread_self());
     FILE *f = fopen(tmp, "wb");
     if (!f) return -1;

@@ -54,12 +54,10 @@ void ts_print_skipped(const char *cmd, const ts_dataset *ds) {
 }
 
 int ts_model_feature_config(const bs_model *model, bs_feature_config *cfg, bs_error *err) {
-    json_error_t je;
-    json_t *j = json_loads(bs_model_features_json(model), 0, &je);
-    if (!j) return bs_error_set(err, "the model's feature settings are not JSON: %s", je.text);
-    int rc = bs_feature_config_from_json(j, cfg, err);
-    json_decref(j);
-    return rc;
+    const bs_feature_config *c = bs_model_feature_config(model);
+    if (!c) return bs_error_set(err, "the model carries no feature settings");
+    *cfg = *c;
+    return bs_feature_config_validate(cfg, err);
 }
 
 static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }

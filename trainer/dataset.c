@@ -365,6 +365,24 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
         for (int i = 0; i < ds->n_items; i++) n_lab_items += !ds->items[i].background;
         if (n_lab_items == 0) rc = bs_error_set(err, "%s: no readable labelled audio files found", data);
     }
+    if (rc == 0 && !fixed && ds->n_labels > 1) {
+        /* labels in sorted order whatever the row order: rank[old] = new index */
+        int L = ds->n_labels;
+        int *rank = calloc((size_t)L, sizeof(int));
+        char **sorted = malloc(sizeof(char *) * (size_t)L);
+        if (!rank || !sorted) abort();
+        memcpy(sorted, ds->labels, sizeof(char *) * (size_t)L);
+        qsort(sorted, (size_t)L, sizeof(char *), cmp_str);
+        for (int a = 0; a < L; a++)
+            for (int b = 0; b < L; b++)
+                if (sorted[b] == ds->labels[a]) rank[a] = b;
+        for (int k = 0; k < pd.n_label_idx; k++) pd.label_idx[k] = rank[pd.label_idx[k]];
+        for (int i = 0; i < ds->n_items; i++)
+            if (ds->items[i].primary >= 0) ds->items[i].primary = rank[ds->items[i].primary];
+        memcpy(ds->labels, sorted, sizeof(char *) * (size_t)L);
+        free(sorted);
+        free(rank);
+    }
     if (rc == 0) {
         ds->targets = calloc((size_t)ds->n_items * (size_t)ds->n_labels + 1, 1);
         if (!ds->targets) abort();

@@ -1,7 +1,6 @@
 /* The training loop. See train.h. */
 #include "trainer/train.h"
 
-#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -284,18 +283,13 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
 
     bs_model *model = bs_model_create(o->arch, M, T, (const char *const *)labels, C, o->batch_size, o->seed, err);
     if (!model) { free(mean); free(std); return -1; }
-    json_t *fj = bs_feature_config_to_json(cfg);
-    char *fjs = fj ? json_dumps(fj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    json_decref(fj);
-    if (!fjs || bs_model_set_normalization(model, mean, std, M, err) != 0 ||
-        bs_model_set_features_json(model, fjs, err) != 0) {
-        free(fjs);
+    if (bs_model_set_normalization(model, mean, std, M, err) != 0 ||
+        bs_model_set_feature_config(model, cfg, err) != 0) {
         free(mean);
         free(std);
         bs_model_free(model);
         return -1;
     }
-    free(fjs);
     bs_net *net = bs_model_net(model);
     bs_adam_config ac = bs_adam_defaults();
     ac.lr = o->lr;
