@@ -288,3 +288,17 @@ def test_help_texts():
     p = run("--help", check=0)
     for cmd in ("train", "eval", "classify", "features"):
         assert cmd in p.stdout
+
+
+@needs_data
+def test_features_with_model_uses_its_settings(trained, tmp_path):
+    import numpy as np
+    out = tmp_path / "f.npy"
+    f = short_files("Vireo_griseus", 1)[0]
+    run("features", "--model", str(trained["model"]), "-o", str(out), "-q", f, check=0)
+    a = np.load(out)
+    assert a.ndim == 3 and a.shape[1:] == (128, 44)
+    p = run("features", "--model", str(trained["model"]), "--n-mels", "64", "-o", str(out), f)
+    assert p.returncode == 2 and "--n-mels cannot be combined with --model" in p.stderr
+    p = run("features", "--model", "/nonexistent/m.bsm", "-o", str(out), f)
+    assert p.returncode == 1 and "/nonexistent/m.bsm" in p.stderr
