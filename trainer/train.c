@@ -150,7 +150,8 @@ typedef struct aug_ctx {
     const int *noise;  /* background windows of the training part */
     int n_noise;
     ts_rng rng;
-    float *tmp;        /* n_mels * n_frames */
+    float *tmp;        /* n_frames */
+    float *pow_x, *pow_n; /* n_mels * n_frames */
 } aug_ctx;
 
 /* x: one dB window (modified in place). */
@@ -170,19 +171,22 @@ static void augment_db(aug_ctx *a, float *x) {
     if (a->n_noise > 0 && ts_rng_uniform(&a->rng) < o->mix_prob) {
         const float *nz = a->w->x[a->noise[ts_rng_below(&a->rng, (uint32_t)a->n_noise)]];
         size_t N = (size_t)M * T;
-        double px = 0.0, pn = 0.0;
+        const float k = 0.23025851f; /* ln(10) / 10: dB -> power */
+        float *px = a->pow_x, *pn = a->pow_n;
+        double sx = 0.0, sn = 0.0;
         for (size_t i = 0; i < N; i++) {
-            px += pow(10.0, x[i] / 10.0);
-            pn += pow(10.0, nz[i] / 10.0);
+            px[i] = expf(k * x[i]);
+            pn[i] = expf(k * nz[i]);
+            sx += px[i];
+            sn += pn[i];
         }
-        if (pn > 0.0 && px > 0.0) {
+        if (sn > 0.0 && sx > 0.0) {
             double snr = o->snr_min + (o->snr_max - o->snr_min) * ts_rng_uniform(&a->rng);
-            double g = px / (pn * pow(10.0, snr / 10.0));
-            float mx = -1e30f;
+            float g = (float)(sx / (sn * pow(10.0, snr / 10.0)));
+            float mx = -1e30f, amin = a->cfg->amin;
             for (size_t i = 0; i < N; i++) {
-                double p = pow(10.0, x[i] / 10.0) + g * pow(10.0, nz[i] / 10.0);
-                if (p < a->cfg->amin) p = a->cfg->amin;
-                x[i] = (float)(10.0 * log10(p));
+                float p = px[i] + g * pn[i];
+                x[i] = 10.0f * log10f(p > amin ? p : amin);
                 if (x[i] > mx) mx = x[i];
             }
             if (a->cfg->top_db > 0)
@@ -335,7 +339,8 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     uint8_t *vy = xcalloc((size_t)n_val * C, 1);
     for (int i = 0; i < n_val; i++) memcpy(vy + (size_t)i * C, w->y + (size_t)val_idx[i] * C, (size_t)C);
     aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .rng = {o->seed * 7919 + 17},
-                  .tmp = xcalloc((size_t)T, sizeof(float))};
+                  .tmp = xcalloc((size_t)T, sizeof(float)), .pow_x = xcalloc(per, sizeof(float)),
+                  .pow_n = xcalloc(per, sizeof(float))};
     ts_rng order_rng = {o->seed ^ 0x5bd1e995ull};
     res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
     res->best_val_loss = INFINITY;
@@ -424,6 +429,8 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     rc = bs_model_set_thresholds(model, thr, err);
     free(thr);
     free(ag.tmp);
+    free(ag.pow_x);
+    free(ag.pow_n);
     free(xb);
     free(yb);
     free(vprobs);
