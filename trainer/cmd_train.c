@@ -43,6 +43,7 @@ static void usage(FILE *f) {
             "  --no-augment           no time shift, noise mix or SpecAugment masks\n"
             "  --mix-prob P           share of windows mixed with background noise (0.5)\n"
             "  --snr-range LO,HI      SNR of the noise mix in dB (0,20)\n"
+            "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
             "  --segment-hop S        hop between training windows in seconds (1.0)\n"
             "  --threads N            worker threads for features and the network (2)\n"
@@ -50,13 +51,13 @@ static void usage(FILE *f) {
             "  --no-cache             compute features without the cache\n"
             "  --report FILE.html     write the validation report\n"
             "  --quiet                no progress output\n",
-            bs_nn_arch_names());
+            ts_arch_names());
 }
 
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP
+    O_QUIET, O_HELP, O_GAIN
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -173,6 +174,7 @@ int cmd_train(int argc, char **argv) {
         {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
+        {"gain-db", required_argument, 0, O_GAIN},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
@@ -209,6 +211,7 @@ int cmd_train(int argc, char **argv) {
         case O_FOLDS: if (ts_opt_int(C_, "--folds", optarg, 2, 100, &folds)) return 2; break;
         case O_SEED: if (ts_opt_u64(C_, "--seed", optarg, &o.seed)) return 2; break;
         case O_NOAUG: o.augment = 0; break;
+        case O_GAIN: if (ts_opt_double(C_, "--gain-db", optarg, 0, 60, &d)) return 2; o.gain_db = (float)d; break;
         case O_MIX: if (ts_opt_double(C_, "--mix-prob", optarg, 0, 1, &d)) return 2; o.mix_prob = (float)d; break;
         case O_SNR: {
             double lo, hi;
@@ -248,8 +251,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     bs_layer_spec tmp[BS_NN_MAX_LAYERS];
-    if (bs_nn_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
-        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, bs_nn_arch_names());
+    if (ts_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
+        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, ts_arch_names());
         free(cache_dir);
         return 2;
     }

@@ -19,7 +19,7 @@ ts_train_options ts_train_defaults(void) {
     ts_train_options o = {
         .arch = "convnet1", .epochs = 30, .batch_size = 32, .patience = 6, .lr = 1e-3f, .cosine = 0,
         .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f,
-        .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .time_mask = 6, .freq_mask = 12,
+        .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .gain_db = 6.0f, .time_mask = 6, .freq_mask = 12,
         .bg_repeat = 1, .quiet = 0,
     };
     return o;
@@ -141,6 +141,41 @@ int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, floa
     return 0;
 }
 
+/* ---- architectures ---- */
+
+/* convnet-lite-gp: convnet-lite's convolutions, then a max over the whole remaining time axis
+ * (and pairs of frequency rows) instead of flattening every position into the dense layer. A
+ * call anywhere in the window counts the same, the dense layer shrinks from 5120 to 512
+ * inputs, and weakly labelled windows (the call at any time) are what the pooling expects. */
+static const bs_layer_spec convnet_lite_gp[] = {
+    {.kind = BS_LAYER_CONV2D, .filters = 16, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 32, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 5}, /* (16, 5) -> (8, 1) for 128 x 44 inputs */
+    {.kind = BS_LAYER_FLATTEN}, {.kind = BS_LAYER_DROPOUT, .rate = 0.3f}, {.kind = BS_LAYER_DENSE, .units = 0},
+    {.kind = BS_LAYER_SIGMOID},
+};
+
+int ts_arch_layers(const char *arch, bs_layer_spec *out, int max) {
+    if (arch && strcmp(arch, "convnet-lite-gp") == 0) {
+        int n = (int)(sizeof convnet_lite_gp / sizeof convnet_lite_gp[0]);
+        if (n > max) return -1;
+        memcpy(out, convnet_lite_gp, sizeof convnet_lite_gp);
+        return n;
+    }
+    return bs_nn_arch_layers(arch, out, max);
+}
+
+const char *ts_arch_names(void) {
+    static char names[256];
+    if (!names[0]) snprintf(names, sizeof names, "%s, convnet-lite-gp", bs_nn_arch_names());
+    return names;
+}
+
 /* ---- augmentation ---- */
 
 typedef struct aug_ctx {
@@ -167,6 +202,10 @@ static void augment_db(aug_ctx *a, float *x) {
                 memcpy(row, a->tmp, sizeof(float) * T);
             }
         }
+    }
+    if (o->gain_db > 0) {
+        float g = (float)((2.0 * ts_rng_uniform(&a->rng) - 1.0) * o->gain_db);
+        for (size_t i = 0; i < (size_t)M * T; i++) x[i] += g;
     }
     if (a->n_noise > 0 && ts_rng_uniform(&a->rng) < o->mix_prob) {
         const float *nz = a->w->x[a->noise[ts_rng_below(&a->rng, (uint32_t)a->n_noise)]];
@@ -285,7 +324,15 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     for (int m = 0; m < M; m++)
         if (!(std[m] > cfg->norm_std_floor)) std[m] = cfg->norm_std_floor > 0 ? cfg->norm_std_floor : 1e-3f;
 
-    bs_model *model = bs_model_create(o->arch, M, T, (const char *const *)labels, C, o->batch_size, o->seed, err);
+    bs_layer_spec layers[BS_NN_MAX_LAYERS];
+    int n_layers = ts_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
+    if (n_layers < 0) {
+        free(mean);
+        free(std);
+        return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, ts_arch_names());
+    }
+    bs_model *model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, C, o->batch_size,
+                                             o->seed, err);
     if (!model) { free(mean); free(std); return -1; }
     if (bs_model_set_normalization(model, mean, std, M, err) != 0 ||
         bs_model_set_feature_config(model, cfg, err) != 0) {

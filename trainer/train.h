@@ -4,7 +4,8 @@
  * takes index lists into them (train and validation, split by recording beforehand), computes
  * the z-score statistics from the training windows only, trains, restores the weights of the
  * epoch with the lowest validation loss, and picks per-species thresholds (max F1) on the
- * validation windows. Augmentation (training batches only, seeded): circular time shift,
+ * validation windows. Augmentation (training batches only, seeded): circular time shift, a
+ * random level change (the whole window shifted by up to +-gain_db dB, as a gain does),
  * background-noise mix at a random SNR (power domain, then the per-window top_db clip again),
  * SpecAugment time and frequency masks (set to 0 = the training mean after the z-score). */
 #ifndef BIRDSONG_TRAINER_TRAIN_H
@@ -15,6 +16,7 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
+#include "birdsong/nn.h"
 #include "trainer/cache.h"
 #include "trainer/dataset.h"
 
@@ -35,12 +37,18 @@ typedef struct ts_train_options {
     float mix_prob;       /* 0.5 */
     float snr_min, snr_max; /* 0, 20 dB */
     int shift_frames;     /* 8 */
+    float gain_db;        /* random level change of up to +-gain_db dB (6) */
     int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
     int bg_repeat;        /* background windows appear this many times per epoch (1) */
     int quiet;            /* no progress output */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);
+
+/* Layer lists by name: the network module's (bs_nn_arch_layers) plus the trainer's
+ * "convnet-lite-gp" (convnet-lite with a max over time before the dense layer). */
+int ts_arch_layers(const char *arch, bs_layer_spec *out, int max);
+const char *ts_arch_names(void);
 
 /* All windows of a dataset, pointing into the per-file features. */
 typedef struct ts_windows {
