@@ -46,6 +46,7 @@ static void usage(FILE *f) {
             "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
             "  --segment-hop S        hop between training windows in seconds (1.0)\n"
+            "  --n-mels N             mel bands of the features (128); the model carries it\n"
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
@@ -57,7 +58,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN
+    O_QUIET, O_HELP, O_GAIN, O_NMELS
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -174,7 +175,7 @@ int cmd_train(int argc, char **argv) {
         {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
-        {"gain-db", required_argument, 0, O_GAIN},
+        {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
@@ -183,6 +184,7 @@ int cmd_train(int argc, char **argv) {
     char *cache_dir = NULL;
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
+    int n_mels = 0;
     optind = 0;
     opterr = 0;
     int c;
@@ -226,6 +228,7 @@ int cmd_train(int argc, char **argv) {
         }
         case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
         case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
+        case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
         case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
         case O_NOCACHE: no_cache = 1; break;
@@ -270,6 +273,7 @@ int cmd_train(int argc, char **argv) {
     }
     bs_feature_config cfg = bs_feature_config_default();
     cfg.segment_hop_seconds = hop;
+    if (n_mels > 0) cfg.n_mels = n_mels;
     if (bs_feature_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         ts_dataset_free(&ds);
