@@ -105,6 +105,9 @@ typedef struct bs_melspec bs_melspec;
 bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err);
 void bs_melspec_free(bs_melspec *ms);
 const bs_feature_config *bs_melspec_config(const bs_melspec *ms);
+/* How the FFT was planned: "built-in wisdom" (the fixed fast plan for n_fft 2048 on AVX
+ * machines) or "FFTW_ESTIMATE". Both are deterministic; for logs and benchmarks. */
+const char *bs_melspec_fft_plan(const bs_melspec *ms);
 
 /* segment: segment_samples floats. out: n_mels * n_frames floats, (n_mels, n_frames), dB.
  * Allocates nothing, cannot fail. Not thread-safe per object. */
