@@ -250,7 +250,8 @@ static inline float log10_approx(float x) {
 /* The whole computation in one function so that the compiler can make an AVX2 clone of it
  * next to the baseline one (picked at load time); both give bit-identical results, since
  * vectorization here runs across frames and keeps every sum's order. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_ADDRESS__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(BS_NO_TARGET_CLONES)
 __attribute__((target_clones("avx2", "default")))
 #endif
 static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
