@@ -99,9 +99,11 @@ static void expect_fail(const char *path, const char *needle) {
     cr_assert_not_null(strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
 }
 
-Test(audio, missing_file) { expect_fail("/nonexistent/dir/none.wav", "cannot read"); }
+Test(audio, missing_file) { expect_fail("/nonexistent/dir/none.wav", "No such file"); }
 
-Test(audio, empty_file_zero_bytes) { expect_fail(fx_write_bytes("empty.wav", "", 0), "cannot read"); }
+Test(audio, directory) { expect_fail("/tmp", "is a directory"); }
+
+Test(audio, empty_file_zero_bytes) { expect_fail(fx_write_bytes("empty.wav", "", 0), "empty file"); }
 
 Test(audio, wav_with_no_frames) {
     const char *p = fx_write("noframes.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 22050, 1, NULL, 0);
