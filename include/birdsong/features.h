@@ -47,7 +47,7 @@ typedef struct bs_feature_config {
     float pad_noise_std;         /* for BS_PAD_NOISE (1e-4) */
     uint64_t pad_seed;           /* for BS_PAD_NOISE (0); segment i uses pad_seed + i */
     float amin;                  /* power floor before log (1e-10) */
-    float top_db;                /* dynamic range per window, dB (80); <= 0 disables */
+    float top_db;                /* dynamic range per window, dB (80); 0 disables */
     float norm_std_floor;        /* z-score divides by max(std, floor), dB (0.01) */
 } bs_feature_config;
 
