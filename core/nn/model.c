@@ -420,7 +420,7 @@ int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *e
         off = align_up(off + t.size * sizeof(float));
     }
     json_object_set_new(root, "tensors", tens);
-    char *js = json_dumps(root, JSON_INDENT(1));
+    char *js = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!js) return bs_error_set(err, "out of memory for the model metadata");
     size_t json_size = strlen(js);
