@@ -417,6 +417,26 @@ double bs_net_flops(const bs_net *net) {
     return f;
 }
 
+int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max) {
+    int n = 0;
+    for (int i = 0; i < net->n_layers && n < max; i++) {
+        const layer *l = &net->L[i];
+        if (l->s.kind == BS_LAYER_CONV2D) {
+            for (int b = 0; b < batch && n < max; b++, n++) {
+                mnk[n][0] = l->oc;
+                mnk[n][1] = l->oh * l->ow;
+                mnk[n][2] = l->ic * l->s.kh * l->s.kw;
+            }
+        } else if (l->s.kind == BS_LAYER_DENSE) {
+            mnk[n][0] = batch;
+            mnk[n][1] = l->oc;
+            mnk[n][2] = l->ic;
+            n++;
+        }
+    }
+    return n;
+}
+
 int bs_net_tensor(bs_net *net, int i, bs_tensor_info *out) {
     if (i < 0 || i >= net->n_tensors) return -1;
     *out = net->tensors[i];

@@ -76,6 +76,15 @@ const char *bs_layer_kind_name(bs_layer_kind kind);
 /* OpenBLAS threads (process-wide). n <= 0 leaves the default. */
 void bs_nn_set_threads(int n);
 
+/* OpenBLAS's kernel family ("Haswell", "SkylakeX", "Prescott" = generic SSE3...). */
+const char *bs_nn_blas_core(void);
+/* Call first thing in main(), before any thread starts: when OpenBLAS fell back to its
+ * generic kernels on a CPU it did not recognize (virtual CPUs) although the CPU has
+ * AVX2+FMA or AVX-512, sets OPENBLAS_CORETYPE accordingly and re-executes the program with
+ * the same argv (OpenBLAS reads the variable only when it loads). Does nothing when
+ * OPENBLAS_CORETYPE or BIRDSONG_NO_BLAS_TUNE is set, or the kernels are already specific. */
+void bs_nn_blas_tune(char **argv);
+
 typedef struct bs_net bs_net;
 
 /* Builds a network for a (1, in_h, in_w) input and n_outputs outputs, batches of at most
@@ -98,6 +107,11 @@ int bs_net_max_batch(const bs_net *net);
 bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID or BS_LAYER_SOFTMAX */
 /* Multiply-adds x 2 of one forward pass for one input (convolutions and dense). */
 double bs_net_flops(const bs_net *net);
+
+/* The matrix products of one inference forward at batch `batch`, in order: mnk[i] = {M, N, K}
+ * of a row-major (M x K) @ (K x N) (convolutions: OC, H*W per image x batch, IC*kh*kw;
+ * dense: batch, units, inputs). Returns how many (at most max). For `birdsong bench`. */
+int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max);
 
 /* The flat parameter and gradient arrays (same layout; see bs_net_tensor). */
 size_t bs_net_n_params(const bs_net *net);
