@@ -12,17 +12,18 @@ void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int
 /* dinp (IC, H, W) = sum of the col (IC*kh*kw, H*W) entries that came from each pixel. */
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw);
 
-/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC).
- * col: scratch of IC*kh*kw*H*W floats. */
+/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC), then max(., 0)
+ * when fuse_relu. col: scratch of IC*kh*kw*H*W floats. */
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw);
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int fuse_relu);
 /* dw (OC, IC, kh, kw) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). */
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
                      int kw);
 
-/* out (N) = max(inp, 0), NaN propagates; may be in place. */
-void relu_forward(float *out, const float *inp, size_t N);
+/* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
+void relu_forward(float *restrict out, const float *restrict inp, size_t N);
+void relu_inplace(float *x, size_t N);
 /* dinp (N) = dout * (out > 0); may be in place (dinp == dout). */
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N);
 

@@ -469,10 +469,13 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
         switch (l->s.kind) {
         case BS_LAYER_CONV2D:
             conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
-                           l->s.kw);
+                           l->s.kw, net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace);
             break;
         case BS_LAYER_RELU:
-            if (out) relu_forward(out, in, l->out_size * B);
+            if (!l->inplace)
+                relu_forward(out, in, l->out_size * B);
+            else if (net->L[i - 1].s.kind != BS_LAYER_CONV2D) /* else fused into the conv */
+                relu_inplace(out, l->out_size * B);
             break;
         case BS_LAYER_BATCHNORM: {
             float *rm = net->buffers + l->r_off, *rv = rm + l->oc;
