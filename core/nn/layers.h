@@ -9,13 +9,18 @@
 
 /* col (IC*kh*kw, H*W) from one image inp (IC, H, W), 'same' zero padding, stride 1. */
 void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw);
+/* The columns of output rows [y0, y1) only: col (IC*kh*kw, (y1-y0)*W). */
+void im2col_rows(float *col, const float *inp, int IC, int H, int W, int kh, int kw, int y0,
+                 int y1);
 /* dinp (IC, H, W) = sum of the col (IC*kh*kw, H*W) entries that came from each pixel. */
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw);
 
 /* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC), then max(., 0)
- * when fuse_relu. col: scratch of IC*kh*kw*H*W floats. */
+ * when fuse_relu. Works on blocks of block_rows output rows (0 = whole image) so that col,
+ * scratch of IC*kh*kw*block_rows*W floats, stays small. */
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw, int fuse_relu);
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int block_rows,
+                    int fuse_relu);
 /* dw (OC, IC, kh, kw) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). */
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
