@@ -7,30 +7,37 @@
 
 /* ---- convolution: im2col + one sgemm per image ------------------------------------- */
 
-void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw) {
-    const int ph = kh / 2, pw = kw / 2, HW = H * W;
+void im2col_rows(float *col, const float *inp, int IC, int H, int W, int kh, int kw, int y0,
+                 int y1) {
+    const int ph = kh / 2, pw = kw / 2, HW = H * W, NP = (y1 - y0) * W;
     for (int c = 0; c < IC; c++) {
         const float *src = inp + (size_t)c * HW;
         for (int i = 0; i < kh; i++) {
             for (int j = 0; j < kw; j++) {
-                float *dst = col + ((size_t)(c * kh + i) * kw + j) * HW;
+                float *dst = col + ((size_t)(c * kh + i) * kw + j) * NP;
                 /* output x reads input x + j - pw: valid for x in [x0, x1) */
                 int x0 = pw - j > 0 ? pw - j : 0;
                 int x1 = W + pw - j < W ? W + pw - j : W;
-                for (int y = 0; y < H; y++) {
+                for (int y = y0; y < y1; y++) {
                     int yy = y + i - ph;
-                    float *d = dst + (size_t)y * W;
+                    float *restrict d = dst + (size_t)(y - y0) * W;
                     if (yy < 0 || yy >= H || x1 <= x0) {
-                        memset(d, 0, sizeof(float) * W);
+                        for (int x = 0; x < W; x++) d[x] = 0.0f;
                         continue;
                     }
+                    /* rows are short (tens of floats): a plain loop beats memcpy's call */
+                    const float *restrict sr = src + (size_t)yy * W + j - pw;
                     for (int x = 0; x < x0; x++) d[x] = 0.0f;
-                    memcpy(d + x0, src + (size_t)yy * W + x0 + j - pw, sizeof(float) * (x1 - x0));
+                    for (int x = x0; x < x1; x++) d[x] = sr[x];
                     for (int x = x1; x < W; x++) d[x] = 0.0f;
                 }
             }
         }
     }
+}
+
+void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw) {
+    im2col_rows(col, inp, IC, H, W, kh, kw, 0, H);
 }
 
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw) {
@@ -56,24 +63,39 @@ void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, in
 }
 
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw) {
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int block_rows,
+                    int fuse_relu) {
     const int HW = H * W, K = IC * kh * kw;
+    const int one_by_one = (kh == 1 && kw == 1);
+    if (block_rows <= 0 || block_rows > H || one_by_one) block_rows = H;
     for (int n = 0; n < B; n++) {
         const float *x = inp + (size_t)n * IC * HW;
         float *y = out + (size_t)n * OC * HW;
+        for (int y0 = 0; y0 < H; y0 += block_rows) {
+            int y1 = y0 + block_rows < H ? y0 + block_rows : H, NP = (y1 - y0) * W;
+            const float *B_mat = x + (size_t)y0 * W; /* 1x1: the input rows are the columns */
+            int ldb = HW;
+            if (!one_by_one) {
+                im2col_rows(col, x, IC, H, W, kh, kw, y0, y1);
+                B_mat = col;
+                ldb = NP;
+            }
+            /* y[:, rows y0..y1) (OC, NP) += w (OC, K) @ col (K, NP) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, NP, K, 1.0f, w, K, B_mat,
+                        ldb, 0.0f, y + (size_t)y0 * W, HW);
+        }
+        /* bias (and relu) in one pass while the image is still in cache */
         for (int o = 0; o < OC; o++) {
-            float bo = b[o];
-            float *yo = y + (size_t)o * HW;
-            for (int p = 0; p < HW; p++) yo[p] = bo;
+            float *restrict yo = y + (size_t)o * HW;
+            const float bo = b[o];
+            if (fuse_relu)
+                for (int p = 0; p < HW; p++) {
+                    float v = yo[p] + bo;
+                    yo[p] = v < 0.0f ? 0.0f : v;
+                }
+            else
+                for (int p = 0; p < HW; p++) yo[p] += bo;
         }
-        const float *B_mat = x;
-        if (kh != 1 || kw != 1) {
-            im2col_same(col, x, IC, H, W, kh, kw);
-            B_mat = col;
-        }
-        /* y (OC, HW) += w (OC, K) @ col (K, HW) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, HW, K, 1.0f, w, K, B_mat, HW,
-                    1.0f, y, HW);
     }
 }
 
@@ -112,11 +134,20 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
 
 /* ---- relu ---------------------------------------------------------------------------- */
 
-void relu_forward(float *out, const float *inp, size_t N) {
+/* branch-free so that it vectorizes: a sign-dependent branch mispredicts half the time */
+void relu_forward(float *restrict out, const float *restrict inp, size_t N) {
     for (size_t i = 0; i < N; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
 }
 
+void relu_inplace(float *x, size_t N) {
+    for (size_t i = 0; i < N; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N) {
+    if (dinp == dout) {
+        for (size_t i = 0; i < N; i++) dinp[i] = out[i] > 0.0f ? dinp[i] : 0.0f;
+        return;
+    }
     for (size_t i = 0; i < N; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
@@ -202,8 +233,24 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
 
 /* ---- max pooling ---------------------------------------------------------------------- */
 
+static inline float max_nan(float a, float b) { return !(b <= a) ? b : a; } /* NaN wins */
+
 void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, int ph, int pw) {
     const int OH = H / ph, OW = W / pw;
+    if (ph == 2 && (pw == 1 || pw == 2)) { /* the pools of convnet1, vectorizable */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict y = out + (bc * OH + oy) * OW;
+                if (pw == 1)
+                    for (int ox = 0; ox < OW; ox++) y[ox] = max_nan(r0[ox], r1[ox]);
+                else
+                    for (int ox = 0; ox < OW; ox++)
+                        y[ox] = max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]),
+                                        max_nan(r1[2 * ox], r1[2 * ox + 1]));
+            }
+        return;
+    }
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
         float *y = out + bc * OH * OW;

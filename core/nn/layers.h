@@ -9,20 +9,26 @@
 
 /* col (IC*kh*kw, H*W) from one image inp (IC, H, W), 'same' zero padding, stride 1. */
 void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw);
+/* The columns of output rows [y0, y1) only: col (IC*kh*kw, (y1-y0)*W). */
+void im2col_rows(float *col, const float *inp, int IC, int H, int W, int kh, int kw, int y0,
+                 int y1);
 /* dinp (IC, H, W) = sum of the col (IC*kh*kw, H*W) entries that came from each pixel. */
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw);
 
-/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC).
- * col: scratch of IC*kh*kw*H*W floats. */
+/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC), then max(., 0)
+ * when fuse_relu. Works on blocks of block_rows output rows (0 = whole image) so that col,
+ * scratch of IC*kh*kw*block_rows*W floats, stays small. */
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw);
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int block_rows,
+                    int fuse_relu);
 /* dw (OC, IC, kh, kw) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). */
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
                      int kw);
 
-/* out (N) = max(inp, 0), NaN propagates; may be in place. */
-void relu_forward(float *out, const float *inp, size_t N);
+/* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
+void relu_forward(float *restrict out, const float *restrict inp, size_t N);
+void relu_inplace(float *x, size_t N);
 /* dinp (N) = dout * (out > 0); may be in place (dinp == dout). */
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N);
 

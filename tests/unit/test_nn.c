@@ -51,7 +51,7 @@ enum { CB = 2, CIC = 3, COC = 4, CH = 5, CW = 6 };
 typedef struct { float *x, *w, *b, *r, *out, *col; int kh, kw; } conv_ctx;
 static double conv_loss(void *p) {
     conv_ctx *c = p;
-    conv2d_forward(c->out, c->x, c->w, c->b, c->col, CB, CIC, COC, CH, CW, c->kh, c->kw);
+    conv2d_forward(c->out, c->x, c->w, c->b, c->col, CB, CIC, COC, CH, CW, c->kh, c->kw, 0, 0);
     return dot(c->out, c->r, (size_t)CB * COC * CH * CW);
 }
 static void conv_case(int kh, int kw) {
@@ -81,7 +81,10 @@ Test(conv2d, same_padding_matches_direct_loop) {
     fill(x, sizeof x / 4, 1);
     fill(w, sizeof w / 4, 1);
     fill(b, OC, 1);
-    conv2d_forward(y, x, w, b, col, 1, IC, OC, H, W, K, K);
+    conv2d_forward(y, x, w, b, col, 1, IC, OC, H, W, K, K, 0, 0);
+    float yb[OC * H * W];
+    conv2d_forward(yb, x, w, b, col, 1, IC, OC, H, W, K, K, 3, 0); /* blocks of 3, 1 rows */
+    for (int i = 0; i < OC * H * W; i++) cr_assert_float_eq(yb[i], y[i], 1e-5);
     for (int o = 0; o < OC; o++)
         for (int i = 0; i < H; i++)
             for (int j = 0; j < W; j++) {
