@@ -43,6 +43,8 @@ static void usage(FILE *f) {
             "  --no-augment           no time shift, noise mix or SpecAugment masks\n"
             "  --mix-prob P           share of windows mixed with background noise (0.5)\n"
             "  --snr-range LO,HI      SNR of the noise mix in dB (0,20)\n"
+            "  --mix-labelled P       share of windows mixed with another training window at\n"
+            "                         -6..6 dB, the targets of both kept (0)\n"
             "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
             "  --segment-hop S        hop between training windows in seconds (1.0)\n"
@@ -58,7 +60,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -176,6 +178,7 @@ int cmd_train(int argc, char **argv) {
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
         {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
+        {"mix-labelled", required_argument, 0, O_MIXLAB},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
@@ -228,6 +231,7 @@ int cmd_train(int argc, char **argv) {
         }
         case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
         case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
+        case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
         case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;

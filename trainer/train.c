@@ -18,7 +18,7 @@ volatile sig_atomic_t ts_stop_requested = 0;
 ts_train_options ts_train_defaults(void) {
     ts_train_options o = {
         .arch = "convnet1", .epochs = 30, .batch_size = 32, .patience = 6, .lr = 1e-3f, .cosine = 0,
-        .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f,
+        .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f, .mix_labelled = 0.0f,
         .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .gain_db = 6.0f, .time_mask = 6, .freq_mask = 12,
         .bg_repeat = 1, .quiet = 0,
     };
@@ -160,7 +160,27 @@ static const bs_layer_spec convnet_lite_gp[] = {
     {.kind = BS_LAYER_SIGMOID},
 };
 
+/* convnet-gp-wide: the same shape with twice the filters (32-64-128-128). */
+static const bs_layer_spec convnet_gp_wide[] = {
+    {.kind = BS_LAYER_CONV2D, .filters = 32, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 128, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+    {.kind = BS_LAYER_CONV2D, .filters = 128, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
+    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 5},
+    {.kind = BS_LAYER_FLATTEN}, {.kind = BS_LAYER_DROPOUT, .rate = 0.3f}, {.kind = BS_LAYER_DENSE, .units = 0},
+    {.kind = BS_LAYER_SIGMOID},
+};
+
 int ts_arch_layers(const char *arch, bs_layer_spec *out, int max) {
+    if (arch && strcmp(arch, "convnet-gp-wide") == 0) {
+        int n = (int)(sizeof convnet_gp_wide / sizeof convnet_gp_wide[0]);
+        if (n > max) return -1;
+        memcpy(out, convnet_gp_wide, sizeof convnet_gp_wide);
+        return n;
+    }
     if (arch && strcmp(arch, "convnet-lite-gp") == 0) {
         int n = (int)(sizeof convnet_lite_gp / sizeof convnet_lite_gp[0]);
         if (n > max) return -1;
@@ -172,7 +192,7 @@ int ts_arch_layers(const char *arch, bs_layer_spec *out, int max) {
 
 const char *ts_arch_names(void) {
     static char names[256];
-    if (!names[0]) snprintf(names, sizeof names, "%s, convnet-lite-gp", bs_nn_arch_names());
+    if (!names[0]) snprintf(names, sizeof names, "%s, convnet-lite-gp, convnet-gp-wide", bs_nn_arch_names());
     return names;
 }
 
@@ -184,13 +204,15 @@ typedef struct aug_ctx {
     const ts_windows *w;
     const int *noise;  /* background windows of the training part */
     int n_noise;
+    const int *pool;   /* every training window (partners of labelled mixes) */
+    int n_pool;
     ts_rng rng;
     float *tmp;        /* n_frames */
     float *pow_x, *pow_n; /* n_mels * n_frames */
 } aug_ctx;
 
-/* x: one dB window (modified in place). */
-static void augment_db(aug_ctx *a, float *x) {
+/* x: one dB window (modified in place); y: its C targets (a labelled mix adds the other's). */
+static void augment_db(aug_ctx *a, float *x, float *y) {
     const ts_train_options *o = a->o;
     int M = a->w->n_mels, T = a->w->n_frames;
     if (o->shift_frames > 0) {
@@ -207,8 +229,13 @@ static void augment_db(aug_ctx *a, float *x) {
         float g = (float)((2.0 * ts_rng_uniform(&a->rng) - 1.0) * o->gain_db);
         for (size_t i = 0; i < (size_t)M * T; i++) x[i] += g;
     }
-    if (a->n_noise > 0 && ts_rng_uniform(&a->rng) < o->mix_prob) {
-        const float *nz = a->w->x[a->noise[ts_rng_below(&a->rng, (uint32_t)a->n_noise)]];
+    int labelled_mix = a->n_pool > 0 && o->mix_labelled > 0 && ts_rng_uniform(&a->rng) < o->mix_labelled;
+    if (labelled_mix || (a->n_noise > 0 && ts_rng_uniform(&a->rng) < o->mix_prob)) {
+        int src = labelled_mix ? a->pool[ts_rng_below(&a->rng, (uint32_t)a->n_pool)]
+                               : a->noise[ts_rng_below(&a->rng, (uint32_t)a->n_noise)];
+        const float *nz = a->w->x[src];
+        if (labelled_mix)
+            for (int c = 0; c < a->w->C; c++) y[c] = fmaxf(y[c], a->w->yf[(size_t)src * a->w->C + c]);
         size_t N = (size_t)M * T;
         const float k = 0.23025851f; /* ln(10) / 10: dB -> power */
         float *px = a->pow_x, *pn = a->pow_n;
@@ -220,7 +247,9 @@ static void augment_db(aug_ctx *a, float *x) {
             sn += pn[i];
         }
         if (sn > 0.0 && sx > 0.0) {
-            double snr = o->snr_min + (o->snr_max - o->snr_min) * ts_rng_uniform(&a->rng);
+            /* a labelled partner must stay audible: SNR within +-6 dB */
+            double lo = labelled_mix ? -6.0 : o->snr_min, hi = labelled_mix ? 6.0 : o->snr_max;
+            double snr = lo + (hi - lo) * ts_rng_uniform(&a->rng);
             float g = (float)(sx / (sn * pow(10.0, snr / 10.0)));
             float mx = -1e30f, amin = a->cfg->amin;
             for (size_t i = 0; i < N; i++) {
@@ -385,7 +414,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     float *vprobs = xcalloc((size_t)n_val * C, sizeof(float));
     uint8_t *vy = xcalloc((size_t)n_val * C, 1);
     for (int i = 0; i < n_val; i++) memcpy(vy + (size_t)i * C, w->y + (size_t)val_idx[i] * C, (size_t)C);
-    aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .rng = {o->seed * 7919 + 17},
+    aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .pool = train_idx, .n_pool = n_train, .rng = {o->seed * 7919 + 17},
                   .tmp = xcalloc((size_t)T, sizeof(float)), .pow_x = xcalloc(per, sizeof(float)),
                   .pow_n = xcalloc(per, sizeof(float))};
     ts_rng order_rng = {o->seed ^ 0x5bd1e995ull};
@@ -408,10 +437,10 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                 int wi = order[s + i];
                 float *x = xb + (size_t)i * per;
                 memcpy(x, w->x[wi], per * sizeof(float));
-                if (o->augment) augment_db(&ag, x);
+                memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
+                if (o->augment) augment_db(&ag, x, yb + (size_t)i * C);
                 bs_normalize_apply(x, mean, std, std_floor, M, T);
                 if (o->augment) spec_masks(&ag, x);
-                memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
             }
             double t0 = now_s();
             bs_net_forward(net, xb, b, 1);

@@ -35,6 +35,8 @@ typedef struct ts_train_options {
     uint64_t seed;        /* 1 */
     int augment;          /* 1 */
     float mix_prob;       /* 0.5 */
+    float mix_labelled;   /* share of windows mixed with another training window at +-6 dB,
+                           * targets joined (0) */
     float snr_min, snr_max; /* 0, 20 dB */
     int shift_frames;     /* 8 */
     float gain_db;        /* random level change of up to +-gain_db dB (6) */
