@@ -333,8 +333,8 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "birdsong train: %s\n", err.msg);
             goto done;
         }
-        enum { NF = 6 };
-        const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "ece",
+        enum { NF = 7 };
+        const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
                                  "mean_active_labelled", "mean_active_background"};
         double *vals = calloc((size_t)NF * folds, sizeof(double));
         json_t *fl = json_array();
@@ -364,11 +364,12 @@ int cmd_train(int argc, char **argv) {
             }
             ts_metrics m;
             evaluate(r.model, &w, te, nte, &m, NULL);
-            double fv[NF] = {m.recording_acc, m.window_acc, m.macro_map, m.ece, m.active_labelled, m.active_background};
+            double fv[NF] = {m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece, m.active_labelled,
+                             m.active_background};
             for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
-            printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f, "
-                   "ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
-                   f + 1, folds, r.best_epoch, m.recording_acc, m.window_acc, m.macro_map, m.ece,
+            printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
+                   "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
+                   f + 1, folds, r.best_epoch, m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece,
                    m.active_labelled, m.active_background);
             fflush(stdout);
             json_t *fj = ts_metrics_to_json(&m, ds.labels);
@@ -414,9 +415,10 @@ int cmd_train(int argc, char **argv) {
     ts_metrics vm;
     float *vprobs = malloc(sizeof(float) * ((size_t)nva * w.C + 1));
     evaluate(final.model, &w, va, nva, &vm, vprobs);
-    printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f, "
-           "ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
-           (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.ece, vm.active_labelled,
+    printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
+           "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
+           (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
+           vm.active_labelled,
            vm.active_background);
 
     /* provenance */

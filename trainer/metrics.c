@@ -198,6 +198,27 @@ void ts_metrics_compute(ts_metrics *m, const float *probs, const uint8_t *target
     ts_group_mean(probs, targets, group_of, n, C, n_groups, gp, gt);
     for (int g = 0; g < n_groups; g++) m->n_recordings += n_pos(gt + (size_t)g * C, C) > 0;
     m->recording_acc = ts_top1_accuracy(gp, gt, n_groups, C);
+    {
+        /* groups that hold no row are left out */
+        int *has = calloc((size_t)n_groups + 1, sizeof(int));
+        if (!has) abort();
+        for (int i = 0; i < n; i++) has[group_of[i]] = 1;
+        int k = 0;
+        for (int g = 0; g < n_groups; g++) {
+            if (!has[g]) continue;
+            memmove(gp + (size_t)k * C, gp + (size_t)g * C, sizeof(float) * C);
+            memmove(gt + (size_t)k * C, gt + (size_t)g * C, (size_t)C);
+            k++;
+        }
+        free(has);
+        double s = 0.0;
+        int na = 0;
+        for (int c = 0; c < C; c++) {
+            double ap = ts_average_precision(gp, gt, k, C, c);
+            if (!isnan(ap)) { s += ap; na++; }
+        }
+        m->recording_map = na ? s / na : NAN;
+    }
     free(gp);
     free(gt);
     m->precision = calloc((size_t)C, sizeof(double));
@@ -242,7 +263,8 @@ void ts_metrics_print(FILE *f, const ts_metrics *m, char *const *labels) {
     fprintf(f, "windows: %ld (%ld labelled, %ld background), recordings: %ld labelled\n",
             m->n_windows, m->n_labelled, m->n_background, m->n_recordings);
     fprintf(f, "top-1 accuracy: window %.4f, recording %.4f\n", m->window_acc, m->recording_acc);
-    fprintf(f, "macro mAP: %.4f   ECE (10 bins): %.4f\n", m->macro_map, m->ece);
+    fprintf(f, "macro mAP: window %.4f, recording %.4f   ECE (10 bins): %.4f\n", m->macro_map, m->recording_map,
+            m->ece);
     fprintf(f, "mean species with p > 0.5 per window: labelled %.3f, background %.3f\n",
             m->active_labelled, m->active_background);
     if (!isnan(m->loss)) fprintf(f, "mean BCE loss: %.4f\n", m->loss);

@@ -58,7 +58,8 @@ typedef struct ts_metrics {
     double *precision, *recall, *f1, *ap; /* [C] at the thresholds */
     float *threshold;                      /* [C] */
     long *support;                         /* [C] positive windows */
-    double macro_map;                      /* mean of the defined APs */
+    double macro_map;                      /* mean of the defined APs (windows) */
+    double recording_map;                  /* the same over recordings (mean of their windows) */
     long *confusion;                       /* [C, C] */
     double ece;
     ts_reliability_bin bins[TS_ECE_BINS];

@@ -180,8 +180,10 @@ void ts_report_html(FILE *f, const ts_report *r) {
     fig(f, m->window_acc, "%.4f");
     fputs("</td></tr><tr><td>top-1 accuracy, recording (mean of its windows)</td><td>", f);
     fig(f, m->recording_acc, "%.4f");
-    fputs("</td></tr><tr><td>macro mAP</td><td>", f);
+    fputs("</td></tr><tr><td>macro mAP, window</td><td>", f);
     fig(f, m->macro_map, "%.4f");
+    fputs("</td></tr><tr><td>macro mAP, recording (mean of its windows)</td><td>", f);
+    fig(f, m->recording_map, "%.4f");
     fputs("</td></tr><tr><td>ECE (10 bins, every window &times; species)</td><td>", f);
     fig(f, m->ece, "%.4f");
     fputs("</td></tr><tr><td>mean species with p &gt; 0.5 per labelled window</td><td>", f);

@@ -130,6 +130,13 @@ Test(metrics, top1_recording_and_confusion) {
     cr_assert(isnan(m.ap[1])); /* species 1 has no positive: left out of the mean */
     cr_assert_float_eq(m.macro_map, (m.ap[0] + m.ap[2]) / 2.0, EPS);
     cr_assert_float_eq(m.ap[2], 1.0, EPS);
+    /* recordings: species 0 mean .75 ranks above the background's .6; species 2 on top */
+    cr_assert_float_eq(m.recording_map, 1.0, EPS);
+    ts_metrics_free(&m);
+    /* a background recording above the positive one: species 0 AP over recordings = 1/2 */
+    float p2[] = {0.3f, 0.0f, 0.0f, 0.3f, 0.0f, 0.0f, 0.1f, 0.0f, 0.9f, 0.9f, 0.0f, 0.0f};
+    ts_metrics_compute(&m, p2, y, 4, 3, g, 3, thr);
+    cr_assert_float_eq(m.recording_map, (0.5 + 1.0) / 2.0, EPS);
     ts_metrics_free(&m);
 }
 
