@@ -43,6 +43,8 @@ static void usage(FILE *f) {
             "  --no-augment           no time shift, noise mix or SpecAugment masks\n"
             "  --mix-prob P           share of windows mixed with background noise (0.5)\n"
             "  --snr-range LO,HI      SNR of the noise mix in dB (0,20)\n"
+            "  --active-fraction F    train on the share F of each recording's windows with the\n"
+            "                         most 1-10 kHz energy (1 = all); validation keeps all\n"
             "  --mix-labelled P       share of windows mixed with another training window at\n"
             "                         -6..6 dB, the targets of both kept (0)\n"
             "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
@@ -60,7 +62,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -178,7 +180,7 @@ int cmd_train(int argc, char **argv) {
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
         {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
-        {"mix-labelled", required_argument, 0, O_MIXLAB},
+        {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
@@ -188,6 +190,8 @@ int cmd_train(int argc, char **argv) {
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
     int n_mels = 0;
+    double active = 1.0;
+    float *activity = NULL;
     optind = 0;
     opterr = 0;
     int c;
@@ -232,6 +236,7 @@ int cmd_train(int argc, char **argv) {
         case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
         case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
         case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
+        case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &active)) return 2; break;
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
         case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
@@ -315,6 +320,9 @@ int cmd_train(int argc, char **argv) {
     va = calloc((size_t)w.n + 1, sizeof(int));
     if (!usable || !role || !fold_of || !tr || !va) abort();
     usable_items(&ds, &w, usable);
+    activity = calloc((size_t)w.n + 1, sizeof(float));
+    if (!activity) abort();
+    ts_window_activity(&w, &cfg, activity);
 
     if (folds > 0) {
         ts_dataset v;
@@ -350,6 +358,7 @@ int cmd_train(int argc, char **argv) {
             }
             free(pool);
             int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
+            ntr = ts_keep_active(&w, activity, active, tr, ntr);
             int *te = malloc(sizeof(int) * ((size_t)w.n + 1));
             int nte = windows_of(&w, fold_of, f, te);
             if (!o.quiet)
@@ -407,6 +416,7 @@ int cmd_train(int argc, char **argv) {
         goto done;
     }
     int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
+    ntr = ts_keep_active(&w, activity, active, tr, ntr);
     if (!o.quiet) bs_log_info("final model: %d training and %d validation windows", ntr, nva);
     if (ts_train_run(&w, tr, ntr, va, nva, ds.labels, &cfg, &o, &final, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
@@ -479,6 +489,7 @@ done:
     free(paths);
     ts_windows_free(&w);
     free(usable);
+    free(activity);
     free(role);
     free(fold_of);
     free(tr);

@@ -141,6 +141,54 @@ int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, floa
     return 0;
 }
 
+/* ---- active windows ---- */
+
+static double hz_to_mel(double f) {
+    /* slaney: linear below 1 kHz, logarithmic above (REFERENCES.md section 1) */
+    return f < 1000.0 ? 3.0 * f / 200.0 : 15.0 + log(f / 1000.0) / (log(6.4) / 27.0);
+}
+
+void ts_window_activity(const ts_windows *w, const bs_feature_config *cfg, float *score) {
+    int M = w->n_mels, T = w->n_frames;
+    double lo = hz_to_mel(cfg->fmin), hi = hz_to_mel(cfg->fmax);
+    int m0 = M, m1 = -1;
+    for (int m = 0; m < M; m++) {
+        double centre = lo + (hi - lo) * (m + 1) / (M + 1);
+        if (centre >= hz_to_mel(1000.0) && centre <= hz_to_mel(10000.0)) {
+            if (m < m0) m0 = m;
+            m1 = m;
+        }
+    }
+    if (m1 < m0) { m0 = 0; m1 = M - 1; }
+    for (int i = 0; i < w->n; i++) {
+        double s = 0.0;
+        for (int m = m0; m <= m1; m++)
+            for (int t = 0; t < T; t++) s += w->x[i][(size_t)m * T + t];
+        score[i] = (float)(s / ((double)(m1 - m0 + 1) * T));
+    }
+}
+
+int ts_keep_active(const ts_windows *w, const float *score, double fraction, int *idx, int n) {
+    if (fraction >= 1.0) return n;
+    int k = 0;
+    for (int a = 0; a < n; a++) {
+        int i = idx[a];
+        if (w->background[i]) { idx[k++] = i; continue; }
+        /* rank of window i among the windows of its recording (by band energy, descending) */
+        int rank = 0, total = 0;
+        for (int b = 0; b < n; b++) {
+            int j = idx[b];
+            if (w->group[j] != w->group[i]) continue;
+            total++;
+            if (score[j] > score[i] || (score[j] == score[i] && j < i)) rank++;
+        }
+        int keep = (int)ceil(fraction * total);
+        if (keep < 1) keep = 1;
+        if (rank < keep) idx[k++] = i;
+    }
+    return k;
+}
+
 /* ---- architectures ---- */
 
 /* convnet-lite-gp: convnet-lite's convolutions, then a max over the whole remaining time axis

@@ -89,6 +89,15 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                  ts_train_result *res, bs_error *err);
 void ts_train_result_free(ts_train_result *r);
 
+/* Band energy of each window: mean dB over the mel bands centred between 1 and 10 kHz (where
+ * the six species sing). score [w->n]. */
+void ts_window_activity(const ts_windows *w, const bs_feature_config *cfg, float *score);
+/* Keeps, of each labelled recording's windows among idx[0..n-1], the `fraction` with the most
+ * band energy (at least one); background windows are all kept. Compacts idx, returns the new
+ * count. Weak labels say a species is in the recording, not in every second: the quietest
+ * windows are the likeliest to hold none of it. */
+int ts_keep_active(const ts_windows *w, const float *score, double fraction, int *idx, int n);
+
 /* Probabilities of windows idx[0..n-1] with the model (normalization inside): probs [n, C]. */
 int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, float *probs, bs_error *err);
 
