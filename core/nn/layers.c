@@ -271,6 +271,20 @@ void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, i
 void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, int C, int H,
                       int W, int ph, int pw) {
     const int OH = H / ph, OW = W / pw;
+    if (ph == 2 && pw == 1 && H % 2 == 0) { /* every input is in exactly one window */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict d0 = dinp + (bc * H + 2 * oy) * W, *restrict d1 = d0 + W;
+                const float *restrict g = dout + (bc * OH + oy) * OW;
+                for (int x = 0; x < W; x++) {
+                    int second = !(r1[x] <= r0[x]); /* same choice as the forward */
+                    d0[x] = second ? 0.0f : g[x];
+                    d1[x] = second ? g[x] : 0.0f;
+                }
+            }
+        return;
+    }
     memset(dinp, 0, sizeof(float) * (size_t)B * C * H * W);
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
@@ -492,7 +506,7 @@ static void sparse_from(sparse_rows *sr, const float *Mx, int rows, int n) {
 }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BS_SIMD_CLONES __attribute__((target_clones("arch=haswell", "default")))
+#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define BS_SIMD_CLONES
 #endif

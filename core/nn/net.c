@@ -544,9 +544,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
     if (batch < 1 || batch > net->max_batch || (training && net->infer_only)) return NULL;
     const int B = batch;
     const float *in = x;
-    if (training) {
-        net->wino_valid = 0;
-    } else if (!net->wino_valid) {
+    if (!net->wino_valid) { /* training forwards use Winograd too: recompute every step */
         for (int i = 0; i < net->n_layers; i++) {
             layer *l = &net->L[i];
             if (l->wino_r)
@@ -561,7 +559,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
         switch (l->s.kind) {
         case BS_LAYER_CONV2D: {
             int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
-            if (!training && l->wino_r)
+            if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
                                         net->wino_X, B, l->ic,
                                         l->oc, l->ih, l->iw, l->wino_r, relu);
@@ -607,6 +605,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
     net->x = x;
     net->last_batch = B;
     net->last_training = training;
+    if (training) net->wino_valid = 0; /* an optimizer step follows */
     return net->L[net->n_layers - 2].out;
 }
 

@@ -516,4 +516,5 @@ Test(conv2d, winograd_matches_im2col) {
     winograd_case(5, 6, 3, 8, 5, 1);
     winograd_case(5, 2, 2, 1, 1, 0);
     winograd_case(3, 16, 8, 12, 10, 1);
+    winograd_case(5, 128, 256, 16, 22, 0); /* convnet1's conv4 at full size */
 }
