@@ -465,6 +465,10 @@ void winograd_matrices(int r, float *AT, float *G, float *BT) {
 }
 
 void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
+    winograd_weights_ex(U, w, OC, IC, r, 0);
+}
+
+void winograd_weights_ex(float *U, const float *w, int OC, int IC, int r, int flip) {
     const int n = r + 1;
     float AT[2 * 6], G[6 * 5], BT[6 * 6];
     winograd_matrices(r, AT, G, BT);
@@ -475,7 +479,8 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
             for (int a = 0; a < n; a++) /* t = G g (n x r) */
                 for (int k = 0; k < r; k++) {
                     float s = 0.0f;
-                    for (int q = 0; q < r; q++) s += G[a * r + q] * g[q * r + k];
+                    for (int q = 0; q < r; q++)
+                        s += G[a * r + q] * (flip ? g[(r - 1 - q) * r + (r - 1 - k)] : g[q * r + k]);
                     t[a * r + k] = s;
                 }
             for (int a = 0; a < n; a++) /* u = t G^T (n x n) */
@@ -484,7 +489,10 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
                     for (int k = 0; k < r; k++) s += t[a * r + k] * G[b * r + k];
                     u[a * n + b] = s;
                 }
-            for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
+            if (flip) /* the transposed convolution: output channels IC, input channels OC */
+                for (int e = 0; e < n * n; e++) U[((size_t)e * IC + c) * OC + o] = u[e];
+            else
+                for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
         }
 }
 
@@ -613,8 +621,14 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
     for (int s = 0; s < B; s++) {
         const float *x = inp + (size_t)s * IC * H * W;
         float *y = out + (size_t)s * OC * H * W;
-        for (int c = 0; c < IC; c++) /* (IC, H, W) -> (H, W, IC) */
-            for (size_t q = 0; q < (size_t)H * W; q++) xt[q * IC + c] = x[(size_t)c * H * W + q];
+        const size_t HW = (size_t)H * W;
+        for (int c0 = 0; c0 < IC; c0 += 16) /* (IC, H, W) -> (H, W, IC) in 16x64 blocks */
+            for (size_t q0 = 0; q0 < HW; q0 += 64) {
+                int c1 = c0 + 16 < IC ? c0 + 16 : IC;
+                size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+                for (size_t q = q0; q < q1; q++)
+                    for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
+            }
         wino_input(V, xt, tmp, zero, &bt, IC, H, W, TH, TW);
         for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
