@@ -465,10 +465,6 @@ void winograd_matrices(int r, float *AT, float *G, float *BT) {
 }
 
 void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
-    winograd_weights_ex(U, w, OC, IC, r, 0);
-}
-
-void winograd_weights_ex(float *U, const float *w, int OC, int IC, int r, int flip) {
     const int n = r + 1;
     float AT[2 * 6], G[6 * 5], BT[6 * 6];
     winograd_matrices(r, AT, G, BT);
@@ -479,8 +475,7 @@ void winograd_weights_ex(float *U, const float *w, int OC, int IC, int r, int fl
             for (int a = 0; a < n; a++) /* t = G g (n x r) */
                 for (int k = 0; k < r; k++) {
                     float s = 0.0f;
-                    for (int q = 0; q < r; q++)
-                        s += G[a * r + q] * (flip ? g[(r - 1 - q) * r + (r - 1 - k)] : g[q * r + k]);
+                    for (int q = 0; q < r; q++) s += G[a * r + q] * g[q * r + k];
                     t[a * r + k] = s;
                 }
             for (int a = 0; a < n; a++) /* u = t G^T (n x n) */
@@ -489,10 +484,7 @@ void winograd_weights_ex(float *U, const float *w, int OC, int IC, int r, int fl
                     for (int k = 0; k < r; k++) s += t[a * r + k] * G[b * r + k];
                     u[a * n + b] = s;
                 }
-            if (flip) /* the transposed convolution: output channels IC, input channels OC */
-                for (int e = 0; e < n * n; e++) U[((size_t)e * IC + c) * OC + o] = u[e];
-            else
-                for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
+            for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
         }
 }
 

@@ -30,10 +30,6 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
  * n = r + 1. U (n*n, OC, IC) = G w G^T per (OC, IC). */
 void winograd_matrices(int r, float *AT, float *G, float *BT);
 void winograd_weights(float *U, const float *w, int OC, int IC, int r);
-/* flip = 1: U (n*n, IC, OC) of the weights rotated by 180 degrees with channels swapped, so
- * that conv2d_winograd_forward(dinp, dout, U, 0, ..., IC' = OC, OC' = IC) is the input
- * gradient of a 'same' convolution. */
-void winograd_weights_ex(float *U, const float *w, int OC, int IC, int r, int flip);
 /* Same result as conv2d_forward (up to rounding) from U; scratch: V n*n*IC*T, M n*n*OC*T,
  * X IC*H*W + (n*n + 1)*max(IC, OC) floats, T = ceil(H/2)*ceil(W/2). */
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,

@@ -519,22 +519,3 @@ Test(conv2d, winograd_matches_im2col) {
     winograd_case(5, 128, 256, 16, 22, 0); /* convnet1's conv4 at full size */
 }
 
-Test(conv2d, winograd_input_gradient_matches_col2im) {
-    enum { IC = 9, OC = 10, H = 6, W = 7 };
-    for (int r = 3; r <= 5; r += 2) {
-        int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2), CM = OC;
-        float x[IC * H * W], w[OC * IC * 25], dy[OC * H * W], dx1[IC * H * W], dx2[IC * H * W];
-        float col[IC * 25 * H * W], dw[OC * IC * 25] = {0}, db[OC] = {0}, zeros[OC] = {0};
-        float *U = malloc(4 * (size_t)n * n * OC * IC), *V = malloc(4 * (size_t)n * n * CM * T),
-              *M = malloc(4 * (size_t)n * n * CM * T),
-              *X = malloc(4 * conv2d_winograd_x_size(CM, CM, H, W, r));
-        fill(x, IC * H * W, 1);
-        fill(w, OC * IC * r * r, 0.5f);
-        fill(dy, OC * H * W, 1);
-        conv2d_backward(dx1, dw, db, dy, x, w, col, 1, IC, OC, H, W, r, r);
-        winograd_weights_ex(U, w, OC, IC, r, 1);
-        conv2d_winograd_forward(dx2, dy, U, zeros, V, M, X, 1, OC, IC, H, W, r, 0);
-        for (int i = 0; i < IC * H * W; i++) cr_assert_float_eq(dx1[i], dx2[i], 1e-4, "r=%d i=%d", r, i);
-        free(U); free(V); free(M); free(X);
-    }
-}
