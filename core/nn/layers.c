@@ -153,24 +153,42 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t N) {
 
 /* ---- batch normalization ------------------------------------------------------------- */
 
+/* Sums of one row in 8 float lanes (vectorizable; each lane adds at most a few hundred
+ * values), returned in double and added up per channel in double. */
+static double row_sum(const float *restrict x, int n) {
+    float acc[8] = {0};
+    int p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[p + k];
+    double s = 0.0;
+    for (; p < n; p++) s += x[p];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+static double row_sq_dev(const float *restrict x, int n, float m) {
+    float acc[8] = {0};
+    int p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int k = 0; k < 8; k++) {
+            float d = x[p + k] - m;
+            acc[k] += d * d;
+        }
+    double s = 0.0;
+    for (; p < n; p++) s += (double)(x[p] - m) * (x[p] - m);
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
                              const float *beta, int B, int C, int HW) {
     const double n = (double)B * HW;
     for (int c = 0; c < C; c++) {
         double s = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) s += x[p];
-        }
+        for (int b = 0; b < B; b++) s += row_sum(inp + ((size_t)b * C + c) * HW, HW);
         double m = s / n, v = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
-                double d = x[p] - m;
-                v += d * d;
-            }
-        }
+        for (int b = 0; b < B; b++) v += row_sq_dev(inp + ((size_t)b * C + c) * HW, HW, (float)m);
         v /= n;
         float is = (float)(1.0 / sqrt(v + BS_BN_EPS));
         mean[c] = (float)m;
@@ -179,8 +197,8 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *runn
         running_var[c] = BS_BN_MOMENTUM * running_var[c] + (1.0f - BS_BN_MOMENTUM) * (float)v;
         float g = gamma[c] * is, sh = beta[c] - (float)m * g;
         for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            float *y = out + ((size_t)b * C + c) * HW;
+            const float *restrict x = inp + ((size_t)b * C + c) * HW;
+            float *restrict y = out + ((size_t)b * C + c) * HW;
             for (int p = 0; p < HW; p++) y[p] = x[p] * g + sh;
         }
     }
@@ -205,28 +223,35 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
                         const float *gamma, int B, int C, int HW) {
     const float n = (float)B * HW;
     for (int c = 0; c < C; c++) {
-        float m = mean[c], is = invstd[c];
+        const float m = mean[c], is = invstd[c];
         double sdy = 0.0, sdyx = 0.0;
         for (int b = 0; b < B; b++) {
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
+            float a1[8] = {0}, a2[8] = {0};
+            int p = 0;
+            for (; p + 8 <= HW; p += 8)
+                for (int k = 0; k < 8; k++) {
+                    a1[k] += dy[p + k];
+                    a2[k] += dy[p + k] * ((x[p + k] - m) * is);
+                }
+            for (; p < HW; p++) {
                 sdy += dy[p];
                 sdyx += dy[p] * ((x[p] - m) * is);
+            }
+            for (int k = 0; k < 8; k++) {
+                sdy += a1[k];
+                sdyx += a2[k];
             }
         }
         dgamma[c] += (float)sdyx;
         dbeta[c] += (float)sdy;
-        float k = gamma[c] * is / n;
-        float a = (float)sdy, bb = (float)sdyx;
-        for (int b = 0; b < B; b++) {
+        const float k = gamma[c] * is / n, a = (float)sdy, bb = (float)sdyx;
+        for (int b = 0; b < B; b++) { /* may be in place: each dx[p] reads only dy[p] */
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
             float *dx = dinp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
-                float xh = (x[p] - m) * is;
-                dx[p] = k * (n * dy[p] - a - xh * bb);
-            }
+            for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
         }
     }
 }
@@ -281,6 +306,27 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, i
                     int second = !(r1[x] <= r0[x]); /* same choice as the forward */
                     d0[x] = second ? 0.0f : g[x];
                     d1[x] = second ? g[x] : 0.0f;
+                }
+            }
+        return;
+    }
+    if (ph == 2 && pw == 2 && H % 2 == 0 && W % 2 == 0) { /* the same, for 2x2 windows */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *r0 = inp + (bc * H + 2 * oy) * W, *r1 = r0 + W;
+                float *d0 = dinp + (bc * H + 2 * oy) * W, *d1 = d0 + W;
+                const float *g = dout + (bc * OH + oy) * OW;
+                for (int ox = 0; ox < OW; ox++) {
+                    const int x = 2 * ox;
+                    float m = r0[x];
+                    int best = 0; /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
+                    if (!(r0[x + 1] <= m)) m = r0[x + 1], best = 1;
+                    if (!(r1[x] <= m)) m = r1[x], best = 2;
+                    if (!(r1[x + 1] <= m)) best = 3;
+                    d0[x] = best == 0 ? g[ox] : 0.0f;
+                    d0[x + 1] = best == 1 ? g[ox] : 0.0f;
+                    d1[x] = best == 2 ? g[ox] : 0.0f;
+                    d1[x + 1] = best == 3 ? g[ox] : 0.0f;
                 }
             }
         return;
