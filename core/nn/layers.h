@@ -26,6 +26,17 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
                      const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
                      int kw);
 
+/* Winograd F(2x2, r x r) for r = 3 or 5 (inference): AT (2 x n), G (n x r), BT (n x n),
+ * n = r + 1. U (n*n, OC, IC) = G w G^T per (OC, IC). */
+void winograd_matrices(int r, float *AT, float *G, float *BT);
+void winograd_weights(float *U, const float *w, int OC, int IC, int r);
+/* Same result as conv2d_forward (up to rounding) from U; scratch: V n*n*IC*T, M n*n*OC*T,
+ * X IC*H*W + (n*n + 1)*max(IC, OC) floats, T = ceil(H/2)*ceil(W/2). */
+void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
+                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
+                             int r, int fuse_relu);
+size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
+
 /* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
 void relu_forward(float *restrict out, const float *restrict inp, size_t N);
 void relu_inplace(float *x, size_t N);

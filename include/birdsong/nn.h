@@ -119,9 +119,15 @@ double bs_net_flops(const bs_net *net);
  * dense: batch, units, inputs). Returns how many (at most max). For `birdsong bench`. */
 int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max);
 
-/* The flat parameter and gradient arrays (same layout; see bs_net_tensor). */
+/* The flat parameter and gradient arrays (same layout; see bs_net_tensor).
+ * Inference runs 3x3 and 5x5 convolutions with >= 8 input channels as Winograd F(2x2, r x r)
+ * from transformed weights, recomputed on the first inference forward after the parameters
+ * may have changed: after bs_net_params, bs_net_tensor, bs_net_find_tensor or a training
+ * forward. Code that keeps a parameter pointer and writes through it later must call
+ * bs_net_params_changed. Training forwards use im2col + sgemm. */
 size_t bs_net_n_params(const bs_net *net);
 float *bs_net_params(bs_net *net);
+void bs_net_params_changed(bs_net *net);
 float *bs_net_grads(bs_net *net); /* NULL for an inference-only net */
 
 /* Named tensors: parameters ("conv1.weight", "conv1.bias", "bn1.gamma", "bn1.beta",
