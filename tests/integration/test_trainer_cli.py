@@ -77,7 +77,7 @@ def test_model_provenance_has_history_and_metrics(trained):
     p = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
             "--cache", str(trained["tmp"] / "cache"), "--json", "--report", str(out), check=0)
     j = json.loads(p.stdout)
-    for k in ("window_accuracy", "recording_accuracy", "macro_map", "ece", "mean_active_labelled",
+    for k in ("window_accuracy", "recording_accuracy", "macro_map", "recording_macro_map", "ece", "mean_active_labelled",
               "mean_active_background", "per_species", "confusion", "reliability", "species"):
         assert k in j, k
     assert j["species"] == ["Cecropis_daurica", "Vireo_griseus"]
