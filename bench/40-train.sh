@@ -13,13 +13,13 @@ trap 'rm -rf "$tmp"' EXIT
 {
   printf 'path\tlabels\n'
   for sp in Cecropis_daurica Vireo_griseus Melanerpes_carolinus Lophophanes_cristatus; do
-    ls "$BIRDS/$sp"/*.flac | head -8 | sed "s|\$|\t$sp|"
+    ls "$BIRDS/$sp"/*.flac | sed -n "1,8s|\$|\t$sp|p"   # sed reads all: no SIGPIPE under pipefail
   done
   printf '%s\t\n' "$DATA/soundscapes/opensoundscape/great_plains_toad.flac"
 } > "$tmp/m.tsv"
-for arch in ${TRAIN_BENCH_ARCHS:-convnet-lite convnet1}; do
-  epochs=4; [ "$arch" = convnet1 ] && epochs=2
-  "$BIN" train --data "$tmp/m.tsv" --out "$tmp/m.bsm" --arch "$arch" --epochs $epochs --patience 0 \
+for arch in ${TRAIN_BENCH_ARCHS:-convnet-gp-wide convnet-lite}; do
+  epochs=3; [ "$arch" = convnet1 ] && epochs=2
+  "$BIN" train --data "$tmp/m.tsv" --out "$tmp/m.bsm" --arch "$arch" --n-mels 64 --epochs $epochs --patience 0 \
     --cache "$tmp/cache" --threads 2 2> "$tmp/log" >/dev/null
   awk -v arch="$arch" '
     /info  epoch [0-9]+\// {
