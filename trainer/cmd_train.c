@@ -468,12 +468,9 @@ int cmd_train(int argc, char **argv) {
         }
     }
     if (report) {
-        uint8_t *vy = malloc((size_t)nva * w.C + 1);
-        for (int i = 0; i < nva; i++) memcpy(vy + (size_t)i * w.C, w.y + (size_t)va[i] * w.C, (size_t)w.C);
         ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
                         .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
-        free(vy);
     }
     ts_metrics_free(&vm);
     free(vprobs);
