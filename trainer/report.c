@@ -101,7 +101,7 @@ static void training_curves(FILE *f, const char *training_json) {
 }
 
 static void confusion_svg(FILE *f, const ts_metrics *m, char *const *labels) {
-    int C = m->C, cell = 44, L = 190, T = 20, W = L + C * cell + 10, H = T + C * cell + 150;
+    int C = m->C, cell = 44, L = 190, T = 20, W = L + C * cell + 150, H = T + C * cell + 150;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" role=\"img\" "
                "aria-label=\"confusion matrix\">", W, H);
     for (int r = 0; r < C; r++) {
@@ -130,7 +130,7 @@ static void confusion_svg(FILE *f, const ts_metrics *m, char *const *labels) {
 }
 
 static void reliability_svg(FILE *f, const ts_metrics *m) {
-    const int S = 260, L = 44, T = 24, B = 34, W = L + S + 20, H = T + S + B;
+    const int S = 260, L = 44, T = 24, B = 34, W = L + S + 120, H = T + S + B;
     fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" role=\"img\" "
                "aria-label=\"reliability diagram\"><text x=\"%d\" y=\"16\" class=\"t\">Reliability: fraction positive "
                "vs mean p</text>", W, H, L);
