@@ -302,3 +302,19 @@ def test_features_with_model_uses_its_settings(trained, tmp_path):
     assert p.returncode == 2 and "--n-mels cannot be combined with --model" in p.stderr
     p = run("features", "--model", "/nonexistent/m.bsm", "-o", str(out), f)
     assert p.returncode == 1 and "/nonexistent/m.bsm" in p.stderr
+
+
+@needs_data
+def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
+    model = tmp_path / "cv.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+            "--n-mels", "64", "--epochs", "1", "--folds", "2", "--val-fraction", "0.3",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert len(re.findall(r"^fold [12]/2 \(best epoch 1\): recording accuracy", p.stdout, re.M)) == 2, p.stdout
+    assert "2-fold cross-validation by recording (mean +- sd):" in p.stdout
+    assert re.search(r"recording_accuracy\s+[0-9.]+ \+- [0-9.]+", p.stdout)
+    meta = json.loads(run("inspect", str(model), check=0).stdout)
+    cv = meta["training"]["metrics"]["cross_validation"]
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
+    assert set(cv["recording_accuracy"]) == {"mean", "sd"}
+    assert meta["features"]["n_mels"] == 64
