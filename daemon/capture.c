@@ -79,10 +79,18 @@ static void alsa_quiet(const char *file, int line, const char *function, int err
 
 static int pa_ready;
 
+/* JACK prints to stderr when PortAudio probes it; libjack comes in with PortAudio, so these
+ * resolve at run time when it is present (weak: no link dependency). */
+extern void jack_set_error_function(void (*fn)(const char *)) __attribute__((weak));
+extern void jack_set_info_function(void (*fn)(const char *)) __attribute__((weak));
+static void jack_quiet(const char *msg) {}
+
 int bsd_audio_init(bs_error *err) {
     if (pa_ready) return 0;
     setenv("JACK_NO_START_SERVER", "1", 0);
     snd_lib_error_set_handler(alsa_quiet);
+    if (jack_set_error_function) jack_set_error_function(jack_quiet);
+    if (jack_set_info_function) jack_set_info_function(jack_quiet);
     PaError e = Pa_Initialize();
     if (e != paNoError) return bs_error_set(err, "PortAudio: cannot initialise: %s", Pa_GetErrorText(e));
     pa_ready = 1;

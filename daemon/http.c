@@ -196,12 +196,12 @@ bsd_http *bsd_http_start(bsd_app *app, bs_error *err) {
     if (!h) return NULL;
     h->app = app;
     h->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, h,
+                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.http_threads,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg.http_connection_limit,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_timeout_seconds,
                               MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
-                              MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
                               MHD_OPTION_END);
     if (!h->mhd) {
         free(h);
