@@ -1,0 +1,81 @@
+/* birdsong: network layers as free functions over flat float arrays (llm.c style).
+ * Shapes in comments; B = batch; gradients prefixed d. Backward functions ACCUMULATE into
+ * parameter gradients (dw, db, ...) and OVERWRITE input gradients (dinp). Internal to core. */
+#ifndef BIRDSONG_CORE_NN_LAYERS_H
+#define BIRDSONG_CORE_NN_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* col (IC*kh*kw, H*W) from one image inp (IC, H, W), 'same' zero padding, stride 1. */
+void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw);
+/* dinp (IC, H, W) = sum of the col (IC*kh*kw, H*W) entries that came from each pixel. */
+void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw);
+
+/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC).
+ * col: scratch of IC*kh*kw*H*W floats. */
+void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
+                    int B, int IC, int OC, int H, int W, int kh, int kw);
+/* dw (OC, IC, kh, kw) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). */
+void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
+                     int kw);
+
+/* out (N) = max(inp, 0), NaN propagates; may be in place. */
+void relu_forward(float *out, const float *inp, size_t N);
+/* dinp (N) = dout * (out > 0); may be in place (dinp == dout). */
+void relu_backward(float *dinp, const float *dout, const float *out, size_t N);
+
+#define BS_BN_EPS 1e-3f
+#define BS_BN_MOMENTUM 0.99f
+/* Training: out (B, C, HW) = gamma (x - mean) / sqrt(var + eps) + beta with batch mean and
+ * biased var over (B, HW); saves mean, invstd (C) for backward; running_mean/var (C) updated
+ * r = momentum r + (1 - momentum) batch. */
+void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
+                             float *running_var, const float *inp, const float *gamma,
+                             const float *beta, int B, int C, int HW);
+/* Inference with running statistics. May be in place. */
+void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, const float *beta,
+                             const float *running_mean, const float *running_var, int B, int C,
+                             int HW);
+/* dinp (B, C, HW) =, dgamma (C) +=, dbeta (C) +=; may be in place (dinp == dout). */
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, int B, int C, int HW);
+
+/* out (B, C, H/ph, W/pw) = max over ph x pw windows of inp (B, C, H, W); 'valid'. */
+void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, int ph, int pw);
+/* dinp (B, C, H, W) = dout routed to the first maximum of each window (rows or columns
+ * beyond the last whole window get 0). */
+void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, int C, int H,
+                      int W, int ph, int pw);
+
+/* Inverted dropout: mask (N) gets 0 or 1/(1-rate) from rng; out = inp * mask. */
+void dropout_forward(float *out, float *mask, const float *inp, size_t N, float rate,
+                     uint64_t *rng);
+void dropout_backward(float *dinp, const float *dout, const float *mask, size_t N);
+
+/* out (B, O) = inp (B, I) w^T (w: O, I) + b (O). */
+void dense_forward(float *out, const float *inp, const float *w, const float *b, int B, int Ni,
+                   int O);
+/* dw (O, I) +=, db (O) +=, dinp (B, I) = (NULL to skip). */
+void dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                    const float *w, int B, int Ni, int O);
+
+/* probs (N) = 1 / (1 + e^-z), stable for large |z|. */
+void sigmoid_forward(float *probs, const float *logits, size_t N);
+/* probs (B, O) = softmax of each row. */
+void softmax_forward(float *probs, const float *logits, int B, int O);
+
+/* Mean BCE on logits (B, O) against targets y (B, O), divided by B*O; pos_weight (O) or NULL.
+ * dlogits (B, O) = d mean / d logits. */
+float bce_logits_loss(float *dlogits, const float *logits, const float *y,
+                      const float *pos_weight, int B, int O);
+/* Mean over B of -sum y log softmax(z); dlogits = (softmax(z) * sum(y) - y) / B. */
+float softmax_ce_loss(float *dlogits, const float *logits, const float *y, int B, int O);
+
+/* splitmix64 step, and a uniform float in [0, 1) with 24 random bits. */
+uint64_t bs_rng_next(uint64_t *state);
+float bs_rng_uniform(uint64_t *state);
+
+#endif

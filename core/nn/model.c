@@ -1,0 +1,887 @@
+/* birdsong: the model and its .bsm file. Format: docs/model-format.md. */
+#include "birdsong/model.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the .bsm writer and reader assume a little-endian host (tensors are copied as they are)"
+#endif
+
+#define HEADER_SIZE 64
+#define ALIGN 64
+#define MAX_LABELS 100000
+#define MAX_LABEL_LEN 256
+
+struct bs_model {
+    bs_net *net;
+    char arch[32];
+    int n_labels;
+    char **labels;
+    float *thresholds;
+    int n_mels, n_frames;
+    float *mean, *std;
+    int have_norm;
+    json_t *features; /* object or NULL */
+    json_t *training; /* object */
+    char *features_str, *training_str, *meta_str;
+    uint32_t crc;
+};
+
+/* ---- CRC-32 ----------------------------------------------------------------------------- */
+
+static uint32_t crc_table[256];
+static int crc_ready;
+
+static void crc_init(void) {
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        crc_table[i] = c;
+    }
+    crc_ready = 1;
+}
+
+uint32_t bs_crc32(uint32_t crc, const void *data, size_t n) {
+    if (!crc_ready) crc_init(); /* idempotent: a race writes the same values */
+    const uint8_t *p = data;
+    crc = ~crc;
+    for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
+    return ~crc;
+}
+
+/* ---- little-endian helpers ---------------------------------------------------------------- */
+
+static uint32_t rd32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static uint64_t rd64(const uint8_t *p) { return (uint64_t)rd32(p) | (uint64_t)rd32(p + 4) << 32; }
+static void wr32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void wr64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* ---- creation and free ------------------------------------------------------------------ */
+
+void bs_model_free(bs_model *m) {
+    if (!m) return;
+    bs_net_free(m->net);
+    if (m->labels)
+        for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
+    free(m->labels);
+    free(m->thresholds);
+    free(m->mean);
+    free(m->std);
+    if (m->features) json_decref(m->features);
+    if (m->training) json_decref(m->training);
+    free(m->features_str);
+    free(m->training_str);
+    free(m->meta_str);
+    free(m);
+}
+
+static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char *arch, int n_mels,
+                           int n_frames, int n_labels, int max_batch, uint64_t seed,
+                           bs_error *err) {
+    bs_model *m = calloc(1, sizeof *m);
+    if (!m) {
+        bs_error_set(err, "out of memory for the model");
+        return NULL;
+    }
+    snprintf(m->arch, sizeof m->arch, "%s", arch);
+    m->net = bs_net_create(layers, n_layers, n_mels, n_frames, n_labels, max_batch, seed, err);
+    if (!m->net) {
+        bs_model_free(m);
+        return NULL;
+    }
+    m->n_labels = n_labels;
+    m->n_mels = n_mels;
+    m->n_frames = n_frames;
+    m->labels = calloc((size_t)n_labels, sizeof(char *));
+    m->thresholds = malloc(sizeof(float) * n_labels);
+    m->mean = calloc((size_t)n_mels, sizeof(float));
+    m->std = malloc(sizeof(float) * n_mels);
+    m->training = json_object();
+    m->training_str = strdup("{}");
+    if (!m->labels || !m->thresholds || !m->mean || !m->std || !m->training || !m->training_str) {
+        bs_error_set(err, "out of memory for the model");
+        bs_model_free(m);
+        return NULL;
+    }
+    for (int i = 0; i < n_labels; i++) m->thresholds[i] = 0.5f;
+    for (int i = 0; i < n_mels; i++) m->std[i] = 1.0f;
+    return m;
+}
+
+static int check_label(const char *s, int i, bs_error *err) {
+    size_t n = strlen(s);
+    if (n == 0 || n > MAX_LABEL_LEN)
+        return bs_error_set(err, "labels[%d] has length %zu, expected 1 to %d characters", i, n,
+                            MAX_LABEL_LEN);
+    for (size_t k = 0; k < n; k++)
+        if ((unsigned char)s[k] < 0x20)
+            return bs_error_set(err, "labels[%d] contains a control character", i);
+    return 0;
+}
+
+bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int n_mels,
+                                 int n_frames, const char *const *labels, int n_labels,
+                                 int max_batch, uint64_t seed, bs_error *err) {
+    if (!labels || n_labels < 1 || n_labels > MAX_LABELS) {
+        bs_error_set(err, "%d labels, expected 1 to %d", labels ? n_labels : 0, MAX_LABELS);
+        return NULL;
+    }
+    for (int i = 0; i < n_labels; i++) {
+        if (!labels[i]) {
+            bs_error_set(err, "labels[%d] is NULL", i);
+            return NULL;
+        }
+        if (check_label(labels[i], i, err)) return NULL;
+        for (int k = 0; k < i; k++)
+            if (strcmp(labels[k], labels[i]) == 0) {
+                bs_error_set(err, "labels[%d] '%s' repeats labels[%d]", i, labels[i], k);
+                return NULL;
+            }
+    }
+    bs_model *m = model_new(layers, n_layers, "custom", n_mels, n_frames, n_labels, max_batch,
+                            seed, err);
+    for (int i = 0; m && i < n_labels; i++)
+        if (!(m->labels[i] = strdup(labels[i]))) {
+            bs_error_set(err, "out of memory for the labels");
+            bs_model_free(m);
+            m = NULL;
+        }
+    return m;
+}
+
+bs_model *bs_model_create(const char *arch, int n_mels, int n_frames, const char *const *labels,
+                          int n_labels, int max_batch, uint64_t seed, bs_error *err) {
+    bs_layer_spec layers[BS_NN_MAX_LAYERS];
+    int n = bs_nn_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
+    if (n < 0) {
+        bs_error_set(err, "unknown architecture '%s', expected one of: %s", arch ? arch : "(null)",
+                     bs_nn_arch_names());
+        return NULL;
+    }
+    bs_model *m = bs_model_create_layers(layers, n, n_mels, n_frames, labels, n_labels, max_batch,
+                                         seed, err);
+    if (m) snprintf(m->arch, sizeof m->arch, "%s", arch);
+    return m;
+}
+
+bs_net *bs_model_net(bs_model *m) { return m->net; }
+
+/* ---- setters ------------------------------------------------------------------------------ */
+
+int bs_model_set_thresholds(bs_model *m, const float *thr, bs_error *err) {
+    for (int i = 0; i < m->n_labels; i++)
+        if (!(thr[i] >= 0.0f && thr[i] <= 1.0f))
+            return bs_error_set(err, "threshold %d (%s) is %g, expected 0 to 1", i, m->labels[i],
+                                (double)thr[i]);
+    memcpy(m->thresholds, thr, sizeof(float) * m->n_labels);
+    return 0;
+}
+
+int bs_model_set_normalization(bs_model *m, const float *mean, const float *std, int n_mels,
+                               bs_error *err) {
+    if (n_mels != m->n_mels)
+        return bs_error_set(err, "normalization has %d mel bins, the network input has %d", n_mels,
+                            m->n_mels);
+    for (int i = 0; i < n_mels; i++) {
+        if (!isfinite(mean[i]))
+            return bs_error_set(err, "normalization mean[%d] is %g, expected a finite number", i,
+                                (double)mean[i]);
+        if (!(std[i] > 0.0f) || !isfinite(std[i]))
+            return bs_error_set(err, "normalization std[%d] is %g, expected a finite number > 0",
+                                i, (double)std[i]);
+    }
+    memcpy(m->mean, mean, sizeof(float) * n_mels);
+    memcpy(m->std, std, sizeof(float) * n_mels);
+    m->have_norm = 1;
+    return 0;
+}
+
+static int set_json_object(json_t **slot, char **str, const char *text, const char *what,
+                           bs_error *err) {
+    json_error_t je;
+    json_t *j = json_loads(text ? text : "", JSON_REJECT_DUPLICATES, &je);
+    if (!j) return bs_error_set(err, "%s JSON: %s at line %d column %d", what, je.text, je.line, je.column);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        return bs_error_set(err, "%s JSON is not an object", what);
+    }
+    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    if (!s) {
+        json_decref(j);
+        return bs_error_set(err, "out of memory for %s JSON", what);
+    }
+    if (*slot) json_decref(*slot);
+    free(*str);
+    *slot = j;
+    *str = s;
+    return 0;
+}
+
+int bs_model_set_features_json(bs_model *m, const char *json, bs_error *err) {
+    return set_json_object(&m->features, &m->features_str, json, "features", err);
+}
+
+int bs_model_set_training_json(bs_model *m, const char *json, bs_error *err) {
+    if (set_json_object(&m->training, &m->training_str, json, "training", err)) return -1;
+    json_t *d = json_object_get(m->training, "date");
+    if (d && !json_is_string(d)) return bs_error_set(err, "training JSON: date is not a string");
+    return 0;
+}
+
+/* ---- accessors ---------------------------------------------------------------------------- */
+
+int bs_model_n_outputs(const bs_model *m) { return m->n_labels; }
+const char *bs_model_label(const bs_model *m, int i) {
+    return i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
+}
+const float *bs_model_thresholds(const bs_model *m) { return m->thresholds; }
+int bs_model_n_mels(const bs_model *m) { return m->n_mels; }
+int bs_model_n_frames(const bs_model *m) { return m->n_frames; }
+const float *bs_model_norm_mean(const bs_model *m) { return m->mean; }
+const float *bs_model_norm_std(const bs_model *m) { return m->std; }
+const char *bs_model_features_json(const bs_model *m) {
+    return m->features_str ? m->features_str : "{}";
+}
+const char *bs_model_training_json(const bs_model *m) { return m->training_str; }
+const char *bs_model_training_date(const bs_model *m) {
+    const char *s = json_string_value(json_object_get(m->training, "date"));
+    return s ? s : "";
+}
+const char *bs_model_arch(const bs_model *m) { return m->arch; }
+uint32_t bs_model_checksum(const bs_model *m) { return m->crc; }
+
+/* ---- inference ---------------------------------------------------------------------------- */
+
+int bs_model_predict(bs_model *m, const float *features, float *probs) {
+    bs_net_forward(m->net, features, 1, 0);
+    bs_net_activate(m->net, 1, probs);
+    for (int i = 0; i < m->n_labels; i++)
+        if (!isfinite(probs[i])) return -1;
+    return 0;
+}
+
+void bs_model_normalize(const bs_model *m, float *x) {
+    for (int b = 0; b < m->n_mels; b++) {
+        float mu = m->mean[b], is = 1.0f / m->std[b];
+        float *row = x + (size_t)b * m->n_frames;
+        for (int t = 0; t < m->n_frames; t++) row[t] = (row[t] - mu) * is;
+    }
+}
+
+/* ---- metadata JSON ------------------------------------------------------------------------ */
+
+static json_t *float_array(const float *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_real(v[i]));
+    return a;
+}
+
+static json_t *layers_json(const bs_net *net) {
+    json_t *a = json_array();
+    const bs_layer_spec *L = bs_net_layers(net);
+    for (int i = 0; i < bs_net_n_layers(net); i++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "type", json_string(bs_layer_kind_name(L[i].kind)));
+        switch (L[i].kind) {
+        case BS_LAYER_CONV2D:
+            json_object_set_new(o, "filters", json_integer(L[i].filters));
+            json_object_set_new(o, "kernel", json_pack("[ii]", L[i].kh, L[i].kw));
+            break;
+        case BS_LAYER_MAXPOOL:
+            json_object_set_new(o, "pool", json_pack("[ii]", L[i].kh, L[i].kw));
+            break;
+        case BS_LAYER_DROPOUT:
+            json_object_set_new(o, "rate", json_real(L[i].rate));
+            break;
+        case BS_LAYER_DENSE:
+            json_object_set_new(o, "units", json_integer(L[i].units));
+            break;
+        default:
+            break;
+        }
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+/* Everything but "tensors". */
+static json_t *metadata_json(const bs_model *m) {
+    json_t *labels = json_array();
+    for (int i = 0; i < m->n_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
+    json_t *root = json_object();
+    json_object_set_new(root, "format", json_string("birdsong-model"));
+    json_object_set_new(root, "arch", json_string(m->arch));
+    json_object_set_new(root, "input", json_pack("{s:i,s:i}", "n_mels", m->n_mels, "n_frames",
+                                                 m->n_frames));
+    json_object_set_new(root, "layers", layers_json(m->net));
+    json_object_set_new(root, "output",
+                        json_string(bs_layer_kind_name(bs_net_output_kind(m->net))));
+    json_object_set_new(root, "labels", labels);
+    json_object_set_new(root, "thresholds", float_array(m->thresholds, m->n_labels));
+    json_object_set_new(root, "features", m->features ? json_incref(m->features) : json_object());
+    json_object_set_new(root, "normalization",
+                        json_pack("{s:o,s:o}", "mean", float_array(m->mean, m->n_mels), "std",
+                                  float_array(m->std, m->n_mels)));
+    json_object_set(root, "training", m->training);
+    return root;
+}
+
+const char *bs_model_metadata_json(const bs_model *cm) {
+    bs_model *m = (bs_model *)cm; /* the cached text is the only thing written */
+    json_t *root = metadata_json(m);
+    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    json_decref(root);
+    if (s) {
+        free(m->meta_str);
+        m->meta_str = s;
+    }
+    return m->meta_str ? m->meta_str : "{}";
+}
+
+/* ---- saving ------------------------------------------------------------------------------- */
+
+static size_t align_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
+
+int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *err) {
+    *out = NULL;
+    *out_size = 0;
+    if (!m->features) return bs_error_set(err, "feature settings were not set (bs_model_set_features_json)");
+    if (!m->have_norm)
+        return bs_error_set(err, "normalization mean/std were not set (bs_model_set_normalization)");
+    if (!json_object_get(m->training, "date")) {
+        char date[32];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
+        json_object_set_new(m->training, "date", json_string(date));
+        char *s = json_dumps(m->training, JSON_COMPACT | JSON_REAL_PRECISION(9));
+        if (s) {
+            free(m->training_str);
+            m->training_str = s;
+        }
+    }
+    bs_net *net = m->net;
+    for (size_t i = 0; i < bs_net_n_params(net); i++)
+        if (!isfinite(bs_net_params(net)[i]))
+            return bs_error_set(err, "parameter %zu is %g, refusing to save a non-finite model", i,
+                                (double)bs_net_params(net)[i]);
+    json_t *root = metadata_json(m);
+    json_t *tens = json_array();
+    size_t off = 0;
+    int nt = bs_net_n_tensors(net);
+    for (int i = 0; i < nt; i++) {
+        bs_tensor_info t;
+        bs_net_tensor(net, i, &t);
+        json_t *shape = json_array();
+        for (int d = 0; d < t.ndim; d++) json_array_append_new(shape, json_integer(t.shape[d]));
+        json_array_append_new(tens, json_pack("{s:s,s:o,s:I}", "name", t.name, "shape", shape,
+                                              "offset", (json_int_t)off));
+        off = align_up(off + t.size * sizeof(float));
+    }
+    json_object_set_new(root, "tensors", tens);
+    char *js = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
+    json_decref(root);
+    if (!js) return bs_error_set(err, "out of memory for the model metadata");
+    size_t json_size = strlen(js);
+    size_t data_offset = align_up(HEADER_SIZE + json_size);
+    size_t data_size = off;
+    size_t file_size = data_offset + data_size + 4;
+    uint8_t *buf = calloc(1, file_size);
+    if (!buf) {
+        free(js);
+        return bs_error_set(err, "out of memory for %zu bytes of model file", file_size);
+    }
+    memcpy(buf, BS_MODEL_MAGIC, 8);
+    wr32(buf + 8, BS_MODEL_VERSION);
+    wr32(buf + 12, 0);
+    wr64(buf + 16, json_size);
+    wr64(buf + 24, data_offset);
+    wr64(buf + 32, data_size);
+    wr64(buf + 40, file_size);
+    memcpy(buf + HEADER_SIZE, js, json_size);
+    free(js);
+    off = 0;
+    for (int i = 0; i < nt; i++) {
+        bs_tensor_info t;
+        bs_net_tensor(net, i, &t);
+        memcpy(buf + data_offset + off, t.data, t.size * sizeof(float));
+        off = align_up(off + t.size * sizeof(float));
+    }
+    uint32_t crc = bs_crc32(0, buf, file_size - 4);
+    wr32(buf + file_size - 4, crc);
+    m->crc = crc;
+    *out = buf;
+    *out_size = file_size;
+    return 0;
+}
+
+int bs_model_save(bs_model *m, const char *path, bs_error *err) {
+    uint8_t *buf;
+    size_t n;
+    if (bs_model_serialize(m, &buf, &n, err)) {
+        bs_error_prefix(err, path);
+        return -1;
+    }
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) {
+        free(buf);
+        return bs_error_set(err, "%s: cannot create: %s", tmp, strerror(errno));
+    }
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = write(fd, buf + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            int e = errno;
+            close(fd);
+            unlink(tmp);
+            free(buf);
+            return bs_error_set(err, "%s: write failed: %s", tmp, strerror(e));
+        }
+        done += (size_t)w;
+    }
+    free(buf);
+    if (fsync(fd) != 0 || close(fd) != 0) {
+        unlink(tmp);
+        return bs_error_set(err, "%s: cannot flush: %s", tmp, strerror(errno));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return bs_error_set(err, "%s: cannot rename into place: %s", path, strerror(e));
+    }
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------------------ */
+
+static int get_int(json_t *o, const char *key, const char *where, int lo, int hi, int *out,
+                   bs_error *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return bs_error_set(err, "%s has no '%s'", where, key);
+    if (!json_is_integer(v)) return bs_error_set(err, "%s.%s is not an integer", where, key);
+    json_int_t x = json_integer_value(v);
+    if (x < lo || x > hi)
+        return bs_error_set(err, "%s.%s is %lld, expected %d to %d", where, key, (long long)x, lo, hi);
+    *out = (int)x;
+    return 0;
+}
+
+static int get_pair(json_t *o, const char *key, const char *where, int *a, int *b, bs_error *err) {
+    json_t *v = json_object_get(o, key);
+    if (!v) return bs_error_set(err, "%s has no '%s'", where, key);
+    if (!json_is_array(v) || json_array_size(v) != 2 || !json_is_integer(json_array_get(v, 0)) ||
+        !json_is_integer(json_array_get(v, 1)))
+        return bs_error_set(err, "%s.%s is not an array of 2 integers", where, key);
+    json_int_t x = json_integer_value(json_array_get(v, 0)), y = json_integer_value(json_array_get(v, 1));
+    if (x < 1 || x > 4096 || y < 1 || y > 4096)
+        return bs_error_set(err, "%s.%s is [%lld, %lld], expected values 1 to 4096", where, key,
+                            (long long)x, (long long)y);
+    *a = (int)x;
+    *b = (int)y;
+    return 0;
+}
+
+static int parse_layers(json_t *arr, bs_layer_spec *out, int *n_out, bs_error *err) {
+    if (!json_is_array(arr)) return bs_error_set(err, "metadata 'layers' is not an array");
+    size_t n = json_array_size(arr);
+    if (n < 2 || n > BS_NN_MAX_LAYERS)
+        return bs_error_set(err, "metadata 'layers' has %zu entries, expected 2 to %d", n,
+                            BS_NN_MAX_LAYERS);
+    for (size_t i = 0; i < n; i++) {
+        char where[32];
+        snprintf(where, sizeof where, "layers[%zu]", i);
+        json_t *o = json_array_get(arr, i);
+        if (!json_is_object(o)) return bs_error_set(err, "%s is not an object", where);
+        const char *type = json_string_value(json_object_get(o, "type"));
+        if (!type) return bs_error_set(err, "%s has no string 'type'", where);
+        bs_layer_spec *s = &out[i];
+        memset(s, 0, sizeof *s);
+        int k;
+        for (k = 0; k <= BS_LAYER_SOFTMAX; k++)
+            if (strcmp(type, bs_layer_kind_name((bs_layer_kind)k)) == 0) break;
+        if (k > BS_LAYER_SOFTMAX)
+            return bs_error_set(err, "%s.type is '%.40s', not a known layer", where, type);
+        s->kind = (bs_layer_kind)k;
+        switch (s->kind) {
+        case BS_LAYER_CONV2D:
+            if (get_int(o, "filters", where, 1, 4096, &s->filters, err) ||
+                get_pair(o, "kernel", where, &s->kh, &s->kw, err))
+                return -1;
+            break;
+        case BS_LAYER_MAXPOOL:
+            if (get_pair(o, "pool", where, &s->kh, &s->kw, err)) return -1;
+            break;
+        case BS_LAYER_DROPOUT: {
+            json_t *r = json_object_get(o, "rate");
+            if (!json_is_number(r)) return bs_error_set(err, "%s.rate is not a number", where);
+            double rate = json_number_value(r);
+            if (!(rate >= 0.0 && rate < 1.0))
+                return bs_error_set(err, "%s.rate is %g, expected 0 <= rate < 1", where, rate);
+            s->rate = (float)rate;
+            break;
+        }
+        case BS_LAYER_DENSE:
+            if (get_int(o, "units", where, 1, MAX_LABELS, &s->units, err)) return -1;
+            break;
+        default:
+            break;
+        }
+    }
+    *n_out = (int)n;
+    return 0;
+}
+
+static int read_floats(json_t *a, const char *what, int n, float *out, bs_error *err) {
+    if (!json_is_array(a)) return bs_error_set(err, "metadata '%s' is not an array", what);
+    if (json_array_size(a) != (size_t)n)
+        return bs_error_set(err, "metadata '%s' has %zu values, expected %d", what,
+                            json_array_size(a), n);
+    for (int i = 0; i < n; i++) {
+        json_t *v = json_array_get(a, i);
+        if (!json_is_number(v)) return bs_error_set(err, "%s[%d] is not a number", what, i);
+        double d = json_number_value(v);
+        if (!isfinite(d) || fabs(d) > 3.4e38) return bs_error_set(err, "%s[%d] is not a finite float", what, i);
+        out[i] = (float)d;
+    }
+    return 0;
+}
+
+static void shape_str(char *buf, size_t n, const int *shape, int ndim) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf + k, n - k, "[");
+    for (int d = 0; d < ndim && k < n; d++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%d", d ? "," : "", shape[d]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+}
+
+static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
+    if (size < HEADER_SIZE + 4) {
+        bs_error_set(err, "file is %zu bytes, too short for a model (at least %d)", size,
+                     HEADER_SIZE + 4);
+        return NULL;
+    }
+    if (memcmp(p, BS_MODEL_MAGIC, 8) != 0) {
+        bs_error_set(err, "not a birdsong model: the file does not start with the magic 'BSMODEL\\0'");
+        return NULL;
+    }
+    uint32_t version = rd32(p + 8);
+    if (version != BS_MODEL_VERSION) {
+        bs_error_set(err, "format version is %u, this program reads version %d", version,
+                     BS_MODEL_VERSION);
+        return NULL;
+    }
+    if (rd32(p + 12) != 0) {
+        bs_error_set(err, "header flags are 0x%08x, expected 0", rd32(p + 12));
+        return NULL;
+    }
+    for (int i = 48; i < HEADER_SIZE; i++)
+        if (p[i]) {
+            bs_error_set(err, "header byte %d is %u, reserved bytes 48-63 must be 0", i, p[i]);
+            return NULL;
+        }
+    uint64_t json_size = rd64(p + 16), data_offset = rd64(p + 24), data_size = rd64(p + 32),
+             file_size = rd64(p + 40);
+    if (file_size != size) {
+        bs_error_set(err, "header says the file has %llu bytes, it has %zu (truncated or padded)",
+                     (unsigned long long)file_size, size);
+        return NULL;
+    }
+    uint32_t crc = bs_crc32(0, p, size - 4), stored = rd32(p + size - 4);
+    if (crc != stored) {
+        bs_error_set(err, "CRC-32 is 0x%08x, the file says 0x%08x (the file is damaged)", crc, stored);
+        return NULL;
+    }
+    if (json_size == 0 || json_size > size || data_offset % ALIGN != 0 ||
+        data_offset < HEADER_SIZE + json_size || data_offset > size || data_size % 4 != 0 ||
+        data_size > size || data_offset + data_size + 4 != size) {
+        bs_error_set(err, "header sizes are inconsistent: json %llu bytes, data at %llu of %llu "
+                     "bytes, file %zu bytes",
+                     (unsigned long long)json_size, (unsigned long long)data_offset,
+                     (unsigned long long)data_size, size);
+        return NULL;
+    }
+    for (uint64_t i = HEADER_SIZE + json_size; i < data_offset; i++)
+        if (p[i]) {
+            bs_error_set(err, "padding byte at offset %llu is not 0", (unsigned long long)i);
+            return NULL;
+        }
+    json_error_t je;
+    json_t *root = json_loadb((const char *)p + HEADER_SIZE, json_size, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        bs_error_set(err, "metadata is not valid JSON: %s at line %d column %d", je.text, je.line,
+                     je.column);
+        return NULL;
+    }
+    bs_model *m = NULL;
+    float *tmp = NULL;
+    if (!json_is_object(root)) {
+        bs_error_set(err, "metadata is not a JSON object");
+        goto fail;
+    }
+    const char *fmt = json_string_value(json_object_get(root, "format"));
+    if (!fmt || strcmp(fmt, "birdsong-model") != 0) {
+        bs_error_set(err, "metadata 'format' is not \"birdsong-model\"");
+        goto fail;
+    }
+    const char *arch = json_string_value(json_object_get(root, "arch"));
+    if (!arch || strlen(arch) == 0 || strlen(arch) >= 32) {
+        bs_error_set(err, "metadata 'arch' is not a string of 1 to 31 characters");
+        goto fail;
+    }
+    json_t *input = json_object_get(root, "input");
+    if (!json_is_object(input)) {
+        bs_error_set(err, "metadata 'input' is not an object");
+        goto fail;
+    }
+    int n_mels = 0, n_frames = 0;
+    if (get_int(input, "n_mels", "input", 1, 4096, &n_mels, err) ||
+        get_int(input, "n_frames", "input", 1, 4096, &n_frames, err))
+        goto fail;
+    bs_layer_spec specs[BS_NN_MAX_LAYERS];
+    int n_layers = 0;
+    if (parse_layers(json_object_get(root, "layers"), specs, &n_layers, err)) goto fail;
+    const char *output = json_string_value(json_object_get(root, "output"));
+    if (!output || strcmp(output, bs_layer_kind_name(specs[n_layers - 1].kind)) != 0) {
+        bs_error_set(err, "metadata 'output' is %s%s%s, the last layer is %s", output ? "\"" : "",
+                     output ? output : "missing", output ? "\"" : "",
+                     bs_layer_kind_name(specs[n_layers - 1].kind));
+        goto fail;
+    }
+    json_t *labels = json_object_get(root, "labels");
+    if (!json_is_array(labels) || json_array_size(labels) < 1 ||
+        json_array_size(labels) > MAX_LABELS) {
+        bs_error_set(err, "metadata 'labels' is not an array of 1 to %d strings", MAX_LABELS);
+        goto fail;
+    }
+    int n_labels = (int)json_array_size(labels);
+    if (specs[n_layers - 2].kind == BS_LAYER_DENSE && specs[n_layers - 2].units != n_labels) {
+        bs_error_set(err, "metadata has %d labels, the layer list has %d outputs", n_labels,
+                     specs[n_layers - 2].units);
+        goto fail;
+    }
+    m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 1, 0, err);
+    if (!m) {
+        bs_error_prefix(err, "layer list");
+        goto fail;
+    }
+    for (int i = 0; i < n_labels; i++) {
+        const char *s = json_string_value(json_array_get(labels, i));
+        if (!s) {
+            bs_error_set(err, "labels[%d] is not a string", i);
+            goto fail;
+        }
+        if (check_label(s, i, err)) goto fail;
+        for (int k = 0; k < i; k++)
+            if (strcmp(m->labels[k], s) == 0) {
+                bs_error_set(err, "labels[%d] '%s' repeats labels[%d]", i, s, k);
+                goto fail;
+            }
+        m->labels[i] = strdup(s);
+        if (!m->labels[i]) {
+            bs_error_set(err, "out of memory for the labels");
+            goto fail;
+        }
+    }
+    if (read_floats(json_object_get(root, "thresholds"), "thresholds", n_labels, m->thresholds, err))
+        goto fail;
+    for (int i = 0; i < n_labels; i++)
+        if (!(m->thresholds[i] >= 0.0f && m->thresholds[i] <= 1.0f)) {
+            bs_error_set(err, "thresholds[%d] is %g, expected 0 to 1", i, (double)m->thresholds[i]);
+            goto fail;
+        }
+    json_t *features = json_object_get(root, "features");
+    if (!json_is_object(features)) {
+        bs_error_set(err, "metadata 'features' is not an object");
+        goto fail;
+    }
+    m->features = json_incref(features);
+    m->features_str = json_dumps(features, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    json_t *norm = json_object_get(root, "normalization");
+    if (!json_is_object(norm)) {
+        bs_error_set(err, "metadata 'normalization' is not an object");
+        goto fail;
+    }
+    tmp = malloc(sizeof(float) * 2 * n_mels);
+    if (!tmp || read_floats(json_object_get(norm, "mean"), "normalization.mean", n_mels, tmp, err) ||
+        read_floats(json_object_get(norm, "std"), "normalization.std", n_mels, tmp + n_mels, err))
+        goto fail;
+    if (bs_model_set_normalization(m, tmp, tmp + n_mels, n_mels, err)) goto fail;
+    json_t *training = json_object_get(root, "training");
+    if (!json_is_object(training)) {
+        bs_error_set(err, "metadata 'training' is not an object");
+        goto fail;
+    }
+    if (json_object_get(training, "date") && !json_is_string(json_object_get(training, "date"))) {
+        bs_error_set(err, "metadata training.date is not a string");
+        goto fail;
+    }
+    json_decref(m->training);
+    free(m->training_str);
+    m->training = json_incref(training);
+    m->training_str = json_dumps(training, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    if (!m->features_str || !m->training_str) {
+        bs_error_set(err, "out of memory for the metadata");
+        goto fail;
+    }
+    /* tensors: exactly the network's, each once, in bounds, aligned, finite */
+    json_t *tens = json_object_get(root, "tensors");
+    bs_net *net = m->net;
+    int nt = bs_net_n_tensors(net);
+    if (!json_is_array(tens)) {
+        bs_error_set(err, "metadata 'tensors' is not an array");
+        goto fail;
+    }
+    if (json_array_size(tens) != (size_t)nt) {
+        bs_error_set(err, "metadata lists %zu tensors, the layer list needs %d",
+                     json_array_size(tens), nt);
+        goto fail;
+    }
+    for (int i = 0; i < nt; i++) {
+        json_t *t = json_array_get(tens, i);
+        if (!json_is_object(t)) {
+            bs_error_set(err, "tensors[%d] is not an object", i);
+            goto fail;
+        }
+        const char *name = json_string_value(json_object_get(t, "name"));
+        if (!name) {
+            bs_error_set(err, "tensors[%d] has no string 'name'", i);
+            goto fail;
+        }
+        bs_tensor_info ti;
+        bs_net_tensor(net, i, &ti);
+        if (strcmp(name, ti.name) != 0) {
+            bs_error_set(err, "tensors[%d] is '%.48s', the layer list needs '%s' there", i, name,
+                         ti.name);
+            goto fail;
+        }
+        json_t *shape = json_object_get(t, "shape");
+        int sh[4] = {0}, ok = json_is_array(shape) && json_array_size(shape) >= 1 &&
+                              json_array_size(shape) <= 4;
+        size_t nd = ok ? json_array_size(shape) : 0;
+        for (size_t d = 0; ok && d < nd; d++) {
+            json_t *v = json_array_get(shape, d);
+            if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+                json_integer_value(v) > (1 << 30))
+                ok = 0;
+            else
+                sh[d] = (int)json_integer_value(v);
+        }
+        if (!ok) {
+            bs_error_set(err, "tensor %s: 'shape' is not an array of 1 to 4 non-negative integers",
+                         ti.name);
+            goto fail;
+        }
+        int same = (int)nd == ti.ndim;
+        for (int d = 0; same && d < ti.ndim; d++) same = sh[d] == ti.shape[d];
+        if (!same) {
+            char a[64], b[64];
+            shape_str(a, sizeof a, sh, (int)nd);
+            shape_str(b, sizeof b, ti.shape, ti.ndim);
+            bs_error_set(err, "tensor %s has shape %s, the layer list needs %s", ti.name, a, b);
+            goto fail;
+        }
+        json_t *ov = json_object_get(t, "offset");
+        if (!json_is_integer(ov) || json_integer_value(ov) < 0) {
+            bs_error_set(err, "tensor %s: 'offset' is not a non-negative integer", ti.name);
+            goto fail;
+        }
+        uint64_t off = (uint64_t)json_integer_value(ov), bytes = ti.size * sizeof(float);
+        if (off % ALIGN != 0) {
+            bs_error_set(err, "tensor %s is at offset %llu, not a multiple of %d", ti.name,
+                         (unsigned long long)off, ALIGN);
+            goto fail;
+        }
+        if (off > data_size || bytes > data_size - off) {
+            bs_error_set(err, "tensor %s has %zu values at offset %llu, past the %llu bytes of "
+                         "tensor data", ti.name, ti.size, (unsigned long long)off,
+                         (unsigned long long)data_size);
+            goto fail;
+        }
+        const uint8_t *src = p + data_offset + off;
+        memcpy(ti.data, src, bytes);
+        for (size_t k = 0; k < ti.size; k++)
+            if (!isfinite(ti.data[k])) {
+                bs_error_set(err, "tensor %s value %zu is %g, expected a finite number", ti.name, k,
+                             (double)ti.data[k]);
+                goto fail;
+            }
+    }
+    for (int i = 0; i < nt; i++) { /* the running variance must keep sqrt(var + eps) real */
+        bs_tensor_info ti;
+        bs_net_tensor(net, i, &ti);
+        size_t L = strlen(ti.name);
+        if (L > 12 && strcmp(ti.name + L - 12, ".running_var") == 0)
+            for (size_t k = 0; k < ti.size; k++)
+                if (ti.data[k] < 0.0f) {
+                    bs_error_set(err, "tensor %s value %zu is %g, a variance must be >= 0", ti.name,
+                                 k, (double)ti.data[k]);
+                    goto fail;
+                }
+    }
+    m->crc = crc;
+    free(tmp);
+    json_decref(root);
+    return m;
+fail:
+    free(tmp);
+    bs_model_free(m);
+    json_decref(root);
+    return NULL;
+}
+
+bs_model *bs_model_load_buffer(const void *data, size_t size, const char *name, bs_error *err) {
+    bs_model *m = load_checked(data, size, err);
+    if (!m) bs_error_prefix(err, name ? name : "model");
+    return m;
+}
+
+bs_model *bs_model_load(const char *path, bs_error *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        bs_error_set(err, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        bs_error_set(err, "%s: not a regular file", path);
+        return NULL;
+    }
+    if (st.st_size > (off_t)4 << 30) {
+        fclose(f);
+        bs_error_set(err, "%s: file is %lld bytes, larger than the 4 GiB a model may have", path,
+                     (long long)st.st_size);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf || fread(buf, 1, n, f) != n) {
+        fclose(f);
+        free(buf);
+        bs_error_set(err, "%s: cannot read %zu bytes", path, n);
+        return NULL;
+    }
+    fclose(f);
+    bs_model *m = bs_model_load_buffer(buf, n, path, err);
+    free(buf);
+    return m;
+}

@@ -1,0 +1,558 @@
+/* birdsong: a network built from a layer list; forward, loss, backward. See nn.h. */
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "birdsong/nn.h"
+#include "nn/layers.h"
+
+/* Limits that keep a damaged layer list from asking for absurd memory. */
+#define MAX_DIM 4096
+#define MAX_KERNEL 31
+#define MAX_ACT_PER_SAMPLE (64u << 20) /* floats in all activations of one sample */
+#define MAX_PARAMS (512u << 20)
+
+typedef struct layer {
+    bs_layer_spec s;
+    int ic, ih, iw;     /* input (C, H, W); flattened: ic = size, ih = iw = 1 */
+    int oc, oh, ow;     /* output */
+    size_t in_size, out_size;
+    size_t w_off, w_n;  /* in params: weight / gamma */
+    size_t b_off, b_n;  /* in params: bias / beta */
+    size_t r_off;       /* in buffers: running_mean, running_var (batchnorm) */
+    float *out;         /* activation (max_batch * out_size); aliases input when in place */
+    float *mean, *invstd; /* batchnorm batch statistics */
+    float *mask;        /* dropout */
+    int inplace;
+} layer;
+
+struct bs_net {
+    int n_layers, n_outputs, in_h, in_w, max_batch;
+    bs_layer_spec specs[BS_NN_MAX_LAYERS];
+    layer L[BS_NN_MAX_LAYERS];
+    size_t n_params, n_buffers;
+    float *params, *grads, *buffers;
+    float *arena;    /* activations, col scratch, gradient ping-pong, dlogits */
+    float *col;
+    float *g0, *g1;
+    float *dlogits;
+    const float *x;  /* input of the last training forward */
+    int last_batch, last_training;
+    uint64_t drop_rng;
+    int n_tensors;
+    bs_tensor_info tensors[BS_NN_MAX_LAYERS * 4];
+};
+
+/* ---- architectures ------------------------------------------------------------------ */
+
+#define CONV(f, k) {.kind = BS_LAYER_CONV2D, .filters = (f), .kh = (k), .kw = (k)}
+#define RELU {.kind = BS_LAYER_RELU}
+#define BN {.kind = BS_LAYER_BATCHNORM}
+#define POOL(h, w) {.kind = BS_LAYER_MAXPOOL, .kh = (h), .kw = (w)}
+#define FLAT {.kind = BS_LAYER_FLATTEN}
+#define DROP(r) {.kind = BS_LAYER_DROPOUT, .rate = (r)}
+#define DENSE(u) {.kind = BS_LAYER_DENSE, .units = (u)}
+#define SIGMOID {.kind = BS_LAYER_SIGMOID}
+
+static const bs_layer_spec convnet1[] = {
+    CONV(64, 3),  RELU, BN, POOL(2, 1), CONV(128, 3), RELU, BN, POOL(2, 1),
+    CONV(128, 5), RELU, BN, POOL(2, 2), CONV(256, 5), RELU, BN, FLAT,
+    DROP(0.2f),   DENSE(0), SIGMOID,
+};
+
+static const bs_layer_spec convnet_lite[] = {
+    CONV(16, 3), RELU, BN, POOL(2, 2), CONV(32, 3), RELU, BN, POOL(2, 2),
+    CONV(64, 3), RELU, BN, POOL(2, 2), CONV(64, 3), RELU, BN, FLAT,
+    DROP(0.2f),  DENSE(0), SIGMOID,
+};
+
+static const struct {
+    const char *name;
+    const bs_layer_spec *layers;
+    int n;
+} archs[] = {
+    {"convnet1", convnet1, (int)(sizeof convnet1 / sizeof convnet1[0])},
+    {"convnet-lite", convnet_lite, (int)(sizeof convnet_lite / sizeof convnet_lite[0])},
+};
+
+int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max) {
+    if (!arch) return -1;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        if (strcmp(arch, archs[i].name) == 0) {
+            if (archs[i].n > max) return -1;
+            memcpy(out, archs[i].layers, sizeof(bs_layer_spec) * archs[i].n);
+            return archs[i].n;
+        }
+    return -1;
+}
+
+const char *bs_nn_arch_names(void) { return "convnet1, convnet-lite"; }
+
+const char *bs_layer_kind_name(bs_layer_kind kind) {
+    switch (kind) {
+    case BS_LAYER_CONV2D: return "conv2d";
+    case BS_LAYER_RELU: return "relu";
+    case BS_LAYER_BATCHNORM: return "batchnorm";
+    case BS_LAYER_MAXPOOL: return "maxpool";
+    case BS_LAYER_FLATTEN: return "flatten";
+    case BS_LAYER_DROPOUT: return "dropout";
+    case BS_LAYER_DENSE: return "dense";
+    case BS_LAYER_SIGMOID: return "sigmoid";
+    case BS_LAYER_SOFTMAX: return "softmax";
+    }
+    return "unknown";
+}
+
+void bs_nn_set_threads(int n) {
+    if (n > 0) openblas_set_num_threads(n);
+}
+
+/* ---- construction ------------------------------------------------------------------- */
+
+static void add_tensor(bs_net *net, const char *prefix, int idx, const char *suffix, float *data,
+                       float *grad, int ndim, const int *shape) {
+    bs_tensor_info *t = &net->tensors[net->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s%d.%s", prefix, idx, suffix);
+    t->ndim = ndim;
+    t->size = 1;
+    for (int i = 0; i < 4; i++) t->shape[i] = i < ndim ? shape[i] : 0;
+    for (int i = 0; i < ndim; i++) t->size *= (size_t)shape[i];
+    t->data = data;
+    t->grad = grad;
+}
+
+bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                      int n_outputs, int max_batch, uint64_t seed, bs_error *err) {
+    if (n_layers < 2 || n_layers > BS_NN_MAX_LAYERS) {
+        bs_error_set(err, "layer list has %d layers, expected 2 to %d", n_layers, BS_NN_MAX_LAYERS);
+        return NULL;
+    }
+    if (in_h < 1 || in_h > MAX_DIM || in_w < 1 || in_w > MAX_DIM) {
+        bs_error_set(err, "input is %dx%d, expected 1 to %d in each dimension", in_h, in_w, MAX_DIM);
+        return NULL;
+    }
+    if (n_outputs < 1 || n_outputs > 100000) {
+        bs_error_set(err, "network has %d outputs, expected 1 to 100000", n_outputs);
+        return NULL;
+    }
+    if (max_batch < 1 || max_batch > 4096) {
+        bs_error_set(err, "batch size %d, expected 1 to 4096", max_batch);
+        return NULL;
+    }
+    bs_net *net = calloc(1, sizeof *net);
+    if (!net) {
+        bs_error_set(err, "out of memory for the network");
+        return NULL;
+    }
+    net->n_layers = n_layers;
+    net->n_outputs = n_outputs;
+    net->in_h = in_h;
+    net->in_w = in_w;
+    net->max_batch = max_batch;
+    memcpy(net->specs, layers, sizeof(bs_layer_spec) * n_layers);
+
+    /* shapes and sizes */
+    int c = 1, h = in_h, w = in_w, flat = 0;
+    size_t np = 0, nb = 0, act = 0, col = 0, maxact = (size_t)in_h * in_w;
+    for (int i = 0; i < n_layers; i++) {
+        layer *l = &net->L[i];
+        bs_layer_spec *s = &net->specs[i];
+        l->s = *s;
+        l->ic = c;
+        l->ih = h;
+        l->iw = w;
+        l->in_size = (size_t)c * h * w;
+        const char *kn = bs_layer_kind_name(s->kind);
+        int last = (i == n_layers - 1);
+        switch (s->kind) {
+        case BS_LAYER_CONV2D:
+            if (flat) goto after_flatten;
+            if (s->filters < 1 || s->filters > MAX_DIM) {
+                bs_error_set(err, "layer %d (conv2d) has %d filters, expected 1 to %d", i,
+                             s->filters, MAX_DIM);
+                goto fail;
+            }
+            if (s->kh < 1 || s->kw < 1 || s->kh > MAX_KERNEL || s->kw > MAX_KERNEL ||
+                s->kh % 2 == 0 || s->kw % 2 == 0) {
+                bs_error_set(err, "layer %d (conv2d) has kernel %dx%d, expected odd sizes 1 to %d",
+                             i, s->kh, s->kw, MAX_KERNEL);
+                goto fail;
+            }
+            l->w_n = (size_t)s->filters * c * s->kh * s->kw;
+            l->b_n = (size_t)s->filters;
+            if ((size_t)c * s->kh * s->kw * h * w > col) col = (size_t)c * s->kh * s->kw * h * w;
+            c = s->filters;
+            break;
+        case BS_LAYER_RELU:
+            l->inplace = i > 0; /* never overwrite the caller's input */
+            break;
+        case BS_LAYER_BATCHNORM:
+            if (flat) goto after_flatten;
+            l->w_n = l->b_n = (size_t)c;
+            l->r_off = nb;
+            nb += 2 * (size_t)c;
+            break;
+        case BS_LAYER_MAXPOOL:
+            if (flat) goto after_flatten;
+            if (s->kh < 1 || s->kw < 1 || s->kh > h || s->kw > w) {
+                bs_error_set(err, "layer %d (maxpool) has window %dx%d on a %dx%d input", i, s->kh,
+                             s->kw, h, w);
+                goto fail;
+            }
+            h /= s->kh;
+            w /= s->kw;
+            break;
+        case BS_LAYER_FLATTEN:
+            l->inplace = 1;
+            c = c * h * w;
+            h = w = 1;
+            flat = 1;
+            break;
+        case BS_LAYER_DROPOUT:
+            if (!(s->rate >= 0.0f && s->rate < 1.0f)) {
+                bs_error_set(err, "layer %d (dropout) has rate %g, expected 0 <= rate < 1", i,
+                             (double)s->rate);
+                goto fail;
+            }
+            break;
+        case BS_LAYER_DENSE: {
+            if (!flat) {
+                bs_error_set(err, "layer %d (dense) needs a flatten layer before it", i);
+                goto fail;
+            }
+            int u = s->units ? s->units : (i == n_layers - 2 ? n_outputs : 0);
+            if (u < 1 || u > 100000) {
+                bs_error_set(err, "layer %d (dense) has %d units, expected 1 to 100000", i,
+                             s->units);
+                goto fail;
+            }
+            s->units = u;
+            l->s.units = u;
+            l->w_n = (size_t)u * c;
+            l->b_n = (size_t)u;
+            c = u;
+            break;
+        }
+        case BS_LAYER_SIGMOID:
+        case BS_LAYER_SOFTMAX:
+            if (!last) {
+                bs_error_set(err, "layer %d (%s) is an output activation but is not the last layer",
+                             i, kn);
+                goto fail;
+            }
+            break;
+        default:
+            bs_error_set(err, "layer %d has unknown kind %d", i, (int)s->kind);
+            goto fail;
+        }
+        if (last && s->kind != BS_LAYER_SIGMOID && s->kind != BS_LAYER_SOFTMAX) {
+            bs_error_set(err, "the last layer is %s, expected sigmoid or softmax", kn);
+            goto fail;
+        }
+        l->oc = c;
+        l->oh = h;
+        l->ow = w;
+        l->out_size = (size_t)c * h * w;
+        l->w_off = np;
+        np += l->w_n;
+        l->b_off = np;
+        np += l->b_n;
+        if (l->out_size > maxact) maxact = l->out_size;
+        if (!l->inplace) act += l->out_size;
+        if (act > MAX_ACT_PER_SAMPLE || col > MAX_ACT_PER_SAMPLE || np > MAX_PARAMS) {
+            bs_error_set(err, "layer %d (%s) makes the network too large (%zu activation floats, "
+                         "%zu parameters per sample)", i, kn, act, np);
+            goto fail;
+        }
+        continue;
+    after_flatten:
+        bs_error_set(err, "layer %d (%s) comes after flatten, expected a (C, H, W) input", i, kn);
+        goto fail;
+    }
+    {
+        const layer *pre = &net->L[n_layers - 2];
+        if (pre->s.kind != BS_LAYER_DENSE || pre->oc != n_outputs) {
+            bs_error_set(err, "the layer before the output activation must be dense with %d units "
+                         "(one per output), found %s with %d outputs",
+                         n_outputs, bs_layer_kind_name(pre->s.kind), (int)pre->out_size);
+            goto fail;
+        }
+    }
+    /* dropout masks and batchnorm statistics */
+    size_t extra = 0;
+    for (int i = 0; i < n_layers; i++) {
+        if (net->L[i].s.kind == BS_LAYER_DROPOUT) extra += net->L[i].out_size * max_batch;
+        if (net->L[i].s.kind == BS_LAYER_BATCHNORM) extra += 2 * (size_t)net->L[i].oc;
+    }
+    net->n_params = np;
+    net->n_buffers = nb;
+    net->params = calloc(np ? np : 1, sizeof(float));
+    net->grads = calloc(np ? np : 1, sizeof(float));
+    net->buffers = calloc(nb ? nb : 1, sizeof(float));
+    size_t B = (size_t)max_batch;
+    size_t arena_n = act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra;
+    net->arena = malloc(arena_n * sizeof(float));
+    if (!net->params || !net->grads || !net->buffers || !net->arena) {
+        bs_error_set(err, "out of memory for the network (%zu parameters, %zu activation floats)",
+                     np, arena_n);
+        goto fail;
+    }
+    float *p = net->arena;
+    net->col = p;
+    p += col;
+    net->g0 = p;
+    p += maxact * B;
+    net->g1 = p;
+    p += maxact * B;
+    net->dlogits = p;
+    p += (size_t)n_outputs * B;
+    /* activations: in-place layers alias their input */
+    int nconv = 0, nbn = 0, ndense = 0;
+    for (int i = 0; i < n_layers; i++) {
+        layer *l = &net->L[i];
+        if (l->inplace) {
+            l->out = i > 0 ? net->L[i - 1].out : NULL; /* NULL: the network input itself */
+        } else {
+            l->out = p;
+            p += l->out_size * B;
+        }
+        if (l->s.kind == BS_LAYER_DROPOUT) {
+            l->mask = p;
+            p += l->out_size * B;
+        }
+        if (l->s.kind == BS_LAYER_BATCHNORM) {
+            l->mean = p;
+            l->invstd = p + l->oc;
+            p += 2 * (size_t)l->oc;
+        }
+        /* tensors */
+        float *W = net->params + l->w_off, *dW = net->grads + l->w_off;
+        float *Bv = net->params + l->b_off, *dB = net->grads + l->b_off;
+        if (l->s.kind == BS_LAYER_CONV2D) {
+            int ws[4] = {l->oc, l->ic, l->s.kh, l->s.kw}, bs[1] = {l->oc};
+            nconv++;
+            add_tensor(net, "conv", nconv, "weight", W, dW, 4, ws);
+            add_tensor(net, "conv", nconv, "bias", Bv, dB, 1, bs);
+        } else if (l->s.kind == BS_LAYER_BATCHNORM) {
+            int cs[1] = {l->oc};
+            nbn++;
+            add_tensor(net, "bn", nbn, "gamma", W, dW, 1, cs);
+            add_tensor(net, "bn", nbn, "beta", Bv, dB, 1, cs);
+            add_tensor(net, "bn", nbn, "running_mean", net->buffers + l->r_off, NULL, 1, cs);
+            add_tensor(net, "bn", nbn, "running_var", net->buffers + l->r_off + l->oc, NULL, 1, cs);
+        } else if (l->s.kind == BS_LAYER_DENSE) {
+            int ws[2] = {l->oc, l->ic}, bs[1] = {l->oc};
+            ndense++;
+            add_tensor(net, "dense", ndense, "weight", W, dW, 2, ws);
+            add_tensor(net, "dense", ndense, "bias", Bv, dB, 1, bs);
+        }
+    }
+    /* initialisation: Glorot uniform weights, zero biases, gamma 1, running var 1 */
+    uint64_t rng = seed;
+    for (int i = 0; i < n_layers; i++) {
+        layer *l = &net->L[i];
+        float *W = net->params + l->w_off;
+        if (l->s.kind == BS_LAYER_CONV2D || l->s.kind == BS_LAYER_DENSE) {
+            double rf = l->s.kind == BS_LAYER_CONV2D ? (double)l->s.kh * l->s.kw : 1.0;
+            double fan_in = l->ic * rf, fan_out = l->oc * rf;
+            float lim = (float)sqrt(6.0 / (fan_in + fan_out));
+            for (size_t k = 0; k < l->w_n; k++) W[k] = (2.0f * bs_rng_uniform(&rng) - 1.0f) * lim;
+        } else if (l->s.kind == BS_LAYER_BATCHNORM) {
+            for (size_t k = 0; k < l->w_n; k++) W[k] = 1.0f;
+            for (int k = 0; k < l->oc; k++) net->buffers[l->r_off + l->oc + k] = 1.0f;
+        }
+    }
+    net->drop_rng = seed ^ 0xD1B54A32D192ED03ull;
+    return net;
+fail:
+    bs_net_free(net);
+    return NULL;
+}
+
+bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
+                           uint64_t seed, bs_error *err) {
+    bs_layer_spec layers[BS_NN_MAX_LAYERS];
+    int n = bs_nn_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
+    if (n < 0) {
+        bs_error_set(err, "unknown architecture '%s', expected one of: %s", arch ? arch : "(null)",
+                     bs_nn_arch_names());
+        return NULL;
+    }
+    return bs_net_create(layers, n, in_h, in_w, n_outputs, max_batch, seed, err);
+}
+
+void bs_net_free(bs_net *net) {
+    if (!net) return;
+    free(net->params);
+    free(net->grads);
+    free(net->buffers);
+    free(net->arena);
+    free(net);
+}
+
+int bs_net_n_layers(const bs_net *net) { return net->n_layers; }
+const bs_layer_spec *bs_net_layers(const bs_net *net) { return net->specs; }
+int bs_net_in_h(const bs_net *net) { return net->in_h; }
+int bs_net_in_w(const bs_net *net) { return net->in_w; }
+int bs_net_n_outputs(const bs_net *net) { return net->n_outputs; }
+int bs_net_max_batch(const bs_net *net) { return net->max_batch; }
+bs_layer_kind bs_net_output_kind(const bs_net *net) { return net->specs[net->n_layers - 1].kind; }
+size_t bs_net_n_params(const bs_net *net) { return net->n_params; }
+float *bs_net_params(bs_net *net) { return net->params; }
+float *bs_net_grads(bs_net *net) { return net->grads; }
+int bs_net_n_tensors(const bs_net *net) { return net->n_tensors; }
+void bs_net_set_dropout_seed(bs_net *net, uint64_t seed) { net->drop_rng = seed; }
+
+double bs_net_flops(const bs_net *net) {
+    double f = 0.0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const layer *l = &net->L[i];
+        if (l->s.kind == BS_LAYER_CONV2D)
+            f += 2.0 * l->oc * l->ic * l->s.kh * l->s.kw * (double)l->oh * l->ow;
+        else if (l->s.kind == BS_LAYER_DENSE)
+            f += 2.0 * l->oc * (double)l->ic;
+    }
+    return f;
+}
+
+int bs_net_tensor(bs_net *net, int i, bs_tensor_info *out) {
+    if (i < 0 || i >= net->n_tensors) return -1;
+    *out = net->tensors[i];
+    return 0;
+}
+
+int bs_net_find_tensor(bs_net *net, const char *name, bs_tensor_info *out) {
+    for (int i = 0; i < net->n_tensors; i++)
+        if (strcmp(net->tensors[i].name, name) == 0) {
+            *out = net->tensors[i];
+            return 0;
+        }
+    return -1;
+}
+
+/* ---- forward / loss / backward ------------------------------------------------------- */
+
+static const float *layer_input(const bs_net *net, int i, const float *x) {
+    return i == 0 ? x : (net->L[i - 1].out ? net->L[i - 1].out : x);
+}
+
+const float *bs_net_forward(bs_net *net, const float *x, int batch, int training) {
+    if (batch < 1 || batch > net->max_batch) return NULL;
+    const int B = batch;
+    const float *in = x;
+    for (int i = 0; i < net->n_layers - 1; i++) {
+        layer *l = &net->L[i];
+        float *W = net->params + l->w_off, *Bv = net->params + l->b_off;
+        float *out = l->out;
+        switch (l->s.kind) {
+        case BS_LAYER_CONV2D:
+            conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
+                           l->s.kw);
+            break;
+        case BS_LAYER_RELU:
+            if (out) relu_forward(out, in, l->out_size * B);
+            break;
+        case BS_LAYER_BATCHNORM: {
+            float *rm = net->buffers + l->r_off, *rv = rm + l->oc;
+            if (training)
+                batchnorm_forward_train(out, l->mean, l->invstd, rm, rv, in, W, Bv, B, l->oc,
+                                        l->oh * l->ow);
+            else
+                batchnorm_forward_infer(out, in, W, Bv, rm, rv, B, l->oc, l->oh * l->ow);
+            break;
+        }
+        case BS_LAYER_MAXPOOL:
+            maxpool_forward(out, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
+            break;
+        case BS_LAYER_FLATTEN:
+            break;
+        case BS_LAYER_DROPOUT:
+            if (training && l->s.rate > 0.0f)
+                dropout_forward(out, l->mask, in, l->out_size * B, l->s.rate, &net->drop_rng);
+            else
+                memcpy(out, in, sizeof(float) * l->out_size * B);
+            break;
+        case BS_LAYER_DENSE:
+            dense_forward(out, in, W, Bv, B, l->ic, l->oc);
+            break;
+        default:
+            break;
+        }
+        in = out ? out : in;
+    }
+    net->x = x;
+    net->last_batch = B;
+    net->last_training = training;
+    return net->L[net->n_layers - 2].out;
+}
+
+void bs_net_activate(const bs_net *net, int batch, float *probs) {
+    const float *z = net->L[net->n_layers - 2].out;
+    if (bs_net_output_kind(net) == BS_LAYER_SOFTMAX)
+        softmax_forward(probs, z, batch, net->n_outputs);
+    else
+        sigmoid_forward(probs, z, (size_t)batch * net->n_outputs);
+}
+
+float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, int batch) {
+    const float *z = net->L[net->n_layers - 2].out;
+    if (bs_net_output_kind(net) == BS_LAYER_SOFTMAX)
+        return softmax_ce_loss(net->dlogits, z, targets, batch, net->n_outputs);
+    return bce_logits_loss(net->dlogits, z, targets, pos_weight, batch, net->n_outputs);
+}
+
+void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
+    const int B = batch;
+    memset(net->grads, 0, sizeof(float) * net->n_params);
+    float *dout = net->g0, *spare = net->g1;
+    memcpy(dout, dlogits, sizeof(float) * (size_t)B * net->n_outputs);
+    for (int i = net->n_layers - 2; i >= 0; i--) {
+        layer *l = &net->L[i];
+        const float *in = layer_input(net, i, net->x);
+        float *W = net->params + l->w_off;
+        float *dW = net->grads + l->w_off, *dB = net->grads + l->b_off;
+        float *din = i > 0 ? spare : NULL; /* no gradient for the network input */
+        int swap = 1;
+        switch (l->s.kind) {
+        case BS_LAYER_CONV2D:
+            conv2d_backward(din, dW, dB, dout, in, W, net->col, B, l->ic, l->oc, l->ih, l->iw,
+                            l->s.kh, l->s.kw);
+            break;
+        case BS_LAYER_RELU: /* mask from the output, which is the in-place buffer */
+            relu_backward(dout, dout, l->out ? l->out : in, l->out_size * B);
+            swap = 0;
+            break;
+        case BS_LAYER_BATCHNORM:
+            batchnorm_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B, l->oc,
+                               l->oh * l->ow);
+            swap = 0;
+            break;
+        case BS_LAYER_MAXPOOL:
+            if (din) maxpool_backward(din, dout, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
+            break;
+        case BS_LAYER_FLATTEN:
+            swap = 0;
+            break;
+        case BS_LAYER_DROPOUT:
+            if (net->last_training && l->s.rate > 0.0f)
+                dropout_backward(dout, dout, l->mask, l->out_size * B);
+            swap = 0;
+            break;
+        case BS_LAYER_DENSE:
+            dense_backward(din, dW, dB, dout, in, W, B, l->ic, l->oc);
+            break;
+        default:
+            swap = 0;
+            break;
+        }
+        if (swap && din) {
+            float *t = dout;
+            dout = din;
+            spare = t;
+        }
+    }
+}
+
+void bs_net_backward(bs_net *net, int batch) { bs_net_backward_from(net, net->dlogits, batch); }
