@@ -24,6 +24,12 @@ struct bs_sse_hub {
     pthread_mutex_t lock;
     pthread_cond_t cond;
     bs_sse_stats stats;
+    /* libmicrohttpd streams: suspended while they have nothing to send, resumed by the
+     * waker thread (never by the publisher) when events arrive or a heartbeat is due. */
+    pthread_mutex_t mhd_lock;
+    bs_sse_client **streams; /* max_clients slots */
+    pthread_t waker;
+    int waker_started;
 };
 
 struct bs_sse_client {
@@ -33,6 +39,8 @@ struct bs_sse_client {
     size_t pending_len, pending_off;
     struct timespec last_output;
     int over;
+    struct MHD_Connection *conn; /* libmicrohttpd stream, else NULL */
+    int suspended;               /* under hub->mhd_lock */
 };
 
 static const char RETRY[] = "retry: 2000\n\n";
@@ -68,6 +76,13 @@ bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err) {
     for (int i = 0; i < c.history; i++) h->ring[i].text = h->text + (size_t)i * h->slot_bytes;
     pthread_mutex_init(&h->lock, NULL);
     pthread_cond_init(&h->cond, NULL);
+    pthread_mutex_init(&h->mhd_lock, NULL);
+    h->streams = calloc((size_t)c.max_clients, sizeof *h->streams);
+    if (!h->streams) {
+        bs_sse_hub_free(h);
+        bs_error_set(err, "sse: out of memory");
+        return NULL;
+    }
     return h;
 }
 
@@ -76,10 +91,17 @@ void bs_sse_hub_shutdown(bs_sse_hub *h) {
     h->shutdown = 1;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
+    if (h->waker_started) {
+        pthread_join(h->waker, NULL); /* it resumes every stream on its way out */
+        h->waker_started = 0;
+    }
 }
 
 void bs_sse_hub_free(bs_sse_hub *h) {
     if (!h) return;
+    if (h->waker_started) bs_sse_hub_shutdown(h);
+    free(h->streams);
+    pthread_mutex_destroy(&h->mhd_lock);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->lock);
     free(h->ring);
@@ -215,27 +237,103 @@ bs_sse_stats bs_sse_get_stats(bs_sse_hub *h) {
 
 /* ---- libmicrohttpd glue ---- */
 
-static ssize_t mhd_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    bs_sse_client *c = cls;
-    (void)pos;
-    for (;;) {
-        ssize_t n = bs_sse_client_read(c, buf, max, 1000);
-        if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
-        if (n > 0) return n;
-        /* 0: nothing yet; loop (returning 0 would make libmicrohttpd spin). */
-    }
+/* Does c have something to send now (lock held: h->lock)? */
+static int has_work(bs_sse_client *c) {
+    bs_sse_hub *h = c->hub;
+    return h->shutdown || c->pos != h->next || c->pending_off < c->pending_len ||
+           ms_since(&c->last_output) >= h->cfg.heartbeat_ms;
 }
 
-static void mhd_free(void *cls) { bs_sse_client_close(cls); }
+static void *waker_main(void *arg) {
+    bs_sse_hub *h = arg;
+    uint64_t seen = 0;
+    for (;;) {
+        pthread_mutex_lock(&h->lock);
+        if (!h->shutdown && h->next == seen) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            ts.tv_nsec += 250000000L; /* heartbeats are checked 4 times a second */
+            if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+            pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+        }
+        seen = h->next;
+        int stop = h->shutdown;
+        pthread_mutex_unlock(&h->lock);
+        pthread_mutex_lock(&h->mhd_lock);
+        for (int i = 0; i < h->cfg.max_clients; i++) {
+            bs_sse_client *c = h->streams[i];
+            if (!c || !c->suspended) continue;
+            pthread_mutex_lock(&h->lock);
+            int work = has_work(c);
+            pthread_mutex_unlock(&h->lock);
+            if (work) {
+                c->suspended = 0;
+                MHD_resume_connection(c->conn);
+            }
+        }
+        pthread_mutex_unlock(&h->mhd_lock);
+        if (stop) break;
+    }
+    return NULL;
+}
 
-struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, const char *last_event_id) {
+static ssize_t mhd_reader(void *cls, uint64_t pos, char *buf, size_t max) {
+    bs_sse_client *c = cls;
+    bs_sse_hub *h = c->hub;
+    (void)pos;
+    ssize_t n = bs_sse_client_read(c, buf, max, 0);
+    if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (n > 0) return n;
+    /* Nothing to send: suspend (returning 0 alone would make libmicrohttpd spin); the
+     * waker resumes us. Checked again under mhd_lock so that no wake-up is lost. */
+    pthread_mutex_lock(&h->mhd_lock);
+    pthread_mutex_lock(&h->lock);
+    int work = has_work(c);
+    pthread_mutex_unlock(&h->lock);
+    if (!work) {
+        c->suspended = 1;
+        MHD_suspend_connection(c->conn);
+    }
+    pthread_mutex_unlock(&h->mhd_lock);
+    return 0;
+}
+
+static void mhd_free(void *cls) {
+    bs_sse_client *c = cls;
+    bs_sse_hub *h = c->hub;
+    pthread_mutex_lock(&h->mhd_lock);
+    for (int i = 0; i < h->cfg.max_clients; i++)
+        if (h->streams[i] == c) h->streams[i] = NULL;
+    pthread_mutex_unlock(&h->mhd_lock);
+    bs_sse_client_close(c);
+}
+
+struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id) {
+    pthread_mutex_lock(&h->mhd_lock);
+    if (!h->waker_started) {
+        pthread_mutex_lock(&h->lock);
+        int down = h->shutdown;
+        pthread_mutex_unlock(&h->lock);
+        if (!down && pthread_create(&h->waker, NULL, waker_main, h) == 0) h->waker_started = 1;
+    }
+    int started = h->waker_started;
+    pthread_mutex_unlock(&h->mhd_lock);
+    if (!started) return NULL;
     bs_sse_client *c = bs_sse_client_open(h, last_event_id);
     if (!c) return NULL;
+    c->conn = conn;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, mhd_reader, c, mhd_free);
     if (!r) {
         bs_sse_client_close(c);
         return NULL;
     }
+    pthread_mutex_lock(&h->mhd_lock);
+    for (int i = 0; i < h->cfg.max_clients; i++)
+        if (!h->streams[i]) {
+            h->streams[i] = c;
+            break;
+        }
+    pthread_mutex_unlock(&h->mhd_lock);
     MHD_add_response_header(r, "Content-Type", "text/event-stream");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no");

@@ -9,9 +9,10 @@
  *   - a client the ring has lapped (too slow) is dropped: its stream ends;
  *   - at most max_clients at once (bs_sse_client_open returns NULL beyond);
  *   - a comment line ": heartbeat" when nothing happened for heartbeat_ms.
- * bs_sse_client_read blocks up to timeout_ms, so the HTTP server must give each stream
- * its own thread (libmicrohttpd MHD_USE_THREAD_PER_CONNECTION, or a pool larger than
- * max_clients). Call bs_sse_hub_shutdown before stopping the HTTP server. */
+ * Over libmicrohttpd (bs_sse_mhd_response) a stream with nothing to send is suspended
+ * (the daemon needs MHD_ALLOW_SUSPEND_RESUME) and a waker thread of the hub, never the
+ * publisher, resumes it when events arrive or a heartbeat is due: streams hold no HTTP
+ * thread while idle. Call bs_sse_hub_shutdown before stopping the HTTP server. */
 #ifndef BIRDSONG_DAEMON_SSE_H
 #define BIRDSONG_DAEMON_SSE_H
 
@@ -60,9 +61,10 @@ void bs_sse_client_close(bs_sse_client *c);
 
 bs_sse_stats bs_sse_get_stats(bs_sse_hub *h);
 
-/* libmicrohttpd glue: a streaming response for one client (NULL when the hub is full:
- * answer 503). The response owns the client. */
+/* libmicrohttpd glue: a streaming response for one client on conn (NULL when the hub is
+ * full or shut down: answer 503). The response owns the client. */
 struct MHD_Response;
-struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, const char *last_event_id);
+struct MHD_Connection;
+struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id);
 
 #endif
