@@ -6,6 +6,7 @@
 
 #include "daemon/capture.h"
 #include "daemon/http.h"
+#include "daemon/station.h"
 #include "daemon/worker.h"
 
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {
@@ -131,5 +132,12 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/species", "GET", api_species},
     {"/api/v1/predictions/latest", "GET", api_latest},
     {"/api/v1/predictions", "GET", api_predictions},
+    /* station (daemon/station.c) */
+    {"/api/v1/detections", "GET", bsd_api_detections},
+    {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},
+    {"/api/v1/detections/*", "GET", bsd_api_detection_item},
+    {"/api/v1/stream", "GET", bsd_api_stream},
+    {"/metrics", "GET", bsd_api_metrics},
+    {"/", "GET", bsd_api_dashboard},
 };
 const size_t bsd_n_routes = sizeof bsd_routes / sizeof bsd_routes[0];

@@ -15,6 +15,7 @@
 
 typedef struct bsd_capture bsd_capture;
 typedef struct bsd_worker bsd_worker;
+typedef struct bsd_station bsd_station;
 
 typedef struct bsd_app {
     bsd_config cfg;
@@ -25,6 +26,7 @@ typedef struct bsd_app {
     bsd_results *results;
     bsd_capture *capture;
     bsd_worker *worker;
+    bsd_station *station;             /* detections, store, clips, streams (daemon/station.h) */
 } bsd_app;
 
 double bsd_mono_seconds(void);  /* CLOCK_MONOTONIC */

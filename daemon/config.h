@@ -34,6 +34,32 @@ typedef struct bsd_config {
     int http_timeout_seconds;      /* idle keep-alive connections are closed after this */
     /* process */
     char log_level[16];
+    /* station: detections, store, clips, streams (daemon/station.c) */
+    char state_dir[BSD_PATH_MAX];  /* detections.db and clips/ live here ("" = not stored) */
+    double min_confidence;         /* floor for the model's per-species thresholds */
+    char species_thresholds[4096]; /* "Label:0.8, Other:0.6" overrides */
+    char include_species[4096];    /* only these detect ("" = all) */
+    char exclude_species[4096];    /* these never detect */
+    double suppress_seconds;       /* a repeat of a species within this time is dropped */
+    char species_suppress_seconds[4096]; /* "Label:30, ..." per species */
+    double max_event_seconds;      /* a longer run of windows is split */
+    double retention_days;         /* 0 = keep forever */
+    int retention_rows;            /* 0 = no limit */
+    int clips;                     /* save FLAC clips of detections */
+    double clip_pre_roll, clip_post_roll;
+    double clips_max_mb, clips_min_free_percent;
+    int stream_max_clients;
+    int stream_history;
+    double stream_heartbeat_seconds;
+    int mqtt;                      /* publish detections to an MQTT broker */
+    char mqtt_host[256];
+    int mqtt_port;
+    char mqtt_topic[256];
+    char mqtt_client_id[128];
+    char mqtt_username[128];
+    char mqtt_password[256];
+    int mqtt_qos;
+    int mqtt_queue;
 } bsd_config;
 
 typedef enum bsd_config_type { BSD_CFG_STRING, BSD_CFG_INT, BSD_CFG_DOUBLE, BSD_CFG_BOOL } bsd_config_type;

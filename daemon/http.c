@@ -154,6 +154,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     const bsd_route *route = NULL;
     for (size_t i = 0; i < bsd_n_routes; i++)
         if (strcmp(bsd_routes[i].path, url) == 0) route = &bsd_routes[i];
+    for (size_t i = 0; !route && i < bsd_n_routes; i++) { /* path ending in "*": prefix match, the handler parses the rest */
+        size_t n = strlen(bsd_routes[i].path);
+        if (n > 1 && bsd_routes[i].path[n - 1] == '*' && strncmp(bsd_routes[i].path, url, n - 1) == 0)
+            route = &bsd_routes[i];
+    }
     if (!route) return bsd_http_error(c, 404, url, "no such resource");
     int ok = strcmp(method, "HEAD") == 0 ? strstr(route->methods, "GET") != NULL
                                          : strstr(route->methods, method) != NULL;
@@ -179,7 +184,8 @@ bsd_http *bsd_http_start(bsd_app *app, bs_error *err) {
     if (bsd_parse_listen(app->cfg.listen, host, sizeof host, &port, err) != 0) return NULL;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG;
+    /* SUSPEND_RESUME: idle /api/v1/stream clients are suspended, not polled (daemon/sse.h). */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     if (strchr(host, ':')) {
         struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
         a->sin6_family = AF_INET6;

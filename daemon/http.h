@@ -18,7 +18,7 @@
 typedef enum MHD_Result (*bsd_route_fn)(bsd_app *app, struct MHD_Connection *conn, const char *url);
 
 typedef struct bsd_route {
-    const char *path;     /* exact match, e.g. "/api/v1/health" */
+    const char *path;     /* exact match, e.g. "/api/v1/health"; a path ending in a star matches by prefix */
     const char *methods;  /* "GET" (HEAD is implied by GET) */
     bsd_route_fn fn;
 } bsd_route;

@@ -21,6 +21,7 @@
 #include "daemon/capture.h"
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/station.h"
 #include "daemon/worker.h"
 
 static volatile sig_atomic_t g_stop, g_reload;
@@ -43,6 +44,7 @@ static void usage(FILE *f) {
             "      --input-loop        restart the file at its end            [input_loop]\n"
             "      --input-speed X     file pace, times real time             [input_speed]\n"
             "      --log-level LEVEL   error, warn, info, debug               [log_level]\n"
+            "      --state-dir DIR     detections.db and clips/ go here       [state_dir]\n"
             "  -s, --set NAME=VALUE    set any directive (see --help-config)\n"
             "      --list-devices      list capture devices and exit\n"
             "      --check-config      validate the configuration and the model, then exit\n"
@@ -96,6 +98,7 @@ int main(int argc, char **argv) {
         {"input-speed", required_argument, 0, 2}, {"log-level", required_argument, 0, 3},
         {"set", required_argument, 0, 's'},     {"list-devices", no_argument, 0, 4},
         {"check-config", no_argument, 0, 5},    {"help-config", no_argument, 0, 6},
+        {"state-dir", required_argument, 0, 7},
         {"version", no_argument, 0, 'V'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -116,6 +119,7 @@ int main(int argc, char **argv) {
         case 1: ov[n_ov++] = (struct override){"input_loop", "true"}; break;
         case 2: ov[n_ov++] = (struct override){"input_speed", optarg}; break;
         case 3: ov[n_ov++] = (struct override){"log_level", optarg}; break;
+        case 7: ov[n_ov++] = (struct override){"state_dir", optarg}; break;
         case 's': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) {
@@ -203,7 +207,17 @@ int main(int argc, char **argv) {
         return 1;
     }
     app.worker = bsd_worker_create(&app.cfg, app.ring, app.results, model, &err);
-    if (!app.worker || bsd_worker_start(app.worker, &err) != 0) {
+    if (!app.worker) {
+        bs_log_error("%s", err.msg);
+        return 1;
+    }
+    /* detections, store, clips, streams: hooks go in before the worker runs */
+    if (!bsd_station_start(&app, &err)) {
+        fprintf(stderr, "birdsongd: %s\n", err.msg);
+        bsd_worker_free(app.worker);
+        return 2;
+    }
+    if (bsd_worker_start(app.worker, &err) != 0) {
         bs_log_error("%s", err.msg);
         return 1;
     }
@@ -270,7 +284,9 @@ int main(int argc, char **argv) {
     sd_notify(0, "STOPPING=1");
     bsd_capture_stop(app.capture);  /* no more samples */
     bsd_worker_stop(app.worker);    /* finishes the window in progress */
+    bsd_station_stop_streams(app.station); /* ends the SSE streams */
     bsd_http_stop(http);
+    bsd_station_stop(app.station);  /* closes open detections, commits the store */
     bsd_capture_free(app.capture);
     bsd_worker_free(app.worker);
     if (!app.cfg.input[0]) bsd_audio_shutdown();

@@ -119,6 +119,8 @@ struct bsd_worker {
     int have_mark;
     FILE *dump;
     int dumped;
+    bsd_audio_tap tap;
+    void *tap_user;
 
     /* status, under lock */
     pthread_mutex_t lock;
@@ -282,6 +284,16 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
                 bs_model_checksum(nm->model));
 }
 
+/* Capture time just after the last model-rate sample produced. */
+static int64_t tap_end_ns(const bsd_worker *w) {
+    return w->mark_t_ns + (int64_t)llround((double)w->produced / w->model_rate * 1e9);
+}
+
+void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user) {
+    w->tap = fn;
+    w->tap_user = user;
+}
+
 static void sleep_s(double s) {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     nanosleep(&ts, NULL);
@@ -358,9 +370,11 @@ static void *worker_main(void *arg) {
             }
             w->produced += (uint64_t)k;
             feed(w, w->rsbuf, (size_t)k);
+            if (w->tap) w->tap(w->rsbuf, (size_t)k, tap_end_ns(w), w->tap_user);
         } else {
             w->produced += n;
             feed(w, w->readbuf, n);
+            if (w->tap) w->tap(w->readbuf, n, tap_end_ns(w), w->tap_user);
         }
     }
     return NULL;

@@ -48,6 +48,12 @@ void bsd_worker_replace_model(bsd_worker *w, bsd_model *model);
 /* Records the outcome of a reload attempt for the status (error NULL = success). */
 void bsd_worker_note_reload(bsd_worker *w, const char *path, const char *error);
 
+/* Audio tap: called on the worker thread with every block of model-rate samples it
+ * analyses, end_ns = capture time just after the last sample (same clock as the results).
+ * Must return quickly. Set before bsd_worker_start. */
+typedef void (*bsd_audio_tap)(const float *x, size_t n, int64_t end_ns, void *user);
+void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user);
+
 /* Increments on every loop of the worker (waiting included): the watchdog feeds on it. */
 uint64_t bsd_worker_heartbeat(bsd_worker *w);
 double bsd_worker_model_rate(bsd_worker *w);
