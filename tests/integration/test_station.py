@@ -1,0 +1,358 @@
+"""Station features of birdsongd on the real binary: detections stored and queried, kill -9
+safety, the SSE stream with Last-Event-ID resume, /metrics parsed as Prometheus text,
+clips, MQTT through a real mosquitto broker, and the dashboard in headless Chromium.
+
+The daemon plays data/soundscapes/opensoundscape_birds_10s.flac at 4x real time through a
+random-weight test model (tests/tools/make_test_model), whose probabilities hover near 0.5:
+the thresholds below make the detections deterministic (Parus_major always on, Sitta
+never, Turdus excluded), and max_event_seconds=2 closes an event every 2 s of audio."""
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from station_helpers import (AUDIO, DAEMON, LABELS, MAKE_MODEL, SSE, CDP, Daemon, MQTTSubscriber,
+                             free_port, make_model, metric, parse_prometheus)
+
+pytestmark = pytest.mark.skipif(not (os.path.exists(DAEMON) and os.path.exists(MAKE_MODEL) and os.path.exists(AUDIO)),
+                                reason="birdsongd, make_test_model or the soundscape is missing (run make)")
+
+DETECT = ["species_thresholds=Parus_major:0, Sitta_europaea:1", "exclude_species=Turdus_merula",
+          "max_event_seconds=2"]
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    return make_model(str(tmp_path_factory.mktemp("model") / "station.bsm"))
+
+
+@pytest.fixture
+def state(tmp_path):
+    return str(tmp_path / "state")
+
+
+def test_detections_are_stored_filtered_and_summarized(model, state):
+    d = Daemon(model, state, *DETECT)
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 4, what="4 detections")
+        page = d.json("/api/v1/detections?limit=1000")
+        dets = page["detections"]
+        assert page["total"] == len(dets) >= 4
+        assert {x["species"] for x in dets} == {"Parus_major"}  # Sitta never reaches 1, Turdus excluded
+        ids = [x["id"] for x in dets]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == len(ids)
+        for x in dets:
+            assert set(x) >= {"id", "species", "start", "end", "max_probability", "mean_probability", "n_windows"}
+            assert x["start"].endswith("Z") and x["end"] > x["start"]
+            assert 0 <= x["mean_probability"] <= x["max_probability"] <= 1
+            assert x["n_windows"] >= 1 and x["has_audio"] is False
+        # limit / offset
+        two = d.json("/api/v1/detections?limit=2&offset=1")
+        assert [x["id"] for x in two["detections"]] == ids[1:3]
+        # species, min_confidence, from / to
+        assert d.json("/api/v1/detections?species=Sitta_europaea")["total"] == 0
+        assert d.json("/api/v1/detections?min_confidence=1")["total"] == 0
+        mid = dets[len(dets) // 2]["start"]
+        newer = d.json("/api/v1/detections?limit=1000&from=" + mid)["detections"]
+        older = d.json("/api/v1/detections?limit=1000&to=" + mid)["detections"]
+        assert newer and older
+        assert all(x["start"] >= mid for x in newer) and all(x["start"] < mid for x in older)
+        assert d.json("/api/v1/detections?from=2999-01-01")["total"] == 0
+        assert d.json("/api/v1/detections?from=2000-01-01T00:00:00%2B02:00")["total"] >= len(dets)
+        # one detection
+        one = d.json("/api/v1/detections/%d" % ids[-1])
+        assert one["id"] == ids[-1] and one["species"] == "Parus_major"
+        st, _, body = d.request("/api/v1/detections/%d/audio" % ids[-1])
+        assert st == 404 and b"clips are off" in body
+        assert d.status("/api/v1/detections/999999") == 404
+        assert d.status("/api/v1/detections/abc") == 404
+        # bad parameters name themselves
+        for q, word in [("from=yesterday", b"from"), ("min_confidence=2", b"min_confidence"),
+                        ("limit=0", b"limit"), ("colour=red", b"colour"), ("to=2026-02-31", b"to")]:
+            st, _, body = d.request("/api/v1/detections?" + q)
+            assert st == 400 and word in body, (q, st, body)
+        # summary: hour and day buckets count the same detections
+        total = d.json("/api/v1/detections")["total"]
+        for bucket in ("hour", "day"):
+            sm = d.json("/api/v1/detections/summary?bucket=" + bucket)
+            assert sm["bucket"] == bucket
+            assert sm["total"] >= total
+            assert sum(b["counts"].get("Parus_major", 0) for b in sm["buckets"]) == sm["total"]
+            for b in sm["buckets"]:
+                assert b["start"].endswith(":00:00.000Z")
+        assert d.json("/api/v1/detections/summary?to=2000-01-01")["total"] == 0
+        assert d.status("/api/v1/detections/summary?bucket=week") == 400
+    finally:
+        assert d.stop() == 0
+    assert os.path.exists(os.path.join(state, "detections.db"))
+
+
+def test_detections_survive_kill_9_and_restart(model, state):
+    d = Daemon(model, state, *DETECT)
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 3, what="3 detections")
+        time.sleep(0.3)
+        seen = d.json("/api/v1/detections?limit=1000")["detections"]
+    finally:
+        d.kill()
+    assert d.proc.returncode == -signal.SIGKILL
+    d2 = Daemon(model, state, *DETECT)
+    try:
+        after = {x["id"]: x for x in d2.json("/api/v1/detections?limit=1000")["detections"]}
+        for x in seen:  # every row the API showed (committed) before the kill is there
+            assert after.get(x["id"]) == x
+        d2.wait_for(lambda: d2.json("/api/v1/detections?limit=1")["detections"][0]["id"] > max(after),
+                    what="a new detection after the restart")
+    finally:
+        assert d2.stop() == 0
+
+
+def _prediction_seqs(events):
+    return [json.loads(e["data"])["seq"] for e in events if e["event"] == "prediction"]
+
+
+def test_sse_stream_resumes_from_last_event_id(model, state):
+    d = Daemon(model, state, *DETECT, "stream_max_clients=2")
+    try:
+        s = SSE(d.port)
+        assert s.status == 200 and s.headers["content-type"].startswith("text/event-stream")
+        first = s.events(12)
+        for e in first:
+            assert int(e["id"]) == (json.loads(e["data"])["seq"] if e["event"] == "prediction"
+                                    else int(e["id"]))
+        seqs = _prediction_seqs(first)
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "predictions must arrive in order, none missing"
+        kinds = {e["event"] for e in first}
+        if "detection" not in kinds:
+            kinds |= {e["event"] for e in s.events(12)}
+        assert "detection" in kinds
+        last = int(first[-1]["id"])
+        s.close()
+        time.sleep(1.0)  # events go by while we are away
+        r = SSE(d.port, last_event_id=last)
+        again = r.events(8)
+        assert int(again[0]["id"]) > last
+        seqs2 = _prediction_seqs(again)
+        assert seqs2[0] == last + 1, "resume must start right after Last-Event-ID (%d), got %d" % (last, seqs2[0])
+        assert seqs2 == list(range(seqs2[0], seqs2[0] + len(seqs2)))
+        for e in again:
+            if e["event"] == "detection":
+                det = json.loads(e["data"])
+                assert det["species"] == "Parus_major" and det["id"] > 0
+        # the client limit: a third stream is refused
+        other = SSE(d.port)
+        st, _, body = d.request("/api/v1/stream")
+        assert st == 503 and b"stream_max_clients" in body
+        other.close()
+        r.close()
+        # a Last-Event-ID older than the history starts at the oldest event kept (the slots
+        # of the closed streams free up once the server next writes to them)
+        def reconnect():
+            c = SSE(d.port, last_event_id=0)
+            if c.status == 200:
+                return c
+            c.close()
+        old = d.wait_for(reconnect, timeout=5, what="a free stream slot")
+        assert int(old.events(1)[0]["id"]) == 1  # the history still holds the first window
+        old.close()
+    finally:
+        assert d.stop() == 0
+
+
+def test_metrics_are_valid_prometheus_text(model, state):
+    d = Daemon(model, state, *DETECT)
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 2, what="2 detections")
+        st, headers, body = d.request("/metrics")
+        assert st == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        fams = parse_prometheus(body.decode())
+        for name in ("birdsong_windows_processed_total", "birdsong_inference_seconds",
+                     "birdsong_capture_overruns_total", "birdsong_capture_dropped_samples_total",
+                     "birdsong_detections_total", "birdsong_db_errors_total", "birdsong_disk_free_bytes",
+                     "birdsong_model_info", "birdsong_build_info"):
+            assert name in fams, name
+            assert fams[name]["help"], name
+        assert fams["birdsong_inference_seconds"]["type"] == "histogram"
+        windows = metric(fams, "birdsong_windows_processed_total")
+        assert windows > 0
+        assert metric(fams, "birdsong_inference_seconds_count") == pytest.approx(windows, abs=2)
+        assert metric(fams, "birdsong_inference_seconds_sum") > 0
+        assert metric(fams, "birdsong_model_info", species="3") == 1
+        assert metric(fams, "birdsong_detections_total", species="Parus_major") >= 2
+        assert metric(fams, "birdsong_detections_total", species="Turdus_merula") == 0
+        assert metric(fams, "birdsong_db_errors_total") == 0
+        assert metric(fams, "birdsong_capture_dropped_samples_total") == 0
+        assert 0 < metric(fams, "birdsong_disk_free_ratio") <= 1
+        time.sleep(0.6)
+        later = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(later, "birdsong_windows_processed_total") > windows
+    finally:
+        assert d.stop() == 0
+
+
+def _flac_streaminfo(data):
+    assert data[:4] == b"fLaC"
+    assert data[4] & 0x7F == 0  # first metadata block is STREAMINFO
+    si = data[8:8 + 34]
+    bits = int.from_bytes(si[10:18], "big")
+    rate = bits >> 44
+    channels = ((bits >> 41) & 7) + 1
+    bps = ((bits >> 36) & 31) + 1
+    total = bits & ((1 << 36) - 1)
+    return rate, channels, bps, total
+
+
+def test_clips_are_flac_with_pre_and_post_roll(model, state):
+    d = Daemon(model, state, *DETECT, "clips=true", "clip_pre_roll=0.5", "clip_post_roll=0.5")
+    try:
+        def with_audio():
+            dets = d.json("/api/v1/detections?limit=50")["detections"]
+            # not the first detection: it starts with the audio, before which there is no pre-roll
+            return [x for x in dets if x["has_audio"] and x["id"] >= 2]
+        got = d.wait_for(with_audio, what="a detection with audio")
+        x = got[0]
+        st, headers, data = d.request("/api/v1/detections/%d/audio" % x["id"])
+        assert st == 200 and headers["Content-Type"] == "audio/flac"
+        rate, channels, bps, total = _flac_streaminfo(data)
+        assert (rate, channels, bps) == (22050, 1, 16)
+        from datetime import datetime
+        t = lambda s: datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+        want = (t(x["end"]) - t(x["start"]) + 1.0) * 22050
+        assert abs(total - want) <= 0.02 * want, (total, want)
+        assert os.path.exists(os.path.join(state, "clips", "%d.flac" % x["id"]))
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_clips_saved_total") >= 1
+    finally:
+        assert d.stop() == 0
+
+
+MOSQUITTO = "/usr/sbin/mosquitto"
+
+
+@pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
+def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
+    port = free_port()
+    conf = tmp_path / "mosquitto.conf"
+    conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
+    broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    d = None
+    try:
+        deadline = time.time() + 10
+        sub = None
+        while sub is None:
+            try:
+                sub = MQTTSubscriber(port, "birdsong/test/#")
+            except OSError:
+                assert time.time() < deadline, "mosquitto did not start"
+                time.sleep(0.1)
+        d = Daemon(model, state, *DETECT, "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
+                   "mqtt_topic=birdsong/test/detections", "mqtt_qos=1")
+        msgs = sub.messages(3)
+        sub.close()
+        for topic, payload in msgs:
+            assert topic == "birdsong/test/detections"
+            det = json.loads(payload)
+            assert det["species"] == "Parus_major"
+            assert set(det) >= {"id", "start", "end", "max_probability", "mean_probability", "n_windows"}
+        last = json.loads(msgs[-1][1])
+        stored = d.wait_for(lambda: d.request("/api/v1/detections/%d" % last["id"])[0] == 200 and
+                            d.json("/api/v1/detections/%d" % last["id"]), what="the published detection in the store")
+        assert stored["start"] == last["start"] and stored["max_probability"] == pytest.approx(last["max_probability"])
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_mqtt_connected") == 1
+        assert metric(fams, "birdsong_mqtt_published_total") >= 3
+    finally:
+        if d:
+            assert d.stop() == 0
+        broker.terminate()
+        broker.wait(timeout=10)
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install chromium)")
+def test_dashboard_in_headless_chromium(model, state, tmp_path):
+    d = Daemon(model, state, *DETECT)
+    browser = subprocess.Popen(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+         "--user-data-dir=" + str(tmp_path / "chromium"), "--remote-debugging-port=0", "about:blank"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    cdp = None
+    try:
+        ws, buf, deadline = None, b"", time.time() + 30
+        while ws is None and time.time() < deadline:
+            r, _, _ = select.select([browser.stderr], [], [], 0.5)
+            if r:
+                chunk = os.read(browser.stderr.fileno(), 65536)
+                assert chunk, "chromium exited: " + buf.decode(errors="replace")[-2000:]
+                buf += chunk
+                for line in buf.decode(errors="replace").splitlines():
+                    if "DevTools listening on ws://" in line:
+                        ws = line.split("listening on ")[1].strip()
+        assert ws, "chromium did not start its DevTools server"
+        devport = int(ws.split(":")[2].split("/")[0])
+        pages = json.loads(urllib.request.urlopen("http://127.0.0.1:%d/json/list" % devport, timeout=10).read())
+        page = [p for p in pages if p["type"] == "page"][0]
+        cdp = CDP(page["webSocketDebuggerUrl"])
+        cdp.call("Runtime.enable")
+        cdp.call("Log.enable")
+        cdp.call("Page.enable")
+
+        def errors():
+            out = []
+            for ev in cdp.events:
+                m, p = ev.get("method"), ev.get("params", {})
+                if m == "Runtime.exceptionThrown":
+                    out.append(p["exceptionDetails"].get("text", "") + str(p["exceptionDetails"].get("exception", "")))
+                elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+                    out.append(str(p.get("args")))
+                elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+                    out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
+            return out
+
+        for url, mode in ((d.base + "/", "live (SSE)"), (d.base + "/?poll", "polling")):
+            cdp.events.clear()
+            cdp.call("Page.navigate", url=url)
+            state_js = ("JSON.stringify({mode: document.body.dataset.mode || '',"
+                        " bars: [...document.querySelectorAll('#bars .bar')].map(b => [b.dataset.species,"
+                        "   b.querySelector('.val').textContent]),"
+                        " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
+                        " status: document.getElementById('status').textContent,"
+                        " clock: document.getElementById('clock').textContent})")
+            deadline, seen = time.time() + 20, None
+            while time.time() < deadline:
+                cdp.pump(0.5)
+                seen = json.loads(cdp.evaluate(state_js) or "{}")
+                ready = (seen.get("mode") == mode and seen.get("det") and "inference" in seen.get("status", "")
+                         and all(v not in ("", "–") for _, v in seen.get("bars", [])) and seen.get("clock"))
+                if ready:
+                    break
+            assert seen["mode"] == mode, seen
+            assert [s for s, _ in seen["bars"]] == LABELS, seen
+            for _, v in seen["bars"]:
+                assert 0.0 <= float(v) <= 1.0
+            assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen
+            assert "ms mean" in seen["status"] and "windows" in seen["status"], seen
+            timeline = cdp.evaluate("(() => { const c = document.getElementById('timeline');"
+                                    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                                    " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()")
+            assert timeline > 100, "the timeline canvas is empty"
+            assert errors() == [], errors()
+    finally:
+        if cdp:
+            cdp.close()
+        try:
+            os.killpg(browser.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        browser.wait(timeout=15)
+        browser.stderr.close()
+        assert d.stop() == 0
