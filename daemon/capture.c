@@ -28,7 +28,7 @@ struct bsd_capture {
     double preferred_rate;
     int is_file;
     pthread_t thread;
-    int thread_started;
+    int thread_started, leaked;
     _Atomic int stop;
     /* written by the callback / file reader */
     _Atomic uint64_t frames;           /* frames delivered by the source */
@@ -387,16 +387,28 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     return c;
 }
 
-void bsd_capture_stop(bsd_capture *c) {
-    if (!c || !c->thread_started) return;
+int bsd_capture_stop(bsd_capture *c) {
+    if (!c || !c->thread_started) return c && c->leaked ? -1 : 0;
     atomic_store(&c->stop, 1);
-    pthread_join(c->thread, NULL);
+    /* The supervisor notices within 50 ms. A driver stuck inside PortAudio (19.6 deadlocks
+     * in Pa_StartStream when the device fails to start) must not block shutdown: wait 1 s,
+     * then leave the thread behind (the process is exiting). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    if (pthread_timedjoin_np(c->thread, NULL, &until) != 0) {
+        bs_log_error("capture: the audio thread did not stop within 1 s (stuck in the audio driver); leaving it");
+        pthread_detach(c->thread);
+        c->leaked = 1;
+    }
     c->thread_started = 0;
+    return c->leaked ? -1 : 0;
 }
 
 void bsd_capture_free(bsd_capture *c) {
     if (!c) return;
     bsd_capture_stop(c);
+    if (c->leaked) return; /* still referenced by the stuck thread */
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -268,9 +268,13 @@ int main(int argc, char **argv) {
     }
     bs_log_info("signal %d: stopping", (int)g_stop);
     sd_notify(0, "STOPPING=1");
-    bsd_capture_stop(app.capture);  /* no more samples */
+    int stuck = bsd_capture_stop(app.capture) != 0; /* no more samples */
     bsd_worker_stop(app.worker);    /* finishes the window in progress */
     bsd_http_stop(http);
+    if (stuck) {
+        bs_log_warn("stopped (the audio driver thread was left behind)");
+        return 0;
+    }
     bsd_capture_free(app.capture);
     bsd_worker_free(app.worker);
     if (!app.cfg.input[0]) bsd_audio_shutdown();
