@@ -30,16 +30,14 @@ bsd_model *bsd_model_open(const char *path, bs_error *err) {
     }
     bm->model = m;
     snprintf(bm->path, sizeof bm->path, "%s", path);
-    json_error_t jerr;
-    json_t *fj = json_loads(bs_model_features_json(m), 0, &jerr);
-    if (!fj) {
-        bs_error_set(err, "%s: feature settings are not JSON: %s", path, jerr.text);
+    const bs_feature_config *fc = bs_model_feature_config(m);
+    if (!fc) {
+        bs_error_set(err, "%s: the model carries no feature settings", path);
         goto fail;
     }
+    bm->features = *fc;
     bs_error ferr;
-    int rc = bs_feature_config_from_json(fj, &bm->features, &ferr);
-    json_decref(fj);
-    if (rc != 0) {
+    if (bs_feature_config_validate(&bm->features, &ferr) != 0) {
         bs_error_set(err, "%s: feature settings: %s", path, ferr.msg);
         goto fail;
     }
