@@ -1,7 +1,9 @@
 #include "daemon/capture.h"
 
 /* Messages quote paths and device names into fixed buffers; truncating them is intended. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include <alsa/asoundlib.h>
 #include <ctype.h>

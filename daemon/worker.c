@@ -11,7 +11,9 @@
 #include "birdsong/log.h"
 #include "daemon/app.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define CHUNK 1024          /* ring samples per read */
 #define INF_HISTORY 1024    /* inference times kept for mean and p95 */
@@ -293,9 +295,10 @@ static void *worker_main(void *arg) {
         w->paused = 1;
     }
     while (!atomic_load(&w->stop)) {
-        atomic_fetch_add(&w->heartbeat, 1);
         bsd_model *nm = atomic_exchange(&w->pending, NULL);
         if (nm) swap_model(w, nm);
+        /* A paused worker makes no progress on purpose: it stands for a stuck one, and
+         * under systemd its watchdog goes hungry. */
         if (w->paused) {
             if (bsd_mono_seconds() < pause_until) {
                 sleep_s(0.02);
@@ -306,6 +309,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&w->lock);
             bs_log_info("worker: resumed");
         }
+        atomic_fetch_add(&w->heartbeat, 1);
         bs_ring_mark mk;
         int at_mark;
         size_t n = bs_ring_read(w->ring, w->readbuf, CHUNK, &mk, &at_mark);

@@ -377,3 +377,32 @@ def test_help_config_lists_every_directive_of_the_shipped_file():
     names = re.findall(r"^(\w+) = ", r.stdout, re.M)
     conf = open(os.path.join(os.path.dirname(__file__), "..", "..", "etc", "birdsongd.conf")).read()
     assert names and all(re.search(r"^%s = " % n, conf, re.M) for n in names)
+
+
+# ---- systemd notifications ---------------------------------------------------------------
+
+def test_sd_notify_ready_status_and_watchdog_fed_by_worker_progress(files, tmp_path):
+    """READY=1 and STATUS= reach $NOTIFY_SOCKET; WATCHDOG=1 follows the worker's progress:
+    none while the worker stalls (debug_pause_worker_seconds), then again."""
+    import socket as so
+    sock_path = str(tmp_path / "notify.sock")
+    s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
+    s.bind(sock_path)
+    s.settimeout(0.1)
+    d = file_daemon(files, tmp_path, "--set", "debug_pause_worker_seconds=2")
+    d.env.update({"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
+    msgs = []
+    with d:
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 4.0:
+            try:
+                msgs.append((time.monotonic() - t0, s.recv(4096).decode()))
+            except so.timeout:
+                pass
+    s.close()
+    text = [m for _, m in msgs]
+    assert any("READY=1" in m for m in text), text
+    assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in text), text
+    dogs = [t for t, m in msgs if "WATCHDOG=1" in m]
+    assert not any(t < 1.5 for t in dogs), "fed while the worker was stalled: %s" % dogs
+    assert any(t > 2.0 for t in dogs), "not fed after the worker resumed: %s" % dogs
