@@ -190,7 +190,18 @@ int main(int argc, char **argv) {
     app.started_ns = bsd_realtime_ns();
     app.started_mono = bsd_mono_seconds();
     double model_rate = model->features.sample_rate;
+    /* The ring holds ring_seconds at the fastest rate the source may run at: the file's
+     * rate, or for a device the model rate or 48 kHz, whichever is higher. */
     double ring_rate = model_rate > 48000 ? model_rate : 48000;
+    if (app.cfg.input[0]) {
+        SF_INFO si;
+        memset(&si, 0, sizeof si);
+        SNDFILE *sf = sf_open(app.cfg.input, SFM_READ, &si);
+        if (sf) {
+            ring_rate = si.samplerate;
+            sf_close(sf);
+        }
+    }
     app.ring = bs_ring_create((size_t)ceil(app.cfg.ring_seconds * ring_rate));
     size_t hist = (size_t)ceil(app.cfg.history_seconds / app.cfg.hop_seconds);
     app.results = bsd_results_create(hist);

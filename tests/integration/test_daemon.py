@@ -125,7 +125,7 @@ def test_unknown_device_name_keeps_the_daemon_up(files, tmp_path):
 
 
 def test_ring_overflow_while_the_worker_is_paused_is_counted(files, tmp_path):
-    # 10 s ring (rounded up to 2^19 samples = 23.8 s at 22050 Hz) filled at 40x real time
+    # a 10 s ring (220500 samples at the file rate) filled at 40x real time
     d = file_daemon(files, tmp_path, "--set", "debug_pause_worker_seconds=2.5",
                     "--set", "ring_seconds=10", speed="40")
     with d:
