@@ -178,7 +178,20 @@ static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
     return partial;
 }
 
+/* PortAudio's error text, with the host API's own message for host errors. */
+static const char *pa_error_text(PaError e, char *buf, size_t size) {
+    if (e == paUnanticipatedHostError) {
+        const PaHostErrorInfo *hi = Pa_GetLastHostErrorInfo();
+        snprintf(buf, size, "%s (host error %ld%s%s)", Pa_GetErrorText(e), hi ? hi->errorCode : 0L,
+                 hi && hi->errorText && hi->errorText[0] ? ": " : "", hi && hi->errorText ? hi->errorText : "");
+    } else {
+        snprintf(buf, size, "%s", Pa_GetErrorText(e));
+    }
+    return buf;
+}
+
 static int open_device(bsd_capture *c, char *why, size_t why_size) {
+    char etext[200];
     PaDeviceIndex dev = find_device(c->cfg->device, why, why_size);
     if (dev == paNoDevice) return -1;
     const PaDeviceInfo *info = Pa_GetDeviceInfo(dev);
@@ -192,7 +205,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
                               pa_callback, c);
     if (e != paNoError) {
         snprintf(why, why_size, "device '%s': cannot open at %.0f Hz mono float: %s", info->name, rate,
-                 Pa_GetErrorText(e));
+                 pa_error_text(e, etext, sizeof etext));
         c->stream = NULL;
         return -1;
     }
@@ -200,7 +213,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
     atomic_store(&c->last_frames_mono_ns, mono_ns());
     e = Pa_StartStream(c->stream);
     if (e != paNoError) {
-        snprintf(why, why_size, "device '%s': cannot start: %s", info->name, Pa_GetErrorText(e));
+        snprintf(why, why_size, "device '%s': cannot start: %s", info->name, pa_error_text(e, etext, sizeof etext));
         Pa_CloseStream(c->stream);
         c->stream = NULL;
         return -1;
