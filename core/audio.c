@@ -73,12 +73,13 @@ static int read_open_file(SNDFILE *sf, const SF_INFO *info, const char *name, bs
             float acc = 0.0f;
             for (int c = 0; c < ch; c++) {
                 if (!isfinite(fr[c])) {
+                    const char *what = isnan(fr[c]) ? "NaN" : "Inf";
                     free(mono);
                     free(chunk);
                     return bs_error_set(err,
                                         "%s: sample at frame %zu, channel %d is %s; refusing "
                                         "audio with non-finite samples",
-                                        name, n + (size_t)f, c, isnan(fr[c]) ? "NaN" : "Inf");
+                                        name, n + (size_t)f, c, what);
                 }
                 acc += fr[c];
             }

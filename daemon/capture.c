@@ -1,7 +1,9 @@
 #include "daemon/capture.h"
 
 /* Messages quote paths and device names into fixed buffers; truncating them is intended. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #include <alsa/asoundlib.h>
 #include <ctype.h>
@@ -28,7 +30,7 @@ struct bsd_capture {
     double preferred_rate;
     int is_file;
     pthread_t thread;
-    int thread_started;
+    int thread_started, leaked;
     _Atomic int stop;
     /* written by the callback / file reader */
     _Atomic uint64_t frames;           /* frames delivered by the source */
@@ -176,7 +178,20 @@ static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
     return partial;
 }
 
+/* PortAudio's error text, with the host API's own message for host errors. */
+static const char *pa_error_text(PaError e, char *buf, size_t size) {
+    if (e == paUnanticipatedHostError) {
+        const PaHostErrorInfo *hi = Pa_GetLastHostErrorInfo();
+        snprintf(buf, size, "%s (host error %ld%s%s)", Pa_GetErrorText(e), hi ? hi->errorCode : 0L,
+                 hi && hi->errorText && hi->errorText[0] ? ": " : "", hi && hi->errorText ? hi->errorText : "");
+    } else {
+        snprintf(buf, size, "%s", Pa_GetErrorText(e));
+    }
+    return buf;
+}
+
 static int open_device(bsd_capture *c, char *why, size_t why_size) {
+    char etext[200];
     PaDeviceIndex dev = find_device(c->cfg->device, why, why_size);
     if (dev == paNoDevice) return -1;
     const PaDeviceInfo *info = Pa_GetDeviceInfo(dev);
@@ -190,7 +205,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
                               pa_callback, c);
     if (e != paNoError) {
         snprintf(why, why_size, "device '%s': cannot open at %.0f Hz mono float: %s", info->name, rate,
-                 Pa_GetErrorText(e));
+                 pa_error_text(e, etext, sizeof etext));
         c->stream = NULL;
         return -1;
     }
@@ -198,7 +213,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
     atomic_store(&c->last_frames_mono_ns, mono_ns());
     e = Pa_StartStream(c->stream);
     if (e != paNoError) {
-        snprintf(why, why_size, "device '%s': cannot start: %s", info->name, Pa_GetErrorText(e));
+        snprintf(why, why_size, "device '%s': cannot start: %s", info->name, pa_error_text(e, etext, sizeof etext));
         Pa_CloseStream(c->stream);
         c->stream = NULL;
         return -1;
@@ -387,16 +402,28 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     return c;
 }
 
-void bsd_capture_stop(bsd_capture *c) {
-    if (!c || !c->thread_started) return;
+int bsd_capture_stop(bsd_capture *c) {
+    if (!c || !c->thread_started) return c && c->leaked ? -1 : 0;
     atomic_store(&c->stop, 1);
-    pthread_join(c->thread, NULL);
+    /* The supervisor notices within 50 ms. A driver stuck inside PortAudio (19.6 deadlocks
+     * in Pa_StartStream when the device fails to start) must not block shutdown: wait 1 s,
+     * then leave the thread behind (the process is exiting). */
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 1;
+    if (pthread_timedjoin_np(c->thread, NULL, &until) != 0) {
+        bs_log_error("capture: the audio thread did not stop within 1 s (stuck in the audio driver); leaving it");
+        pthread_detach(c->thread);
+        c->leaked = 1;
+    }
     c->thread_started = 0;
+    return c->leaked ? -1 : 0;
 }
 
 void bsd_capture_free(bsd_capture *c) {
     if (!c) return;
     bsd_capture_stop(c);
+    if (c->leaked) return; /* still referenced by the stuck thread */
     pthread_mutex_destroy(&c->lock);
     free(c);
 }

@@ -21,8 +21,9 @@ typedef struct bsd_capture bsd_capture;
  * rate, used for a device when it supports it. cfg and ring must outlive the capture. */
 bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double preferred_rate,
                                bs_error *err);
-/* Stops the source (the ring keeps what was captured) and joins the thread. */
-void bsd_capture_stop(bsd_capture *c);
+/* Stops the source (the ring keeps what was captured) and joins the thread. Returns -1 when
+ * the thread is stuck in the audio driver and was left behind (do not free the ring then). */
+int bsd_capture_stop(bsd_capture *c);
 void bsd_capture_free(bsd_capture *c);
 
 /* New JSON object describing the source, its state and its counters. */

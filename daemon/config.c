@@ -41,7 +41,7 @@ const bsd_directive bsd_directives[] = {
     {"max_lag_seconds", BSD_CFG_DOUBLE, F(max_lag_seconds), 0, "3", 0.1, 600,
      "health turns 503 when the worker is further than this behind the capture"},
     {"debug_pause_worker_seconds", BSD_CFG_DOUBLE, F(debug_pause_worker_seconds), 0, "0", 0, 3600,
-     "testing only: the worker waits this long before reading the ring (to show overruns)"},
+     "testing only: the worker stalls this long before reading the ring (shows overruns; starves the watchdog)"},
     {"debug_dump_path", BSD_CFG_STRING, F(debug_dump_path), S(debug_dump_path), "", 0, 0,
      "testing only: write the first 200 windows (start, samples, log-mel dB) to this file"},
     {"listen", BSD_CFG_STRING, F(listen), S(listen), "127.0.0.1:8080", 0, 0,

@@ -194,7 +194,18 @@ int main(int argc, char **argv) {
     app.started_ns = bsd_realtime_ns();
     app.started_mono = bsd_mono_seconds();
     double model_rate = model->features.sample_rate;
+    /* The ring holds ring_seconds at the fastest rate the source may run at: the file's
+     * rate, or for a device the model rate or 48 kHz, whichever is higher. */
     double ring_rate = model_rate > 48000 ? model_rate : 48000;
+    if (app.cfg.input[0]) {
+        SF_INFO si;
+        memset(&si, 0, sizeof si);
+        SNDFILE *sf = sf_open(app.cfg.input, SFM_READ, &si);
+        if (sf) {
+            ring_rate = si.samplerate;
+            sf_close(sf);
+        }
+    }
     app.ring = bs_ring_create((size_t)ceil(app.cfg.ring_seconds * ring_rate));
     size_t hist = (size_t)ceil(app.cfg.history_seconds / app.cfg.hop_seconds);
     app.results = bsd_results_create(hist);
@@ -282,11 +293,15 @@ int main(int argc, char **argv) {
     }
     bs_log_info("signal %d: stopping", (int)g_stop);
     sd_notify(0, "STOPPING=1");
-    bsd_capture_stop(app.capture);  /* no more samples */
+    int stuck = bsd_capture_stop(app.capture) != 0; /* no more samples */
     bsd_worker_stop(app.worker);    /* finishes the window in progress */
     bsd_station_stop_streams(app.station); /* ends the SSE streams */
     bsd_http_stop(http);
     bsd_station_stop(app.station);  /* closes open detections, commits the store */
+    if (stuck) {
+        bs_log_warn("stopped (the audio driver thread was left behind)");
+        return 0;
+    }
     bsd_capture_free(app.capture);
     bsd_worker_free(app.worker);
     if (!app.cfg.input[0]) bsd_audio_shutdown();

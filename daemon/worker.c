@@ -11,7 +11,9 @@
 #include "birdsong/log.h"
 #include "daemon/app.h"
 
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 #define CHUNK 1024          /* ring samples per read */
 #define INF_HISTORY 1024    /* inference times kept for mean and p95 */
@@ -30,16 +32,14 @@ bsd_model *bsd_model_open(const char *path, bs_error *err) {
     }
     bm->model = m;
     snprintf(bm->path, sizeof bm->path, "%s", path);
-    json_error_t jerr;
-    json_t *fj = json_loads(bs_model_features_json(m), 0, &jerr);
-    if (!fj) {
-        bs_error_set(err, "%s: feature settings are not JSON: %s", path, jerr.text);
+    const bs_feature_config *fc = bs_model_feature_config(m);
+    if (!fc) {
+        bs_error_set(err, "%s: the model carries no feature settings", path);
         goto fail;
     }
+    bm->features = *fc;
     bs_error ferr;
-    int rc = bs_feature_config_from_json(fj, &bm->features, &ferr);
-    json_decref(fj);
-    if (rc != 0) {
+    if (bs_feature_config_validate(&bm->features, &ferr) != 0) {
         bs_error_set(err, "%s: feature settings: %s", path, ferr.msg);
         goto fail;
     }
@@ -307,9 +307,10 @@ static void *worker_main(void *arg) {
         w->paused = 1;
     }
     while (!atomic_load(&w->stop)) {
-        atomic_fetch_add(&w->heartbeat, 1);
         bsd_model *nm = atomic_exchange(&w->pending, NULL);
         if (nm) swap_model(w, nm);
+        /* A paused worker makes no progress on purpose: it stands for a stuck one, and
+         * under systemd its watchdog goes hungry. */
         if (w->paused) {
             if (bsd_mono_seconds() < pause_until) {
                 sleep_s(0.02);
@@ -320,6 +321,7 @@ static void *worker_main(void *arg) {
             pthread_mutex_unlock(&w->lock);
             bs_log_info("worker: resumed");
         }
+        atomic_fetch_add(&w->heartbeat, 1);
         bs_ring_mark mk;
         int at_mark;
         size_t n = bs_ring_read(w->ring, w->readbuf, CHUNK, &mk, &at_mark);

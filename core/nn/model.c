@@ -1,4 +1,6 @@
-/* birdsong: the model and its .bsm file. Format: docs/model-format.md. */
+/* birdsong: the model and its .bsm file. Format: docs/model-format.md.
+ * JSON reals are written by jansson with 17 significant digits, so doubles (feature config)
+ * and float32 values (thresholds, mean/std) read back bit-identical. */
 #include "birdsong/model.h"
 
 #include <errno.h>
@@ -30,7 +32,8 @@ struct bs_model {
     int n_mels, n_frames;
     float *mean, *std;
     int have_norm;
-    json_t *features; /* object or NULL */
+    bs_feature_config feat;
+    json_t *features; /* object or NULL (not set yet) */
     json_t *training; /* object */
     char *features_str, *training_str, *meta_str;
     uint32_t crc;
@@ -201,8 +204,8 @@ int bs_model_set_normalization(bs_model *m, const float *mean, const float *std,
         if (!isfinite(mean[i]))
             return bs_error_set(err, "normalization mean[%d] is %g, expected a finite number", i,
                                 (double)mean[i]);
-        if (!(std[i] > 0.0f) || !isfinite(std[i]))
-            return bs_error_set(err, "normalization std[%d] is %g, expected a finite number > 0",
+        if (!(std[i] >= 0.0f) || !isfinite(std[i]))
+            return bs_error_set(err, "normalization std[%d] is %g, expected a finite number >= 0",
                                 i, (double)std[i]);
     }
     memcpy(m->mean, mean, sizeof(float) * n_mels);
@@ -220,7 +223,7 @@ static int set_json_object(json_t **slot, char **str, const char *text, const ch
         json_decref(j);
         return bs_error_set(err, "%s JSON is not an object", what);
     }
-    char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(j, JSON_COMPACT);
     if (!s) {
         json_decref(j);
         return bs_error_set(err, "out of memory for %s JSON", what);
@@ -232,9 +235,34 @@ static int set_json_object(json_t **slot, char **str, const char *text, const ch
     return 0;
 }
 
-int bs_model_set_features_json(bs_model *m, const char *json, bs_error *err) {
-    return set_json_object(&m->features, &m->features_str, json, "features", err);
+static int check_feature_config(const bs_model *m, const bs_feature_config *cfg, bs_error *err) {
+    if (bs_feature_config_validate(cfg, err)) return -1;
+    if (cfg->n_mels != m->n_mels)
+        return bs_error_set(err, "feature config has n_mels %d, the network input has %d mel bins",
+                            cfg->n_mels, m->n_mels);
+    if (bs_feature_n_frames(cfg) != m->n_frames)
+        return bs_error_set(err, "feature config gives %d frames per window, the network input "
+                            "has %d", bs_feature_n_frames(cfg), m->n_frames);
+    return 0;
 }
+
+int bs_model_set_feature_config(bs_model *m, const bs_feature_config *cfg, bs_error *err) {
+    if (check_feature_config(m, cfg, err)) return -1;
+    json_t *j = bs_feature_config_to_json(cfg);
+    char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    if (!s) {
+        if (j) json_decref(j);
+        return bs_error_set(err, "out of memory for the feature config");
+    }
+    if (m->features) json_decref(m->features);
+    free(m->features_str);
+    m->features = j;
+    m->features_str = s;
+    m->feat = *cfg;
+    return 0;
+}
+
+const bs_feature_config *bs_model_feature_config(const bs_model *m) { return &m->feat; }
 
 int bs_model_set_training_json(bs_model *m, const char *json, bs_error *err) {
     if (set_json_object(&m->training, &m->training_str, json, "training", err)) return -1;
@@ -276,11 +304,7 @@ int bs_model_predict(bs_model *m, const float *features, float *probs) {
 }
 
 void bs_model_normalize(const bs_model *m, float *x) {
-    for (int b = 0; b < m->n_mels; b++) {
-        float mu = m->mean[b], is = 1.0f / m->std[b];
-        float *row = x + (size_t)b * m->n_frames;
-        for (int t = 0; t < m->n_frames; t++) row[t] = (row[t] - mu) * is;
-    }
+    bs_normalize_apply(x, m->mean, m->std, m->feat.norm_std_floor, m->n_mels, m->n_frames);
 }
 
 /* ---- metadata JSON ------------------------------------------------------------------------ */
@@ -344,7 +368,7 @@ static json_t *metadata_json(const bs_model *m) {
 const char *bs_model_metadata_json(const bs_model *cm) {
     bs_model *m = (bs_model *)cm; /* the cached text is the only thing written */
     json_t *root = metadata_json(m);
-    char *s = json_dumps(root, JSON_INDENT(2) | JSON_REAL_PRECISION(9));
+    char *s = json_dumps(root, JSON_INDENT(2));
     json_decref(root);
     if (s) {
         free(m->meta_str);
@@ -360,7 +384,8 @@ static size_t align_up(size_t v) { return (v + ALIGN - 1) / ALIGN * ALIGN; }
 int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *err) {
     *out = NULL;
     *out_size = 0;
-    if (!m->features) return bs_error_set(err, "feature settings were not set (bs_model_set_features_json)");
+    if (!m->features)
+        return bs_error_set(err, "feature settings were not set (bs_model_set_feature_config)");
     if (!m->have_norm)
         return bs_error_set(err, "normalization mean/std were not set (bs_model_set_normalization)");
     if (!json_object_get(m->training, "date")) {
@@ -370,7 +395,7 @@ int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *e
         gmtime_r(&now, &tm);
         strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tm);
         json_object_set_new(m->training, "date", json_string(date));
-        char *s = json_dumps(m->training, JSON_COMPACT | JSON_REAL_PRECISION(9));
+        char *s = json_dumps(m->training, JSON_COMPACT);
         if (s) {
             free(m->training_str);
             m->training_str = s;
@@ -395,7 +420,7 @@ int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *e
         off = align_up(off + t.size * sizeof(float));
     }
     json_object_set_new(root, "tensors", tens);
-    char *js = json_dumps(root, JSON_INDENT(1) | JSON_REAL_PRECISION(9));
+    char *js = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!js) return bs_error_set(err, "out of memory for the model metadata");
     size_t json_size = strlen(js);
@@ -713,8 +738,10 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
         bs_error_set(err, "metadata 'features' is not an object");
         goto fail;
     }
+    if (bs_feature_config_from_json(features, &m->feat, err)) goto fail;
+    if (check_feature_config(m, &m->feat, err)) goto fail;
     m->features = json_incref(features);
-    m->features_str = json_dumps(features, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    m->features_str = json_dumps(features, JSON_COMPACT);
     json_t *norm = json_object_get(root, "normalization");
     if (!json_is_object(norm)) {
         bs_error_set(err, "metadata 'normalization' is not an object");
@@ -737,7 +764,7 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
     json_decref(m->training);
     free(m->training_str);
     m->training = json_incref(training);
-    m->training_str = json_dumps(training, JSON_COMPACT | JSON_REAL_PRECISION(9));
+    m->training_str = json_dumps(training, JSON_COMPACT);
     if (!m->features_str || !m->training_str) {
         bs_error_set(err, "out of memory for the metadata");
         goto fail;

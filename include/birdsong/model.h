@@ -20,6 +20,7 @@
 #include <stdint.h>
 
 #include "birdsong/error.h"
+#include "birdsong/features.h"
 #include "birdsong/nn.h"
 
 #define BS_MODEL_MAGIC "BSMODEL\0"
@@ -49,12 +50,14 @@ bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int 
 /* The network, for training (bs_net_forward/loss/backward + bs_adam_step on its params). */
 bs_net *bs_model_net(bs_model *model);
 
-/* Setters copy their input. Thresholds must be in [0, 1] (default 0.5 each); std > 0. */
+/* Setters copy their input. Thresholds must be in [0, 1] (default 0.5 each); mean finite,
+ * std finite and >= 0 (bs_model_normalize divides by max(std, cfg.norm_std_floor)). */
 int bs_model_set_thresholds(bs_model *model, const float *thresholds, bs_error *err);
 int bs_model_set_normalization(bs_model *model, const float *mean, const float *std, int n_mels,
                                bs_error *err);
-/* Feature settings as the features module's JSON object (its to-JSON helper's output). */
-int bs_model_set_features_json(bs_model *model, const char *json_object, bs_error *err);
+/* Feature settings (validated; cfg->n_mels and bs_feature_n_frames(cfg) must match the
+ * network input). Stored in the file through bs_feature_config_to_json/from_json. */
+int bs_model_set_feature_config(bs_model *model, const bs_feature_config *cfg, bs_error *err);
 /* Provenance: a JSON object; by convention keys "date" (ISO 8601 UTC), "command", "data",
  * "metrics". A missing "date" is filled with the time of saving. */
 int bs_model_set_training_json(bs_model *model, const char *json_object, bs_error *err);
@@ -67,6 +70,7 @@ int bs_model_n_mels(const bs_model *model);    /* input height */
 int bs_model_n_frames(const bs_model *model);  /* input width */
 const float *bs_model_norm_mean(const bs_model *model);  /* n_mels */
 const float *bs_model_norm_std(const bs_model *model);   /* n_mels */
+const bs_feature_config *bs_model_feature_config(const bs_model *model);
 const char *bs_model_features_json(const bs_model *model); /* compact JSON object */
 const char *bs_model_training_json(const bs_model *model); /* compact JSON object */
 const char *bs_model_training_date(const bs_model *model); /* "" when absent */
@@ -84,7 +88,8 @@ uint32_t bs_crc32(uint32_t crc, const void *data, size_t n);
  * probs: n_outputs sigmoid (or softmax) probabilities. Allocates nothing; one thread at a
  * time per model. Returns 0, or -1 if an output is not finite (corrupt input). */
 int bs_model_predict(bs_model *model, const float *features, float *probs);
-/* z-scores a raw log-mel dB window in place with the model's mean/std (mel-major). */
+/* z-scores a raw log-mel dB window in place with the model's mean/std (mel-major), exactly
+ * as training did: bs_normalize_apply with the feature config's norm_std_floor. */
 void bs_model_normalize(const bs_model *model, float *features);
 
 #endif

@@ -25,7 +25,7 @@ typedef struct bs_ring_mark {
     double rate;      /* sample rate from this mark on, Hz */
 } bs_ring_mark;
 
-/* Allocates a ring holding at least min_samples (rounded up to a power of two).
+/* Allocates a ring holding exactly min_samples.
  * Returns NULL when min_samples is 0 or too large or memory is short. */
 bs_ring *bs_ring_create(size_t min_samples);
 void bs_ring_free(bs_ring *ring);

@@ -7,8 +7,9 @@
  *
  * Options: file (required), loop (bool, default false: after the end the device delivers
  * nothing more, like an unplugged card), stall_after (seconds of audio after which it stops
- * delivering, default never), fail ("open" or "start": that step fails with EIO, to test
- * error handling). Capture only, FLOAT_LE, mono, RW access, the file's sample rate. */
+ * delivering, default never), fail ("open", "hw_params" or "start": that step fails with
+ * EIO, to test error handling; note that PortAudio 19.6 deadlocks in Pa_StartStream when the
+ * start fails, so tests use "hw_params", which makes Pa_OpenStream fail). Capture only, FLOAT_LE, mono, RW access, the file's sample rate. */
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 #include <errno.h>
@@ -25,7 +26,7 @@ typedef struct bsfile {
     snd_pcm_ioplug_t io;
     SNDFILE *sf;
     SF_INFO info;
-    int loop, fail_start;
+    int loop, fail_start, fail_hw_params;
     double stall_after;
     int tfd;
     double t0;            /* start time, monotonic seconds */
@@ -83,6 +84,11 @@ static int bs_stop(snd_pcm_ioplug_t *io) {
     memset(&its, 0, sizeof its);
     timerfd_settime(p->tfd, 0, &its, NULL);
     return 0;
+}
+
+static int bs_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params) {
+    bsfile *p = io->private_data;
+    return p->fail_hw_params ? -EIO : 0;
 }
 
 static int bs_prepare(snd_pcm_ioplug_t *io) {
@@ -157,6 +163,7 @@ static const snd_pcm_ioplug_callback_t bs_callback = {
     .transfer = bs_transfer,
     .close = bs_close,
     .prepare = bs_prepare,
+    .hw_params = bs_hw_params,
     .poll_revents = bs_poll_revents,
 };
 
@@ -205,6 +212,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bsfile) {
     p->loop = loop;
     p->stall_after = stall_after;
     p->fail_start = fail && !strcmp(fail, "start");
+    p->fail_hw_params = fail && !strcmp(fail, "hw_params");
     p->tmp_frames = 4096;
     p->tmp = malloc(p->tmp_frames * (size_t)p->info.channels * sizeof(float));
     p->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

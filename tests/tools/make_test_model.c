@@ -6,7 +6,6 @@
  * probabilities are meaningless but deterministic. Feature settings are the library's
  * defaults (22050 Hz, 128 mels, 1 s windows); thresholds 0.5; normalization mean -40 dB,
  * std 20 dB for every mel bin. */
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,20 +38,16 @@ int main(int argc, char **argv) {
         mean[i] = -40.0f;
         std[i] = 20.0f;
     }
-    json_t *fj = bs_feature_config_to_json(&fc);
-    char *ftext = json_dumps(fj, JSON_COMPACT);
-    json_decref(fj);
     char training[256];
     snprintf(training, sizeof training,
              "{\"date\":\"2026-01-01T00:00:00Z\",\"command\":\"make_test_model %s %s %llu\"}", argv[2],
              arch, seed);
     if (bs_model_set_thresholds(m, th, &err) || bs_model_set_normalization(m, mean, std, n_mels, &err) ||
-        bs_model_set_features_json(m, ftext, &err) || bs_model_set_training_json(m, training, &err) ||
+        bs_model_set_feature_config(m, &fc, &err) || bs_model_set_training_json(m, training, &err) ||
         bs_model_save(m, argv[1], &err)) {
         fprintf(stderr, "make_test_model: %s\n", err.msg);
         return 1;
     }
-    free(ftext);
     free(list);
     bs_model_free(m);
     return 0;

@@ -1,0 +1,166 @@
+"""`birdsong features` end to end: against a numpy implementation of librosa's formulas on
+real recordings, the 48 kHz -> 22050 Hz resampling of a sine, and the command's errors."""
+import os
+import pathlib
+import subprocess
+
+import numpy as np
+import pytest
+
+import librosa_ref as R
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BUILD = pathlib.Path(os.environ.get("BIRDSONG_BUILD", ROOT / "build"))
+BIRDSONG = BUILD / "birdsong"
+DATA = pathlib.Path(os.environ.get("BIRDSONG_SHARED_DATA", ROOT.parent / "shared" / "data"))
+BIRDS = DATA / "birds-6sp"
+
+
+def run(*args, check=True):
+    p = subprocess.run([str(BIRDSONG), "features", *map(str, args)], capture_output=True, text=True)
+    if check and p.returncode != 0:
+        raise AssertionError(f"birdsong features {args} failed ({p.returncode}): {p.stderr}")
+    return p
+
+
+def real_recordings(per_species=2):
+    """The first recordings of each species, sorted: a fixed, varied sample (short and long)."""
+    if not BIRDS.is_dir():
+        pytest.skip(f"real recordings not found at {BIRDS} (set BIRDSONG_SHARED_DATA)")
+    files = []
+    for sp in sorted(p for p in BIRDS.iterdir() if p.is_dir()):
+        files += sorted(sp.glob("*.flac"))[:per_species]
+    assert len(files) >= 6, f"expected recordings of 6 species under {BIRDS}"
+    return files
+
+
+def test_matches_librosa_formulas_on_real_recordings(tmp_path):
+    mel = R.mel_filterbank()
+    worst = 0.0
+    total = 0
+    for f in real_recordings():
+        out = tmp_path / "f.npy"
+        times = tmp_path / "t.txt"
+        run(f, "-o", out, "--times", times, "-q")
+        got = np.load(out)
+        y, sr = R.read_audio(f)
+        assert sr == 22050
+        segs, starts = R.segments(y)
+        ref = np.stack([R.logmel_db(s, mel=mel) for s in segs])
+        assert got.dtype == np.float32
+        assert got.shape == ref.shape == (len(segs), 128, 44), f"{f}: {got.shape} vs {ref.shape}"
+        np.testing.assert_allclose(np.loadtxt(times, ndmin=1), starts, atol=1e-6)
+        diff = np.abs(got.astype(np.float64) - ref).max()
+        assert diff <= 0.05, f"{f}: max |C - numpy| = {diff:.4f} dB"
+        worst = max(worst, diff)
+        total += got.size
+    print(f"max |C - numpy librosa| over {total} values: {worst:.5f} dB")
+
+
+def test_sine_48k_resampled_to_22050(tmp_path):
+    """A 1 kHz sine at 48 kHz comes out at 22050 Hz with its peak in the right mel band and
+    its level within 0.1 dB of the same sine generated at 22050 Hz."""
+    amp, f0, seconds = 0.5, 1000.0, 3.0
+    t48 = np.arange(int(48000 * seconds)) / 48000
+    wav = tmp_path / "sine48k.wav"
+    R.write_wav_float(wav, amp * np.sin(2 * np.pi * f0 * t48), 48000)
+    out = tmp_path / "s.npy"
+    run(wav, "-o", out, "-q")
+    got = np.load(out)
+    assert got.shape == (3, 128, 44)
+
+    t22 = np.arange(22050) / 22050
+    ref = R.logmel_db(amp * np.sin(2 * np.pi * f0 * t22))
+    band_ref = int(np.argmax(ref[:, 22]))
+    mel_f = R.mel_to_hz(np.linspace(R.hz_to_mel(0), R.hz_to_mel(11025), 130))
+    assert abs(mel_f[band_ref + 1] - f0) < 20, "reference peak band is not the one around 1 kHz"
+    for w in range(3):
+        interior = got[w][:, 4:40]                 # away from the window's zero-padded edges
+        band = np.bincount(np.argmax(interior, axis=0)).argmax()
+        assert band == band_ref, f"window {w}: peak in band {band}, expected {band_ref}"
+        level = interior[band].mean()
+        level_ref = ref[band_ref, 4:40].mean()
+        assert abs(level - level_ref) <= 0.1, f"window {w}: {level:.3f} dB vs {level_ref:.3f} dB"
+        print(f"window {w}: band {band}, level {level:.4f} dB vs {level_ref:.4f} dB at 22050 Hz")
+
+
+def test_soundscape_at_22000_hz(tmp_path):
+    d = DATA / "soundscapes" / "scikit-maad_24h_S4A03895"
+    files = sorted(d.glob("*.flac")) if d.is_dir() else []
+    if not files:
+        pytest.skip(f"soundscapes not found at {d}")
+    y, sr = R.read_audio(files[0])
+    assert sr == 22000
+    out = tmp_path / "s.npy"
+    run(files[0], "-o", out, "-q")
+    got = np.load(out)
+    n22 = round(len(y) * 22050 / 22000)
+    expect = n22 // 22050 + (1 if n22 % 22050 >= 5512 else 0)
+    assert got.shape == (expect, 128, 44)
+    assert np.isfinite(got).all()
+
+
+def test_short_file_gives_zero_windows(tmp_path):
+    wav = tmp_path / "short.wav"
+    R.write_wav16(wav, 0.1 * np.ones(2000), 22050)
+    out = tmp_path / "z.npy"
+    p = run(wav, "-o", out)
+    assert np.load(out).shape == (0, 128, 44)
+    assert "0 window(s)" in p.stderr
+
+
+def test_settings_flags(tmp_path):
+    wav = tmp_path / "n.wav"
+    rng = np.random.default_rng(1)
+    y = rng.uniform(-0.3, 0.3, 16000 * 2)
+    R.write_wav16(wav, y, 16000)
+    out = tmp_path / "o.npy"
+    run(wav, "-o", out, "-q", "--sample-rate", 16000, "--n-mels", 64, "--n-fft", 1024,
+        "--hop-length", 256, "--segment", 0.5, "--fmin", 50)
+    got = np.load(out)
+    assert got.shape == (4, 64, 1 + 8000 // 256)
+    y16, _ = R.read_audio(wav)
+    mel = R.mel_filterbank(16000, 1024, 64, 50.0, 8000.0)
+    ref = R.logmel_db(y16[:8000], sr=16000, n_fft=1024, hop=256, mel=mel)
+    assert np.abs(got[0] - ref).max() <= 0.05
+
+
+def one_line_error(p, *needles):
+    assert p.returncode != 0
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line, got: {p.stderr!r}"
+    for n in needles:
+        assert str(n) in lines[0], f"{n!r} not in {lines[0]!r}"
+
+
+def test_errors_are_one_line_naming_the_file(tmp_path):
+    out = tmp_path / "o.npy"
+    missing = tmp_path / "missing.flac"
+    p = run(missing, "-o", out, check=False)
+    assert p.returncode == 1
+    one_line_error(p, missing)
+    txt = tmp_path / "notes.wav"
+    txt.write_text("this is a text file, not audio\n")
+    p = run(txt, "-o", out, check=False)
+    assert p.returncode == 1
+    one_line_error(p, txt)
+    nan = tmp_path / "nan.wav"
+    R.write_wav_float(nan, np.array([0.0, 0.1, np.nan, 0.2] * 5000), 22050)
+    p = run(nan, "-o", out, check=False)
+    assert p.returncode == 1
+    one_line_error(p, nan, "NaN")
+    assert not out.exists()
+    p = run(txt, check=False)
+    assert p.returncode == 2
+    one_line_error(p, "-o")
+    p = run(txt, "-o", out, "--n-fft", "2047", check=False)
+    assert p.returncode == 2
+    one_line_error(p, "n_fft")
+    p = run(txt, "-o", out, "--hop-length", "x", check=False)
+    assert p.returncode == 2
+    one_line_error(p, "--hop-length")
+    wav = tmp_path / "ok.wav"
+    R.write_wav16(wav, np.zeros(22050), 22050)
+    p = run(wav, "-o", tmp_path / "no" / "such" / "dir.npy", check=False)
+    assert p.returncode == 1
+    one_line_error(p, "dir.npy")

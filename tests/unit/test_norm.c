@@ -1,0 +1,107 @@
+/* Welford statistics against a two-pass computation, merging, silent windows, the z-score
+ * guards. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "birdsong/features.h"
+
+enum { M = 8, T = 5 };
+
+static void fill(float *x, int seed) {
+    uint32_t s = (uint32_t)seed * 2654435761u + 1;
+    for (int i = 0; i < M * T; i++) {
+        s = s * 1664525u + 1013904223u;
+        /* per-bin level + noise, values around -60..0 dB like real windows */
+        x[i] = -60.0f + 7.0f * (float)(i / T) + 10.0f * (float)((double)(s >> 8) / (1 << 24));
+    }
+}
+
+Test(norm, welford_matches_two_pass_and_merge_is_exact) {
+    enum { NW = 50 };
+    static float all[NW][M * T];
+    bs_norm_stats a, b, whole;
+    bs_error err;
+    cr_assert_eq(bs_norm_stats_init(&a, M, &err), 0);
+    cr_assert_eq(bs_norm_stats_init(&b, M, &err), 0);
+    cr_assert_eq(bs_norm_stats_init(&whole, M, &err), 0);
+    for (int w = 0; w < NW; w++) {
+        fill(all[w], w);
+        cr_assert_eq(bs_norm_stats_update(w < 20 ? &a : &b, all[w], T, -100.0f), 1);
+        bs_norm_stats_update(&whole, all[w], T, -100.0f);
+    }
+    cr_assert_eq(bs_norm_stats_merge(&a, &b, &err), 0);
+    cr_assert_eq(a.count, (uint64_t)NW * T);
+    cr_assert_eq(a.n_segments, NW);
+    float mean[M], std[M], mean2[M], std2[M];
+    cr_assert_eq(bs_norm_stats_finalize(&a, mean, std, &err), 0);
+    cr_assert_eq(bs_norm_stats_finalize(&whole, mean2, std2, &err), 0);
+    for (int m = 0; m < M; m++) {
+        double s = 0, s2 = 0;
+        for (int w = 0; w < NW; w++)
+            for (int t = 0; t < T; t++) s += all[w][m * T + t];
+        double mu = s / (NW * T);
+        for (int w = 0; w < NW; w++)
+            for (int t = 0; t < T; t++) s2 += pow(all[w][m * T + t] - mu, 2);
+        double sd = sqrt(s2 / (NW * T));
+        cr_assert_float_eq(mean[m], mu, 1e-4, "bin %d mean", m);
+        cr_assert_float_eq(std[m], sd, 1e-4, "bin %d std", m);
+        cr_assert_float_eq(mean2[m], mean[m], 1e-4);
+        cr_assert_float_eq(std2[m], std[m], 1e-4);
+        cr_assert_gt(std[m], 2.0f); /* uniform noise of width 10: std ~ 2.9 */
+    }
+    bs_norm_stats_free(&a);
+    bs_norm_stats_free(&b);
+    bs_norm_stats_free(&whole);
+}
+
+Test(norm, silent_windows_are_skipped_and_counted) {
+    bs_norm_stats s;
+    cr_assert_eq(bs_norm_stats_init(&s, M, NULL), 0);
+    float x[M * T];
+    for (int i = 0; i < M * T; i++) x[i] = -100.0f;
+    cr_assert_eq(bs_norm_stats_update(&s, x, T, -100.0f), 0);
+    cr_assert_eq(s.n_silent, 1);
+    cr_assert_eq(s.count, 0);
+    float mean[M], std[M];
+    bs_error err = {{0}};
+    cr_assert_eq(bs_norm_stats_finalize(&s, mean, std, &err), -1, "nothing accumulated");
+    cr_assert_not_null(strstr(err.msg, "silent"), "%s", err.msg);
+    x[3] = -40.0f; /* one cell above the floor: not silent */
+    cr_assert_eq(bs_norm_stats_update(&s, x, T, -100.0f), 1);
+    cr_assert_eq(bs_norm_stats_finalize(&s, mean, std, &err), 0);
+    cr_assert_eq(std[1], 0.0f); /* a constant bin: std 0, guarded at apply time */
+    bs_norm_stats_free(&s);
+}
+
+Test(norm, merge_checks_shape_and_init_checks_range) {
+    bs_norm_stats a, b;
+    bs_error err;
+    cr_assert_eq(bs_norm_stats_init(&a, 4, &err), 0);
+    cr_assert_eq(bs_norm_stats_init(&b, 5, &err), 0);
+    cr_assert_eq(bs_norm_stats_merge(&a, &b, &err), -1);
+    cr_assert_not_null(strstr(err.msg, "5 mels"));
+    bs_norm_stats_free(&b);
+    cr_assert_eq(bs_norm_stats_init(&b, 0, &err), -1);
+    cr_assert_not_null(strstr(err.msg, "n_mels"));
+    bs_norm_stats_free(&a);
+    bs_norm_stats_free(&b);
+}
+
+Test(norm, apply_formula_and_guards) {
+    float x[2 * 3] = {1, 2, 3, -100, -100, -100};
+    const float mean[2] = {2, -50};
+    const float std[2] = {0.5f, 0.0f}; /* second bin: zero std -> floor */
+    bs_normalize_apply(x, mean, std, 0.01f, 2, 3);
+    cr_assert_float_eq(x[0], -2.0f, 1e-6);
+    cr_assert_float_eq(x[1], 0.0f, 1e-6);
+    cr_assert_float_eq(x[2], 2.0f, 1e-6);
+    cr_assert_float_eq(x[3], -5000.0f, 1e-2);
+    float y[2] = {-100, -100}; /* silent window, NaN std, bad floor: still finite */
+    const float mean1[2] = {-30, -30};
+    const float std1[2] = {NAN, 10};
+    bs_normalize_apply(y, mean1, std1, 0.0f, 2, 1);
+    cr_assert(isfinite(y[0]) && isfinite(y[1]));
+    cr_assert_float_eq(y[1], -7.0f, 1e-6);
+}
