@@ -26,7 +26,10 @@
 #include "daemon/store.h"
 #include "daemon/worker.h"
 
+/* Error messages quote URLs and paths into fixed buffers; truncating them is intended. */
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wformat-truncation"
+#endif
 
 enum { JSON_MAX = 65536 };
 
