@@ -55,8 +55,8 @@ const bsd_directive bsd_directives[] = {
     {"log_level", BSD_CFG_STRING, F(log_level), S(log_level), "info", 0, 0,
      "error, warn, info or debug"},
     /* station (daemon/station.c): detections, their store, clips and streams */
-    {"state_dir", BSD_CFG_STRING, F(state_dir), S(state_dir), "/var/lib/birdsong", 0, 0,
-     "directory for detections.db and clips/ (created if missing; the unit's StateDirectory); empty: detections are not stored"},
+    {"state_dir", BSD_CFG_STRING, F(state_dir), S(state_dir), "", 0, 0,
+     "directory for detections.db and clips/ (created if missing); empty: $STATE_DIRECTORY from systemd's StateDirectory=, else nothing is stored"},
     {"min_confidence", BSD_CFG_DOUBLE, F(min_confidence), 0, "0", 0, 1,
      "global floor: a species detects at max(model threshold, min_confidence) unless species_thresholds names it"},
     {"species_thresholds", BSD_CFG_STRING, F(species_thresholds), S(species_thresholds), "", 0, 0,

@@ -35,7 +35,7 @@ typedef struct bsd_config {
     /* process */
     char log_level[16];
     /* station: detections, store, clips, streams (daemon/station.c) */
-    char state_dir[BSD_PATH_MAX];  /* detections.db and clips/ live here ("" = not stored) */
+    char state_dir[BSD_PATH_MAX];  /* detections.db and clips/ ("" = $STATE_DIRECTORY, else not stored) */
     double min_confidence;         /* floor for the model's per-species thresholds */
     char species_thresholds[4096]; /* "Label:0.8, Other:0.6" overrides */
     char include_species[4096];    /* only these detect ("" = all) */

@@ -35,6 +35,7 @@ enum { JSON_MAX = 65536 };
 
 struct bsd_station {
     bsd_app *app;
+    char state_dir[BSD_PATH_MAX];    /* "" when nothing is stored */
     char db_path[BSD_PATH_MAX + 32];
     char clips_dir[BSD_PATH_MAX + 32];
     bs_store *store; /* NULL when state_dir is empty */
@@ -423,22 +424,27 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     st->hub = bs_sse_hub_new(&sc, err);
     if (!st->hub) goto fail;
 
-    if (cfg->state_dir[0]) {
-        if (mkdir_p(cfg->state_dir, err, "state_dir")) goto fail;
-        snprintf(st->db_path, sizeof st->db_path, "%s/detections.db", cfg->state_dir);
+    /* state_dir, else systemd's StateDirectory= (first of a colon-separated list) */
+    const char *env = getenv("STATE_DIRECTORY");
+    snprintf(st->state_dir, sizeof st->state_dir, "%s", cfg->state_dir[0] ? cfg->state_dir : env ? env : "");
+    char *colon = cfg->state_dir[0] ? NULL : strchr(st->state_dir, ':');
+    if (colon) *colon = '\0';
+    if (st->state_dir[0]) {
+        if (mkdir_p(st->state_dir, err, "state_dir")) goto fail;
+        snprintf(st->db_path, sizeof st->db_path, "%s/detections.db", st->state_dir);
         bs_store_config stc = {.retention_days = cfg->retention_days, .retention_rows = cfg->retention_rows};
         st->store = bs_store_open(st->db_path, &stc, err);
         if (!st->store) goto fail;
         bs_log_info("detections are stored in %s (schema version %d)", st->db_path, bs_store_schema_version(st->store));
     } else {
-        bs_log_warn("state_dir is empty: detections are streamed but not stored");
+        bs_log_warn("state_dir is empty and STATE_DIRECTORY unset: detections are streamed but not stored");
     }
     if (cfg->clips) {
-        if (!cfg->state_dir[0]) {
+        if (!st->state_dir[0]) {
             bs_error_set(err, "directive 'clips': clips are saved under state_dir, which is empty");
             goto fail;
         }
-        snprintf(st->clips_dir, sizeof st->clips_dir, "%s/clips", cfg->state_dir);
+        snprintf(st->clips_dir, sizeof st->clips_dir, "%s/clips", st->state_dir);
         bs_clips_config cc = {.sample_rate = (int)lround(bsd_worker_model_rate(app->worker)),
                               .pre_roll = cfg->clip_pre_roll > 0 ? cfg->clip_pre_roll : 1e-9,
                               .post_roll = cfg->clip_post_roll > 0 ? cfg->clip_post_roll : 1e-9,
@@ -551,7 +557,7 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bs_store_filt
 }
 
 static enum MHD_Result no_store(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    return bsd_http_error(c, 503, url, "detections are not stored: state_dir is empty");
+    return bsd_http_error(c, 503, url, "detections are not stored: state_dir is empty (set it, or --state-dir)");
 }
 
 static json_t *detection_object(bsd_station *st, const bs_detection *d) {
@@ -774,9 +780,9 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         bs_prom_sample(&b, "birdsong_db_retention_deleted_total", NULL, (double)ss.retention_deleted);
         bs_prom_family(&b, "birdsong_db_queue_length", "gauge", "Detections waiting for the database writer");
         bs_prom_sample(&b, "birdsong_db_queue_length", NULL, (double)ss.queue_length);
-        if (app->cfg.state_dir[0]) {
+        if (st->state_dir[0]) {
             struct statvfs v;
-            if (statvfs(app->cfg.state_dir, &v) == 0) {
+            if (statvfs(st->state_dir, &v) == 0) {
                 bs_prom_family(&b, "birdsong_disk_free_bytes", "gauge", "Free bytes on the state_dir file system");
                 bs_prom_sample(&b, "birdsong_disk_free_bytes", NULL, (double)v.f_bavail * (double)v.f_frsize);
                 bs_prom_family(&b, "birdsong_disk_free_ratio", "gauge", "Free fraction of the state_dir file system");

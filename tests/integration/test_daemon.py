@@ -203,7 +203,7 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
         assert all(b - a == 500 for a, b in zip(starts, starts[1:])), "windows every hop (0.5 s of audio)"
 
         # errors
-        for path, code in [("/api/v1/nope", 404), ("/", 404),
+        for path, code in [("/api/v1/nope", 404), ("/nope", 404),
                            ("/api/v1/predictions/latest?top=abc", 400),
                            ("/api/v1/predictions/latest?top=-1", 400),
                            ("/api/v1/predictions/latest?top=0", 400),
