@@ -86,6 +86,13 @@ static void reload_model(bsd_app *app) {
         sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
         return;
     }
+    if (bsd_station_check_model(app->station, m, &err) != 0) { /* detection settings must fit its labels */
+        bs_log_error("reload refused, still serving the previous model: %s", err.msg);
+        bsd_worker_note_reload(app->worker, app->cfg.model, err.msg);
+        sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
+        bsd_model_close(m);
+        return;
+    }
     bsd_worker_replace_model(app->worker, m);
     bsd_worker_note_reload(app->worker, app->cfg.model, NULL);
 }

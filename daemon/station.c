@@ -470,6 +470,20 @@ fail:
     return NULL;
 }
 
+int bsd_station_check_model(bsd_station *st, const bsd_model *m, bs_error *err) {
+    if (!st) return 0;
+    int n = bs_model_n_outputs(m->model);
+    const char *labels[n > 0 ? n : 1];
+    for (int i = 0; i < n; i++) labels[i] = bs_model_label(m->model, i);
+    bs_detector *d = build_detector(&st->app->cfg, labels, bs_model_thresholds(m->model), n, err);
+    if (!d) {
+        bs_error_prefix(err, m->path);
+        return -1;
+    }
+    bs_detector_free(d);
+    return 0;
+}
+
 void bsd_station_stop_streams(bsd_station *st) {
     if (st && st->hub) bs_sse_hub_shutdown(st->hub);
 }

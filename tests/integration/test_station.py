@@ -356,3 +356,47 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
         browser.wait(timeout=15)
         browser.stderr.close()
         assert d.stop() == 0
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("species_thresholds=Nope:0.5", ["species_thresholds", "Nope"]),
+    ("species_thresholds=Parus_major", ["species_thresholds", "Label:value"]),
+    ("include_species=Parus_major, Bogus", ["include_species", "Bogus"]),
+    ("species_suppress_seconds=Sitta_europaea:-3", ["species_suppress_seconds", "-3"]),
+    ("min_confidence=1.5", ["min_confidence", "1.5"]),
+])
+def test_bad_detection_settings_stop_the_start_naming_the_directive(model, state, setting, words):
+    r = subprocess.run([DAEMON, "-m", model, "-i", AUDIO, "-l", "127.0.0.1:%d" % free_port(), "--state-dir", state,
+                        "-s", setting], capture_output=True, timeout=20)
+    assert r.returncode == 2, r
+    err = r.stderr.decode()
+    for w in words:
+        assert w in err, err
+
+
+def test_reload_is_refused_when_the_settings_do_not_fit_the_new_labels(state, tmp_path):
+    path = str(tmp_path / "live.bsm")
+    make_model(path)
+    d = Daemon(path, state, *DETECT)
+    try:
+        subprocess.run([MAKE_MODEL, path, "Corvus_corax,Pica_pica"], check=True, capture_output=True)
+        d.proc.send_signal(signal.SIGHUP)
+        reload = d.wait_for(lambda: (lambda r: r if r.get("failed") else None)(
+            d.json("/api/v1/status")["model"]["reload"]), what="the refused reload")
+        assert "species_thresholds" in reload["last_error"] and "Parus_major" in reload["last_error"], reload
+        assert [p["species"] for p in d.json("/api/v1/predictions/latest")["probabilities"]] == LABELS
+        # a model that still has every species the settings name is served
+        subprocess.run([MAKE_MODEL, path, ",".join(LABELS + ["Pica_pica"])], check=True, capture_output=True)
+        d.proc.send_signal(signal.SIGHUP)
+        def species_now():
+            st, _, body = d.request("/api/v1/predictions/latest")  # 503 while the history restarts
+            return st == 200 and len(json.loads(body)["probabilities"])
+        d.wait_for(lambda: species_now() == 4, what="the new model")
+        before = d.json("/api/v1/detections?limit=1")["detections"][0]["id"]
+        d.wait_for(lambda: d.json("/api/v1/detections?limit=1")["detections"][0]["id"] > before + 1,
+                   what="detections with the new model")
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_detections_total", species="Pica_pica") >= 0
+        assert metric(fams, "birdsong_model_info", species="4") == 1
+    finally:
+        assert d.stop() == 0
