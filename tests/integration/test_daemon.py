@@ -184,6 +184,10 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
         _, _, top = d.get("/api/v1/predictions/latest?top=2")
         probs = [p["probability"] for p in top["probabilities"]]
         assert len(probs) == 2 and probs[0] >= probs[1]
+        status, hdrs3, top3 = d.get("/api/v1/predictions/latest?top=3")
+        p3 = [p["probability"] for p in top3["probabilities"]]
+        assert p3 == sorted(p3, reverse=True) and len(p3) == 3
+        assert hdrs3["ETag"] == '"%d-top3"' % top3["seq"]
         full = d.json("/api/v1/predictions?since=%d&limit=1" % (top["seq"] - 1))["predictions"][0]
         assert full["seq"] == top["seq"]
         assert max(p["probability"] for p in full["probabilities"]) == probs[0]
