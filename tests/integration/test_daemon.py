@@ -463,3 +463,21 @@ def test_responses_match_docs_openapi_yaml(files, tmp_path):
             _check_schema(body, schema, spec, path)
         status, _, body = d.get("/api/v1/predictions/latest?top=zz")
         _check_schema(body, spec["components"]["schemas"]["Error"], spec, "error")
+
+
+@pytest.mark.skipif(not os.path.exists(PLUGIN), reason="ALSA test plugin not built")
+def test_list_devices_and_choose_by_index_or_partial_name(files, tmp_path):
+    conf = alsa_config(tmp_path / "asound.conf", {
+        "default": {"file": files["wav"], "loop": True},
+        "fieldmic": {"file": files["wav"], "loop": True}})
+    env = dict(os.environ, ALSA_CONFIG_PATH=conf)
+    r = subprocess.run([DAEMON, "--list-devices"], capture_output=True, text=True, env=env, timeout=20)
+    assert r.returncode == 0
+    rows = {line.split()[-2]: line.split() for line in r.stdout.splitlines()[1:]}
+    assert rows["default"][1] == "yes" and "fieldmic" in rows, r.stdout
+    index = rows["fieldmic"][0]
+    for dev in (index, "FIELDm"):
+        d = Daemon(["--model", files["model"], "--device", dev], env={"ALSA_CONFIG_PATH": conf}, tmp=tmp_path)
+        with d:
+            d.wait_for(lambda: d.json("/api/v1/status")["audio"]["state"] == "running", what="running")
+            assert d.json("/api/v1/status")["audio"]["device"] == "fieldmic"
