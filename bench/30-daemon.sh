@@ -9,6 +9,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 B=${BIRDSONG_BUILD:-$PWD/build}
 SECS=${BENCH_SECONDS:-60}
+ARCH=${BENCH_ARCH:-convnet1}   # the goals are for convnet1; convnet-lite shows the daemon's own overhead
 tmp=$(mktemp -d)
 pid=
 cleanup() { [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$tmp"; }
@@ -19,8 +20,8 @@ for t in "$B/birdsongd" "$B/tools/make_test_model"; do
 done
 command -v wrk >/dev/null || { echo "30-daemon: wrk missing (scripts/install-deps.sh --bench)"; exit 1; }
 sound=$PWD/data/soundscapes/opensoundscape_birds_10s.flac
-model=$tmp/convnet1.bsm
-"$B/tools/make_test_model" "$model" sp1,sp2,sp3,sp4,sp5,sp6 convnet1 1 || exit 1
+model=$tmp/$ARCH.bsm
+"$B/tools/make_test_model" "$model" sp1,sp2,sp3,sp4,sp5,sp6 "$ARCH" 1 || exit 1
 weights_mb=$(awk -v b="$(stat -c %s "$model")" 'BEGIN{printf "%.1f", b/1048576}')
 port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 args=(--model "$model" --listen "127.0.0.1:$port" --set hop_seconds=0.5)
@@ -49,7 +50,7 @@ rss_mb=$(awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status")
 hwm_mb=$(awk '/VmHWM/{printf "%.1f", $2/1024}' "/proc/$pid/status")
 inf=$(status '"mean %.1f ms, p95 %.1f ms, rtf %.3f" % (j["worker"]["inference_ms"]["mean"], j["worker"]["inference_ms"]["p95"], j["worker"]["real_time_factor"])')
 echo "source: $src"
-echo "model: convnet1 random weights, 6 species, $weights_mb MB file; hop 0.5 s"
+echo "model: $ARCH random weights, 6 species, $weights_mb MB file; hop 0.5 s"
 echo "steady state over ${SECS} s: CPU $cpu_pct % of one core; $((w1 - w0)) windows; inference $inf"
 echo "memory: RSS $rss_mb MB (peak $hwm_mb MB) = weights $weights_mb MB + $(awk -v r="$rss_mb" -v w="$weights_mb" 'BEGIN{printf "%.1f", r-w}') MB"
 

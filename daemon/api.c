@@ -95,7 +95,7 @@ static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const 
         return bsd_http_error(c, 503, url, "no prediction yet: the first window is not complete");
     }
     char etag[48];
-    if (top > 0 && top < nl) snprintf(etag, sizeof etag, "\"%llu-top%llu\"", (unsigned long long)seq, top);
+    if (top > 0) snprintf(etag, sizeof etag, "\"%llu-top%llu\"", (unsigned long long)seq, top);
     else snprintf(etag, sizeof etag, "\"%llu\"", (unsigned long long)seq);
     if (etag_matches(c, etag)) {
         free(body);

@@ -215,7 +215,8 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
     }
     uint64_t q = s->next_seq - 1;
     *seq = q;
-    if (top <= 0 || top >= s->n_labels) {
+    if (top > s->n_labels) top = s->n_labels;
+    if (top <= 0) {
         *body = malloc(s->latest_len + 1);
         if (*body) memcpy(*body, s->latest_body, s->latest_len + 1);
         *len = s->latest_len;

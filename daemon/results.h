@@ -45,7 +45,7 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
 void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user);
 
 /* The latest result as JSON text (malloc'd, caller frees), top <= 0 for every label in model
- * order, else the top K by probability. Returns 0, or -1 when nothing was published yet.
+ * order, else the top K by probability, highest first (K capped at the label count). Returns 0, or -1 when nothing was published yet.
  * *seq receives the result's seq. */
 int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, uint64_t *seq);
 

@@ -184,6 +184,10 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
         _, _, top = d.get("/api/v1/predictions/latest?top=2")
         probs = [p["probability"] for p in top["probabilities"]]
         assert len(probs) == 2 and probs[0] >= probs[1]
+        status, hdrs3, top3 = d.get("/api/v1/predictions/latest?top=3")
+        p3 = [p["probability"] for p in top3["probabilities"]]
+        assert p3 == sorted(p3, reverse=True) and len(p3) == 3
+        assert hdrs3["ETag"] == '"%d-top3"' % top3["seq"]
         full = d.json("/api/v1/predictions?since=%d&limit=1" % (top["seq"] - 1))["predictions"][0]
         assert full["seq"] == top["seq"]
         assert max(p["probability"] for p in full["probabilities"]) == probs[0]
@@ -406,3 +410,74 @@ def test_sd_notify_ready_status_and_watchdog_fed_by_worker_progress(files, tmp_p
     dogs = [t for t, m in msgs if "WATCHDOG=1" in m]
     assert not any(t < 1.5 for t in dogs), "fed while the worker was stalled: %s" % dogs
     assert any(t > 2.0 for t in dogs), "not fed after the worker resumed: %s" % dogs
+
+
+# ---- the documented API matches the served one ------------------------------------------
+
+def _check_schema(value, schema, spec, where):
+    """A small subset of OpenAPI schema checking: $ref, type, required, properties, items,
+    enum, nullable, minimum/maximum, pattern."""
+    if "$ref" in schema:
+        name = schema["$ref"].split("/")[-1]
+        return _check_schema(value, spec["components"]["schemas"][name], spec, where)
+    if value is None:
+        assert schema.get("nullable"), "%s: null but not nullable" % where
+        return
+    t = schema.get("type")
+    types = {"object": dict, "array": list, "string": str, "boolean": bool,
+             "integer": int, "number": (int, float)}
+    if t:
+        assert isinstance(value, types[t]) and not (t in ("integer", "number") and isinstance(value, bool)), \
+            "%s: expected %s, found %r" % (where, t, value)
+    if "enum" in schema:
+        assert value in schema["enum"], "%s: %r not in %s" % (where, value, schema["enum"])
+    if "minimum" in schema:
+        assert value >= schema["minimum"], where
+    if "maximum" in schema:
+        assert value <= schema["maximum"], where
+    if "pattern" in schema:
+        assert re.match(schema["pattern"], value), "%s: %r" % (where, value)
+    for k in schema.get("required", []):
+        assert k in value, "%s: missing %s" % (where, k)
+    for k, sub in schema.get("properties", {}).items():
+        if isinstance(value, dict) and k in value:
+            _check_schema(value[k], sub, spec, where + "." + k)
+    if "items" in schema:
+        for i, v in enumerate(value):
+            _check_schema(v, schema["items"], spec, "%s[%d]" % (where, i))
+
+
+def test_responses_match_docs_openapi_yaml(files, tmp_path):
+    yaml = pytest.importorskip("yaml")
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    spec = yaml.safe_load(open(os.path.join(root, "docs", "openapi.yaml")))
+    api_md = open(os.path.join(root, "docs", "api.md")).read()
+    d = file_daemon(files, tmp_path)
+    with d:
+        d.wait_for(lambda: d.latest_seq() >= 2, what="windows")
+        for path, item in spec["paths"].items():
+            assert "GET %s" % path in api_md, "docs/api.md does not document %s" % path
+            status, _, body = d.get(path)
+            assert str(status) in item["get"]["responses"], (path, status)
+            schema = item["get"]["responses"][str(status)]["content"]["application/json"]["schema"]
+            _check_schema(body, schema, spec, path)
+        status, _, body = d.get("/api/v1/predictions/latest?top=zz")
+        _check_schema(body, spec["components"]["schemas"]["Error"], spec, "error")
+
+
+@pytest.mark.skipif(not os.path.exists(PLUGIN), reason="ALSA test plugin not built")
+def test_list_devices_and_choose_by_index_or_partial_name(files, tmp_path):
+    conf = alsa_config(tmp_path / "asound.conf", {
+        "default": {"file": files["wav"], "loop": True},
+        "fieldmic": {"file": files["wav"], "loop": True}})
+    env = dict(os.environ, ALSA_CONFIG_PATH=conf)
+    r = subprocess.run([DAEMON, "--list-devices"], capture_output=True, text=True, env=env, timeout=20)
+    assert r.returncode == 0
+    rows = {line.split()[-2]: line.split() for line in r.stdout.splitlines()[1:]}
+    assert rows["default"][1] == "yes" and "fieldmic" in rows, r.stdout
+    index = rows["fieldmic"][0]
+    for dev in (index, "FIELDm"):
+        d = Daemon(["--model", files["model"], "--device", dev], env={"ALSA_CONFIG_PATH": conf}, tmp=tmp_path)
+        with d:
+            d.wait_for(lambda: d.json("/api/v1/status")["audio"]["state"] == "running", what="running")
+            assert d.json("/api/v1/status")["audio"]["device"] == "fieldmic"
