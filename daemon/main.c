@@ -86,7 +86,7 @@ static void reload_model(bsd_app *app) {
         sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
         return;
     }
-    if (bsd_station_check_model(app->station, m, &err) != 0) { /* detection settings must fit its labels */
+    if (bsd_station_check_model(&app->cfg, m, &err) != 0) { /* detection settings must fit its labels */
         bs_log_error("reload refused, still serving the previous model: %s", err.msg);
         bsd_worker_note_reload(app->worker, app->cfg.model, err.msg);
         sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
@@ -191,6 +191,10 @@ int main(int argc, char **argv) {
         return die_config(msg);
     }
     if (check) {
+        if (bsd_station_check_model(&app.cfg, model, &err) != 0) {
+            bsd_model_close(model);
+            return die_config(err.msg);
+        }
         printf("birdsongd: configuration %s is valid; model %s serves %d species at %d Hz\n",
                config_path ? config_path : "(built-in defaults)", app.cfg.model,
                bs_model_n_outputs(model->model), model->features.sample_rate);

@@ -417,8 +417,11 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     int n = init_detector(st, err);
     if (n < 0) goto fail;
 
+    /* a stream idle for http_timeout_seconds would be closed by the server: beat faster */
+    double beat = cfg->stream_heartbeat_seconds;
+    if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
     bs_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
-                        .heartbeat_ms = (int)(cfg->stream_heartbeat_seconds * 1000.0),
+                        .heartbeat_ms = (int)(beat * 1000.0),
                         .max_event_bytes = 256 + n * (BS_SPECIES_NAME_MAX + 48)};
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
     st->hub = bs_sse_hub_new(&sc, err);
@@ -470,12 +473,11 @@ fail:
     return NULL;
 }
 
-int bsd_station_check_model(bsd_station *st, const bsd_model *m, bs_error *err) {
-    if (!st) return 0;
+int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error *err) {
     int n = bs_model_n_outputs(m->model);
     const char *labels[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) labels[i] = bs_model_label(m->model, i);
-    bs_detector *d = build_detector(&st->app->cfg, labels, bs_model_thresholds(m->model), n, err);
+    bs_detector *d = build_detector(cfg, labels, bs_model_thresholds(m->model), n, err);
     if (!d) {
         bs_error_prefix(err, m->path);
         return -1;

@@ -22,9 +22,10 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err);
 void bsd_station_stop_streams(bsd_station *st);
 
 /* Checks that the detection settings (species_thresholds, include/exclude lists...) fit a
- * model's labels, before a reload swaps it in. 0, or -1 with err naming the directive. */
+ * model's labels (--check-config, and before a reload swaps a model in). 0, or -1 with err
+ * naming the model file and the directive. */
 struct bsd_model;
-int bsd_station_check_model(bsd_station *st, const struct bsd_model *m, bs_error *err);
+int bsd_station_check_model(const bsd_config *cfg, const struct bsd_model *m, bs_error *err);
 void bsd_station_stop(bsd_station *st);
 
 /* HTTP handlers (rows of the route table in daemon/api.c). */

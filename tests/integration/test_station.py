@@ -374,6 +374,15 @@ def test_bad_detection_settings_stop_the_start_naming_the_directive(model, state
         assert w in err, err
 
 
+def test_check_config_checks_the_detection_settings_against_the_model(model):
+    r = subprocess.run([DAEMON, "-m", model, "-s", "exclude_species=Turdus_merula, Pica_pica", "--check-config"],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 2 and b"exclude_species" in r.stderr and b"Pica_pica" in r.stderr, r
+    r = subprocess.run([DAEMON, "-m", model, "-s", "exclude_species=Turdus_merula", "--check-config"],
+                       capture_output=True, timeout=20)
+    assert r.returncode == 0, r
+
+
 def test_reload_is_refused_when_the_settings_do_not_fit_the_new_labels(state, tmp_path):
     path = str(tmp_path / "live.bsm")
     make_model(path)
