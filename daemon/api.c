@@ -135,6 +135,7 @@ const bsd_route bsd_routes[] = {
     /* station (daemon/station.c) */
     {"/api/v1/detections", "GET", bsd_api_detections},
     {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},
+    {"/api/v1/detections/settings", "GET", bsd_api_detection_settings},
     {"/api/v1/detections/*", "GET", bsd_api_detection_item},
     {"/api/v1/stream", "GET", bsd_api_stream},
     {"/metrics", "GET", bsd_api_metrics},

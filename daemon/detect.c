@@ -201,6 +201,11 @@ int bs_detector_enabled(const bs_detector *d, int i) {
     return 1;
 }
 
+double bs_detector_suppress_seconds(const bs_detector *d, int i) {
+    if (i < 0 || i >= d->n) return 0.0;
+    return d->sp[i].suppress_seconds >= 0.0 ? d->sp[i].suppress_seconds : d->suppress_default;
+}
+
 float bs_detector_threshold(const bs_detector *d, int i) {
     if (!bs_detector_enabled(d, i)) return 2.0f;
     const species_state *s = &d->sp[i];

@@ -66,6 +66,8 @@ int bs_detector_set_max_event_seconds(bs_detector *d, double seconds, bs_error *
  * value > 1 when the species is disabled by include/exclude. */
 float bs_detector_threshold(const bs_detector *d, int species_index);
 int bs_detector_enabled(const bs_detector *d, int species_index);
+/* The suppress_seconds in force for species i (its own, else the default). */
+double bs_detector_suppress_seconds(const bs_detector *d, int species_index);
 int bs_detector_n_species(const bs_detector *d);
 const char *bs_detector_label(const bs_detector *d, int species_index);
 

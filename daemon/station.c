@@ -59,6 +59,7 @@ struct bsd_station {
     int n_counts;
     uint64_t detections_total;
     uint64_t detector_errors;
+    uint64_t suppressed, suppressed_base; /* base: from detectors replaced by a reload */
 };
 
 /* ---- time ------------------------------------------------------------------------------ */
@@ -275,8 +276,11 @@ static int set_labels(bsd_station *st, const char *const *labels, const float *t
         free(counts);
         return -1;
     }
-    bs_detector_free(st->det);
+    pthread_mutex_lock(&st->lock); /* the settings handler reads the detector under it */
+    bs_detector *old = st->det;
     st->det = d; /* NULL when the config does not fit these labels: no detections */
+    pthread_mutex_unlock(&st->lock);
+    bs_detector_free(old);
     free_labels(st->labels, st->n_labels);
     st->labels = mine;
     st->n_labels = n;
@@ -329,6 +333,7 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
             int n = bs_detector_flush(st->det, st->events, st->n_labels);
             for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
         }
+        st->suppressed_base = st->suppressed;
         bs_error err;
         if (set_labels(st, labels, thresholds, r->n_labels, &err) != 0)
             bs_log_error("station: no detections with the new model's labels: %s", err.msg);
@@ -340,6 +345,12 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
         int n = bs_detector_push(st->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
                                  st->events, st->n_labels);
         for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
+        uint64_t sup = bs_detector_get_stats(st->det).suppressed;
+        if (sup + st->suppressed_base != st->suppressed) {
+            pthread_mutex_lock(&st->lock);
+            st->suppressed = st->suppressed_base + sup;
+            pthread_mutex_unlock(&st->lock);
+        }
     }
     if (prediction_json(st->json, JSON_MAX, r, labels) == 0) bs_sse_publish(st->hub, r->seq, "prediction", st->json);
 }
@@ -422,7 +433,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
     bs_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
-                        .max_event_bytes = 256 + n * (BS_SPECIES_NAME_MAX + 48)};
+                        .max_event_bytes = 512 + 2 * n * (BS_SPECIES_NAME_MAX + 48)}; /* x2: room for a reload */
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
     st->hub = bs_sse_hub_new(&sc, err);
     if (!st->hub) goto fail;
@@ -699,6 +710,30 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     return ret;
 }
 
+enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url) {
+    static const char *const no_args[] = {NULL};
+    enum MHD_Result r;
+    if (bsd_http_check_args(c, url, no_args, &r)) return r;
+    bsd_station *st = app->station;
+    if (!st) return bsd_http_error(c, 503, url, "detections are not running");
+    const bsd_config *cfg = &app->cfg;
+    json_t *arr = json_array();
+    pthread_mutex_lock(&st->lock);
+    int active = st->det != NULL;
+    for (int i = 0; st->det && i < bs_detector_n_species(st->det); i++) {
+        int on = bs_detector_enabled(st->det, i);
+        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bs_detector_label(st->det, i), "enabled", on,
+                              "suppress_seconds", bs_detector_suppress_seconds(st->det, i));
+        json_object_set_new(o, "threshold", on ? json_real(bs_detector_threshold(st->det, i)) : json_null());
+        json_array_append_new(arr, o);
+    }
+    pthread_mutex_unlock(&st->lock);
+    json_t *j = json_pack("{s:b,s:f,s:f,s:f,s:b,s:b,s:o}", "active", active, "min_confidence", cfg->min_confidence,
+                          "max_event_seconds", cfg->max_event_seconds, "suppress_seconds", cfg->suppress_seconds,
+                          "stored", st->store != NULL, "clips", st->clips != NULL, "species", arr);
+    return reply_json(c, 200, j);
+}
+
 enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url) {
     static const char *const no_args[] = {NULL};
     enum MHD_Result r;
@@ -779,8 +814,11 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             const char *lab[] = {"species", st->count_labels[i], NULL};
             bs_prom_sample(&b, "birdsong_detections_total", lab, (double)st->counts[i]);
         }
-        uint64_t det_errors = st->detector_errors;
+        uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
         pthread_mutex_unlock(&st->lock);
+        bs_prom_family(&b, "birdsong_detections_suppressed_total", "counter",
+                       "Detections dropped by suppress_seconds (repeats of a species)");
+        bs_prom_sample(&b, "birdsong_detections_suppressed_total", NULL, (double)suppressed);
         bs_prom_family(&b, "birdsong_detector_config_errors_total", "counter",
                        "Models whose labels the detection settings did not fit (no detections then)");
         bs_prom_sample(&b, "birdsong_detector_config_errors_total", NULL, (double)det_errors);
@@ -824,6 +862,9 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         bs_prom_sample(&b, "birdsong_stream_dropped_clients_total", NULL, (double)es.dropped_slow);
         bs_prom_family(&b, "birdsong_stream_rejected_clients_total", "counter", "Stream clients refused (limit reached)");
         bs_prom_sample(&b, "birdsong_stream_rejected_clients_total", NULL, (double)es.rejected);
+        bs_prom_family(&b, "birdsong_stream_events_too_long_total", "counter",
+                       "Events not streamed: longer than a history slot");
+        bs_prom_sample(&b, "birdsong_stream_events_too_long_total", NULL, (double)es.too_long);
         if (st->mqtt) {
             bs_mqtt_stats ms = bs_mqtt_get_stats(st->mqtt);
             bs_prom_family(&b, "birdsong_mqtt_connected", "gauge", "1 when connected to the MQTT broker");

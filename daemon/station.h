@@ -32,6 +32,7 @@ void bsd_station_stop(bsd_station *st);
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url);

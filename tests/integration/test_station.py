@@ -88,6 +88,12 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
                 assert b["start"].endswith(":00:00.000Z")
         assert d.json("/api/v1/detections/summary?to=2000-01-01")["total"] == 0
         assert d.status("/api/v1/detections/summary?bucket=week") == 400
+        # the settings in force
+        cfg = d.json("/api/v1/detections/settings")
+        assert cfg["active"] and cfg["stored"] and not cfg["clips"]
+        by = {x["species"]: x for x in cfg["species"]}
+        assert by["Parus_major"]["threshold"] == 0 and by["Sitta_europaea"]["threshold"] == 1
+        assert by["Turdus_merula"]["enabled"] is False and by["Turdus_merula"]["threshold"] is None
     finally:
         assert d.stop() == 0
     assert os.path.exists(os.path.join(state, "detections.db"))
@@ -324,6 +330,7 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
             state_js = ("JSON.stringify({mode: document.body.dataset.mode || '',"
                         " bars: [...document.querySelectorAll('#bars .bar')].map(b => [b.dataset.species,"
                         "   b.querySelector('.val').textContent]),"
+                        " disabled: [...document.querySelectorAll('#bars .bar.disabled')].map(b => b.dataset.species),"
                         " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
                         " status: document.getElementById('status').textContent,"
                         " clock: document.getElementById('clock').textContent})")
@@ -337,6 +344,7 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
                     break
             assert seen["mode"] == mode, seen
             assert [s for s, _ in seen["bars"]] == LABELS, seen
+            assert seen["disabled"] == ["Turdus_merula"], seen  # exclude_species, from /detections/settings
             for _, v in seen["bars"]:
                 assert 0.0 <= float(v) <= 1.0
             assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen

@@ -111,6 +111,8 @@ Test(detect, suppress_seconds_drops_repeats_per_species) {
     cr_assert_eq(bs_detector_set_suppress_seconds(d, NULL, 3.0, &err), 0);
     cr_assert_eq(bs_detector_set_suppress_seconds(d, "Turdus_merula", 0.0, &err), 0);
     cr_assert_eq(bs_detector_set_suppress_seconds(d, "Nope", 1.0, &err), -1);
+    cr_assert_float_eq(bs_detector_suppress_seconds(d, 0), 3.0, 1e-12);
+    cr_assert_float_eq(bs_detector_suppress_seconds(d, 1), 0.0, 1e-12);
     /* species 0 and 1: on at k=0, off k=1, on k=2 (start 1001 < 1001 + 3: suppressed for
      * species 0, kept for species 1), off until k=10 (start 1005 >= 1001 + 3: kept). */
     float p[12][3];
