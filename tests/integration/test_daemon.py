@@ -261,8 +261,15 @@ def test_file_at_another_rate_is_resampled(files, tmp_path):
 
 # ---- signals ---------------------------------------------------------------------------
 
-def test_sigterm_exits_0_within_2_seconds(files, tmp_path):
-    d = file_daemon(files, tmp_path)
+@pytest.mark.parametrize("source", ["file", "device"])
+def test_sigterm_exits_0_within_2_seconds(files, tmp_path, source):
+    if source == "file":
+        d = file_daemon(files, tmp_path)
+    else:
+        if not os.path.exists(PLUGIN):
+            pytest.skip("ALSA test plugin not built")
+        conf = alsa_config(tmp_path / "asound.conf", {"default": {"file": files["wav"], "loop": True}})
+        d = Daemon(["--model", files["model"]], env={"ALSA_CONFIG_PATH": conf}, tmp=tmp_path)
     d.start()
     d.wait_for(lambda: d.latest_seq() >= 2, what="windows")
     t0 = time.monotonic()
