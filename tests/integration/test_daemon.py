@@ -261,8 +261,15 @@ def test_file_at_another_rate_is_resampled(files, tmp_path):
 
 # ---- signals ---------------------------------------------------------------------------
 
-def test_sigterm_exits_0_within_2_seconds(files, tmp_path):
-    d = file_daemon(files, tmp_path)
+@pytest.mark.parametrize("source", ["file", "device"])
+def test_sigterm_exits_0_within_2_seconds(files, tmp_path, source):
+    if source == "file":
+        d = file_daemon(files, tmp_path)
+    else:
+        if not os.path.exists(PLUGIN):
+            pytest.skip("ALSA test plugin not built")
+        conf = alsa_config(tmp_path / "asound.conf", {"default": {"file": files["wav"], "loop": True}})
+        d = Daemon(["--model", files["model"]], env={"ALSA_CONFIG_PATH": conf}, tmp=tmp_path)
     d.start()
     d.wait_for(lambda: d.latest_seq() >= 2, what="windows")
     t0 = time.monotonic()
@@ -481,3 +488,16 @@ def test_list_devices_and_choose_by_index_or_partial_name(files, tmp_path):
         with d:
             d.wait_for(lambda: d.json("/api/v1/status")["audio"]["state"] == "running", what="running")
             assert d.json("/api/v1/status")["audio"]["device"] == "fieldmic"
+
+
+def test_input_file_that_ends_is_reported_and_the_daemon_stays(files, tmp_path):
+    short = tmp_path / "short.wav"
+    write_wav(short, seconds=1.5)
+    d = Daemon(["--model", files["model"], "--input", str(short), "--input-speed", "10"], tmp=tmp_path)
+    with d:
+        d.wait_for(lambda: d.json("/api/v1/status")["audio"]["state"] == "ended", what="the end of the file")
+        status, _, h = d.get("/api/v1/health")
+        assert status == 503 and any("ended" in r for r in h["reasons"])
+        assert d.json("/api/v1/status")["audio"]["frames_captured"] == int(1.5 * 22050)
+        assert d.latest_seq() == 2, "1.5 s gives windows at 0 and 0.5 s"
+    assert d.proc.returncode == 0
