@@ -464,6 +464,9 @@ def test_responses_match_docs_openapi_yaml(files, tmp_path):
         d.wait_for(lambda: d.latest_seq() >= 2, what="windows")
         for path, item in spec["paths"].items():
             assert "GET %s" % path in api_md, "docs/api.md does not document %s" % path
+            ok_content = item["get"]["responses"].get("200", {}).get("content", {"application/json": None})
+            if "{" in path or "application/json" not in ok_content:
+                continue  # templated paths, the SSE stream, /metrics and the page: tests/integration/test_station.py
             status, _, body = d.get(path)
             assert str(status) in item["get"]["responses"], (path, status)
             schema = item["get"]["responses"][str(status)]["content"]["application/json"]["schema"]

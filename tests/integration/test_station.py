@@ -17,8 +17,8 @@ import urllib.request
 
 import pytest
 
-from station_helpers import (AUDIO, DAEMON, LABELS, MAKE_MODEL, SSE, CDP, Daemon, MQTTSubscriber,
-                             free_port, make_model, metric, parse_prometheus)
+from station_helpers import (AUDIO, DAEMON, LABELS, MAKE_MODEL, REPO, SSE, CDP, Daemon, MQTTSubscriber,
+                             check_schema, free_port, make_model, metric, parse_prometheus)
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(DAEMON) and os.path.exists(MAKE_MODEL) and os.path.exists(AUDIO)),
                                 reason="birdsongd, make_test_model or the soundscape is missing (run make)")
@@ -97,6 +97,31 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
     finally:
         assert d.stop() == 0
     assert os.path.exists(os.path.join(state, "detections.db"))
+
+
+def test_detection_responses_match_docs_openapi_yaml(model, state):
+    yaml = pytest.importorskip("yaml")
+    spec = yaml.safe_load(open(os.path.join(REPO, "docs", "openapi.yaml")))
+    d = Daemon(model, state, *DETECT, "clips=true")
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 2, what="2 detections")
+        some = d.json("/api/v1/detections")["detections"][-1]["id"]
+        for path, templ, query in [("/api/v1/detections", None, "?limit=5&species=Parus_major"),
+                                   ("/api/v1/detections/summary", None, "?bucket=day&from=2020-01-01"),
+                                   ("/api/v1/detections/settings", None, ""),
+                                   ("/api/v1/detections/%d" % some, "/api/v1/detections/{id}", ""),
+                                   ("/api/v1/detections/999999", "/api/v1/detections/{id}", ""),
+                                   ("/api/v1/detections/999999/audio", "/api/v1/detections/{id}/audio", ""),
+                                   ("/api/v1/detections", None, "?from=never")]:
+            st, headers, body = d.request(path + query)
+            responses = spec["paths"][templ or path]["get"]["responses"]
+            assert str(st) in responses, (path, st)
+            r = responses[str(st)]
+            if "$ref" in r:
+                r = spec["components"]["responses"][r["$ref"].split("/")[-1]]
+            check_schema(json.loads(body), r["content"]["application/json"]["schema"], spec, path)
+    finally:
+        assert d.stop() == 0
 
 
 def test_detections_survive_kill_9_and_restart(model, state):
