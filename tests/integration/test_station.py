@@ -6,6 +6,7 @@ The daemon plays data/soundscapes/opensoundscape_birds_10s.flac at 4x real time 
 random-weight test model (tests/tools/make_test_model), whose probabilities hover near 0.5:
 the thresholds below make the detections deterministic (Parus_major always on, Sitta
 never, Turdus excluded), and max_event_seconds=2 closes an event every 2 s of audio."""
+import contextlib
 import json
 import os
 import select
@@ -306,11 +307,22 @@ def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
 
 
 CHROMIUM = shutil.which("chromium")
+needs_chromium = pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install chromium)")
+
+PAGE_STATE_JS = (
+    "JSON.stringify({mode: document.body.dataset.mode || '',"
+    " bars: [...document.querySelectorAll('#bars .bar')].map(b => [b.dataset.species,"
+    "   b.querySelector('.val').textContent]),"
+    " disabled: [...document.querySelectorAll('#bars .bar.disabled')].map(b => b.dataset.species),"
+    " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
+    " status: document.getElementById('status').textContent,"
+    " clock: document.getElementById('clock').textContent})")
 
 
-@pytest.mark.skipif(not CHROMIUM, reason="chromium is not installed (apt-get install chromium)")
-def test_dashboard_in_headless_chromium(model, state, tmp_path):
-    d = Daemon(model, state, *DETECT)
+@contextlib.contextmanager
+def chromium(tmp_path):
+    """Headless Chromium on about:blank, driven over the DevTools protocol; console and
+    exception events are recorded from before the first navigation."""
     browser = subprocess.Popen(
         [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
@@ -331,64 +343,99 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
         assert ws, "chromium did not start its DevTools server"
         devport = int(ws.split(":")[2].split("/")[0])
         pages = json.loads(urllib.request.urlopen("http://127.0.0.1:%d/json/list" % devport, timeout=10).read())
-        page = [p for p in pages if p["type"] == "page"][0]
-        cdp = CDP(page["webSocketDebuggerUrl"])
+        cdp = CDP([p for p in pages if p["type"] == "page"][0]["webSocketDebuggerUrl"])
         cdp.call("Runtime.enable")
         cdp.call("Log.enable")
         cdp.call("Page.enable")
-
-        def errors():
-            out = []
-            for ev in cdp.events:
-                m, p = ev.get("method"), ev.get("params", {})
-                if m == "Runtime.exceptionThrown":
-                    out.append(p["exceptionDetails"].get("text", "") + str(p["exceptionDetails"].get("exception", "")))
-                elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
-                    out.append(str(p.get("args")))
-                elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
-                    out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
-            return out
-
-        for url, mode in ((d.base + "/", "live (SSE)"), (d.base + "/?poll", "polling")):
-            cdp.events.clear()
-            cdp.call("Page.navigate", url=url)
-            state_js = ("JSON.stringify({mode: document.body.dataset.mode || '',"
-                        " bars: [...document.querySelectorAll('#bars .bar')].map(b => [b.dataset.species,"
-                        "   b.querySelector('.val').textContent]),"
-                        " disabled: [...document.querySelectorAll('#bars .bar.disabled')].map(b => b.dataset.species),"
-                        " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
-                        " status: document.getElementById('status').textContent,"
-                        " clock: document.getElementById('clock').textContent})")
-            deadline, seen = time.time() + 20, None
-            while time.time() < deadline:
-                cdp.pump(0.5)
-                seen = json.loads(cdp.evaluate(state_js) or "{}")
-                ready = (seen.get("mode") == mode and seen.get("det") and "inference" in seen.get("status", "")
-                         and all(v not in ("", "–") for _, v in seen.get("bars", [])) and seen.get("clock"))
-                if ready:
-                    break
-            assert seen["mode"] == mode, seen
-            assert [s for s, _ in seen["bars"]] == LABELS, seen
-            assert seen["disabled"] == ["Turdus_merula"], seen  # exclude_species, from /detections/settings
-            for _, v in seen["bars"]:
-                assert 0.0 <= float(v) <= 1.0
-            assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen
-            assert "ms mean" in seen["status"] and "windows" in seen["status"], seen
-            timeline = cdp.evaluate("(() => { const c = document.getElementById('timeline');"
-                                    " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
-                                    " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()")
-            assert timeline > 100, "the timeline canvas is empty"
-            assert errors() == [], errors()
+        yield cdp
     finally:
         if cdp:
             cdp.close()
         try:
-            os.killpg(browser.pid, signal.SIGTERM)
+            os.killpg(browser.pid, signal.SIGTERM)  # the wrapper script and its children, all ours
         except ProcessLookupError:
             pass
         browser.wait(timeout=15)
         browser.stderr.close()
+
+
+def page_errors(cdp):
+    out = []
+    for ev in cdp.events:
+        m, p = ev.get("method"), ev.get("params", {})
+        if m == "Runtime.exceptionThrown":
+            out.append(p["exceptionDetails"].get("text", "") + str(p["exceptionDetails"].get("exception", "")))
+        elif m == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            out.append(str(p.get("args")))
+        elif m == "Log.entryAdded" and p["entry"].get("level") == "error":
+            out.append(p["entry"].get("text", "") + " " + p["entry"].get("url", ""))
+    return out
+
+
+def open_page(cdp, url, ready, timeout=20):
+    """Navigates and polls the page state until ready(state) holds (or the timeout)."""
+    cdp.events.clear()
+    cdp.call("Page.navigate", url=url)
+    deadline, seen = time.time() + timeout, {}
+    while time.time() < deadline:
+        cdp.pump(0.5)
+        seen = json.loads(cdp.evaluate(PAGE_STATE_JS) or "{}")
+        if ready(seen):
+            break
+    return seen
+
+
+@needs_chromium
+def test_dashboard_in_headless_chromium(model, state, tmp_path):
+    d = Daemon(model, state, *DETECT)
+    try:
+        with chromium(tmp_path) as cdp:
+            for url, mode in ((d.base + "/", "live (SSE)"), (d.base + "/?poll", "polling")):
+                seen = open_page(cdp, url, lambda s: (
+                    s.get("mode") == mode and s.get("det") and "inference" in s.get("status", "")
+                    and all(v not in ("", "\u2013") for _, v in s.get("bars", [])) and s.get("clock")))
+                assert seen["mode"] == mode, seen
+                assert [s for s, _ in seen["bars"]] == LABELS, seen
+                assert seen["disabled"] == ["Turdus_merula"], seen  # exclude_species, from /detections/settings
+                for _, v in seen["bars"]:
+                    assert 0.0 <= float(v) <= 1.0
+                assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen
+                assert "ms mean" in seen["status"] and "windows" in seen["status"], seen
+                timeline = cdp.evaluate("(() => { const c = document.getElementById('timeline');"
+                                        " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+                                        " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()")
+                assert timeline > 100, "the timeline canvas is empty"
+                assert page_errors(cdp) == [], page_errors(cdp)
+    finally:
         assert d.stop() == 0
+
+
+DEMO_MODEL = os.path.join(REPO, "models", "demo.bsm")
+SHARED = os.environ.get("BIRDSONG_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
+RECORDING = os.path.join(SHARED, "birds-6sp", "Lophophanes_cristatus", "XC100772.flac")
+
+
+@needs_chromium
+@pytest.mark.skipif(not os.path.exists(DEMO_MODEL), reason="models/demo.bsm is not in this tree")
+@pytest.mark.skipif(not os.path.exists(RECORDING), reason="the shared birds-6sp data is not available")
+def test_dashboard_shows_the_species_of_a_real_recording(state, tmp_path):
+    """The demo model on a crested tit recording (read from the shared data, never copied):
+    the page's detections list names Lophophanes_cristatus."""
+    port = free_port()
+    log = open(str(tmp_path / "demo.log"), "wb")
+    proc = subprocess.Popen([DAEMON, "-m", DEMO_MODEL, "-i", RECORDING, "--input-speed", "4", "-l",
+                             "127.0.0.1:%d" % port, "--state-dir", state], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        with chromium(tmp_path) as cdp:
+            seen = open_page(cdp, "http://127.0.0.1:%d/" % port,
+                             lambda s: "Lophophanes_cristatus" in s.get("det", []), timeout=30)
+            assert "Lophophanes_cristatus" in seen.get("det", []), seen
+            assert seen["mode"] == "live (SSE)"
+            assert page_errors(cdp) == [], page_errors(cdp)
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=15) == 0
+        log.close()
 
 
 @pytest.mark.parametrize("setting, words", [
