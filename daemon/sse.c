@@ -28,6 +28,7 @@ struct bs_sse_hub {
      * waker thread (never by the publisher) when events arrive or a heartbeat is due. */
     pthread_mutex_t mhd_lock;
     bs_sse_client **streams; /* max_clients slots */
+    struct MHD_Connection **resume; /* waker's scratch list */
     pthread_t waker;
     int waker_started;
 };
@@ -78,7 +79,8 @@ bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err) {
     pthread_cond_init(&h->cond, NULL);
     pthread_mutex_init(&h->mhd_lock, NULL);
     h->streams = calloc((size_t)c.max_clients, sizeof *h->streams);
-    if (!h->streams) {
+    h->resume = calloc((size_t)c.max_clients, sizeof *h->resume);
+    if (!h->streams || !h->resume) {
         bs_sse_hub_free(h);
         bs_error_set(err, "sse: out of memory");
         return NULL;
@@ -101,6 +103,7 @@ void bs_sse_hub_free(bs_sse_hub *h) {
     if (!h) return;
     if (h->waker_started) bs_sse_hub_shutdown(h);
     free(h->streams);
+    free(h->resume);
     pthread_mutex_destroy(&h->mhd_lock);
     pthread_cond_destroy(&h->cond);
     pthread_mutex_destroy(&h->lock);
@@ -259,6 +262,10 @@ static void *waker_main(void *arg) {
         seen = h->next;
         int stop = h->shutdown;
         pthread_mutex_unlock(&h->lock);
+        /* Resumed outside our locks (libmicrohttpd takes its own); a connection marked
+         * not suspended here stays suspended in libmicrohttpd, so it cannot be freed,
+         * until the resume below. */
+        int n = 0;
         pthread_mutex_lock(&h->mhd_lock);
         for (int i = 0; i < h->cfg.max_clients; i++) {
             bs_sse_client *c = h->streams[i];
@@ -268,10 +275,11 @@ static void *waker_main(void *arg) {
             pthread_mutex_unlock(&h->lock);
             if (work) {
                 c->suspended = 0;
-                MHD_resume_connection(c->conn);
+                h->resume[n++] = c->conn;
             }
         }
         pthread_mutex_unlock(&h->mhd_lock);
+        for (int i = 0; i < n; i++) MHD_resume_connection(h->resume[i]);
         if (stop) break;
     }
     return NULL;

@@ -197,6 +197,45 @@ def test_sse_stream_resumes_from_last_event_id(model, state):
         assert d.stop() == 0
 
 
+def test_streams_coming_and_going_never_stall_the_daemon(model, state):
+    d = Daemon(model, state, *DETECT, "stream_max_clients=6")
+    try:
+        streams = []
+        for round in range(4):
+            while len(streams) < 6:
+                s = SSE(d.port, last_event_id=0 if round % 2 else None)
+                assert s.status == 200, s.status
+                streams.append(s)
+            for s in streams:
+                s.events(2)
+            for s in streams[::2]:  # half of them vanish without a word
+                s.close()
+            streams = streams[1::2]
+            seq = d.json("/api/v1/predictions/latest")["seq"]
+            d.wait_for(lambda: d.json("/api/v1/predictions/latest")["seq"] > seq + 2, what="the worker going on")
+            time.sleep(0.5)  # heartbeats reveal the closed ones
+        t0 = time.time()
+        assert d.stop() == 0  # with streams open
+        assert time.time() - t0 < 10
+        for s in streams:
+            s.close()
+    finally:
+        if d.proc.poll() is None:
+            d.kill()
+
+
+def test_idle_streams_get_heartbeats(model, state):
+    d = Daemon(model, state, *DETECT, "stream_heartbeat_seconds=0.1", speed=1.0)
+    try:
+        s = SSE(d.port)
+        got = [s.next() for _ in range(12)]
+        assert any(e.get("comment") == "heartbeat" for e in got), got
+        assert any(e.get("event") == "prediction" for e in got), got
+        s.close()
+    finally:
+        assert d.stop() == 0
+
+
 def test_metrics_are_valid_prometheus_text(model, state):
     d = Daemon(model, state, *DETECT)
     try:
