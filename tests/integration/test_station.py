@@ -100,6 +100,23 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
     assert os.path.exists(os.path.join(state, "detections.db"))
 
 
+def test_retention_by_row_count_applies_at_start(model, state):
+    d = Daemon(model, state, *DETECT)
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 6, what="6 detections")
+    finally:
+        assert d.stop() == 0
+    d2 = Daemon(model, state, *DETECT, "retention_rows=3")
+    try:
+        kept = d2.json("/api/v1/detections?limit=1000")
+        # the writer trims right after start; new detections may already have come in
+        fams = parse_prometheus(d2.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_db_retention_deleted_total") >= 3
+        assert min(x["id"] for x in kept["detections"]) > 3
+    finally:
+        assert d2.stop() == 0
+
+
 def test_detection_responses_match_docs_openapi_yaml(model, state):
     yaml = pytest.importorskip("yaml")
     spec = yaml.safe_load(open(os.path.join(REPO, "docs", "openapi.yaml")))
