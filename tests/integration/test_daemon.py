@@ -141,6 +141,9 @@ def test_ring_overflow_while_the_worker_is_paused_is_counted(files, tmp_path):
         d.wait_for(lambda: d.json("/api/v1/status")["worker"]["restarts"] >= 1, timeout=10,
                    what="the window restart at the gap")
         assert d.get("/api/v1/health")[2]["dropped_samples"] >= st["audio"]["dropped_samples"] > 0
+        # resuming with a full ring, the worker is 10 s behind: counted and logged
+        assert d.json("/api/v1/status")["worker"]["behind_events"] >= 1
+        assert "falling behind real time" in d.output()
     assert d.proc.returncode == 0
 
 
