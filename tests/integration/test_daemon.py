@@ -163,7 +163,8 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
         assert st["model"]["training_date"] == "2026-01-01T00:00:00Z"
         assert st["audio"]["source"] == "file" and st["audio"]["sample_rate"] == 22050
         w = st["worker"]
-        assert w["windows"] >= 8 and 0 < w["inference_ms"]["mean"] <= w["inference_ms"]["p95"] * 1.0001 + 1e-9
+        inf = w["inference_ms"]
+        assert w["windows"] >= 8 and 0 < inf["mean"] <= inf["max"] + 1e-6 and 0 < inf["p95"] <= inf["max"] + 1e-6
         assert w["real_time_factor"] > 0 and st["uptime_seconds"] > 0 and st["version"]
 
         sp = d.json("/api/v1/species")
