@@ -114,11 +114,13 @@ int bsd_http_check_args(struct MHD_Connection *c, const char *url, const char *c
 int bsd_http_uint_arg(struct MHD_Connection *c, const char *url, const char *name,
                       unsigned long long def, unsigned long long min, unsigned long long max,
                       unsigned long long *out, enum MHD_Result *result) {
-    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
-    if (!v) {
+    const char *v = NULL;
+    size_t vlen = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &vlen) != MHD_YES) {
         *out = def;
         return 0;
     }
+    if (!v) v = ""; /* "?top" without a value */
     int digits = v[0] != '\0';
     for (const char *p = v; *p; p++)
         if (*p < '0' || *p > '9') digits = 0;

@@ -141,6 +141,9 @@ def test_ring_overflow_while_the_worker_is_paused_is_counted(files, tmp_path):
         d.wait_for(lambda: d.json("/api/v1/status")["worker"]["restarts"] >= 1, timeout=10,
                    what="the window restart at the gap")
         assert d.get("/api/v1/health")[2]["dropped_samples"] >= st["audio"]["dropped_samples"] > 0
+        # resuming with a full ring, the worker is 10 s behind: counted and logged
+        assert d.json("/api/v1/status")["worker"]["behind_events"] >= 1
+        assert "falling behind real time" in d.output()
     assert d.proc.returncode == 0
 
 
@@ -160,7 +163,8 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
         assert st["model"]["training_date"] == "2026-01-01T00:00:00Z"
         assert st["audio"]["source"] == "file" and st["audio"]["sample_rate"] == 22050
         w = st["worker"]
-        assert w["windows"] >= 8 and 0 < w["inference_ms"]["mean"] <= w["inference_ms"]["p95"] * 1.0001 + 1e-9
+        inf = w["inference_ms"]
+        assert w["windows"] >= 8 and 0 < inf["mean"] <= inf["max"] + 1e-6 and 0 < inf["p95"] <= inf["max"] + 1e-6
         assert w["real_time_factor"] > 0 and st["uptime_seconds"] > 0 and st["version"]
 
         sp = d.json("/api/v1/species")
@@ -213,6 +217,10 @@ def test_api_schemas_etag_paging_and_errors(files, tmp_path):
                            ("/api/v1/predictions/latest?top=0", 400),
                            ("/api/v1/predictions/latest?top=4", 400),
                            ("/api/v1/predictions/latest?top=1&top=2", 400),
+                           ("/api/v1/predictions/latest?top", 400),
+                           ("/api/v1/predictions/latest?top=", 400),
+                           ("/api/v1/predictions/latest?top=%201", 400),
+                           ("/api/v1/predictions/latest?top=1.0", 400),
                            ("/api/v1/predictions/latest?tpo=1", 400),
                            ("/api/v1/predictions?since=x", 400),
                            ("/api/v1/predictions?since=-5", 400),
@@ -400,12 +408,12 @@ def test_sd_notify_ready_status_and_watchdog_fed_by_worker_progress(files, tmp_p
     s = so.socket(so.AF_UNIX, so.SOCK_DGRAM)
     s.bind(sock_path)
     s.settimeout(0.1)
-    d = file_daemon(files, tmp_path, "--set", "debug_pause_worker_seconds=2")
+    d = file_daemon(files, tmp_path, "--set", "debug_pause_worker_seconds=3")
     d.env.update({"NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"})
     msgs = []
     with d:
         t0 = time.monotonic()
-        while time.monotonic() - t0 < 4.0:
+        while time.monotonic() - t0 < 5.0:
             try:
                 msgs.append((time.monotonic() - t0, s.recv(4096).decode()))
             except so.timeout:
@@ -415,8 +423,8 @@ def test_sd_notify_ready_status_and_watchdog_fed_by_worker_progress(files, tmp_p
     assert any("READY=1" in m for m in text), text
     assert any(m.startswith("STATUS=") or "\nSTATUS=" in m for m in text), text
     dogs = [t for t, m in msgs if "WATCHDOG=1" in m]
-    assert not any(t < 1.5 for t in dogs), "fed while the worker was stalled: %s" % dogs
-    assert any(t > 2.0 for t in dogs), "not fed after the worker resumed: %s" % dogs
+    assert not any(t < 2.0 for t in dogs), "fed while the worker was stalled: %s" % dogs
+    assert any(t > 3.2 for t in dogs), "not fed after the worker resumed: %s" % dogs
 
 
 # ---- the documented API matches the served one ------------------------------------------
