@@ -466,6 +466,21 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
         assert d.stop() == 0
 
 
+@needs_chromium
+def test_dashboard_falls_back_to_polling_when_the_stream_is_refused(model, state, tmp_path):
+    d = Daemon(model, state, *DETECT, "stream_max_clients=1")
+    hog = d.wait_for(lambda: (lambda s: s if s.status == 200 else s.close())(SSE(d.port)), what="the one slot")
+    try:
+        with chromium(tmp_path) as cdp:
+            seen = open_page(cdp, d.base + "/", lambda s: s.get("mode") == "polling" and s.get("det"))
+            assert seen["mode"] == "polling" and "Parus_major" in seen["det"], seen
+            # the refused stream is a network error in the log, not a script error
+            assert not [e for e in cdp.events if e.get("method") == "Runtime.exceptionThrown"]
+    finally:
+        hog.close()
+        assert d.stop() == 0
+
+
 DEMO_MODEL = os.path.join(REPO, "models", "demo.bsm")
 SHARED = os.environ.get("BIRDSONG_SHARED_DATA", os.path.join(REPO, "..", "shared", "data"))
 RECORDING = os.path.join(SHARED, "birds-6sp", "Lophophanes_cristatus", "XC100772.flac")
