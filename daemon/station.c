@@ -547,8 +547,12 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
     return ret;
 }
 
+/* A query argument: NULL when absent, "" when given without a value ("?from"). */
 static const char *arg(struct MHD_Connection *c, const char *name) {
-    return MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, name);
+    const char *v = NULL;
+    size_t n = 0;
+    if (MHD_lookup_connection_value_n(c, MHD_GET_ARGUMENT_KIND, name, strlen(name), &v, &n) != MHD_YES) return NULL;
+    return v ? v : "";
 }
 
 /* from, to, species, min_confidence into f; queues 400 and returns -1 on a bad value. */
@@ -569,7 +573,10 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bs_store_filt
         *has[i] = 1;
     }
     f->species = arg(c, "species");
-    if (f->species && !*f->species) f->species = NULL;
+    if (f->species && !*f->species) {
+        *r = bsd_http_error(c, 400, url, "parameter 'species': expected a species label, found an empty value");
+        return -1;
+    }
     const char *mc = arg(c, "min_confidence");
     if (mc) {
         char *end;

@@ -75,7 +75,8 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
         assert d.status("/api/v1/detections/abc") == 404
         # bad parameters name themselves
         for q, word in [("from=yesterday", b"from"), ("min_confidence=2", b"min_confidence"),
-                        ("limit=0", b"limit"), ("colour=red", b"colour"), ("to=2026-02-31", b"to")]:
+                        ("limit=0", b"limit"), ("colour=red", b"colour"), ("to=2026-02-31", b"to"),
+                        ("species=", b"species"), ("from", b"from")]:
             st, _, body = d.request("/api/v1/detections?" + q)
             assert st == 400 and word in body, (q, st, body)
         # summary: hour and day buckets count the same detections
