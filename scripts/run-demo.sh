@@ -2,7 +2,7 @@
 # make run: birdsongd in the foreground with models/demo.bsm, on the default capture device
 # when there is one, else on the bundled soundscape (data/soundscapes/, MIT) in a loop.
 # Environment: MODEL (default models/demo.bsm), LISTEN (default 127.0.0.1:8080),
-# BIRDSONG_BUILD (default build).
+# BIRDSONG_BUILD (default build), STATE_DIR (detections.db, default build/state).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BIRDSONG_BUILD:-build}
@@ -22,7 +22,8 @@ if [ ! -f "$model" ]; then
   exit 1
 fi
 
-args=(--model "$model" --listen "$listen")
+state=${STATE_DIR:-$build/state}
+args=(--model "$model" --listen "$listen" --state-dir "$state")
 if "$daemon" --list-devices 2>/dev/null | awk '$2 == "yes" {found=1} END {exit !found}'; then
   echo "run-demo: using the default capture device (see '$daemon --list-devices')."
 else
@@ -33,5 +34,6 @@ fi
 host=${listen%:*}
 port=${listen##*:}
 [ "$host" = "0.0.0.0" ] && host=127.0.0.1
-echo "run-demo: open http://$host:$port/api/v1/predictions/latest?top=3 (status: /api/v1/status); Ctrl-C stops."
+echo "run-demo: open http://$host:$port/ (the dashboard), /api/v1/predictions/latest?top=3, /api/v1/detections;"
+echo "run-demo: detections are stored in $state/detections.db. Ctrl-C stops."
 exec "$daemon" "${args[@]}"
