@@ -433,8 +433,16 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
     bs_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
-                        .max_event_bytes = 512 + 2 * n * (BS_SPECIES_NAME_MAX + 48)}; /* x2: room for a reload */
+                        .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
+    for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->labels[i]) + 48);
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
+    enum { HISTORY_BYTES_MAX = 32 << 20 };
+    if ((double)sc.history * (sc.max_event_bytes + 96) > HISTORY_BYTES_MAX) {
+        int fit = HISTORY_BYTES_MAX / (sc.max_event_bytes + 96);
+        bs_log_warn("stream_history: %d events of up to %d bytes (%d species) would take more than %d MB; keeping %d",
+                    sc.history, sc.max_event_bytes, n, HISTORY_BYTES_MAX >> 20, fit);
+        sc.history = fit;
+    }
     st->hub = bs_sse_hub_new(&sc, err);
     if (!st->hub) goto fail;
 
