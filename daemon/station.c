@@ -74,13 +74,18 @@ int bsd_parse_iso8601(const char *s, double *t) {
     double offset = 0;
     if (*p == 'T' || *p == 't' || *p == ' ') {
         int k = 0;
-        if (sscanf(p + 1, "%2d:%2d:%n", &h, &m, &k) != 2 || k != 6) return -1;
+        if (sscanf(p + 1, "%2d:%2d%n", &h, &m, &k) != 2 || k != 5) return -1;
         p += 1 + k;
-        char *end;
-        if (!(p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9')) return -1;
-        sec = strtod(p, &end);
-        if (end - p < 2 || sec < 0 || sec >= 61) return -1;
-        p = end;
+        if (*p == ':') { /* seconds are optional: 2026-05-01T04:12Z */
+            p++;
+            char *end;
+            if (!(p[0] >= '0' && p[0] <= '9' && p[1] >= '0' && p[1] <= '9')) return -1;
+            sec = strtod(p, &end);
+            if (end - p < 2 || (end - p > 2 && (p[2] != '.' || !(p[3] >= '0' && p[3] <= '9'))) || sec < 0 ||
+                sec >= 61)
+                return -1;
+            p = end;
+        }
         if (*p == 'Z' || *p == 'z') {
             p++;
         } else if (*p == '+' || *p == '-') {
