@@ -225,7 +225,27 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
     pthread_mutex_unlock(&c->lock);
     bs_log_info("capture: device '%s' (index %d) open at %.0f Hz%s", info->name, dev, rate,
                 rate != c->preferred_rate ? ", resampled to the model rate by the worker" : "");
+    double ring_s = (double)bs_ring_capacity(c->ring) / rate;
+    if (ring_s < 10)
+        bs_log_warn("capture: at %.0f Hz the sample ring holds only %.1f s (sized at start-up for a slower device); restart to resize it",
+                    rate, ring_s);
     return 0;
+}
+
+double bsd_input_rate(const char *path) {
+    SF_INFO info;
+    memset(&info, 0, sizeof info);
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    if (!sf) return 0;
+    sf_close(sf);
+    return info.samplerate;
+}
+
+double bsd_device_rate(const char *device) {
+    char why[256];
+    PaDeviceIndex d = find_device(device, why, sizeof why);
+    const PaDeviceInfo *info = d == paNoDevice ? NULL : Pa_GetDeviceInfo(d);
+    return info ? info->defaultSampleRate : 0;
 }
 
 static void close_device(bsd_capture *c) {

@@ -33,6 +33,11 @@ int bsd_capture_health(bsd_capture *c, json_t *reasons);
 /* 1 once a file source without loop has delivered all of its samples. */
 int bsd_capture_ended(bsd_capture *c);
 
+/* The rate a source will most likely run at, for sizing the ring: the file's rate, or the
+ * configured device's default rate (PortAudio initialised). 0 when unknown. */
+double bsd_input_rate(const char *path);
+double bsd_device_rate(const char *device);
+
 /* Prints PortAudio's input devices (index, name, host API, channels, default rate). */
 int bsd_list_devices(FILE *out);
 

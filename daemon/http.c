@@ -210,6 +210,8 @@ bsd_http *bsd_http_start(bsd_app *app, bs_error *err) {
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg.http_connection_limit,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_timeout_seconds,
                               MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
+                              /* requests are small GETs; responses are separate buffers */
+                              MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384,
                               MHD_OPTION_END);
     if (!h->mhd) {
         free(h);

@@ -6,6 +6,7 @@
  * by the worker's progress). */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <sndfile.h>
@@ -202,30 +203,26 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    mallopt(M_ARENA_MAX, 2); /* a few threads allocate small JSON buffers: 2 arenas are plenty */
     app.started_ns = bsd_realtime_ns();
     app.started_mono = bsd_mono_seconds();
     double model_rate = model->features.sample_rate;
-    /* The ring holds ring_seconds at the fastest rate the source may run at: the file's
-     * rate, or for a device the model rate or 48 kHz, whichever is higher. */
-    double ring_rate = model_rate > 48000 ? model_rate : 48000;
-    if (app.cfg.input[0]) {
-        SF_INFO si;
-        memset(&si, 0, sizeof si);
-        SNDFILE *sf = sf_open(app.cfg.input, SFM_READ, &si);
-        if (sf) {
-            ring_rate = si.samplerate;
-            sf_close(sf);
-        }
+    /* The ring holds ring_seconds at the rate the source runs at: the file's rate, or for a
+     * device the higher of the model rate and the device's default rate (48 kHz when the
+     * device is not there yet). Sized once: a device that later reopens faster gets fewer
+     * seconds, which the capture logs and /status shows (ring.capacity_seconds). */
+    if (!app.cfg.input[0] && bsd_audio_init(&err) != 0) {
+        bs_log_error("%s", err.msg);
+        return 1;
     }
+    double ring_rate = app.cfg.input[0] ? bsd_input_rate(app.cfg.input) : bsd_device_rate(app.cfg.device);
+    if (ring_rate <= 0) ring_rate = 48000;
+    if (ring_rate < model_rate) ring_rate = model_rate;
     app.ring = bs_ring_create((size_t)ceil(app.cfg.ring_seconds * ring_rate));
     size_t hist = (size_t)ceil(app.cfg.history_seconds / app.cfg.hop_seconds);
     app.results = bsd_results_create(hist);
     if (!app.ring || !app.results) {
         bs_log_error("out of memory for the sample ring or the history");
-        return 1;
-    }
-    if (!app.cfg.input[0] && bsd_audio_init(&err) != 0) {
-        bs_log_error("%s", err.msg);
         return 1;
     }
     app.worker = bsd_worker_create(&app.cfg, app.ring, app.results, model, &err);
