@@ -26,9 +26,10 @@ val() { printf '%s\n' "$1" | awk -v k="$2" '$1 == k { print $2 }'; }
 c_s=$(val "$c_out" c_logmel_seconds); np_s=$(val "$py_out" numpy_logmel_seconds)
 win=$(val "$c_out" c_windows); dec=$(val "$c_out" c_decode_seconds)
 cs_c=$(val "$c_out" c_checksum); cs_np=$(val "$py_out" numpy_checksum)
-awk -v c="$c_s" -v np="$np_s" -v w="$win" -v a="$SECONDS_OF_AUDIO" -v dec="$dec" -v csc="$cs_c" -v csn="$cs_np" 'BEGIN {
-  printf "log-mel of %d s of real audio (%d windows of 128x44), one core:\n", a, w
-  printf "  C (FFTW, float32)       %8.1f ms  (%.1f us per window)\n", c * 1000, c * 1e6 / w
+plan=$(printf '%s\n' "$c_out" | sed -n 's/^c_fft_plan //p')
+awk -v plan="$plan" -v c="$c_s" -v np="$np_s" -v w="$win" -v a="$SECONDS_OF_AUDIO" -v dec="$dec" -v csc="$cs_c" -v csn="$cs_np" 'BEGIN {
+  printf "log-mel of %d s of real audio (%d windows of 128x44), one core, CPU time, best run:\n", a, w
+  printf "  C (FFTW, float32)       %8.1f ms  (%.1f us per window; FFT plan: %s)\n", c * 1000, c * 1e6 / w, plan
   printf "  numpy librosa formulas  %8.1f ms\n", np * 1000
   printf "  speed-up vs numpy       %8.1fx   (goal >= 20x)   %s\n", np / c, (np / c >= 20 ? "ok" : "BELOW GOAL")
   printf "  real-time factor        %8.0fx   (goal >= 2000x) %s\n", a / c, (a / c >= 2000 ? "ok" : "BELOW GOAL")

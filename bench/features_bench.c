@@ -84,6 +84,7 @@ int main(int argc, char **argv) {
     printf("c_decode_seconds %.6f files %zu\n", t_decode, nfiles);
     printf("c_windows %zu\n", segs.n);
     printf("c_logmel_seconds %.6f\n", best);
+    printf("c_fft_plan %s\n", bs_melspec_fft_plan(ms));
     printf("c_checksum %.3f\n", checksum);
     free(out);
     bs_melspec_free(ms);

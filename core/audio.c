@@ -1,12 +1,14 @@
 /* Audio decode (libsndfile) to mono float, and the streaming soxr resampler. */
 #include "birdsong/audio.h"
 
+#include <errno.h>
 #include <math.h>
 #include <sndfile.h>
 #include <soxr.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define BS_AUDIO_MIN_RATE 1000
 #define BS_AUDIO_MAX_RATE 768000
@@ -114,6 +116,12 @@ static int read_open_file(SNDFILE *sf, const SF_INFO *info, const char *name, bs
 int bs_audio_read(const char *path, bs_audio *out, bs_error *err) {
     memset(out, 0, sizeof *out);
     if (!path) return bs_error_set(err, "(null): no audio file name given");
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return bs_error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    if (S_ISDIR(st.st_mode)) return bs_error_set(err, "%s: is a directory, not an audio file", path);
+    if (S_ISREG(st.st_mode) && st.st_size == 0)
+        return bs_error_set(err, "%s: empty file (0 bytes)", path);
     SF_INFO info;
     memset(&info, 0, sizeof info);
     SNDFILE *sf = sf_open(path, SFM_READ, &info);

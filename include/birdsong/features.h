@@ -47,7 +47,7 @@ typedef struct bs_feature_config {
     float pad_noise_std;         /* for BS_PAD_NOISE (1e-4) */
     uint64_t pad_seed;           /* for BS_PAD_NOISE (0); segment i uses pad_seed + i */
     float amin;                  /* power floor before log (1e-10) */
-    float top_db;                /* dynamic range per window, dB (80); <= 0 disables */
+    float top_db;                /* dynamic range per window, dB (80); 0 disables */
     float norm_std_floor;        /* z-score divides by max(std, floor), dB (0.01) */
 } bs_feature_config;
 
@@ -105,6 +105,9 @@ typedef struct bs_melspec bs_melspec;
 bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err);
 void bs_melspec_free(bs_melspec *ms);
 const bs_feature_config *bs_melspec_config(const bs_melspec *ms);
+/* How the FFT was planned: "built-in wisdom" (the fixed fast plan for n_fft 2048 on AVX
+ * machines) or "FFTW_ESTIMATE". Both are deterministic; for logs and benchmarks. */
+const char *bs_melspec_fft_plan(const bs_melspec *ms);
 
 /* segment: segment_samples floats. out: n_mels * n_frames floats, (n_mels, n_frames), dB.
  * Allocates nothing, cannot fail. Not thread-safe per object. */

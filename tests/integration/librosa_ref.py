@@ -46,6 +46,16 @@ def mel_filterbank(sr=22050, n_fft=2048, n_mels=128, fmin=0.0, fmax=None):
     return weights.astype(np.float32)
 
 
+_HANN = {}
+
+
+def hann(n_fft):
+    """Periodic Hann (scipy get_window('hann', n_fft, fftbins=True)), cached."""
+    if n_fft not in _HANN:
+        _HANN[n_fft] = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    return _HANN[n_fft]
+
+
 def logmel_db(y, sr=22050, n_fft=2048, hop=512, n_mels=128, fmin=0.0, fmax=None,
               amin=1e-10, top_db=80.0, mel=None):
     """One window y -> (n_mels, 1 + len(y) // hop) dB, librosa 0.10 semantics:
@@ -53,13 +63,12 @@ def logmel_db(y, sr=22050, n_fft=2048, hop=512, n_mels=128, fmin=0.0, fmax=None,
     y = np.asarray(y, dtype=np.float64)
     if mel is None:
         mel = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
-    n = np.arange(n_fft)
-    win = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / n_fft)
+    win = hann(n_fft)
     padded = np.pad(y, n_fft // 2, mode="constant")
     n_frames = 1 + len(y) // hop
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2          # (frames, freqs)
-    S = mel.astype(np.float64) @ spec.T                             # (mels, frames)
+    S = np.asarray(mel, dtype=np.float64) @ spec.T                  # (mels, frames)
     D = 10.0 * np.log10(np.maximum(amin, S))
     if top_db is not None and top_db > 0:
         D = np.maximum(D, D.max() - top_db)

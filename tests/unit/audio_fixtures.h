@@ -14,7 +14,7 @@
 /* A fresh directory per test process; removed by fx_cleanup. */
 static char fx_dir[256];
 
-static const char *fx_path(const char *name) {
+static __attribute__((unused)) const char *fx_path(const char *name) {
     static char buf[4][512];
     static int k;
     if (!fx_dir[0]) {
@@ -26,7 +26,7 @@ static const char *fx_path(const char *name) {
     return buf[k];
 }
 
-static void fx_cleanup(void) {
+static __attribute__((unused)) void fx_cleanup(void) {
     if (!fx_dir[0]) return;
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx_dir);
@@ -35,7 +35,7 @@ static void fx_cleanup(void) {
 }
 
 /* Writes frames x channels interleaved floats with the given libsndfile format. */
-static const char *fx_write(const char *name, int format, int sr, int ch, const float *x,
+static __attribute__((unused)) const char *fx_write(const char *name, int format, int sr, int ch, const float *x,
                             long frames) {
     const char *p = fx_path(name);
     SF_INFO info = {0};
@@ -51,7 +51,7 @@ static const char *fx_write(const char *name, int format, int sr, int ch, const 
 }
 
 /* A sine of freq Hz and amplitude amp, n frames, same on every channel. */
-static float *fx_sine(double freq, double amp, int sr, int ch, long n) {
+static __attribute__((unused)) float *fx_sine(double freq, double amp, int sr, int ch, long n) {
     float *x = malloc((size_t)(n > 0 ? n : 1) * (size_t)ch * sizeof *x);
     for (long i = 0; i < n; i++)
         for (int c = 0; c < ch; c++)
@@ -59,7 +59,7 @@ static float *fx_sine(double freq, double amp, int sr, int ch, long n) {
     return x;
 }
 
-static const char *fx_write_sine(const char *name, int format, int sr, int ch, double seconds,
+static __attribute__((unused)) const char *fx_write_sine(const char *name, int format, int sr, int ch, double seconds,
                                  double freq) {
     long n = lround(seconds * sr);
     float *x = fx_sine(freq, 0.5, sr, ch, n);
@@ -68,7 +68,7 @@ static const char *fx_write_sine(const char *name, int format, int sr, int ch, d
     return p;
 }
 
-static const char *fx_write_bytes(const char *name, const void *data, size_t n) {
+static __attribute__((unused)) const char *fx_write_bytes(const char *name, const void *data, size_t n) {
     const char *p = fx_path(name);
     FILE *f = fopen(p, "wb");
     cr_assert_not_null(f);

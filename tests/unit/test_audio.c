@@ -99,9 +99,11 @@ static void expect_fail(const char *path, const char *needle) {
     cr_assert_not_null(strstr(err.msg, needle), "message lacks '%s': %s", needle, err.msg);
 }
 
-Test(audio, missing_file) { expect_fail("/nonexistent/dir/none.wav", "cannot read"); }
+Test(audio, missing_file) { expect_fail("/nonexistent/dir/none.wav", "No such file"); }
 
-Test(audio, empty_file_zero_bytes) { expect_fail(fx_write_bytes("empty.wav", "", 0), "cannot read"); }
+Test(audio, directory) { expect_fail("/tmp", "is a directory"); }
+
+Test(audio, empty_file_zero_bytes) { expect_fail(fx_write_bytes("empty.wav", "", 0), "empty file"); }
 
 Test(audio, wav_with_no_frames) {
     const char *p = fx_write("noframes.wav", SF_FORMAT_WAV | SF_FORMAT_PCM_16, 22050, 1, NULL, 0);
@@ -268,4 +270,39 @@ Test(resampler, streaming_equals_whole_buffer) {
     free(out);
     free(whole);
     free(x);
+}
+
+/* Every push fits the advertised bound (it would fail otherwise), whatever the ratio and the
+ * chunk size, and the whole stream has round(n_in * ratio) samples. */
+Test(resampler, bound_holds_for_every_ratio_and_chunk) {
+    const double rates[][2] = {{8000, 22050}, {96000, 22050}, {44100, 22050}, {22000, 22050},
+                               {2000, 22050}, {192000, 8000}, {16000, 22050}};
+    const size_t chunks[] = {1, 7, 441, 4096, 30000};
+    float *in = malloc(30000 * sizeof *in);
+    for (size_t i = 0; i < 30000; i++) in[i] = (float)sin((double)i * 0.01);
+    for (size_t r = 0; r < sizeof rates / sizeof rates[0]; r++) {
+        bs_error err;
+        bs_resampler *rs = bs_resampler_create(rates[r][0], rates[r][1], &err);
+        cr_assert_not_null(rs, "%s", err.msg);
+        size_t total_in = 0, total_out = 0;
+        const size_t cap = bs_resampler_output_bound(rs, 30000);
+        float *out = malloc(cap * sizeof *out);
+        for (size_t c = 0; c < sizeof chunks / sizeof chunks[0]; c++) {
+            size_t bound = bs_resampler_output_bound(rs, chunks[c]);
+            cr_assert_leq(bound, cap);
+            long got = bs_resampler_push(rs, in, chunks[c], out, bound, &err);
+            cr_assert_geq(got, 0, "%g -> %g, chunk %zu: %s", rates[r][0], rates[r][1], chunks[c],
+                          err.msg);
+            total_in += chunks[c];
+            total_out += (size_t)got;
+        }
+        long f;
+        while ((f = bs_resampler_flush(rs, out, cap, &err)) > 0) total_out += (size_t)f;
+        double expect = (double)total_in * rates[r][1] / rates[r][0];
+        cr_assert_leq(fabs((double)total_out - expect), 1.0, "%g -> %g: %zu samples, expected %.1f",
+                      rates[r][0], rates[r][1], total_out, expect);
+        free(out);
+        bs_resampler_free(rs);
+    }
+    free(in);
 }
