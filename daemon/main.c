@@ -154,6 +154,16 @@ int main(int argc, char **argv) {
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Handlers before any thread starts: a signal during start-up is a request, not a crash
+     * (the loop below sees the flags). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
 
     bs_error err;
     if (list) {
@@ -253,14 +263,6 @@ int main(int argc, char **argv) {
         return 1;
     }
 
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
 
     bs_log_info("birdsongd %s: listening on http://%s/api/v1/ (model %s, hop %.2f s, history %zu results)",
                 BIRDSONG_VERSION, app.cfg.listen, app.cfg.model, app.cfg.hop_seconds, hist);

@@ -8,5 +8,7 @@
 #endif
 
 int cmd_features(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

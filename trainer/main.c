@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "birdsong/nn.h"
 #include "trainer/commands.h"
 
 static const struct {
@@ -10,6 +11,8 @@ static const struct {
     const char *help;
 } commands[] = {
     {"features", cmd_features, "write log-mel dB segments of an audio file as a float32 .npy"},
+    {"inspect", cmd_inspect, "check a model file and print its metadata as JSON"},
+    {"bench", cmd_bench, "time network inference and training against the sgemm ceiling"},
 };
 
 static void usage(FILE *f) {
@@ -20,6 +23,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -7,30 +7,37 @@
 
 /* ---- convolution: im2col + one sgemm per image ------------------------------------- */
 
-void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw) {
-    const int ph = kh / 2, pw = kw / 2, HW = H * W;
+void im2col_rows(float *col, const float *inp, int IC, int H, int W, int kh, int kw, int y0,
+                 int y1) {
+    const int ph = kh / 2, pw = kw / 2, HW = H * W, NP = (y1 - y0) * W;
     for (int c = 0; c < IC; c++) {
         const float *src = inp + (size_t)c * HW;
         for (int i = 0; i < kh; i++) {
             for (int j = 0; j < kw; j++) {
-                float *dst = col + ((size_t)(c * kh + i) * kw + j) * HW;
+                float *dst = col + ((size_t)(c * kh + i) * kw + j) * NP;
                 /* output x reads input x + j - pw: valid for x in [x0, x1) */
                 int x0 = pw - j > 0 ? pw - j : 0;
                 int x1 = W + pw - j < W ? W + pw - j : W;
-                for (int y = 0; y < H; y++) {
+                for (int y = y0; y < y1; y++) {
                     int yy = y + i - ph;
-                    float *d = dst + (size_t)y * W;
+                    float *restrict d = dst + (size_t)(y - y0) * W;
                     if (yy < 0 || yy >= H || x1 <= x0) {
-                        memset(d, 0, sizeof(float) * W);
+                        for (int x = 0; x < W; x++) d[x] = 0.0f;
                         continue;
                     }
+                    /* rows are short (tens of floats): a plain loop beats memcpy's call */
+                    const float *restrict sr = src + (size_t)yy * W + j - pw;
                     for (int x = 0; x < x0; x++) d[x] = 0.0f;
-                    memcpy(d + x0, src + (size_t)yy * W + x0 + j - pw, sizeof(float) * (x1 - x0));
+                    for (int x = x0; x < x1; x++) d[x] = sr[x];
                     for (int x = x1; x < W; x++) d[x] = 0.0f;
                 }
             }
         }
     }
+}
+
+void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw) {
+    im2col_rows(col, inp, IC, H, W, kh, kw, 0, H);
 }
 
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw) {
@@ -56,24 +63,39 @@ void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, in
 }
 
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw) {
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int block_rows,
+                    int fuse_relu) {
     const int HW = H * W, K = IC * kh * kw;
+    const int one_by_one = (kh == 1 && kw == 1);
+    if (block_rows <= 0 || block_rows > H || one_by_one) block_rows = H;
     for (int n = 0; n < B; n++) {
         const float *x = inp + (size_t)n * IC * HW;
         float *y = out + (size_t)n * OC * HW;
+        for (int y0 = 0; y0 < H; y0 += block_rows) {
+            int y1 = y0 + block_rows < H ? y0 + block_rows : H, NP = (y1 - y0) * W;
+            const float *B_mat = x + (size_t)y0 * W; /* 1x1: the input rows are the columns */
+            int ldb = HW;
+            if (!one_by_one) {
+                im2col_rows(col, x, IC, H, W, kh, kw, y0, y1);
+                B_mat = col;
+                ldb = NP;
+            }
+            /* y[:, rows y0..y1) (OC, NP) += w (OC, K) @ col (K, NP) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, NP, K, 1.0f, w, K, B_mat,
+                        ldb, 0.0f, y + (size_t)y0 * W, HW);
+        }
+        /* bias (and relu) in one pass while the image is still in cache */
         for (int o = 0; o < OC; o++) {
-            float bo = b[o];
-            float *yo = y + (size_t)o * HW;
-            for (int p = 0; p < HW; p++) yo[p] = bo;
+            float *restrict yo = y + (size_t)o * HW;
+            const float bo = b[o];
+            if (fuse_relu)
+                for (int p = 0; p < HW; p++) {
+                    float v = yo[p] + bo;
+                    yo[p] = v < 0.0f ? 0.0f : v;
+                }
+            else
+                for (int p = 0; p < HW; p++) yo[p] += bo;
         }
-        const float *B_mat = x;
-        if (kh != 1 || kw != 1) {
-            im2col_same(col, x, IC, H, W, kh, kw);
-            B_mat = col;
-        }
-        /* y (OC, HW) += w (OC, K) @ col (K, HW) */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, OC, HW, K, 1.0f, w, K, B_mat, HW,
-                    1.0f, y, HW);
     }
 }
 
@@ -112,15 +134,51 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
 
 /* ---- relu ---------------------------------------------------------------------------- */
 
-void relu_forward(float *out, const float *inp, size_t N) {
+/* branch-free so that it vectorizes: a sign-dependent branch mispredicts half the time */
+void relu_forward(float *restrict out, const float *restrict inp, size_t N) {
     for (size_t i = 0; i < N; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
 }
 
+void relu_inplace(float *x, size_t N) {
+    for (size_t i = 0; i < N; i++) x[i] = x[i] < 0.0f ? 0.0f : x[i];
+}
+
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N) {
+    if (dinp == dout) {
+        for (size_t i = 0; i < N; i++) dinp[i] = out[i] > 0.0f ? dinp[i] : 0.0f;
+        return;
+    }
     for (size_t i = 0; i < N; i++) dinp[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
 /* ---- batch normalization ------------------------------------------------------------- */
+
+/* Sums of one row in 8 float lanes (vectorizable; each lane adds at most a few hundred
+ * values), returned in double and added up per channel in double. */
+static double row_sum(const float *restrict x, int n) {
+    float acc[8] = {0};
+    int p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int k = 0; k < 8; k++) acc[k] += x[p + k];
+    double s = 0.0;
+    for (; p < n; p++) s += x[p];
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
+
+static double row_sq_dev(const float *restrict x, int n, float m) {
+    float acc[8] = {0};
+    int p = 0;
+    for (; p + 8 <= n; p += 8)
+        for (int k = 0; k < 8; k++) {
+            float d = x[p + k] - m;
+            acc[k] += d * d;
+        }
+    double s = 0.0;
+    for (; p < n; p++) s += (double)(x[p] - m) * (x[p] - m);
+    for (int k = 0; k < 8; k++) s += acc[k];
+    return s;
+}
 
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
@@ -128,18 +186,9 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *runn
     const double n = (double)B * HW;
     for (int c = 0; c < C; c++) {
         double s = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) s += x[p];
-        }
+        for (int b = 0; b < B; b++) s += row_sum(inp + ((size_t)b * C + c) * HW, HW);
         double m = s / n, v = 0.0;
-        for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
-                double d = x[p] - m;
-                v += d * d;
-            }
-        }
+        for (int b = 0; b < B; b++) v += row_sq_dev(inp + ((size_t)b * C + c) * HW, HW, (float)m);
         v /= n;
         float is = (float)(1.0 / sqrt(v + BS_BN_EPS));
         mean[c] = (float)m;
@@ -148,8 +197,8 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *runn
         running_var[c] = BS_BN_MOMENTUM * running_var[c] + (1.0f - BS_BN_MOMENTUM) * (float)v;
         float g = gamma[c] * is, sh = beta[c] - (float)m * g;
         for (int b = 0; b < B; b++) {
-            const float *x = inp + ((size_t)b * C + c) * HW;
-            float *y = out + ((size_t)b * C + c) * HW;
+            const float *restrict x = inp + ((size_t)b * C + c) * HW;
+            float *restrict y = out + ((size_t)b * C + c) * HW;
             for (int p = 0; p < HW; p++) y[p] = x[p] * g + sh;
         }
     }
@@ -174,36 +223,59 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
                         const float *gamma, int B, int C, int HW) {
     const float n = (float)B * HW;
     for (int c = 0; c < C; c++) {
-        float m = mean[c], is = invstd[c];
+        const float m = mean[c], is = invstd[c];
         double sdy = 0.0, sdyx = 0.0;
         for (int b = 0; b < B; b++) {
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
+            float a1[8] = {0}, a2[8] = {0};
+            int p = 0;
+            for (; p + 8 <= HW; p += 8)
+                for (int k = 0; k < 8; k++) {
+                    a1[k] += dy[p + k];
+                    a2[k] += dy[p + k] * ((x[p + k] - m) * is);
+                }
+            for (; p < HW; p++) {
                 sdy += dy[p];
                 sdyx += dy[p] * ((x[p] - m) * is);
+            }
+            for (int k = 0; k < 8; k++) {
+                sdy += a1[k];
+                sdyx += a2[k];
             }
         }
         dgamma[c] += (float)sdyx;
         dbeta[c] += (float)sdy;
-        float k = gamma[c] * is / n;
-        float a = (float)sdy, bb = (float)sdyx;
-        for (int b = 0; b < B; b++) {
+        const float k = gamma[c] * is / n, a = (float)sdy, bb = (float)sdyx;
+        for (int b = 0; b < B; b++) { /* may be in place: each dx[p] reads only dy[p] */
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
             float *dx = dinp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) {
-                float xh = (x[p] - m) * is;
-                dx[p] = k * (n * dy[p] - a - xh * bb);
-            }
+            for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
         }
     }
 }
 
 /* ---- max pooling ---------------------------------------------------------------------- */
 
+static inline float max_nan(float a, float b) { return !(b <= a) ? b : a; } /* NaN wins */
+
 void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, int ph, int pw) {
     const int OH = H / ph, OW = W / pw;
+    if (ph == 2 && (pw == 1 || pw == 2)) { /* the pools of convnet1, vectorizable */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict y = out + (bc * OH + oy) * OW;
+                if (pw == 1)
+                    for (int ox = 0; ox < OW; ox++) y[ox] = max_nan(r0[ox], r1[ox]);
+                else
+                    for (int ox = 0; ox < OW; ox++)
+                        y[ox] = max_nan(max_nan(r0[2 * ox], r0[2 * ox + 1]),
+                                        max_nan(r1[2 * ox], r1[2 * ox + 1]));
+            }
+        return;
+    }
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
         float *y = out + bc * OH * OW;
@@ -224,6 +296,41 @@ void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, i
 void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, int C, int H,
                       int W, int ph, int pw) {
     const int OH = H / ph, OW = W / pw;
+    if (ph == 2 && pw == 1 && H % 2 == 0) { /* every input is in exactly one window */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict d0 = dinp + (bc * H + 2 * oy) * W, *restrict d1 = d0 + W;
+                const float *restrict g = dout + (bc * OH + oy) * OW;
+                for (int x = 0; x < W; x++) {
+                    int second = !(r1[x] <= r0[x]); /* same choice as the forward */
+                    d0[x] = second ? 0.0f : g[x];
+                    d1[x] = second ? g[x] : 0.0f;
+                }
+            }
+        return;
+    }
+    if (ph == 2 && pw == 2 && H % 2 == 0 && W % 2 == 0) { /* the same, for 2x2 windows */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+            for (int oy = 0; oy < OH; oy++) {
+                const float *r0 = inp + (bc * H + 2 * oy) * W, *r1 = r0 + W;
+                float *d0 = dinp + (bc * H + 2 * oy) * W, *d1 = d0 + W;
+                const float *g = dout + (bc * OH + oy) * OW;
+                for (int ox = 0; ox < OW; ox++) {
+                    const int x = 2 * ox;
+                    float m = r0[x];
+                    int best = 0; /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
+                    if (!(r0[x + 1] <= m)) m = r0[x + 1], best = 1;
+                    if (!(r1[x] <= m)) m = r1[x], best = 2;
+                    if (!(r1[x + 1] <= m)) best = 3;
+                    d0[x] = best == 0 ? g[ox] : 0.0f;
+                    d0[x + 1] = best == 1 ? g[ox] : 0.0f;
+                    d1[x] = best == 2 ? g[ox] : 0.0f;
+                    d1[x + 1] = best == 3 ? g[ox] : 0.0f;
+                }
+            }
+        return;
+    }
     memset(dinp, 0, sizeof(float) * (size_t)B * C * H * W);
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
@@ -358,4 +465,218 @@ float softmax_ce_loss(float *dlogits, const float *logits, const float *y, int B
                 dlogits[(size_t)n * O + o] = (expf(z[o] - lse) * ty - t[o]) * inv;
     }
     return (float)(total * inv);
+}
+
+/* ---- Winograd convolution F(2x2, r x r), inference ---------------------------------------
+ * Y = A^T [ (G g G^T) . (B^T d B) ] A on 2x2 output tiles, n = r + 1 input points per side:
+ * r = 3: 16 products per tile instead of 36; r = 5: 36 instead of 100. Matrices from the
+ * Cook-Toom construction with points 0, 1, -1, (2, -2) and infinity, built in double. */
+
+void winograd_matrices(int r, float *AT, float *G, float *BT) {
+    const int m = 2, n = m + r - 1, nf = n - 1;
+    const double pts[5] = {0.0, 1.0, -1.0, 2.0, -2.0};
+    /* AT (m x n): p_j^i; the infinity column picks the leading term */
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < nf; j++) {
+            double v = 1.0;
+            for (int k = 0; k < i; k++) v *= pts[j];
+            AT[i * n + j] = (float)v;
+        }
+        AT[i * n + nf] = i == m - 1 ? 1.0f : 0.0f;
+    }
+    /* G (n x r): p_j^k / f_j, f_j = prod_{l != j} (p_j - p_l); infinity row: last tap */
+    for (int j = 0; j < nf; j++) {
+        double f = 1.0;
+        for (int l = 0; l < nf; l++)
+            if (l != j) f *= pts[j] - pts[l];
+        double v = 1.0;
+        for (int k = 0; k < r; k++) {
+            G[j * r + k] = (float)(v / f);
+            v *= pts[j];
+        }
+    }
+    for (int k = 0; k < r; k++) G[nf * r + k] = k == r - 1 ? 1.0f : 0.0f;
+    /* BT (n x n): row j = coefficients of prod_{l != j} (x - p_l); last row: prod_l (x - p_l) */
+    for (int j = 0; j < n; j++) {
+        double c[8] = {1.0}; /* polynomial coefficients, c[i] of x^i */
+        int deg = 0;
+        for (int l = 0; l < nf; l++) {
+            if (l == j) continue;
+            for (int i = deg + 1; i > 0; i--) c[i] = c[i - 1] - pts[l] * c[i];
+            c[0] = -pts[l] * c[0];
+            deg++;
+        }
+        for (int i = 0; i < n; i++) BT[j * n + i] = (float)(i <= deg ? c[i] : 0.0);
+    }
+}
+
+void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
+    const int n = r + 1;
+    float AT[2 * 6], G[6 * 5], BT[6 * 6];
+    winograd_matrices(r, AT, G, BT);
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < IC; c++) {
+            const float *g = w + ((size_t)o * IC + c) * r * r;
+            float t[6 * 5], u[6 * 6];
+            for (int a = 0; a < n; a++) /* t = G g (n x r) */
+                for (int k = 0; k < r; k++) {
+                    float s = 0.0f;
+                    for (int q = 0; q < r; q++) s += G[a * r + q] * g[q * r + k];
+                    t[a * r + k] = s;
+                }
+            for (int a = 0; a < n; a++) /* u = t G^T (n x n) */
+                for (int b = 0; b < n; b++) {
+                    float s = 0.0f;
+                    for (int k = 0; k < r; k++) s += t[a * r + k] * G[b * r + k];
+                    u[a * n + b] = s;
+                }
+            for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
+        }
+}
+
+/* The transforms are vectorized over channels: the input is first transposed to (H, W, IC),
+ * V[e] is (T, IC) and M[e] = V[e] U[e]^T is (T, OC), so that every inner loop runs over a
+ * contiguous run of channels. Zero entries of B^T and A^T are skipped. */
+typedef struct { int n, cnt[6], k[6][6]; float v[6][6]; } sparse_rows;
+
+static void sparse_from(sparse_rows *sr, const float *Mx, int rows, int n) {
+    sr->n = n;
+    for (int a = 0; a < rows; a++) {
+        sr->cnt[a] = 0;
+        for (int k = 0; k < n; k++)
+            if (Mx[a * n + k] != 0.0f) {
+                sr->k[a][sr->cnt[a]] = k;
+                sr->v[a][sr->cnt[a]++] = Mx[a * n + k];
+            }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BS_SIMD_CLONES
+#endif
+
+/* V[e][t][c] = (B^T d B)[e] for every tile t; xt (H, W, C) transposed input; tmp n*n*C */
+BS_SIMD_CLONES
+static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
+                       const float *restrict zero, const sparse_rows *bt, int C, int H, int W,
+                       int TH, int TW) {
+    const int n = bt->n, p = (n - 2) / 2, T = TH * TW;
+    const float *d[6][6];
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            for (int a = 0; a < n; a++)
+                for (int b = 0; b < n; b++) {
+                    int yy = 2 * ty - p + a, xx = 2 * tx - p + b;
+                    d[a][b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                                  ? xt + ((size_t)yy * W + xx) * C : zero;
+                }
+            for (int a = 0; a < n; a++) /* tmp = B^T d */
+                for (int b = 0; b < n; b++) {
+                    float *restrict t = tmp + (size_t)(a * n + b) * C;
+                    const float c0 = bt->v[a][0], *restrict d0 = d[bt->k[a][0]][b];
+                    for (int c = 0; c < C; c++) t[c] = c0 * d0[c];
+                    for (int z = 1; z < bt->cnt[a]; z++) {
+                        const float cf = bt->v[a][z], *restrict dk = d[bt->k[a][z]][b];
+                        for (int c = 0; c < C; c++) t[c] += cf * dk[c];
+                    }
+                }
+            const size_t t_idx = (size_t)ty * TW + tx;
+            for (int a = 0; a < n; a++) /* V = tmp B */
+                for (int b = 0; b < n; b++) {
+                    float *restrict v = V + ((size_t)(a * n + b) * T + t_idx) * C;
+                    const float c0 = bt->v[b][0];
+                    const float *restrict t0 = tmp + (size_t)(a * n + bt->k[b][0]) * C;
+                    for (int c = 0; c < C; c++) v[c] = c0 * t0[c];
+                    for (int z = 1; z < bt->cnt[b]; z++) {
+                        const float cf = bt->v[b][z];
+                        const float *restrict tk = tmp + (size_t)(a * n + bt->k[b][z]) * C;
+                        for (int c = 0; c < C; c++) v[c] += cf * tk[c];
+                    }
+                }
+        }
+}
+
+/* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + OC floats */
+BS_SIMD_CLONES
+static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
+                        const sparse_rows *at, const float *restrict bias, int OC, int H, int W,
+                        int TH, int TW, int fuse_relu) {
+    const int n = at->n, T = TH * TW;
+    const size_t HW = (size_t)H * W;
+    float *restrict o2 = tmp + (size_t)2 * n * OC;
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            const size_t t_idx = (size_t)ty * TW + tx;
+            for (int i = 0; i < 2; i++) /* tmp = A^T m */
+                for (int b = 0; b < n; b++) {
+                    float *restrict t = tmp + (size_t)(i * n + b) * OC;
+                    const float c0 = at->v[i][0];
+                    const float *restrict m0 = M + ((size_t)(at->k[i][0] * n + b) * T + t_idx) * OC;
+                    for (int o = 0; o < OC; o++) t[o] = c0 * m0[o];
+                    for (int z = 1; z < at->cnt[i]; z++) {
+                        const float cf = at->v[i][z];
+                        const float *restrict mk =
+                            M + ((size_t)(at->k[i][z] * n + b) * T + t_idx) * OC;
+                        for (int o = 0; o < OC; o++) t[o] += cf * mk[o];
+                    }
+                }
+            for (int i = 0; i < 2; i++) {
+                int yy = 2 * ty + i;
+                if (yy >= H) break;
+                for (int j = 0; j < 2; j++) { /* y = tmp A */
+                    int xx = 2 * tx + j;
+                    if (xx >= W) break;
+                    for (int o = 0; o < OC; o++) o2[o] = bias[o];
+                    for (int z = 0; z < at->cnt[j]; z++) {
+                        const float cf = at->v[j][z];
+                        const float *restrict tk = tmp + (size_t)(i * n + at->k[j][z]) * OC;
+                        for (int o = 0; o < OC; o++) o2[o] += cf * tk[o];
+                    }
+                    float *yp = y + (size_t)yy * W + xx;
+                    if (fuse_relu)
+                        for (int o = 0; o < OC; o++) yp[o * HW] = o2[o] < 0.0f ? 0.0f : o2[o];
+                    else
+                        for (int o = 0; o < OC; o++) yp[o * HW] = o2[o];
+                }
+            }
+        }
+}
+
+void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
+                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
+                             int r, int fuse_relu) {
+    const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
+    float AT[2 * 6], G[6 * 5], BT[6 * 6];
+    winograd_matrices(r, AT, G, BT);
+    sparse_rows bt, at;
+    sparse_from(&bt, BT, n, n);
+    sparse_from(&at, AT, 2, n);
+    const int CM = IC > OC ? IC : OC;
+    float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
+    for (int c = 0; c < CM; c++) zero[c] = 0.0f;
+    for (int s = 0; s < B; s++) {
+        const float *x = inp + (size_t)s * IC * H * W;
+        float *y = out + (size_t)s * OC * H * W;
+        const size_t HW = (size_t)H * W;
+        for (int c0 = 0; c0 < IC; c0 += 16) /* (IC, H, W) -> (H, W, IC) in 16x64 blocks */
+            for (size_t q0 = 0; q0 < HW; q0 += 64) {
+                int c1 = c0 + 16 < IC ? c0 + 16 : IC;
+                size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+                for (size_t q = q0; q < q1; q++)
+                    for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
+            }
+        wino_input(V, xt, tmp, zero, &bt, IC, H, W, TH, TW);
+        for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
+                        V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        M + (size_t)e * T * OC, OC);
+        wino_output(y, M, tmp, &at, b, OC, H, W, TH, TW, fuse_relu);
+    }
+}
+
+size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
+    size_t cm = (size_t)(IC > OC ? IC : OC);
+    return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 1) * cm;
 }

@@ -9,20 +9,37 @@
 
 /* col (IC*kh*kw, H*W) from one image inp (IC, H, W), 'same' zero padding, stride 1. */
 void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw);
+/* The columns of output rows [y0, y1) only: col (IC*kh*kw, (y1-y0)*W). */
+void im2col_rows(float *col, const float *inp, int IC, int H, int W, int kh, int kw, int y0,
+                 int y1);
 /* dinp (IC, H, W) = sum of the col (IC*kh*kw, H*W) entries that came from each pixel. */
 void col2im_same(float *dinp, const float *col, int IC, int H, int W, int kh, int kw);
 
-/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC).
- * col: scratch of IC*kh*kw*H*W floats. */
+/* out (B, OC, H, W) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC), then max(., 0)
+ * when fuse_relu. Works on blocks of block_rows output rows (0 = whole image) so that col,
+ * scratch of IC*kh*kw*block_rows*W floats, stays small. */
 void conv2d_forward(float *out, const float *inp, const float *w, const float *b, float *col,
-                    int B, int IC, int OC, int H, int W, int kh, int kw);
+                    int B, int IC, int OC, int H, int W, int kh, int kw, int block_rows,
+                    int fuse_relu);
 /* dw (OC, IC, kh, kw) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). */
 void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, float *col, int B, int IC, int OC, int H, int W, int kh,
                      int kw);
 
-/* out (N) = max(inp, 0), NaN propagates; may be in place. */
-void relu_forward(float *out, const float *inp, size_t N);
+/* Winograd F(2x2, r x r) for r = 3 or 5 (inference): AT (2 x n), G (n x r), BT (n x n),
+ * n = r + 1. U (n*n, OC, IC) = G w G^T per (OC, IC). */
+void winograd_matrices(int r, float *AT, float *G, float *BT);
+void winograd_weights(float *U, const float *w, int OC, int IC, int r);
+/* Same result as conv2d_forward (up to rounding) from U; scratch: V n*n*IC*T, M n*n*OC*T,
+ * X IC*H*W + (n*n + 1)*max(IC, OC) floats, T = ceil(H/2)*ceil(W/2). */
+void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
+                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
+                             int r, int fuse_relu);
+size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
+
+/* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
+void relu_forward(float *restrict out, const float *restrict inp, size_t N);
+void relu_inplace(float *x, size_t N);
 /* dinp (N) = dout * (out > 0); may be in place (dinp == dout). */
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N);
 

@@ -93,6 +93,7 @@ void bs_model_free(bs_model *m) {
     free(m);
 }
 
+/* max_batch 0: an inference-only network for batch 1 (loaded models) */
 static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char *arch, int n_mels,
                            int n_frames, int n_labels, int max_batch, uint64_t seed,
                            bs_error *err) {
@@ -102,7 +103,9 @@ static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char
         return NULL;
     }
     snprintf(m->arch, sizeof m->arch, "%s", arch);
-    m->net = bs_net_create(layers, n_layers, n_mels, n_frames, n_labels, max_batch, seed, err);
+    m->net = max_batch == 0
+                 ? bs_net_create_inference(layers, n_layers, n_mels, n_frames, n_labels, 1, err)
+                 : bs_net_create(layers, n_layers, n_mels, n_frames, n_labels, max_batch, seed, err);
     if (!m->net) {
         bs_model_free(m);
         return NULL;
@@ -703,7 +706,7 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
                      specs[n_layers - 2].units);
         goto fail;
     }
-    m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 1, 0, err);
+    m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 0, 0, err);
     if (!m) {
         bs_error_prefix(err, "layer list");
         goto fail;

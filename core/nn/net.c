@@ -13,6 +13,9 @@
 #define MAX_KERNEL 31
 #define MAX_ACT_PER_SAMPLE (64u << 20) /* floats in all activations of one sample */
 #define MAX_PARAMS (512u << 20)
+/* conv2d forward works on blocks of about this many output pixels (im2col columns): big
+ * enough for sgemm to run at full speed, small enough to keep the im2col block in cache */
+#define CONV_BLOCK_COLS 1024
 
 typedef struct layer {
     bs_layer_spec s;
@@ -26,10 +29,16 @@ typedef struct layer {
     float *mean, *invstd; /* batchnorm batch statistics */
     float *mask;        /* dropout */
     int inplace;
+    int block_rows;     /* conv2d forward: output rows per im2col block */
+    int wino_r;         /* conv2d: kernel size when inference uses Winograd F(2x2, r x r), else 0 */
+    float *wino_U;      /* (n*n, OC, IC) transformed weights */
 } layer;
 
 struct bs_net {
     int n_layers, n_outputs, in_h, in_w, max_batch;
+    int infer_only;  /* no gradients; activations in two ping-pong buffers */
+    int wino_valid;  /* wino_U matches the current weights */
+    float *wino_V, *wino_M, *wino_X; /* Winograd scratch for one image */
     bs_layer_spec specs[BS_NN_MAX_LAYERS];
     layer L[BS_NN_MAX_LAYERS];
     size_t n_params, n_buffers;
@@ -123,8 +132,9 @@ static void add_tensor(bs_net *net, const char *prefix, int idx, const char *suf
     t->grad = grad;
 }
 
-bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
-                      int n_outputs, int max_batch, uint64_t seed, bs_error *err) {
+static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                          int n_outputs, int max_batch, uint64_t seed, int infer_only,
+                          bs_error *err) {
     if (n_layers < 2 || n_layers > BS_NN_MAX_LAYERS) {
         bs_error_set(err, "layer list has %d layers, expected 2 to %d", n_layers, BS_NN_MAX_LAYERS);
         return NULL;
@@ -156,6 +166,10 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
     /* shapes and sizes */
     int c = 1, h = in_h, w = in_w, flat = 0;
     size_t np = 0, nb = 0, act = 0, col = 0, maxact = (size_t)in_h * in_w;
+    size_t wino_u = 0, wino_v = 0, wino_m = 0, wino_x = 0;
+    /* BIRDSONG_NN_WINOGRAD=0 turns Winograd off (for A/B benchmarks and tests) */
+    const char *wenv = getenv("BIRDSONG_NN_WINOGRAD");
+    const int no_wino = wenv && strcmp(wenv, "0") == 0;
     for (int i = 0; i < n_layers; i++) {
         layer *l = &net->L[i];
         bs_layer_spec *s = &net->specs[i];
@@ -182,7 +196,25 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
             }
             l->w_n = (size_t)s->filters * c * s->kh * s->kw;
             l->b_n = (size_t)s->filters;
-            if ((size_t)c * s->kh * s->kw * h * w > col) col = (size_t)c * s->kh * s->kw * h * w;
+            l->block_rows = (CONV_BLOCK_COLS + w - 1) / w;
+            if (l->block_rows > h) l->block_rows = h;
+            /* Winograd for inference where it pays: 3x3 and 5x5 with enough input channels */
+            if (s->kh == s->kw && (s->kh == 3 || s->kh == 5) && c >= 8 && !no_wino) {
+                int n = s->kh + 1;
+                size_t T = (size_t)((h + 1) / 2) * ((w + 1) / 2);
+                size_t vm = (size_t)n * n * (c > s->filters ? c : s->filters) * T;
+                l->wino_r = s->kh;
+                wino_u += (size_t)n * n * s->filters * c;
+                if (vm > wino_v) wino_v = vm;
+                if (vm > wino_m) wino_m = vm;
+                size_t xs = conv2d_winograd_x_size(c > s->filters ? c : s->filters,
+                                                   c > s->filters ? c : s->filters, h, w, s->kh);
+                if (xs > wino_x) wino_x = xs;
+            }
+            if (!infer_only || !l->wino_r) {
+                size_t need = (size_t)c * s->kh * s->kw * (infer_only ? l->block_rows : h) * w;
+                if (need > col) col = need;
+            }
             c = s->filters;
             break;
         case BS_LAYER_RELU:
@@ -261,7 +293,9 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
         np += l->b_n;
         if (l->out_size > maxact) maxact = l->out_size;
         if (!l->inplace) act += l->out_size;
-        if (act > MAX_ACT_PER_SAMPLE || col > MAX_ACT_PER_SAMPLE || np > MAX_PARAMS) {
+        if (act > MAX_ACT_PER_SAMPLE || col > MAX_ACT_PER_SAMPLE || np > MAX_PARAMS ||
+            wino_u > 4 * (size_t)MAX_PARAMS || wino_v > MAX_ACT_PER_SAMPLE ||
+            wino_m > MAX_ACT_PER_SAMPLE) {
             bs_error_set(err, "layer %d (%s) makes the network too large (%zu activation floats, "
                          "%zu parameters per sample)", i, kn, act, np);
             goto fail;
@@ -286,15 +320,18 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
         if (net->L[i].s.kind == BS_LAYER_DROPOUT) extra += net->L[i].out_size * max_batch;
         if (net->L[i].s.kind == BS_LAYER_BATCHNORM) extra += 2 * (size_t)net->L[i].oc;
     }
+    net->infer_only = infer_only;
     net->n_params = np;
     net->n_buffers = nb;
     net->params = calloc(np ? np : 1, sizeof(float));
-    net->grads = calloc(np ? np : 1, sizeof(float));
+    net->grads = infer_only ? NULL : calloc(np ? np : 1, sizeof(float));
     net->buffers = calloc(nb ? nb : 1, sizeof(float));
     size_t B = (size_t)max_batch;
-    size_t arena_n = act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra;
+    size_t arena_n = (infer_only ? 2 * maxact * B + col
+                                 : act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra) +
+                     wino_u + wino_v + wino_m + wino_x;
     net->arena = malloc(arena_n * sizeof(float));
-    if (!net->params || !net->grads || !net->buffers || !net->arena) {
+    if (!net->params || (!infer_only && !net->grads) || !net->buffers || !net->arena) {
         bs_error_set(err, "out of memory for the network (%zu parameters, %zu activation floats)",
                      np, arena_n);
         goto fail;
@@ -302,6 +339,34 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
     float *p = net->arena;
     net->col = p;
     p += col;
+    net->wino_V = p;
+    p += wino_v;
+    net->wino_M = p;
+    p += wino_m;
+    net->wino_X = p;
+    p += wino_x;
+    for (int i = 0; i < n_layers; i++)
+        if (net->L[i].wino_r) {
+            layer *l = &net->L[i];
+            int n = l->wino_r + 1;
+            l->wino_U = p;
+            p += (size_t)n * n * l->oc * l->ic;
+        }
+    if (infer_only) { /* every layer writes the buffer its input is not in, or works in place */
+        float *A = p, *Bf = p + maxact * B, *cur = NULL;
+        for (int i = 0; i < n_layers; i++) {
+            layer *l = &net->L[i];
+            bs_layer_kind k = l->s.kind;
+            int inplace = cur && (k == BS_LAYER_RELU || k == BS_LAYER_BATCHNORM ||
+                                  k == BS_LAYER_FLATTEN || k == BS_LAYER_DROPOUT);
+            if (k == BS_LAYER_SIGMOID || k == BS_LAYER_SOFTMAX) inplace = 1;
+            l->inplace = inplace;
+            l->out = inplace ? cur : (cur == A ? Bf : A);
+            cur = l->out;
+        }
+        p += 2 * maxact * B;
+        goto tensors;
+    }
     net->g0 = p;
     p += maxact * B;
     net->g1 = p;
@@ -327,9 +392,12 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
             l->invstd = p + l->oc;
             p += 2 * (size_t)l->oc;
         }
-        /* tensors */
-        float *W = net->params + l->w_off, *dW = net->grads + l->w_off;
-        float *Bv = net->params + l->b_off, *dB = net->grads + l->b_off;
+    }
+tensors:
+    for (int i = 0; i < n_layers; i++) {
+        layer *l = &net->L[i];
+        float *W = net->params + l->w_off, *dW = net->grads ? net->grads + l->w_off : NULL;
+        float *Bv = net->params + l->b_off, *dB = net->grads ? net->grads + l->b_off : NULL;
         if (l->s.kind == BS_LAYER_CONV2D) {
             int ws[4] = {l->oc, l->ic, l->s.kh, l->s.kw}, bs[1] = {l->oc};
             nconv++;
@@ -371,6 +439,18 @@ fail:
     return NULL;
 }
 
+bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                      int n_outputs, int max_batch, uint64_t seed, bs_error *err) {
+    return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, seed, 0, err);
+}
+
+bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                                int n_outputs, int max_batch, bs_error *err) {
+    return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, 0, 1, err);
+}
+
+int bs_net_inference_only(const bs_net *net) { return net->infer_only; }
+
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err) {
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
@@ -400,7 +480,12 @@ int bs_net_n_outputs(const bs_net *net) { return net->n_outputs; }
 int bs_net_max_batch(const bs_net *net) { return net->max_batch; }
 bs_layer_kind bs_net_output_kind(const bs_net *net) { return net->specs[net->n_layers - 1].kind; }
 size_t bs_net_n_params(const bs_net *net) { return net->n_params; }
-float *bs_net_params(bs_net *net) { return net->params; }
+/* Every way to get at the parameters for writing marks the Winograd weights stale. */
+float *bs_net_params(bs_net *net) {
+    net->wino_valid = 0;
+    return net->params;
+}
+void bs_net_params_changed(bs_net *net) { net->wino_valid = 0; }
 float *bs_net_grads(bs_net *net) { return net->grads; }
 int bs_net_n_tensors(const bs_net *net) { return net->n_tensors; }
 void bs_net_set_dropout_seed(bs_net *net, uint64_t seed) { net->drop_rng = seed; }
@@ -417,13 +502,35 @@ double bs_net_flops(const bs_net *net) {
     return f;
 }
 
+int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max) {
+    int n = 0;
+    for (int i = 0; i < net->n_layers && n < max; i++) {
+        const layer *l = &net->L[i];
+        if (l->s.kind == BS_LAYER_CONV2D) {
+            for (int b = 0; b < batch && n < max; b++, n++) {
+                mnk[n][0] = l->oc;
+                mnk[n][1] = l->oh * l->ow;
+                mnk[n][2] = l->ic * l->s.kh * l->s.kw;
+            }
+        } else if (l->s.kind == BS_LAYER_DENSE) {
+            mnk[n][0] = batch;
+            mnk[n][1] = l->oc;
+            mnk[n][2] = l->ic;
+            n++;
+        }
+    }
+    return n;
+}
+
 int bs_net_tensor(bs_net *net, int i, bs_tensor_info *out) {
     if (i < 0 || i >= net->n_tensors) return -1;
+    net->wino_valid = 0;
     *out = net->tensors[i];
     return 0;
 }
 
 int bs_net_find_tensor(bs_net *net, const char *name, bs_tensor_info *out) {
+    net->wino_valid = 0;
     for (int i = 0; i < net->n_tensors; i++)
         if (strcmp(net->tensors[i].name, name) == 0) {
             *out = net->tensors[i];
@@ -439,20 +546,38 @@ static const float *layer_input(const bs_net *net, int i, const float *x) {
 }
 
 const float *bs_net_forward(bs_net *net, const float *x, int batch, int training) {
-    if (batch < 1 || batch > net->max_batch) return NULL;
+    if (batch < 1 || batch > net->max_batch || (training && net->infer_only)) return NULL;
     const int B = batch;
     const float *in = x;
+    if (!net->wino_valid) { /* training forwards use Winograd too: recompute every step */
+        for (int i = 0; i < net->n_layers; i++) {
+            layer *l = &net->L[i];
+            if (l->wino_r)
+                winograd_weights(l->wino_U, net->params + l->w_off, l->oc, l->ic, l->wino_r);
+        }
+        net->wino_valid = 1;
+    }
     for (int i = 0; i < net->n_layers - 1; i++) {
         layer *l = &net->L[i];
         float *W = net->params + l->w_off, *Bv = net->params + l->b_off;
         float *out = l->out;
         switch (l->s.kind) {
-        case BS_LAYER_CONV2D:
-            conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
-                           l->s.kw);
+        case BS_LAYER_CONV2D: {
+            int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
+            if (l->wino_r)
+                conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
+                                        net->wino_X, B, l->ic,
+                                        l->oc, l->ih, l->iw, l->wino_r, relu);
+            else
+                conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
+                               l->s.kw, l->block_rows, relu);
             break;
+        }
         case BS_LAYER_RELU:
-            if (out) relu_forward(out, in, l->out_size * B);
+            if (!l->inplace)
+                relu_forward(out, in, l->out_size * B);
+            else if (net->L[i - 1].s.kind != BS_LAYER_CONV2D) /* else fused into the conv */
+                relu_inplace(out, l->out_size * B);
             break;
         case BS_LAYER_BATCHNORM: {
             float *rm = net->buffers + l->r_off, *rv = rm + l->oc;
@@ -471,7 +596,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
         case BS_LAYER_DROPOUT:
             if (training && l->s.rate > 0.0f)
                 dropout_forward(out, l->mask, in, l->out_size * B, l->s.rate, &net->drop_rng);
-            else
+            else if (out != in)
                 memcpy(out, in, sizeof(float) * l->out_size * B);
             break;
         case BS_LAYER_DENSE:
@@ -485,6 +610,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
     net->x = x;
     net->last_batch = B;
     net->last_training = training;
+    if (training) net->wino_valid = 0; /* an optimizer step follows */
     return net->L[net->n_layers - 2].out;
 }
 
@@ -497,6 +623,7 @@ void bs_net_activate(const bs_net *net, int batch, float *probs) {
 }
 
 float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, int batch) {
+    if (net->infer_only) return NAN;
     const float *z = net->L[net->n_layers - 2].out;
     if (bs_net_output_kind(net) == BS_LAYER_SOFTMAX)
         return softmax_ce_loss(net->dlogits, z, targets, batch, net->n_outputs);
@@ -504,6 +631,7 @@ float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, in
 }
 
 void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
+    if (net->infer_only || !net->last_training) return;
     const int B = batch;
     memset(net->grads, 0, sizeof(float) * net->n_params);
     float *dout = net->g0, *spare = net->g1;
@@ -517,6 +645,7 @@ void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
         int swap = 1;
         switch (l->s.kind) {
         case BS_LAYER_CONV2D:
+            /* im2col + sgemm: Winograd for the input gradient measured ~10% slower here */
             conv2d_backward(din, dW, dB, dout, in, W, net->col, B, l->ic, l->oc, l->ih, l->iw,
                             l->s.kh, l->s.kw);
             break;

@@ -76,6 +76,15 @@ const char *bs_layer_kind_name(bs_layer_kind kind);
 /* OpenBLAS threads (process-wide). n <= 0 leaves the default. */
 void bs_nn_set_threads(int n);
 
+/* OpenBLAS's kernel family ("Haswell", "SkylakeX", "Prescott" = generic SSE3...). */
+const char *bs_nn_blas_core(void);
+/* Call first thing in main(), before any thread starts: when OpenBLAS fell back to its
+ * generic kernels on a CPU it did not recognize (virtual CPUs) although the CPU has
+ * AVX2+FMA or AVX-512, sets OPENBLAS_CORETYPE accordingly and re-executes the program with
+ * the same argv (OpenBLAS reads the variable only when it loads). Does nothing when
+ * OPENBLAS_CORETYPE or BIRDSONG_NO_BLAS_TUNE is set, or the kernels are already specific. */
+void bs_nn_blas_tune(char **argv);
+
 typedef struct bs_net bs_net;
 
 /* Builds a network for a (1, in_h, in_w) input and n_outputs outputs, batches of at most
@@ -84,7 +93,13 @@ typedef struct bs_net bs_net;
  * softmax preceded by a dense layer with n_outputs units, sizes) and says what is wrong. */
 bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                       int n_outputs, int max_batch, uint64_t seed, bs_error *err);
-/* Same, from an architecture name (see bs_nn_arch_layers). */
+/* Same for inference only (what bs_model_load builds): no gradient memory, activations in
+ * two ping-pong buffers, im2col in blocks; training forwards return NULL, loss and backward
+ * do nothing. Parameters are initialised as bs_net_create does with seed 0. */
+bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                                int n_outputs, int max_batch, bs_error *err);
+int bs_net_inference_only(const bs_net *net);
+/* Same as bs_net_create, from an architecture name (see bs_nn_arch_layers). */
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err);
 void bs_net_free(bs_net *net);
@@ -99,10 +114,21 @@ bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID or BS_L
 /* Multiply-adds x 2 of one forward pass for one input (convolutions and dense). */
 double bs_net_flops(const bs_net *net);
 
-/* The flat parameter and gradient arrays (same layout; see bs_net_tensor). */
+/* The matrix products of one inference forward at batch `batch`, in order: mnk[i] = {M, N, K}
+ * of a row-major (M x K) @ (K x N) (convolutions: OC, H*W per image x batch, IC*kh*kw;
+ * dense: batch, units, inputs). Returns how many (at most max). For `birdsong bench`. */
+int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max);
+
+/* The flat parameter and gradient arrays (same layout; see bs_net_tensor).
+ * Inference runs 3x3 and 5x5 convolutions with >= 8 input channels as Winograd F(2x2, r x r)
+ * from transformed weights, recomputed on the first inference forward after the parameters
+ * may have changed: after bs_net_params, bs_net_tensor, bs_net_find_tensor or a training
+ * forward. Code that keeps a parameter pointer and writes through it later must call
+ * bs_net_params_changed. Training forwards use im2col + sgemm. */
 size_t bs_net_n_params(const bs_net *net);
 float *bs_net_params(bs_net *net);
-float *bs_net_grads(bs_net *net);
+void bs_net_params_changed(bs_net *net);
+float *bs_net_grads(bs_net *net); /* NULL for an inference-only net */
 
 /* Named tensors: parameters ("conv1.weight", "conv1.bias", "bn1.gamma", "bn1.beta",
  * "dense1.weight", "dense1.bias") and batchnorm buffers ("bn1.running_mean",
@@ -134,8 +160,8 @@ void bs_net_activate(const bs_net *net, int batch, float *probs);
  * Writes dLoss/dlogits into the net for bs_net_backward. Returns the mean loss. */
 float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, int batch);
 
-/* Back-propagates the last loss through the last training forward; gradients are
- * overwritten (not accumulated). */
+/* Back-propagates the last loss through the last TRAINING forward (does nothing after an
+ * inference forward); gradients are overwritten (not accumulated). */
 void bs_net_backward(bs_net *net, int batch);
 
 /* Back-propagates a given dlogits (batch, n_outputs) instead (for tests). */

@@ -510,5 +510,7 @@ def test_input_file_that_ends_is_reported_and_the_daemon_stays(files, tmp_path):
         status, _, h = d.get("/api/v1/health")
         assert status == 503 and any("ended" in r for r in h["reasons"])
         assert d.json("/api/v1/status")["audio"]["frames_captured"] == int(1.5 * 22050)
-        assert d.latest_seq() == 2, "1.5 s gives windows at 0 and 0.5 s"
+        d.wait_for(lambda: d.latest_seq() == 2, what="the windows at 0 and 0.5 s of a 1.5 s file")
+        time.sleep(0.3)
+        assert d.latest_seq() == 2, "1.5 s gives windows at 0 and 0.5 s only"
     assert d.proc.returncode == 0

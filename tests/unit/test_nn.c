@@ -51,7 +51,7 @@ enum { CB = 2, CIC = 3, COC = 4, CH = 5, CW = 6 };
 typedef struct { float *x, *w, *b, *r, *out, *col; int kh, kw; } conv_ctx;
 static double conv_loss(void *p) {
     conv_ctx *c = p;
-    conv2d_forward(c->out, c->x, c->w, c->b, c->col, CB, CIC, COC, CH, CW, c->kh, c->kw);
+    conv2d_forward(c->out, c->x, c->w, c->b, c->col, CB, CIC, COC, CH, CW, c->kh, c->kw, 0, 0);
     return dot(c->out, c->r, (size_t)CB * COC * CH * CW);
 }
 static void conv_case(int kh, int kw) {
@@ -81,7 +81,10 @@ Test(conv2d, same_padding_matches_direct_loop) {
     fill(x, sizeof x / 4, 1);
     fill(w, sizeof w / 4, 1);
     fill(b, OC, 1);
-    conv2d_forward(y, x, w, b, col, 1, IC, OC, H, W, K, K);
+    conv2d_forward(y, x, w, b, col, 1, IC, OC, H, W, K, K, 0, 0);
+    float yb[OC * H * W];
+    conv2d_forward(yb, x, w, b, col, 1, IC, OC, H, W, K, K, 3, 0); /* blocks of 3, 1 rows */
+    for (int i = 0; i < OC * H * W; i++) cr_assert_float_eq(yb[i], y[i], 1e-5);
     for (int o = 0; o < OC; o++)
         for (int i = 0; i < H; i++)
             for (int j = 0; j < W; j++) {
@@ -485,3 +488,34 @@ Test(inference, forward_does_not_touch_batchnorm_statistics) {
     cr_assert_arr_eq(before, t.data, 4 * nb);
     bs_net_free(net);
 }
+
+static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
+    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2);
+    size_t nx = (size_t)IC * H * W, nw = (size_t)OC * IC * r * r, ny = (size_t)OC * H * W;
+    float *x = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * OC), *y1 = malloc(4 * ny),
+          *y2 = malloc(4 * ny), *col = malloc(4 * (size_t)IC * r * r * H * W),
+          *U = malloc(4 * (size_t)n * n * OC * IC), *V = malloc(4 * (size_t)n * n * IC * T),
+          *M = malloc(4 * (size_t)n * n * OC * T),
+          *X = malloc(4 * conv2d_winograd_x_size(IC, OC, H, W, r));
+    fill(x, nx, 1);
+    fill(w, nw, 0.3f);
+    fill(b, OC, 0.5f);
+    conv2d_forward(y1, x, w, b, col, 1, IC, OC, H, W, r, r, 0, relu);
+    winograd_weights(U, w, OC, IC, r);
+    conv2d_winograd_forward(y2, x, U, b, V, M, X, 1, IC, OC, H, W, r, relu);
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < ny; i++) {
+        mx = fmax(mx, fabs(y1[i]));
+        md = fmax(md, fabs(y1[i] - y2[i]));
+    }
+    cr_assert(md <= 1e-5 * mx + 1e-6, "winograd %dx%d: max diff %g (max %g)", r, r, md, mx);
+    free(x); free(w); free(b); free(y1); free(y2); free(col); free(U); free(V); free(M); free(X);
+}
+Test(conv2d, winograd_matches_im2col) {
+    winograd_case(3, 5, 4, 7, 9, 0);
+    winograd_case(5, 6, 3, 8, 5, 1);
+    winograd_case(5, 2, 2, 1, 1, 0);
+    winograd_case(3, 16, 8, 12, 10, 1);
+    winograd_case(5, 128, 256, 16, 22, 0); /* convnet1's conv4 at full size */
+}
+

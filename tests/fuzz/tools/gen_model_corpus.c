@@ -59,6 +59,31 @@ int main(int argc, char **argv) {
         free(b);
         bs_model_free(m);
     }
+    { /* a second convolution with 8 input channels: inference takes the Winograd path */
+        bs_layer_spec L[] = {
+            {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+            {.kind = BS_LAYER_RELU},
+            {.kind = BS_LAYER_CONV2D, .filters = 2, .kh = 5, .kw = 5},
+            {.kind = BS_LAYER_BATCHNORM},
+            {.kind = BS_LAYER_FLATTEN},
+            {.kind = BS_LAYER_DENSE},
+            {.kind = BS_LAYER_SIGMOID},
+        };
+        bs_error err;
+        bs_model *m = bs_model_create_layers(L, 7, 8, nf, labels, 2, 1, 9, &err);
+        float mean[8] = {0}, std[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+        uint8_t *b;
+        size_t n;
+        if (!m || bs_model_set_feature_config(m, &cfg, &err) ||
+            bs_model_set_normalization(m, mean, std, 8, &err) ||
+            bs_model_serialize(m, &b, &n, &err)) {
+            fprintf(stderr, "%s\n", err.msg);
+            return 1;
+        }
+        write_file(argv[1], "valid_winograd.bsm", b, n);
+        free(b);
+        bs_model_free(m);
+    }
     write_file(argv[1], "empty.bsm", (const uint8_t *)"", 0);
     return 0;
 }
