@@ -57,15 +57,19 @@ void bs_ring_free(bs_ring *ring) {
 
 size_t bs_ring_capacity(const bs_ring *ring) { return ring->cap; }
 
-static void push_mark(bs_ring *r, uint64_t pos, int64_t t_ns, double rate) {
+/* Returns 0 when the mark queue is full: the caller then drops the samples rather than
+ * write them without their mark (a gap without a mark would put wrong times on every
+ * later window). */
+static int push_mark(bs_ring *r, uint64_t pos, int64_t t_ns, double rate) {
     uint64_t mh = atomic_load_explicit(&r->mhead, memory_order_relaxed);
     uint64_t mt = atomic_load_explicit(&r->mtail, memory_order_acquire);
     if (mh - mt >= RING_MARKS) {
         atomic_fetch_add_explicit(&r->marks_lost, 1, memory_order_relaxed);
-        return;
+        return 0;
     }
     r->marks[mh & (RING_MARKS - 1)] = (bs_ring_mark){.pos = pos, .t_ns = t_ns, .rate = rate};
     atomic_store_explicit(&r->mhead, mh + 1, memory_order_release);
+    return 1;
 }
 
 size_t bs_ring_write(bs_ring *r, const float *data, size_t n, int64_t t_ns, double rate) {
@@ -73,9 +77,13 @@ size_t bs_ring_write(bs_ring *r, const float *data, size_t n, int64_t t_ns, doub
     uint64_t tail = atomic_load_explicit(&r->tail, memory_order_acquire);
     size_t space = r->cap - (size_t)(head - tail);
     size_t k = n < space ? n : space;
+    if (k > 0 && atomic_load_explicit(&r->mark_due, memory_order_relaxed)) {
+        if (push_mark(r, head, t_ns, rate))
+            atomic_store_explicit(&r->mark_due, 0, memory_order_relaxed);
+        else
+            k = 0; /* no room for the mark: drop, and try the mark again next write */
+    }
     if (k > 0) {
-        if (atomic_exchange_explicit(&r->mark_due, 0, memory_order_relaxed))
-            push_mark(r, head, t_ns, rate);
         size_t at = (size_t)(head % r->cap);
         size_t first = r->cap - at < k ? r->cap - at : k;
         memcpy(r->buf + at, data, first * sizeof(float));

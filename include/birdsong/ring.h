@@ -49,6 +49,8 @@ size_t bs_ring_available(const bs_ring *ring);
 uint64_t bs_ring_written(const bs_ring *ring);  /* samples accepted so far */
 uint64_t bs_ring_dropped(const bs_ring *ring);  /* samples dropped because the ring was full */
 uint64_t bs_ring_overruns(const bs_ring *ring); /* writes that dropped at least one sample */
-uint64_t bs_ring_marks_lost(const bs_ring *ring); /* marks not stored (mark queue full) */
+/* writes refused because the mark queue was full (their samples are counted as dropped):
+ * a sample is never stored without the mark that times it */
+uint64_t bs_ring_marks_lost(const bs_ring *ring);
 
 #endif
