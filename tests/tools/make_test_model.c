@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "birdsong/features.h"
+#include <jansson.h>
+
 #include "birdsong/model.h"
 
 int main(int argc, char **argv) {
@@ -38,16 +40,24 @@ int main(int argc, char **argv) {
         mean[i] = -40.0f;
         std[i] = 20.0f;
     }
-    char training[256];
-    snprintf(training, sizeof training,
-             "{\"date\":\"2026-01-01T00:00:00Z\",\"command\":\"make_test_model %s %s %llu\"}", argv[2],
-             arch, seed);
+    /* Built with jansson: labels of any length and any characters are escaped correctly. */
+    char command[64];
+    snprintf(command, sizeof command, " %s %llu", arch, seed);
+    json_t *tj = json_pack("{s:s, s:s++}", "date", "2026-01-01T00:00:00Z", "command",
+                           "make_test_model ", argv[2], command);
+    char *training = tj ? json_dumps(tj, JSON_COMPACT) : NULL;
+    json_decref(tj);
+    if (!training) {
+        fprintf(stderr, "make_test_model: could not build the training metadata\n");
+        return 1;
+    }
     if (bs_model_set_thresholds(m, th, &err) || bs_model_set_normalization(m, mean, std, n_mels, &err) ||
         bs_model_set_feature_config(m, &fc, &err) || bs_model_set_training_json(m, training, &err) ||
         bs_model_save(m, argv[1], &err)) {
         fprintf(stderr, "make_test_model: %s\n", err.msg);
         return 1;
     }
+    free(training);
     free(list);
     bs_model_free(m);
     return 0;
