@@ -536,21 +536,7 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
 
 /* The transforms are vectorized over channels: the input is first transposed to (H, W, IC),
  * V[e] is (T, IC) and M[e] = V[e] U[e]^T is (T, OC), so that every inner loop runs over a
- * contiguous run of channels. Zero entries of B^T and A^T are skipped. */
-typedef struct { int n, cnt[6], k[6][6]; float v[6][6]; } sparse_rows;
-
-static void sparse_from(sparse_rows *sr, const float *Mx, int rows, int n) {
-    sr->n = n;
-    for (int a = 0; a < rows; a++) {
-        sr->cnt[a] = 0;
-        for (int k = 0; k < n; k++)
-            if (Mx[a * n + k] != 0.0f) {
-                sr->k[a][sr->cnt[a]] = k;
-                sr->v[a][sr->cnt[a]++] = Mx[a * n + k];
-            }
-    }
-}
-
+ * contiguous run of channels. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
@@ -613,9 +599,9 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
 /* V[e][t][c] = (B^T d B)[e] for every tile t; xt (H, W, C) transposed input; tmp n*n*C */
 BS_SIMD_CLONES
 static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
-                       const float *restrict zero, const sparse_rows *bt, int C, int H, int W,
-                       int TH, int TW) {
-    const int n = bt->n, p = (n - 2) / 2, T = TH * TW;
+                       const float *restrict zero, int n, int C, int H, int W, int TH,
+                       int TW) {
+    const int p = (n - 2) / 2, T = TH * TW;
     const float *d[6];
     float *o[6];
     const float *ti[6];
@@ -651,9 +637,9 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
 /* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats */
 BS_SIMD_CLONES
 static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
-                        const sparse_rows *at, const float *restrict bias, int OC, int H, int W,
-                        int TH, int TW, int fuse_relu) {
-    const int n = at->n, T = TH * TW;
+                        int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
+                        int fuse_relu) {
+    const int T = TH * TW;
     const size_t HW = (size_t)H * W;
     float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
     const float *mi[6], *ti[6];
@@ -698,11 +684,6 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                              float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
                              int r, int fuse_relu) {
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
-    float AT[2 * 6], G[6 * 5], BT[6 * 6];
-    winograd_matrices(r, AT, G, BT);
-    sparse_rows bt, at;
-    sparse_from(&bt, BT, n, n);
-    sparse_from(&at, AT, 2, n);
     const int CM = IC > OC ? IC : OC;
     float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
@@ -717,12 +698,12 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                 for (size_t q = q0; q < q1; q++)
                     for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
             }
-        wino_input(V, xt, tmp, zero, &bt, IC, H, W, TH, TW);
+        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW);
         for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
                         V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
                         M + (size_t)e * T * OC, OC);
-        wino_output(y, M, tmp, &at, b, OC, H, W, TH, TW, fuse_relu);
+        wino_output(y, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu);
     }
 }
 
