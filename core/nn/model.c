@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +40,12 @@ struct bs_model {
     uint32_t crc;
 };
 
+static void refresh_meta(bs_model *m);
+
 /* ---- CRC-32 ----------------------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
-static int crc_ready;
+static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void) {
     for (uint32_t i = 0; i < 256; i++) {
@@ -50,11 +53,10 @@ static void crc_init(void) {
         for (int k = 0; k < 8; k++) c = c & 1 ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         crc_table[i] = c;
     }
-    crc_ready = 1;
 }
 
 uint32_t bs_crc32(uint32_t crc, const void *data, size_t n) {
-    if (!crc_ready) crc_init(); /* idempotent: a race writes the same values */
+    pthread_once(&crc_once, crc_init);
     const uint8_t *p = data;
     crc = ~crc;
     for (size_t i = 0; i < n; i++) crc = crc_table[(crc ^ p[i]) & 0xFF] ^ (crc >> 8);
@@ -167,6 +169,7 @@ bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int 
             bs_model_free(m);
             m = NULL;
         }
+    if (m) refresh_meta(m);
     return m;
 }
 
@@ -181,7 +184,10 @@ bs_model *bs_model_create(const char *arch, int n_mels, int n_frames, const char
     }
     bs_model *m = bs_model_create_layers(layers, n, n_mels, n_frames, labels, n_labels, max_batch,
                                          seed, err);
-    if (m) snprintf(m->arch, sizeof m->arch, "%s", arch);
+    if (m) {
+        snprintf(m->arch, sizeof m->arch, "%s", arch);
+        refresh_meta(m);
+    }
     return m;
 }
 
@@ -195,6 +201,7 @@ int bs_model_set_thresholds(bs_model *m, const float *thr, bs_error *err) {
             return bs_error_set(err, "threshold %d (%s) is %g, expected 0 to 1", i, m->labels[i],
                                 (double)thr[i]);
     memcpy(m->thresholds, thr, sizeof(float) * m->n_labels);
+    refresh_meta(m);
     return 0;
 }
 
@@ -214,6 +221,7 @@ int bs_model_set_normalization(bs_model *m, const float *mean, const float *std,
     memcpy(m->mean, mean, sizeof(float) * n_mels);
     memcpy(m->std, std, sizeof(float) * n_mels);
     m->have_norm = 1;
+    refresh_meta(m);
     return 0;
 }
 
@@ -262,6 +270,7 @@ int bs_model_set_feature_config(bs_model *m, const bs_feature_config *cfg, bs_er
     m->features = j;
     m->features_str = s;
     m->feat = *cfg;
+    refresh_meta(m);
     return 0;
 }
 
@@ -271,6 +280,7 @@ int bs_model_set_training_json(bs_model *m, const char *json, bs_error *err) {
     if (set_json_object(&m->training, &m->training_str, json, "training", err)) return -1;
     json_t *d = json_object_get(m->training, "date");
     if (d && !json_is_string(d)) return bs_error_set(err, "training JSON: date is not a string");
+    refresh_meta(m);
     return 0;
 }
 
@@ -368,17 +378,19 @@ static json_t *metadata_json(const bs_model *m) {
     return root;
 }
 
-const char *bs_model_metadata_json(const bs_model *cm) {
-    bs_model *m = (bs_model *)cm; /* the cached text is the only thing written */
+/* The cached text is rebuilt by every change (setters, load, serialize), so that the accessor
+ * only reads and may be called from any thread. */
+static void refresh_meta(bs_model *m) {
     json_t *root = metadata_json(m);
-    char *s = json_dumps(root, JSON_INDENT(2));
-    json_decref(root);
+    char *s = root ? json_dumps(root, JSON_INDENT(2)) : NULL;
+    if (root) json_decref(root);
     if (s) {
         free(m->meta_str);
         m->meta_str = s;
     }
-    return m->meta_str ? m->meta_str : "{}";
 }
+
+const char *bs_model_metadata_json(const bs_model *m) { return m->meta_str ? m->meta_str : "{}"; }
 
 /* ---- saving ------------------------------------------------------------------------------- */
 
@@ -454,6 +466,7 @@ int bs_model_serialize(bs_model *m, uint8_t **out, size_t *out_size, bs_error *e
     uint32_t crc = bs_crc32(0, buf, file_size - 4);
     wr32(buf + file_size - 4, crc);
     m->crc = crc;
+    refresh_meta(m);
     *out = buf;
     *out_size = file_size;
     return 0;
@@ -868,6 +881,7 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
                 }
     }
     m->crc = crc;
+    refresh_meta(m);
     free(tmp);
     json_decref(root);
     return m;

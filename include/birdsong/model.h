@@ -75,7 +75,8 @@ const char *bs_model_features_json(const bs_model *model); /* compact JSON objec
 const char *bs_model_training_json(const bs_model *model); /* compact JSON object */
 const char *bs_model_training_date(const bs_model *model); /* "" when absent */
 const char *bs_model_arch(const bs_model *model);          /* name, or "custom" */
-/* The whole metadata block as JSON text (what `birdsong inspect` prints). */
+/* The whole metadata block as JSON text (what `birdsong inspect` prints, without the
+ * tensor table), kept up to date by every setter. */
 const char *bs_model_metadata_json(const bs_model *model);
 /* CRC-32 of the file it was loaded from or last saved to (0 before either). */
 uint32_t bs_model_checksum(const bs_model *model);
