@@ -99,6 +99,7 @@ static void reload_model(bsd_app *app) {
 }
 
 int main(int argc, char **argv) {
+    bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
     static const struct option opts[] = {
         {"config", required_argument, 0, 'c'},  {"model", required_argument, 0, 'm'},
         {"listen", required_argument, 0, 'l'},  {"device", required_argument, 0, 'd'},
