@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "birdsong/features.h"
+#include "birdsong/model.h"
 #include "birdsong/npy.h"
 #include "trainer/commands.h"
 
@@ -22,6 +23,8 @@ static void features_usage(FILE *f) {
             "\n"
             "  -o, --output OUT.npy       where to write (required)\n"
             "      --times OUT.txt        also write each window's start time in seconds\n"
+            "      --model MODEL          take every feature setting from a model file (.bsm);\n"
+            "                             the setting options below may then not be given\n"
             "      --sample-rate HZ       model rate (%d)\n"
             "      --n-fft N              FFT size (%d)\n"
             "      --hop-length N         frame hop in samples (%d)\n"
@@ -83,7 +86,7 @@ static int write_times(const char *path, const bs_feature_set *fs) {
 
 enum {
     OPT_SR = 1000, OPT_NFFT, OPT_HOP, OPT_NMELS, OPT_FMIN, OPT_FMAX, OPT_SEG, OPT_SEGHOP,
-    OPT_MINRES, OPT_PAD, OPT_PADSTD, OPT_PADSEED, OPT_AMIN, OPT_TOPDB, OPT_TIMES,
+    OPT_MINRES, OPT_PAD, OPT_PADSTD, OPT_PADSEED, OPT_AMIN, OPT_TOPDB, OPT_TIMES, OPT_MODEL,
 };
 
 int cmd_features(int argc, char **argv) {
@@ -97,10 +100,11 @@ int cmd_features(int argc, char **argv) {
         {"pad-noise-std", required_argument, 0, OPT_PADSTD},
         {"pad-seed", required_argument, 0, OPT_PADSEED}, {"amin", required_argument, 0, OPT_AMIN},
         {"top-db", required_argument, 0, OPT_TOPDB}, {"quiet", no_argument, 0, 'q'},
+        {"model", required_argument, 0, OPT_MODEL},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
     bs_feature_config cfg = bs_feature_config_default();
-    const char *out_path = NULL, *times_path = NULL;
+    const char *out_path = NULL, *times_path = NULL, *model_path = NULL, *setting = NULL;
     int quiet = 0, fmax_set = 0, seghop_set = 0;
     double d;
     optind = 1;
@@ -111,6 +115,7 @@ int cmd_features(int argc, char **argv) {
         switch (c) {
         case 'o': out_path = optarg; break;
         case OPT_TIMES: times_path = optarg; break;
+        case OPT_MODEL: model_path = optarg; break;
         case 'q': quiet = 1; break;
         case 'h': features_usage(stdout); return 0;
         case OPT_SR: bad = parse_int("--sample-rate", optarg, &cfg.sample_rate); break;
@@ -155,6 +160,14 @@ int cmd_features(int argc, char **argv) {
             return 2;
         }
         if (bad) return 2;
+        if (c >= OPT_SR && c <= OPT_TOPDB)
+            for (int k = 0; opts[k].name; k++)
+                if (opts[k].val == c) setting = opts[k].name;
+    }
+    if (model_path && setting) {
+        fprintf(stderr, "birdsong features: --%s cannot be combined with --model (the model fixes every "
+                        "feature setting)\n", setting);
+        return 2;
     }
     if (optind >= argc) {
         fprintf(stderr, "birdsong features: no input FILE given (see --help)\n");
@@ -171,6 +184,16 @@ int cmd_features(int argc, char **argv) {
     const char *in_path = argv[optind];
     if (!fmax_set) cfg.fmax = cfg.sample_rate / 2.0;
     if (!seghop_set) cfg.segment_hop_seconds = cfg.segment_seconds;
+    if (model_path) {
+        bs_error merr = {{0}};
+        bs_model *model = bs_model_load(model_path, &merr);
+        if (!model) {
+            fprintf(stderr, "birdsong features: %s\n", merr.msg);
+            return 1;
+        }
+        cfg = *bs_model_feature_config(model);
+        bs_model_free(model);
+    }
     /* (A later `--model M` takes the whole bs_feature_config from the model file here, and
      * rejects the setting flags above, so that the features match what the model was trained
      * on.) */

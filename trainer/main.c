@@ -10,6 +10,9 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } commands[] = {
+    {"train", cmd_train, "train a model on a folder of species folders or a manifest"},
+    {"eval", cmd_eval, "evaluate a model on labelled data (text, --json, --report FILE.html)"},
+    {"classify", cmd_classify, "per-window species probabilities of audio files (csv or json)"},
     {"features", cmd_features, "write log-mel dB segments of an audio file as a float32 .npy"},
     {"inspect", cmd_inspect, "check a model file and print its metadata as JSON"},
     {"bench", cmd_bench, "time network inference and training against the sgemm ceiling"},

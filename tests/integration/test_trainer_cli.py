@@ -1,0 +1,320 @@
+"""birdsong train / eval / classify on the real binaries: a seconds-long end-to-end training
+on a few real recordings, classify output formats, the HTML report, and every CLI error path."""
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import re
+
+import pytest
+
+BUILD = os.environ.get("BIRDSONG_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+BIN = os.path.join(BUILD, "birdsong")
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+DATA = os.environ.get("BIRDSONG_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+BIRDS = os.path.join(DATA, "birds-6sp")
+SOUNDSCAPES = os.path.join(DATA, "soundscapes")
+
+needs_data = pytest.mark.skipif(not os.path.isdir(BIRDS), reason=f"real data not found at {BIRDS}")
+
+
+def run(*args, check=None, timeout=300):
+    p = subprocess.run([BIN, *args], capture_output=True, text=True, timeout=timeout)
+    if check is not None:
+        assert p.returncode == check, f"exit {p.returncode}\nstdout:\n{p.stdout}\nstderr:\n{p.stderr}"
+    return p
+
+
+def short_files(species, n):
+    """The n shortest recordings of a species (keeps the training to seconds)."""
+    d = os.path.join(BIRDS, species)
+    files = sorted(os.listdir(d), key=lambda f: (os.path.getsize(os.path.join(d, f)), f))
+    return [os.path.join(d, f) for f in files if f.endswith(".flac")][:n]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    if not os.path.isdir(BIRDS):
+        pytest.skip(f"real data not found at {BIRDS}")
+    tmp = tmp_path_factory.mktemp("train")
+    manifest = tmp / "small.tsv"
+    rows = ["path\tlabels\tgroup"]
+    for sp in ("Vireo_griseus", "Cecropis_daurica"):
+        for f in short_files(sp, 5):
+            rows.append(f"{f}\t{sp}\t{os.path.basename(f)}")
+    rows.append(f"{os.path.join(SOUNDSCAPES, 'opensoundscape', 'rugr_drum.flac')}\t\tdrum")
+    manifest.write_text("\n".join(rows) + "\n")
+    model = tmp / "small.bsm"
+    p = run("train", "--data", str(manifest), "--out", str(model), "--arch", "convnet-lite",
+            "--epochs", "6", "--patience", "0", "--val-fraction", "0.4", "--no-augment",
+            "--cache", str(tmp / "cache"), "--threads", "2", check=0)
+    return {"tmp": tmp, "manifest": manifest, "model": model, "train": p}
+
+
+@needs_data
+def test_training_loss_falls_and_model_loads(trained):
+    log = trained["train"].stderr
+    losses = [float(m) for m in re.findall(r"train loss ([0-9.]+)", log)]
+    assert len(losses) == 6, log
+    assert losses[-1] < losses[0] * 0.8, losses
+    assert os.path.getsize(trained["model"]) > 1000
+    assert "wrote" in trained["train"].stdout
+    # the same loader the daemon uses: classify loads and runs the model
+    f = short_files("Vireo_griseus", 1)[0]
+    run("classify", "--model", str(trained["model"]), f, check=0)
+    inspect = run("inspect", str(trained["model"]))
+    if "unknown command" not in inspect.stderr:
+        assert inspect.returncode == 0, inspect.stderr
+        assert "Vireo_griseus" in inspect.stdout
+
+
+@needs_data
+def test_model_provenance_has_history_and_metrics(trained):
+    # the provenance JSON is in the file; eval --report draws it
+    out = trained["tmp"] / "r.html"
+    p = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+            "--cache", str(trained["tmp"] / "cache"), "--json", "--report", str(out), check=0)
+    j = json.loads(p.stdout)
+    for k in ("window_accuracy", "recording_accuracy", "macro_map", "recording_macro_map", "ece", "mean_active_labelled",
+              "mean_active_background", "per_species", "confusion", "reliability", "species"):
+        assert k in j, k
+    assert j["species"] == ["Cecropis_daurica", "Vireo_griseus"]
+    assert j["background_windows"] > 0
+    assert len(j["reliability"]) == 10
+    assert sum(b["count"] for b in j["reliability"]) == j["windows"] * 2
+    assert len(j["confusion"]) == 2 and len(j["confusion"][0]) == 2
+    assert 0.0 <= j["ece"] <= 1.0
+    html = out.read_text()
+    assert html.count("<svg") >= 3
+    assert "polyline" in html  # training curves from the model's history
+    assert not re.search(r"(src|href)\s*=\s*[\"']?(https?:)?//", html), "the report must fetch nothing"
+    assert "<script" not in html
+
+
+@needs_data
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
+def test_report_renders_in_headless_chromium(trained, tmp_path):
+    out = trained["tmp"] / "r2.html"
+    run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+        "--cache", str(trained["tmp"] / "cache"), "--report", str(out), check=0)
+    p = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
+                        "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", f"file://{out}"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "<svg" in p.stdout and "Per species" in p.stdout
+    console = [l for l in p.stderr.splitlines() if "CONSOLE" in l or "Uncaught" in l]
+    assert not console, console
+
+
+@needs_data
+def test_classify_csv_format(trained):
+    files = short_files("Cecropis_daurica", 2)
+    p = run("classify", "--model", str(trained["model"]), *files, check=0)
+    rows = list(csv.reader(io.StringIO(p.stdout)))
+    assert rows[0] == ["path", "start", "end", "Cecropis_daurica", "Vireo_griseus"]
+    assert {r[0] for r in rows[1:]} == set(files)
+    for r in rows[1:]:
+        start, end = float(r[1]), float(r[2])
+        assert abs(end - start - 1.0) < 1e-6
+        for v in r[3:]:
+            assert 0.0 <= float(v) <= 1.0
+    first = [r for r in rows[1:] if r[0] == files[0]]
+    assert [float(r[1]) for r in first] == [float(i) for i in range(len(first))]
+
+
+@needs_data
+def test_classify_json_format_and_hop(trained):
+    f = short_files("Vireo_griseus", 1)[0]
+    p = run("classify", "--model", str(trained["model"]), "--format", "json", "--hop", "0.5", f, check=0)
+    j = json.loads(p.stdout)
+    assert set(j) == {"species", "files"}
+    assert j["species"] == ["Cecropis_daurica", "Vireo_griseus"]
+    assert len(j["files"]) == 1 and j["files"][0]["path"] == f
+    wins = j["files"][0]["windows"]
+    assert len(wins) >= 2
+    for i, w in enumerate(wins):
+        assert set(w) == {"start", "end", "probabilities"}
+        assert abs(w["start"] - 0.5 * i) < 1e-6
+        assert abs(w["end"] - w["start"] - 1.0) < 1e-6
+        assert len(w["probabilities"]) == 2
+        assert all(0.0 <= x <= 1.0 for x in w["probabilities"])
+
+
+@needs_data
+def test_classify_failure_reported_after_other_files(trained, tmp_path):
+    good = short_files("Vireo_griseus", 1)[0]
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF not really audio")
+    p = run("classify", "--model", str(trained["model"]), str(bad), str(tmp_path / "missing.flac"), good)
+    assert p.returncode == 1
+    assert "bad.wav" in p.stderr and "missing.flac" in p.stderr
+    assert "2 of 3 file(s) failed" in p.stderr
+    rows = list(csv.reader(io.StringIO(p.stdout)))
+    assert len(rows) > 1 and all(r[0] == good for r in rows[1:])
+    pj = run("classify", "--model", str(trained["model"]), "--format", "json", str(bad), good)
+    assert pj.returncode == 1
+    j = json.loads(pj.stdout)
+    assert [f["path"] for f in j["files"]] == [good]
+
+
+@needs_data
+def test_cache_is_reused(trained):
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(trained["tmp"] / "again.bsm"),
+            "--arch", "convnet-lite", "--epochs", "1", "--val-fraction", "0.4",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+    m = re.search(r"features: (\d+) files, (\d+) from the cache, (\d+) computed", p.stderr)
+    assert m and m.group(1) == m.group(2) and m.group(3) == "0", p.stderr
+
+
+def test_unreadable_files_are_listed_and_counted(tmp_path):
+    d = tmp_path / "data"
+    (d / "alpha").mkdir(parents=True)
+    (d / "alpha" / "a.wav").write_bytes(b"garbage")
+    (d / "alpha" / "readme.txt").write_text("x")
+    p = run("train", "--data", str(d), "--out", str(tmp_path / "m.bsm"), "--no-cache")
+    assert p.returncode == 1
+    assert "skipped 2 file(s)" in p.stderr
+    assert "a.wav" in p.stderr and "readme.txt" in p.stderr
+    assert not (tmp_path / "m.bsm").exists()
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    ([], 2, "--data is required"),
+    (["--data", "x"], 2, "--out is required"),
+    (["--data", "x", "--out", "m", "--bogus"], 2, "unknown or incomplete option '--bogus'"),
+    (["--data", "x", "--out", "m", "--epochs"], 2, "unknown or incomplete option"),
+    (["--data", "x", "--out", "m", "--epochs", "zero"], 2, "--epochs 'zero'"),
+    (["--data", "x", "--out", "m", "--epochs", "0"], 2, "--epochs '0'"),
+    (["--data", "x", "--out", "m", "--batch-size", "1"], 2, "--batch-size '1'"),
+    (["--data", "x", "--out", "m", "--lr", "-1"], 2, "--lr '-1'"),
+    (["--data", "x", "--out", "m", "--lr-schedule", "step"], 2, "expected constant or cosine"),
+    (["--data", "x", "--out", "m", "--class-weights", "x"], 2, "expected none or balanced"),
+    (["--data", "x", "--out", "m", "--val-fraction", "1.5"], 2, "--val-fraction '1.5'"),
+    (["--data", "x", "--out", "m", "--folds", "1"], 2, "--folds '1'"),
+    (["--data", "x", "--out", "m", "--seed", "-3"], 2, "--seed '-3'"),
+    (["--data", "x", "--out", "m", "--snr-range", "5"], 2, "expected LO,HI"),
+    (["--data", "x", "--out", "m", "--snr-range", "10,5"], 2, "--snr-range '5'"),
+    (["--data", "x", "--out", "m", "--threads", "0"], 2, "--threads '0'"),
+    (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
+    (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
+    (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
+])
+def test_train_cli_errors(args, code, needle):
+    p = run("train", *args)
+    assert p.returncode == code, p.stderr
+    assert needle in p.stderr, p.stderr
+
+
+def test_train_error_empty_folder_and_bad_background(tmp_path):
+    p = run("train", "--data", str(tmp_path), "--out", str(tmp_path / "m.bsm"))
+    assert p.returncode == 1 and "no species sub-folders" in p.stderr
+    (tmp_path / "alpha").mkdir()
+    (tmp_path / "alpha" / "a.flac").write_bytes(b"x")
+    p = run("train", "--data", str(tmp_path), "--out", str(tmp_path / "m.bsm"), "--background", "nowhere")
+    assert p.returncode == 1 and "--background nowhere" in p.stderr
+    man = tmp_path / "m.csv"
+    man.write_text("path,species\n")
+    p = run("train", "--data", str(man), "--out", str(tmp_path / "m.bsm"))
+    assert p.returncode == 1 and "no data rows" in p.stderr
+    man.write_text("path,colour\na.flac,red\n")
+    p = run("train", "--data", str(man), "--out", str(tmp_path / "m.bsm"))
+    assert p.returncode == 1 and "no labels column" in p.stderr
+
+
+@needs_data
+def test_train_too_few_recordings_for_folds(tmp_path):
+    man = tmp_path / "m.tsv"
+    f = short_files("Vireo_griseus", 2)
+    man.write_text(f"{f[0]}\tVireo_griseus\n{f[1]}\tVireo_griseus\n")
+    p = run("train", "--data", str(man), "--out", str(tmp_path / "m.bsm"), "--folds", "5", "--no-cache")
+    assert p.returncode == 1 and "only 2 recordings" in p.stderr
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    ([], 2, "--model is required"),
+    (["--model", "m.bsm"], 2, "--data is required"),
+    (["--model", "m.bsm", "--data", "d", "--what"], 2, "unknown or incomplete option '--what'"),
+    (["--model", "m.bsm", "--data", "d", "--threads", "x"], 2, "--threads 'x'"),
+    (["--model", "/nonexistent/m.bsm", "--data", "d"], 1, "/nonexistent/m.bsm"),
+])
+def test_eval_cli_errors(args, code, needle):
+    p = run("eval", *args)
+    assert p.returncode == code, p.stderr
+    assert needle in p.stderr, p.stderr
+
+
+def test_eval_and_classify_refuse_a_corrupt_model(tmp_path):
+    bad = tmp_path / "bad.bsm"
+    bad.write_bytes(b"BSMODEL\0" + b"\xff" * 64)
+    p = run("eval", "--model", str(bad), "--data", str(tmp_path))
+    assert p.returncode == 1 and "bad.bsm" in p.stderr
+    p = run("classify", "--model", str(bad), "x.flac")
+    assert p.returncode == 1 and "bad.bsm" in p.stderr
+
+
+@needs_data
+def test_eval_errors_with_a_real_model(trained, tmp_path):
+    d = tmp_path / "other"
+    (d / "Not_a_species").mkdir(parents=True)
+    shutil.copy(short_files("Vireo_griseus", 1)[0], d / "Not_a_species" / "x.flac")
+    p = run("eval", "--model", str(trained["model"]), "--data", str(d), "--no-cache")
+    assert p.returncode == 1
+    assert "not one of the model's species" in p.stderr or "no species" in p.stderr
+    p = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+            "--cache", str(trained["tmp"] / "cache"), "--report", "/nonexistent/dir/r.html")
+    assert p.returncode == 1 and "/nonexistent/dir/r.html" in p.stderr
+
+
+@pytest.mark.parametrize("args,code,needle", [
+    ([], 2, "--model is required"),
+    (["--model", "m.bsm"], 2, "no audio file given"),
+    (["--model", "m.bsm", "--format", "xml", "a.wav"], 2, "expected csv or json"),
+    (["--model", "m.bsm", "--hop", "0", "a.wav"], 2, "--hop '0'"),
+    (["--model", "m.bsm", "--nope", "a.wav"], 2, "unknown or incomplete option '--nope'"),
+    (["--model", "/nonexistent/m.bsm", "a.wav"], 1, "/nonexistent/m.bsm"),
+])
+def test_classify_cli_errors(args, code, needle):
+    p = run("classify", *args)
+    assert p.returncode == code, p.stderr
+    assert needle in p.stderr, p.stderr
+
+
+def test_help_texts():
+    for cmd in ("train", "eval", "classify"):
+        p = run(cmd, "--help", check=0)
+        assert p.stdout.startswith(f"usage: birdsong {cmd}")
+    p = run("--help", check=0)
+    for cmd in ("train", "eval", "classify", "features"):
+        assert cmd in p.stdout
+
+
+@needs_data
+def test_features_with_model_uses_its_settings(trained, tmp_path):
+    import numpy as np
+    out = tmp_path / "f.npy"
+    f = short_files("Vireo_griseus", 1)[0]
+    run("features", "--model", str(trained["model"]), "-o", str(out), "-q", f, check=0)
+    a = np.load(out)
+    assert a.ndim == 3 and a.shape[1:] == (128, 44)
+    p = run("features", "--model", str(trained["model"]), "--n-mels", "64", "-o", str(out), f)
+    assert p.returncode == 2 and "--n-mels cannot be combined with --model" in p.stderr
+    p = run("features", "--model", "/nonexistent/m.bsm", "-o", str(out), f)
+    assert p.returncode == 1 and "/nonexistent/m.bsm" in p.stderr
+
+
+@needs_data
+def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
+    model = tmp_path / "cv.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+            "--n-mels", "64", "--epochs", "1", "--folds", "2", "--val-fraction", "0.3",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert len(re.findall(r"^fold [12]/2 \(best epoch 1\): recording accuracy", p.stdout, re.M)) == 2, p.stdout
+    assert "2-fold cross-validation by recording (mean +- sd):" in p.stdout
+    assert re.search(r"recording_accuracy\s+[0-9.]+ \+- [0-9.]+", p.stdout)
+    meta = json.loads(run("inspect", str(model), check=0).stdout)
+    cv = meta["training"]["metrics"]["cross_validation"]
+    assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
+    assert set(cv["recording_accuracy"]) == {"mean", "sd"}
+    assert meta["features"]["n_mels"] == 64

@@ -1,0 +1,175 @@
+/* Dataset discovery and splits: no recording in two folds, stratified, manifest groups kept. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "trainer/dataset.h"
+#include "trainer/split.h"
+
+static char root[256];
+
+static void touch(const char *rel) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f, "cannot create %s", p);
+    fputs("x", f);
+    fclose(f);
+}
+
+static void mk(const char *rel) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", root, rel);
+    mkdir(p, 0755);
+}
+
+static void setup(void) {
+    snprintf(root, sizeof root, "/tmp/bs-split-XXXXXX");
+    cr_assert_not_null(mkdtemp(root));
+    const char *sp[] = {"alpha", "beta", "gamma"};
+    int counts[] = {12, 7, 5};
+    for (int s = 0; s < 3; s++) {
+        char d[64];
+        snprintf(d, sizeof d, "%s", sp[s]);
+        mk(d);
+        for (int i = 0; i < counts[s]; i++) {
+            char f[128];
+            snprintf(f, sizeof f, "%s/r%02d.flac", sp[s], i);
+            touch(f);
+        }
+    }
+    touch("alpha/notes.txt");
+    mk("noise");
+    touch("noise/n1.wav");
+    touch("noise/n2.wav");
+    touch("noise/n3.wav");
+}
+
+static void teardown(void) {
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    cr_assert_eq(system(cmd), 0);
+}
+
+TestSuite(split, .init = setup, .fini = teardown);
+
+Test(split, folder_discovery_with_background_and_skips) {
+    ts_dataset ds;
+    bs_error err = {{0}};
+    int rc = ts_dataset_load(&ds, root, "noise", NULL, 0, &err);
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 3);
+    cr_assert_str_eq(ds.labels[0], "alpha");
+    cr_assert_str_eq(ds.labels[2], "gamma");
+    cr_assert_eq(ds.n_items, 12 + 7 + 5 + 3);
+    cr_assert_eq(ds.n_skipped, 1);
+    cr_assert(strstr(ds.skipped[0].path, "notes.txt"));
+    int bg = 0;
+    for (int i = 0; i < ds.n_items; i++) {
+        int sum = 0;
+        for (int c = 0; c < 3; c++) sum += ds.targets[i * 3 + c];
+        if (ds.items[i].background) {
+            bg++;
+            cr_assert_eq(sum, 0);
+            cr_assert_eq(ds.items[i].primary, -1);
+        } else {
+            cr_assert_eq(sum, 1);
+            cr_assert_eq(ds.targets[i * 3 + ds.items[i].primary], 1);
+        }
+    }
+    cr_assert_eq(bg, 3);
+    ts_dataset_free(&ds);
+}
+
+Test(split, kfold_no_group_in_two_folds_and_stratified) {
+    ts_dataset ds;
+    bs_error err;
+    cr_assert_eq(ts_dataset_load(&ds, root, "noise", NULL, 0, &err), 0, "%s", err.msg);
+    int *fold = malloc(sizeof(int) * ds.n_items);
+    for (uint64_t seed = 1; seed < 6; seed++) {
+        cr_assert_eq(ts_split_kfold(&ds, 5, seed, fold, &err), 0, "%s", err.msg);
+        for (int i = 0; i < ds.n_items; i++) {
+            cr_assert(fold[i] >= 0 && fold[i] < 5);
+            for (int j = 0; j < ds.n_items; j++)
+                if (strcmp(ds.items[i].group, ds.items[j].group) == 0) cr_assert_eq(fold[i], fold[j]);
+        }
+        /* every species with >= 5 recordings is in every fold; alpha (12) is 2 or 3 per fold */
+        for (int f = 0; f < 5; f++) {
+            int per[4] = {0};
+            for (int i = 0; i < ds.n_items; i++)
+                if (fold[i] == f) per[ds.items[i].primary < 0 ? 3 : ds.items[i].primary]++;
+            cr_assert(per[0] >= 2 && per[0] <= 3, "fold %d has %d alpha", f, per[0]);
+            cr_assert(per[1] >= 1 && per[1] <= 2);
+            cr_assert_eq(per[2], 1);
+        }
+    }
+    cr_assert_eq(ts_split_kfold(&ds, 1, 1, fold, &err), -1);
+    cr_assert(strstr(err.msg, "at least 2"));
+    cr_assert_eq(ts_split_kfold(&ds, 100, 1, fold, &err), -1);
+    cr_assert(strstr(err.msg, "recordings"));
+    free(fold);
+    ts_dataset_free(&ds);
+}
+
+Test(split, manifest_groups_stay_together) {
+    char man[512];
+    snprintf(man, sizeof man, "%s/m.tsv", root);
+    FILE *f = fopen(man, "w");
+    fprintf(f, "path\tlabels\tgroup\n");
+    /* 4 recordings of alpha, each cut in 3 files; one multi-label row; one background row */
+    for (int r = 0; r < 4; r++)
+        for (int k = 0; k < 3; k++) fprintf(f, "alpha/r%02d.flac\talpha\trec%d\n", r * 3 + k, r);
+    fprintf(f, "beta/r00.flac\tbeta;gamma\tb0\n");
+    fprintf(f, "beta/r01.flac\tbeta\tb1\n");
+    fprintf(f, "beta/r02.flac\tbeta\tb2\n");
+    fprintf(f, "noise/n1.wav\t\tn\n");
+    fprintf(f, "missing.flac\talpha\tz\n");
+    fclose(f);
+    ts_dataset ds;
+    bs_error err;
+    cr_assert_eq(ts_dataset_load(&ds, man, NULL, NULL, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 3);
+    cr_assert_eq(ds.n_items, 12 + 3 + 1);
+    cr_assert_eq(ds.n_skipped, 1);
+    cr_assert(strstr(ds.skipped[0].reason, "cannot be read"));
+    int bi = 12;
+    cr_assert_eq(ds.targets[bi * 3 + 1], 1);
+    cr_assert_eq(ds.targets[bi * 3 + 2], 1);
+    cr_assert(ds.items[15].background);
+    int fold[16];
+    cr_assert_eq(ts_split_kfold(&ds, 3, 7, fold, &err), 0, "%s", err.msg);
+    for (int r = 0; r < 4; r++) {
+        cr_assert_eq(fold[r * 3], fold[r * 3 + 1]);
+        cr_assert_eq(fold[r * 3], fold[r * 3 + 2]);
+    }
+    int is_val[16];
+    cr_assert_eq(ts_split_val_fraction(&ds, 0.25, 3, is_val, &err), 0, "%s", err.msg);
+    int nval = 0;
+    for (int r = 0; r < 4; r++) {
+        cr_assert_eq(is_val[r * 3], is_val[r * 3 + 2]);
+        nval += is_val[r * 3];
+    }
+    cr_assert_eq(nval, 1); /* a quarter of alpha's 4 recordings */
+    cr_assert_eq(ts_split_val_fraction(&ds, 1.5, 3, is_val, &err), -1);
+    ts_dataset_free(&ds);
+}
+
+Test(split, fixed_labels_skip_unknown_and_errors) {
+    ts_dataset ds;
+    bs_error err;
+    char *fixed[] = {"gamma", "alpha"};
+    cr_assert_eq(ts_dataset_load(&ds, root, "noise", fixed, 2, &err), 0, "%s", err.msg);
+    cr_assert_str_eq(ds.labels[0], "gamma");
+    cr_assert_eq(ds.n_items, 12 + 5 + 3);
+    int found = 0;
+    for (int i = 0; i < ds.n_skipped; i++) found |= strstr(ds.skipped[i].reason, "not one of the model") != NULL;
+    cr_assert(found);
+    ts_dataset_free(&ds);
+    cr_assert_eq(ts_dataset_load(&ds, "/nonexistent/bs", NULL, NULL, 0, &err), -1);
+    cr_assert(strstr(err.msg, "no such file"));
+    cr_assert_eq(ts_dataset_load(&ds, root, "nothere", NULL, 0, &err), -1);
+    cr_assert(strstr(err.msg, "--background nothere"));
+}

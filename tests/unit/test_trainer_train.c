@@ -1,0 +1,183 @@
+/* The training loop on small synthetic windows: loss falls, the classes are learnt, the
+ * z-score statistics come from the training windows only, thresholds come from validation,
+ * background windows push every output down, and Ctrl-C keeps the best weights. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "birdsong/model.h"
+#include "trainer/train.h"
+
+enum { M = 32, T = 16, C = 2, N = 96 };
+
+typedef struct fixture {
+    ts_windows w;
+    float *data;
+    int tr[N], va[N], ntr, nva;
+    bs_feature_config cfg;
+} fixture;
+
+/* class 0: energy in the low mel bands, class 1: high bands, background: flat noise floor.
+ * Validation windows (every 4th) are offset by +30 dB so that the training-only mean differs
+ * visibly from the mean over all windows. */
+static void build(fixture *f) {
+    memset(f, 0, sizeof *f);
+    f->cfg = bs_feature_config_default();
+    f->cfg.n_mels = M;
+    f->cfg.segment_seconds = (T - 1) * 512.0 / 22050.0; /* 1 + samples / hop = T frames */
+    f->cfg.segment_hop_seconds = f->cfg.segment_seconds;
+    f->cfg.min_residual_seconds = 0.1;
+    f->data = calloc((size_t)N * M * T, sizeof(float));
+    ts_windows *w = &f->w;
+    w->n = N;
+    w->n_mels = M;
+    w->n_frames = T;
+    w->C = C;
+    w->x = calloc(N, sizeof *w->x);
+    w->item = calloc(N, sizeof(int));
+    w->group = calloc(N, sizeof(int));
+    w->start = calloc(N, sizeof(double));
+    w->y = calloc((size_t)N * C, 1);
+    w->yf = calloc((size_t)N * C, sizeof(float));
+    w->background = calloc(N, 1);
+    w->n_groups = N;
+    unsigned s = 12345;
+    for (int i = 0; i < N; i++) {
+        int cls = i % 3; /* 0, 1, 2 = background */
+        float *x = f->data + (size_t)i * M * T;
+        int is_val = i % 4 == 0;
+        for (int m = 0; m < M; m++)
+            for (int t = 0; t < T; t++) {
+                s = s * 1103515245u + 12345u;
+                float noise = (float)((s >> 16) & 0x7fff) / 32768.0f * 6.0f;
+                float v = -70.0f + noise;
+                if (cls == 0 && m < M / 3 && (t + i) % 4 < 2) v = -20.0f + noise;
+                if (cls == 1 && m >= 2 * M / 3 && (t + i) % 4 < 2) v = -20.0f + noise;
+                x[m * T + t] = v + (is_val ? 30.0f : 0.0f);
+            }
+        w->x[i] = x;
+        w->item[i] = i;
+        w->group[i] = i;
+        if (cls < 2) {
+            w->y[i * C + cls] = 1;
+            w->yf[i * C + cls] = 1.0f;
+        } else {
+            w->background[i] = 1;
+        }
+        if (is_val) f->va[f->nva++] = i;
+        else f->tr[f->ntr++] = i;
+    }
+}
+
+static void destroy(fixture *f) {
+    ts_windows_free(&f->w);
+    free(f->data);
+}
+
+static ts_train_options opts(void) {
+    ts_train_options o = ts_train_defaults();
+    o.arch = "convnet-lite";
+    o.epochs = 8;
+    o.batch_size = 16;
+    o.patience = 0;
+    o.quiet = 1;
+    o.shift_frames = 2;
+    o.time_mask = 2;
+    o.freq_mask = 2;
+    return o;
+}
+
+Test(train, learns_two_classes_and_background, .timeout = 120) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    char *labels[] = {"low", "high"};
+    ts_train_result r;
+    bs_error err = {{0}};
+    /* validation windows are shifted by 30 dB on purpose: use training-like ones for this test */
+    for (int k = 0; k < f.nva; k++) {
+        float *x = (float *)f.w.x[f.va[k]];
+        for (int j = 0; j < M * T; j++) x[j] -= 30.0f;
+    }
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(r.n_hist, 8);
+    cr_assert(r.hist[7].train_loss < 0.7 * r.hist[0].train_loss, "loss %f -> %f", r.hist[0].train_loss,
+              r.hist[7].train_loss);
+    cr_assert(r.best_epoch >= 1 && r.best_epoch <= 8);
+    float *p = malloc(sizeof(float) * f.nva * C);
+    cr_assert_eq(ts_predict(r.model, &f.w, f.va, f.nva, p, &err), 0);
+    int ok = 0, lab = 0;
+    double bg_max = 0.0;
+    for (int k = 0; k < f.nva; k++) {
+        int i = f.va[k];
+        if (f.w.background[i]) {
+            bg_max = fmax(bg_max, fmax(p[k * C], p[k * C + 1]));
+        } else {
+            lab++;
+            int cls = f.w.y[i * C + 1];
+            ok += (p[k * C + 1] > p[k * C]) == cls;
+        }
+    }
+    cr_assert_eq(ok, lab, "%d of %d labelled validation windows right", ok, lab);
+    cr_assert(bg_max < 0.5, "background window reached p = %f", bg_max);
+    const float *thr = bs_model_thresholds(r.model);
+    cr_assert(thr[0] > 0.0f && thr[0] < 1.0f && thr[1] > 0.0f && thr[1] < 1.0f);
+    cr_assert_str_eq(bs_model_label(r.model, 1), "high");
+    free(p);
+    ts_train_result_free(&r);
+    destroy(&f);
+}
+
+Test(train, normalization_from_training_windows_only, .timeout = 60) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    o.epochs = 1;
+    char *labels[] = {"low", "high"};
+    ts_train_result r;
+    bs_error err;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err), 0, "%s", err.msg);
+    const float *mean = bs_model_norm_mean(r.model);
+    for (int m = 0; m < M; m += 7) {
+        double s = 0.0;
+        for (int k = 0; k < f.ntr; k++)
+            for (int t = 0; t < T; t++) s += f.w.x[f.tr[k]][m * T + t];
+        s /= (double)f.ntr * T;
+        cr_assert_float_eq(mean[m], s, 1e-3, "bin %d: %f vs training mean %f", m, mean[m], s);
+    }
+    ts_train_result_free(&r);
+    destroy(&f);
+}
+
+Test(train, stop_request_keeps_a_model, .timeout = 60) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    char *labels[] = {"low", "high"};
+    ts_train_result r;
+    bs_error err;
+    ts_stop_requested = 1;
+    int rc = ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err);
+    ts_stop_requested = 0;
+    cr_assert_eq(rc, 0, "%s", err.msg);
+    cr_assert(r.interrupted);
+    cr_assert_eq(r.n_hist, 1);
+    cr_assert_not_null(r.model);
+    ts_train_result_free(&r);
+    destroy(&f);
+}
+
+Test(train, refuses_empty_parts) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    char *labels[] = {"low", "high"};
+    ts_train_result r;
+    bs_error err;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, 0, labels, &f.cfg, &o, &r, &err), -1);
+    cr_assert(strstr(err.msg, "validation"));
+    cr_assert_eq(ts_train_run(&f.w, f.tr, 1, f.va, f.nva, labels, &f.cfg, &o, &r, &err), -1);
+    cr_assert(strstr(err.msg, "training"));
+    destroy(&f);
+}

@@ -1,0 +1,255 @@
+/* Feature cache. See cache.h. */
+#include "trainer/cache.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+uint64_t ts_fnv1a(uint64_t h, const void *data, size_t n) {
+    const unsigned char *p = data;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+uint64_t ts_feature_config_hash(const bs_feature_config *cfg) {
+    json_t *j = bs_feature_config_to_json(cfg);
+    if (!j) abort();
+    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    json_decref(j);
+    if (!s) abort();
+    uint64_t h = ts_fnv1a(TS_FNV_OFFSET, s, strlen(s));
+    free(s);
+    return h;
+}
+
+char *ts_cache_default_dir(void) {
+    const char *x = getenv("XDG_CACHE_HOME");
+    const char *home = getenv("HOME");
+    char buf[4096];
+    if (x && *x) snprintf(buf, sizeof buf, "%s/birdsong/features", x);
+    else if (home && *home) snprintf(buf, sizeof buf, "%s/.cache/birdsong/features", home);
+    else snprintf(buf, sizeof buf, "/tmp/birdsong-cache/features");
+    return strdup(buf);
+}
+
+static int mkdir_p(const char *dir) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", dir);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+static int read_all(const char *path, unsigned char **data, size_t *size, char *why, size_t why_n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(why, why_n, "%s: cannot open: %s", path, strerror(errno));
+        return -1;
+    }
+    size_t cap = 1 << 16, n = 0;
+    unsigned char *buf = malloc(cap);
+    if (!buf) abort();
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf) abort();
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (bad) {
+        free(buf);
+        snprintf(why, why_n, "%s: read error", path);
+        return -1;
+    }
+    *data = buf;
+    *size = n;
+    return 0;
+}
+
+static const char MAGIC[8] = {'B', 'S', 'F', 'E', 'A', 'T', '1', 0};
+
+static int cache_load(const char *file, int n_mels, int n_frames, bs_feature_set *out) {
+    FILE *f = fopen(file, "rb");
+    if (!f) return -1;
+    char magic[8];
+    uint64_t n;
+    int32_t m, t, rate;
+    double dur;
+    int ok = fread(magic, 8, 1, f) == 1 && memcmp(magic, MAGIC, 8) == 0 && fread(&n, 8, 1, f) == 1 &&
+             fread(&m, 4, 1, f) == 1 && fread(&t, 4, 1, f) == 1 && fread(&dur, 8, 1, f) == 1 &&
+             fread(&rate, 4, 1, f) == 1 && m == n_mels && t == n_frames && n < (1u << 24);
+    if (!ok) { fclose(f); return -1; }
+    memset(out, 0, sizeof *out);
+    out->n_segments = (size_t)n;
+    out->n_mels = m;
+    out->n_frames = t;
+    out->duration_seconds = dur;
+    out->source_rate = rate;
+    size_t vals = (size_t)n * (size_t)m * (size_t)t;
+    out->start_seconds = malloc(sizeof(double) * (n + 1));
+    out->data = malloc(sizeof(float) * (vals + 1));
+    if (!out->start_seconds || !out->data) abort();
+    ok = fread(out->start_seconds, sizeof(double), n, f) == n && fread(out->data, sizeof(float), vals, f) == vals;
+    char extra;
+    ok = ok && fread(&extra, 1, 1, f) == 0; /* nothing after the data */
+    fclose(f);
+    if (!ok) {
+        bs_feature_set_free(out);
+        memset(out, 0, sizeof *out);
+        return -1;
+    }
+    return 0;
+}
+
+static int cache_store(const char *file, const bs_feature_set *s) {
+    char tmp[4300];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld.%lx", file, (long)getpid(), (unsigned long)pthread_self());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) return -1;
+    uint64_t n = s->n_segments;
+    int32_t m = s->n_mels, t = s->n_frames, rate = s->source_rate;
+    size_t vals = (size_t)n * (size_t)m * (size_t)t;
+    int ok = fwrite(MAGIC, 8, 1, f) == 1 && fwrite(&n, 8, 1, f) == 1 && fwrite(&m, 4, 1, f) == 1 &&
+             fwrite(&t, 4, 1, f) == 1 && fwrite(&s->duration_seconds, 8, 1, f) == 1 &&
+             fwrite(&rate, 4, 1, f) == 1 && fwrite(s->start_seconds, sizeof(double), n, f) == n &&
+             fwrite(s->data, sizeof(float), vals, f) == vals;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, file) != 0) {
+        unlink(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct job {
+    const bs_feature_config *cfg;
+    const char *dir;
+    uint64_t cfg_hash;
+    char *const *paths;
+    int n;
+    ts_file_features *out;
+    pthread_mutex_t lock;
+    int next, done;
+    ts_cache_stats stats;
+    void (*progress)(int, int, void *);
+    void *ctx;
+} job;
+
+static void one_file(job *jb, bs_melspec *ms, int i) {
+    ts_file_features *o = &jb->out[i];
+    char why[BS_ERROR_MSG_MAX];
+    unsigned char *bytes = NULL;
+    size_t size = 0;
+    int hit = 0, miss = 0, wrote = 0;
+    if (read_all(jb->paths[i], &bytes, &size, why, sizeof why) != 0) {
+        o->error = strdup(why);
+        goto done;
+    }
+    char file[4200] = "";
+    if (jb->dir) {
+        uint64_t h = ts_fnv1a(TS_FNV_OFFSET, bytes, size);
+        snprintf(file, sizeof file, "%s/%016" PRIx64 "-%016" PRIx64 ".bsf", jb->dir, h, jb->cfg_hash);
+        if (cache_load(file, jb->cfg->n_mels, bs_feature_n_frames(jb->cfg), &o->set) == 0) {
+            o->ok = 1;
+            hit = 1;
+            goto done;
+        }
+    }
+    miss = 1;
+    bs_audio audio;
+    bs_error err = {{0}};
+    if (bs_audio_read_memory(bytes, size, jb->paths[i], &audio, &err) != 0) {
+        o->error = strdup(err.msg);
+        goto done;
+    }
+    int rc = bs_features_from_audio(ms, &audio, &o->set, &err);
+    bs_audio_free(&audio);
+    if (rc != 0) {
+        bs_error_prefix(&err, jb->paths[i]);
+        o->error = strdup(err.msg);
+        goto done;
+    }
+    o->ok = 1;
+    if (jb->dir && cache_store(file, &o->set) == 0) wrote = 1;
+done:
+    free(bytes);
+    pthread_mutex_lock(&jb->lock);
+    jb->stats.hits += hit;
+    jb->stats.misses += miss;
+    jb->stats.writes += wrote;
+    jb->stats.failures += !o->ok;
+    jb->done++;
+    if (jb->progress) jb->progress(jb->done, jb->n, jb->ctx);
+    pthread_mutex_unlock(&jb->lock);
+}
+
+static void *worker(void *arg) {
+    job *jb = arg;
+    bs_error err;
+    bs_melspec *ms = bs_melspec_create(jb->cfg, &err);
+    for (;;) {
+        pthread_mutex_lock(&jb->lock);
+        int i = jb->next++;
+        pthread_mutex_unlock(&jb->lock);
+        if (i >= jb->n) break;
+        if (!ms) {
+            jb->out[i].error = strdup(err.msg);
+            continue;
+        }
+        one_file(jb, ms, i);
+    }
+    if (ms) bs_melspec_free(ms);
+    return NULL;
+}
+
+int ts_cache_compute(const bs_feature_config *cfg, const char *cache_dir, char *const *paths, int n,
+                     int threads, ts_file_features *out, ts_cache_stats *stats,
+                     void (*progress)(int done, int total, void *ctx), void *ctx, bs_error *err) {
+    if (bs_feature_config_validate(cfg, err) != 0) return -1;
+    memset(out, 0, sizeof *out * (size_t)n);
+    job jb = {.cfg = cfg, .dir = NULL, .paths = paths, .n = n, .out = out, .progress = progress, .ctx = ctx};
+    jb.cfg_hash = ts_feature_config_hash(cfg);
+    if (cache_dir) {
+        if (mkdir_p(cache_dir) != 0)
+            return bs_error_set(err, "%s: cannot create the feature cache folder: %s", cache_dir, strerror(errno));
+        jb.dir = cache_dir;
+    }
+    pthread_mutex_init(&jb.lock, NULL);
+    if (threads < 1) threads = 1;
+    if (threads > 64) threads = 64;
+    if (threads > n) threads = n > 0 ? n : 1;
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < threads; t++)
+        if (pthread_create(&tid[started], NULL, worker, &jb) == 0) started++;
+    worker(&jb);
+    for (int t = 0; t < started; t++) pthread_join(tid[t], NULL);
+    pthread_mutex_destroy(&jb.lock);
+    if (stats) *stats = jb.stats;
+    return 0;
+}
+
+void ts_file_features_free(ts_file_features *f) {
+    if (f->ok) bs_feature_set_free(&f->set);
+    free(f->error);
+    memset(f, 0, sizeof *f);
+}

@@ -1,0 +1,177 @@
+/* birdsong classify: per window of each file, the probability of every species. */
+#include <getopt.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "birdsong/features.h"
+#include "birdsong/model.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: birdsong classify --model MODEL [--hop S] [--format csv|json] FILE...\n"
+               "\n"
+               "  --model MODEL      model file (.bsm)\n"
+               "  --hop S            seconds between window starts (default: the model's window hop)\n"
+               "  --format F         csv (default): header path,start,end,<species...>, one row per window;\n"
+               "                     json: {\"species\": [...], \"files\": [{\"path\", \"windows\": [{\"start\",\n"
+               "                     \"end\", \"probabilities\"}]}]}\n"
+               "A file that cannot be read is reported on stderr; the others are still classified and\n"
+               "the exit status is 1.\n");
+}
+
+static void csv_field(FILE *f, const char *s) {
+    if (!strpbrk(s, ",\"\n\r")) {
+        fputs(s, f);
+        return;
+    }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}
+
+enum { O_MODEL = 1000, O_HOP, O_FORMAT, O_HELP };
+
+int cmd_classify(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL}, {"hop", required_argument, 0, O_HOP},
+        {"format", required_argument, 0, O_FORMAT}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
+    };
+    const char *model_path = NULL;
+    double hop = 0.0;
+    int json_out = 0, c;
+    optind = 0;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: model_path = optarg; break;
+        case O_HOP: if (ts_opt_double("classify", "--hop", optarg, 0.01, 3600, &hop)) return 2; break;
+        case O_FORMAT:
+            if (!strcmp(optarg, "csv")) json_out = 0;
+            else if (!strcmp(optarg, "json")) json_out = 1;
+            else {
+                fprintf(stderr, "birdsong classify: --format '%s': expected csv or json\n", optarg);
+                return 2;
+            }
+            break;
+        case O_HELP: usage(stdout); return 0;
+        default:
+            fprintf(stderr, "birdsong classify: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!model_path) {
+        fprintf(stderr, "birdsong classify: --model is required\n");
+        usage(stderr);
+        return 2;
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "birdsong classify: no audio file given\n");
+        usage(stderr);
+        return 2;
+    }
+    bs_error err = {{0}};
+    bs_model *model = bs_model_load(model_path, &err);
+    if (!model) {
+        fprintf(stderr, "birdsong classify: %s\n", err.msg);
+        return 1;
+    }
+    bs_feature_config cfg;
+    if (ts_model_feature_config(model, &cfg, &err) != 0) {
+        fprintf(stderr, "birdsong classify: %s: %s\n", model_path, err.msg);
+        bs_model_free(model);
+        return 1;
+    }
+    if (hop > 0) cfg.segment_hop_seconds = hop;
+    if (bs_feature_config_validate(&cfg, &err) != 0) {
+        fprintf(stderr, "birdsong classify: --hop %g: %s\n", hop, err.msg);
+        bs_model_free(model);
+        return 2;
+    }
+    int C = bs_model_n_outputs(model), failed = 0;
+    size_t per = (size_t)bs_model_n_mels(model) * bs_model_n_frames(model);
+    float *x = malloc(sizeof(float) * per), *p = malloc(sizeof(float) * (size_t)C);
+    if (!x || !p) abort();
+    json_t *doc = NULL, *files = NULL;
+    if (json_out) {
+        doc = json_object();
+        json_t *sp = json_array();
+        for (int k = 0; k < C; k++) json_array_append_new(sp, json_string(bs_model_label(model, k)));
+        json_object_set_new(doc, "species", sp);
+        files = json_array();
+        json_object_set_new(doc, "files", files);
+    } else {
+        fputs("path,start,end", stdout);
+        for (int k = 0; k < C; k++) {
+            fputc(',', stdout);
+            csv_field(stdout, bs_model_label(model, k));
+        }
+        fputc('\n', stdout);
+    }
+    for (int a = optind; a < argc; a++) {
+        bs_feature_set fs;
+        if (bs_features_from_file(&cfg, argv[a], &fs, &err) != 0) {
+            fprintf(stderr, "birdsong classify: %s\n", err.msg);
+            failed++;
+            continue;
+        }
+        if ((size_t)fs.n_mels * fs.n_frames != per) {
+            fprintf(stderr, "birdsong classify: %s: features of %dx%d do not fit the model's input\n", argv[a],
+                    fs.n_mels, fs.n_frames);
+            bs_feature_set_free(&fs);
+            failed++;
+            continue;
+        }
+        json_t *wins = json_out ? json_array() : NULL;
+        int bad = 0;
+        for (size_t s = 0; s < fs.n_segments && !bad; s++) {
+            memcpy(x, fs.data + s * per, per * sizeof(float));
+            bs_model_normalize(model, x);
+            if (bs_model_predict(model, x, p) != 0) {
+                fprintf(stderr, "birdsong classify: %s: window at %.3f s gave a non-finite output\n", argv[a],
+                        fs.start_seconds[s]);
+                bad = 1;
+                break;
+            }
+            double st = fs.start_seconds[s], en = st + cfg.segment_seconds;
+            if (json_out) {
+                json_t *wj = json_object(), *pr = json_array();
+                json_object_set_new(wj, "start", json_real(st));
+                json_object_set_new(wj, "end", json_real(en));
+                for (int k = 0; k < C; k++) json_array_append_new(pr, json_real(p[k]));
+                json_object_set_new(wj, "probabilities", pr);
+                json_array_append_new(wins, wj);
+            } else {
+                csv_field(stdout, argv[a]);
+                printf(",%.3f,%.3f", st, en);
+                for (int k = 0; k < C; k++) printf(",%.6f", p[k]);
+                fputc('\n', stdout);
+            }
+        }
+        failed += bad;
+        if (json_out) {
+            json_t *fj = json_object();
+            json_object_set_new(fj, "path", json_string(argv[a]));
+            json_object_set_new(fj, "windows", wins);
+            json_array_append_new(files, fj);
+        }
+        bs_feature_set_free(&fs);
+        fflush(stdout);
+    }
+    if (json_out) {
+        json_dumpf(doc, stdout, JSON_COMPACT | JSON_REAL_PRECISION(6));
+        fputc('\n', stdout);
+        json_decref(doc);
+    }
+    free(x);
+    free(p);
+    bs_model_free(model);
+    if (failed) fprintf(stderr, "birdsong classify: %d of %d file(s) failed\n", failed, argc - optind);
+    return failed ? 1 : 0;
+}

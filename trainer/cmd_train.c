@@ -1,0 +1,497 @@
+/* birdsong train: dataset -> features (cached) -> split by recording -> network -> model file. */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "birdsong/log.h"
+#include "birdsong/nn.h"
+#include "trainer/cache.h"
+#include "trainer/cli.h"
+#include "trainer/commands.h"
+#include "trainer/dataset.h"
+#include "trainer/metrics.h"
+#include "trainer/report.h"
+#include "trainer/split.h"
+#include "trainer/train.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: birdsong train --data DIR|MANIFEST --out MODEL [options]\n"
+            "\n"
+            "  --data PATH            folder of species sub-folders, or a TSV/CSV manifest\n"
+            "                         (path, labels separated by ';', optional group id)\n"
+            "  --out MODEL            model file to write (.bsm)\n"
+            "  --background LIST      comma-separated folders or files whose windows get\n"
+            "                         all-zero targets (relative to --data, else to the cwd)\n"
+            "  --arch NAME            network: %s (default convnet1)\n"
+            "  --epochs N             at most N epochs (30)\n"
+            "  --batch-size N         (32)\n"
+            "  --lr X                 Adam learning rate (0.001)\n"
+            "  --lr-schedule S        constant or cosine (constant)\n"
+            "  --weight-decay X       L2 weight decay (0)\n"
+            "  --patience N           early stop after N epochs without a better validation\n"
+            "                         loss; 0 disables (6)\n"
+            "  --class-weights W      none or balanced (none)\n"
+            "  --val-fraction F       share of recordings held out for validation (0.2)\n"
+            "  --folds K              also run stratified K-fold cross-validation by recording\n"
+            "                         and report per-fold and mean +- sd metrics\n"
+            "  --seed N               seed of splits, initialisation and augmentation (1)\n"
+            "  --no-augment           no time shift, noise mix or SpecAugment masks\n"
+            "  --mix-prob P           share of windows mixed with background noise (0.5)\n"
+            "  --snr-range LO,HI      SNR of the noise mix in dB (0,20)\n"
+            "  --active-fraction F    train on the share F of each recording's windows with the\n"
+            "                         most 1-10 kHz energy (1 = all); validation keeps all\n"
+            "  --mix-labelled P       share of windows mixed with another training window at\n"
+            "                         -6..6 dB, the targets of both kept (0)\n"
+            "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
+            "  --background-repeat N  background windows appear N times per epoch (1)\n"
+            "  --segment-hop S        hop between training windows in seconds (1.0)\n"
+            "  --n-mels N             mel bands of the features (128); the model carries it\n"
+            "  --threads N            worker threads for features and the network (2)\n"
+            "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
+            "  --no-cache             compute features without the cache\n"
+            "  --report FILE.html     write the validation report\n"
+            "  --quiet                no progress output\n",
+            ts_arch_names());
+}
+
+enum {
+    O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
+    O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE
+};
+
+static void on_progress(int done, int total, void *ctx) {
+    int quiet = *(int *)ctx;
+    if (quiet) return;
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\rfeatures: %d/%d files", done, total);
+        if (done == total) fprintf(stderr, "\n");
+        fflush(stderr);
+    } else if (done == total || done % 100 == 0) {
+        bs_log_info("features: %d/%d files", done, total);
+    }
+}
+
+/* The validation metrics of a trained model on windows idx. */
+static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
+    int C = w->C;
+    float *probs = probs_out ? probs_out : malloc(sizeof(float) * ((size_t)n * C + 1));
+    uint8_t *y = malloc((size_t)n * C + 1);
+    int *g = malloc(sizeof(int) * ((size_t)n + 1));
+    if (!probs || !y || !g) abort();
+    bs_error err;
+    if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        memcpy(y + (size_t)i * C, w->y + (size_t)idx[i] * C, (size_t)C);
+        g[i] = w->group[idx[i]];
+    }
+    ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, bs_model_thresholds(model));
+    m->loss = ts_bce_from_probs(probs, y, n, C);
+    if (!probs_out) free(probs);
+    free(y);
+    free(g);
+}
+
+/* Splits items (by the dataset view `sub`) into train / val windows. */
+static int windows_of(const ts_windows *w, const int *item_flag, int want, int *idx) {
+    int n = 0;
+    for (int i = 0; i < w->n; i++)
+        if (item_flag[w->item[i]] == want) idx[n++] = i;
+    return n;
+}
+
+static json_t *history_json(const ts_train_result *r) {
+    json_t *a = json_array();
+    for (int i = 0; i < r->n_hist; i++) {
+        const ts_epoch_log *h = &r->hist[i];
+        json_t *e = json_object();
+        json_object_set_new(e, "epoch", json_integer(h->epoch));
+        json_object_set_new(e, "lr", json_real(h->lr));
+        json_object_set_new(e, "train_loss", isfinite(h->train_loss) ? json_real(h->train_loss) : json_null());
+        json_object_set_new(e, "val_loss", isfinite(h->val_loss) ? json_real(h->val_loss) : json_null());
+        json_object_set_new(e, "val_accuracy", isfinite(h->val_acc) ? json_real(h->val_acc) : json_null());
+        json_object_set_new(e, "seconds", json_real(h->seconds));
+        json_object_set_new(e, "samples_per_second", json_real(h->samples_per_s));
+        json_object_set_new(e, "outside_network_fraction", json_real(h->outside_fraction));
+        json_array_append_new(a, e);
+    }
+    return a;
+}
+
+/* A dataset restricted to items with keep[i] != 0 (shallow: shares strings). */
+static void dataset_view(const ts_dataset *ds, const int *keep, ts_dataset *v, int *map) {
+    memset(v, 0, sizeof *v);
+    v->labels = ds->labels;
+    v->n_labels = ds->n_labels;
+    v->items = malloc(sizeof *v->items * ((size_t)ds->n_items + 1));
+    v->targets = malloc((size_t)ds->n_items * ds->n_labels + 1);
+    if (!v->items || !v->targets) abort();
+    for (int i = 0; i < ds->n_items; i++) {
+        if (!keep[i]) continue;
+        map[v->n_items] = i;
+        v->items[v->n_items] = ds->items[i];
+        memcpy(v->targets + (size_t)v->n_items * ds->n_labels, ds->targets + (size_t)i * ds->n_labels,
+               (size_t)ds->n_labels);
+        v->n_items++;
+    }
+}
+
+/* Items with a usable window. */
+static void usable_items(const ts_dataset *ds, const ts_windows *w, int *usable) {
+    memset(usable, 0, sizeof(int) * (size_t)ds->n_items);
+    for (int i = 0; i < w->n; i++) usable[w->item[i]] = 1;
+}
+
+/* role[i] for items among `pool`: 0 train, 1 val (stratified by recording). */
+static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_t seed, int *role, bs_error *err) {
+    ts_dataset v;
+    int *map = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    int *isv = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    if (!map || !isv) abort();
+    dataset_view(ds, pool, &v, map);
+    int rc = ts_split_val_fraction(&v, frac, seed, isv, err);
+    for (int i = 0; i < ds->n_items; i++) role[i] = -1;
+    if (rc == 0)
+        for (int j = 0; j < v.n_items; j++) role[map[j]] = isv[j];
+    free(v.items);
+    free(v.targets);
+    free(map);
+    free(isv);
+    return rc;
+}
+
+int cmd_train(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
+        {"background", required_argument, 0, O_BG}, {"arch", required_argument, 0, O_ARCH},
+        {"epochs", required_argument, 0, O_EPOCHS}, {"batch-size", required_argument, 0, O_BATCH},
+        {"lr", required_argument, 0, O_LR}, {"lr-schedule", required_argument, 0, O_SCHED},
+        {"weight-decay", required_argument, 0, O_WD}, {"patience", required_argument, 0, O_PATIENCE},
+        {"class-weights", required_argument, 0, O_CW}, {"val-fraction", required_argument, 0, O_VAL},
+        {"folds", required_argument, 0, O_FOLDS}, {"seed", required_argument, 0, O_SEED},
+        {"no-augment", no_argument, 0, O_NOAUG}, {"mix-prob", required_argument, 0, O_MIX},
+        {"snr-range", required_argument, 0, O_SNR}, {"background-repeat", required_argument, 0, O_BGREP},
+        {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
+        {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
+        {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
+        {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
+        {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
+        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
+    };
+    const char *C_ = "train";
+    ts_train_options o = ts_train_defaults();
+    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL;
+    char *cache_dir = NULL;
+    int no_cache = 0, folds = 0, threads = 2;
+    double val_fraction = 0.2, hop = 1.0, d;
+    int n_mels = 0;
+    double active = 1.0;
+    float *activity = NULL;
+    optind = 0;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DATA: data = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_BG: background = optarg; break;
+        case O_ARCH: o.arch = optarg; break;
+        case O_EPOCHS: if (ts_opt_int(C_, "--epochs", optarg, 1, 100000, &o.epochs)) return 2; break;
+        case O_BATCH: if (ts_opt_int(C_, "--batch-size", optarg, 2, 4096, &o.batch_size)) return 2; break;
+        case O_LR: if (ts_opt_double(C_, "--lr", optarg, 1e-9, 10, &d)) return 2; o.lr = (float)d; break;
+        case O_SCHED:
+            if (!strcmp(optarg, "constant")) o.cosine = 0;
+            else if (!strcmp(optarg, "cosine")) o.cosine = 1;
+            else { fprintf(stderr, "birdsong train: --lr-schedule '%s': expected constant or cosine\n", optarg); return 2; }
+            break;
+        case O_WD: if (ts_opt_double(C_, "--weight-decay", optarg, 0, 1, &d)) return 2; o.weight_decay = (float)d; break;
+        case O_PATIENCE: if (ts_opt_int(C_, "--patience", optarg, 0, 100000, &o.patience)) return 2; break;
+        case O_CW:
+            if (!strcmp(optarg, "none")) o.class_weights = 0;
+            else if (!strcmp(optarg, "balanced")) o.class_weights = 1;
+            else { fprintf(stderr, "birdsong train: --class-weights '%s': expected none or balanced\n", optarg); return 2; }
+            break;
+        case O_VAL: if (ts_opt_double(C_, "--val-fraction", optarg, 0.01, 0.9, &val_fraction)) return 2; break;
+        case O_FOLDS: if (ts_opt_int(C_, "--folds", optarg, 2, 100, &folds)) return 2; break;
+        case O_SEED: if (ts_opt_u64(C_, "--seed", optarg, &o.seed)) return 2; break;
+        case O_NOAUG: o.augment = 0; break;
+        case O_GAIN: if (ts_opt_double(C_, "--gain-db", optarg, 0, 60, &d)) return 2; o.gain_db = (float)d; break;
+        case O_MIX: if (ts_opt_double(C_, "--mix-prob", optarg, 0, 1, &d)) return 2; o.mix_prob = (float)d; break;
+        case O_SNR: {
+            double lo, hi;
+            char *comma = strchr(optarg, ',');
+            if (!comma) { fprintf(stderr, "birdsong train: --snr-range '%s': expected LO,HI in dB\n", optarg); return 2; }
+            *comma = 0;
+            if (ts_opt_double(C_, "--snr-range", optarg, -60, 100, &lo) ||
+                ts_opt_double(C_, "--snr-range", comma + 1, lo, 100, &hi)) return 2;
+            o.snr_min = (float)lo;
+            o.snr_max = (float)hi;
+            break;
+        }
+        case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
+        case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
+        case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
+        case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &active)) return 2; break;
+        case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
+        case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
+        case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
+        case O_NOCACHE: no_cache = 1; break;
+        case O_REPORT: report = optarg; break;
+        case O_QUIET: o.quiet = 1; break;
+        case O_HELP: usage(stdout); free(cache_dir); return 0;
+        default:
+            fprintf(stderr, "birdsong train: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            free(cache_dir);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "birdsong train: unexpected argument '%s'\n", argv[optind]);
+        free(cache_dir);
+        return 2;
+    }
+    if (!data || !out) {
+        fprintf(stderr, "birdsong train: %s is required\n", !data ? "--data" : "--out");
+        usage(stderr);
+        free(cache_dir);
+        return 2;
+    }
+    bs_layer_spec tmp[BS_NN_MAX_LAYERS];
+    if (ts_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
+        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, ts_arch_names());
+        free(cache_dir);
+        return 2;
+    }
+    if (no_cache) { free(cache_dir); cache_dir = NULL; }
+    else if (!cache_dir) cache_dir = ts_cache_default_dir();
+    bs_nn_set_threads(threads);
+    ts_install_stop_handler();
+
+    bs_error err = {{0}};
+    ts_dataset ds;
+    if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        free(cache_dir);
+        return 1;
+    }
+    bs_feature_config cfg = bs_feature_config_default();
+    cfg.segment_hop_seconds = hop;
+    if (n_mels > 0) cfg.n_mels = n_mels;
+    if (bs_feature_config_validate(&cfg, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        ts_dataset_free(&ds);
+        free(cache_dir);
+        return 2;
+    }
+    char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
+    ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
+    if (!paths || !ff) abort();
+    for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
+    ts_cache_stats cs;
+    int rc = 1;
+    ts_windows w = {0};
+    int *usable = NULL, *fold_of = NULL, *role = NULL, *tr = NULL, *va = NULL;
+    json_t *prov = json_object(), *cv = NULL;
+    ts_train_result final = {0};
+    if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        goto done;
+    }
+    if (!o.quiet)
+        bs_log_info("features: %d files, %d from the cache, %d computed, %d failed", ds.n_items, cs.hits,
+                    cs.misses - cs.failures, cs.failures);
+    ts_windows_build(&w, &ds, ff, cfg.n_mels, bs_feature_n_frames(&cfg));
+    ts_print_skipped(C_, &ds);
+    int n_bg_win = 0;
+    for (int i = 0; i < w.n; i++) n_bg_win += w.background[i];
+    if (!o.quiet)
+        bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds.n_labels, w.n, n_bg_win,
+                    w.n_groups);
+    usable = calloc((size_t)ds.n_items + 1, sizeof(int));
+    role = calloc((size_t)ds.n_items + 1, sizeof(int));
+    fold_of = calloc((size_t)ds.n_items + 1, sizeof(int));
+    tr = calloc((size_t)w.n + 1, sizeof(int));
+    va = calloc((size_t)w.n + 1, sizeof(int));
+    if (!usable || !role || !fold_of || !tr || !va) abort();
+    usable_items(&ds, &w, usable);
+    activity = calloc((size_t)w.n + 1, sizeof(float));
+    if (!activity) abort();
+    ts_window_activity(&w, &cfg, activity);
+
+    if (folds > 0) {
+        ts_dataset v;
+        int *map = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
+        int *vf = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
+        if (!map || !vf) abort();
+        dataset_view(&ds, usable, &v, map);
+        int src = ts_split_kfold(&v, folds, o.seed, vf, &err);
+        for (int i = 0; i < ds.n_items; i++) fold_of[i] = -1;
+        for (int j = 0; j < v.n_items; j++) fold_of[map[j]] = vf[j];
+        free(v.items);
+        free(v.targets);
+        free(map);
+        free(vf);
+        if (src != 0) {
+            fprintf(stderr, "birdsong train: %s\n", err.msg);
+            goto done;
+        }
+        enum { NF = 7 };
+        const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
+                                 "mean_active_labelled", "mean_active_background"};
+        double *vals = calloc((size_t)NF * folds, sizeof(double));
+        json_t *fl = json_array();
+        for (int f = 0; f < folds && !ts_stop_requested; f++) {
+            int *pool = calloc((size_t)ds.n_items + 1, sizeof(int));
+            for (int i = 0; i < ds.n_items; i++) pool[i] = fold_of[i] >= 0 && fold_of[i] != f;
+            if (split_val(&ds, pool, val_fraction, o.seed + (uint64_t)f + 1, role, &err) != 0) {
+                fprintf(stderr, "birdsong train: fold %d: %s\n", f + 1, err.msg);
+                free(pool);
+                free(vals);
+                json_decref(fl);
+                goto done;
+            }
+            free(pool);
+            int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
+            ntr = ts_keep_active(&w, activity, active, tr, ntr);
+            int *te = malloc(sizeof(int) * ((size_t)w.n + 1));
+            int nte = windows_of(&w, fold_of, f, te);
+            if (!o.quiet)
+                bs_log_info("fold %d/%d: %d training, %d validation, %d test windows", f + 1, folds, ntr, nva, nte);
+            ts_train_result r;
+            if (ts_train_run(&w, tr, ntr, va, nva, ds.labels, &cfg, &o, &r, &err) != 0) {
+                fprintf(stderr, "birdsong train: fold %d: %s\n", f + 1, err.msg);
+                free(te);
+                free(vals);
+                json_decref(fl);
+                goto done;
+            }
+            ts_metrics m;
+            evaluate(r.model, &w, te, nte, &m, NULL);
+            double fv[NF] = {m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece, m.active_labelled,
+                             m.active_background};
+            for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
+            printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
+                   "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
+                   f + 1, folds, r.best_epoch, m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece,
+                   m.active_labelled, m.active_background);
+            fflush(stdout);
+            json_t *fj = ts_metrics_to_json(&m, ds.labels);
+            json_object_set_new(fj, "fold", json_integer(f + 1));
+            json_object_set_new(fj, "best_epoch", json_integer(r.best_epoch));
+            json_array_append_new(fl, fj);
+            ts_metrics_free(&m);
+            ts_train_result_free(&r);
+            free(te);
+        }
+        cv = json_object();
+        json_object_set_new(cv, "folds", json_integer(folds));
+        json_object_set_new(cv, "per_fold", fl);
+        printf("%d-fold cross-validation by recording (mean +- sd):\n", folds);
+        for (int k = 0; k < NF; k++) {
+            double mu, sd;
+            ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
+            printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
+            json_t *x = json_object();
+            json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
+            json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
+            json_object_set_new(cv, names[k], x);
+        }
+        fflush(stdout);
+        free(vals);
+        if (ts_stop_requested) {
+            fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
+            goto done;
+        }
+    }
+
+    /* the model that is written: every usable recording, a stratified validation part */
+    if (split_val(&ds, usable, val_fraction, o.seed, role, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        goto done;
+    }
+    int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
+    ntr = ts_keep_active(&w, activity, active, tr, ntr);
+    if (!o.quiet) bs_log_info("final model: %d training and %d validation windows", ntr, nva);
+    if (ts_train_run(&w, tr, ntr, va, nva, ds.labels, &cfg, &o, &final, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        goto done;
+    }
+    ts_metrics vm;
+    float *vprobs = malloc(sizeof(float) * ((size_t)nva * w.C + 1));
+    evaluate(final.model, &w, va, nva, &vm, vprobs);
+    printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
+           "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
+           (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
+           vm.active_labelled,
+           vm.active_background);
+
+    /* provenance */
+    {
+        size_t len = 0;
+        for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+        char *cmdline = calloc(len + 16, 1);
+        strcpy(cmdline, "birdsong");
+        for (int i = 0; i < argc; i++) { strcat(cmdline, " "); strcat(cmdline, argv[i]); }
+        json_object_set_new(prov, "command", json_string(cmdline));
+        free(cmdline);
+        json_object_set_new(prov, "data", json_string(data));
+        if (background) json_object_set_new(prov, "background", json_string(background));
+        json_object_set_new(prov, "arch", json_string(o.arch));
+        json_object_set_new(prov, "seed", json_integer((json_int_t)o.seed));
+        json_object_set_new(prov, "epochs_run", json_integer(final.n_hist));
+        json_object_set_new(prov, "best_epoch", json_integer(final.best_epoch));
+        json_object_set_new(prov, "interrupted", json_boolean(final.interrupted));
+        json_object_set_new(prov, "windows", json_integer(w.n));
+        json_object_set_new(prov, "training_windows", json_integer(ntr));
+        json_object_set_new(prov, "validation_windows", json_integer(nva));
+        json_object_set_new(prov, "skipped_files", json_integer(ds.n_skipped));
+        json_object_set_new(prov, "history", history_json(&final));
+        json_t *mt = ts_metrics_to_json(&vm, ds.labels);
+        json_t *metrics = json_object();
+        json_object_set_new(metrics, "validation", mt);
+        if (cv) { json_object_set_new(metrics, "cross_validation", cv); cv = NULL; }
+        json_object_set_new(prov, "metrics", metrics);
+        char *ps = json_dumps(prov, JSON_COMPACT);
+        int src = bs_model_set_training_json(final.model, ps, &err);
+        free(ps);
+        if (src != 0 || bs_model_save(final.model, out, &err) != 0) {
+            fprintf(stderr, "birdsong train: %s\n", err.msg);
+            ts_metrics_free(&vm);
+            free(vprobs);
+            goto done;
+        }
+    }
+    if (report) {
+        ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
+                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
+        if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
+    }
+    ts_metrics_free(&vm);
+    free(vprobs);
+    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels, final.best_epoch,
+           final.n_hist, final.interrupted ? ", interrupted" : "");
+    rc = 0;
+done:
+    ts_train_result_free(&final);
+    json_decref(prov);
+    json_decref(cv);
+    for (int i = 0; i < ds.n_items; i++) ts_file_features_free(&ff[i]);
+    free(ff);
+    free(paths);
+    ts_windows_free(&w);
+    free(usable);
+    free(activity);
+    free(role);
+    free(fold_of);
+    free(tr);
+    free(va);
+    ts_dataset_free(&ds);
+    free(cache_dir);
+    return rc;
+}

@@ -1,0 +1,107 @@
+/* The training loop: windows in memory, BCE on logits, Adam, early stopping, augmentation.
+ *
+ * Windows are the log-mel dB segments of every usable file (trainer/cache.h). A training run
+ * takes index lists into them (train and validation, split by recording beforehand), computes
+ * the z-score statistics from the training windows only, trains, restores the weights of the
+ * epoch with the lowest validation loss, and picks per-species thresholds (max F1) on the
+ * validation windows. Augmentation (training batches only, seeded): circular time shift, a
+ * random level change (the whole window shifted by up to +-gain_db dB, as a gain does),
+ * background-noise mix at a random SNR (power domain, then the per-window top_db clip again),
+ * SpecAugment time and frequency masks (set to 0 = the training mean after the z-score). */
+#ifndef BIRDSONG_TRAINER_TRAIN_H
+#define BIRDSONG_TRAINER_TRAIN_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "birdsong/features.h"
+#include "birdsong/model.h"
+#include "birdsong/nn.h"
+#include "trainer/cache.h"
+#include "trainer/dataset.h"
+
+/* Set by the SIGINT handler: the loop stops after the current batch and keeps the best so far. */
+extern volatile sig_atomic_t ts_stop_requested;
+
+typedef struct ts_train_options {
+    const char *arch;     /* "convnet1" */
+    int epochs;           /* 30 */
+    int batch_size;       /* 32 */
+    int patience;         /* 6 epochs without a better validation loss */
+    float lr;             /* 1e-3 */
+    int cosine;           /* 1: cosine decay to 0 over `epochs`; 0: constant */
+    float weight_decay;   /* 0 */
+    int class_weights;    /* 1: positive weights balancing the species */
+    uint64_t seed;        /* 1 */
+    int augment;          /* 1 */
+    float mix_prob;       /* 0.5 */
+    float mix_labelled;   /* share of windows mixed with another training window at +-6 dB,
+                           * targets joined (0) */
+    float snr_min, snr_max; /* 0, 20 dB */
+    int shift_frames;     /* 8 */
+    float gain_db;        /* random level change of up to +-gain_db dB (6) */
+    int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
+    int bg_repeat;        /* background windows appear this many times per epoch (1) */
+    int quiet;            /* no progress output */
+} ts_train_options;
+
+ts_train_options ts_train_defaults(void);
+
+/* Layer lists by name: the network module's (bs_nn_arch_layers) plus the trainer's
+ * "convnet-lite-gp" (convnet-lite with a max over time before the dense layer). */
+int ts_arch_layers(const char *arch, bs_layer_spec *out, int max);
+const char *ts_arch_names(void);
+
+/* All windows of a dataset, pointing into the per-file features. */
+typedef struct ts_windows {
+    int n, n_mels, n_frames, C;
+    const float **x;      /* [n] each n_mels * n_frames dB values */
+    int *item;            /* [n] dataset item */
+    int *group;           /* [n] recording index (0..n_groups-1) */
+    int n_groups;
+    double *start;        /* [n] seconds */
+    uint8_t *y;           /* [n, C] */
+    float *yf;            /* [n, C] */
+    uint8_t *background;  /* [n] */
+} ts_windows;
+
+/* Builds the window table; files that failed or gave no window are recorded as skipped in
+ * ds (with the reason). */
+void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, int n_mels, int n_frames);
+void ts_windows_free(ts_windows *w);
+
+typedef struct ts_epoch_log {
+    int epoch;
+    double lr, train_loss, val_loss, val_acc, seconds, samples_per_s, outside_fraction;
+} ts_epoch_log;
+
+typedef struct ts_train_result {
+    bs_model *model;       /* trained, best weights, thresholds and normalization set */
+    ts_epoch_log *hist;
+    int n_hist;
+    int best_epoch;        /* 1-based */
+    double best_val_loss;
+    int interrupted;
+} ts_train_result;
+
+int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const int *val_idx, int n_val,
+                 char *const *labels, const bs_feature_config *cfg, const ts_train_options *o,
+                 ts_train_result *res, bs_error *err);
+void ts_train_result_free(ts_train_result *r);
+
+/* Band energy of each window: mean dB over the mel bands centred between 1 and 10 kHz (where
+ * the six species sing). score [w->n]. */
+void ts_window_activity(const ts_windows *w, const bs_feature_config *cfg, float *score);
+/* Keeps, of each labelled recording's windows among idx[0..n-1], the `fraction` with the most
+ * band energy (at least one); background windows are all kept. Compacts idx, returns the new
+ * count. Weak labels say a species is in the recording, not in every second: the quietest
+ * windows are the likeliest to hold none of it. */
+int ts_keep_active(const ts_windows *w, const float *score, double fraction, int *idx, int n);
+
+/* Probabilities of windows idx[0..n-1] with the model (normalization inside): probs [n, C]. */
+int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, float *probs, bs_error *err);
+
+/* Mean BCE of probabilities against targets (for reports). */
+double ts_bce_from_probs(const float *probs, const uint8_t *y, int n, int C);
+
+#endif
