@@ -118,7 +118,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(SAN_LIBS)
 	$(Q)$(CC) $(CFLAGS_SAN) -o $@ $< $(SAN_LIBS) $(TEST_LIBS)
 
 unit: $(UNIT_BINS)
-	$(Q)set -e; export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1; \
+	$(Q)set -e; export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0; \
 	  export BIRDSONG_SHARED_DATA=$${BIRDSONG_SHARED_DATA:-$(abspath ../shared/data)}; \
 	  for t in $(UNIT_BINS); do echo "== $$t"; $$t --jobs 2 --short-filename || exit 1; done
 

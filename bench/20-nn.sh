@@ -31,8 +31,9 @@ import json, sys
 o, p, t = json.loads(sys.argv[1]), json.loads(sys.argv[2]), int(sys.argv[3])
 print(f"threads {t}: birdsong {o['infer_ms_per_window']:.2f} ms/window, "
       f"{o['train_samples_per_s']:.2f} samples/s train; sgemm alone {o['sgemm_ms_per_window']:.2f} ms "
-      f"(OpenBLAS {o['blas_core']} kernels); peak RSS {o['peak_rss_infer_mb']:.0f} MB "
-      f"for {o['weights_mb']:.0f} MB of weights")
+      f"(OpenBLAS {o['blas_core']} kernels); inference net {o['infer_net_mb']:.1f} MB for "
+      f"{o['weights_mb']:.1f} MB of weights (goal: <= weights + 32 MB), process peak RSS "
+      f"{o['peak_rss_infer_mb']:.0f} MB")
 eff = o["sgemm_efficiency"]
 line = f"  sgemm efficiency {100*eff:.0f}% (goal >= 85%)"
 if "infer_ms_per_window" in p:

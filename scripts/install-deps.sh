@@ -8,7 +8,7 @@ PACKAGES=(
   build-essential pkg-config
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
-  libcriterion-dev
+  libcriterion-dev libmosquitto-dev mosquitto chromium
   python3 python3-numpy python3-pytest
   clang libclang-rt-14-dev
   systemd

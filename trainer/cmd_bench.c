@@ -170,6 +170,7 @@ int cmd_bench(int argc, char **argv) {
     double infer_ms = median(t, iters) * 1e3, infer_cpu_ms = median(tc, iters) * 1e3;
     double rss_infer = max_rss_mb();
     double weights_mb = bs_net_n_params(net) * 4.0 / (1 << 20);
+    double net_mb = bs_net_memory_bytes(net) / 1048576.0;
     double gflop = bs_net_flops(net) / 1e9;
     int mnk[4096][3];
     int ng = bs_net_gemm_shapes(net, 1, mnk, 4096);
@@ -216,11 +217,12 @@ int cmd_bench(int argc, char **argv) {
                 "of the ceiling\n"
                 "  training (batch %d, median of %d steps): %.0f ms per step (%.0f ms CPU), %.1f "
                 "samples/s\n"
-                "  weights %.1f MB, peak RSS after inference %.1f MB (%.1f MB at start)\n",
+                "  weights %.1f MB, inference network %.1f MB in all, peak RSS after inference "
+                "%.1f MB (%.1f MB at start)\n",
                 arch, classes, mels, frames, threads, bs_nn_blas_core(), gflop, iters, infer_ms, infer_cpu_ms,
                 gflop / (infer_ms / 1e3), gemm_ms, gemm_cpu_ms, gflop / (gemm_ms / 1e3), 100.0 * eff,
                 batch, steps, step_ms, step_cpu_ms, train_sps,
-                weights_mb, rss_infer, rss0);
+                weights_mb, net_mb, rss_infer, rss0);
     }
     printf("{\"arch\":\"%s\",\"classes\":%d,\"n_mels\":%d,\"n_frames\":%d,\"threads\":%d,"
            "\"blas_core\":\"%s\",\"gflop_per_window\":%.4f,\"infer_ms_per_window\":%.3f,"
@@ -228,10 +230,10 @@ int cmd_bench(int argc, char **argv) {
            "\"sgemm_cpu_ms_per_window\":%.3f,\"sgemm_efficiency\":%.3f,\"train_batch\":%d,"
            "\"train_ms_per_step\":%.1f,\"train_cpu_ms_per_step\":%.1f,"
            "\"train_samples_per_s\":%.2f,\"train_samples_per_cpu_s\":%.2f,"
-           "\"weights_mb\":%.2f,\"peak_rss_infer_mb\":%.1f}\n",
+           "\"weights_mb\":%.2f,\"infer_net_mb\":%.2f,\"peak_rss_infer_mb\":%.1f}\n",
            arch, classes, mels, frames, threads, bs_nn_blas_core(), gflop, infer_ms, infer_cpu_ms,
            gemm_ms, gemm_cpu_ms, eff, batch, step_ms, step_cpu_ms, train_sps,
-           step_cpu_ms > 0 ? batch / (step_cpu_ms / 1e3) : 0.0, weights_mb, rss_infer);
+           step_cpu_ms > 0 ? batch / (step_cpu_ms / 1e3) : 0.0, weights_mb, net_mb, rss_infer);
     free(x);
     free(y);
     free(probs);

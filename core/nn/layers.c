@@ -536,109 +536,145 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
 
 /* The transforms are vectorized over channels: the input is first transposed to (H, W, IC),
  * V[e] is (T, IC) and M[e] = V[e] U[e]^T is (T, OC), so that every inner loop runs over a
- * contiguous run of channels. Zero entries of B^T and A^T are skipped. */
-typedef struct { int n, cnt[6], k[6][6]; float v[6][6]; } sparse_rows;
-
-static void sparse_from(sparse_rows *sr, const float *Mx, int rows, int n) {
-    sr->n = n;
-    for (int a = 0; a < rows; a++) {
-        sr->cnt[a] = 0;
-        for (int k = 0; k < n; k++)
-            if (Mx[a * n + k] != 0.0f) {
-                sr->k[a][sr->cnt[a]] = k;
-                sr->v[a][sr->cnt[a]++] = Mx[a * n + k];
-            }
-    }
-}
-
+ * contiguous run of channels. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define BS_SIMD_CLONES
 #endif
 
+/* The 1-D transforms of the points 0, 1, -1, 2, -2, infinity written out with shared terms
+ * (B^T and A^T printed by winograd_matrices; checked against it by the unit tests). Each
+ * works on C-vectors: in[k] and out[k] point to C floats. */
+static inline void bt6(float *const *restrict out, const float *const *restrict in, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    for (int c = 0; c < C; c++) {
+        float a = i4[c] - i2[c], b = i3[c] - i1[c];
+        o0[c] = 4.0f * i0[c] - 5.0f * i2[c] + i4[c];
+        o1[c] = (i3[c] + i4[c]) - 4.0f * (i1[c] + i2[c]);
+        o2[c] = (i4[c] - i3[c]) + 4.0f * (i1[c] - i2[c]);
+        o3[c] = a + 2.0f * b;
+        o4[c] = a - 2.0f * b;
+        o5[c] = 4.0f * i1[c] - 5.0f * i3[c] + i5[c];
+    }
+}
+
+static inline void bt4(float *const *restrict out, const float *const *restrict in, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3];
+    for (int c = 0; c < C; c++) {
+        o0[c] = i2[c] - i0[c];
+        o1[c] = i1[c] + i2[c];
+        o2[c] = i2[c] - i1[c];
+        o3[c] = i3[c] - i1[c];
+    }
+}
+
+/* out0 = A^T row 0 . in, out1 = A^T row 1 . in */
+static inline void at6(float *restrict o0, float *restrict o1, const float *const *restrict in,
+                       int C) {
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    for (int c = 0; c < C; c++) {
+        float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
+        o0[c] = i0[c] + s12 + s34;
+        o1[c] = (i1[c] - i2[c]) + 2.0f * (i3[c] - i4[c]) + i5[c];
+    }
+}
+
+static inline void at4(float *restrict o0, float *restrict o1, const float *const *restrict in,
+                       int C) {
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3];
+    for (int c = 0; c < C; c++) {
+        o0[c] = i0[c] + i1[c] + i2[c];
+        o1[c] = i1[c] - i2[c] + i3[c];
+    }
+}
+
 /* V[e][t][c] = (B^T d B)[e] for every tile t; xt (H, W, C) transposed input; tmp n*n*C */
 BS_SIMD_CLONES
 static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
-                       const float *restrict zero, const sparse_rows *bt, int C, int H, int W,
-                       int TH, int TW) {
-    const int n = bt->n, p = (n - 2) / 2, T = TH * TW;
-    const float *d[6][6];
+                       const float *restrict zero, int n, int C, int H, int W, int TH,
+                       int TW) {
+    const int p = (n - 2) / 2, T = TH * TW;
+    const float *d[6];
+    float *o[6];
+    const float *ti[6];
     for (int ty = 0; ty < TH; ty++)
         for (int tx = 0; tx < TW; tx++) {
-            for (int a = 0; a < n; a++)
+            for (int a = 0; a < n; a++) { /* tmp[a][b] = (d B)[a][b]: rows of the tile */
+                int yy = 2 * ty - p + a;
                 for (int b = 0; b < n; b++) {
-                    int yy = 2 * ty - p + a, xx = 2 * tx - p + b;
-                    d[a][b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
-                                  ? xt + ((size_t)yy * W + xx) * C : zero;
+                    int xx = 2 * tx - p + b;
+                    d[b] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                               ? xt + ((size_t)yy * W + xx) * C : zero;
+                    o[b] = tmp + (size_t)(a * n + b) * C;
                 }
-            for (int a = 0; a < n; a++) /* tmp = B^T d */
-                for (int b = 0; b < n; b++) {
-                    float *restrict t = tmp + (size_t)(a * n + b) * C;
-                    const float c0 = bt->v[a][0], *restrict d0 = d[bt->k[a][0]][b];
-                    for (int c = 0; c < C; c++) t[c] = c0 * d0[c];
-                    for (int z = 1; z < bt->cnt[a]; z++) {
-                        const float cf = bt->v[a][z], *restrict dk = d[bt->k[a][z]][b];
-                        for (int c = 0; c < C; c++) t[c] += cf * dk[c];
-                    }
-                }
+                if (n == 6)
+                    bt6(o, d, C);
+                else
+                    bt4(o, d, C);
+            }
             const size_t t_idx = (size_t)ty * TW + tx;
-            for (int a = 0; a < n; a++) /* V = tmp B */
-                for (int b = 0; b < n; b++) {
-                    float *restrict v = V + ((size_t)(a * n + b) * T + t_idx) * C;
-                    const float c0 = bt->v[b][0];
-                    const float *restrict t0 = tmp + (size_t)(a * n + bt->k[b][0]) * C;
-                    for (int c = 0; c < C; c++) v[c] = c0 * t0[c];
-                    for (int z = 1; z < bt->cnt[b]; z++) {
-                        const float cf = bt->v[b][z];
-                        const float *restrict tk = tmp + (size_t)(a * n + bt->k[b][z]) * C;
-                        for (int c = 0; c < C; c++) v[c] += cf * tk[c];
-                    }
+            for (int b = 0; b < n; b++) { /* V[.][b] = B^T tmp[.][b]: columns */
+                for (int a = 0; a < n; a++) {
+                    ti[a] = tmp + (size_t)(a * n + b) * C;
+                    o[a] = V + ((size_t)(a * n + b) * T + t_idx) * C;
                 }
+                if (n == 6)
+                    bt6(o, ti, C);
+                else
+                    bt4(o, ti, C);
+            }
         }
 }
 
-/* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + OC floats */
+/* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats */
 BS_SIMD_CLONES
 static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
-                        const sparse_rows *at, const float *restrict bias, int OC, int H, int W,
-                        int TH, int TW, int fuse_relu) {
-    const int n = at->n, T = TH * TW;
+                        int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
+                        int fuse_relu) {
+    const int T = TH * TW;
     const size_t HW = (size_t)H * W;
-    float *restrict o2 = tmp + (size_t)2 * n * OC;
+    float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
+    const float *mi[6], *ti[6];
     for (int ty = 0; ty < TH; ty++)
         for (int tx = 0; tx < TW; tx++) {
             const size_t t_idx = (size_t)ty * TW + tx;
-            for (int i = 0; i < 2; i++) /* tmp = A^T m */
-                for (int b = 0; b < n; b++) {
-                    float *restrict t = tmp + (size_t)(i * n + b) * OC;
-                    const float c0 = at->v[i][0];
-                    const float *restrict m0 = M + ((size_t)(at->k[i][0] * n + b) * T + t_idx) * OC;
-                    for (int o = 0; o < OC; o++) t[o] = c0 * m0[o];
-                    for (int z = 1; z < at->cnt[i]; z++) {
-                        const float cf = at->v[i][z];
-                        const float *restrict mk =
-                            M + ((size_t)(at->k[i][z] * n + b) * T + t_idx) * OC;
-                        for (int o = 0; o < OC; o++) t[o] += cf * mk[o];
-                    }
-                }
+            for (int b = 0; b < n; b++) { /* tmp[i][b] = A^T m[.][b] */
+                for (int k = 0; k < n; k++) mi[k] = M + ((size_t)(k * n + b) * T + t_idx) * OC;
+                if (n == 6)
+                    at6(tmp + (size_t)b * OC, tmp + (size_t)(n + b) * OC, mi, OC);
+                else
+                    at4(tmp + (size_t)b * OC, tmp + (size_t)(n + b) * OC, mi, OC);
+            }
+            for (int i = 0; i < 2; i++) { /* q[i][j] = tmp[i][.] A */
+                for (int k = 0; k < n; k++) ti[k] = tmp + (size_t)(i * n + k) * OC;
+                if (n == 6)
+                    at6(q + (size_t)(i * 2) * OC, q + (size_t)(i * 2 + 1) * OC, ti, OC);
+                else
+                    at4(q + (size_t)(i * 2) * OC, q + (size_t)(i * 2 + 1) * OC, ti, OC);
+            }
             for (int i = 0; i < 2; i++) {
                 int yy = 2 * ty + i;
                 if (yy >= H) break;
-                for (int j = 0; j < 2; j++) { /* y = tmp A */
+                for (int j = 0; j < 2; j++) {
                     int xx = 2 * tx + j;
                     if (xx >= W) break;
-                    for (int o = 0; o < OC; o++) o2[o] = bias[o];
-                    for (int z = 0; z < at->cnt[j]; z++) {
-                        const float cf = at->v[j][z];
-                        const float *restrict tk = tmp + (size_t)(i * n + at->k[j][z]) * OC;
-                        for (int o = 0; o < OC; o++) o2[o] += cf * tk[o];
-                    }
+                    const float *restrict qq = q + (size_t)(i * 2 + j) * OC;
                     float *yp = y + (size_t)yy * W + xx;
                     if (fuse_relu)
-                        for (int o = 0; o < OC; o++) yp[o * HW] = o2[o] < 0.0f ? 0.0f : o2[o];
+                        for (int o = 0; o < OC; o++) {
+                            float v = qq[o] + bias[o];
+                            yp[o * HW] = v < 0.0f ? 0.0f : v;
+                        }
                     else
-                        for (int o = 0; o < OC; o++) yp[o * HW] = o2[o];
+                        for (int o = 0; o < OC; o++) yp[o * HW] = qq[o] + bias[o];
                 }
             }
         }
@@ -648,11 +684,6 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                              float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
                              int r, int fuse_relu) {
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
-    float AT[2 * 6], G[6 * 5], BT[6 * 6];
-    winograd_matrices(r, AT, G, BT);
-    sparse_rows bt, at;
-    sparse_from(&bt, BT, n, n);
-    sparse_from(&at, AT, 2, n);
     const int CM = IC > OC ? IC : OC;
     float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
@@ -667,16 +698,16 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                 for (size_t q = q0; q < q1; q++)
                     for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
             }
-        wino_input(V, xt, tmp, zero, &bt, IC, H, W, TH, TW);
+        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW);
         for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
                         V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
                         M + (size_t)e * T * OC, OC);
-        wino_output(y, M, tmp, &at, b, OC, H, W, TH, TW, fuse_relu);
+        wino_output(y, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu);
     }
 }
 
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
     size_t cm = (size_t)(IC > OC ? IC : OC);
-    return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 1) * cm;
+    return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
 }

@@ -44,6 +44,7 @@ struct bs_net {
     size_t n_params, n_buffers;
     float *params, *grads, *buffers;
     float *arena;    /* activations, col scratch, gradient ping-pong, dlogits */
+    size_t arena_n;
     float *col;
     float *g0, *g1;
     float *dlogits;
@@ -331,6 +332,7 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
                                  : act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra) +
                      wino_u + wino_v + wino_m + wino_x;
     net->arena = malloc(arena_n * sizeof(float));
+    net->arena_n = arena_n;
     if (!net->params || (!infer_only && !net->grads) || !net->buffers || !net->arena) {
         bs_error_set(err, "out of memory for the network (%zu parameters, %zu activation floats)",
                      np, arena_n);
@@ -470,6 +472,11 @@ void bs_net_free(bs_net *net) {
     free(net->buffers);
     free(net->arena);
     free(net);
+}
+
+size_t bs_net_memory_bytes(const bs_net *net) {
+    return sizeof *net + sizeof(float) * (net->n_params * (net->grads ? 2 : 1) + net->n_buffers +
+                                          net->arena_n);
 }
 
 int bs_net_n_layers(const bs_net *net) { return net->n_layers; }

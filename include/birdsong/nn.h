@@ -111,6 +111,8 @@ int bs_net_in_w(const bs_net *net);
 int bs_net_n_outputs(const bs_net *net);
 int bs_net_max_batch(const bs_net *net);
 bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID or BS_LAYER_SOFTMAX */
+/* Bytes the net allocated (parameters, gradients, buffers, activation arena). */
+size_t bs_net_memory_bytes(const bs_net *net);
 /* Multiply-adds x 2 of one forward pass for one input (convolutions and dense). */
 double bs_net_flops(const bs_net *net);
 

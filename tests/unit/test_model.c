@@ -328,3 +328,44 @@ JSON_CASE(tensor_offset_bounds, "past the",
           json_object_set_new(tensor(root, "dense1.bias"), "offset", json_integer(1 << 20)))
 JSON_CASE(tensor_offset_type, "'offset' is not a non-negative integer",
           json_object_set_new(tensor(root, "dense1.bias"), "offset", json_integer(-64)))
+
+JSON_CASE(layer_not_object, "layers[2] is not an object",
+          json_array_set_new(json_object_get(root, "layers"), 2, json_integer(2)))
+JSON_CASE(layer_no_type, "layers[1] has no string 'type'", json_object_del(layer(root, 1), "type"))
+JSON_CASE(layer_filters, "layers[0].filters is 0",
+          json_object_set_new(layer(root, 0), "filters", json_integer(0)))
+JSON_CASE(layer_units, "layers[6].units is not an integer",
+          json_object_set_new(layer(root, 6), "units", json_real(3.0)))
+JSON_CASE(label_empty, "labels[0] has length 0",
+          json_array_set_new(json_object_get(root, "labels"), 0, json_string("")))
+JSON_CASE(label_control, "labels[2] contains a control character",
+          json_array_set_new(json_object_get(root, "labels"), 2, json_string("a\tb")))
+JSON_CASE(threshold_type, "thresholds[0] is not a number",
+          json_array_set_new(json_object_get(root, "thresholds"), 0, json_string("0.5")))
+JSON_CASE(norm_type, "'normalization' is not an object",
+          json_object_set_new(root, "normalization", json_array()))
+JSON_CASE(tensors_type, "'tensors' is not an array", json_object_set_new(root, "tensors", json_object()))
+JSON_CASE(tensor_not_object, "tensors[3] is not an object",
+          json_array_set_new(json_object_get(root, "tensors"), 3, json_null()))
+JSON_CASE(tensor_no_name, "tensors[0] has no string 'name'",
+          json_object_del(tensor(root, "conv1.weight"), "name"))
+JSON_CASE(tensor_shape_type, "tensor conv1.bias: 'shape' is not an array",
+          json_object_set_new(tensor(root, "conv1.bias"), "shape", json_string("[3]")))
+
+Test(loader_check, running_var_negative) {
+    bs_model *m = make_model();
+    size_t n;
+    uint8_t *buf = serialize(m, &n);
+    bs_model_free(m);
+    json_error_t je;
+    json_t *root = json_loadb((char *)buf + 64, rd64(buf + 16), 0, &je);
+    cr_assert_not_null(root);
+    uint64_t off = (uint64_t)json_integer_value(
+        json_object_get(tensor(root, "bn1.running_var"), "offset"));
+    json_decref(root);
+    float neg = -0.5f;
+    memcpy(buf + rd64(buf + 24) + off + 4, &neg, 4);
+    fix_crc(buf, n);
+    expect_refused(buf, n, "bn1.running_var value 1 is -0.5, a variance must be >= 0");
+    free(buf);
+}

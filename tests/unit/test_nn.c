@@ -519,3 +519,50 @@ Test(conv2d, winograd_matches_im2col) {
     winograd_case(5, 128, 256, 16, 22, 0); /* convnet1's conv4 at full size */
 }
 
+
+/* A net whose convolutions take the Winograd path (>= 8 input channels) against the same
+ * net with Winograd off: training forward, gradients and inference forward agree. */
+Test(network, winograd_and_im2col_nets_agree) {
+    static const bs_layer_spec L[] = {
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_CONV2D, .filters = 9, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 4, .kh = 5, .kw = 5},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+        {.kind = BS_LAYER_FLATTEN},
+        {.kind = BS_LAYER_DENSE},
+        {.kind = BS_LAYER_SIGMOID},
+    };
+    enum { B = 3, H = 10, W = 9, O = 2 };
+    bs_error err;
+    unsetenv("BIRDSONG_NN_WINOGRAD");
+    bs_net *a = bs_net_create(L, 12, H, W, O, B, 5, &err);
+    setenv("BIRDSONG_NN_WINOGRAD", "0", 1);
+    bs_net *b = bs_net_create(L, 12, H, W, O, B, 5, &err);
+    unsetenv("BIRDSONG_NN_WINOGRAD");
+    cr_assert(a && b, "%s", err.msg);
+    float x[B * H * W], y[B * O] = {1, 0, 0, 1, 0, 0};
+    fill(x, B * H * W, 1);
+    const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);
+    for (int i = 0; i < B * O; i++) cr_assert_float_eq(za[i], zb[i], 1e-4, "train logit %d", i);
+    bs_net_loss(a, y, NULL, B);
+    bs_net_loss(b, y, NULL, B);
+    bs_net_backward(a, B);
+    bs_net_backward(b, B);
+    const float *ga = bs_net_grads(a), *gb = bs_net_grads(b);
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < bs_net_n_params(a); i++) {
+        mx = fmax(mx, fabs(gb[i]));
+        md = fmax(md, fabs(ga[i] - gb[i]));
+    }
+    cr_assert(md <= 1e-3 * mx, "gradients differ by %g (max %g)", md, mx);
+    za = bs_net_forward(a, x, B, 0);
+    zb = bs_net_forward(b, x, B, 0);
+    for (int i = 0; i < B * O; i++) cr_assert_float_eq(za[i], zb[i], 1e-4, "infer logit %d", i);
+    bs_net_free(a);
+    bs_net_free(b);
+}

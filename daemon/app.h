@@ -1,0 +1,35 @@
+/* birdsongd: the running daemon's parts, shared by the HTTP handlers and the main thread. */
+#ifndef BIRDSONGD_APP_H
+#define BIRDSONGD_APP_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "birdsong/ring.h"
+#include "daemon/config.h"
+#include "daemon/results.h"
+
+#ifndef BIRDSONG_VERSION
+#define BIRDSONG_VERSION "0.1.0"
+#endif
+
+typedef struct bsd_capture bsd_capture;
+typedef struct bsd_worker bsd_worker;
+typedef struct bsd_station bsd_station;
+
+typedef struct bsd_app {
+    bsd_config cfg;
+    char config_path[BSD_PATH_MAX];   /* "" when none */
+    int64_t started_ns;               /* CLOCK_REALTIME at start */
+    double started_mono;              /* CLOCK_MONOTONIC seconds at start */
+    bs_ring *ring;
+    bsd_results *results;
+    bsd_capture *capture;
+    bsd_worker *worker;
+    bsd_station *station;             /* detections, store, clips, streams (daemon/station.h) */
+} bsd_app;
+
+double bsd_mono_seconds(void);  /* CLOCK_MONOTONIC */
+int64_t bsd_realtime_ns(void);  /* CLOCK_REALTIME */
+
+#endif

@@ -1,0 +1,398 @@
+#include "daemon/clips.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "birdsong/log.h"
+
+enum { EMPTY = 0, WAITING, READY, WRITING };
+
+typedef struct request {
+    int state;
+    int64_t id;
+    double t0, t1;       /* wanted times */
+    uint64_t k0, k1;     /* sample indices once READY */
+} request;
+
+typedef struct clip_file {
+    int64_t id;
+    uint64_t bytes;
+} clip_file;
+
+struct bs_clips {
+    char *dir;
+    bs_clips_config cfg;
+    /* audio history, guarded by lock */
+    float *ring;
+    uint64_t cap, n_total;
+    double t_end;
+    request *req;
+    pthread_mutex_t lock;
+    pthread_cond_t wake; /* writer: a request is READY, or stop */
+    pthread_cond_t idle; /* flush: the writer finished one */
+    int stop;
+    pthread_t writer;
+    int writer_started;
+    /* clip index: writer thread, open and quota calls, under lock */
+    clip_file *files;
+    int n_files, files_cap;
+    uint64_t bytes;
+    bs_clips_stats stats;
+    double (*probe)(const char *dir, void *user);
+    void *probe_user;
+};
+
+static double statvfs_probe(const char *dir, void *user) {
+    (void)user;
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0 || v.f_blocks == 0) return 100.0;
+    return 100.0 * (double)v.f_bavail / (double)v.f_blocks;
+}
+
+double bs_clips_disk_free_percent(bs_clips *c) { return c->probe(c->dir, c->probe_user); }
+
+void bs_clips_set_disk_probe(bs_clips *c, double (*fn)(const char *, void *), void *user) {
+    pthread_mutex_lock(&c->lock);
+    c->probe = fn ? fn : statvfs_probe;
+    c->probe_user = user;
+    pthread_mutex_unlock(&c->lock);
+}
+
+static void clip_path(const bs_clips *c, int64_t id, const char *suffix, char *out, size_t n) {
+    snprintf(out, n, "%s/%" PRId64 ".flac%s", c->dir, id, suffix);
+}
+
+static int add_file(bs_clips *c, int64_t id, uint64_t bytes) {
+    if (c->n_files == c->files_cap) {
+        int cap = c->files_cap ? 2 * c->files_cap : 256;
+        clip_file *f = realloc(c->files, (size_t)cap * sizeof *f);
+        if (!f) return -1;
+        c->files = f;
+        c->files_cap = cap;
+    }
+    int i = c->n_files;
+    while (i > 0 && c->files[i - 1].id > id) { /* keep sorted by id */
+        c->files[i] = c->files[i - 1];
+        i--;
+    }
+    c->files[i] = (clip_file){id, bytes};
+    c->n_files++;
+    c->bytes += bytes;
+    return 0;
+}
+
+static void delete_oldest(bs_clips *c) {
+    char path[4096];
+    clip_path(c, c->files[0].id, "", path, sizeof path);
+    if (unlink(path) != 0 && errno != ENOENT) {
+        bs_log_warn("clips: cannot delete %s: %s", path, strerror(errno));
+        c->stats.errors++;
+    }
+    c->bytes -= c->files[0].bytes;
+    memmove(c->files, c->files + 1, (size_t)(c->n_files - 1) * sizeof *c->files);
+    c->n_files--;
+    c->stats.deleted++;
+}
+
+/* Deletes the oldest until `incoming` more bytes fit; lock held. Returns 1 when they fit. */
+static int make_room(bs_clips *c, uint64_t incoming, int *deleted) {
+    uint64_t max_bytes = (uint64_t)(c->cfg.max_mb * 1024.0 * 1024.0);
+    for (;;) {
+        int fits = c->bytes + incoming <= max_bytes && c->probe(c->dir, c->probe_user) >= c->cfg.min_free_percent;
+        if (fits) return 1;
+        if (c->n_files == 0) return 0;
+        delete_oldest(c);
+        (*deleted)++;
+    }
+}
+
+int bs_clips_enforce_quota(bs_clips *c) {
+    int deleted = 0;
+    pthread_mutex_lock(&c->lock);
+    make_room(c, 0, &deleted);
+    pthread_mutex_unlock(&c->lock);
+    return deleted;
+}
+
+static int scan_dir(bs_clips *c, bs_error *err) {
+    DIR *d = opendir(c->dir);
+    if (!d) return bs_error_set(err, "clips: cannot read directory %s: %s", c->dir, strerror(errno));
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long long id = strtoll(e->d_name, &end, 10);
+        if (end == e->d_name || id <= 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", c->dir, e->d_name);
+        if (strcmp(end, ".flac.tmp") == 0) { /* a write cut short by a crash */
+            unlink(path);
+            continue;
+        }
+        if (strcmp(end, ".flac") != 0) continue;
+        struct stat st;
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode)) continue;
+        if (add_file(c, id, (uint64_t)st.st_size)) {
+            closedir(d);
+            return bs_error_set(err, "clips: out of memory indexing %s", c->dir);
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+/* Writes request r (READY) to disk; called on the writer thread without the lock. */
+static void write_clip(bs_clips *c, request *r) {
+    char tmp[4096], final[4096];
+    clip_path(c, r->id, ".tmp", tmp, sizeof tmp);
+    clip_path(c, r->id, "", final, sizeof final);
+    uint64_t n = r->k1 > r->k0 ? r->k1 - r->k0 : 0;
+    if (n == 0) return;
+    int deleted = 0;
+    pthread_mutex_lock(&c->lock);
+    int fits = make_room(c, n * 2, &deleted); /* 16-bit PCM: an upper bound for FLAC */
+    if (!fits) c->stats.skipped_disk++;
+    pthread_mutex_unlock(&c->lock);
+    if (!fits) {
+        bs_log_warn("clips: no room for the clip of detection %" PRId64 " (quota %.1f MB, %.1f%% disk kept free)",
+                    r->id, c->cfg.max_mb, c->cfg.min_free_percent);
+        return;
+    }
+    SF_INFO info = {.samplerate = c->cfg.sample_rate, .channels = 1, .format = SF_FORMAT_FLAC | SF_FORMAT_PCM_16};
+    SNDFILE *sf = sf_open(tmp, SFM_WRITE, &info);
+    if (!sf) {
+        bs_log_error("clips: cannot create %s: %s", tmp, sf_strerror(NULL));
+        pthread_mutex_lock(&c->lock);
+        c->stats.errors++;
+        pthread_mutex_unlock(&c->lock);
+        return;
+    }
+    sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
+    float chunk[4096];
+    int ok = 1;
+    for (uint64_t k = r->k0; ok && k < r->k1;) {
+        uint64_t m = r->k1 - k < 4096 ? r->k1 - k : 4096;
+        pthread_mutex_lock(&c->lock);
+        if (c->n_total - k > c->cap) {
+            ok = 0; /* the worker overwrote it: the writer fell too far behind */
+        } else {
+            for (uint64_t j = 0; j < m; j++) chunk[j] = c->ring[(k + j) % c->cap];
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (ok && sf_writef_float(sf, chunk, (sf_count_t)m) != (sf_count_t)m) ok = 0;
+        k += m;
+    }
+    if (sf_close(sf) != 0) ok = 0;
+    struct stat st;
+    if (ok && (stat(tmp, &st) != 0 || rename(tmp, final) != 0)) ok = 0;
+    pthread_mutex_lock(&c->lock);
+    if (ok) {
+        add_file(c, r->id, (uint64_t)st.st_size);
+        c->stats.saved++;
+        make_room(c, 0, &deleted);
+    } else {
+        c->stats.errors++;
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (!ok) {
+        bs_log_error("clips: could not write %s (disk full, or audio overwritten before it was saved)", final);
+        unlink(tmp);
+    }
+}
+
+static void *writer_main(void *arg) {
+    bs_clips *c = arg;
+    pthread_mutex_lock(&c->lock);
+    for (;;) {
+        request *r = NULL;
+        for (int i = 0; i < c->cfg.max_pending; i++)
+            if (c->req[i].state == READY && (!r || c->req[i].id < r->id)) r = &c->req[i];
+        if (!r) {
+            if (c->stop) break;
+            pthread_cond_wait(&c->wake, &c->lock);
+            continue;
+        }
+        r->state = WRITING;
+        request copy = *r;
+        pthread_mutex_unlock(&c->lock);
+        write_clip(c, &copy);
+        pthread_mutex_lock(&c->lock);
+        r->state = EMPTY;
+        pthread_cond_broadcast(&c->idle);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+bs_clips *bs_clips_open(const char *dir, const bs_clips_config *cfg, bs_error *err) {
+    bs_clips_config k = cfg ? *cfg : (bs_clips_config){0};
+    if (k.sample_rate <= 0 || k.sample_rate > 384000) {
+        bs_error_set(err, "clips: sample rate must be 1..384000 Hz, found %d", k.sample_rate);
+        return NULL;
+    }
+    if (k.pre_roll == 0) k.pre_roll = 1.0;
+    if (k.post_roll == 0) k.post_roll = 1.0;
+    if (k.max_event_seconds == 0) k.max_event_seconds = 60.0;
+    if (k.max_mb == 0) k.max_mb = 500.0;
+    if (k.min_free_percent == 0) k.min_free_percent = 10.0;
+    if (k.max_pending == 0) k.max_pending = 16;
+    if (k.pre_roll < 0 || k.pre_roll > 60 || k.post_roll < 0 || k.post_roll > 60 || k.max_event_seconds < 0 ||
+        k.max_event_seconds > 3600 || k.max_mb < 0 || k.min_free_percent < 0 || k.min_free_percent > 100 ||
+        k.max_pending < 0 || k.max_pending > 4096) {
+        bs_error_set(err, "clips: settings out of range (pre/post roll 0..60 s, max event 0..3600 s, max_mb >= 0, "
+                          "min_free_percent 0..100)");
+        return NULL;
+    }
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
+        bs_error_set(err, "clips: cannot create directory %s: %s", dir, strerror(errno));
+        return NULL;
+    }
+    bs_clips *c = calloc(1, sizeof *c);
+    if (!c) {
+        bs_error_set(err, "clips: out of memory");
+        return NULL;
+    }
+    c->cfg = k;
+    c->dir = strdup(dir);
+    /* pre + event + post, plus 10 s for the writer to catch up */
+    c->cap = (uint64_t)((k.pre_roll + k.max_event_seconds + k.post_roll + 10.0) * k.sample_rate);
+    c->ring = calloc(c->cap, sizeof *c->ring);
+    c->req = calloc((size_t)k.max_pending, sizeof *c->req);
+    c->probe = statvfs_probe;
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->wake, NULL);
+    pthread_cond_init(&c->idle, NULL);
+    if (!c->dir || !c->ring || !c->req) {
+        bs_error_set(err, "clips: out of memory for %" PRIu64 " samples of history", c->cap);
+        bs_clips_close(c);
+        return NULL;
+    }
+    if (scan_dir(c, err)) {
+        bs_clips_close(c);
+        return NULL;
+    }
+    int deleted = bs_clips_enforce_quota(c);
+    if (deleted > 0) bs_log_info("clips: quota: deleted the %d oldest clip(s) in %s", deleted, dir);
+    if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
+        bs_error_set(err, "clips: cannot start the writer thread");
+        bs_clips_close(c);
+        return NULL;
+    }
+    c->writer_started = 1;
+    return c;
+}
+
+void bs_clips_close(bs_clips *c) {
+    if (!c) return;
+    if (c->writer_started) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = 1;
+        pthread_cond_broadcast(&c->wake);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->writer, NULL);
+    }
+    pthread_cond_destroy(&c->wake);
+    pthread_cond_destroy(&c->idle);
+    pthread_mutex_destroy(&c->lock);
+    free(c->files);
+    free(c->req);
+    free(c->ring);
+    free(c->dir);
+    free(c);
+}
+
+/* Lock held: marks WAITING requests whose audio is complete as READY. */
+static void promote(bs_clips *c) {
+    int any = 0;
+    double rate = c->cfg.sample_rate;
+    for (int i = 0; i < c->cfg.max_pending; i++) {
+        request *r = &c->req[i];
+        if (r->state != WAITING || r->t1 > c->t_end) continue;
+        uint64_t oldest = c->n_total > c->cap ? c->n_total - c->cap : 0;
+        double k0 = (double)c->n_total - (c->t_end - r->t0) * rate;
+        double k1 = (double)c->n_total - (c->t_end - r->t1) * rate;
+        r->k0 = k0 < (double)oldest ? oldest : (uint64_t)k0;
+        r->k1 = k1 < (double)r->k0 ? r->k0 : (uint64_t)k1;
+        r->state = READY;
+        any = 1;
+    }
+    if (any) pthread_cond_signal(&c->wake);
+}
+
+void bs_clips_feed(bs_clips *c, const float *x, size_t n, double t_end) {
+    pthread_mutex_lock(&c->lock);
+    if (n > c->cap) { /* only the newest cap samples matter */
+        x += n - c->cap;
+        c->n_total += n - c->cap;
+        n = c->cap;
+    }
+    uint64_t at = c->n_total % c->cap;
+    size_t first = c->cap - at < n ? (size_t)(c->cap - at) : n;
+    memcpy(c->ring + at, x, first * sizeof *x);
+    memcpy(c->ring, x + first, (n - first) * sizeof *x);
+    c->n_total += n;
+    c->t_end = t_end;
+    promote(c);
+    pthread_mutex_unlock(&c->lock);
+}
+
+int bs_clips_request(bs_clips *c, const bs_detection *d) {
+    pthread_mutex_lock(&c->lock);
+    for (int i = 0; i < c->cfg.max_pending; i++) {
+        if (c->req[i].state != EMPTY) continue;
+        double t0 = d->start - c->cfg.pre_roll, t1 = d->end + c->cfg.post_roll;
+        if (t1 - t0 > (double)c->cap / c->cfg.sample_rate - 10.0) t0 = t1 - ((double)c->cap / c->cfg.sample_rate - 10.0);
+        c->req[i] = (request){.state = WAITING, .id = d->id, .t0 = t0, .t1 = t1};
+        promote(c);
+        pthread_mutex_unlock(&c->lock);
+        return 0;
+    }
+    c->stats.skipped_busy++;
+    pthread_mutex_unlock(&c->lock);
+    return -1;
+}
+
+int bs_clips_flush(bs_clips *c, int timeout_ms) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long ns = ts.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
+    ts.tv_sec += timeout_ms / 1000 + ns / 1000000000L;
+    ts.tv_nsec = ns % 1000000000L;
+    pthread_mutex_lock(&c->lock);
+    int rc = 0;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < c->cfg.max_pending; i++) busy |= c->req[i].state == READY || c->req[i].state == WRITING;
+        if (!busy) break;
+        if (pthread_cond_timedwait(&c->idle, &c->lock, &ts) == ETIMEDOUT) {
+            rc = -1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+int bs_clips_path(bs_clips *c, int64_t id, char *out, size_t n) {
+    clip_path(c, id, "", out, n);
+    struct stat st;
+    return stat(out, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+bs_clips_stats bs_clips_get_stats(bs_clips *c) {
+    pthread_mutex_lock(&c->lock);
+    bs_clips_stats s = c->stats;
+    s.files = (uint64_t)c->n_files;
+    s.bytes = c->bytes;
+    pthread_mutex_unlock(&c->lock);
+    return s;
+}

@@ -1,0 +1,302 @@
+#include "daemon/config.h"
+
+#include "birdsong/log.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define F(field) offsetof(bsd_config, field)
+#define S(field) sizeof(((bsd_config *)0)->field)
+
+/* The one table. Ranges are inclusive. */
+const bsd_directive bsd_directives[] = {
+    {"model", BSD_CFG_STRING, F(model), S(model), "models/demo.bsm", 0, 0,
+     "model file (.bsm) to serve; reloaded on SIGHUP"},
+    {"device", BSD_CFG_STRING, F(device), S(device), "", 0, 0,
+     "capture device: empty for the default, a device index, or (part of) its name; see --list-devices"},
+    {"input", BSD_CFG_STRING, F(input), S(input), "", 0, 0,
+     "read this audio file instead of a device (demos, replaying field recordings, tests)"},
+    {"input_loop", BSD_CFG_BOOL, F(input_loop), 0, "false", 0, 1,
+     "restart the input file at its end (true/false)"},
+    {"input_speed", BSD_CFG_DOUBLE, F(input_speed), 0, "1", 0.1, 100,
+     "pace of the input file, times real time"},
+    {"ring_seconds", BSD_CFG_DOUBLE, F(ring_seconds), 0, "12", 10, 600,
+     "length of the sample ring between capture and worker, seconds (at least 10)"},
+    {"device_stall_seconds", BSD_CFG_DOUBLE, F(device_stall_seconds), 0, "3", 0.5, 60,
+     "a device that delivers no samples for this long is closed and reopened"},
+    {"reopen_max_seconds", BSD_CFG_DOUBLE, F(reopen_max_seconds), 0, "30", 0.1, 3600,
+     "longest wait between attempts to reopen a failed device (backoff doubles from 0.25 s)"},
+    {"hop_seconds", BSD_CFG_DOUBLE, F(hop_seconds), 0, "0.5", 0.05, 60,
+     "the analysis window advances by this much; the window length comes from the model"},
+    {"history_seconds", BSD_CFG_DOUBLE, F(history_seconds), 0, "3600", 1, 604800,
+     "results kept for GET /api/v1/predictions, seconds of audio"},
+    {"inference_threads", BSD_CFG_INT, F(inference_threads), 0, "1", 1, 64,
+     "OpenBLAS threads for the network"},
+    {"max_lag_seconds", BSD_CFG_DOUBLE, F(max_lag_seconds), 0, "3", 0.1, 600,
+     "health turns 503 when the worker is further than this behind the capture"},
+    {"debug_pause_worker_seconds", BSD_CFG_DOUBLE, F(debug_pause_worker_seconds), 0, "0", 0, 3600,
+     "testing only: the worker stalls this long before reading the ring (shows overruns; starves the watchdog)"},
+    {"debug_dump_path", BSD_CFG_STRING, F(debug_dump_path), S(debug_dump_path), "", 0, 0,
+     "testing only: write the first 200 windows (start, samples, log-mel dB) to this file"},
+    {"listen", BSD_CFG_STRING, F(listen), S(listen), "127.0.0.1:8080", 0, 0,
+     "HTTP address:port ([v6]:port for IPv6)"},
+    {"http_threads", BSD_CFG_INT, F(http_threads), 0, "2", 1, 64,
+     "HTTP server threads"},
+    {"http_connection_limit", BSD_CFG_INT, F(http_connection_limit), 0, "512", 1, 65536,
+     "most simultaneous HTTP connections"},
+    {"http_timeout_seconds", BSD_CFG_INT, F(http_timeout_seconds), 0, "30", 1, 3600,
+     "an idle HTTP connection is closed after this many seconds"},
+    {"log_level", BSD_CFG_STRING, F(log_level), S(log_level), "info", 0, 0,
+     "error, warn, info or debug"},
+    /* station (daemon/station.c): detections, their store, clips and streams */
+    {"state_dir", BSD_CFG_STRING, F(state_dir), S(state_dir), "", 0, 0,
+     "directory for detections.db and clips/ (created if missing); empty: $STATE_DIRECTORY from systemd's StateDirectory=, else nothing is stored"},
+    {"min_confidence", BSD_CFG_DOUBLE, F(min_confidence), 0, "0", 0, 1,
+     "global floor: a species detects at max(model threshold, min_confidence) unless species_thresholds names it"},
+    {"species_thresholds", BSD_CFG_STRING, F(species_thresholds), S(species_thresholds), "", 0, 0,
+     "per-species thresholds overriding the model's and min_confidence, e.g. 'Parus_major:0.8, Sitta_europaea:0.6'"},
+    {"include_species", BSD_CFG_STRING, F(include_species), S(include_species), "", 0, 0,
+     "comma-separated labels: only these species detect (empty: all)"},
+    {"exclude_species", BSD_CFG_STRING, F(exclude_species), S(exclude_species), "", 0, 0,
+     "comma-separated labels that never detect"},
+    {"suppress_seconds", BSD_CFG_DOUBLE, F(suppress_seconds), 0, "0", 0, 86400,
+     "a detection starting less than this long after the end of the last one of the same species is dropped"},
+    {"species_suppress_seconds", BSD_CFG_STRING, F(species_suppress_seconds), S(species_suppress_seconds), "", 0, 0,
+     "per-species suppress_seconds, e.g. 'Parus_major:30'"},
+    {"max_event_seconds", BSD_CFG_DOUBLE, F(max_event_seconds), 0, "60", 0, 3600,
+     "consecutive windows of a species merge into one detection of at most this length (0: no limit)"},
+    {"retention_days", BSD_CFG_DOUBLE, F(retention_days), 0, "0", 0, 36500,
+     "detections older than this are deleted (0: kept forever)"},
+    {"retention_rows", BSD_CFG_INT, F(retention_rows), 0, "1000000", 0, 2000000000,
+     "at most this many detections are kept, the oldest deleted first (0: no limit)"},
+    {"clips", BSD_CFG_BOOL, F(clips), 0, "false", 0, 1,
+     "save each detection's audio as FLAC under state_dir/clips (true/false)"},
+    {"clip_pre_roll", BSD_CFG_DOUBLE, F(clip_pre_roll), 0, "1", 0, 60,
+     "seconds of audio saved before a detection"},
+    {"clip_post_roll", BSD_CFG_DOUBLE, F(clip_post_roll), 0, "1", 0, 60,
+     "seconds of audio saved after a detection"},
+    {"clips_max_mb", BSD_CFG_DOUBLE, F(clips_max_mb), 0, "500", 0.01, 10000000,
+     "the clips together stay under this many MiB; the oldest are deleted first"},
+    {"clips_min_free_percent", BSD_CFG_DOUBLE, F(clips_min_free_percent), 0, "10", 0, 99,
+     "keep at least this much of the clips' file system free: delete the oldest clips, else skip"},
+    {"stream_max_clients", BSD_CFG_INT, F(stream_max_clients), 0, "8", 1, 1024,
+     "most simultaneous GET /api/v1/stream clients (more get 503)"},
+    {"stream_history", BSD_CFG_INT, F(stream_history), 0, "2048", 16, 1000000,
+     "events kept for Last-Event-ID resume; a client further behind is dropped"},
+    {"stream_heartbeat_seconds", BSD_CFG_DOUBLE, F(stream_heartbeat_seconds), 0, "15", 0.1, 3600,
+     "an idle stream gets a comment line this often"},
+    {"mqtt", BSD_CFG_BOOL, F(mqtt), 0, "false", 0, 1,
+     "publish each detection as JSON to an MQTT broker (true/false)"},
+    {"mqtt_host", BSD_CFG_STRING, F(mqtt_host), S(mqtt_host), "localhost", 0, 0,
+     "MQTT broker host"},
+    {"mqtt_port", BSD_CFG_INT, F(mqtt_port), 0, "1883", 1, 65535,
+     "MQTT broker port"},
+    {"mqtt_topic", BSD_CFG_STRING, F(mqtt_topic), S(mqtt_topic), "birdsong/detections", 0, 0,
+     "topic the detections are published to"},
+    {"mqtt_client_id", BSD_CFG_STRING, F(mqtt_client_id), S(mqtt_client_id), "", 0, 0,
+     "MQTT client id (empty: birdsongd-<pid>)"},
+    {"mqtt_username", BSD_CFG_STRING, F(mqtt_username), S(mqtt_username), "", 0, 0,
+     "MQTT user name (empty: anonymous)"},
+    {"mqtt_password", BSD_CFG_STRING, F(mqtt_password), S(mqtt_password), "", 0, 0,
+     "MQTT password"},
+    {"mqtt_qos", BSD_CFG_INT, F(mqtt_qos), 0, "1", 0, 2,
+     "MQTT quality of service: 0, 1 or 2"},
+    {"mqtt_queue", BSD_CFG_INT, F(mqtt_queue), 0, "256", 1, 100000,
+     "detections kept while the broker is unreachable; the oldest are dropped beyond"},
+};
+const size_t bsd_n_directives = sizeof bsd_directives / sizeof bsd_directives[0];
+
+const bsd_directive *bsd_config_find(const char *name) {
+    for (size_t i = 0; i < bsd_n_directives; i++)
+        if (strcmp(bsd_directives[i].name, name) == 0) return &bsd_directives[i];
+    return NULL;
+}
+
+static int parse_bool(const char *v, int *out) {
+    static const char *yes[] = {"true", "yes", "on", "1"}, *no[] = {"false", "no", "off", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0) return *out = 1, 0;
+        if (strcasecmp(v, no[i]) == 0) return *out = 0, 0;
+    }
+    return -1;
+}
+
+int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_error *err) {
+    const bsd_directive *d = bsd_config_find(name);
+    if (!d) return bs_error_set(err, "directive '%s': unknown directive (see birdsongd --help-config)", name);
+    char *field = (char *)cfg + d->offset;
+    char *end = NULL;
+    switch (d->type) {
+    case BSD_CFG_STRING:
+        if (strlen(value) >= d->size)
+            return bs_error_set(err, "directive '%s': expected at most %zu characters, found %zu",
+                                name, d->size - 1, strlen(value));
+        if (strcmp(name, "log_level") == 0) {
+            bs_log_level lv;
+            if (bs_log_level_parse(value, &lv) != 0)
+                return bs_error_set(err, "directive '%s': expected error, warn, info or debug, found '%s'",
+                                    name, value);
+        }
+        if (strcmp(name, "listen") == 0) {
+            char host[64];
+            int port;
+            bs_error e2;
+            if (bsd_parse_listen(value, host, sizeof host, &port, &e2) != 0)
+                return bs_error_set(err, "directive '%s': %s", name, e2.msg);
+        }
+        memcpy(field, value, strlen(value) + 1);
+        return 0;
+    case BSD_CFG_INT: {
+        errno = 0;
+        long v = strtol(value, &end, 10);
+        if (*value == '\0' || *end != '\0' || errno)
+            return bs_error_set(err, "directive '%s': expected an integer, found '%s'", name, value);
+        if (v < (long)d->min || v > (long)d->max)
+            return bs_error_set(err, "directive '%s': expected an integer in [%g, %g], found %ld", name,
+                                d->min, d->max, v);
+        *(int *)field = (int)v;
+        return 0;
+    }
+    case BSD_CFG_DOUBLE: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (*value == '\0' || *end != '\0' || errno || !isfinite(v))
+            return bs_error_set(err, "directive '%s': expected a number, found '%s'", name, value);
+        if (v < d->min || v > d->max)
+            return bs_error_set(err, "directive '%s': expected a number in [%g, %g], found %g", name,
+                                d->min, d->max, v);
+        *(double *)field = v;
+        return 0;
+    }
+    case BSD_CFG_BOOL: {
+        int b;
+        if (parse_bool(value, &b) != 0)
+            return bs_error_set(err, "directive '%s': expected true or false, found '%s'", name, value);
+        *(int *)field = b;
+        return 0;
+    }
+    }
+    return bs_error_set(err, "directive '%s': internal error, unknown type", name);
+}
+
+void bsd_config_defaults(bsd_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < bsd_n_directives; i++) {
+        bs_error err;
+        if (bsd_config_set(cfg, bsd_directives[i].name, bsd_directives[i].def, &err) != 0) {
+            /* A bad default is a programming error caught by the unit tests. */
+            fprintf(stderr, "birdsongd: bad built-in default: %s\n", err.msg);
+            abort();
+        }
+    }
+}
+
+struct load_ctx {
+    bsd_config *cfg;
+    int line;          /* lines seen, counted by the reader below */
+    int err_line;
+    bs_error err;
+    int failed;
+};
+
+static int on_directive(void *user, const char *section, const char *name, const char *value) {
+    struct load_ctx *c = user;
+    if (c->failed) return 0;
+    if (section && section[0]) {
+        bs_error_set(&c->err, "directive '%s': found in section [%s]; directives belong at the top of the file, before any section",
+                     name, section);
+        c->failed = 1;
+        c->err_line = c->line;
+        return 0;
+    }
+    if (bsd_config_set(c->cfg, name, value, &c->err) != 0) {
+        c->failed = 1;
+        c->err_line = c->line;
+        return 0;
+    }
+    return 1;
+}
+
+/* inih's reader hook: counts lines so that the handler knows where it is. */
+struct line_reader {
+    FILE *f;
+    struct load_ctx *ctx;
+};
+
+static char *read_line(char *str, int num, void *stream) {
+    struct line_reader *r = stream;
+    char *s = fgets(str, num, r->f);
+    if (s) r->ctx->line++;
+    return s;
+}
+
+int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
+    FILE *f = fopen(path, "r");
+    if (!f) return bs_error_set(err, "%s: cannot open the config file: %s", path, strerror(errno));
+    struct load_ctx c = {.cfg = cfg};
+    struct line_reader r = {.f = f, .ctx = &c};
+    int rc = ini_parse_stream(read_line, &r, on_directive, &c);
+    fclose(f);
+    if (rc == 0) return 0;
+    if (rc < 0) return bs_error_set(err, "%s: cannot read the config file (out of memory)", path);
+    if (c.failed && c.err_line == rc) return bs_error_set(err, "%s:%d: %s", path, rc, c.err.msg);
+    return bs_error_set(err, "%s:%d: syntax error: expected 'name = value', a [section], a comment or a blank line",
+                        path, rc);
+}
+
+int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err) {
+    const char *colon;
+    const char *h0 = text;
+    size_t hlen;
+    int v6 = 0;
+    if (text[0] == '[') {
+        const char *rb = strchr(text, ']');
+        if (!rb || rb[1] != ':') return bs_error_set(err, "expected [IPv6]:port, found '%s'", text);
+        h0 = text + 1;
+        hlen = (size_t)(rb - h0);
+        colon = rb + 1;
+        v6 = 1;
+    } else {
+        colon = strrchr(text, ':');
+        if (!colon) return bs_error_set(err, "expected address:port, found '%s'", text);
+        hlen = (size_t)(colon - text);
+    }
+    if (hlen == 0 || hlen >= host_size) return bs_error_set(err, "expected an IP address before ':', found '%s'", text);
+    memcpy(host, h0, hlen);
+    host[hlen] = '\0';
+    unsigned char buf[16];
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, host, buf) != 1)
+        return bs_error_set(err, "expected a numeric IP%s address, found '%s'", v6 ? "v6" : "v4", host);
+    char *end;
+    errno = 0;
+    long p = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno || p < 1 || p > 65535)
+        return bs_error_set(err, "expected a port in [1, 65535], found '%s'", colon + 1);
+    *port = (int)p;
+    return 0;
+}
+
+int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
+    if (cfg->model[0] == '\0') return bs_error_set(err, "directive 'model': a model file is required");
+    double windows = cfg->history_seconds / cfg->hop_seconds;
+    if (windows > BSD_HISTORY_MAX_WINDOWS)
+        return bs_error_set(err, "directive 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",
+                            cfg->history_seconds, cfg->hop_seconds, windows, BSD_HISTORY_MAX_WINDOWS);
+    return 0;
+}
+
+void bsd_config_print_reference(void *file) {
+    FILE *f = file;
+    for (size_t i = 0; i < bsd_n_directives; i++) {
+        const bsd_directive *d = &bsd_directives[i];
+        fprintf(f, "# %s\n", d->help);
+        if (d->type == BSD_CFG_INT || d->type == BSD_CFG_DOUBLE) fprintf(f, "# range: %g to %g\n", d->min, d->max);
+        fprintf(f, "%s = %s\n\n", d->name, d->def);
+    }
+}

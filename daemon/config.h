@@ -1,0 +1,103 @@
+/* birdsongd configuration: ONE table of directives (daemon/config.c) drives the defaults,
+ * the INI file (inih), the command-line overrides, --check-config and the documentation
+ * (`birdsongd --help-config`). A new directive is a new struct field plus a table row. */
+#ifndef BIRDSONGD_CONFIG_H
+#define BIRDSONGD_CONFIG_H
+
+#include <stddef.h>
+
+#include "birdsong/error.h"
+
+#define BSD_PATH_MAX 1024
+#define BSD_HISTORY_MAX_WINDOWS 1000000 /* results kept at most (memory bound) */
+
+typedef struct bsd_config {
+    /* audio in */
+    char device[256];              /* "" = default capture device; else name or index */
+    char input[BSD_PATH_MAX];      /* file source instead of a device ("" = device) */
+    int input_loop;                /* restart the file at its end */
+    double input_speed;            /* file source pace, x real time */
+    double ring_seconds;           /* sample ring length (>= 10 s) */
+    double device_stall_seconds;   /* no samples for this long: the device is reopened */
+    double reopen_max_seconds;     /* backoff cap between reopen attempts */
+    /* worker */
+    char model[BSD_PATH_MAX];      /* .bsm model file */
+    double hop_seconds;            /* window hop */
+    double history_seconds;        /* results kept for /predictions */
+    int inference_threads;         /* OpenBLAS threads */
+    double max_lag_seconds;        /* worker this far behind real time: unhealthy */
+    double debug_pause_worker_seconds; /* test knob: worker sleeps this long at start */
+    char debug_dump_path[BSD_PATH_MAX]; /* test knob: the first windows' samples+features */
+    /* HTTP */
+    char listen[128];              /* address:port */
+    int http_threads;              /* libmicrohttpd thread pool */
+    int http_connection_limit;
+    int http_timeout_seconds;      /* idle keep-alive connections are closed after this */
+    /* process */
+    char log_level[16];
+    /* station: detections, store, clips, streams (daemon/station.c) */
+    char state_dir[BSD_PATH_MAX];  /* detections.db and clips/ ("" = $STATE_DIRECTORY, else not stored) */
+    double min_confidence;         /* floor for the model's per-species thresholds */
+    char species_thresholds[4096]; /* "Label:0.8, Other:0.6" overrides */
+    char include_species[4096];    /* only these detect ("" = all) */
+    char exclude_species[4096];    /* these never detect */
+    double suppress_seconds;       /* a repeat of a species within this time is dropped */
+    char species_suppress_seconds[4096]; /* "Label:30, ..." per species */
+    double max_event_seconds;      /* a longer run of windows is split */
+    double retention_days;         /* 0 = keep forever */
+    int retention_rows;            /* 0 = no limit */
+    int clips;                     /* save FLAC clips of detections */
+    double clip_pre_roll, clip_post_roll;
+    double clips_max_mb, clips_min_free_percent;
+    int stream_max_clients;
+    int stream_history;
+    double stream_heartbeat_seconds;
+    int mqtt;                      /* publish detections to an MQTT broker */
+    char mqtt_host[256];
+    int mqtt_port;
+    char mqtt_topic[256];
+    char mqtt_client_id[128];
+    char mqtt_username[128];
+    char mqtt_password[256];
+    int mqtt_qos;
+    int mqtt_queue;
+} bsd_config;
+
+typedef enum bsd_config_type { BSD_CFG_STRING, BSD_CFG_INT, BSD_CFG_DOUBLE, BSD_CFG_BOOL } bsd_config_type;
+
+typedef struct bsd_directive {
+    const char *name;
+    bsd_config_type type;
+    size_t offset;        /* into bsd_config */
+    size_t size;          /* string capacity */
+    const char *def;      /* default, as it would be written in the file */
+    double min, max;      /* range for INT and DOUBLE */
+    const char *help;
+} bsd_directive;
+
+extern const bsd_directive bsd_directives[];
+extern const size_t bsd_n_directives;
+
+const bsd_directive *bsd_config_find(const char *name);
+
+/* Every directive at its default. */
+void bsd_config_defaults(bsd_config *cfg);
+
+/* Sets one directive from its text form. Returns 0, or -1 with err naming the directive,
+ * what was expected and what was found (unknown names included). */
+int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_error *err);
+
+/* Reads an INI file (directives at top level, `name = value`, `#` or `;` comments) over cfg.
+ * Returns 0, or -1 with err = "<file>:<line>: directive '<name>': <problem>". */
+int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err);
+
+/* Cross-directive checks (e.g. a model is required, listen parses). 0 or -1 with err. */
+int bsd_config_validate(const bsd_config *cfg, bs_error *err);
+
+/* Splits "host:port" or "[v6]:port". 0 or -1 with err. */
+int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err);
+
+/* Writes every directive with its help and default, as a config file would hold it. */
+void bsd_config_print_reference(void *file);
+
+#endif

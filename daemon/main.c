@@ -1,0 +1,323 @@
+/* birdsongd: live capture -> per-species probabilities over a JSON HTTP API.
+ *
+ * Threads: PortAudio's callback (or the file reader), the capture supervisor, the worker,
+ * libmicrohttpd's pool, and this main thread, which handles signals (handlers only set
+ * flags), SIGHUP model reloads and the systemd notifications (READY, STATUS, WATCHDOG fed
+ * by the worker's progress). */
+#include <errno.h>
+#include <getopt.h>
+#include <malloc.h>
+#include <math.h>
+#include <signal.h>
+#include <sndfile.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <systemd/sd-daemon.h>
+#include <time.h>
+
+#include "birdsong/log.h"
+#include "birdsong/nn.h"
+#include "daemon/app.h"
+#include "daemon/capture.h"
+#include "daemon/config.h"
+#include "daemon/http.h"
+#include "daemon/station.h"
+#include "daemon/worker.h"
+
+static volatile sig_atomic_t g_stop, g_reload;
+
+static void on_stop(int sig) { g_stop = sig; }
+static void on_hup(int sig) { g_reload = 1; }
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: birdsongd [options]\n"
+            "\n"
+            "Live bird-sound classifier: captures audio, runs the model every hop and serves\n"
+            "per-species probabilities over HTTP (see birdsongd(8) and docs/api.md).\n"
+            "\n"
+            "  -c, --config FILE       read directives from FILE (INI; see etc/birdsongd.conf)\n"
+            "  -m, --model FILE        model file (.bsm)                      [model]\n"
+            "  -l, --listen ADDR:PORT  HTTP address                           [listen]\n"
+            "  -d, --device DEV        capture device: index or name          [device]\n"
+            "  -i, --input FILE        read an audio file instead of a device [input]\n"
+            "      --input-loop        restart the file at its end            [input_loop]\n"
+            "      --input-speed X     file pace, times real time             [input_speed]\n"
+            "      --log-level LEVEL   error, warn, info, debug               [log_level]\n"
+            "      --state-dir DIR     detections.db and clips/ go here       [state_dir]\n"
+            "  -s, --set NAME=VALUE    set any directive (see --help-config)\n"
+            "      --list-devices      list capture devices and exit\n"
+            "      --check-config      validate the configuration and the model, then exit\n"
+            "      --help-config       print every directive with its default and exit\n"
+            "  -V, --version           print the version and exit\n"
+            "  -h, --help              this text\n"
+            "\n"
+            "Flags override the config file. Exit status: 0 ok, 1 runtime failure, 2 bad\n"
+            "configuration or model. Signals: TERM/INT stop, HUP reloads the model.\n");
+}
+
+struct override {
+    const char *name;
+    const char *value;
+};
+
+static int die_config(const char *msg) {
+    fprintf(stderr, "birdsongd: %s\n", msg);
+    return 2;
+}
+
+/* Checks the input file is readable audio (for --check-config and start-up). */
+static int check_input(const char *path, bs_error *err) {
+    SF_INFO info;
+    memset(&info, 0, sizeof info);
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    if (!sf) return bs_error_set(err, "directive 'input': %s: %s", path, sf_strerror(NULL));
+    sf_close(sf);
+    return 0;
+}
+
+static void reload_model(bsd_app *app) {
+    bs_error err;
+    bs_log_info("SIGHUP: reloading the model from %s", app->cfg.model);
+    bsd_model *m = bsd_model_open(app->cfg.model, &err);
+    if (!m) {
+        bs_log_error("reload refused, still serving the previous model: %s", err.msg);
+        bsd_worker_note_reload(app->worker, app->cfg.model, err.msg);
+        sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
+        return;
+    }
+    if (bsd_station_check_model(&app->cfg, m, &err) != 0) { /* detection settings must fit its labels */
+        bs_log_error("reload refused, still serving the previous model: %s", err.msg);
+        bsd_worker_note_reload(app->worker, app->cfg.model, err.msg);
+        sd_notifyf(0, "STATUS=model reload failed: %s", err.msg);
+        bsd_model_close(m);
+        return;
+    }
+    bsd_worker_replace_model(app->worker, m);
+    bsd_worker_note_reload(app->worker, app->cfg.model, NULL);
+}
+
+int main(int argc, char **argv) {
+    bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},  {"model", required_argument, 0, 'm'},
+        {"listen", required_argument, 0, 'l'},  {"device", required_argument, 0, 'd'},
+        {"input", required_argument, 0, 'i'},   {"input-loop", no_argument, 0, 1},
+        {"input-speed", required_argument, 0, 2}, {"log-level", required_argument, 0, 3},
+        {"set", required_argument, 0, 's'},     {"list-devices", no_argument, 0, 4},
+        {"check-config", no_argument, 0, 5},    {"help-config", no_argument, 0, 6},
+        {"state-dir", required_argument, 0, 7},
+        {"version", no_argument, 0, 'V'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    struct override ov[128];
+    int n_ov = 0, list = 0, check = 0;
+    const char *config_path = NULL;
+    char *set_copies[128];
+    int n_copies = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:m:l:d:i:s:Vh", opts, NULL)) != -1) {
+        if (n_ov >= 120) return die_config("too many options");
+        switch (c) {
+        case 'c': config_path = optarg; break;
+        case 'm': ov[n_ov++] = (struct override){"model", optarg}; break;
+        case 'l': ov[n_ov++] = (struct override){"listen", optarg}; break;
+        case 'd': ov[n_ov++] = (struct override){"device", optarg}; break;
+        case 'i': ov[n_ov++] = (struct override){"input", optarg}; break;
+        case 1: ov[n_ov++] = (struct override){"input_loop", "true"}; break;
+        case 2: ov[n_ov++] = (struct override){"input_speed", optarg}; break;
+        case 3: ov[n_ov++] = (struct override){"log_level", optarg}; break;
+        case 7: ov[n_ov++] = (struct override){"state_dir", optarg}; break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) {
+                fprintf(stderr, "birdsongd: --set: expected NAME=VALUE, found '%s'\n", optarg);
+                return 2;
+            }
+            char *copy = strdup(optarg);
+            copy[eq - optarg] = '\0';
+            set_copies[n_copies++] = copy;
+            ov[n_ov++] = (struct override){copy, copy + (eq - optarg) + 1};
+            break;
+        }
+        case 4: list = 1; break;
+        case 5: check = 1; break;
+        case 6: bsd_config_print_reference(stdout); return 0;
+        case 'V': printf("birdsongd %s\n", BIRDSONG_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "birdsongd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    /* Handlers before any thread starts: a signal during start-up is a request, not a crash
+     * (the loop below sees the flags). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+
+    bs_error err;
+    if (list) {
+        if (bsd_audio_init(&err) != 0) {
+            fprintf(stderr, "birdsongd: %s\n", err.msg);
+            return 1;
+        }
+        int n = bsd_list_devices(stdout);
+        bsd_audio_shutdown();
+        return n < 0 ? 1 : 0;
+    }
+
+    static bsd_app app;
+    bsd_config_defaults(&app.cfg);
+    if (config_path) {
+        snprintf(app.config_path, sizeof app.config_path, "%s", config_path);
+        if (bsd_config_load(&app.cfg, config_path, &err) != 0) return die_config(err.msg);
+    }
+    for (int i = 0; i < n_ov; i++) {
+        if (bsd_config_set(&app.cfg, ov[i].name, ov[i].value, &err) != 0) {
+            fprintf(stderr, "birdsongd: command line: %s\n", err.msg);
+            return 2;
+        }
+    }
+    for (int i = 0; i < n_copies; i++) free(set_copies[i]);
+    bs_log_level lv = BS_LOG_INFO;
+    bs_log_level_parse(app.cfg.log_level, &lv);
+    bs_log_set_level(lv);
+    if (bsd_config_validate(&app.cfg, &err) != 0) return die_config(err.msg);
+    if (app.cfg.input[0] && check_input(app.cfg.input, &err) != 0) return die_config(err.msg);
+    bs_nn_set_threads(app.cfg.inference_threads);
+    bsd_model *model = bsd_model_open(app.cfg.model, &err);
+    if (!model) {
+        char msg[700];
+        snprintf(msg, sizeof msg, "directive 'model': %s", err.msg);
+        return die_config(msg);
+    }
+    if (check) {
+        if (bsd_station_check_model(&app.cfg, model, &err) != 0) {
+            bsd_model_close(model);
+            return die_config(err.msg);
+        }
+        printf("birdsongd: configuration %s is valid; model %s serves %d species at %d Hz\n",
+               config_path ? config_path : "(built-in defaults)", app.cfg.model,
+               bs_model_n_outputs(model->model), model->features.sample_rate);
+        bsd_model_close(model);
+        return 0;
+    }
+
+    mallopt(M_ARENA_MAX, 2); /* a few threads allocate small JSON buffers: 2 arenas are plenty */
+    app.started_ns = bsd_realtime_ns();
+    app.started_mono = bsd_mono_seconds();
+    double model_rate = model->features.sample_rate;
+    /* The ring holds ring_seconds at the rate the source runs at: the file's rate, or for a
+     * device the higher of the model rate and the device's default rate (48 kHz when the
+     * device is not there yet). Sized once: a device that later reopens faster gets fewer
+     * seconds, which the capture logs and /status shows (ring.capacity_seconds). */
+    if (!app.cfg.input[0] && bsd_audio_init(&err) != 0) {
+        bs_log_error("%s", err.msg);
+        return 1;
+    }
+    double ring_rate = app.cfg.input[0] ? bsd_input_rate(app.cfg.input) : bsd_device_rate(app.cfg.device);
+    if (ring_rate <= 0) ring_rate = 48000;
+    if (ring_rate < model_rate) ring_rate = model_rate;
+    app.ring = bs_ring_create((size_t)ceil(app.cfg.ring_seconds * ring_rate));
+    size_t hist = (size_t)ceil(app.cfg.history_seconds / app.cfg.hop_seconds);
+    app.results = bsd_results_create(hist);
+    if (!app.ring || !app.results) {
+        bs_log_error("out of memory for the sample ring or the history");
+        return 1;
+    }
+    app.worker = bsd_worker_create(&app.cfg, app.ring, app.results, model, &err);
+    if (!app.worker) {
+        bs_log_error("%s", err.msg);
+        return 1;
+    }
+    /* detections, store, clips, streams: hooks go in before the worker runs */
+    if (!bsd_station_start(&app, &err)) {
+        fprintf(stderr, "birdsongd: %s\n", err.msg);
+        bsd_worker_free(app.worker);
+        return 2;
+    }
+    if (bsd_worker_start(app.worker, &err) != 0) {
+        bs_log_error("%s", err.msg);
+        return 1;
+    }
+    app.capture = bsd_capture_start(&app.cfg, app.ring, model_rate, &err);
+    if (!app.capture) {
+        bs_log_error("%s", err.msg);
+        return 1;
+    }
+    bsd_http *http = bsd_http_start(&app, &err);
+    if (!http) {
+        bs_log_error("%s", err.msg);
+        bsd_capture_free(app.capture);
+        bsd_worker_free(app.worker);
+        return 1;
+    }
+
+
+    bs_log_info("birdsongd %s: listening on http://%s/api/v1/ (model %s, hop %.2f s, history %zu results)",
+                BIRDSONG_VERSION, app.cfg.listen, app.cfg.model, app.cfg.hop_seconds, hist);
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", app.cfg.listen);
+
+    uint64_t wd_usec = 0;
+    int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
+    double wd_period = watchdog ? (double)wd_usec / 1e6 / 2 : 0;
+    double next_wd = 0, next_status = 0;
+    uint64_t last_beat = 0;
+    while (!g_stop) {
+        struct timespec ts = {0, 50 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+        if (g_reload) {
+            g_reload = 0;
+            reload_model(&app);
+        }
+        double now = bsd_mono_seconds();
+        if (watchdog && now >= next_wd) {
+            uint64_t beat = bsd_worker_heartbeat(app.worker);
+            if (beat != last_beat) sd_notify(0, "WATCHDOG=1"); /* a stuck worker starves it */
+            else bs_log_warn("worker made no progress for %.1f s; not feeding the watchdog", wd_period);
+            last_beat = beat;
+            next_wd = now + wd_period;
+        }
+        if (now >= next_status) {
+            json_t *wk = bsd_worker_status_json(app.worker);
+            json_t *cap = bsd_capture_status_json(app.capture);
+            sd_notifyf(0, "STATUS=%s; %lld windows; lag %.2f s; %lld samples dropped",
+                       json_string_value(json_object_get(cap, "state")),
+                       (long long)json_integer_value(json_object_get(wk, "windows")),
+                       json_real_value(json_object_get(wk, "lag_seconds")),
+                       (long long)json_integer_value(json_object_get(cap, "dropped_samples")));
+            json_decref(wk);
+            json_decref(cap);
+            next_status = now + 5;
+        }
+    }
+    bs_log_info("signal %d: stopping", (int)g_stop);
+    sd_notify(0, "STOPPING=1");
+    int stuck = bsd_capture_stop(app.capture) != 0; /* no more samples */
+    bsd_worker_stop(app.worker);    /* finishes the window in progress */
+    bsd_station_stop_streams(app.station); /* ends the SSE streams */
+    bsd_http_stop(http);
+    bsd_station_stop(app.station);  /* closes open detections, commits the store */
+    if (stuck) {
+        bs_log_warn("stopped (the audio driver thread was left behind)");
+        return 0;
+    }
+    bsd_capture_free(app.capture);
+    bsd_worker_free(app.worker);
+    if (!app.cfg.input[0]) bsd_audio_shutdown();
+    bsd_results_free(app.results);
+    bs_ring_free(app.ring);
+    bs_log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,66 @@
+/* birdsongd results: the worker publishes one bsd_result per window into a history ring;
+ * the HTTP threads (and any listener, e.g. a detection store) read them. Publishing and
+ * reading take one short mutex; readers copy out and never wait on inference.
+ *
+ * The published result (what /api/v1/predictions/latest serves):
+ *   seq          +1 per window since the daemon started (never reset, not even by a reload)
+ *   start_ns     capture time of the window's first sample, ns since 1970-01-01 UTC
+ *   end_ns       start_ns + window length
+ *   inference_ms features + normalization + network, wall time
+ *   probs        one probability per label, in model order
+ * Labels belong to the store: a model reload with other labels clears the history. */
+#ifndef BIRDSONGD_RESULTS_H
+#define BIRDSONGD_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bsd_result {
+    uint64_t seq;
+    int64_t start_ns, end_ns;
+    float inference_ms;
+    int n_labels;
+    const float *probs;
+} bsd_result;
+
+typedef struct bsd_results bsd_results;
+
+/* A listener is called on the worker thread after each publish, outside the lock; it must
+ * return quickly (queue the work). */
+typedef void (*bsd_result_listener)(const bsd_result *r, const char *const *labels,
+                                    const float *thresholds, void *user);
+
+bsd_results *bsd_results_create(size_t capacity);
+void bsd_results_free(bsd_results *s);
+
+/* Sets the labels and thresholds of what follows (copied). When they differ from the
+ * current labels the history is cleared (seq keeps counting). Returns 1 when cleared. */
+int bsd_results_set_labels(bsd_results *s, const char *const *labels, const float *thresholds,
+                           int n_labels);
+
+/* Publishes r (its seq is assigned here and returned); r->probs has n_labels values. */
+uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
+                             const float *probs, int n_labels);
+
+void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user);
+
+/* The latest result as JSON text (malloc'd, caller frees), top <= 0 for every label in model
+ * order, else the top K by probability, highest first (K capped at the label count). Returns 0, or -1 when nothing was published yet.
+ * *seq receives the result's seq. */
+int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, uint64_t *seq);
+
+/* Results with seq > since, oldest first, at most limit, as JSON text
+ * {"since":S,"limit":L,"oldest":O,"latest":N,"count":C,"predictions":[...]} (malloc'd). */
+int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **body, size_t *len);
+
+/* Labels and thresholds as JSON text {"count":N,"species":[{"species":..,"threshold":..}]}. */
+int bsd_results_species_json(bsd_results *s, char **body, size_t *len);
+
+uint64_t bsd_results_latest_seq(bsd_results *s); /* 0 before the first */
+int bsd_results_n_labels(bsd_results *s);
+size_t bsd_results_capacity(const bsd_results *s);
+
+/* "2026-05-01T04:12:07.250Z" (24 chars + NUL). */
+void bsd_format_time(int64_t t_ns, char out[64]);
+
+#endif

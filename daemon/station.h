@@ -1,0 +1,44 @@
+/* birdsongd station features, wired into the daemon: detections (daemon/detect.h) from
+ * every published result, their store (daemon/store.h), clips (daemon/clips.h), the SSE
+ * stream (daemon/sse.h), MQTT (daemon/mqtt.h), /metrics (daemon/metrics.h) and the
+ * dashboard (daemon/dashboard.h), plus their HTTP handlers.
+ *
+ * Order in main: bsd_station_start after bsd_worker_create and before bsd_worker_start
+ * (it installs the results listener and the worker's audio tap);
+ * bsd_station_stop_streams before bsd_http_stop; bsd_station_stop after bsd_worker_stop
+ * (closes the open detections and commits them). */
+#ifndef BIRDSONGD_STATION_H
+#define BIRDSONGD_STATION_H
+
+#include <microhttpd.h>
+
+#include "birdsong/error.h"
+#include "daemon/app.h"
+
+/* Opens state_dir/detections.db (creating state_dir), builds the detector from the
+ * model's labels and thresholds and the config, starts clips and MQTT when enabled.
+ * NULL with err naming the directive or file at fault. */
+bsd_station *bsd_station_start(bsd_app *app, bs_error *err);
+void bsd_station_stop_streams(bsd_station *st);
+
+/* Checks that the detection settings (species_thresholds, include/exclude lists...) fit a
+ * model's labels (--check-config, and before a reload swaps a model in). 0, or -1 with err
+ * naming the model file and the directive. */
+struct bsd_model;
+int bsd_station_check_model(const bsd_config *cfg, const struct bsd_model *m, bs_error *err);
+void bsd_station_stop(bsd_station *st);
+
+/* HTTP handlers (rows of the route table in daemon/api.c). */
+enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url);
+
+/* ISO 8601 UTC time: "2026-05-01T04:12:07Z", with optional fraction and a Z or +hh:mm
+ * offset, or a date "2026-05-01" (midnight UTC). 0 and *t (unix seconds), or -1. */
+int bsd_parse_iso8601(const char *s, double *t);
+
+#endif

@@ -1,0 +1,65 @@
+/* birdsongd worker: drains the sample ring, resamples to the model rate when the source runs
+ * at another rate, keeps a sliding window of the model's segment length advanced every
+ * hop_seconds, and for each window runs the model's features (bs_melspec_compute), its
+ * normalization and its network, then publishes a result (daemon/results.h).
+ *
+ * Times come from the capture clock: the ring's marks give the capture time of a sample, a
+ * window starts at mark time + samples since the mark / rate. A mark (device reopened,
+ * samples dropped) restarts the window. Nothing is allocated per window. */
+#ifndef BIRDSONGD_WORKER_H
+#define BIRDSONGD_WORKER_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "birdsong/features.h"
+#include "birdsong/model.h"
+#include "birdsong/ring.h"
+#include "daemon/config.h"
+#include "daemon/results.h"
+
+/* A loaded and checked model with the feature settings it carries. */
+typedef struct bsd_model {
+    bs_model *model;
+    bs_feature_config features;
+    char path[BSD_PATH_MAX];
+    int64_t loaded_ns;
+} bsd_model;
+
+/* Loads path and checks that it can serve: feature settings parse and match the network's
+ * input (n_mels x n_frames), labels are present, one trial prediction on silence is finite.
+ * NULL with err naming the file and the problem. */
+bsd_model *bsd_model_open(const char *path, bs_error *err);
+void bsd_model_close(bsd_model *m);
+
+typedef struct bsd_worker bsd_worker;
+
+/* Takes ownership of model. results gets the model's labels. */
+bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results *results,
+                              bsd_model *model, bs_error *err);
+int bsd_worker_start(bsd_worker *w, bs_error *err);
+/* Finishes the window in progress, then stops and joins the thread. */
+void bsd_worker_stop(bsd_worker *w);
+void bsd_worker_free(bsd_worker *w);
+
+/* Hands a new model to the worker, which switches at the next window boundary (taking
+ * ownership) and rebuilds its buffers; the old model is freed by the worker. */
+void bsd_worker_replace_model(bsd_worker *w, bsd_model *model);
+/* Records the outcome of a reload attempt for the status (error NULL = success). */
+void bsd_worker_note_reload(bsd_worker *w, const char *path, const char *error);
+
+/* Audio tap: called on the worker thread with every block of model-rate samples it
+ * analyses, end_ns = capture time just after the last sample (same clock as the results).
+ * Must return quickly. Set before bsd_worker_start. */
+typedef void (*bsd_audio_tap)(const float *x, size_t n, int64_t end_ns, void *user);
+void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user);
+
+/* Increments on every loop of the worker (waiting included): the watchdog feeds on it. */
+uint64_t bsd_worker_heartbeat(bsd_worker *w);
+double bsd_worker_model_rate(bsd_worker *w);
+
+json_t *bsd_worker_status_json(bsd_worker *w);  /* {"windows":..,"inference_ms":{..},...} */
+json_t *bsd_worker_model_json(bsd_worker *w);   /* {"path":..,"labels":[..],"checksum":..} */
+int bsd_worker_health(bsd_worker *w, json_t *reasons);
+
+#endif

@@ -1,0 +1,4 @@
+# station (issue 6): MQTT publishing links libmosquitto; the dashboard page is embedded in
+# daemon/dashboard.c with .incbin, so its object depends on the HTML file.
+DAEMON_PKGS += libmosquitto
+$(BUILD)/obj/daemon/dashboard.o $(BUILD)/san/daemon/dashboard.o: daemon/dashboard.html
