@@ -9,6 +9,7 @@
 #include "birdsong/error.h"
 
 #define BSD_PATH_MAX 1024
+#define BSD_HISTORY_MAX_WINDOWS 1000000 /* results kept at most (memory bound) */
 
 typedef struct bsd_config {
     /* audio in */

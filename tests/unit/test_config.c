@@ -120,3 +120,19 @@ Test(config, shipped_config_file_matches_the_table) {
         cr_assert(strstr(text, key), "etc/birdsongd.conf lacks directive %s", bsd_directives[i].name);
     }
 }
+
+Test(config, validate_bounds_the_history_and_requires_a_model) {
+    bsd_config c;
+    bs_error e;
+    bsd_config_defaults(&c);
+    cr_assert_eq(bsd_config_validate(&c, &e), 0);
+    bsd_config_set(&c, "history_seconds", "604800", &e);
+    bsd_config_set(&c, "hop_seconds", "0.05", &e);
+    cr_assert_eq(bsd_config_validate(&c, &e), -1);
+    cr_assert(strstr(e.msg, "history_seconds") && strstr(e.msg, "12096000"), "%s", e.msg);
+    bsd_config_set(&c, "hop_seconds", "1", &e);
+    cr_assert_eq(bsd_config_validate(&c, &e), 0);
+    bsd_config_set(&c, "model", "", &e);
+    cr_assert_eq(bsd_config_validate(&c, &e), -1);
+    cr_assert(strstr(e.msg, "'model'"), "%s", e.msg);
+}
