@@ -132,6 +132,7 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/species", "GET", api_species},
     {"/api/v1/predictions/latest", "GET", api_latest},
     {"/api/v1/predictions", "GET", api_predictions},
+    {"/api/v1/reload", "POST", bsd_api_reload}, /* behind the bearer token (daemon/auth.h) */
     /* station (daemon/station.c) */
     {"/api/v1/detections", "GET", bsd_api_detections},
     {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},
