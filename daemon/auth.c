@@ -244,14 +244,20 @@ enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct
 
 const int bsd_http_nul_path = 1;
 
-void *bsd_http_uri_guard(void *cls, const char *uri, struct MHD_Connection *c) {
+int bsd_http_uri_verdict(const char *uri) {
     size_t args = 0;
     const char *q = strchr(uri, '?');
     for (const char *p = q; p && *p; p++) args += *p == '&' || *p == ';';
     const char *path_end = q ? q : uri + strlen(uri);
     for (const char *p = uri; p + 2 < path_end; p++)
-        if (p[0] == '%' && p[1] == '0' && p[2] == '0') return (void *)&bsd_http_nul_path;
-    if (args < BSD_HTTP_MAX_ARGS) return NULL;
+        if (p[0] == '%' && p[1] == '0' && p[2] == '0') return BSD_URI_NUL_PATH;
+    return args >= BSD_HTTP_MAX_ARGS ? BSD_URI_TOO_MANY_ARGS : BSD_URI_OK;
+}
+
+void *bsd_http_uri_guard(void *cls, const char *uri, struct MHD_Connection *c) {
+    int v = bsd_http_uri_verdict(uri);
+    if (v == BSD_URI_NUL_PATH) return (void *)&bsd_http_nul_path;
+    if (v == BSD_URI_OK) return NULL;
     /* libmicrohttpd would now split the query into more records than a connection's memory
      * holds, and in epoll mode leaves the connection hanging instead of answering 431 (seen
      * with 0.9.75). Answer here, before it tries, and end the connection. */

@@ -65,6 +65,9 @@ enum MHD_Result bsd_api_reload(struct bsd_app *app, struct MHD_Connection *c, co
  * server answers 400 (the decoded path would end early at the NUL). */
 extern const int bsd_http_nul_path;
 void *bsd_http_uri_guard(void *cls, const char *uri, struct MHD_Connection *c);
+/* The guard's decision on a raw request target. */
+enum { BSD_URI_OK, BSD_URI_NUL_PATH, BSD_URI_TOO_MANY_ARGS };
+int bsd_http_uri_verdict(const char *uri);
 
 /* MHD_queue_response plus the policy headers (see above). */
 enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r);
