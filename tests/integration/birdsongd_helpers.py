@@ -50,7 +50,8 @@ def write_wav(path, seconds=4.0, sr=22050, seed=0):
 
 
 def alsa_config(path, devices):
-    """devices: {name: {"file": ..., "loop": bool, "fail": "start"|"open", "stall_after": s}}.
+    """devices: {name: {"file": ..., "loop": bool, "fail": "start"|"open", "stall_after": s,
+    "present": marker path (the device is unplugged while it does not exist)}}.
     The one named "default" becomes pcm.!default (PortAudio needs a default PCM)."""
     lines = ['pcm_type.bsfile { lib "%s" }' % PLUGIN]
     for name, d in devices.items():
@@ -60,6 +61,8 @@ def alsa_config(path, devices):
             body += " loop true"
         if d.get("fail"):
             body += ' fail "%s"' % d["fail"]
+        if d.get("present"):
+            body += ' present "%s"' % d["present"]
         if d.get("stall_after"):
             body += " stall_after %g" % d["stall_after"]
         lines.append("%s { %s }" % (key, body))
