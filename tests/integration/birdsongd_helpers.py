@@ -23,6 +23,19 @@ TRAINER = os.path.join(BUILD, "birdsong")
 MAKE_MODEL = os.path.join(BUILD, "tools", "make_test_model")
 PLUGIN = os.path.join(BUILD, "alsa", "libasound_module_pcm_bsfile.so")
 
+# BIRDSONG_VALGRIND=1 (make test-valgrind): every daemon the tests start runs under valgrind
+# memcheck; an invalid access or a definite leak makes it exit 99, which the tests' exit-status
+# checks catch. SLOW stretches start-up waits.
+VALGRIND = os.environ.get("BIRDSONG_VALGRIND") == "1"
+SLOW = 10 if VALGRIND else 1
+
+
+def under_valgrind(args):
+    if not VALGRIND:
+        return list(args)
+    return ["valgrind", "--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite",
+            "--show-leak-kinds=definite", "--error-exitcode=99", "--child-silent-after-fork=yes"] + list(args)
+
 
 def free_port():
     with socket.socket() as s:
@@ -74,7 +87,7 @@ def alsa_config(path, devices):
 class Daemon:
     def __init__(self, args, env=None, port=None, tmp=None):
         self.port = port or free_port()
-        self.args = [DAEMON, "--listen", "127.0.0.1:%d" % self.port] + list(args)
+        self.args = under_valgrind([DAEMON, "--listen", "127.0.0.1:%d" % self.port] + list(args))
         self.env = dict(os.environ)
         self.env.pop("JOURNAL_STREAM", None)
         self.env.update(env or {})
@@ -85,7 +98,7 @@ class Daemon:
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.args, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         if wait:
-            deadline = time.time() + 10
+            deadline = time.time() + 10 * SLOW
             while time.time() < deadline:
                 if self.proc.poll() is not None:
                     raise AssertionError("birdsongd exited with %s:\n%s" % (self.proc.returncode, self.output()))
@@ -142,7 +155,7 @@ class Daemon:
     def signal(self, sig):
         self.proc.send_signal(sig)
 
-    def stop(self, timeout=5):
+    def stop(self, timeout=5 * SLOW):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
