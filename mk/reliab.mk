@@ -15,3 +15,10 @@ test-asan:
 	  OPT="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" all
 	$(Q)ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:exitcode=98 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  BIRDSONG_BUILD=$(abspath $(BUILD)/asan) $(PYTHON) -m pytest -q -ra tests/integration
+
+# LD_PRELOAD clock shifter for the clock-jump fault test (tests/tools/clockshift.c).
+all: $(BUILD)/tools/libclockshift.so
+$(BUILD)/tools/libclockshift.so: tests/tools/clockshift.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  TOOL    $@")
+	$(Q)$(CC) -std=c11 -O2 -g $(WARN) -fPIC -shared -o $@ $< -ldl

@@ -293,3 +293,55 @@ def test_repeated_sigkill_during_writes_keeps_every_committed_row(station_model,
         db.close()
         missing = set(seen) - ids
         assert not missing, "committed rows lost after kill -9 (round %d): %s" % (round_, sorted(missing))
+
+
+# ---- clock jumps ---------------------------------------------------------------------------
+
+CLOCKSHIFT = os.path.join(bh.BUILD, "tools", "libclockshift.so")
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.skipif(not os.path.exists(CLOCKSHIFT), reason="build/tools/libclockshift.so not built")
+def test_wall_clock_jumps_forward_and_back(files, tmp_path):
+    """The wall clock of the daemon jumps +2 h, then -2 h (tests/tools/clockshift.c, an
+    LD_PRELOAD shim: CLOCK_REALTIME moves, CLOCK_MONOTONIC and kernel timeouts do not).
+    Windows keep coming, health stays ok, the SSE stream keeps flowing, no thread spins
+    (waits are measured on the monotonic clock), the API answers and SIGTERM still stops it."""
+    shift = tmp_path / "shift"
+    shift.write_text("0")
+    d = bh.Daemon(["--model", files["model"], "--input", files["wav"], "--input-loop",
+                   "--state-dir", str(tmp_path / "state"), "--set", "stream_heartbeat_seconds=0.5"],
+                  env={"LD_PRELOAD": CLOCKSHIFT, "BS_CLOCK_SHIFT_FILE": str(shift)}, tmp=tmp_path)
+    with d:
+        d.wait_for(lambda: d.latest_seq() >= 2, what="windows")
+        sse = socket.create_connection(("127.0.0.1", d.port), timeout=2)
+        sse.sendall(b"GET /api/v1/stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert sse.recv(4096).startswith(b"HTTP/1.1 200")
+        for step in ("7200", "-7200", "0"):
+            shift.write_text(step)
+            time.sleep(0.1)
+            seq0, cpu0, t0 = d.latest_seq(), cpu_seconds(d.proc.pid), time.monotonic()
+            got = 0
+            while time.monotonic() - t0 < 3.0:
+                assert d.get("/api/v1/health")[0] == 200, (step, d.get("/api/v1/health"))
+                try:
+                    got += len(sse.recv(65536))
+                except socket.timeout:
+                    pass
+            cpu = cpu_seconds(d.proc.pid) - cpu0
+            seq1 = d.latest_seq()
+            assert seq1 - seq0 >= 4, "windows stalled after a clock step of %s s: %d -> %d" % (step, seq0, seq1)
+            assert got > 0, "the stream went quiet after a clock step of %s s" % step
+            assert cpu < 1.5, "%.2f s CPU in 3 s after a clock step of %s s (a spinning wait?)" % (cpu, step)
+            assert d.get("/api/v1/detections")[0] == 200
+        sse.close()
+        t0 = time.monotonic()
+        d.signal(signal.SIGTERM)
+        d.proc.wait(5)
+        assert time.monotonic() - t0 < 2.5
+    assert d.proc.returncode == 0, d.output()[-2000:]
