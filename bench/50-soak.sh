@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Soak (issue 7): birdsongd on the bundled soundscape at SOAK_SPEED (default 20x) real time
+# Soak (issue 7): birdsongd on the bundled soundscape at SOAK_SPEED (default 10x) real time
 # for SOAK_SECONDS (default 600, capped at 600) with HTTP polling: RSS growth < 1 MiB after
 # warm-up, no fd growth, captured = in ring + dropped, windows match the samples taken.
 set -uo pipefail

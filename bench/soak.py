@@ -17,8 +17,11 @@ REPO = os.path.dirname(HERE)
 BUILD = os.environ.get("BIRDSONG_BUILD", os.path.join(REPO, "build"))
 AUDIO = os.path.join(REPO, "data", "soundscapes", "opensoundscape_birds_10s.flac")
 SECONDS = min(600.0, float(os.environ.get("SOAK_SECONDS", "600")))
-SPEED = os.environ.get("SOAK_SPEED", "20")
+SPEED = os.environ.get("SOAK_SPEED", "10")
 WARMUP = min(60.0, SECONDS / 4)
+# /status reads the audio and the worker counters a moment apart; at X times real time a
+# window passes every hop / X seconds of wall time, so a few may fall between the two reads.
+WINDOW_SLACK = 5
 
 
 def free_port():
@@ -99,7 +102,7 @@ def main():
                                                                                   a["overruns"]))
     fd_first_half = max(s[2] for s in samples[: max(1, len(samples) // 2)])
     ok = (rc == 0 and rss1 - rss0 < 1024 and fd1 <= fd_first_half and captured == in_ring + dropped
-          and abs(w["windows"] - windows_expected) <= 1)
+          and abs(w["windows"] - windows_expected) <= WINDOW_SLACK)
     print("soak: %s" % ("all goals met" if ok else "GOAL MISSED"))
     return 0 if ok else 1
 
