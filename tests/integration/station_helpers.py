@@ -48,8 +48,8 @@ class Daemon:
         self.log_path = log or os.path.join(state_dir + ".log")
         self.log = open(self.log_path, "wb")
         if os.environ.get("BIRDSONG_VALGRIND") == "1":  # see birdsongd_helpers.under_valgrind
-            args = ["valgrind", "--quiet", "--leak-check=full", "--errors-for-leak-kinds=definite",
-                    "--show-leak-kinds=definite", "--error-exitcode=99"] + args
+            from birdsongd_helpers import valgrind_prefix
+            args = valgrind_prefix() + args
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + (120 if os.environ.get("BIRDSONG_VALGRIND") == "1" else 20)
         while time.time() < deadline:
