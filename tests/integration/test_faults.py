@@ -307,6 +307,7 @@ def cpu_seconds(pid):
 
 
 @pytest.mark.skipif(not os.path.exists(CLOCKSHIFT), reason="build/tools/libclockshift.so not built")
+@pytest.mark.skipif("ASAN_OPTIONS" in os.environ, reason="an LD_PRELOAD shim cannot come before the ASan runtime")
 def test_wall_clock_jumps_forward_and_back(files, tmp_path):
     """The wall clock of the daemon jumps +2 h, then -2 h (tests/tools/clockshift.c, an
     LD_PRELOAD shim: CLOCK_REALTIME moves, CLOCK_MONOTONIC and kernel timeouts do not).

@@ -105,6 +105,7 @@ def test_200_clients_and_a_stuck_sse_client(tmp_path):
     assert counts["ok"] > CLIENTS, counts
     assert seq1 - seq0 >= SECONDS * 2 * 2 * 0.5, (seq0, seq1)  # 2x real time, 2 windows/s, half at least
     assert status["audio"]["overruns"] == 0 and status["audio"]["dropped_samples"] == 0, status["audio"]
-    assert peak_rss - rss0 < 64 * 1024, "RSS grew from %d to %d KiB under load" % (rss0, peak_rss)
+    if "ASAN_OPTIONS" not in os.environ:  # ASan's quarantine holds freed memory by design
+        assert peak_rss - rss0 < 64 * 1024, "RSS grew from %d to %d KiB under load" % (rss0, peak_rss)
     assert health[0] == 200, health
     assert d.proc.returncode == 0
