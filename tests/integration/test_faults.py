@@ -142,7 +142,7 @@ def fill(path):
 @needs_audio
 def test_disk_full_under_detections_and_clips(station_model, tiny_fs):
     state = str(tiny_fs / "state")
-    d = sh.Daemon(station_model, state, *DETECT, "clips=true", "clips_min_free_percent=0", "clips_max_mb=100",
+    d = sh.Daemon(station_model, state, *DETECT, "clips=true", "clips_min_free_percent=0", "clips_max_mb=0.5",
                   log=str(tiny_fs.parent / "full.log"))
     try:
         d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 1, what="a first detection")
@@ -155,12 +155,15 @@ def test_disk_full_under_detections_and_clips(station_model, tiny_fs):
             skipped = sh.metric(fam, "birdsong_clips_skipped_total") or 0
             return errs + skipped > 0
         d.wait_for(failing, timeout=20, what="failed writes to show in /metrics")
+        st, _, body = d.request("/api/v1/health")
+        assert st == 503 and b"detections are being lost" in body, (st, body)  # health must not lie
         assert d.proc.poll() is None
         assert d.status("/api/v1/predictions/latest") == 200
         assert d.status("/api/v1/detections") == 200
         os.unlink(filler)  # room again: detections are stored again
         d.wait_for(lambda: d.json("/api/v1/detections")["total"] > before + 1, timeout=20,
                    what="detections stored after the disk has room again")
+        d.wait_for(lambda: d.status("/api/v1/health") == 200, timeout=20, what="health ok after the disk has room")
     finally:
         rc = d.stop()
     assert rc == 0, d.read_log()
