@@ -48,7 +48,7 @@ static int read_open_file(SNDFILE *sf, const SF_INFO *info, const char *name, bs
         return bs_error_set(err, "%s: out of memory decoding %d channels", name, ch);
     }
     size_t n = 0;
-    const float inv_ch = 1.0f / (float)ch;
+    const double inv_ch = 1.0 / (double)ch;
     for (;;) {
         sf_count_t got = sf_readf_float(sf, chunk, BS_AUDIO_CHUNK_FRAMES);
         if (got <= 0) break;
@@ -72,7 +72,7 @@ static int read_open_file(SNDFILE *sf, const SF_INFO *info, const char *name, bs
         }
         for (sf_count_t f = 0; f < got; f++) {
             const float *fr = chunk + (size_t)f * (size_t)ch;
-            float acc = 0.0f;
+            double acc = 0.0; /* in double: the sum of two finite floats near FLT_MAX is Inf in float */
             for (int c = 0; c < ch; c++) {
                 if (!isfinite(fr[c])) {
                     const char *what = isnan(fr[c]) ? "NaN" : "Inf";
@@ -85,7 +85,7 @@ static int read_open_file(SNDFILE *sf, const SF_INFO *info, const char *name, bs
                 }
                 acc += fr[c];
             }
-            mono[n + (size_t)f] = ch == 1 ? acc : acc * inv_ch;
+            mono[n + (size_t)f] = ch == 1 ? (float)acc : (float)(acc * inv_ch);
         }
         n += (size_t)got;
     }

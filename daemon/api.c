@@ -24,6 +24,7 @@ static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const 
     json_t *reasons = json_array();
     int bad = bsd_capture_health(app->capture, reasons) != 0;
     bad |= bsd_worker_health(app->worker, reasons) != 0;
+    bad |= bsd_station_health(app->station, reasons) != 0; /* detections being lost */
     json_t *cap = bsd_capture_status_json(app->capture);
     json_t *wk = bsd_worker_status_json(app->worker);
     json_t *j = json_pack("{s:s,s:o,s:f,s:I,s:O,s:O,s:O,s:O,s:O}", "status", bad ? "unhealthy" : "ok",
@@ -132,6 +133,7 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/species", "GET", api_species},
     {"/api/v1/predictions/latest", "GET", api_latest},
     {"/api/v1/predictions", "GET", api_predictions},
+    {"/api/v1/reload", "POST", bsd_api_reload}, /* behind the bearer token (daemon/auth.h) */
     /* station (daemon/station.c) */
     {"/api/v1/detections", "GET", bsd_api_detections},
     {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},

@@ -429,9 +429,9 @@ int bsd_capture_stop(bsd_capture *c) {
      * in Pa_StartStream when the device fails to start) must not block shutdown: wait 1 s,
      * then leave the thread behind (the process is exiting). */
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     until.tv_sec += 1;
-    if (pthread_timedjoin_np(c->thread, NULL, &until) != 0) {
+    if (pthread_clockjoin_np(c->thread, NULL, CLOCK_MONOTONIC, &until) != 0) {
         bs_log_error("capture: the audio thread did not stop within 1 s (stuck in the audio driver); leaving it");
         pthread_detach(c->thread);
         c->leaked = 1;

@@ -363,7 +363,7 @@ int bs_clips_request(bs_clips *c, const bs_detection *d) {
 
 int bs_clips_flush(bs_clips *c, int timeout_ms) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     long ns = ts.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
     ts.tv_sec += timeout_ms / 1000 + ns / 1000000000L;
     ts.tv_nsec = ns % 1000000000L;
@@ -373,7 +373,7 @@ int bs_clips_flush(bs_clips *c, int timeout_ms) {
         int busy = 0;
         for (int i = 0; i < c->cfg.max_pending; i++) busy |= c->req[i].state == READY || c->req[i].state == WRITING;
         if (!busy) break;
-        if (pthread_cond_timedwait(&c->idle, &c->lock, &ts) == ETIMEDOUT) {
+        if (pthread_cond_clockwait(&c->idle, &c->lock, CLOCK_MONOTONIC, &ts) == ETIMEDOUT) {
             rc = -1;
             break;
         }

@@ -1,6 +1,7 @@
 #include "daemon/config.h"
 
 #include "birdsong/log.h"
+#include "daemon/auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -52,6 +53,17 @@ const bsd_directive bsd_directives[] = {
      "most simultaneous HTTP connections"},
     {"http_timeout_seconds", BSD_CFG_INT, F(http_timeout_seconds), 0, "30", 1, 3600,
      "an idle HTTP connection is closed after this many seconds"},
+    {"http_per_ip_connection_limit", BSD_CFG_INT, F(http_per_ip_connection_limit), 0, "64", 0, 65536,
+     "most simultaneous HTTP connections from one IP address (0: no limit besides http_connection_limit)"},
+    /* request policy (daemon/auth.c) */
+    {"auth_token", BSD_CFG_STRING, F(auth_token), S(auth_token), "", 0, 0,
+     "bearer token (at least 16 characters) required for every non-GET request; empty: no token, and POST /api/v1/reload does not exist"},
+    {"auth_token_file", BSD_CFG_STRING, F(auth_token_file), S(auth_token_file), "", 0, 0,
+     "read the bearer token from this file's first line instead (it must not be readable by group or others; with systemd, LoadCredential=)"},
+    {"auth_read", BSD_CFG_BOOL, F(auth_read), 0, "false", 0, 1,
+     "GET requests need the bearer token too (true/false)"},
+    {"cors_origins", BSD_CFG_STRING, F(cors_origins), S(cors_origins), "", 0, 0,
+     "comma-separated origins (e.g. 'https://station.example.org') whose pages may read the API cross-origin; empty: none"},
     {"log_level", BSD_CFG_STRING, F(log_level), S(log_level), "info", 0, 0,
      "error, warn, info or debug"},
     /* station (daemon/station.c): detections, their store, clips and streams */
@@ -284,6 +296,7 @@ int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, 
 
 int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
     if (cfg->model[0] == '\0') return bs_error_set(err, "directive 'model': a model file is required");
+    if (bsd_auth_check_config(cfg, err) != 0) return -1;
     double windows = cfg->history_seconds / cfg->hop_seconds;
     if (windows > BSD_HISTORY_MAX_WINDOWS)
         return bs_error_set(err, "directive 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",

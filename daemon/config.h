@@ -33,6 +33,12 @@ typedef struct bsd_config {
     int http_threads;              /* libmicrohttpd thread pool */
     int http_connection_limit;
     int http_timeout_seconds;      /* idle keep-alive connections are closed after this */
+    int http_per_ip_connection_limit; /* most connections from one address (0 = no limit) */
+    /* request policy (daemon/auth.c) */
+    char auth_token[256];          /* bearer token ("" = none; then no write routes exist) */
+    char auth_token_file[BSD_PATH_MAX]; /* token from this file (mode 0600/0400), overrides auth_token */
+    int auth_read;                 /* reads need the token too */
+    char cors_origins[1024];       /* origins allowed cross-origin reads, comma-separated */
     /* process */
     char log_level[16];
     /* station: detections, store, clips, streams (daemon/station.c) */

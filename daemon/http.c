@@ -32,11 +32,21 @@ enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *
     return ret;
 }
 
+/* Error texts echo request parts, which may be any bytes: control and non-ASCII bytes become
+ * '?', so that the JSON encoder always accepts them (it refuses invalid UTF-8). */
+static void ascii_only(char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || (unsigned char)*s >= 0x7f) *s = '?';
+}
+
 static enum MHD_Result error_with(struct MHD_Connection *c, unsigned status, const char *url,
                                   const char *allow, const char *fmt, va_list ap) {
-    char msg[512];
+    char msg[512], path[256];
     vsnprintf(msg, sizeof msg, fmt, ap);
-    json_t *j = json_pack("{s:s,s:i,s:s}", "error", msg, "status", (int)status, "path", url ? url : "");
+    snprintf(path, sizeof path, "%s", url ? url : "");
+    ascii_only(msg);
+    ascii_only(path);
+    json_t *j = json_pack("{s:s,s:i,s:s}", "error", msg, "status", (int)status, "path", path);
     char *body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!body) return MHD_NO;
@@ -79,9 +89,14 @@ struct arg_check {
     int n_seen;
 };
 
-static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key,
-                                 const char *value) {
+static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char *key, size_t key_size,
+                                 const char *value, size_t value_size) {
     struct arg_check *a = cls;
+    if (strlen(key) != key_size || (value && strlen(value) != value_size)) { /* "%00" inside */
+        snprintf(a->bad, sizeof a->bad, "%s", key);
+        a->why = "NUL byte in parameter";
+        return MHD_NO;
+    }
     int known = 0;
     for (const char *const *p = a->allowed; p && *p; p++)
         if (strcmp(*p, key) == 0) known = 1;
@@ -103,7 +118,7 @@ static enum MHD_Result check_arg(void *cls, enum MHD_ValueKind kind, const char 
 int bsd_http_check_args(struct MHD_Connection *c, const char *url, const char *const *allowed,
                         enum MHD_Result *result) {
     struct arg_check a = {.allowed = allowed};
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, check_arg, &a);
+    MHD_get_connection_values_n(c, MHD_GET_ARGUMENT_KIND, check_arg, &a);
     if (a.why) {
         *result = bsd_http_error(c, 400, url, "%s: '%s'", a.why, a.bad);
         return -1;
@@ -121,6 +136,15 @@ int bsd_http_uint_arg(struct MHD_Connection *c, const char *url, const char *nam
         return 0;
     }
     if (!v) v = ""; /* "?top" without a value */
+    if (bsd_http_parse_uint(v, min, max, out) != 0) {
+        *result = bsd_http_error(c, 400, url, "parameter '%s': expected an integer in [%llu, %llu], found '%s'",
+                                 name, min, max, v);
+        return -1;
+    }
+    return 0;
+}
+
+int bsd_http_parse_uint(const char *v, unsigned long long min, unsigned long long max, unsigned long long *out) {
     int digits = v[0] != '\0';
     for (const char *p = v; *p; p++)
         if (*p < '0' || *p > '9') digits = 0;
@@ -131,12 +155,36 @@ int bsd_http_uint_arg(struct MHD_Connection *c, const char *url, const char *nam
         x = strtoull(v, &end, 10);
         if (errno) digits = 0;
     }
-    if (!digits || x < min || x > max) {
-        *result = bsd_http_error(c, 400, url, "parameter '%s': expected an integer in [%llu, %llu], found '%s'",
-                                 name, min, max, v);
-        return -1;
-    }
+    if (!digits || x < min || x > max) return -1;
     *out = x;
+    return 0;
+}
+
+const bsd_route *bsd_http_route(const char *url) {
+    const bsd_route *route = NULL;
+    size_t best = 0;
+    for (size_t i = 0; i < bsd_n_routes; i++)
+        if (strcmp(bsd_routes[i].path, url) == 0) return &bsd_routes[i];
+    for (size_t i = 0; i < bsd_n_routes; i++) { /* path ending in "*": prefix match, the handler parses the rest */
+        size_t n = strlen(bsd_routes[i].path);
+        if (n > 1 && bsd_routes[i].path[n - 1] == '*' && strncmp(bsd_routes[i].path, url, n - 1) == 0 && n > best) {
+            route = &bsd_routes[i];
+            best = n;
+        }
+    }
+    return route;
+}
+
+/* method is one of the comma-separated names in methods (exactly; "GE" is not GET). */
+static int method_listed(const char *methods, const char *method) {
+    size_t n = strlen(method);
+    for (const char *p = methods; *p;) {
+        while (*p == ' ' || *p == ',') p++;
+        const char *e = p;
+        while (*e && *e != ',' && *e != ' ') e++;
+        if ((size_t)(e - p) == n && n > 0 && strncmp(p, method, n) == 0) return 1;
+        p = e;
+    }
     return 0;
 }
 
@@ -144,31 +192,31 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
     bsd_http *h = cls;
-    if (*con_cls == NULL) {
-        /* First call: headers only. Answering now would close the connection. */
+    if (*con_cls == &bsd_http_nul_path) { /* set by bsd_http_uri_guard */
         *con_cls = &first_call_marker;
+        return bsd_http_error(c, 400, url, "NUL byte (%%00) in the path");
+    }
+    if (*con_cls == NULL) {
+        /* First call: headers only. Answering now would close the connection, which is what
+         * a body where none belongs gets (no route takes one; it is never read). */
+        *con_cls = &first_call_marker;
+        if (bsd_http_has_body(c))
+            return bsd_http_error(c, 413, url, "no request body expected for %s", method);
         return MHD_YES;
     }
     if (*upload_data_size != 0) {
-        *upload_data_size = 0; /* bodies are not used by any route; discard */
+        *upload_data_size = 0; /* not reached: a request with a body was answered above */
         return MHD_YES;
     }
-    const bsd_route *route = NULL;
-    for (size_t i = 0; i < bsd_n_routes; i++)
-        if (strcmp(bsd_routes[i].path, url) == 0) route = &bsd_routes[i];
-    for (size_t i = 0; !route && i < bsd_n_routes; i++) { /* path ending in "*": prefix match, the handler parses the rest */
-        size_t n = strlen(bsd_routes[i].path);
-        if (n > 1 && bsd_routes[i].path[n - 1] == '*' && strncmp(bsd_routes[i].path, url, n - 1) == 0)
-            route = &bsd_routes[i];
-    }
+    const bsd_route *route = bsd_http_route(url);
     if (!route) return bsd_http_error(c, 404, url, "no such resource");
-    int ok = strcmp(method, "HEAD") == 0 ? strstr(route->methods, "GET") != NULL
-                                         : strstr(route->methods, method) != NULL;
-    if (!ok) {
-        char allow[64];
-        snprintf(allow, sizeof allow, "%s%s", route->methods, strstr(route->methods, "GET") ? ", HEAD" : "");
-        return error_allow(c, 405, url, allow, "method %s not allowed; allowed: %s", method, allow);
-    }
+    int ok = method_listed(route->methods, strcmp(method, "HEAD") == 0 ? "GET" : method);
+    char allow[64];
+    snprintf(allow, sizeof allow, "%s%s", route->methods, strstr(route->methods, "GET") ? ", HEAD" : "");
+    if (strcmp(method, "OPTIONS") == 0) return bsd_policy_preflight(c, url, allow);
+    if (!ok) return error_allow(c, 405, url, allow, "method %s not allowed; allowed: %s", method, allow);
+    enum MHD_Result denied;
+    if (bsd_policy_authorize(c, url, method, &denied) != 0) return denied;
     return route->fn(h->app, c, url);
 }
 
@@ -200,14 +248,17 @@ bsd_http *bsd_http_start(bsd_app *app, bs_error *err) {
         a->sin_port = htons((uint16_t)port);
         inet_pton(AF_INET, host, &a->sin_addr);
     }
+    if (bsd_policy_init(&app->cfg, err) != 0) return NULL;
     bsd_http *h = calloc(1, sizeof *h);
     if (!h) return NULL;
     h->app = app;
     h->mhd = MHD_start_daemon(flags, (uint16_t)port, NULL, NULL, on_request, h,
                               MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, NULL,
+                              MHD_OPTION_URI_LOG_CALLBACK, bsd_http_uri_guard, NULL,
                               MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                               MHD_OPTION_THREAD_POOL_SIZE, (unsigned)app->cfg.http_threads,
                               MHD_OPTION_CONNECTION_LIMIT, (unsigned)app->cfg.http_connection_limit,
+                              MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)app->cfg.http_per_ip_connection_limit,
                               MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)app->cfg.http_timeout_seconds,
                               MHD_OPTION_LISTEN_BACKLOG_SIZE, 256u,
                               /* requests are small GETs; responses are separate buffers */
@@ -225,5 +276,6 @@ bsd_http *bsd_http_start(bsd_app *app, bs_error *err) {
 void bsd_http_stop(bsd_http *h) {
     if (!h) return;
     MHD_stop_daemon(h->mhd);
+    bsd_policy_clear();
     free(h);
 }

@@ -14,6 +14,11 @@
 #include <stddef.h>
 
 #include "daemon/app.h"
+#include "daemon/auth.h"
+
+/* Every response goes out with the policy headers (nosniff, Content-Type, CORS): see
+ * daemon/auth.h. Files that include this header queue through bsd_http_queue. */
+#define MHD_queue_response(c, status, r) bsd_http_queue((c), (status), (r))
 
 typedef enum MHD_Result (*bsd_route_fn)(bsd_app *app, struct MHD_Connection *conn, const char *url);
 
@@ -25,6 +30,14 @@ typedef struct bsd_route {
 
 extern const bsd_route bsd_routes[];
 extern const size_t bsd_n_routes;
+
+/* The route for a decoded request path: exact match first, then the longest "...*" prefix
+ * row; NULL when none. */
+const bsd_route *bsd_http_route(const char *url);
+
+/* A query value as a decimal integer in [min, max] (digits only, no sign, no blanks):
+ * 0 with *out, or -1. */
+int bsd_http_parse_uint(const char *v, unsigned long long min, unsigned long long max, unsigned long long *out);
 
 typedef struct bsd_http bsd_http;
 

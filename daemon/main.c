@@ -181,15 +181,20 @@ int main(int argc, char **argv) {
     bsd_config_defaults(&app.cfg);
     if (config_path) {
         snprintf(app.config_path, sizeof app.config_path, "%s", config_path);
-        if (bsd_config_load(&app.cfg, config_path, &err) != 0) return die_config(err.msg);
-    }
-    for (int i = 0; i < n_ov; i++) {
-        if (bsd_config_set(&app.cfg, ov[i].name, ov[i].value, &err) != 0) {
-            fprintf(stderr, "birdsongd: command line: %s\n", err.msg);
-            return 2;
+        if (bsd_config_load(&app.cfg, config_path, &err) != 0) {
+            for (int i = 0; i < n_copies; i++) free(set_copies[i]);
+            return die_config(err.msg);
         }
     }
-    for (int i = 0; i < n_copies; i++) free(set_copies[i]);
+    int bad_override = 0;
+    for (int i = 0; i < n_ov && !bad_override; i++) {
+        if (bsd_config_set(&app.cfg, ov[i].name, ov[i].value, &err) != 0) {
+            fprintf(stderr, "birdsongd: command line: %s\n", err.msg);
+            bad_override = 1;
+        }
+    }
+    for (int i = 0; i < n_copies; i++) free(set_copies[i]); /* the values were copied into app.cfg */
+    if (bad_override) return 2;
     bs_log_level lv = BS_LOG_INFO;
     bs_log_level_parse(app.cfg.log_level, &lv);
     bs_log_set_level(lv);

@@ -185,13 +185,13 @@ ssize_t bs_sse_client_read(bs_sse_client *c, char *buf, size_t max, int timeout_
     if (c->over || max == 0) return -1;
     if (c->pending_off == c->pending_len) {
         struct timespec deadline;
-        clock_gettime(CLOCK_REALTIME, &deadline);
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
         long ns = deadline.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
         deadline.tv_sec += timeout_ms / 1000 + ns / 1000000000L;
         deadline.tv_nsec = ns % 1000000000L;
         pthread_mutex_lock(&h->lock);
         while (!h->shutdown && c->pos == h->next) {
-            if (pthread_cond_timedwait(&h->cond, &h->lock, &deadline) == ETIMEDOUT) break;
+            if (pthread_cond_clockwait(&h->cond, &h->lock, CLOCK_MONOTONIC, &deadline) == ETIMEDOUT) break;
         }
         if (h->shutdown) {
             c->over = 1;
@@ -254,10 +254,10 @@ static void *waker_main(void *arg) {
         pthread_mutex_lock(&h->lock);
         if (!h->shutdown && h->next == seen) {
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
             ts.tv_nsec += 250000000L; /* heartbeats are checked 4 times a second */
             if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-            pthread_cond_timedwait(&h->cond, &h->lock, &ts);
+            pthread_cond_clockwait(&h->cond, &h->lock, CLOCK_MONOTONIC, &ts);
         }
         seen = h->next;
         int stop = h->shutdown;

@@ -540,6 +540,40 @@ void bsd_station_stop(bsd_station *st) {
     free(st);
 }
 
+/* ---- health ---------------------------------------------------------------------------- */
+
+/* Storage failures (failed database writes, detections dropped from a full queue, clips
+ * skipped for lack of disk) seen since the previous check or within the last 10 s make
+ * /health unhealthy: a disk that fills must not leave a health check that says ok while
+ * detections are lost. One station per process: the state is static. */
+int bsd_station_health(bsd_station *st, json_t *reasons) {
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static uint64_t seen_errors, seen_dropped, seen_skipped;
+    static double t_fail = -1;
+    if (!st) return 0;
+    uint64_t errors = 0, dropped = 0, skipped = 0;
+    if (st->store) {
+        bs_store_stats s = bs_store_get_stats(st->store);
+        errors = s.errors;
+        dropped = s.dropped;
+    }
+    if (st->clips) skipped = bs_clips_get_stats(st->clips).skipped_disk;
+    double now = bsd_mono_seconds();
+    pthread_mutex_lock(&mu);
+    if (errors > seen_errors || dropped > seen_dropped || skipped > seen_skipped) t_fail = now;
+    seen_errors = errors, seen_dropped = dropped, seen_skipped = skipped;
+    double ago = t_fail >= 0 ? now - t_fail : -1;
+    pthread_mutex_unlock(&mu);
+    if (ago < 0 || ago >= 10) return 0;
+    json_array_append_new(reasons,
+                          json_sprintf("detections are being lost: %llu failed database operations, %llu detections "
+                                       "dropped, %llu clips skipped for disk space so far (disk full or database "
+                                       "locked?)",
+                                       (unsigned long long)errors, (unsigned long long)dropped,
+                                       (unsigned long long)skipped));
+    return -1;
+}
+
 /* ---- HTTP ------------------------------------------------------------------------------ */
 
 static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {

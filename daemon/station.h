@@ -28,6 +28,12 @@ struct bsd_model;
 int bsd_station_check_model(const bsd_config *cfg, const struct bsd_model *m, bs_error *err);
 void bsd_station_stop(bsd_station *st);
 
+/* /health: appends a reason and returns -1 while detections are being lost (failed database
+ * writes, a full write queue, clips skipped for disk space: seen since the last call or in
+ * the last 10 s); 0 otherwise (also for NULL). */
+#include <jansson.h>
+int bsd_station_health(bsd_station *st, json_t *reasons);
+
 /* HTTP handlers (rows of the route table in daemon/api.c). */
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);

@@ -171,11 +171,11 @@ static void *writer_main(void *arg) {
             double wait = next_retention - now_seconds();
             if (wait > 1.0) wait = 1.0;
             struct timespec ts;
-            clock_gettime(CLOCK_REALTIME, &ts);
+            clock_gettime(CLOCK_MONOTONIC, &ts);
             long ns = ts.tv_nsec + (long)(wait * 1e9);
             ts.tv_sec += ns / 1000000000L;
             ts.tv_nsec = ns % 1000000000L;
-            pthread_cond_timedwait(&s->cond, &s->lock, &ts);
+            pthread_cond_clockwait(&s->cond, &s->lock, CLOCK_MONOTONIC, &ts);
         }
         int n = 0;
         while (s->tail != s->head && n < BATCH) batch[n++] = s->queue[s->tail++ % (uint64_t)s->cap];
@@ -310,7 +310,7 @@ int bs_store_enqueue(bs_store *s, bs_detection *d) {
 
 int bs_store_flush(bs_store *s, int timeout_ms) {
     struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     if (timeout_ms >= 0) {
         long ns = ts.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
         ts.tv_sec += timeout_ms / 1000 + ns / 1000000000L;
@@ -322,7 +322,7 @@ int bs_store_flush(bs_store *s, int timeout_ms) {
     while (s->committed < target) {
         if (timeout_ms < 0)
             pthread_cond_wait(&s->done, &s->lock);
-        else if (pthread_cond_timedwait(&s->done, &s->lock, &ts) == ETIMEDOUT) {
+        else if (pthread_cond_clockwait(&s->done, &s->lock, CLOCK_MONOTONIC, &ts) == ETIMEDOUT) {
             rc = s->committed < target ? -1 : 0;
             break;
         }

@@ -9,13 +9,16 @@
  * nothing more, like an unplugged card), stall_after (seconds of audio after which it stops
  * delivering, default never), fail ("open", "hw_params" or "start": that step fails with
  * EIO, to test error handling; note that PortAudio 19.6 deadlocks in Pa_StartStream when the
- * start fails, so tests use "hw_params", which makes Pa_OpenStream fail). Capture only, FLOAT_LE, mono, RW access, the file's sample rate. */
+ * start fails, so tests use "hw_params", which makes Pa_OpenStream fail), present (a path:
+ * while no file exists there the device is unplugged: it delivers nothing and cannot be
+ * opened, ENODEV; tests/integration/test_faults.py). Capture only, FLOAT_LE, mono, RW access, the file's sample rate. */
 #include <alsa/asoundlib.h>
 #include <alsa/pcm_external.h>
 #include <errno.h>
 #include <poll.h>
 #include <sndfile.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/timerfd.h>
@@ -27,6 +30,7 @@ typedef struct bsfile {
     SNDFILE *sf;
     SF_INFO info;
     int loop, fail_start, fail_hw_params;
+    char present[1024];   /* "" or the marker file whose absence unplugs the device */
     double stall_after;
     int tfd;
     double t0;            /* start time, monotonic seconds */
@@ -45,8 +49,10 @@ static double mono_now(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+static int unplugged(const bsfile *p) { return p->present[0] && access(p->present, F_OK) != 0; }
+
 static void update_hw(bsfile *p) {
-    if (!p->running) return;
+    if (!p->running || unplugged(p)) return;
     double rate = p->io.rate;
     uint64_t target = p->hw_at_start + (uint64_t)((mono_now() - p->t0) * rate);
     if (p->stall_after > 0) {
@@ -88,6 +94,7 @@ static int bs_stop(snd_pcm_ioplug_t *io) {
 
 static int bs_hw_params(snd_pcm_ioplug_t *io, snd_pcm_hw_params_t *params) {
     bsfile *p = io->private_data;
+    if (unplugged(p)) return -ENODEV;
     return p->fail_hw_params ? -EIO : 0;
 }
 
@@ -169,7 +176,7 @@ static const snd_pcm_ioplug_callback_t bs_callback = {
 
 SND_PCM_PLUGIN_DEFINE_FUNC(bsfile) {
     snd_config_iterator_t i, next;
-    const char *path = NULL, *fail = NULL;
+    const char *path = NULL, *fail = NULL, *present = NULL;
     int loop = 0;
     double stall_after = 0;
     snd_config_for_each(i, next, conf) {
@@ -183,6 +190,8 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bsfile) {
             if ((loop = snd_config_get_bool(n)) < 0) return -EINVAL;
         } else if (!strcmp(id, "fail")) {
             if (snd_config_get_string(n, &fail) < 0) return -EINVAL;
+        } else if (!strcmp(id, "present")) {
+            if (snd_config_get_string(n, &present) < 0) return -EINVAL;
         } else if (!strcmp(id, "stall_after")) {
             long l;
             if (snd_config_get_real(n, &stall_after) < 0) {
@@ -200,6 +209,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bsfile) {
     }
     if (stream != SND_PCM_STREAM_CAPTURE) return -EINVAL;
     if (fail && !strcmp(fail, "open")) return -EIO;
+    if (present && access(present, F_OK) != 0) return -ENODEV;
     bsfile *p = calloc(1, sizeof *p);
     if (!p) return -ENOMEM;
     p->tfd = -1;
@@ -211,6 +221,7 @@ SND_PCM_PLUGIN_DEFINE_FUNC(bsfile) {
     }
     p->loop = loop;
     p->stall_after = stall_after;
+    snprintf(p->present, sizeof p->present, "%s", present ? present : "");
     p->fail_start = fail && !strcmp(fail, "start");
     p->fail_hw_params = fail && !strcmp(fail, "hw_params");
     p->tmp_frames = 4096;

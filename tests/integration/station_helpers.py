@@ -47,8 +47,11 @@ class Daemon:
             args += ["-s", s]
         self.log_path = log or os.path.join(state_dir + ".log")
         self.log = open(self.log_path, "wb")
+        if os.environ.get("BIRDSONG_VALGRIND") == "1":  # see birdsongd_helpers.under_valgrind
+            from birdsongd_helpers import valgrind_prefix
+            args = valgrind_prefix() + args
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        deadline = time.time() + (120 if os.environ.get("BIRDSONG_VALGRIND") == "1" else 20)
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError("birdsongd exited with %d: %s" % (self.proc.returncode, self.read_log()))
@@ -90,7 +93,7 @@ class Daemon:
             time.sleep(0.1)
         raise AssertionError("timed out waiting for " + what + "\n" + self.read_log())
 
-    def stop(self, sig=signal.SIGTERM, timeout=15):
+    def stop(self, sig=signal.SIGTERM, timeout=60 if os.environ.get("BIRDSONG_VALGRIND") == "1" else 15):
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             self.proc.wait(timeout=timeout)
