@@ -116,9 +116,18 @@ int main(int argc, char **argv) {
     const char *config_path = NULL;
     char *set_copies[128];
     int n_copies = 0;
+    /* every early exit frees the --set copies (LeakSanitizer runs the daemon in tests) */
+#define FREE_SET_COPIES()                                                          \
+    do {                                                                           \
+        for (int i_ = 0; i_ < n_copies; i_++) free(set_copies[i_]);                \
+        n_copies = 0;                                                              \
+    } while (0)
     int c;
     while ((c = getopt_long(argc, argv, "c:m:l:d:i:s:Vh", opts, NULL)) != -1) {
-        if (n_ov >= 120) return die_config("too many options");
+        if (n_ov >= 120) {
+            FREE_SET_COPIES();
+            return die_config("too many options");
+        }
         switch (c) {
         case 'c': config_path = optarg; break;
         case 'm': ov[n_ov++] = (struct override){"model", optarg}; break;
@@ -133,6 +142,7 @@ int main(int argc, char **argv) {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) {
                 fprintf(stderr, "birdsongd: --set: expected NAME=VALUE, found '%s'\n", optarg);
+                FREE_SET_COPIES();
                 return 2;
             }
             char *copy = strdup(optarg);
@@ -143,12 +153,13 @@ int main(int argc, char **argv) {
         }
         case 4: list = 1; break;
         case 5: check = 1; break;
-        case 6: bsd_config_print_reference(stdout); return 0;
-        case 'V': printf("birdsongd %s\n", BIRDSONG_VERSION); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 6: FREE_SET_COPIES(); bsd_config_print_reference(stdout); return 0;
+        case 'V': FREE_SET_COPIES(); printf("birdsongd %s\n", BIRDSONG_VERSION); return 0;
+        case 'h': FREE_SET_COPIES(); usage(stdout); return 0;
+        default: FREE_SET_COPIES(); usage(stderr); return 2;
         }
     }
+    if (optind < argc || list) FREE_SET_COPIES(); /* neither path reads the overrides */
     if (optind < argc) {
         fprintf(stderr, "birdsongd: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -182,7 +193,7 @@ int main(int argc, char **argv) {
     if (config_path) {
         snprintf(app.config_path, sizeof app.config_path, "%s", config_path);
         if (bsd_config_load(&app.cfg, config_path, &err) != 0) {
-            for (int i = 0; i < n_copies; i++) free(set_copies[i]);
+            FREE_SET_COPIES();
             return die_config(err.msg);
         }
     }
@@ -193,7 +204,7 @@ int main(int argc, char **argv) {
             bad_override = 1;
         }
     }
-    for (int i = 0; i < n_copies; i++) free(set_copies[i]); /* the values were copied into app.cfg */
+    FREE_SET_COPIES(); /* the values were copied into app.cfg */
     if (bad_override) return 2;
     bs_log_level lv = BS_LOG_INFO;
     bs_log_level_parse(app.cfg.log_level, &lv);
