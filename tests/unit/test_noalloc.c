@@ -1,0 +1,100 @@
+/* The daemon's per-window path allocates nothing after start-up (ARCHITECTURE.md):
+ * log-mel -> z-score -> network forward -> sigmoid, for the demo's light network and for
+ * convnet1 (whose convolutions take the Winograd path). Counted with the sanitizer
+ * allocator's malloc/free hooks: the unit tests always run under ASan (Makefile). */
+#include <criterion/criterion.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "birdsong/features.h"
+#include "birdsong/model.h"
+#include "birdsong/nn.h"
+
+/* From the sanitizer runtime (sanitizer/allocator_interface.h, not shipped by GCC 12). */
+int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
+                                              void (*free_hook)(const volatile void *));
+
+static atomic_int counting;
+static atomic_long n_mallocs;
+
+static void on_malloc(const volatile void *p, size_t n) {
+    (void)p, (void)n;
+    if (atomic_load(&counting)) atomic_fetch_add(&n_mallocs, 1);
+}
+static void on_free(const volatile void *p) { (void)p; }
+
+/* Builds a model of `arch` with the default feature config, saves and loads it as the daemon
+ * does, then counts allocations over `windows` windows of the per-window path. */
+static long allocations_per_windows(const char *arch, int windows) {
+    bs_feature_config fc = bs_feature_config_default();
+    int nm = fc.n_mels, nf = bs_feature_n_frames(&fc), ns = bs_feature_segment_samples(&fc);
+    const char *labels[] = {"a", "b", "c", "d", "e", "f"};
+    bs_error err;
+    bs_model *m = bs_model_create(arch, nm, nf, labels, 6, 1, 7, &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    float th[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    float *mean = calloc((size_t)nm, sizeof *mean), *std = malloc((size_t)nm * sizeof *std);
+    for (int i = 0; i < nm; i++) mean[i] = -40.0f, std[i] = 20.0f;
+    char path[] = "/tmp/bs-noalloc-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    cr_assert_eq(bs_model_set_thresholds(m, th, &err) || bs_model_set_normalization(m, mean, std, nm, &err) ||
+                     bs_model_set_feature_config(m, &fc, &err) ||
+                     bs_model_set_training_json(m, "{\"date\":\"2026-01-01T00:00:00Z\"}", &err) ||
+                     bs_model_save(m, path, &err),
+                 0, "%s", err.msg);
+    bs_model_free(m);
+    bs_model *loaded = bs_model_load(path, &err);
+    unlink(path);
+    cr_assert_not_null(loaded, "%s", err.msg);
+    bs_melspec *ms = bs_melspec_create(&fc, &err);
+    cr_assert_not_null(ms, "%s", err.msg);
+
+    float *audio = malloc((size_t)ns * sizeof *audio), *x = malloc((size_t)nm * nf * sizeof *x), probs[6];
+    unsigned s = 12345;
+    for (int i = 0; i < ns; i++) {
+        s = s * 1103515245u + 12345u;
+        audio[i] = ((float)(s >> 8) / 16777216.0f - 0.5f) * 0.2f;
+    }
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    atomic_store(&n_mallocs, 0);
+    atomic_store(&counting, 1);
+    for (int w = 0; w < windows; w++) { /* from the first window after loading on */
+        bs_melspec_compute(ms, audio, x);
+        bs_model_normalize(loaded, x);
+        cr_assert_eq(bs_model_predict(loaded, x, probs), 0);
+    }
+    atomic_store(&counting, 0);
+    for (int i = 0; i < 6; i++) cr_assert(probs[i] > 0.0f && probs[i] < 1.0f);
+    free(audio), free(x), free(mean), free(std);
+    bs_melspec_free(ms);
+    bs_model_free(loaded);
+    return atomic_load(&n_mallocs);
+}
+
+/* The counter itself works: an allocation inside the window is seen (so a zero below means
+ * no allocation, not a hook that never fired). */
+Test(noalloc, the_hook_counts_an_allocation) {
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    atomic_store(&n_mallocs, 0);
+    atomic_store(&counting, 1);
+    void *volatile p = malloc(64);
+    atomic_store(&counting, 0);
+    free(p);
+    cr_assert_eq(atomic_load(&n_mallocs), 1);
+}
+
+Test(noalloc, light_network_window_path) {
+    bs_nn_set_threads(1);
+    long n = allocations_per_windows("convnet-lite", 5);
+    cr_assert_eq(n, 0, "%ld allocations in 5 windows of convnet-lite", n);
+}
+
+Test(noalloc, convnet1_window_path, .timeout = 120) {
+    bs_nn_set_threads(1);
+    long n = allocations_per_windows("convnet1", 2);
+    cr_assert_eq(n, 0, "%ld allocations in 2 windows of convnet1", n);
+}
