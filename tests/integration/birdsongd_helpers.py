@@ -8,6 +8,7 @@ project's ioplug plugin (build/alsa/libasound_module_pcm_bsfile.so, REFERENCES.m
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -181,3 +182,39 @@ class Daemon:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+# ---- documented schemas (docs/openapi.yaml) ----------------------------------------------
+
+def check_schema(value, schema, spec, where):
+    """The subset of OpenAPI schema checking the docs use: $ref, type, required, properties,
+    items, additionalProperties, enum, nullable, minimum/maximum, pattern."""
+    if "$ref" in schema:
+        return check_schema(value, spec["components"]["schemas"][schema["$ref"].split("/")[-1]], spec, where)
+    if value is None:
+        assert schema.get("nullable"), "%s: null but not nullable" % where
+        return
+    types = {"object": dict, "array": list, "string": str, "boolean": bool, "integer": int, "number": (int, float)}
+    t = schema.get("type")
+    if t:
+        assert isinstance(value, types[t]) and not (t in ("integer", "number") and isinstance(value, bool)), \
+            "%s: expected %s, found %r" % (where, t, value)
+    if "enum" in schema:
+        assert value in schema["enum"], where
+    if "minimum" in schema:
+        assert value >= schema["minimum"], where
+    if "maximum" in schema:
+        assert value <= schema["maximum"], where
+    if "pattern" in schema:
+        assert re.match(schema["pattern"], value), "%s: %r" % (where, value)
+    for k in schema.get("required", []):
+        assert k in value, "%s: missing %s" % (where, k)
+    for k, sub in schema.get("properties", {}).items():
+        if isinstance(value, dict) and k in value:
+            check_schema(value[k], sub, spec, where + "." + k)
+    if isinstance(schema.get("additionalProperties"), dict):
+        for k, v in value.items():
+            check_schema(v, schema["additionalProperties"], spec, where + "." + k)
+    if "items" in schema:
+        for i, v in enumerate(value):
+            check_schema(v, schema["items"], spec, "%s[%d]" % (where, i))

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from birdsongd_helpers import (DAEMON, MAKE_MODEL, PLUGIN, TRAINER, Daemon, alsa_config,
+from birdsongd_helpers import (DAEMON, check_schema, MAKE_MODEL, PLUGIN, TRAINER, Daemon, alsa_config,
                                make_model, write_wav)
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(DAEMON) and os.path.exists(MAKE_MODEL)),
@@ -429,41 +429,8 @@ def test_sd_notify_ready_status_and_watchdog_fed_by_worker_progress(files, tmp_p
 
 # ---- the documented API matches the served one ------------------------------------------
 
-def _check_schema(value, schema, spec, where):
-    """A small subset of OpenAPI schema checking: $ref, type, required, properties, items,
-    enum, nullable, minimum/maximum, pattern."""
-    if "$ref" in schema:
-        name = schema["$ref"].split("/")[-1]
-        return _check_schema(value, spec["components"]["schemas"][name], spec, where)
-    if value is None:
-        assert schema.get("nullable"), "%s: null but not nullable" % where
-        return
-    t = schema.get("type")
-    types = {"object": dict, "array": list, "string": str, "boolean": bool,
-             "integer": int, "number": (int, float)}
-    if t:
-        assert isinstance(value, types[t]) and not (t in ("integer", "number") and isinstance(value, bool)), \
-            "%s: expected %s, found %r" % (where, t, value)
-    if "enum" in schema:
-        assert value in schema["enum"], "%s: %r not in %s" % (where, value, schema["enum"])
-    if "minimum" in schema:
-        assert value >= schema["minimum"], where
-    if "maximum" in schema:
-        assert value <= schema["maximum"], where
-    if "pattern" in schema:
-        assert re.match(schema["pattern"], value), "%s: %r" % (where, value)
-    for k in schema.get("required", []):
-        assert k in value, "%s: missing %s" % (where, k)
-    for k, sub in schema.get("properties", {}).items():
-        if isinstance(value, dict) and k in value:
-            _check_schema(value[k], sub, spec, where + "." + k)
-    if "items" in schema:
-        for i, v in enumerate(value):
-            _check_schema(v, schema["items"], spec, "%s[%d]" % (where, i))
-
-
 def test_responses_match_docs_openapi_yaml(files, tmp_path):
-    yaml = pytest.importorskip("yaml")
+    import yaml  # python3-yaml, installed by scripts/install-deps.sh
     root = os.path.join(os.path.dirname(__file__), "..", "..")
     spec = yaml.safe_load(open(os.path.join(root, "docs", "openapi.yaml")))
     api_md = open(os.path.join(root, "docs", "api.md")).read()
@@ -481,9 +448,9 @@ def test_responses_match_docs_openapi_yaml(files, tmp_path):
             status, _, body = d.get(path)
             assert str(status) in item["get"]["responses"], (path, status)
             schema = item["get"]["responses"][str(status)]["content"]["application/json"]["schema"]
-            _check_schema(body, schema, spec, path)
+            check_schema(body, schema, spec, path)
         status, _, body = d.get("/api/v1/predictions/latest?top=zz")
-        _check_schema(body, spec["components"]["schemas"]["Error"], spec, "error")
+        check_schema(body, spec["components"]["schemas"]["Error"], spec, "error")
 
 
 @pytest.mark.skipif(not os.path.exists(PLUGIN), reason="ALSA test plugin not built")
