@@ -90,14 +90,22 @@ static int resolve(const bsd_config *cfg, char *tok, size_t cap, bs_error *err) 
     return 0;
 }
 
+/* The cors_origins list: entries separated by commas, spaces or tabs. Sets *p past the entry
+ * and returns its length, or 0 at the end of the list. */
+static size_t next_origin(const char **p, const char **entry) {
+    const char *s = *p;
+    while (*s == ' ' || *s == '\t' || *s == ',') s++;
+    const char *e = s;
+    while (*e && *e != ',' && *e != ' ' && *e != '\t') e++;
+    *entry = s;
+    *p = e;
+    return (size_t)(e - s);
+}
+
 static int check_origins(const char *list, bs_error *err) {
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') p++;
-        if (!*p) break;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ' && *e != '\t') e++;
-        size_t n = (size_t)(e - p);
+    const char *p;
+    size_t n;
+    for (const char *rest = list; (n = next_origin(&rest, &p)) > 0;) {
         int star = n == 1 && *p == '*';
         int scheme = (n > 7 && strncmp(p, "http://", 7) == 0) || (n > 8 && strncmp(p, "https://", 8) == 0);
         if (!star && (!scheme || p[n - 1] == '/'))
@@ -105,7 +113,6 @@ static int check_origins(const char *list, bs_error *err) {
                                 "directive 'cors_origins': expected origins like https://host[:port] (no path, no "
                                 "trailing slash) or *, found '%.*s'",
                                 (int)n, p);
-        p = e;
     }
     return 0;
 }
@@ -159,16 +166,10 @@ int bsd_auth_parse_bearer(const char *h, const char **tok, size_t *len) {
 int bsd_cors_origin_allowed(const char *list, const char *origin) {
     if (!list || !origin || !*origin) return 0;
     size_t on = strlen(origin);
-    const char *p = list;
-    while (*p) {
-        while (*p == ' ' || *p == '\t' || *p == ',') p++;
-        if (!*p) break;
-        const char *e = p;
-        while (*e && *e != ',' && *e != ' ' && *e != '\t') e++;
-        size_t n = (size_t)(e - p);
+    const char *p;
+    size_t n;
+    for (const char *rest = list; (n = next_origin(&rest, &p)) > 0;)
         if ((n == 1 && *p == '*') || (n == on && memcmp(p, origin, n) == 0)) return 1;
-        p = e;
-    }
     return 0;
 }
 

@@ -17,8 +17,10 @@ struct bsd_http {
 
 static int first_call_marker;
 
-enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
-                               const char *etag) {
+/* Queues a JSON body (freed here) with the headers every JSON answer carries, plus an ETag
+ * or an Allow header when given. */
+static enum MHD_Result queue_json(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                                  const char *etag, const char *allow) {
     struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
         free(body);
@@ -27,9 +29,15 @@ enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *
     MHD_add_response_header(r, "Content-Type", "application/json");
     MHD_add_response_header(r, "Cache-Control", "no-cache");
     if (etag) MHD_add_response_header(r, "ETag", etag);
+    if (allow) MHD_add_response_header(r, "Allow", allow);
     enum MHD_Result ret = MHD_queue_response(c, status, r);
     MHD_destroy_response(r);
     return ret;
+}
+
+enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
+                               const char *etag) {
+    return queue_json(c, status, body, len, etag, NULL);
 }
 
 /* Error texts echo request parts, which may be any bytes: control and non-ASCII bytes become
@@ -50,17 +58,7 @@ static enum MHD_Result error_with(struct MHD_Connection *c, unsigned status, con
     char *body = json_dumps(j, JSON_COMPACT);
     json_decref(j);
     if (!body) return MHD_NO;
-    struct MHD_Response *r = MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(body);
-        return MHD_NO;
-    }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
-    if (allow) MHD_add_response_header(r, "Allow", allow);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
+    return queue_json(c, status, body, strlen(body), NULL, allow);
 }
 
 enum MHD_Result bsd_http_error(struct MHD_Connection *c, unsigned status, const char *url,
