@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +52,8 @@ static void usage(FILE *f) {
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
             "  --segment-hop S        hop between training windows in seconds (1.0)\n"
             "  --n-mels N             mel bands of the features (128); the model carries it\n"
+            "  --fmin HZ, --fmax HZ   frequency range of the mel bands (0, sample_rate/2); the\n"
+            "                         model carries it\n"
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
@@ -62,7 +65,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -165,6 +168,114 @@ static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_
     return rc;
 }
 
+/* ---- the trainings of one run: K cross-validation folds and the written model ---- */
+
+typedef struct train_job {
+    int fold;               /* 0-based fold, or -1: the written model */
+    char tag[32];           /* "fold 2/5", "final model" or "" */
+    int ntr, nva, nte;
+    ts_train_result r;
+    ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
+    int evaluated;
+    int rc;
+    bs_error err;
+} train_job;
+
+typedef struct train_ctx {
+    const ts_dataset *ds;
+    const ts_windows *w;
+    const int *usable, *fold_of;
+    const float *activity;
+    double active, val_fraction;
+    const bs_feature_config *cfg;
+    const ts_train_options *o;
+    int folds, side_by_side;
+    train_job *jobs;
+    int n_jobs;
+    pthread_mutex_t lock;
+    int next;               /* under lock: the next job to take */
+} train_ctx;
+
+static void run_job(train_ctx *c, train_job *j) {
+    const ts_windows *w = c->w;
+    int n_items = c->ds->n_items;
+    int *pool = calloc((size_t)n_items + 1, sizeof(int)), *role = calloc((size_t)n_items + 1, sizeof(int));
+    int *tr = calloc((size_t)w->n + 1, sizeof(int)), *va = calloc((size_t)w->n + 1, sizeof(int));
+    int *te = calloc((size_t)w->n + 1, sizeof(int));
+    if (!pool || !role || !tr || !va || !te) abort();
+    for (int i = 0; i < n_items; i++)
+        pool[i] = j->fold >= 0 ? c->fold_of[i] >= 0 && c->fold_of[i] != j->fold : c->usable[i];
+    uint64_t seed = j->fold >= 0 ? c->o->seed + (uint64_t)j->fold + 1 : c->o->seed;
+    j->rc = split_val(c->ds, pool, c->val_fraction, seed, role, &j->err);
+    if (j->rc != 0) goto out;
+    j->ntr = windows_of(w, role, 0, tr);
+    j->nva = windows_of(w, role, 1, va);
+    j->ntr = ts_keep_active(w, c->activity, c->active, tr, j->ntr);
+    const int *eval_idx = va;
+    int n_eval = j->nva;
+    if (j->fold >= 0) {
+        j->nte = windows_of(w, c->fold_of, j->fold, te);
+        eval_idx = te;
+        n_eval = j->nte;
+        if (!c->o->quiet)
+            bs_log_info("fold %d/%d: %d training, %d validation, %d test windows", j->fold + 1, c->folds, j->ntr,
+                        j->nva, j->nte);
+    } else if (!c->o->quiet) {
+        bs_log_info("final model: %d training and %d validation windows", j->ntr, j->nva);
+    }
+    ts_train_options o = *c->o;
+    o.tag = j->tag[0] ? j->tag : NULL;
+    o.no_bar = c->side_by_side > 1;
+    j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
+    if (j->rc != 0) goto out;
+    evaluate(j->r.model, w, eval_idx, n_eval, &j->m, NULL);
+    j->evaluated = 1;
+    if (j->fold >= 0) {
+        const ts_metrics *m = &j->m;
+        printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
+               "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
+               j->fold + 1, c->folds, j->r.best_epoch, m->recording_acc, m->window_acc, m->macro_map,
+               m->recording_map, m->ece, m->active_labelled, m->active_background);
+        fflush(stdout);
+    }
+out:
+    free(pool);
+    free(role);
+    free(tr);
+    free(va);
+    free(te);
+}
+
+static void *job_worker(void *arg) {
+    train_ctx *c = arg;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        int k = ts_stop_requested ? c->n_jobs : c->next++;
+        pthread_mutex_unlock(&c->lock);
+        if (k >= c->n_jobs) return NULL;
+        run_job(c, &c->jobs[k]);
+    }
+}
+
+/* Runs every job, c->side_by_side at a time, in job order. Jobs not started because of Ctrl-C
+ * are marked interrupted. 0, or -1 when no thread could be started. */
+static int run_jobs(train_ctx *c) {
+    pthread_t th[64];
+    int n = c->side_by_side < 64 ? c->side_by_side : 64, started = 0;
+    pthread_mutex_init(&c->lock, NULL);
+    c->next = 0;
+    for (int i = 1; i < n; i++) {
+        if (pthread_create(&th[i], NULL, job_worker, c) != 0) break;
+        started++;
+    }
+    job_worker(c); /* this thread is the first worker */
+    for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
+    pthread_mutex_destroy(&c->lock);
+    for (int k = 0; k < c->n_jobs; k++)
+        if (!c->jobs[k].evaluated && c->jobs[k].rc == 0) c->jobs[k].r.interrupted = 1;
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
@@ -180,6 +291,7 @@ int cmd_train(int argc, char **argv) {
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
         {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
+        {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
@@ -190,6 +302,7 @@ int cmd_train(int argc, char **argv) {
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
     int n_mels = 0;
+    double fmin = -1, fmax = -1;
     double active = 1.0;
     float *activity = NULL;
     optind = 0;
@@ -238,6 +351,8 @@ int cmd_train(int argc, char **argv) {
         case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
         case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &active)) return 2; break;
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
+        case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
+        case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
         case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
         case O_NOCACHE: no_cache = 1; break;
@@ -283,6 +398,8 @@ int cmd_train(int argc, char **argv) {
     bs_feature_config cfg = bs_feature_config_default();
     cfg.segment_hop_seconds = hop;
     if (n_mels > 0) cfg.n_mels = n_mels;
+    if (fmin >= 0) cfg.fmin = fmin;
+    if (fmax >= 0) cfg.fmax = fmax;
     if (bs_feature_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         ts_dataset_free(&ds);
@@ -296,7 +413,9 @@ int cmd_train(int argc, char **argv) {
     ts_cache_stats cs;
     int rc = 1;
     ts_windows w = {0};
-    int *usable = NULL, *fold_of = NULL, *role = NULL, *tr = NULL, *va = NULL;
+    int *usable = NULL, *fold_of = NULL;
+    train_job *jobs = NULL;
+    int n_jobs = 0;
     json_t *prov = json_object(), *cv = NULL;
     ts_train_result final = {0};
     if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
@@ -314,11 +433,8 @@ int cmd_train(int argc, char **argv) {
         bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds.n_labels, w.n, n_bg_win,
                     w.n_groups);
     usable = calloc((size_t)ds.n_items + 1, sizeof(int));
-    role = calloc((size_t)ds.n_items + 1, sizeof(int));
     fold_of = calloc((size_t)ds.n_items + 1, sizeof(int));
-    tr = calloc((size_t)w.n + 1, sizeof(int));
-    va = calloc((size_t)w.n + 1, sizeof(int));
-    if (!usable || !role || !fold_of || !tr || !va) abort();
+    if (!usable || !fold_of) abort();
     usable_items(&ds, &w, usable);
     activity = calloc((size_t)w.n + 1, sizeof(float));
     if (!activity) abort();
@@ -341,53 +457,56 @@ int cmd_train(int argc, char **argv) {
             fprintf(stderr, "birdsong train: %s\n", err.msg);
             goto done;
         }
+    }
+
+    /* The trainings: one per fold, then the written model (every usable recording, a stratified
+     * validation part). They are independent, so with --folds and several threads they run side
+     * by side with one BLAS thread each: the networks are small enough that OpenBLAS gains
+     * little from a second thread inside one training, while two trainings take two cores. */
+    n_jobs = folds + 1;
+    jobs = calloc((size_t)n_jobs, sizeof *jobs);
+    if (!jobs) abort();
+    for (int j = 0; j < n_jobs; j++) {
+        jobs[j].fold = j < folds ? j : -1;
+        if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
+        else if (folds > 0) snprintf(jobs[j].tag, sizeof jobs[j].tag, "final model");
+    }
+    train_ctx tc = {.ds = &ds, .w = &w, .usable = usable, .fold_of = fold_of, .activity = activity,
+                    .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
+                    .jobs = jobs, .n_jobs = n_jobs};
+    tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
+    bs_nn_set_threads(threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1);
+    if (run_jobs(&tc) != 0) {
+        fprintf(stderr, "birdsong train: cannot start the training threads\n");
+        goto done;
+    }
+    for (int j = 0; j < n_jobs; j++) {
+        if (jobs[j].rc != 0) {
+            if (jobs[j].fold >= 0) fprintf(stderr, "birdsong train: fold %d: %s\n", jobs[j].fold + 1, jobs[j].err.msg);
+            else fprintf(stderr, "birdsong train: %s\n", jobs[j].err.msg);
+            goto done;
+        }
+    }
+    for (int f = 0; f < folds; f++)
+        if (jobs[f].r.interrupted || !jobs[f].evaluated) {
+            fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
+            goto done;
+        }
+    if (folds > 0) {
         enum { NF = 7 };
         const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
                                  "mean_active_labelled", "mean_active_background"};
         double *vals = calloc((size_t)NF * folds, sizeof(double));
         json_t *fl = json_array();
-        for (int f = 0; f < folds && !ts_stop_requested; f++) {
-            int *pool = calloc((size_t)ds.n_items + 1, sizeof(int));
-            for (int i = 0; i < ds.n_items; i++) pool[i] = fold_of[i] >= 0 && fold_of[i] != f;
-            if (split_val(&ds, pool, val_fraction, o.seed + (uint64_t)f + 1, role, &err) != 0) {
-                fprintf(stderr, "birdsong train: fold %d: %s\n", f + 1, err.msg);
-                free(pool);
-                free(vals);
-                json_decref(fl);
-                goto done;
-            }
-            free(pool);
-            int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
-            ntr = ts_keep_active(&w, activity, active, tr, ntr);
-            int *te = malloc(sizeof(int) * ((size_t)w.n + 1));
-            int nte = windows_of(&w, fold_of, f, te);
-            if (!o.quiet)
-                bs_log_info("fold %d/%d: %d training, %d validation, %d test windows", f + 1, folds, ntr, nva, nte);
-            ts_train_result r;
-            if (ts_train_run(&w, tr, ntr, va, nva, ds.labels, &cfg, &o, &r, &err) != 0) {
-                fprintf(stderr, "birdsong train: fold %d: %s\n", f + 1, err.msg);
-                free(te);
-                free(vals);
-                json_decref(fl);
-                goto done;
-            }
-            ts_metrics m;
-            evaluate(r.model, &w, te, nte, &m, NULL);
-            double fv[NF] = {m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece, m.active_labelled,
-                             m.active_background};
+        for (int f = 0; f < folds; f++) {
+            const ts_metrics *m = &jobs[f].m;
+            double fv[NF] = {m->recording_acc, m->window_acc, m->macro_map, m->recording_map, m->ece,
+                             m->active_labelled, m->active_background};
             for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
-            printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
-                   "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
-                   f + 1, folds, r.best_epoch, m.recording_acc, m.window_acc, m.macro_map, m.recording_map, m.ece,
-                   m.active_labelled, m.active_background);
-            fflush(stdout);
-            json_t *fj = ts_metrics_to_json(&m, ds.labels);
+            json_t *fj = ts_metrics_to_json(m, ds.labels);
             json_object_set_new(fj, "fold", json_integer(f + 1));
-            json_object_set_new(fj, "best_epoch", json_integer(r.best_epoch));
+            json_object_set_new(fj, "best_epoch", json_integer(jobs[f].r.best_epoch));
             json_array_append_new(fl, fj);
-            ts_metrics_free(&m);
-            ts_train_result_free(&r);
-            free(te);
         }
         cv = json_object();
         json_object_set_new(cv, "folds", json_integer(folds));
@@ -404,27 +523,17 @@ int cmd_train(int argc, char **argv) {
         }
         fflush(stdout);
         free(vals);
-        if (ts_stop_requested) {
-            fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
-            goto done;
-        }
     }
-
-    /* the model that is written: every usable recording, a stratified validation part */
-    if (split_val(&ds, usable, val_fraction, o.seed, role, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
+    train_job *fj = &jobs[n_jobs - 1];
+    if (!fj->evaluated) {
+        fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
         goto done;
     }
-    int ntr = windows_of(&w, role, 0, tr), nva = windows_of(&w, role, 1, va);
-    ntr = ts_keep_active(&w, activity, active, tr, ntr);
-    if (!o.quiet) bs_log_info("final model: %d training and %d validation windows", ntr, nva);
-    if (ts_train_run(&w, tr, ntr, va, nva, ds.labels, &cfg, &o, &final, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
-        goto done;
-    }
-    ts_metrics vm;
-    float *vprobs = malloc(sizeof(float) * ((size_t)nva * w.C + 1));
-    evaluate(final.model, &w, va, nva, &vm, vprobs);
+    final = fj->r;
+    memset(&fj->r, 0, sizeof fj->r);
+    int ntr = fj->ntr, nva = fj->nva;
+    ts_metrics vm = fj->m;
+    memset(&fj->m, 0, sizeof fj->m);
     printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
            "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
            (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
@@ -463,7 +572,6 @@ int cmd_train(int argc, char **argv) {
         if (src != 0 || bs_model_save(final.model, out, &err) != 0) {
             fprintf(stderr, "birdsong train: %s\n", err.msg);
             ts_metrics_free(&vm);
-            free(vprobs);
             goto done;
         }
     }
@@ -473,11 +581,15 @@ int cmd_train(int argc, char **argv) {
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
     }
     ts_metrics_free(&vm);
-    free(vprobs);
     printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels, final.best_epoch,
            final.n_hist, final.interrupted ? ", interrupted" : "");
     rc = 0;
 done:
+    for (int j = 0; j < n_jobs; j++) {
+        ts_train_result_free(&jobs[j].r);
+        if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);
+    }
+    free(jobs);
     ts_train_result_free(&final);
     json_decref(prov);
     json_decref(cv);
@@ -487,10 +599,7 @@ done:
     ts_windows_free(&w);
     free(usable);
     free(activity);
-    free(role);
     free(fold_of);
-    free(tr);
-    free(va);
     ts_dataset_free(&ds);
     free(cache_dir);
     return rc;

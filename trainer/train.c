@@ -369,7 +369,7 @@ static double net_eval(bs_net *net, const ts_windows *w, const int *idx, int n, 
 
 static void progress_line(const ts_train_options *o, int epoch, int done, int total, double loss,
                           double sps, double eta) {
-    if (o->quiet || !isatty(STDERR_FILENO)) return;
+    if (o->quiet || o->no_bar || !isatty(STDERR_FILENO)) return;
     int width = 24, fill = total ? done * width / total : 0;
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
@@ -506,7 +506,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
         double vloss = net_eval(net, w, val_idx, n_val, mean, std, std_floor, xb, vprobs) / ((double)n_val * C);
         t_net += now_s() - tv;
         double el = now_s() - t_epoch;
-        if (!o->quiet && isatty(STDERR_FILENO)) fprintf(stderr, "\r\033[K");
+        if (!o->quiet && !o->no_bar && isatty(STDERR_FILENO)) fprintf(stderr, "\r\033[K");
         ts_epoch_log *h = &res->hist[res->n_hist++];
         h->epoch = e + 1;
         h->lr = lr;
@@ -526,17 +526,20 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
             since_best++;
         }
         if (!o->quiet)
-            bs_log_info("epoch %d/%d  lr %.2e  train loss %.4f  val loss %.4f  val acc %.3f  %.0f samples/s  "
+            bs_log_info("%s%sepoch %d/%d  lr %.2e  train loss %.4f  val loss %.4f  val acc %.3f  %.0f samples/s  "
                         "%.1f s (%.1f%% outside the network)%s",
-                        e + 1, o->epochs, lr, h->train_loss, vloss, h->val_acc, h->samples_per_s, el,
+                        o->tag ? o->tag : "", o->tag ? ": " : "", e + 1, o->epochs, lr, h->train_loss, vloss, h->val_acc, h->samples_per_s, el,
                         100.0 * h->outside_fraction, better ? "  *best" : "");
         if (ts_stop_requested) {
             res->interrupted = 1;
-            bs_log_warn("interrupted: keeping the best weights so far (epoch %d)", res->best_epoch);
+            bs_log_warn("%s%sinterrupted: keeping the best weights so far (epoch %d)", o->tag ? o->tag : "",
+                        o->tag ? ": " : "", res->best_epoch);
             break;
         }
         if (o->patience > 0 && since_best >= o->patience) {
-            if (!o->quiet) bs_log_info("early stop: no better validation loss for %d epochs", o->patience);
+            if (!o->quiet)
+                bs_log_info("%s%searly stop: no better validation loss for %d epochs", o->tag ? o->tag : "",
+                            o->tag ? ": " : "", o->patience);
             break;
         }
     }

@@ -43,6 +43,8 @@ typedef struct ts_train_options {
     int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
     int bg_repeat;        /* background windows appear this many times per epoch (1) */
     int quiet;            /* no progress output */
+    const char *tag;      /* prefix of the log lines ("fold 2/5"), or NULL */
+    int no_bar;           /* no progress bar even on a terminal (trainings running side by side) */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);

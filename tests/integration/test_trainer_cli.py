@@ -197,6 +197,8 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--snr-range", "5"], 2, "expected LO,HI"),
     (["--data", "x", "--out", "m", "--snr-range", "10,5"], 2, "--snr-range '5'"),
     (["--data", "x", "--out", "m", "--threads", "0"], 2, "--threads '0'"),
+    (["--data", "x", "--out", "m", "--fmin", "low"], 2, "--fmin 'low'"),
+    (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
@@ -318,3 +320,35 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
     assert set(cv["recording_accuracy"]) == {"mean", "sd"}
     assert meta["features"]["n_mels"] == 64
+
+
+@needs_data
+def test_train_mel_range_checked(trained, tmp_path):
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(tmp_path / "m.bsm"), "--fmin", "9000",
+            "--fmax", "4000", "--cache", str(trained["tmp"] / "cache"))
+    assert p.returncode == 2 and "fmin (9000 Hz) must be below fmax (4000 Hz)" in p.stderr, p.stderr
+    assert not (tmp_path / "m.bsm").exists()
+
+
+@needs_data
+def test_folds_side_by_side_match_one_at_a_time(trained, tmp_path):
+    """With --folds and 2 threads the trainings run side by side (one BLAS thread each); every
+    fold and the written model must come out exactly as when they run one after another."""
+    metas = []
+    for threads in ("1", "2"):
+        model = tmp_path / f"cv{threads}.bsm"
+        p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+                "--n-mels", "64", "--fmin", "150", "--epochs", "2", "--folds", "2", "--val-fraction", "0.3",
+                "--threads", threads,
+                "--cache", str(trained["tmp"] / "cache"), check=0)
+        assert p.returncode == 0, p.stderr
+        for tag in ("fold 1/2: epoch 2/2", "fold 2/2: epoch 2/2", "final model: epoch 2/2"):
+            assert tag in p.stderr, p.stderr
+        metas.append(json.loads(run("inspect", str(model), check=0).stdout))
+    assert metas[0]["features"]["fmin"] == 150.0
+    a, b = (m["training"]["metrics"] for m in metas)
+    assert a["cross_validation"] == b["cross_validation"]
+    assert a["validation"] == b["validation"]
+    ha = [(e["train_loss"], e["val_loss"]) for e in metas[0]["training"]["history"]]
+    hb = [(e["train_loss"], e["val_loss"]) for e in metas[1]["training"]["history"]]
+    assert ha == hb
