@@ -19,37 +19,39 @@
 static pthread_mutex_t g_fftw_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_wisdom_imported; /* under the lock */
 
-/* A fixed plan for the default n_fft = 2048 r2c (2 x 64 x 16 with FFTW's AVX codelets), as
- * FFTW_PATIENT found it on an AVX2 machine: 2.2 us per transform against 3.2 us for the
- * FFTW_ESTIMATE plan. Measuring at start-up would cost 0.2-0.8 s and, worse, could pick a
- * different plan in each process (the trainer and the daemon would then round differently).
- * This wisdom fixes the plan; where it does not apply (no AVX, another FFTW build, another
- * n_fft) the planner falls back to FFTW_ESTIMATE, also deterministic. */
+/* The real n_fft-point FFT is done as one complex FFT of n_fft/2 points (even samples as real
+ * parts, odd samples as imaginary parts: the windowed frame as it lies in memory) followed by
+ * the split into the real spectrum, fused with the power (melspec_compute_impl). FFTW's own
+ * r2c of 2048 points takes 2.2 us here (its best plan uses scalar and SSE2 codelets for the
+ * real-to-complex part), its complex 1024-point FFT 0.8 us with AVX codelets.
+ *
+ * A fixed plan for that complex 1024-point FFT (64 x 16, FFTW's AVX codelets), as
+ * FFTW_PATIENT found it on an AVX2 machine. Measuring at start-up would cost 0.2-0.8 s and,
+ * worse, could pick a different plan in each process (the trainer and the daemon would then
+ * round differently). This wisdom fixes the plan; where it does not apply (no AVX, another
+ * FFTW build, another n_fft) the planner falls back to FFTW_ESTIMATE, also deterministic. */
 static const char k_fftw_wisdom[] =
     "(fftw-3.3.10 fftwf_wisdom #x9e7d4dee #xdb14fed1 #x34bf76a4 #xeb6e8fdf\n"
-    "  (fftwf_codelet_n2fv_16_avx 0 #x11048 #x11048 #x0 #xf246dd1d #x433be1dd #x669fbc87 "
-    "#xe433ec82)\n"
-    "  (fftwf_codelet_r2cfII_2 2 #x11048 #x11048 #x0 #xf4706e13 #x6e8bbca0 #x9c704b36 "
-    "#x8e8181fc)\n"
-    "  (fftwf_codelet_hc2cfdft_2 0 #x11048 #x11048 #x0 #xc447d79d #x3bb36c12 #x2e7c8386 "
-    "#xc241521c)\n"
-    "  (fftwf_codelet_r2cf_2 2 #x11048 #x11048 #x0 #xc4589152 #x2c904887 #x3df0c9d3 "
-    "#x054d1070)\n"
     "  (fftwf_codelet_t2fv_64_avx 0 #x11048 #x11048 #x0 #xc6ca45ce #xf08c5f4a #x61a53ade "
     "#xe5e374c8)\n"
+    "  (fftwf_codelet_n2fv_16_avx 0 #x11048 #x11048 #x0 #xf246dd1d #x433be1dd #x669fbc87 "
+    "#xe433ec82)\n"
     ")\n";
 
 struct bs_melspec {
     bs_feature_config cfg;
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
     float *window;     /* n_fft, periodic Hann */
-    float *fft_in;     /* n_fft (fftwf_malloc) */
-    fftwf_complex *fft_out; /* n_freqs (fftwf_malloc) */
+    float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex (fftwf_malloc) */
+    fftwf_complex *fft_out; /* n_fft/2: its complex FFT (fftwf_malloc) */
+    float *zr, *zi;    /* n_fft/2 each: fft_out de-interleaved (the split reads it backwards) */
+    float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
     float *power;      /* n_freqs + 8: one frame's power spectrum, zero tail */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
     int *mel_len;      /* n_mels: number of nonzero bins */
     int *mel_len8;     /* n_mels: mel_len rounded up to a multiple of 8 */
-    float *mel_w;      /* concatenated nonzero weights, row after row, each zero-padded to 8 */
+    float *mel_w;      /* concatenated nonzero weights x 1/4 (see the split), row after row,
+                        * each zero-padded to 8 */
     int *mel_off;      /* n_mels: offset of each row in mel_w */
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
@@ -130,6 +132,10 @@ void bs_melspec_free(bs_melspec *ms) {
     }
     fftwf_free(ms->fft_in);
     fftwf_free(ms->fft_out);
+    free(ms->zr);
+    free(ms->zi);
+    free(ms->tw_c);
+    free(ms->tw_s);
     free(ms->window);
     fftwf_free(ms->power);
     free(ms->mel_len8);
@@ -155,19 +161,29 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
 
     ms->window = malloc((size_t)ms->n_fft * sizeof *ms->window);
     ms->fft_in = fftwf_malloc((size_t)ms->n_fft * sizeof *ms->fft_in);
-    ms->fft_out = fftwf_malloc((size_t)ms->n_freqs * sizeof *ms->fft_out);
+    ms->fft_out = fftwf_malloc((size_t)(ms->n_fft / 2) * sizeof *ms->fft_out);
+    const size_t half = (size_t)(ms->n_fft / 2);
+    ms->zr = malloc(half * sizeof *ms->zr);
+    ms->zi = malloc(half * sizeof *ms->zi);
+    ms->tw_c = malloc(half * sizeof *ms->tw_c);
+    ms->tw_s = malloc(half * sizeof *ms->tw_s);
     ms->power = fftwf_malloc(((size_t)ms->n_freqs + 8) * sizeof *ms->power);
     ms->mel_len8 = malloc((size_t)ms->n_mels * sizeof *ms->mel_len8);
     ms->mel_start = malloc((size_t)ms->n_mels * sizeof *ms->mel_start);
     ms->mel_len = malloc((size_t)ms->n_mels * sizeof *ms->mel_len);
     ms->mel_off = malloc((size_t)ms->n_mels * sizeof *ms->mel_off);
-    if (!ms->window || !ms->power || !ms->mel_len8 || !ms->fft_in || !ms->fft_out ||
+    if (!ms->window || !ms->zr || !ms->zi || !ms->tw_c || !ms->tw_s || !ms->power || !ms->mel_len8 || !ms->fft_in || !ms->fft_out ||
         !ms->mel_start || !ms->mel_len || !ms->mel_off)
         goto oom;
 
     /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
     for (int n = 0; n < ms->n_fft; n++)
         ms->window[n] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * (double)n / (double)ms->n_fft));
+    for (int k = 0; k < ms->n_fft / 2; k++) {
+        const double a = M_PI * (double)k / (double)(ms->n_fft / 2);
+        ms->tw_c[k] = (float)cos(a);
+        ms->tw_s[k] = (float)sin(a);
+    }
 
     /* Sparse filterbank: float64 rows cast to float32 (as librosa stores them), then only
      * the range between the first and last nonzero float32 weight is kept. */
@@ -192,8 +208,8 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     }
     for (int m = 0; m < ms->n_mels; m++)
         for (int j = 0; j < ms->mel_len[m]; j++)
-            ms->mel_w[ms->mel_off[m] + j] =
-                (float)W[(size_t)m * ms->n_freqs + (size_t)(ms->mel_start[m] + j)];
+            ms->mel_w[ms->mel_off[m] + j] = /* x 0.25 is exact: see the split */
+                0.25f * (float)W[(size_t)m * ms->n_freqs + (size_t)(ms->mel_start[m] + j)];
     free(W);
 
     memset(ms->power, 0, ((size_t)ms->n_freqs + 8) * sizeof *ms->power);
@@ -202,16 +218,17 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         g_wisdom_imported = 1;
         (void)fftwf_import_wisdom_from_string(k_fftw_wisdom); /* 0 where it does not apply */
     }
-    ms->plan = fftwf_plan_dft_r2c_1d(ms->n_fft, ms->fft_in, ms->fft_out,
-                                     FFTW_MEASURE | FFTW_WISDOM_ONLY);
+    fftwf_complex *zin = (fftwf_complex *)ms->fft_in;
+    ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD,
+                                 FFTW_MEASURE | FFTW_WISDOM_ONLY);
     ms->plan_from_wisdom = ms->plan != NULL;
     if (!ms->plan)
-        ms->plan = fftwf_plan_dft_r2c_1d(ms->n_fft, ms->fft_in, ms->fft_out, FFTW_ESTIMATE);
+        ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD, FFTW_ESTIMATE);
     pthread_mutex_unlock(&g_fftw_planner_lock);
     if (!ms->plan) {
         bs_melspec_free(ms);
-        bs_error_set(err, "melspec: FFTW could not plan an r2c transform of size %d",
-                     cfg->n_fft);
+        bs_error_set(err, "melspec: FFTW could not plan a complex transform of size %d",
+                     cfg->n_fft / 2);
         return NULL;
     }
     return ms;
@@ -247,6 +264,39 @@ static inline float log10_approx(float x) {
     return ln * 0.434294481903252f;
 }
 
+/* The power spectrum of the real frame from the complex FFT of half its length.
+ * Z = FFT_M(z), z[j] = x[2j] + i x[2j+1]. The real spectrum, times 2:
+ * 2X[k] = s + W^k (-i d), 2X[M-k] = conj(s - W^k (-i d)), with s = Z[k] + conj Z[M-k],
+ * d = Z[k] - conj Z[M-k], W = exp(-i pi / M). P[k] = |2X[k]|^2 = 4 |X[k]|^2, k = 0..M: the
+ * mel weights carry the 1/4 (a power of two: the same bits as scaling P). A function of its
+ * own so that restrict tells GCC the arrays are distinct (it vectorizes the loops). */
+static inline void real_split_power(const float *restrict Z, float *restrict zr,
+                                    float *restrict zi, const float *restrict tw_c,
+                                    const float *restrict tw_s, float *restrict P, int M) {
+    for (int k = 0; k < M; k++) { /* GCC vectorizes a backward read of split arrays only */
+        zr[k] = Z[2 * k];
+        zi[k] = Z[2 * k + 1];
+    }
+    P[0] = (zr[0] + zi[0]) * (zr[0] + zi[0]);
+    P[M] = (zr[0] - zi[0]) * (zr[0] - zi[0]);
+    const int kmax = (M - 1) / 2; /* pairs k < M - k */
+    for (int k = 1; k <= kmax; k++) {
+        const int j = M - k;
+        const float ar = zr[k], ai = zi[k], br = zr[j], bi = zi[j];
+        const float sr = ar + br, si = ai - bi;  /* 2E */
+        const float orr = ai + bi, oi = br - ar; /* 2O = -i d */
+        const float c = tw_c[k], sn = tw_s[k];   /* W^k = c - i sn */
+        const float tr = c * orr + sn * oi, ti = c * oi - sn * orr;
+        const float pr = sr + tr, pi = si + ti, qr = sr - tr, qi = si - ti;
+        P[k] = pr * pr + pi * pi;
+        P[j] = qr * qr + qi * qi;
+    }
+    if (M % 2 == 0) { /* k = M/2: 2X = 2 conj Z[M/2] */
+        const float r = 2.0f * Z[M], i = 2.0f * Z[M + 1];
+        P[M / 2] = r * r + i * i;
+    }
+}
+
 /* The whole computation in one function so that the compiler can make an AVX2 clone of it
  * next to the baseline one (picked at load time); both give bit-identical results, since
  * vectorization here runs across frames and keeps every sum's order. */
@@ -256,12 +306,15 @@ __attribute__((target_clones("avx2", "default")))
 #endif
 static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
                                  float *restrict out) {
-    const int n_fft = ms->n_fft, hop = ms->hop, n_freqs = ms->n_freqs, half = n_fft / 2;
+    const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
     const int n_mels = ms->n_mels, n_frames = ms->n_frames, seg = ms->seg;
     float *restrict in = ms->fft_in;
     const float *restrict w = ms->window;
     float *restrict P = ms->power;    /* n_freqs + 8, the tail stays 0 */
-    const float *restrict X = (const float *)ms->fft_out; /* interleaved re, im */
+    const float *restrict Z = (const float *)ms->fft_out; /* interleaved re, im */
+    const float *restrict tw_c = ms->tw_c, *restrict tw_s = ms->tw_s;
+    float *restrict zr = ms->zr, *restrict zi = ms->zi;
+    const int M = half; /* complex FFT length */
 
     float smax = 0.0f; /* the largest mel power of the window */
     for (int t = 0; t < n_frames; t++) {
@@ -278,10 +331,7 @@ static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
             for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
         }
         fftwf_execute(ms->plan);
-        for (int k = 0; k < n_freqs; k++) {
-            const float re = X[2 * k], im = X[2 * k + 1];
-            P[k] = re * re + im * im;
-        }
+        real_split_power(Z, zr, zi, tw_c, tw_s, P, M);
         /* Mel rows: dot products in 8 fixed lanes (weights zero-padded to a multiple of 8,
          * P zero-padded past n_freqs), lanes summed in a fixed order: the same result with
          * SSE2 or AVX2. */
