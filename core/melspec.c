@@ -15,6 +15,16 @@
 
 #include "birdsong/features.h"
 
+/* An AVX2 build of the computation next to the baseline one, chosen at run time (GCC on
+ * x86-64; not under the sanitizers, and BS_NO_TARGET_CLONES turns it off to check that both
+ * give the same bits). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(BS_NO_TARGET_CLONES)
+#define BS_MELSPEC_AVX2 1
+#else
+#define BS_MELSPEC_AVX2 0
+#endif
+
 /* FFTW's planner (plan creation and destruction) is not thread-safe; execution is. */
 static pthread_mutex_t g_fftw_planner_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_wisdom_imported; /* under the lock */
@@ -41,10 +51,10 @@ static const char k_fftw_wisdom[] =
 struct bs_melspec {
     bs_feature_config cfg;
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
+    void *arena;       /* fftwf_malloc'd block holding the six arrays below (see arena_layout) */
     float *window;     /* n_fft, periodic Hann */
-    float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex (fftwf_malloc) */
-    fftwf_complex *fft_out; /* n_fft/2: its complex FFT (fftwf_malloc) */
-    float *zr, *zi;    /* n_fft/2 each: fft_out de-interleaved (the split reads it backwards) */
+    float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex */
+    fftwf_complex *fft_out; /* n_fft/2: its complex FFT */
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
     float *power;      /* n_freqs + 8: one frame's power spectrum, zero tail */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
@@ -56,6 +66,7 @@ struct bs_melspec {
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
+    int use_avx2;         /* run melspec_compute_avx2 (the CPU has AVX2) */
 };
 
 /* Slaney mel scale (librosa htk=False). */
@@ -123,6 +134,37 @@ float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err) {
     return out;
 }
 
+/* The per-frame arrays in one block, each starting at a chosen offset modulo 4096 bytes. A
+ * load whose address matches a pending store's in its low 12 bits waits for that store
+ * ("4K aliasing"); with separate mallocs of 8 KB arrays the window loop (load w, store
+ * fft_in) and the split (load twiddles, store power) hit it on every iteration and ran 3x
+ * slower. Each loop's load streams start 2048 bytes (or 1024) away from its store stream:
+ *   fft_in 0, window 2048 (window loop);  fft_out 2048 (FFT: fft_in -> fft_out);
+ *   power 0, tw_c 1024, tw_s 3072 (split: twiddles, fft_out -> power). */
+static int arena_layout(bs_melspec *ms) {
+    const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = (size_t)ms->n_freqs + 8;
+    struct {
+        size_t floats, offset;
+    } a[6] = {{nf, 0}, {nf, 2048}, {nf, 2048}, {np, 0}, {half, 1024}, {half, 3072}};
+    size_t at[6], end = 0;
+    for (int i = 0; i < 6; i++) { /* next byte position >= end that is = offset (mod 4096) */
+        const size_t pos = end + ((a[i].offset + 4096 - end % 4096) % 4096);
+        at[i] = pos;
+        end = pos + a[i].floats * sizeof(float);
+    }
+    char *raw = fftwf_malloc(end + 4096);
+    if (!raw) return -1;
+    ms->arena = raw;
+    char *base = raw + (4096 - (uintptr_t)raw % 4096) % 4096;
+    ms->fft_in = (float *)(base + at[0]);
+    ms->window = (float *)(base + at[1]);
+    ms->fft_out = (fftwf_complex *)(base + at[2]);
+    ms->power = (float *)(base + at[3]);
+    ms->tw_c = (float *)(base + at[4]);
+    ms->tw_s = (float *)(base + at[5]);
+    return 0;
+}
+
 void bs_melspec_free(bs_melspec *ms) {
     if (!ms) return;
     if (ms->plan) {
@@ -130,14 +172,7 @@ void bs_melspec_free(bs_melspec *ms) {
         fftwf_destroy_plan(ms->plan);
         pthread_mutex_unlock(&g_fftw_planner_lock);
     }
-    fftwf_free(ms->fft_in);
-    fftwf_free(ms->fft_out);
-    free(ms->zr);
-    free(ms->zi);
-    free(ms->tw_c);
-    free(ms->tw_s);
-    free(ms->window);
-    fftwf_free(ms->power);
+    fftwf_free(ms->arena);
     free(ms->mel_len8);
     free(ms->mel_start);
     free(ms->mel_len);
@@ -159,22 +194,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->seg = bs_feature_segment_samples(cfg);
     ms->db_floor = 10.0f * log10f(cfg->amin);
 
-    ms->window = malloc((size_t)ms->n_fft * sizeof *ms->window);
-    ms->fft_in = fftwf_malloc((size_t)ms->n_fft * sizeof *ms->fft_in);
-    ms->fft_out = fftwf_malloc((size_t)(ms->n_fft / 2) * sizeof *ms->fft_out);
-    const size_t half = (size_t)(ms->n_fft / 2);
-    ms->zr = malloc(half * sizeof *ms->zr);
-    ms->zi = malloc(half * sizeof *ms->zi);
-    ms->tw_c = malloc(half * sizeof *ms->tw_c);
-    ms->tw_s = malloc(half * sizeof *ms->tw_s);
-    ms->power = fftwf_malloc(((size_t)ms->n_freqs + 8) * sizeof *ms->power);
+    if (arena_layout(ms)) goto oom;
     ms->mel_len8 = malloc((size_t)ms->n_mels * sizeof *ms->mel_len8);
     ms->mel_start = malloc((size_t)ms->n_mels * sizeof *ms->mel_start);
     ms->mel_len = malloc((size_t)ms->n_mels * sizeof *ms->mel_len);
     ms->mel_off = malloc((size_t)ms->n_mels * sizeof *ms->mel_off);
-    if (!ms->window || !ms->zr || !ms->zi || !ms->tw_c || !ms->tw_s || !ms->power || !ms->mel_len8 || !ms->fft_in || !ms->fft_out ||
-        !ms->mel_start || !ms->mel_len || !ms->mel_off)
-        goto oom;
+    if (!ms->mel_len8 || !ms->mel_start || !ms->mel_len || !ms->mel_off) goto oom;
 
     /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
     for (int n = 0; n < ms->n_fft; n++)
@@ -222,6 +247,10 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD,
                                  FFTW_MEASURE | FFTW_WISDOM_ONLY);
     ms->plan_from_wisdom = ms->plan != NULL;
+#if BS_MELSPEC_AVX2
+    __builtin_cpu_init();
+    ms->use_avx2 = __builtin_cpu_supports("avx2");
+#endif
     if (!ms->plan)
         ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD, FFTW_ESTIMATE);
     pthread_mutex_unlock(&g_fftw_planner_lock);
@@ -264,32 +293,81 @@ static inline float log10_approx(float x) {
     return ln * 0.434294481903252f;
 }
 
+/* GCC/Clang vector extensions. Element-wise IEEE operations and lane shuffles only, so every
+ * lane rounds exactly as the scalar code does: the baseline (SSE2, 4 floats) and the AVX2
+ * (8 floats) paths give the same bits. Unaligned loads and stores through memcpy (macros:
+ * passing 32-byte vectors by value would change the ABI without AVX). */
+typedef float v4f __attribute__((vector_size(16)));
+typedef float v8f __attribute__((vector_size(32)));
+#define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
+#define STOREV(p, v) memcpy((p), &(v), sizeof(v))
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
 /* The power spectrum of the real frame from the complex FFT of half its length.
  * Z = FFT_M(z), z[j] = x[2j] + i x[2j+1]. The real spectrum, times 2:
  * 2X[k] = s + W^k (-i d), 2X[M-k] = conj(s - W^k (-i d)), with s = Z[k] + conj Z[M-k],
  * d = Z[k] - conj Z[M-k], W = exp(-i pi / M). P[k] = |2X[k]|^2 = 4 |X[k]|^2, k = 0..M: the
- * mel weights carry the 1/4 (a power of two: the same bits as scaling P). A function of its
- * own so that restrict tells GCC the arrays are distinct (it vectorizes the loops). */
-static inline void real_split_power(const float *restrict Z, float *restrict zr,
-                                    float *restrict zi, const float *restrict tw_c,
-                                    const float *restrict tw_s, float *restrict P, int M) {
-    for (int k = 0; k < M; k++) { /* GCC vectorizes a backward read of split arrays only */
-        zr[k] = Z[2 * k];
-        zi[k] = Z[2 * k + 1];
-    }
-    P[0] = (zr[0] + zi[0]) * (zr[0] + zi[0]);
-    P[M] = (zr[0] - zi[0]) * (zr[0] - zi[0]);
+ * mel weights carry the 1/4 (a power of two: the same bits as scaling P). Pairs (k, M-k)
+ * four or eight at a time; the backward half is read and written through lane reversals
+ * (GCC does not vectorize a backward read of interleaved complex on its own). */
+#define SPLIT_BODY(V, ar, ai, br, bi, c, sn, p, q)                                          \
+    const V sr = ar + br, si = ai - bi;  /* 2E */                                          \
+    const V orr = ai + bi, oi = br - ar; /* 2O = -i d */                                   \
+    const V tr = c * orr + sn * oi, ti = c * oi - sn * orr; /* W^k 2O, W^k = c - i sn */   \
+    const V pr = sr + tr, pi = si + ti, qr = sr - tr, qi = si - ti;                        \
+    const V p = pr * pr + pi * pi, q = qr * qr + qi * qi;
+
+ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restrict tw_c,
+                                    const float *restrict tw_s, float *restrict P, int M,
+                                    const int wide) {
+    P[0] = (Z[0] + Z[1]) * (Z[0] + Z[1]);
+    P[M] = (Z[0] - Z[1]) * (Z[0] - Z[1]);
     const int kmax = (M - 1) / 2; /* pairs k < M - k */
-    for (int k = 1; k <= kmax; k++) {
+    int k = 1;
+    if (wide)
+        for (; k + 7 <= kmax; k += 8) {
+            const int j0 = M - k - 7; /* lane l pairs k + l with M - k - l = j0 + 7 - l */
+            v8f za, zb, ja, jb, c, sn;
+            LOADV(za, Z + 2 * k);
+            LOADV(zb, Z + 2 * k + 8);
+            LOADV(ja, Z + 2 * j0);
+            LOADV(jb, Z + 2 * j0 + 8);
+            LOADV(c, tw_c + k);
+            LOADV(sn, tw_s + k);
+            const v8f ar = __builtin_shufflevector(za, zb, 0, 2, 4, 6, 8, 10, 12, 14);
+            const v8f ai = __builtin_shufflevector(za, zb, 1, 3, 5, 7, 9, 11, 13, 15);
+            const v8f br = __builtin_shufflevector(ja, jb, 14, 12, 10, 8, 6, 4, 2, 0);
+            const v8f bi = __builtin_shufflevector(ja, jb, 15, 13, 11, 9, 7, 5, 3, 1);
+            SPLIT_BODY(v8f, ar, ai, br, bi, c, sn, p, q)
+            const v8f qrev = __builtin_shufflevector(q, q, 7, 6, 5, 4, 3, 2, 1, 0);
+            STOREV(P + k, p);
+            STOREV(P + j0, qrev);
+        }
+    for (; k + 3 <= kmax; k += 4) {
+        const int j0 = M - k - 3; /* lane l pairs k + l with M - k - l = j0 + 3 - l */
+        v4f za, zb, ja, jb, c, sn;
+        LOADV(za, Z + 2 * k);
+        LOADV(zb, Z + 2 * k + 4);
+        LOADV(ja, Z + 2 * j0);
+        LOADV(jb, Z + 2 * j0 + 4);
+        LOADV(c, tw_c + k);
+        LOADV(sn, tw_s + k);
+        const v4f ar = __builtin_shufflevector(za, zb, 0, 2, 4, 6);
+        const v4f ai = __builtin_shufflevector(za, zb, 1, 3, 5, 7);
+        const v4f br = __builtin_shufflevector(ja, jb, 6, 4, 2, 0);
+        const v4f bi = __builtin_shufflevector(ja, jb, 7, 5, 3, 1);
+        SPLIT_BODY(v4f, ar, ai, br, bi, c, sn, p, q)
+        const v4f qrev = __builtin_shufflevector(q, q, 3, 2, 1, 0);
+        STOREV(P + k, p);
+        STOREV(P + j0, qrev);
+    }
+    for (; k <= kmax; k++) { /* the same operations, one pair at a time */
         const int j = M - k;
-        const float ar = zr[k], ai = zi[k], br = zr[j], bi = zi[j];
-        const float sr = ar + br, si = ai - bi;  /* 2E */
-        const float orr = ai + bi, oi = br - ar; /* 2O = -i d */
-        const float c = tw_c[k], sn = tw_s[k];   /* W^k = c - i sn */
-        const float tr = c * orr + sn * oi, ti = c * oi - sn * orr;
-        const float pr = sr + tr, pi = si + ti, qr = sr - tr, qi = si - ti;
-        P[k] = pr * pr + pi * pi;
-        P[j] = qr * qr + qi * qi;
+        const float ar = Z[2 * k], ai = Z[2 * k + 1], br = Z[2 * j], bi = Z[2 * j + 1];
+        const float c = tw_c[k], sn = tw_s[k];
+        SPLIT_BODY(float, ar, ai, br, bi, c, sn, p, q)
+        P[k] = p;
+        P[j] = q;
     }
     if (M % 2 == 0) { /* k = M/2: 2X = 2 conj Z[M/2] */
         const float r = 2.0f * Z[M], i = 2.0f * Z[M + 1];
@@ -297,15 +375,58 @@ static inline void real_split_power(const float *restrict Z, float *restrict zr,
     }
 }
 
-/* The whole computation in one function so that the compiler can make an AVX2 clone of it
- * next to the baseline one (picked at load time); both give bit-identical results, since
- * vectorization here runs across frames and keeps every sum's order. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(BS_NO_TARGET_CLONES)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
-                                 float *restrict out) {
+/* One mel row: a dot product in 8 fixed lanes (weights zero-padded to a multiple of 8, P
+ * zero-padded past n_freqs); the lanes are summed ((0+4)+(2+6))+((1+5)+(3+7)). */
+ALWAYS_INLINE float mel_row(const float *restrict wm, const float *restrict pm, int len8) {
+    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < len8; j += 8)
+        for (int l = 0; l < 8; l++) a[l] += wm[j + l] * pm[j + l];
+    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+}
+
+/* Eight mel rows m0..m0+7 at once with AVX: the same lane sums as mel_row, and the eight
+ * reductions done together by shuffles (the same additions in the same tree). */
+ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int m0,
+                             float *restrict v) {
+    v8f A[8];
+    for (int r = 0; r < 8; r++) {
+        const float *restrict wm = ms->mel_w + ms->mel_off[m0 + r];
+        const float *restrict pm = P + ms->mel_start[m0 + r];
+        const int len8 = ms->mel_len8[m0 + r];
+        v8f a = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < len8; j += 8) {
+            v8f x, y;
+            LOADV(x, wm + j);
+            LOADV(y, pm + j);
+            a += x * y;
+        }
+        A[r] = a;
+    }
+    /* lanes l + l+4: B(r,s) = [b_r 0..3, b_s 0..3] */
+    const v8f B02 = __builtin_shufflevector(A[0], A[2], 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(A[0], A[2], 4, 5, 6, 7, 12, 13, 14, 15);
+    const v8f B13 = __builtin_shufflevector(A[1], A[3], 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(A[1], A[3], 4, 5, 6, 7, 12, 13, 14, 15);
+    const v8f B46 = __builtin_shufflevector(A[4], A[6], 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(A[4], A[6], 4, 5, 6, 7, 12, 13, 14, 15);
+    const v8f B57 = __builtin_shufflevector(A[5], A[7], 0, 1, 2, 3, 8, 9, 10, 11) +
+                    __builtin_shufflevector(A[5], A[7], 4, 5, 6, 7, 12, 13, 14, 15);
+    /* lanes l + l+2: C = [c_r0 0..1, c_r1 0..1, c_r2 0..1, c_r3 0..1] */
+    const v8f C0 = __builtin_shufflevector(B02, B13, 0, 1, 8, 9, 4, 5, 12, 13) +
+                   __builtin_shufflevector(B02, B13, 2, 3, 10, 11, 6, 7, 14, 15);
+    const v8f C4 = __builtin_shufflevector(B46, B57, 0, 1, 8, 9, 4, 5, 12, 13) +
+                   __builtin_shufflevector(B46, B57, 2, 3, 10, 11, 6, 7, 14, 15);
+    /* lanes 0 + 1: rows m0..m0+7 in order */
+    const v8f R = __builtin_shufflevector(C0, C4, 0, 2, 4, 6, 8, 10, 12, 14) +
+                  __builtin_shufflevector(C0, C4, 1, 3, 5, 7, 9, 11, 13, 15);
+    STOREV(v, R);
+}
+
+/* The whole computation, inlined into a baseline and an AVX2 function (wide: 8-float
+ * vectors where GCC would not find them). Both give bit-identical results: vectorization
+ * here runs across independent elements and keeps every sum's order. */
+ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
+                                float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
     const int n_mels = ms->n_mels, n_frames = ms->n_frames, seg = ms->seg;
     float *restrict in = ms->fft_in;
@@ -313,7 +434,6 @@ static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
     float *restrict P = ms->power;    /* n_freqs + 8, the tail stays 0 */
     const float *restrict Z = (const float *)ms->fft_out; /* interleaved re, im */
     const float *restrict tw_c = ms->tw_c, *restrict tw_s = ms->tw_s;
-    float *restrict zr = ms->zr, *restrict zi = ms->zi;
     const int M = half; /* complex FFT length */
 
     float smax = 0.0f; /* the largest mel power of the window */
@@ -331,18 +451,20 @@ static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
             for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
         }
         fftwf_execute(ms->plan);
-        real_split_power(Z, zr, zi, tw_c, tw_s, P, M);
-        /* Mel rows: dot products in 8 fixed lanes (weights zero-padded to a multiple of 8,
-         * P zero-padded past n_freqs), lanes summed in a fixed order: the same result with
-         * SSE2 or AVX2. */
-        for (int m = 0; m < n_mels; m++) {
-            const float *restrict wm = ms->mel_w + ms->mel_off[m];
-            const float *restrict pm = P + ms->mel_start[m];
-            const int len8 = ms->mel_len8[m];
-            float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            for (int j = 0; j < len8; j += 8)
-                for (int l = 0; l < 8; l++) a[l] += wm[j + l] * pm[j + l];
-            const float v = ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
+        real_split_power(Z, tw_c, tw_s, P, M, wide);
+        int m = 0;
+        if (wide)
+            for (; m + 8 <= n_mels; m += 8) {
+                float v[8];
+                mel_rows8(ms, P, m, v);
+                for (int r = 0; r < 8; r++) {
+                    out[(size_t)(m + r) * n_frames + t] = v[r];
+                    smax = v[r] > smax ? v[r] : smax;
+                }
+            }
+        for (; m < n_mels; m++) {
+            const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
+                                    ms->mel_len8[m]);
             out[(size_t)m * n_frames + t] = v;
             smax = v > smax ? v : smax;
         }
@@ -361,6 +483,25 @@ static void melspec_compute_impl(bs_melspec *ms, const float *restrict segment,
     }
 }
 
+static void melspec_compute_base(bs_melspec *ms, const float *restrict segment,
+                                 float *restrict out) {
+    melspec_body(ms, segment, out, 0);
+}
+
+#if BS_MELSPEC_AVX2
+__attribute__((target("avx2"))) static void melspec_compute_avx2(bs_melspec *ms,
+                                                                  const float *restrict segment,
+                                                                  float *restrict out) {
+    melspec_body(ms, segment, out, 1);
+}
+#endif
+
 void bs_melspec_compute(bs_melspec *ms, const float *segment, float *out) {
-    melspec_compute_impl(ms, segment, out);
+#if BS_MELSPEC_AVX2
+    if (ms->use_avx2) {
+        melspec_compute_avx2(ms, segment, out);
+        return;
+    }
+#endif
+    melspec_compute_base(ms, segment, out);
 }
