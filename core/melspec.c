@@ -56,13 +56,23 @@ struct bs_melspec {
     float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex */
     fftwf_complex *fft_out; /* n_fft/2: its complex FFT */
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
-    float *power;      /* n_freqs + 8: one frame's power spectrum, zero tail */
+    float *power;      /* n_power: one frame's power spectrum, zero tail */
+    size_t n_power;    /* n_freqs + 8, or more for the blocks' padded rows */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
     int *mel_len;      /* n_mels: number of nonzero bins */
     int *mel_len8;     /* n_mels: mel_len rounded up to a multiple of 8 */
     float *mel_w;      /* concatenated nonzero weights x 1/4 (see the split), row after row,
                         * each zero-padded to 8 */
     int *mel_off;      /* n_mels: offset of each row in mel_w */
+    /* The same weights for the AVX2 path, by blocks of 8 rows (rows 8b..8b+7, n_mels / 8
+     * blocks; the rows past them use mel_w): all rows of a block padded with zeros to the
+     * block's longest row, blk_len8[b] floats, stored chunk by chunk: for each 8 bins, the
+     * 8 rows' 8 weights. Extra zero terms add +0 to a lane: the same sums bit for bit. */
+    int n_blk;
+    int *blk_len8;     /* n_blk */
+    int *blk_off;      /* n_blk: offset of each block in mel_wb */
+    float *mel_wb;
+    float *mel_tf;     /* n_frames * n_mels: the AVX2 path's mel powers, frame after frame */
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
@@ -134,15 +144,14 @@ float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err) {
     return out;
 }
 
-/* The per-frame arrays in one block, each starting at a chosen offset modulo 4096 bytes. A
- * load whose address matches a pending store's in its low 12 bits waits for that store
- * ("4K aliasing"); with separate mallocs of 8 KB arrays the window loop (load w, store
- * fft_in) and the split (load twiddles, store power) hit it on every iteration and ran 3x
- * slower. Each loop's load streams start 2048 bytes (or 1024) away from its store stream:
+/* The per-frame arrays in one block, each at a fixed offset modulo 4096 bytes, so that the
+ * layout does not depend on what malloc returns: a load whose address matches a pending
+ * store's in the low 12 bits waits for it ("4K aliasing"), and each loop's load streams
+ * start 1-2 KB away from its store stream:
  *   fft_in 0, window 2048 (window loop);  fft_out 2048 (FFT: fft_in -> fft_out);
  *   power 0, tw_c 1024, tw_s 3072 (split: twiddles, fft_out -> power). */
 static int arena_layout(bs_melspec *ms) {
-    const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = (size_t)ms->n_freqs + 8;
+    const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = ms->n_power;
     struct {
         size_t floats, offset;
     } a[6] = {{nf, 0}, {nf, 2048}, {nf, 2048}, {np, 0}, {half, 1024}, {half, 3072}};
@@ -178,6 +187,10 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms->mel_len);
     free(ms->mel_off);
     free(ms->mel_w);
+    free(ms->blk_len8);
+    free(ms->blk_off);
+    free(ms->mel_wb);
+    free(ms->mel_tf);
     free(ms);
 }
 
@@ -194,21 +207,11 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->seg = bs_feature_segment_samples(cfg);
     ms->db_floor = 10.0f * log10f(cfg->amin);
 
-    if (arena_layout(ms)) goto oom;
     ms->mel_len8 = malloc((size_t)ms->n_mels * sizeof *ms->mel_len8);
     ms->mel_start = malloc((size_t)ms->n_mels * sizeof *ms->mel_start);
     ms->mel_len = malloc((size_t)ms->n_mels * sizeof *ms->mel_len);
     ms->mel_off = malloc((size_t)ms->n_mels * sizeof *ms->mel_off);
     if (!ms->mel_len8 || !ms->mel_start || !ms->mel_len || !ms->mel_off) goto oom;
-
-    /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
-    for (int n = 0; n < ms->n_fft; n++)
-        ms->window[n] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * (double)n / (double)ms->n_fft));
-    for (int k = 0; k < ms->n_fft / 2; k++) {
-        const double a = M_PI * (double)k / (double)(ms->n_fft / 2);
-        ms->tw_c[k] = (float)cos(a);
-        ms->tw_s[k] = (float)sin(a);
-    }
 
     /* Sparse filterbank: float64 rows cast to float32 (as librosa stores them), then only
      * the range between the first and last nonzero float32 weight is kept. */
@@ -226,18 +229,52 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         ms->mel_off[m] = (int)total;
         total += (size_t)ms->mel_len8[m];
     }
+    ms->n_blk = ms->n_mels / 8;
+    ms->n_power = (size_t)ms->n_freqs + 8;
+    size_t total_blk = 0;
+    ms->blk_len8 = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_len8);
+    ms->blk_off = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_off);
+    if (!ms->blk_len8 || !ms->blk_off) {
+        free(W);
+        goto oom;
+    }
+    for (int b = 0; b < ms->n_blk; b++) {
+        int len8 = 0;
+        for (int r = 0; r < 8; r++) len8 = ms->mel_len8[8 * b + r] > len8 ? ms->mel_len8[8 * b + r] : len8;
+        ms->blk_len8[b] = len8;
+        ms->blk_off[b] = (int)total_blk;
+        total_blk += (size_t)len8 * 8;
+        for (int r = 0; r < 8; r++) /* P is read up to the block's length past each start */
+            if ((size_t)(ms->mel_start[8 * b + r] + len8) > ms->n_power)
+                ms->n_power = (size_t)(ms->mel_start[8 * b + r] + len8);
+    }
     ms->mel_w = calloc(total ? total : 1, sizeof *ms->mel_w);
-    if (!ms->mel_w) {
+    ms->mel_wb = calloc(total_blk ? total_blk : 1, sizeof *ms->mel_wb);
+    ms->mel_tf = malloc((size_t)ms->n_frames * (size_t)ms->n_mels * sizeof *ms->mel_tf);
+    if (!ms->mel_w || !ms->mel_wb || !ms->mel_tf || arena_layout(ms)) {
         free(W);
         goto oom;
     }
     for (int m = 0; m < ms->n_mels; m++)
-        for (int j = 0; j < ms->mel_len[m]; j++)
-            ms->mel_w[ms->mel_off[m] + j] = /* x 0.25 is exact: see the split */
+        for (int j = 0; j < ms->mel_len[m]; j++) {
+            /* x 0.25 is exact: see the split */
+            const float v =
                 0.25f * (float)W[(size_t)m * ms->n_freqs + (size_t)(ms->mel_start[m] + j)];
+            ms->mel_w[ms->mel_off[m] + j] = v;
+            if (m < 8 * ms->n_blk)
+                ms->mel_wb[ms->blk_off[m / 8] + (j / 8) * 64 + (m % 8) * 8 + j % 8] = v;
+        }
     free(W);
 
-    memset(ms->power, 0, ((size_t)ms->n_freqs + 8) * sizeof *ms->power);
+    /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
+    for (int n = 0; n < ms->n_fft; n++)
+        ms->window[n] = (float)(0.5 - 0.5 * cos(2.0 * M_PI * (double)n / (double)ms->n_fft));
+    for (int k = 0; k < ms->n_fft / 2; k++) {
+        const double a = M_PI * (double)k / (double)(ms->n_fft / 2);
+        ms->tw_c[k] = (float)cos(a);
+        ms->tw_s[k] = (float)sin(a);
+    }
+    memset(ms->power, 0, ms->n_power * sizeof *ms->power);
     pthread_mutex_lock(&g_fftw_planner_lock);
     if (!g_wisdom_imported) {
         g_wisdom_imported = 1;
@@ -299,6 +336,7 @@ static inline float log10_approx(float x) {
  * passing 32-byte vectors by value would change the ABI without AVX). */
 typedef float v4f __attribute__((vector_size(16)));
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
 #define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
 #define STOREV(p, v) memcpy((p), &(v), sizeof(v))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -384,24 +422,22 @@ ALWAYS_INLINE float mel_row(const float *restrict wm, const float *restrict pm, 
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Eight mel rows m0..m0+7 at once with AVX: the same lane sums as mel_row, and the eight
- * reductions done together by shuffles (the same additions in the same tree). */
-ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int m0,
+/* Eight mel rows 8b..8b+7 at once with AVX (block b of mel_wb): the same lane sums as
+ * mel_row, and the eight reductions done together by shuffles (the same additions in the
+ * same tree). */
+ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int b,
                              float *restrict v) {
+    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    const float *restrict wb = ms->mel_wb + ms->blk_off[b];
     v8f A[8];
-    for (int r = 0; r < 8; r++) {
-        const float *restrict wm = ms->mel_w + ms->mel_off[m0 + r];
-        const float *restrict pm = P + ms->mel_start[m0 + r];
-        const int len8 = ms->mel_len8[m0 + r];
-        v8f a = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int j = 0; j < len8; j += 8) {
+    for (int r = 0; r < 8; r++) A[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < len8; j += 8, wb += 64)
+        for (int r = 0; r < 8; r++) { /* unrolled by GCC: eight independent sums */
             v8f x, y;
-            LOADV(x, wm + j);
-            LOADV(y, pm + j);
-            a += x * y;
+            LOADV(x, wb + 8 * r);
+            LOADV(y, P + st[r] + j);
+            A[r] += x * y;
         }
-        A[r] = a;
-    }
     /* lanes l + l+4: B(r,s) = [b_r 0..3, b_s 0..3] */
     const v8f B02 = __builtin_shufflevector(A[0], A[2], 0, 1, 2, 3, 8, 9, 10, 11) +
                     __builtin_shufflevector(A[0], A[2], 4, 5, 6, 7, 12, 13, 14, 15);
@@ -422,6 +458,64 @@ ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int 
     STOREV(v, R);
 }
 
+/* out (n_mels, n_frames) = S (n_frames, n_mels) transposed, by 8 x 8 blocks of shuffles,
+ * writing out in address order (8 rows at a time): out is usually fresh memory, and filling
+ * it in order is 3-5x faster than visiting every row for each block of frames. */
+ALWAYS_INLINE void transpose8(const float *restrict S, float *restrict out, int n_frames,
+                              int n_mels) {
+    const int T8 = n_frames / 8 * 8, M8 = n_mels / 8 * 8;
+    for (int m = 0; m < M8; m += 8) {
+        for (int t = 0; t < T8; t += 8) {
+            v8f r0, r1, r2, r3, r4, r5, r6, r7;
+            LOADV(r0, S + (size_t)(t + 0) * n_mels + m);
+            LOADV(r1, S + (size_t)(t + 1) * n_mels + m);
+            LOADV(r2, S + (size_t)(t + 2) * n_mels + m);
+            LOADV(r3, S + (size_t)(t + 3) * n_mels + m);
+            LOADV(r4, S + (size_t)(t + 4) * n_mels + m);
+            LOADV(r5, S + (size_t)(t + 5) * n_mels + m);
+            LOADV(r6, S + (size_t)(t + 6) * n_mels + m);
+            LOADV(r7, S + (size_t)(t + 7) * n_mels + m);
+            const v8f a0 = __builtin_shufflevector(r0, r1, 0, 8, 1, 9, 4, 12, 5, 13);
+            const v8f a1 = __builtin_shufflevector(r0, r1, 2, 10, 3, 11, 6, 14, 7, 15);
+            const v8f a2 = __builtin_shufflevector(r2, r3, 0, 8, 1, 9, 4, 12, 5, 13);
+            const v8f a3 = __builtin_shufflevector(r2, r3, 2, 10, 3, 11, 6, 14, 7, 15);
+            const v8f a4 = __builtin_shufflevector(r4, r5, 0, 8, 1, 9, 4, 12, 5, 13);
+            const v8f a5 = __builtin_shufflevector(r4, r5, 2, 10, 3, 11, 6, 14, 7, 15);
+            const v8f a6 = __builtin_shufflevector(r6, r7, 0, 8, 1, 9, 4, 12, 5, 13);
+            const v8f a7 = __builtin_shufflevector(r6, r7, 2, 10, 3, 11, 6, 14, 7, 15);
+            const v8f b0 = __builtin_shufflevector(a0, a2, 0, 1, 8, 9, 4, 5, 12, 13);
+            const v8f b1 = __builtin_shufflevector(a0, a2, 2, 3, 10, 11, 6, 7, 14, 15);
+            const v8f b2 = __builtin_shufflevector(a1, a3, 0, 1, 8, 9, 4, 5, 12, 13);
+            const v8f b3 = __builtin_shufflevector(a1, a3, 2, 3, 10, 11, 6, 7, 14, 15);
+            const v8f b4 = __builtin_shufflevector(a4, a6, 0, 1, 8, 9, 4, 5, 12, 13);
+            const v8f b5 = __builtin_shufflevector(a4, a6, 2, 3, 10, 11, 6, 7, 14, 15);
+            const v8f b6 = __builtin_shufflevector(a5, a7, 0, 1, 8, 9, 4, 5, 12, 13);
+            const v8f b7 = __builtin_shufflevector(a5, a7, 2, 3, 10, 11, 6, 7, 14, 15);
+            const v8f c0 = __builtin_shufflevector(b0, b4, 0, 1, 2, 3, 8, 9, 10, 11);
+            const v8f c1 = __builtin_shufflevector(b1, b5, 0, 1, 2, 3, 8, 9, 10, 11);
+            const v8f c2 = __builtin_shufflevector(b2, b6, 0, 1, 2, 3, 8, 9, 10, 11);
+            const v8f c3 = __builtin_shufflevector(b3, b7, 0, 1, 2, 3, 8, 9, 10, 11);
+            const v8f c4 = __builtin_shufflevector(b0, b4, 4, 5, 6, 7, 12, 13, 14, 15);
+            const v8f c5 = __builtin_shufflevector(b1, b5, 4, 5, 6, 7, 12, 13, 14, 15);
+            const v8f c6 = __builtin_shufflevector(b2, b6, 4, 5, 6, 7, 12, 13, 14, 15);
+            const v8f c7 = __builtin_shufflevector(b3, b7, 4, 5, 6, 7, 12, 13, 14, 15);
+            STOREV(out + (size_t)(m + 0) * n_frames + t, c0);
+            STOREV(out + (size_t)(m + 1) * n_frames + t, c1);
+            STOREV(out + (size_t)(m + 2) * n_frames + t, c2);
+            STOREV(out + (size_t)(m + 3) * n_frames + t, c3);
+            STOREV(out + (size_t)(m + 4) * n_frames + t, c4);
+            STOREV(out + (size_t)(m + 5) * n_frames + t, c5);
+            STOREV(out + (size_t)(m + 6) * n_frames + t, c6);
+            STOREV(out + (size_t)(m + 7) * n_frames + t, c7);
+        }
+        for (int r = m; r < m + 8; r++) /* the last frames */
+            for (int t = T8; t < n_frames; t++)
+                out[(size_t)r * n_frames + t] = S[(size_t)t * n_mels + r];
+    }
+    for (int r = M8; r < n_mels; r++) /* the last rows */
+        for (int t = 0; t < n_frames; t++) out[(size_t)r * n_frames + t] = S[(size_t)t * n_mels + r];
+}
+
 /* The whole computation, inlined into a baseline and an AVX2 function (wide: 8-float
  * vectors where GCC would not find them). Both give bit-identical results: vectorization
  * here runs across independent elements and keeps every sum's order. */
@@ -431,9 +525,10 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
     const int n_mels = ms->n_mels, n_frames = ms->n_frames, seg = ms->seg;
     float *restrict in = ms->fft_in;
     const float *restrict w = ms->window;
-    float *restrict P = ms->power;    /* n_freqs + 8, the tail stays 0 */
+    float *restrict P = ms->power;    /* n_power, the tail past n_freqs stays 0 */
     const float *restrict Z = (const float *)ms->fft_out; /* interleaved re, im */
     const float *restrict tw_c = ms->tw_c, *restrict tw_s = ms->tw_s;
+    float *restrict S = ms->mel_tf; /* (n_frames, n_mels), the wide path's mel powers */
     const int M = half; /* complex FFT length */
 
     float smax = 0.0f; /* the largest mel power of the window */
@@ -453,34 +548,45 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
         fftwf_execute(ms->plan);
         real_split_power(Z, tw_c, tw_s, P, M, wide);
         int m = 0;
-        if (wide)
-            for (; m + 8 <= n_mels; m += 8) {
-                float v[8];
-                mel_rows8(ms, P, m, v);
-                for (int r = 0; r < 8; r++) {
-                    out[(size_t)(m + r) * n_frames + t] = v[r];
-                    smax = v[r] > smax ? v[r] : smax;
-                }
-            }
+        if (wide) /* into S, frame-major: one frame's 8 mels in one store */
+            for (; m + 8 <= n_mels; m += 8) mel_rows8(ms, P, m / 8, S + (size_t)t * n_mels + m);
         for (; m < n_mels; m++) {
             const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
                                     ms->mel_len8[m]);
-            out[(size_t)m * n_frames + t] = v;
-            smax = v > smax ? v : smax;
+            if (wide)
+                S[(size_t)t * n_mels + m] = v;
+            else {
+                out[(size_t)m * n_frames + t] = v;
+                smax = v > smax ? v : smax;
+            }
         }
+    }
+    const size_t n = (size_t)n_mels * (size_t)n_frames;
+    float *restrict D = wide ? S : out; /* where the mel powers are */
+    if (wide) { /* the max in 8 lanes (max is exact: any order gives the same value) */
+        v8f mx = {0, 0, 0, 0, 0, 0, 0, 0};
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            v8f x;
+            LOADV(x, S + i);
+            const v8i gt = x > mx; /* all ones where x is larger */
+            mx = (v8f)((gt & (v8i)x) | (~gt & (v8i)mx));
+        }
+        for (; i < n; i++) smax = S[i] > smax ? S[i] : smax;
+        for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
     }
 
     /* power_to_db(ref=1, amin, top_db) over this window: 10 log10(max(amin, S)), then
      * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)). */
-    const size_t n = (size_t)n_mels * (size_t)n_frames;
     const float amin = ms->cfg.amin;
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
     for (size_t i = 0; i < n; i++) {
-        const float s = out[i] > amin ? out[i] : amin;
+        const float s = D[i] > amin ? D[i] : amin;
         const float d = 10.0f * log10_approx(s);
-        out[i] = d > lo ? d : lo;
+        D[i] = d > lo ? d : lo;
     }
+    if (wide) transpose8(S, out, n_frames, n_mels);
 }
 
 static void melspec_compute_base(bs_melspec *ms, const float *restrict segment,
