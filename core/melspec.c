@@ -56,6 +56,8 @@ struct bs_melspec {
     float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex */
     fftwf_complex *fft_out; /* n_fft/2: its complex FFT */
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
+    float *twp_c, *twp_s; /* the same for the AVX2 split's blocks k = 1 + 8i .. 8 + 8i, each
+                           * in its lane order k + (0 1 4 5 2 3 6 7) */
     float *power;      /* n_power: one frame's power spectrum, zero tail */
     size_t n_power;    /* n_freqs + 8, or more for the blocks' padded rows */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
@@ -149,14 +151,15 @@ float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err) {
  * store's in the low 12 bits waits for it ("4K aliasing"), and each loop's load streams
  * start 1-2 KB away from its store stream:
  *   fft_in 0, window 2048 (window loop);  fft_out 2048 (FFT: fft_in -> fft_out);
- *   power 0, tw_c 1024, tw_s 3072 (split: twiddles, fft_out -> power). */
+ *   power 0, tw_c and twp_c 1024, tw_s and twp_s 3072 (split: twiddles, fft_out -> power). */
 static int arena_layout(bs_melspec *ms) {
     const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = ms->n_power;
     struct {
         size_t floats, offset;
-    } a[6] = {{nf, 0}, {nf, 2048}, {nf, 2048}, {np, 0}, {half, 1024}, {half, 3072}};
-    size_t at[6], end = 0;
-    for (int i = 0; i < 6; i++) { /* next byte position >= end that is = offset (mod 4096) */
+    } a[8] = {{nf, 0},       {nf, 2048},      {nf, 2048},      {np, 0},
+              {half, 1024}, {half, 3072}, {half, 1024}, {half, 3072}};
+    size_t at[8], end = 0;
+    for (int i = 0; i < 8; i++) { /* next byte position >= end that is = offset (mod 4096) */
         const size_t pos = end + ((a[i].offset + 4096 - end % 4096) % 4096);
         at[i] = pos;
         end = pos + a[i].floats * sizeof(float);
@@ -171,6 +174,8 @@ static int arena_layout(bs_melspec *ms) {
     ms->power = (float *)(base + at[3]);
     ms->tw_c = (float *)(base + at[4]);
     ms->tw_s = (float *)(base + at[5]);
+    ms->twp_c = (float *)(base + at[6]);
+    ms->twp_s = (float *)(base + at[7]);
     return 0;
 }
 
@@ -274,6 +279,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         ms->tw_c[k] = (float)cos(a);
         ms->tw_s[k] = (float)sin(a);
     }
+    static const int lane_k[8] = {0, 1, 4, 5, 2, 3, 6, 7};
+    for (int i = 0; 8 + 8 * i <= (ms->n_fft / 2 - 1) / 2; i++)
+        for (int l = 0; l < 8; l++) {
+            ms->twp_c[8 * i + l] = ms->tw_c[1 + 8 * i + lane_k[l]];
+            ms->twp_s[8 * i + l] = ms->tw_s[1 + 8 * i + lane_k[l]];
+        }
     memset(ms->power, 0, ms->n_power * sizeof *ms->power);
     pthread_mutex_lock(&g_fftw_planner_lock);
     if (!g_wisdom_imported) {
@@ -356,30 +367,40 @@ typedef int32_t v8i __attribute__((vector_size(32)));
     const V p = pr * pr + pi * pi, q = qr * qr + qi * qi;
 
 ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restrict tw_c,
-                                    const float *restrict tw_s, float *restrict P, int M,
+                                    const float *restrict tw_s, const float *restrict twp_c,
+                                    const float *restrict twp_s, float *restrict P, int M,
                                     const int wide) {
     P[0] = (Z[0] + Z[1]) * (Z[0] + Z[1]);
     P[M] = (Z[0] - Z[1]) * (Z[0] - Z[1]);
     const int kmax = (M - 1) / 2; /* pairs k < M - k */
     int k = 1;
     if (wide)
+        /* Lanes in the order k + (0 1 4 5 2 3 6 7), the one AVX's in-lane shuffles give, so
+         * that the de-interleaving costs one shuffle per vector; the backward half is read
+         * with its 16-byte halves swapped (loads), the results put in order once. */
         for (; k + 7 <= kmax; k += 8) {
-            const int j0 = M - k - 7; /* lane l pairs k + l with M - k - l = j0 + 7 - l */
-            v8f za, zb, ja, jb, c, sn;
+            const int j0 = M - k - 7; /* lane with k + o pairs with M - k - o = j0 + 7 - o */
+            v8f za, zb, c, sn;
+            v4f j01, j23, j45, j67; /* complex j0 + 0,1  j0 + 2,3 ... */
             LOADV(za, Z + 2 * k);
             LOADV(zb, Z + 2 * k + 8);
-            LOADV(ja, Z + 2 * j0);
-            LOADV(jb, Z + 2 * j0 + 8);
-            LOADV(c, tw_c + k);
-            LOADV(sn, tw_s + k);
-            const v8f ar = __builtin_shufflevector(za, zb, 0, 2, 4, 6, 8, 10, 12, 14);
-            const v8f ai = __builtin_shufflevector(za, zb, 1, 3, 5, 7, 9, 11, 13, 15);
-            const v8f br = __builtin_shufflevector(ja, jb, 14, 12, 10, 8, 6, 4, 2, 0);
-            const v8f bi = __builtin_shufflevector(ja, jb, 15, 13, 11, 9, 7, 5, 3, 1);
+            LOADV(j01, Z + 2 * j0);
+            LOADV(j23, Z + 2 * j0 + 4);
+            LOADV(j45, Z + 2 * j0 + 8);
+            LOADV(j67, Z + 2 * j0 + 12);
+            LOADV(c, twp_c + (k - 1));
+            LOADV(sn, twp_s + (k - 1));
+            const v8f s1 = __builtin_shufflevector(j67, j45, 0, 1, 2, 3, 4, 5, 6, 7);
+            const v8f s2 = __builtin_shufflevector(j23, j01, 0, 1, 2, 3, 4, 5, 6, 7);
+            const v8f ar = __builtin_shufflevector(za, zb, 0, 2, 8, 10, 4, 6, 12, 14);
+            const v8f ai = __builtin_shufflevector(za, zb, 1, 3, 9, 11, 5, 7, 13, 15);
+            const v8f br = __builtin_shufflevector(s1, s2, 2, 0, 10, 8, 6, 4, 14, 12);
+            const v8f bi = __builtin_shufflevector(s1, s2, 3, 1, 11, 9, 7, 5, 15, 13);
             SPLIT_BODY(v8f, ar, ai, br, bi, c, sn, p, q)
-            const v8f qrev = __builtin_shufflevector(q, q, 7, 6, 5, 4, 3, 2, 1, 0);
-            STOREV(P + k, p);
-            STOREV(P + j0, qrev);
+            const v8f pk = __builtin_shufflevector(p, p, 0, 1, 4, 5, 2, 3, 6, 7);
+            const v8f qj = __builtin_shufflevector(q, q, 7, 6, 3, 2, 5, 4, 1, 0);
+            STOREV(P + k, pk);
+            STOREV(P + j0, qj);
         }
     for (; k + 3 <= kmax; k += 4) {
         const int j0 = M - k - 3; /* lane l pairs k + l with M - k - l = j0 + 3 - l */
@@ -546,7 +567,7 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
             for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
         }
         fftwf_execute(ms->plan);
-        real_split_power(Z, tw_c, tw_s, P, M, wide);
+        real_split_power(Z, tw_c, tw_s, ms->twp_c, ms->twp_s, P, M, wide);
         int m = 0;
         if (wide) /* into S, frame-major: one frame's 8 mels in one store */
             for (; m + 8 <= n_mels; m += 8) mel_rows8(ms, P, m / 8, S + (size_t)t * n_mels + m);
