@@ -558,7 +558,10 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
         const long start = (long)t * hop - half;
         if (start >= 0 && start + n_fft <= seg) {
             const float *restrict x = segment + start;
-            for (int n = 0; n < n_fft; n++) in[n] = w[n] * x[n];
+            /* The periodic Hann is symmetric, w[n_fft - n] = w[n] (bit for bit: both are
+             * 0.5 - 0.5 cos of angles that differ by 2 pi): read only its first half. */
+            for (int n = 0; n < half; n++) in[n] = w[n] * x[n];
+            for (int n = half; n < n_fft; n++) in[n] = w[n_fft - n] * x[n];
         } else {
             const int a = start < 0 ? (int)-start : 0;                      /* first real */
             const int b = start + n_fft > seg ? (int)(seg - start) : n_fft; /* one past last */
