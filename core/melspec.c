@@ -1,11 +1,12 @@
 /* Log-mel dB of one window, exactly librosa 0.10's melspectrogram + power_to_db
  * (REFERENCES.md §1), with FFTW3 single precision.
  *
- * Per extractor: one r2c plan (fixed by built-in wisdom for n_fft 2048, else FFTW_ESTIMATE:
- * never measured, so the same plan and the same rounding in the trainer and the daemon), the
- * periodic Hann window,
- * the sparse filterbank (each mel row stores only its nonzero bin range) and a power-spectrum
- * scratch. Compute allocates nothing. */
+ * Per extractor: one complex FFT plan of n_fft/2 points (fixed by built-in wisdom for n_fft
+ * 2048, else FFTW_ESTIMATE: never measured, so the same plan and the same rounding in the
+ * trainer and the daemon), the periodic Hann window, the split's twiddles, the sparse
+ * filterbank (each mel row stores only its nonzero bin range; also by blocks of 8 rows for
+ * the AVX2 body) and the scratch arrays. Compute allocates nothing. Speed notes and
+ * measurements: docs/features.md section 4. */
 #include <fftw3.h>
 #include <math.h>
 #include <pthread.h>
