@@ -480,11 +480,34 @@ ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int 
     STOREV(v, R);
 }
 
-/* out (n_mels, n_frames) = S (n_frames, n_mels) transposed, by 8 x 8 blocks of shuffles,
+/* Lane-wise select through the bits (C has no ?: on vectors). */
+#define SELECT8(mask, a, b) ((v8f)(((mask) & (v8i)(a)) | (~(mask) & (v8i)(b))))
+
+/* max(10 log10(max(x, amin)), lo) on 8 lanes: log10_approx's operations, lane by lane. */
+ALWAYS_INLINE void db8(v8f *xp, float amin, float lo) {
+    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0}, va = zero + amin, vlo = zero + lo;
+    const v8f x = SELECT8(*xp > va, *xp, va);
+    const v8i k = (v8i){0, 0, 0, 0, 0, 0, 0, 0} + 0x3f3504f3;
+    const v8i v = (v8i)x - k;
+    const v8i e = v >> 23;
+    const v8f m = (v8f)((v & 0x007fffff) + k);
+    const v8f s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
+    const v8f p = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
+    const v8f ln = 2.0f * s * p + __builtin_convertvector(e, v8f) * 0.693147180559945f;
+    const v8f d = 10.0f * (ln * 0.434294481903252f);
+    *xp = SELECT8(d > vlo, d, vlo);
+}
+
+static inline float db1(float x, float amin, float lo) {
+    const float d = 10.0f * log10_approx(x > amin ? x : amin);
+    return d > lo ? d : lo;
+}
+
+/* out (n_mels, n_frames) = dB of S (n_frames, n_mels) transposed, by 8 x 8 blocks of shuffles,
  * writing out in address order (8 rows at a time): out is usually fresh memory, and filling
  * it in order is 3-5x faster than visiting every row for each block of frames. */
-ALWAYS_INLINE void transpose8(const float *restrict S, float *restrict out, int n_frames,
-                              int n_mels) {
+ALWAYS_INLINE void transpose8_db(const float *restrict S, float *restrict out, int n_frames,
+                                 int n_mels, float amin, float lo) {
     const int T8 = n_frames / 8 * 8, M8 = n_mels / 8 * 8;
     for (int m = 0; m < M8; m += 8) {
         for (int t = 0; t < T8; t += 8) {
@@ -513,14 +536,22 @@ ALWAYS_INLINE void transpose8(const float *restrict S, float *restrict out, int 
             const v8f b5 = __builtin_shufflevector(a4, a6, 2, 3, 10, 11, 6, 7, 14, 15);
             const v8f b6 = __builtin_shufflevector(a5, a7, 0, 1, 8, 9, 4, 5, 12, 13);
             const v8f b7 = __builtin_shufflevector(a5, a7, 2, 3, 10, 11, 6, 7, 14, 15);
-            const v8f c0 = __builtin_shufflevector(b0, b4, 0, 1, 2, 3, 8, 9, 10, 11);
-            const v8f c1 = __builtin_shufflevector(b1, b5, 0, 1, 2, 3, 8, 9, 10, 11);
-            const v8f c2 = __builtin_shufflevector(b2, b6, 0, 1, 2, 3, 8, 9, 10, 11);
-            const v8f c3 = __builtin_shufflevector(b3, b7, 0, 1, 2, 3, 8, 9, 10, 11);
-            const v8f c4 = __builtin_shufflevector(b0, b4, 4, 5, 6, 7, 12, 13, 14, 15);
-            const v8f c5 = __builtin_shufflevector(b1, b5, 4, 5, 6, 7, 12, 13, 14, 15);
-            const v8f c6 = __builtin_shufflevector(b2, b6, 4, 5, 6, 7, 12, 13, 14, 15);
-            const v8f c7 = __builtin_shufflevector(b3, b7, 4, 5, 6, 7, 12, 13, 14, 15);
+            v8f c0 = __builtin_shufflevector(b0, b4, 0, 1, 2, 3, 8, 9, 10, 11);
+            v8f c1 = __builtin_shufflevector(b1, b5, 0, 1, 2, 3, 8, 9, 10, 11);
+            v8f c2 = __builtin_shufflevector(b2, b6, 0, 1, 2, 3, 8, 9, 10, 11);
+            v8f c3 = __builtin_shufflevector(b3, b7, 0, 1, 2, 3, 8, 9, 10, 11);
+            v8f c4 = __builtin_shufflevector(b0, b4, 4, 5, 6, 7, 12, 13, 14, 15);
+            v8f c5 = __builtin_shufflevector(b1, b5, 4, 5, 6, 7, 12, 13, 14, 15);
+            v8f c6 = __builtin_shufflevector(b2, b6, 4, 5, 6, 7, 12, 13, 14, 15);
+            v8f c7 = __builtin_shufflevector(b3, b7, 4, 5, 6, 7, 12, 13, 14, 15);
+            db8(&c0, amin, lo);
+            db8(&c1, amin, lo);
+            db8(&c2, amin, lo);
+            db8(&c3, amin, lo);
+            db8(&c4, amin, lo);
+            db8(&c5, amin, lo);
+            db8(&c6, amin, lo);
+            db8(&c7, amin, lo);
             STOREV(out + (size_t)(m + 0) * n_frames + t, c0);
             STOREV(out + (size_t)(m + 1) * n_frames + t, c1);
             STOREV(out + (size_t)(m + 2) * n_frames + t, c2);
@@ -532,10 +563,11 @@ ALWAYS_INLINE void transpose8(const float *restrict S, float *restrict out, int 
         }
         for (int r = m; r < m + 8; r++) /* the last frames */
             for (int t = T8; t < n_frames; t++)
-                out[(size_t)r * n_frames + t] = S[(size_t)t * n_mels + r];
+                out[(size_t)r * n_frames + t] = db1(S[(size_t)t * n_mels + r], amin, lo);
     }
     for (int r = M8; r < n_mels; r++) /* the last rows */
-        for (int t = 0; t < n_frames; t++) out[(size_t)r * n_frames + t] = S[(size_t)t * n_mels + r];
+        for (int t = 0; t < n_frames; t++)
+            out[(size_t)r * n_frames + t] = db1(S[(size_t)t * n_mels + r], amin, lo);
 }
 
 /* The whole computation, inlined into a baseline and an AVX2 function (wide: 8-float
@@ -554,6 +586,7 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
     const int M = half; /* complex FFT length */
 
     float smax = 0.0f; /* the largest mel power of the window */
+    v8f mx = {0, 0, 0, 0, 0, 0, 0, 0}; /* the same in 8 lanes (AVX2 body) */
     for (int t = 0; t < n_frames; t++) {
         /* centre=True, zero padding: frame t covers segment[t*hop - n_fft/2, + n_fft). */
         const long start = (long)t * hop - half;
@@ -574,44 +607,35 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
         real_split_power(Z, tw_c, tw_s, ms->twp_c, ms->twp_s, P, M, wide);
         int m = 0;
         if (wide) /* into S, frame-major: one frame's 8 mels in one store */
-            for (; m + 8 <= n_mels; m += 8) mel_rows8(ms, P, m / 8, S + (size_t)t * n_mels + m);
+            for (; m + 8 <= n_mels; m += 8) {
+                v8f v;
+                mel_rows8(ms, P, m / 8, S + (size_t)t * n_mels + m);
+                LOADV(v, S + (size_t)t * n_mels + m);
+                mx = SELECT8(v > mx, v, mx); /* max is exact: any order, the same value */
+            }
         for (; m < n_mels; m++) {
             const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
                                     ms->mel_len8[m]);
             if (wide)
                 S[(size_t)t * n_mels + m] = v;
-            else {
+            else
                 out[(size_t)m * n_frames + t] = v;
-                smax = v > smax ? v : smax;
-            }
+            smax = v > smax ? v : smax;
         }
     }
-    const size_t n = (size_t)n_mels * (size_t)n_frames;
-    float *restrict D = wide ? S : out; /* where the mel powers are */
-    if (wide) { /* the max in 8 lanes (max is exact: any order gives the same value) */
-        v8f mx = {0, 0, 0, 0, 0, 0, 0, 0};
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            v8f x;
-            LOADV(x, S + i);
-            const v8i gt = x > mx; /* all ones where x is larger */
-            mx = (v8f)((gt & (v8i)x) | (~gt & (v8i)mx));
-        }
-        for (; i < n; i++) smax = S[i] > smax ? S[i] : smax;
-        for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
-    }
+    for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
 
     /* power_to_db(ref=1, amin, top_db) over this window: 10 log10(max(amin, S)), then
      * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)). */
     const float amin = ms->cfg.amin;
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        const float s = D[i] > amin ? D[i] : amin;
-        const float d = 10.0f * log10_approx(s);
-        D[i] = d > lo ? d : lo;
+    if (wide) { /* dB on the way out of S */
+        transpose8_db(S, out, n_frames, n_mels, amin, lo);
+        return;
     }
-    if (wide) transpose8(S, out, n_frames, n_mels);
+    const size_t n = (size_t)n_mels * (size_t)n_frames;
+    for (size_t i = 0; i < n; i++) out[i] = db1(out[i], amin, lo);
 }
 
 static void melspec_compute_base(bs_melspec *ms, const float *restrict segment,
