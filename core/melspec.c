@@ -54,12 +54,12 @@ struct bs_melspec {
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
     void *arena;       /* fftwf_malloc'd block holding the six arrays below (see arena_layout) */
     float *window;     /* n_fft, periodic Hann */
-    float *fft_in;     /* n_fft: the windowed frame = n_fft/2 complex */
-    fftwf_complex *fft_out; /* n_fft/2: its complex FFT */
+    float *fft_in[2];  /* n_fft: a windowed frame = n_fft/2 complex (frames go by pairs) */
+    fftwf_complex *fft_out[2]; /* n_fft/2: its complex FFT */
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
     float *twp_c, *twp_s; /* the same for the AVX2 split's blocks k = 1 + 8i .. 8 + 8i, each
                            * in its lane order k + (0 1 4 5 2 3 6 7) */
-    float *power;      /* n_power: one frame's power spectrum, zero tail */
+    float *power[2];   /* n_power: a frame's power spectrum, zero tail */
     size_t n_power;    /* n_freqs + 8, or more for the blocks' padded rows */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
     int *mel_len;      /* n_mels: number of nonzero bins */
@@ -151,16 +151,17 @@ float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err) {
  * layout does not depend on what malloc returns: a load whose address matches a pending
  * store's in the low 12 bits waits for it ("4K aliasing"), and each loop's load streams
  * start 1-2 KB away from its store stream:
- *   fft_in 0, window 2048 (window loop);  fft_out 2048 (FFT: fft_in -> fft_out);
- *   power 0, tw_c and twp_c 1024, tw_s and twp_s 3072 (split: twiddles, fft_out -> power). */
+ *   fft_in 0 and 1024, window 2048 (window loop);  fft_out 2048 and 3072 (FFT);
+ *   power 0 and 2048, tw_c and twp_c 1024, tw_s and twp_s 3072 (split). */
 static int arena_layout(bs_melspec *ms) {
     const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = ms->n_power;
     struct {
         size_t floats, offset;
-    } a[8] = {{nf, 0},       {nf, 2048},      {nf, 2048},      {np, 0},
-              {half, 1024}, {half, 3072}, {half, 1024}, {half, 3072}};
-    size_t at[8], end = 0;
-    for (int i = 0; i < 8; i++) { /* next byte position >= end that is = offset (mod 4096) */
+    } a[11] = {{nf, 0},      {nf, 2048},   {nf, 2048},   {np, 0},
+               {half, 1024}, {half, 3072}, {half, 1024}, {half, 3072},
+               {nf, 1024},   {nf, 3072},   {np, 2048}};
+    size_t at[11], end = 0;
+    for (int i = 0; i < 11; i++) { /* next byte position >= end that is = offset (mod 4096) */
         const size_t pos = end + ((a[i].offset + 4096 - end % 4096) % 4096);
         at[i] = pos;
         end = pos + a[i].floats * sizeof(float);
@@ -169,10 +170,13 @@ static int arena_layout(bs_melspec *ms) {
     if (!raw) return -1;
     ms->arena = raw;
     char *base = raw + (4096 - (uintptr_t)raw % 4096) % 4096;
-    ms->fft_in = (float *)(base + at[0]);
+    ms->fft_in[0] = (float *)(base + at[0]);
     ms->window = (float *)(base + at[1]);
-    ms->fft_out = (fftwf_complex *)(base + at[2]);
-    ms->power = (float *)(base + at[3]);
+    ms->fft_out[0] = (fftwf_complex *)(base + at[2]);
+    ms->power[0] = (float *)(base + at[3]);
+    ms->fft_in[1] = (float *)(base + at[8]);
+    ms->fft_out[1] = (fftwf_complex *)(base + at[9]);
+    ms->power[1] = (float *)(base + at[10]);
     ms->tw_c = (float *)(base + at[4]);
     ms->tw_s = (float *)(base + at[5]);
     ms->twp_c = (float *)(base + at[6]);
@@ -286,14 +290,16 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
             ms->twp_c[8 * i + l] = ms->tw_c[1 + 8 * i + lane_k[l]];
             ms->twp_s[8 * i + l] = ms->tw_s[1 + 8 * i + lane_k[l]];
         }
-    memset(ms->power, 0, ms->n_power * sizeof *ms->power);
+    memset(ms->power[0], 0, ms->n_power * sizeof *ms->power[0]);
+    memset(ms->power[1], 0, ms->n_power * sizeof *ms->power[1]);
     pthread_mutex_lock(&g_fftw_planner_lock);
     if (!g_wisdom_imported) {
         g_wisdom_imported = 1;
         (void)fftwf_import_wisdom_from_string(k_fftw_wisdom); /* 0 where it does not apply */
     }
-    fftwf_complex *zin = (fftwf_complex *)ms->fft_in;
-    ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD,
+    /* Planned on frame buffer 0, run on both with fftwf_execute_dft (the same alignment). */
+    fftwf_complex *zin = (fftwf_complex *)ms->fft_in[0];
+    ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out[0], FFTW_FORWARD,
                                  FFTW_MEASURE | FFTW_WISDOM_ONLY);
     ms->plan_from_wisdom = ms->plan != NULL;
 #if BS_MELSPEC_AVX2
@@ -301,7 +307,8 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->use_avx2 = __builtin_cpu_supports("avx2");
 #endif
     if (!ms->plan)
-        ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD, FFTW_ESTIMATE);
+        ms->plan =
+            fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out[0], FFTW_FORWARD, FFTW_ESTIMATE);
     pthread_mutex_unlock(&g_fftw_planner_lock);
     if (!ms->plan) {
         bs_melspec_free(ms);
@@ -444,22 +451,9 @@ ALWAYS_INLINE float mel_row(const float *restrict wm, const float *restrict pm, 
     return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
 }
 
-/* Eight mel rows 8b..8b+7 at once with AVX (block b of mel_wb): the same lane sums as
- * mel_row, and the eight reductions done together by shuffles (the same additions in the
- * same tree). */
-ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int b,
-                             float *restrict v) {
-    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
-    const float *restrict wb = ms->mel_wb + ms->blk_off[b];
-    v8f A[8];
-    for (int r = 0; r < 8; r++) A[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
-    for (int j = 0; j < len8; j += 8, wb += 64)
-        for (int r = 0; r < 8; r++) { /* unrolled by GCC: eight independent sums */
-            v8f x, y;
-            LOADV(x, wb + 8 * r);
-            LOADV(y, P + st[r] + j);
-            A[r] += x * y;
-        }
+/* The eight 8-lane sums A[0..7] of rows m0..m0+7 -> v[0..7], each summed
+ * ((0+4)+(2+6))+((1+5)+(3+7)) like mel_row, the eight at once by shuffles. */
+ALWAYS_INLINE void reduce8(const v8f *A, float *restrict v) {
     /* lanes l + l+4: B(r,s) = [b_r 0..3, b_s 0..3] */
     const v8f B02 = __builtin_shufflevector(A[0], A[2], 0, 1, 2, 3, 8, 9, 10, 11) +
                     __builtin_shufflevector(A[0], A[2], 4, 5, 6, 7, 12, 13, 14, 15);
@@ -478,6 +472,53 @@ ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int 
     const v8f R = __builtin_shufflevector(C0, C4, 0, 2, 4, 6, 8, 10, 12, 14) +
                   __builtin_shufflevector(C0, C4, 1, 3, 5, 7, 9, 11, 13, 15);
     STOREV(v, R);
+}
+
+/* Eight mel rows 8b..8b+7 (block b of mel_wb) of one frame with AVX: the same lane sums as
+ * mel_row. */
+ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int b,
+                             float *restrict v) {
+    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    const float *restrict wb = ms->mel_wb + ms->blk_off[b];
+    v8f A[8];
+    for (int r = 0; r < 8; r++) A[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+    for (int j = 0; j < len8; j += 8, wb += 64)
+        for (int r = 0; r < 8; r++) { /* unrolled by GCC: eight independent sums */
+            v8f x, y;
+            LOADV(x, wb + 8 * r);
+            LOADV(y, P + st[r] + j);
+            A[r] += x * y;
+        }
+    reduce8(A, v);
+}
+
+/* The same for two frames at once (powers P0, P1): each weight vector is loaded once for
+ * both (the projection is load-bound); four rows at a time to stay in 16 registers. */
+ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
+                               const float *restrict P1, int b, float *restrict v0,
+                               float *restrict v1) {
+    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    v8f A0[8], A1[8];
+    for (int h = 0; h < 8; h += 4) {
+        const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
+        v8f a0[4], a1[4];
+        for (int r = 0; r < 4; r++) a0[r] = a1[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < len8; j += 8, wb += 64)
+            for (int r = 0; r < 4; r++) {
+                v8f x, y0, y1;
+                LOADV(x, wb + 8 * r);
+                LOADV(y0, P0 + st[h + r] + j);
+                LOADV(y1, P1 + st[h + r] + j);
+                a0[r] += x * y0;
+                a1[r] += x * y1;
+            }
+        for (int r = 0; r < 4; r++) {
+            A0[h + r] = a0[r];
+            A1[h + r] = a1[r];
+        }
+    }
+    reduce8(A0, v0);
+    reduce8(A1, v1);
 }
 
 /* Lane-wise select through the bits (C has no ?: on vectors). */
@@ -570,6 +611,27 @@ ALWAYS_INLINE void transpose8_db(const float *restrict S, float *restrict out, i
             out[(size_t)r * n_frames + t] = db1(S[(size_t)t * n_mels + r], amin, lo);
 }
 
+/* Frame t of the segment, windowed, into in: centre=True with zero padding, frame t covers
+ * segment[t*hop - n_fft/2, + n_fft). */
+ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, int hop,
+                                int n_fft, const float *restrict w, float *restrict in) {
+    const int half = n_fft / 2;
+    const long start = (long)t * hop - half;
+    if (start >= 0 && start + n_fft <= seg) {
+        const float *restrict x = segment + start;
+        /* The periodic Hann is symmetric, w[n_fft - n] = w[n] (bit for bit: both are
+         * 0.5 - 0.5 cos of angles that differ by 2 pi): read only its first half. */
+        for (int n = 0; n < half; n++) in[n] = w[n] * x[n];
+        for (int n = half; n < n_fft; n++) in[n] = w[n_fft - n] * x[n];
+    } else {
+        const int a = start < 0 ? (int)-start : 0;                      /* first real */
+        const int b = start + n_fft > seg ? (int)(seg - start) : n_fft; /* one past last */
+        for (int n = 0; n < a && n < n_fft; n++) in[n] = 0.0f;
+        for (int n = a; n < b; n++) in[n] = w[n] * segment[start + n];
+        for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
+    }
+}
+
 /* The whole computation, inlined into a baseline and an AVX2 function (wide: 8-float
  * vectors where GCC would not find them). Both give bit-identical results: vectorization
  * here runs across independent elements and keeps every sum's order. */
@@ -577,50 +639,59 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                                 float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
     const int n_mels = ms->n_mels, n_frames = ms->n_frames, seg = ms->seg;
-    float *restrict in = ms->fft_in;
     const float *restrict w = ms->window;
-    float *restrict P = ms->power;    /* n_power, the tail past n_freqs stays 0 */
-    const float *restrict Z = (const float *)ms->fft_out; /* interleaved re, im */
     const float *restrict tw_c = ms->tw_c, *restrict tw_s = ms->tw_s;
     float *restrict S = ms->mel_tf; /* (n_frames, n_mels), the wide path's mel powers */
     const int M = half; /* complex FFT length */
 
     float smax = 0.0f; /* the largest mel power of the window */
     v8f mx = {0, 0, 0, 0, 0, 0, 0, 0}; /* the same in 8 lanes (AVX2 body) */
-    for (int t = 0; t < n_frames; t++) {
-        /* centre=True, zero padding: frame t covers segment[t*hop - n_fft/2, + n_fft). */
-        const long start = (long)t * hop - half;
-        if (start >= 0 && start + n_fft <= seg) {
-            const float *restrict x = segment + start;
-            /* The periodic Hann is symmetric, w[n_fft - n] = w[n] (bit for bit: both are
-             * 0.5 - 0.5 cos of angles that differ by 2 pi): read only its first half. */
-            for (int n = 0; n < half; n++) in[n] = w[n] * x[n];
-            for (int n = half; n < n_fft; n++) in[n] = w[n_fft - n] * x[n];
-        } else {
-            const int a = start < 0 ? (int)-start : 0;                      /* first real */
-            const int b = start + n_fft > seg ? (int)(seg - start) : n_fft; /* one past last */
-            for (int n = 0; n < a && n < n_fft; n++) in[n] = 0.0f;
-            for (int n = a; n < b; n++) in[n] = w[n] * segment[start + n];
-            for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
-        }
-        fftwf_execute(ms->plan);
-        real_split_power(Z, tw_c, tw_s, ms->twp_c, ms->twp_s, P, M, wide);
-        int m = 0;
-        if (wide) /* into S, frame-major: one frame's 8 mels in one store */
-            for (; m + 8 <= n_mels; m += 8) {
-                v8f v;
-                mel_rows8(ms, P, m / 8, S + (size_t)t * n_mels + m);
-                LOADV(v, S + (size_t)t * n_mels + m);
-                mx = SELECT8(v > mx, v, mx); /* max is exact: any order, the same value */
+    /* Frames by pairs, each step for both frames before the next step: the twiddles, the
+     * window and the mel weights are then fetched into L1 once per pair. */
+    for (int t0 = 0; t0 < n_frames; t0 += 2) {
+        const int nb = n_frames - t0 < 2 ? n_frames - t0 : 2;
+        for (int i = 0; i < nb; i++)
+            window_frame(segment, seg, t0 + i, hop, n_fft, w, ms->fft_in[i]);
+        for (int i = 0; i < nb; i++)
+            fftwf_execute_dft(ms->plan, (fftwf_complex *)ms->fft_in[i], ms->fft_out[i]);
+        for (int i = 0; i < nb; i++)
+            real_split_power((const float *)ms->fft_out[i], tw_c, tw_s, ms->twp_c, ms->twp_s,
+                             ms->power[i], M, wide);
+        for (int i = 0; i < nb; i++) {
+            const int t = t0 + i;
+            const float *restrict P = ms->power[i];
+            int m = 0;
+            if (wide) /* into S, frame-major: one frame's 8 mels in one store */
+                for (; m + 8 <= n_mels; m += 8) {
+                    float *restrict s0 = S + (size_t)t * n_mels + m;
+                    v8f v;
+                    if (nb == 2) { /* both frames at once, frame t + 1 in the next row of S */
+                        mel_rows8x2(ms, P, ms->power[1], m / 8, s0, s0 + n_mels);
+                        LOADV(v, s0 + n_mels);
+                        mx = SELECT8(v > mx, v, mx);
+                    } else
+                        mel_rows8(ms, P, m / 8, s0);
+                    LOADV(v, s0);
+                    mx = SELECT8(v > mx, v, mx); /* max is exact: any order, the same value */
+                }
+            for (; m < n_mels; m++) {
+                const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
+                                        ms->mel_len8[m]);
+                if (wide)
+                    S[(size_t)t * n_mels + m] = v;
+                else
+                    out[(size_t)m * n_frames + t] = v;
+                smax = v > smax ? v : smax;
             }
-        for (; m < n_mels; m++) {
-            const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
-                                    ms->mel_len8[m]);
-            if (wide)
-                S[(size_t)t * n_mels + m] = v;
-            else
-                out[(size_t)m * n_frames + t] = v;
-            smax = v > smax ? v : smax;
+            if (wide && nb == 2 && i == 0) { /* frame t + 1: its blocks are done */
+                for (int r = n_mels / 8 * 8; r < n_mels; r++) {
+                    const float v = mel_row(ms->mel_w + ms->mel_off[r],
+                                            ms->power[1] + ms->mel_start[r], ms->mel_len8[r]);
+                    S[(size_t)(t + 1) * n_mels + r] = v;
+                    smax = v > smax ? v : smax;
+                }
+                break;
+            }
         }
     }
     for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
