@@ -101,7 +101,8 @@ void bs_segments_free(bs_segments *s);
 typedef struct bs_melspec bs_melspec;
 
 /* Validates cfg, builds the filterbank (sparse: each mel row keeps only its nonzero bins),
- * the periodic Hann window and one FFTW r2c plan. NULL with err on bad cfg or no memory. */
+ * the periodic Hann window and one FFTW plan (a complex FFT of n_fft/2 points; the real
+ * spectrum is split from it). NULL with err on bad cfg or no memory. */
 bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err);
 void bs_melspec_free(bs_melspec *ms);
 const bs_feature_config *bs_melspec_config(const bs_melspec *ms);
