@@ -305,6 +305,10 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
 #if BS_MELSPEC_AVX2
     __builtin_cpu_init();
     ms->use_avx2 = __builtin_cpu_supports("avx2");
+    { /* diagnostic switch: force the baseline body (tests compare the two bit for bit) */
+        const char *no = getenv("BIRDSONG_NO_AVX2");
+        if (no && *no && strcmp(no, "0") != 0) ms->use_avx2 = 0;
+    }
 #endif
     if (!ms->plan)
         ms->plan =
@@ -327,6 +331,10 @@ const bs_feature_config *bs_melspec_config(const bs_melspec *ms) { return &ms->c
 
 const char *bs_melspec_fft_plan(const bs_melspec *ms) {
     return ms->plan_from_wisdom ? "built-in wisdom" : "FFTW_ESTIMATE";
+}
+
+int bs_melspec_uses_avx2(const bs_melspec *ms) {
+    return ms->use_avx2 != 0;
 }
 
 /* log10(x) for normal x > 0, branch-free so that it vectorizes: x = m 2^e with m in

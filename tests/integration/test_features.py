@@ -57,6 +57,20 @@ def test_matches_librosa_formulas_on_real_recordings(tmp_path):
     print(f"max |C - numpy librosa| over {total} values: {worst:.5f} dB")
 
 
+def test_avx2_and_baseline_bodies_give_the_same_bits(tmp_path):
+    """The log-mel has an AVX2 body (picked at run time) and a baseline body; BIRDSONG_NO_AVX2=1
+    forces the baseline. A model trained on one CPU must see the same numbers on another."""
+    for i, f in enumerate(real_recordings(per_species=1)):
+        for mels in ("128", "61"):
+            a, b = tmp_path / f"a{i}_{mels}.npy", tmp_path / f"b{i}_{mels}.npy"
+            env = {k: v for k, v in os.environ.items() if k != "BIRDSONG_NO_AVX2"}
+            for out, extra in ((a, {}), (b, {"BIRDSONG_NO_AVX2": "1"})):
+                p = subprocess.run([str(BIRDSONG), "features", str(f), "--n-mels", mels, "-o", str(out), "-q"],
+                                   capture_output=True, text=True, env={**env, **extra})
+                assert p.returncode == 0, p.stderr
+            assert a.read_bytes() == b.read_bytes(), f"{f} ({mels} mels): the two bodies differ"
+
+
 def test_sine_48k_resampled_to_22050(tmp_path):
     """A 1 kHz sine at 48 kHz comes out at 22050 Hz with its peak in the right mel band and
     its level within 0.1 dB of the same sine generated at 22050 Hz."""
