@@ -600,8 +600,8 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
 BS_SIMD_CLONES
 static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
                        const float *restrict zero, int n, int C, int H, int W, int TH,
-                       int TW) {
-    const int p = (n - 2) / 2, T = TH * TW;
+                       int TW, size_t T, size_t t_off) {
+    const int p = (n - 2) / 2;
     const float *d[6];
     float *o[6];
     const float *ti[6];
@@ -620,7 +620,7 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
                 else
                     bt4(o, d, C);
             }
-            const size_t t_idx = (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
             for (int b = 0; b < n; b++) { /* V[.][b] = B^T tmp[.][b]: columns */
                 for (int a = 0; a < n; a++) {
                     ti[a] = tmp + (size_t)(a * n + b) * C;
@@ -698,7 +698,7 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                 for (size_t q = q0; q < q1; q++)
                     for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
             }
-        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW);
+        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, (size_t)T, 0);
         for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
                         V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
@@ -710,4 +710,251 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
     size_t cm = (size_t)(IC > OC ? IC : OC);
     return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
+}
+
+/* ---- Winograd backward (training) ----------------------------------------------------------
+ * The forward Y = A^T [U . V] A per tile is linear in U and in the input, so its adjoints give
+ * both gradients with the same saving in multiplications:
+ *   dM = A dY A^T per tile (n x n from the 2x2 output gradient),
+ *   dU[e] (OC, IC) += dM[e]^T (T, OC)^T @ V[e] (T, IC), summed over tiles and images, then
+ *   dw = G^T dU G (the adjoint of U = G w G^T), once per step;
+ *   dV[e] (T, IC) = dM[e] (T, OC) @ U[e] (OC, IC), and dinp = B dV B^T per tile, added up
+ *   where neighbouring tiles overlap (the adjoint of the input transform).
+ * The GEMMs cover G images at once (rows G*T) so that small late layers still make big GEMMs. */
+
+/* xt (HW, C) = x (C, HW), in 16 x 64 blocks */
+static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW) {
+    for (int c0 = 0; c0 < C; c0 += 16)
+        for (size_t q0 = 0; q0 < HW; q0 += 64) {
+            int c1 = c0 + 16 < C ? c0 + 16 : C;
+            size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+            for (size_t q = q0; q < q1; q++)
+                for (int c = c0; c < c1; c++) xt[q * C + c] = x[(size_t)c * HW + q];
+        }
+}
+
+/* x (C, HW) = xt (HW, C) */
+static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW) {
+    for (size_t q0 = 0; q0 < HW; q0 += 64)
+        for (int c0 = 0; c0 < C; c0 += 16) {
+            int c1 = c0 + 16 < C ? c0 + 16 : C;
+            size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+            for (int c = c0; c < c1; c++)
+                for (size_t q = q0; q < q1; q++) x[(size_t)c * HW + q] = xt[q * C + c];
+        }
+}
+
+/* out[k] = A^T[0][k] y0 + A^T[1][k] y1: the adjoint of at6 / at4 */
+static inline void ata6(float *const *restrict out, const float *restrict y0,
+                        const float *restrict y1, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    for (int c = 0; c < C; c++) {
+        float a = y0[c], b = y1[c];
+        o0[c] = a;
+        o1[c] = a + b;
+        o2[c] = a - b;
+        o3[c] = a + 2.0f * b;
+        o4[c] = a - 2.0f * b;
+        o5[c] = b;
+    }
+}
+
+static inline void ata4(float *const *restrict out, const float *restrict y0,
+                        const float *restrict y1, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    for (int c = 0; c < C; c++) {
+        float a = y0[c], b = y1[c];
+        o0[c] = a;
+        o1[c] = a + b;
+        o2[c] = a - b;
+        o3[c] = b;
+    }
+}
+
+/* out[i] (+)= sum_j B^T[j][i] in[j]: the adjoint of bt6 / bt4; add != 0 accumulates */
+static inline void bta6(float *const *restrict out, const float *const *restrict in, int C,
+                        int add) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    if (add)
+        for (int c = 0; c < C; c++) {
+            float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
+            o0[c] += 4.0f * i0[c];
+            o1[c] += 4.0f * (i2[c] - i1[c]) + 2.0f * (i4[c] - i3[c]) + 4.0f * i5[c];
+            o2[c] += -5.0f * i0[c] - 4.0f * s12 - s34;
+            o3[c] += (i1[c] - i2[c]) + 2.0f * (i3[c] - i4[c]) - 5.0f * i5[c];
+            o4[c] += i0[c] + s12 + s34;
+            o5[c] += i5[c];
+        }
+    else
+        for (int c = 0; c < C; c++) {
+            float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
+            o0[c] = 4.0f * i0[c];
+            o1[c] = 4.0f * (i2[c] - i1[c]) + 2.0f * (i4[c] - i3[c]) + 4.0f * i5[c];
+            o2[c] = -5.0f * i0[c] - 4.0f * s12 - s34;
+            o3[c] = (i1[c] - i2[c]) + 2.0f * (i3[c] - i4[c]) - 5.0f * i5[c];
+            o4[c] = i0[c] + s12 + s34;
+            o5[c] = i5[c];
+        }
+}
+
+static inline void bta4(float *const *restrict out, const float *const *restrict in, int C,
+                        int add) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3];
+    if (add)
+        for (int c = 0; c < C; c++) {
+            o0[c] -= i0[c];
+            o1[c] += i1[c] - i2[c] - i3[c];
+            o2[c] += i0[c] + i1[c] + i2[c];
+            o3[c] += i3[c];
+        }
+    else
+        for (int c = 0; c < C; c++) {
+            o0[c] = -i0[c];
+            o1[c] = i1[c] - i2[c] - i3[c];
+            o2[c] = i0[c] + i1[c] + i2[c];
+            o3[c] = i3[c];
+        }
+}
+
+/* M[e][t][c] = (A dy A^T)[e] per tile; dyt (H, W, C) transposed output gradient (outputs
+ * beyond H, W, which the forward drops, count as 0); tmp 2*n*C */
+BS_SIMD_CLONES
+static void wino_output_adjoint(float *restrict M, const float *restrict dyt, float *restrict tmp,
+                                const float *restrict zero, int n, int C, int H, int W, int TH,
+                                int TW, size_t T, size_t t_off) {
+    float *o[6];
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            const float *d[2][2];
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    int yy = 2 * ty + i, xx = 2 * tx + j;
+                    d[i][j] = yy < H && xx < W ? dyt + ((size_t)yy * W + xx) * C : zero;
+                }
+            for (int j = 0; j < 2; j++) { /* tmp[j][k] = sum_i A^T[i][k] dy[i][j] */
+                for (int k = 0; k < n; k++) o[k] = tmp + (size_t)(j * n + k) * C;
+                if (n == 6)
+                    ata6(o, d[0][j], d[1][j], C);
+                else
+                    ata4(o, d[0][j], d[1][j], C);
+            }
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            for (int k = 0; k < n; k++) { /* M[k][l] = sum_j A^T[j][l] tmp[j][k] */
+                for (int l = 0; l < n; l++) o[l] = M + ((size_t)(k * n + l) * T + t_idx) * C;
+                if (n == 6)
+                    ata6(o, tmp + (size_t)k * C, tmp + (size_t)(n + k) * C, C);
+                else
+                    ata4(o, tmp + (size_t)k * C, tmp + (size_t)(n + k) * C, C);
+            }
+        }
+}
+
+/* dxt (H, W, C) += B dV[.][t] B^T at each tile's input pixels (pixels in the zero padding are
+ * dropped into trash, n*C floats); tmp n*n*C */
+BS_SIMD_CLONES
+static void wino_input_adjoint(float *restrict dxt, const float *restrict V, float *restrict tmp,
+                               float *restrict trash, int n, int C, int H, int W, int TH, int TW,
+                               size_t T, size_t t_off) {
+    const int p = (n - 2) / 2;
+    const float *in[6];
+    float *o[6];
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            for (int a = 0; a < n; a++) { /* tmp[a][j] = sum_b B^T[b][j] dV[a][b] */
+                for (int b = 0; b < n; b++) {
+                    in[b] = V + ((size_t)(a * n + b) * T + t_idx) * C;
+                    o[b] = tmp + (size_t)(a * n + b) * C;
+                }
+                if (n == 6)
+                    bta6(o, in, C, 0);
+                else
+                    bta4(o, in, C, 0);
+            }
+            for (int j = 0; j < n; j++) { /* dx[i][j] += sum_a B^T[a][i] tmp[a][j] */
+                int xx = 2 * tx - p + j;
+                for (int i = 0; i < n; i++) {
+                    int yy = 2 * ty - p + i;
+                    in[i] = tmp + (size_t)(i * n + j) * C;
+                    o[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                               ? dxt + ((size_t)yy * W + xx) * C : trash + (size_t)i * C;
+                }
+                if (n == 6)
+                    bta6(o, in, C, 1);
+                else
+                    bta4(o, in, C, 1);
+            }
+        }
+}
+
+size_t conv2d_winograd_backward_x_size(int IC, int OC, int H, int W, int r) {
+    size_t cm = (size_t)(IC > OC ? IC : OC), n = (size_t)r + 1;
+    return cm * H * W + (n * n + n + 1) * cm;
+}
+
+void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *dout,
+                              const float *inp, const float *U, float *V, float *M, float *X,
+                              int B, int G, int IC, int OC, int H, int W, int r) {
+    const int n = r + 1, nn = n * n, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
+    const int CM = IC > OC ? IC : OC;
+    const size_t HW = (size_t)H * W;
+    float *xt = X, *zero = X + (size_t)CM * HW, *tmp = zero + CM, *trash = tmp + (size_t)nn * CM;
+    for (int c = 0; c < CM; c++) zero[c] = 0.0f;
+    if (G < 1) G = 1;
+    for (int s = 0; s < B; s++)
+        for (int o = 0; o < OC; o++) db[o] += (float)row_sum(dout + ((size_t)s * OC + o) * HW, (int)HW);
+    for (int g0 = 0; g0 < B; g0 += G) {
+        const int gn = g0 + G <= B ? G : B - g0;
+        const size_t TT = (size_t)gn * T;
+        for (int s = 0; s < gn; s++) {
+            to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            to_hwc(xt, dout + (size_t)(g0 + s) * OC * HW, OC, HW);
+            wino_output_adjoint(M, xt, tmp, zero, n, OC, H, W, TH, TW, TT, (size_t)s * T);
+        }
+        for (int e = 0; e < nn; e++) /* dU[e] (OC, IC) += dM[e]^T (OC, TT) @ V[e] (TT, IC) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, (int)TT, 1.0f,
+                        M + (size_t)e * TT * OC, OC, V + (size_t)e * TT * IC, IC, 1.0f,
+                        dU + (size_t)e * OC * IC, IC);
+        if (!dinp) continue;
+        for (int e = 0; e < nn; e++) /* dV[e] (TT, IC) = dM[e] (TT, OC) @ U[e] (OC, IC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TT, IC, OC, 1.0f,
+                        M + (size_t)e * TT * OC, OC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        V + (size_t)e * TT * IC, IC);
+        for (int s = 0; s < gn; s++) {
+            memset(xt, 0, sizeof(float) * (size_t)IC * HW);
+            wino_input_adjoint(xt, V, tmp, trash, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            from_hwc(dinp + (size_t)(g0 + s) * IC * HW, xt, IC, HW);
+        }
+    }
+}
+
+void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r) {
+    const int n = r + 1;
+    float AT[2 * 6], G[6 * 5], BT[6 * 6];
+    winograd_matrices(r, AT, G, BT);
+    for (int o = 0; o < OC; o++)
+        for (int c = 0; c < IC; c++) {
+            float du[6 * 6], t[5 * 6];
+            for (int e = 0; e < n * n; e++) du[e] = dU[((size_t)e * OC + o) * IC + c];
+            for (int q = 0; q < r; q++) /* t = G^T du (r x n) */
+                for (int b = 0; b < n; b++) {
+                    float s = 0.0f;
+                    for (int a = 0; a < n; a++) s += G[a * r + q] * du[a * n + b];
+                    t[q * n + b] = s;
+                }
+            float *g = dw + ((size_t)o * IC + c) * r * r;
+            for (int q = 0; q < r; q++) /* dw += t G (r x r) */
+                for (int k = 0; k < r; k++) {
+                    float s = 0.0f;
+                    for (int b = 0; b < n; b++) s += t[q * n + b] * G[b * r + k];
+                    g[q * r + k] += s;
+                }
+        }
 }

@@ -36,6 +36,16 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
                              float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
                              int r, int fuse_relu);
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
+/* Backward of conv2d_winograd_forward (training), from the same U and the forward's input:
+ * dU (n*n, OC, IC) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). The GEMMs take G
+ * images at a time; scratch: V, M n*n*max(IC, OC)*G*T floats each, X
+ * conv2d_winograd_backward_x_size floats. Then winograd_weights_backward turns dU into dw. */
+void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *dout,
+                              const float *inp, const float *U, float *V, float *M, float *X,
+                              int B, int G, int IC, int OC, int H, int W, int r);
+size_t conv2d_winograd_backward_x_size(int IC, int OC, int H, int W, int r);
+/* dw (OC, IC, r, r) += G^T dU[.][o][c] G: the adjoint of winograd_weights. */
+void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r);
 
 /* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
 void relu_forward(float *restrict out, const float *restrict inp, size_t N);
