@@ -638,14 +638,13 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
 BS_SIMD_CLONES
 static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
                         int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
-                        int fuse_relu) {
-    const int T = TH * TW;
+                        int fuse_relu, size_t T, size_t t_off) {
     const size_t HW = (size_t)H * W;
     float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
     const float *mi[6], *ti[6];
     for (int ty = 0; ty < TH; ty++)
         for (int tx = 0; tx < TW; tx++) {
-            const size_t t_idx = (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
             for (int b = 0; b < n; b++) { /* tmp[i][b] = A^T m[.][b] */
                 for (int k = 0; k < n; k++) mi[k] = M + ((size_t)(k * n + b) * T + t_idx) * OC;
                 if (n == 6)
@@ -680,30 +679,31 @@ static void wino_output(float *restrict y, const float *restrict M, float *restr
         }
 }
 
+static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW);
+
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
-                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
-                             int r, int fuse_relu) {
+                             float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
+                             int W, int r, int fuse_relu) {
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
     const int CM = IC > OC ? IC : OC;
+    const size_t HW = (size_t)H * W;
     float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
-    for (int s = 0; s < B; s++) {
-        const float *x = inp + (size_t)s * IC * H * W;
-        float *y = out + (size_t)s * OC * H * W;
-        const size_t HW = (size_t)H * W;
-        for (int c0 = 0; c0 < IC; c0 += 16) /* (IC, H, W) -> (H, W, IC) in 16x64 blocks */
-            for (size_t q0 = 0; q0 < HW; q0 += 64) {
-                int c1 = c0 + 16 < IC ? c0 + 16 : IC;
-                size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
-                for (size_t q = q0; q < q1; q++)
-                    for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
-            }
-        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, (size_t)T, 0);
-        for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
-                        V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
-                        M + (size_t)e * T * OC, OC);
-        wino_output(y, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu);
+    if (G < 1) G = 1;
+    for (int g0 = 0; g0 < B; g0 += G) {
+        const int gn = g0 + G <= B ? G : B - g0;
+        const size_t TT = (size_t)gn * T;
+        for (int s = 0; s < gn; s++) {
+            to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+        }
+        for (int e = 0; e < n * n; e++) /* M[e] (TT, OC) = V[e] (TT, IC) @ U[e]^T (IC, OC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TT, OC, IC, 1.0f,
+                        V + (size_t)e * TT * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        M + (size_t)e * TT * OC, OC);
+        for (int s = 0; s < gn; s++)
+            wino_output(out + (size_t)(g0 + s) * OC * HW, M, tmp, n, b, OC, H, W, TH, TW,
+                        fuse_relu, TT, (size_t)s * T);
     }
 }
 

@@ -30,11 +30,12 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
  * n = r + 1. U (n*n, OC, IC) = G w G^T per (OC, IC). */
 void winograd_matrices(int r, float *AT, float *G, float *BT);
 void winograd_weights(float *U, const float *w, int OC, int IC, int r);
-/* Same result as conv2d_forward (up to rounding) from U; scratch: V n*n*IC*T, M n*n*OC*T,
- * X IC*H*W + (n*n + 1)*max(IC, OC) floats, T = ceil(H/2)*ceil(W/2). */
+/* Same result as conv2d_forward (up to rounding) from U, the GEMMs over G images at a time;
+ * scratch: V n*n*IC*T*G, M n*n*OC*T*G, X conv2d_winograd_x_size floats,
+ * T = ceil(H/2)*ceil(W/2). */
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
-                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
-                             int r, int fuse_relu);
+                             float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
+                             int W, int r, int fuse_relu);
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
 /* Backward of conv2d_winograd_forward (training), from the same U and the forward's input:
  * dU (n*n, OC, IC) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). The GEMMs take G

@@ -16,7 +16,7 @@
 /* conv2d forward works on blocks of about this many output pixels (im2col columns): big
  * enough for sgemm to run at full speed, small enough to keep the im2col block in cache */
 #define CONV_BLOCK_COLS 1024
-/* Winograd backward: GEMMs over groups of images with about this many tiles (rows) */
+/* Winograd in training: GEMMs over groups of images with about this many tiles (rows) */
 #define WINO_BWD_ROWS 384
 
 typedef struct layer {
@@ -594,7 +594,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
             if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
-                                        net->wino_X, B, l->ic,
+                                        net->wino_X, B, training && l->wino_g ? l->wino_g : 1, l->ic,
                                         l->oc, l->ih, l->iw, l->wino_r, relu);
             else
                 conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,

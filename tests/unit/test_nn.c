@@ -489,9 +489,10 @@ Test(inference, forward_does_not_touch_batchnorm_statistics) {
     bs_net_free(net);
 }
 
-static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
-    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2);
-    size_t nx = (size_t)IC * H * W, nw = (size_t)OC * IC * r * r, ny = (size_t)OC * H * W;
+static void winograd_case_bg(int r, int IC, int OC, int H, int W, int relu, int B, int G) {
+    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2) * G;
+    size_t nx = (size_t)B * IC * H * W, nw = (size_t)OC * IC * r * r,
+           ny = (size_t)B * OC * H * W;
     float *x = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * OC), *y1 = malloc(4 * ny),
           *y2 = malloc(4 * ny), *col = malloc(4 * (size_t)IC * r * r * H * W),
           *U = malloc(4 * (size_t)n * n * OC * IC), *V = malloc(4 * (size_t)n * n * IC * T),
@@ -500,9 +501,9 @@ static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
     fill(x, nx, 1);
     fill(w, nw, 0.3f);
     fill(b, OC, 0.5f);
-    conv2d_forward(y1, x, w, b, col, 1, IC, OC, H, W, r, r, 0, relu);
+    conv2d_forward(y1, x, w, b, col, B, IC, OC, H, W, r, r, 0, relu);
     winograd_weights(U, w, OC, IC, r);
-    conv2d_winograd_forward(y2, x, U, b, V, M, X, 1, IC, OC, H, W, r, relu);
+    conv2d_winograd_forward(y2, x, U, b, V, M, X, B, G, IC, OC, H, W, r, relu);
     double mx = 0, md = 0;
     for (size_t i = 0; i < ny; i++) {
         mx = fmax(mx, fabs(y1[i]));
@@ -511,7 +512,12 @@ static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
     cr_assert(md <= 1e-5 * mx + 1e-6, "winograd %dx%d: max diff %g (max %g)", r, r, md, mx);
     free(x); free(w); free(b); free(y1); free(y2); free(col); free(U); free(V); free(M); free(X);
 }
+static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
+    winograd_case_bg(r, IC, OC, H, W, relu, 1, 1);
+}
 Test(conv2d, winograd_matches_im2col) {
+    winograd_case_bg(3, 5, 4, 7, 9, 1, 3, 2); /* GEMMs over groups of images (training) */
+    winograd_case_bg(5, 16, 32, 16, 22, 0, 5, 4);
     winograd_case(3, 5, 4, 7, 9, 0);
     winograd_case(5, 6, 3, 8, 5, 1);
     winograd_case(5, 2, 2, 1, 1, 0);
