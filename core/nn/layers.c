@@ -1,4 +1,11 @@
 /* birdsong: network layers, forward and backward, over flat float arrays. See layers.h. */
+/* GCC 12 at -O2 vectorizes only loops whose trip count is a known multiple of the vector
+ * width ("very cheap" cost model), so the channel loops of the Winograd transforms, batchnorm,
+ * relu and pooling ran scalar. The dynamic model vectorizes them with a scalar epilogue.
+ * Elementwise results are the same bits; reductions are not reassociated (no fast-math). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
 #include "nn/layers.h"
 
 #include <cblas.h>
@@ -542,6 +549,14 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
 #else
 #define BS_SIMD_CLONES
 #endif
+/* The transforms' pointers to channel vectors come out of arrays, where GCC does not see the
+ * restrict qualifiers, and too many of them for run-time alias checks: without this the
+ * channel loops stay scalar. The vectors of one call never overlap. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BS_IVDEP _Pragma("GCC ivdep")
+#else
+#define BS_IVDEP
+#endif
 
 /* The 1-D transforms of the points 0, 1, -1, 2, -2, infinity written out with shared terms
  * (B^T and A^T printed by winograd_matrices; checked against it by the unit tests). Each
@@ -551,6 +566,7 @@ static inline void bt6(float *const *restrict out, const float *const *restrict 
                     *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float a = i4[c] - i2[c], b = i3[c] - i1[c];
         o0[c] = 4.0f * i0[c] - 5.0f * i2[c] + i4[c];
@@ -566,6 +582,7 @@ static inline void bt4(float *const *restrict out, const float *const *restrict 
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         o0[c] = i2[c] - i0[c];
         o1[c] = i1[c] + i2[c];
@@ -579,6 +596,7 @@ static inline void at6(float *restrict o0, float *restrict o1, const float *cons
                        int C) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
         o0[c] = i0[c] + s12 + s34;
@@ -590,6 +608,7 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
                        int C) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         o0[c] = i0[c] + i1[c] + i2[c];
         o1[c] = i1[c] - i2[c] + i3[c];
@@ -749,6 +768,7 @@ static inline void ata6(float *const *restrict out, const float *restrict y0,
                         const float *restrict y1, int C) {
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
                     *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float a = y0[c], b = y1[c];
         o0[c] = a;
@@ -763,6 +783,7 @@ static inline void ata6(float *const *restrict out, const float *restrict y0,
 static inline void ata4(float *const *restrict out, const float *restrict y0,
                         const float *restrict y1, int C) {
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float a = y0[c], b = y1[c];
         o0[c] = a;
@@ -780,6 +801,7 @@ static inline void bta6(float *const *restrict out, const float *const *restrict
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
     if (add)
+        BS_IVDEP
         for (int c = 0; c < C; c++) {
             float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
             o0[c] += 4.0f * i0[c];
@@ -790,6 +812,7 @@ static inline void bta6(float *const *restrict out, const float *const *restrict
             o5[c] += i5[c];
         }
     else
+        BS_IVDEP
         for (int c = 0; c < C; c++) {
             float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
             o0[c] = 4.0f * i0[c];
@@ -807,6 +830,7 @@ static inline void bta4(float *const *restrict out, const float *const *restrict
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3];
     if (add)
+        BS_IVDEP
         for (int c = 0; c < C; c++) {
             o0[c] -= i0[c];
             o1[c] += i1[c] - i2[c] - i3[c];
@@ -814,6 +838,7 @@ static inline void bta4(float *const *restrict out, const float *const *restrict
             o3[c] += i3[c];
         }
     else
+        BS_IVDEP
         for (int c = 0; c < C; c++) {
             o0[c] = -i0[c];
             o1[c] = i1[c] - i2[c] - i3[c];
