@@ -653,12 +653,12 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
         }
 }
 
-/* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats */
+/* yt (H, W, OC) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats.
+ * Channel-last so that every store is a contiguous run (the caller transposes). */
 BS_SIMD_CLONES
-static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
+static void wino_output(float *restrict yt, const float *restrict M, float *restrict tmp,
                         int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
                         int fuse_relu, size_t T, size_t t_off) {
-    const size_t HW = (size_t)H * W;
     float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
     const float *mi[6], *ti[6];
     for (int ty = 0; ty < TH; ty++)
@@ -685,20 +685,21 @@ static void wino_output(float *restrict y, const float *restrict M, float *restr
                     int xx = 2 * tx + j;
                     if (xx >= W) break;
                     const float *restrict qq = q + (size_t)(i * 2 + j) * OC;
-                    float *yp = y + (size_t)yy * W + xx;
+                    float *restrict yp = yt + ((size_t)yy * W + xx) * OC;
                     if (fuse_relu)
                         for (int o = 0; o < OC; o++) {
                             float v = qq[o] + bias[o];
-                            yp[o * HW] = v < 0.0f ? 0.0f : v;
+                            yp[o] = v < 0.0f ? 0.0f : v;
                         }
                     else
-                        for (int o = 0; o < OC; o++) yp[o * HW] = qq[o] + bias[o];
+                        for (int o = 0; o < OC; o++) yp[o] = qq[o] + bias[o];
                 }
             }
         }
 }
 
 static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW);
+static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW);
 
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
                              float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
@@ -706,7 +707,7 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
     const int CM = IC > OC ? IC : OC;
     const size_t HW = (size_t)H * W;
-    float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
+    float *xt = X, *zero = X + (size_t)CM * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
     if (G < 1) G = 1;
     for (int g0 = 0; g0 < B; g0 += G) {
@@ -720,15 +721,16 @@ void conv2d_winograd_forward(float *out, const float *inp, const float *U, const
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TT, OC, IC, 1.0f,
                         V + (size_t)e * TT * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
                         M + (size_t)e * TT * OC, OC);
-        for (int s = 0; s < gn; s++)
-            wino_output(out + (size_t)(g0 + s) * OC * HW, M, tmp, n, b, OC, H, W, TH, TW,
-                        fuse_relu, TT, (size_t)s * T);
+        for (int s = 0; s < gn; s++) { /* xt is free once the group's inputs are in V */
+            wino_output(xt, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu, TT, (size_t)s * T);
+            from_hwc(out + (size_t)(g0 + s) * OC * HW, xt, OC, HW);
+        }
     }
 }
 
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
     size_t cm = (size_t)(IC > OC ? IC : OC);
-    return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
+    return cm * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
 }
 
 /* ---- Winograd backward (training) ----------------------------------------------------------
