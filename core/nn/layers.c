@@ -11,6 +11,24 @@
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* AVX-512 / AVX2 / generic clones of the hot loops, chosen at run time by CPU features */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BS_SIMD_CLONES
+#endif
+/* The transforms' pointers to channel vectors come out of arrays, where GCC does not see the
+ * restrict qualifiers, and too many of them for run-time alias checks: without this the
+ * channel loops stay scalar. The vectors of one call never overlap. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BS_IVDEP _Pragma("GCC ivdep")
+#else
+#define BS_IVDEP
+#endif
 
 /* ---- convolution: im2col + one sgemm per image ------------------------------------- */
 
@@ -317,46 +335,93 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, i
             }
         return;
     }
-    if (ph == 2 && pw == 2 && H % 2 == 0 && W % 2 == 0) { /* the same, for 2x2 windows */
-        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+    if (ph == 2 && pw == 2) { /* the same for 2x2 windows, without data-dependent branches
+                                * (mispredicted half the time); a last odd row or column is
+                                * in no window and gets 0 */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++) {
             for (int oy = 0; oy < OH; oy++) {
-                const float *r0 = inp + (bc * H + 2 * oy) * W, *r1 = r0 + W;
-                float *d0 = dinp + (bc * H + 2 * oy) * W, *d1 = d0 + W;
-                const float *g = dout + (bc * OH + oy) * OW;
-                for (int ox = 0; ox < OW; ox++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict d0 = dinp + (bc * H + 2 * oy) * W, *restrict d1 = d0 + W;
+                const float *restrict g = dout + (bc * OH + oy) * OW;
+                int ox = 0;
+#ifdef __SSE2__
+                /* 4 windows at a time: GCC keeps the selects below as branches. cmpnle is
+                 * exactly !(b <= a), NaN included; and(mask, g) gives +0.0 or g. */
+                for (; ox + 4 <= OW; ox += 4) {
                     const int x = 2 * ox;
-                    float m = r0[x];
-                    int best = 0; /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
-                    if (!(r0[x + 1] <= m)) m = r0[x + 1], best = 1;
-                    if (!(r1[x] <= m)) m = r1[x], best = 2;
-                    if (!(r1[x + 1] <= m)) best = 3;
-                    d0[x] = best == 0 ? g[ox] : 0.0f;
-                    d0[x + 1] = best == 1 ? g[ox] : 0.0f;
-                    d1[x] = best == 2 ? g[ox] : 0.0f;
-                    d1[x + 1] = best == 3 ? g[ox] : 0.0f;
+                    __m128 u0 = _mm_loadu_ps(r0 + x), u1 = _mm_loadu_ps(r0 + x + 4);
+                    __m128 v0 = _mm_loadu_ps(r1 + x), v1 = _mm_loadu_ps(r1 + x + 4);
+                    __m128 a = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m128 b = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1));
+                    __m128 c = _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m128 d = _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+                    __m128 gb = _mm_cmpnle_ps(b, a);
+                    __m128 m1 = _mm_or_ps(_mm_and_ps(gb, b), _mm_andnot_ps(gb, a));
+                    __m128 gc = _mm_cmpnle_ps(c, m1);
+                    __m128 m2 = _mm_or_ps(_mm_and_ps(gc, c), _mm_andnot_ps(gc, m1));
+                    __m128 gd = _mm_cmpnle_ps(d, m2);
+                    __m128 gv = _mm_loadu_ps(g + ox);
+                    __m128 s3 = _mm_and_ps(gd, gv);
+                    __m128 s2 = _mm_andnot_ps(gd, _mm_and_ps(gc, gv));
+                    __m128 gcd = _mm_or_ps(gc, gd);
+                    __m128 s1 = _mm_andnot_ps(gcd, _mm_and_ps(gb, gv));
+                    __m128 s0 = _mm_andnot_ps(_mm_or_ps(gb, gcd), gv);
+                    _mm_storeu_ps(d0 + x, _mm_unpacklo_ps(s0, s1));
+                    _mm_storeu_ps(d0 + x + 4, _mm_unpackhi_ps(s0, s1));
+                    _mm_storeu_ps(d1 + x, _mm_unpacklo_ps(s2, s3));
+                    _mm_storeu_ps(d1 + x + 4, _mm_unpackhi_ps(s2, s3));
                 }
+#endif
+                for (; ox < OW; ox++) {
+                    const int x = 2 * ox;
+                    /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
+                    float a = r0[x], b = r0[x + 1], c = r1[x], d = r1[x + 1];
+                    int gb = !(b <= a);
+                    float m1 = gb ? b : a;
+                    int gc = !(c <= m1);
+                    float m2 = gc ? c : m1;
+                    int gd = !(d <= m2);
+                    float gv = g[ox];
+                    d0[x] = (gb | gc | gd) ? 0.0f : gv;
+                    d0[x + 1] = (gb & !gc & !gd) ? gv : 0.0f;
+                    d1[x] = (gc & !gd) ? gv : 0.0f;
+                    d1[x + 1] = gd ? gv : 0.0f;
+                }
+                if (W % 2) d0[W - 1] = d1[W - 1] = 0.0f;
             }
+            if (H % 2) memset(dinp + (bc * H + H - 1) * W, 0, sizeof(float) * (size_t)W);
+        }
         return;
     }
-    memset(dinp, 0, sizeof(float) * (size_t)B * C * H * W);
+    /* any window: each input is in at most one window (stride = window), so every window
+     * writes all of its entries and only the uncovered margins need zeroing */
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
         float *dx = dinp + bc * H * W;
         const float *dy = dout + bc * OH * OW;
-        for (int oy = 0; oy < OH; oy++)
+        for (int oy = 0; oy < OH; oy++) {
             for (int ox = 0; ox < OW; ox++) {
                 size_t base = (size_t)oy * ph * W + (size_t)ox * pw, best = base;
                 float m = x[base];
                 for (int i = 0; i < ph; i++)
                     for (int j = 0; j < pw; j++) {
                         size_t k = base + (size_t)i * W + j;
-                        if (!(x[k] <= m)) {
-                            m = x[k];
-                            best = k;
-                        }
+                        int gt = !(x[k] <= m);
+                        m = gt ? x[k] : m;
+                        best = gt ? k : best;
                     }
-                dx[best] += dy[oy * OW + ox];
+                const float gv = dy[oy * OW + ox];
+                for (int i = 0; i < ph; i++)
+                    for (int j = 0; j < pw; j++) {
+                        size_t k = base + (size_t)i * W + j;
+                        dx[k] = k == best ? gv : 0.0f;
+                    }
             }
+            for (int i = 0; i < ph; i++) /* columns beyond the last whole window */
+                for (int xx = OW * pw; xx < W; xx++) dx[(size_t)(oy * ph + i) * W + xx] = 0.0f;
+        }
+        for (int yy = OH * ph; yy < H; yy++) /* rows beyond the last whole window */
+            memset(dx + (size_t)yy * W, 0, sizeof(float) * (size_t)W);
     }
 }
 
@@ -544,19 +609,6 @@ void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
 /* The transforms are vectorized over channels: the input is first transposed to (H, W, IC),
  * V[e] is (T, IC) and M[e] = V[e] U[e]^T is (T, OC), so that every inner loop runs over a
  * contiguous run of channels. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BS_SIMD_CLONES
-#endif
-/* The transforms' pointers to channel vectors come out of arrays, where GCC does not see the
- * restrict qualifiers, and too many of them for run-time alias checks: without this the
- * channel loops stay scalar. The vectors of one call never overlap. */
-#if defined(__GNUC__) && !defined(__clang__)
-#define BS_IVDEP _Pragma("GCC ivdep")
-#else
-#define BS_IVDEP
-#endif
 
 /* The 1-D transforms of the points 0, 1, -1, 2, -2, infinity written out with shared terms
  * (B^T and A^T printed by winograd_matrices; checked against it by the unit tests). Each

@@ -677,3 +677,38 @@ Test(network, winograd_backward_matches_im2col_backward) {
     bs_net_free(a);
     bs_net_free(b);
 }
+
+/* maxpool_backward's fast paths against the plain rule (gradient to the first maximum of each
+ * window, 0 elsewhere), with ties and odd sizes that leave rows/columns outside every window */
+static void maxpool_case(int B, int C, int H, int W, int ph, int pw) {
+    int OH = H / ph, OW = W / pw;
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * C * OH * OW;
+    float *x = malloc(4 * nx), *dy = malloc(4 * ny), *dx = malloc(4 * nx), *ref = calloc(nx, 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)(bs_rng_next(&rs) % 4); /* many ties */
+    for (size_t i = 0; i < ny; i++) dy[i] = urand();
+    for (size_t i = 0; i < nx; i++) dx[i] = 1e9f; /* must be overwritten */
+    maxpool_backward(dx, dy, x, B, C, H, W, ph, pw);
+    for (int bc = 0; bc < B * C; bc++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                size_t best = 0;
+                float m = -1;
+                for (int i = 0; i < ph; i++)
+                    for (int j = 0; j < pw; j++) {
+                        size_t k = (size_t)bc * H * W + (size_t)(oy * ph + i) * W + ox * pw + j;
+                        if (x[k] > m) m = x[k], best = k;
+                    }
+                ref[best] = dy[((size_t)bc * OH + oy) * OW + ox];
+            }
+    cr_assert_arr_eq(dx, ref, 4 * nx, "maxpool %dx%d on %dx%d", ph, pw, H, W);
+    free(x); free(dy); free(dx); free(ref);
+}
+Test(maxpool, backward_fast_paths_match_the_rule) {
+    maxpool_case(2, 3, 4, 6, 2, 2);
+    maxpool_case(2, 3, 5, 7, 2, 2);
+    maxpool_case(2, 3, 16, 11, 2, 2);
+    maxpool_case(2, 3, 32, 44, 2, 2); /* whole SSE blocks */
+    maxpool_case(2, 3, 6, 5, 2, 1);
+    maxpool_case(2, 3, 8, 5, 2, 5);
+    maxpool_case(2, 3, 7, 7, 3, 2);
+}
