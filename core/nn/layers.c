@@ -205,6 +205,7 @@ static double row_sq_dev(const float *restrict x, int n, float m) {
     return s;
 }
 
+BS_SIMD_CLONES
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
                              const float *beta, int B, int C, int HW) {
@@ -243,9 +244,11 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, c
     }
 }
 
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                        const float *inp, const float *mean, const float *invstd,
-                        const float *gamma, int B, int C, int HW) {
+/* relu != 0: also the backward of a ReLU before the batchnorm, whose output is inp: dx = 0
+ * where inp <= 0 (one pass less over the activations) */
+static inline void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                               const float *inp, const float *mean, const float *invstd,
+                               const float *gamma, int B, int C, int HW, int relu) {
     const float n = (float)B * HW;
     for (int c = 0; c < C; c++) {
         const float m = mean[c], is = invstd[c];
@@ -276,9 +279,29 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
             float *dx = dinp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
+            if (relu)
+                for (int p = 0; p < HW; p++) {
+                    float v = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
+                    dx[p] = x[p] > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
         }
     }
+}
+
+BS_SIMD_CLONES
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, int B, int C, int HW) {
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, HW, 0);
+}
+
+BS_SIMD_CLONES
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *mean, const float *invstd,
+                             const float *gamma, int B, int C, int HW) {
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, HW, 1);
 }
 
 /* ---- max pooling ---------------------------------------------------------------------- */

@@ -70,6 +70,11 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, c
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                         const float *inp, const float *mean, const float *invstd,
                         const float *gamma, int B, int C, int HW);
+/* The same followed by the backward of the ReLU whose output inp is: dinp = 0 where
+ * inp <= 0. */
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *mean, const float *invstd,
+                             const float *gamma, int B, int C, int HW);
 
 /* out (B, C, H/ph, W/pw) = max over ph x pw windows of inp (B, C, H, W); 'valid'. */
 void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, int ph, int pw);

@@ -658,6 +658,13 @@ float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, in
     return bce_logits_loss(net->dlogits, z, targets, pos_weight, batch, net->n_outputs);
 }
 
+/* The ReLU at i is done by the batchnorm after it in the backward: in place, so its output
+ * (the mask) is the batchnorm's input. */
+static int relu_fused(const bs_net *net, int i) {
+    return i + 1 < net->n_layers && net->L[i].s.kind == BS_LAYER_RELU && net->L[i].inplace &&
+           net->L[i + 1].s.kind == BS_LAYER_BATCHNORM;
+}
+
 void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
     if (net->infer_only || !net->last_training) return;
     const int B = batch;
@@ -686,12 +693,17 @@ void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
             }
             break;
         case BS_LAYER_RELU: /* mask from the output, which is the in-place buffer */
-            relu_backward(dout, dout, l->out ? l->out : in, l->out_size * B);
+            if (!relu_fused(net, i))
+                relu_backward(dout, dout, l->out ? l->out : in, l->out_size * B);
             swap = 0;
             break;
         case BS_LAYER_BATCHNORM:
-            batchnorm_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B, l->oc,
-                               l->oh * l->ow);
+            if (i > 0 && relu_fused(net, i - 1))
+                batchnorm_relu_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B,
+                                        l->oc, l->oh * l->ow);
+            else
+                batchnorm_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B, l->oc,
+                                   l->oh * l->ow);
             swap = 0;
             break;
         case BS_LAYER_MAXPOOL:
