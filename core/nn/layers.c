@@ -180,7 +180,7 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t N) {
 
 /* Sums of one row in 8 float lanes (vectorizable; each lane adds at most a few hundred
  * values), returned in double and added up per channel in double. */
-static double row_sum(const float *restrict x, int n) {
+static inline __attribute__((always_inline)) double row_sum(const float *restrict x, int n) {
     float acc[8] = {0};
     int p = 0;
     for (; p + 8 <= n; p += 8)
@@ -191,7 +191,7 @@ static double row_sum(const float *restrict x, int n) {
     return s;
 }
 
-static double row_sq_dev(const float *restrict x, int n, float m) {
+static inline __attribute__((always_inline)) double row_sq_dev(const float *restrict x, int n, float m) {
     float acc[8] = {0};
     int p = 0;
     for (; p + 8 <= n; p += 8)
@@ -605,27 +605,38 @@ void winograd_matrices(int r, float *AT, float *G, float *BT) {
     }
 }
 
+/* Both weight transforms work on blocks of WB input channels (lanes) of one filter, in the
+ * same summation order as one (o, c) at a time, so that they vectorize. */
+#define WB 16
+
+BS_SIMD_CLONES
 void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
-    const int n = r + 1;
+    const int n = r + 1, rr = r * r;
     float AT[2 * 6], G[6 * 5], BT[6 * 6];
     winograd_matrices(r, AT, G, BT);
+    float g[25][WB], t[30][WB], u[36][WB];
     for (int o = 0; o < OC; o++)
-        for (int c = 0; c < IC; c++) {
-            const float *g = w + ((size_t)o * IC + c) * r * r;
-            float t[6 * 5], u[6 * 6];
+        for (int c0 = 0; c0 < IC; c0 += WB) {
+            const int nc = IC - c0 < WB ? IC - c0 : WB;
+            for (int j = 0; j < WB; j++)
+                for (int q = 0; q < rr; q++)
+                    g[q][j] = j < nc ? w[((size_t)o * IC + c0 + j) * rr + q] : 0.0f;
             for (int a = 0; a < n; a++) /* t = G g (n x r) */
                 for (int k = 0; k < r; k++) {
-                    float s = 0.0f;
-                    for (int q = 0; q < r; q++) s += G[a * r + q] * g[q * r + k];
-                    t[a * r + k] = s;
+                    float s[WB] = {0};
+                    for (int q = 0; q < r; q++)
+                        for (int j = 0; j < WB; j++) s[j] += G[a * r + q] * g[q * r + k][j];
+                    for (int j = 0; j < WB; j++) t[a * r + k][j] = s[j];
                 }
             for (int a = 0; a < n; a++) /* u = t G^T (n x n) */
                 for (int b = 0; b < n; b++) {
-                    float s = 0.0f;
-                    for (int k = 0; k < r; k++) s += t[a * r + k] * G[b * r + k];
-                    u[a * n + b] = s;
+                    float s[WB] = {0};
+                    for (int k = 0; k < r; k++)
+                        for (int j = 0; j < WB; j++) s[j] += t[a * r + k][j] * G[b * r + k];
+                    for (int j = 0; j < WB; j++) u[a * n + b][j] = s[j];
                 }
-            for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
+            for (int e = 0; e < n * n; e++)
+                for (int j = 0; j < nc; j++) U[((size_t)e * OC + o) * IC + c0 + j] = u[e][j];
         }
 }
 
@@ -1037,26 +1048,33 @@ void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *do
     }
 }
 
+BS_SIMD_CLONES
 void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r) {
-    const int n = r + 1;
+    const int n = r + 1, rr = r * r;
     float AT[2 * 6], G[6 * 5], BT[6 * 6];
     winograd_matrices(r, AT, G, BT);
+    float du[36][WB], t[30][WB], dg[25][WB];
     for (int o = 0; o < OC; o++)
-        for (int c = 0; c < IC; c++) {
-            float du[6 * 6], t[5 * 6];
-            for (int e = 0; e < n * n; e++) du[e] = dU[((size_t)e * OC + o) * IC + c];
+        for (int c0 = 0; c0 < IC; c0 += WB) {
+            const int nc = IC - c0 < WB ? IC - c0 : WB;
+            for (int e = 0; e < n * n; e++)
+                for (int j = 0; j < WB; j++)
+                    du[e][j] = j < nc ? dU[((size_t)e * OC + o) * IC + c0 + j] : 0.0f;
             for (int q = 0; q < r; q++) /* t = G^T du (r x n) */
                 for (int b = 0; b < n; b++) {
-                    float s = 0.0f;
-                    for (int a = 0; a < n; a++) s += G[a * r + q] * du[a * n + b];
-                    t[q * n + b] = s;
+                    float s[WB] = {0};
+                    for (int a = 0; a < n; a++)
+                        for (int j = 0; j < WB; j++) s[j] += G[a * r + q] * du[a * n + b][j];
+                    for (int j = 0; j < WB; j++) t[q * n + b][j] = s[j];
                 }
-            float *g = dw + ((size_t)o * IC + c) * r * r;
-            for (int q = 0; q < r; q++) /* dw += t G (r x r) */
+            for (int q = 0; q < r; q++) /* dg = t G (r x r) */
                 for (int k = 0; k < r; k++) {
-                    float s = 0.0f;
-                    for (int b = 0; b < n; b++) s += t[q * n + b] * G[b * r + k];
-                    g[q * r + k] += s;
+                    float s[WB] = {0};
+                    for (int b = 0; b < n; b++)
+                        for (int j = 0; j < WB; j++) s[j] += t[q * n + b][j] * G[b * r + k];
+                    for (int j = 0; j < WB; j++) dg[q * r + k][j] = s[j];
                 }
+            for (int j = 0; j < nc; j++) /* dw += dg */
+                for (int q = 0; q < rr; q++) dw[((size_t)o * IC + c0 + j) * rr + q] += dg[q][j];
         }
 }
