@@ -413,9 +413,10 @@ static void toy_batch(float *x, float *y, uint64_t *rng) {
         for (int o = 0; o < TC; o++) y[n * TC + o] = (float)(o == k);
     }
 }
-static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
+static bs_net *train_net(const bs_layer_spec *L, int nl, uint64_t seed, int steps,
+                         float *final_params_hash) {
     bs_error err;
-    bs_net *net = bs_net_create(toy_net, 7, TH, TW, TC, TB, seed, &err);
+    bs_net *net = bs_net_create(L, nl, TH, TW, TC, TB, seed, &err);
     cr_assert_not_null(net, "%s", err.msg);
     bs_adam_config cfg = bs_adam_defaults();
     cfg.lr = 1e-2f;
@@ -433,6 +434,9 @@ static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
     if (final_params_hash) *final_params_hash = (float)dot(bs_net_params(net), bs_net_params(net), bs_net_n_params(net));
     return net;
 }
+static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
+    return train_net(toy_net, 7, seed, steps, final_params_hash);
+}
 
 Test(training, same_seed_gives_identical_bits) {
     bs_net *a = train_toy(5, 15, NULL), *b = train_toy(5, 15, NULL), *c = train_toy(6, 15, NULL);
@@ -441,6 +445,29 @@ Test(training, same_seed_gives_identical_bits) {
     bs_net_free(a);
     bs_net_free(b);
     bs_net_free(c);
+}
+
+/* The same through the Winograd forward and backward (>= 8 channels, groups of images). */
+Test(training, same_seed_gives_identical_bits_through_winograd) {
+    static const bs_layer_spec L[] = {
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 5, .kw = 5},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+        {.kind = BS_LAYER_FLATTEN},
+        {.kind = BS_LAYER_DENSE, .units = 0},
+        {.kind = BS_LAYER_SIGMOID},
+    };
+    bs_net *a = train_net(L, 13, 5, 10, NULL), *b = train_net(L, 13, 5, 10, NULL);
+    cr_assert_eq(memcmp(bs_net_params(a), bs_net_params(b), 4 * bs_net_n_params(a)), 0);
+    bs_net_free(a);
+    bs_net_free(b);
 }
 
 Test(training, sigmoid_bce_background_low_positives_high) {
