@@ -829,14 +829,41 @@ size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
  *   where neighbouring tiles overlap (the adjoint of the input transform).
  * The GEMMs cover G images at once (rows G*T) so that small late layers still make big GEMMs. */
 
+/* dst (cols x rows, row stride ldd) = src (rows x cols, row stride lds) transposed, for one
+ * block: 4x4 SSE transposes where whole, scalar at the edges. */
+static inline void transpose_block(float *restrict dst, size_t ldd, const float *restrict src,
+                                   size_t lds, int rows, int cols) {
+    int r = 0;
+#ifdef __SSE2__
+    for (; r + 4 <= rows; r += 4) {
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            __m128 a = _mm_loadu_ps(src + (size_t)r * lds + c);
+            __m128 b = _mm_loadu_ps(src + (size_t)(r + 1) * lds + c);
+            __m128 d = _mm_loadu_ps(src + (size_t)(r + 2) * lds + c);
+            __m128 e = _mm_loadu_ps(src + (size_t)(r + 3) * lds + c);
+            _MM_TRANSPOSE4_PS(a, b, d, e);
+            _mm_storeu_ps(dst + (size_t)c * ldd + r, a);
+            _mm_storeu_ps(dst + (size_t)(c + 1) * ldd + r, b);
+            _mm_storeu_ps(dst + (size_t)(c + 2) * ldd + r, d);
+            _mm_storeu_ps(dst + (size_t)(c + 3) * ldd + r, e);
+        }
+        for (; c < cols; c++)
+            for (int k = 0; k < 4; k++) dst[(size_t)c * ldd + r + k] = src[(size_t)(r + k) * lds + c];
+    }
+#endif
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
 /* xt (HW, C) = x (C, HW), in 16 x 64 blocks */
 static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW) {
     for (int c0 = 0; c0 < C; c0 += 16)
         for (size_t q0 = 0; q0 < HW; q0 += 64) {
             int c1 = c0 + 16 < C ? c0 + 16 : C;
             size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
-            for (size_t q = q0; q < q1; q++)
-                for (int c = c0; c < c1; c++) xt[q * C + c] = x[(size_t)c * HW + q];
+            transpose_block(xt + q0 * C + c0, (size_t)C, x + (size_t)c0 * HW + q0, HW, c1 - c0,
+                            (int)(q1 - q0));
         }
 }
 
@@ -846,8 +873,8 @@ static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t 
         for (int c0 = 0; c0 < C; c0 += 16) {
             int c1 = c0 + 16 < C ? c0 + 16 : C;
             size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
-            for (int c = c0; c < c1; c++)
-                for (size_t q = q0; q < q1; q++) x[(size_t)c * HW + q] = xt[q * C + c];
+            transpose_block(x + (size_t)c0 * HW + q0, HW, xt + q0 * C + c0, (size_t)C,
+                            (int)(q1 - q0), c1 - c0);
         }
 }
 
