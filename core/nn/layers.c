@@ -191,7 +191,8 @@ static inline __attribute__((always_inline)) double row_sum(const float *restric
     return s;
 }
 
-static inline __attribute__((always_inline)) double row_sq_dev(const float *restrict x, int n, float m) {
+static inline __attribute__((always_inline)) double row_sq_dev(const float *restrict x, int n,
+                                                               float m) {
     float acc[8] = {0};
     int p = 0;
     for (; p + 8 <= n; p += 8)
@@ -849,7 +850,8 @@ static inline void transpose_block(float *restrict dst, size_t ldd, const float 
             _mm_storeu_ps(dst + (size_t)(c + 3) * ldd + r, e);
         }
         for (; c < cols; c++)
-            for (int k = 0; k < 4; k++) dst[(size_t)c * ldd + r + k] = src[(size_t)(r + k) * lds + c];
+            for (int k = 0; k < 4; k++)
+                dst[(size_t)c * ldd + r + k] = src[(size_t)(r + k) * lds + c];
     }
 #endif
     for (; r < rows; r++)
@@ -1048,7 +1050,8 @@ void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *do
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
     if (G < 1) G = 1;
     for (int s = 0; s < B; s++)
-        for (int o = 0; o < OC; o++) db[o] += (float)row_sum(dout + ((size_t)s * OC + o) * HW, (int)HW);
+        for (int o = 0; o < OC; o++)
+            db[o] += (float)row_sum(dout + ((size_t)s * OC + o) * HW, (int)HW);
     for (int g0 = 0; g0 < B; g0 += G) {
         const int gn = g0 + G <= B ? G : B - g0;
         const size_t TT = (size_t)gn * T;

@@ -17,7 +17,7 @@
  * enough for sgemm to run at full speed, small enough to keep the im2col block in cache */
 #define CONV_BLOCK_COLS 1024
 /* Winograd in training: GEMMs over groups of images with about this many tiles (rows) */
-#define WINO_BWD_ROWS 384
+#define WINO_TRAIN_ROWS 384
 
 typedef struct layer {
     bs_layer_spec s;
@@ -34,7 +34,7 @@ typedef struct layer {
     int block_rows;     /* conv2d forward: output rows per im2col block */
     int wino_r;         /* conv2d: kernel size when inference uses Winograd F(2x2, r x r), else 0 */
     float *wino_U;      /* (n*n, OC, IC) transformed weights */
-    int wino_g;         /* training: images per Winograd backward GEMM; 0: im2col backward */
+    int wino_g;         /* training: images per Winograd GEMM; 0: im2col backward */
 } layer;
 
 struct bs_net {
@@ -219,7 +219,7 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
                                                    c > s->filters ? c : s->filters, h, w, s->kh);
                 if (xs > wino_x) wino_x = xs;
                 if (!infer_only && !no_wino_bwd) {
-                    int g = (int)(WINO_BWD_ROWS / T);
+                    int g = (int)(WINO_TRAIN_ROWS / T);
                     if (g < 1) g = 1;
                     if (g > max_batch) g = max_batch;
                     l->wino_g = g;
@@ -594,8 +594,8 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
             if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
-                                        net->wino_X, B, training && l->wino_g ? l->wino_g : 1, l->ic,
-                                        l->oc, l->ih, l->iw, l->wino_r, relu);
+                                        net->wino_X, B, training && l->wino_g ? l->wino_g : 1,
+                                        l->ic, l->oc, l->ih, l->iw, l->wino_r, relu);
             else
                 conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
                                l->s.kw, l->block_rows, relu);
