@@ -13,6 +13,7 @@
 
 #include "birdsong/nn.h"
 #include "trainer/commands.h"
+#include "trainer/train.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -138,12 +139,12 @@ int cmd_bench(int argc, char **argv) {
     /* ---- inference, batch 1 ---- */
     double rss0 = max_rss_mb();
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
-    int nl = bs_nn_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
+    int nl = ts_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
     bs_net *net = nl < 0 ? NULL
                          : bs_net_create_inference(layers, nl, mels, frames, classes, 1, &err);
     if (nl < 0)
         bs_error_set(&err, "unknown architecture '%s', expected one of: %s", arch,
-                     bs_nn_arch_names());
+                     ts_arch_names());
     if (!net) {
         fprintf(stderr, "birdsong bench: %s\n", err.msg);
         return 1;
@@ -180,7 +181,7 @@ int cmd_bench(int argc, char **argv) {
     /* ---- training, batch B ---- */
     double train_sps = 0.0, step_ms = 0.0, step_cpu_ms = 0.0;
     if (steps > 0) {
-        net = bs_net_create_arch(arch, mels, frames, classes, batch, 1, &err);
+        net = bs_net_create(layers, nl, mels, frames, classes, batch, 1, &err);
         if (!net) {
             fprintf(stderr, "birdsong bench: %s\n", err.msg);
             return 1;

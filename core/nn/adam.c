@@ -1,4 +1,10 @@
 /* birdsong: Adam with optional L2 weight decay and global-norm gradient clipping. See nn.h. */
+/* Vectorize the update (GCC 12 at -O2 vectorizes almost nothing, and sqrtf only without
+ * errno; v >= 0 so sqrtf never sets it). Same bits: sqrt and division are correctly rounded
+ * in every width, and nothing is contracted to FMA (-std=c11). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic", "no-math-errno")
+#endif
 #include <math.h>
 #include <stdlib.h>
 
@@ -40,10 +46,42 @@ void bs_adam_free(bs_adam *a) {
 long bs_adam_t(const bs_adam *a) { return a->t; }
 void bs_adam_set_lr(bs_adam *a, float lr) { a->cfg.lr = lr; }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BS_SIMD_CLONES
+#endif
+
+/* sum of squares in 8 double lanes (a fixed order: deterministic, and vectorizable where one
+ * serial chain of double adds took ~4 cycles per parameter) */
+BS_SIMD_CLONES
+static double sum_sq(const float *g, size_t n) {
+    double acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++) acc[k] += (double)g[i + k] * g[i + k];
+    double ss = 0.0;
+    for (; i < n; i++) ss += (double)g[i] * g[i];
+    for (int k = 0; k < 8; k++) ss += acc[k];
+    return ss;
+}
+
+BS_SIMD_CLONES
+static void adam_update(float *restrict params, const float *restrict grads, float *restrict m_,
+                        float *restrict v_, size_t n, float beta1, float beta2, float wd,
+                        float step, float rbc2, float eps) {
+    for (size_t i = 0; i < n; i++) {
+        float g = grads[i];
+        if (wd > 0.0f) g += wd * params[i];
+        float m = m_[i] = beta1 * m_[i] + (1.0f - beta1) * g;
+        float v = v_[i] = beta2 * v_[i] + (1.0f - beta2) * g * g;
+        params[i] -= step * m / (sqrtf(v) * rbc2 + eps);
+    }
+}
+
 float bs_adam_step(bs_adam *a, float *params, float *grads) {
     const bs_adam_config *c = &a->cfg;
-    double ss = 0.0;
-    for (size_t i = 0; i < a->n; i++) ss += (double)grads[i] * grads[i];
+    double ss = sum_sq(grads, a->n);
     float norm = (float)sqrt(ss);
     if (c->clip_norm > 0.0f && norm > c->clip_norm) {
         float scale = c->clip_norm / (norm + 1e-6f);
@@ -53,12 +91,7 @@ float bs_adam_step(bs_adam *a, float *params, float *grads) {
     const float bc1 = 1.0f - powf(c->beta1, (float)a->t);
     const float bc2 = 1.0f - powf(c->beta2, (float)a->t);
     const float step = c->lr / bc1, rbc2 = 1.0f / sqrtf(bc2);
-    for (size_t i = 0; i < a->n; i++) {
-        float g = grads[i];
-        if (c->weight_decay > 0.0f) g += c->weight_decay * params[i];
-        float m = a->m[i] = c->beta1 * a->m[i] + (1.0f - c->beta1) * g;
-        float v = a->v[i] = c->beta2 * a->v[i] + (1.0f - c->beta2) * g * g;
-        params[i] -= step * m / (sqrtf(v) * rbc2 + c->eps);
-    }
+    adam_update(params, grads, a->m, a->v, a->n, c->beta1, c->beta2, c->weight_decay, step, rbc2,
+                c->eps);
     return norm;
 }

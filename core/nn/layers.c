@@ -1,9 +1,34 @@
 /* birdsong: network layers, forward and backward, over flat float arrays. See layers.h. */
+/* GCC 12 at -O2 vectorizes only loops whose trip count is a known multiple of the vector
+ * width ("very cheap" cost model), so the channel loops of the Winograd transforms, batchnorm,
+ * relu and pooling ran scalar. The dynamic model vectorizes them with a scalar epilogue.
+ * Elementwise results are the same bits; reductions are not reassociated (no fast-math). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("vect-cost-model=dynamic")
+#endif
 #include "nn/layers.h"
 
 #include <cblas.h>
 #include <math.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
+/* AVX-512 / AVX2 / generic clones of the hot loops, chosen at run time by CPU features */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define BS_SIMD_CLONES
+#endif
+/* The transforms' pointers to channel vectors come out of arrays, where GCC does not see the
+ * restrict qualifiers, and too many of them for run-time alias checks: without this the
+ * channel loops stay scalar. The vectors of one call never overlap. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define BS_IVDEP _Pragma("GCC ivdep")
+#else
+#define BS_IVDEP
+#endif
 
 /* ---- convolution: im2col + one sgemm per image ------------------------------------- */
 
@@ -155,7 +180,7 @@ void relu_backward(float *dinp, const float *dout, const float *out, size_t N) {
 
 /* Sums of one row in 8 float lanes (vectorizable; each lane adds at most a few hundred
  * values), returned in double and added up per channel in double. */
-static double row_sum(const float *restrict x, int n) {
+static inline __attribute__((always_inline)) double row_sum(const float *restrict x, int n) {
     float acc[8] = {0};
     int p = 0;
     for (; p + 8 <= n; p += 8)
@@ -166,7 +191,8 @@ static double row_sum(const float *restrict x, int n) {
     return s;
 }
 
-static double row_sq_dev(const float *restrict x, int n, float m) {
+static inline __attribute__((always_inline)) double row_sq_dev(const float *restrict x, int n,
+                                                               float m) {
     float acc[8] = {0};
     int p = 0;
     for (; p + 8 <= n; p += 8)
@@ -180,6 +206,7 @@ static double row_sq_dev(const float *restrict x, int n, float m) {
     return s;
 }
 
+BS_SIMD_CLONES
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
                              const float *beta, int B, int C, int HW) {
@@ -218,9 +245,11 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, c
     }
 }
 
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
-                        const float *inp, const float *mean, const float *invstd,
-                        const float *gamma, int B, int C, int HW) {
+/* relu != 0: also the backward of a ReLU before the batchnorm, whose output is inp: dx = 0
+ * where inp <= 0 (one pass less over the activations) */
+static inline void bn_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                               const float *inp, const float *mean, const float *invstd,
+                               const float *gamma, int B, int C, int HW, int relu) {
     const float n = (float)B * HW;
     for (int c = 0; c < C; c++) {
         const float m = mean[c], is = invstd[c];
@@ -251,9 +280,29 @@ void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *d
             const float *x = inp + ((size_t)b * C + c) * HW;
             const float *dy = dout + ((size_t)b * C + c) * HW;
             float *dx = dinp + ((size_t)b * C + c) * HW;
-            for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
+            if (relu)
+                for (int p = 0; p < HW; p++) {
+                    float v = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
+                    dx[p] = x[p] > 0.0f ? v : 0.0f;
+                }
+            else
+                for (int p = 0; p < HW; p++) dx[p] = k * (n * dy[p] - a - ((x[p] - m) * is) * bb);
         }
     }
+}
+
+BS_SIMD_CLONES
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                        const float *inp, const float *mean, const float *invstd,
+                        const float *gamma, int B, int C, int HW) {
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, HW, 0);
+}
+
+BS_SIMD_CLONES
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *mean, const float *invstd,
+                             const float *gamma, int B, int C, int HW) {
+    bn_backward(dinp, dgamma, dbeta, dout, inp, mean, invstd, gamma, B, C, HW, 1);
 }
 
 /* ---- max pooling ---------------------------------------------------------------------- */
@@ -310,46 +359,93 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, i
             }
         return;
     }
-    if (ph == 2 && pw == 2 && H % 2 == 0 && W % 2 == 0) { /* the same, for 2x2 windows */
-        for (size_t bc = 0; bc < (size_t)B * C; bc++)
+    if (ph == 2 && pw == 2) { /* the same for 2x2 windows, without data-dependent branches
+                                * (mispredicted half the time); a last odd row or column is
+                                * in no window and gets 0 */
+        for (size_t bc = 0; bc < (size_t)B * C; bc++) {
             for (int oy = 0; oy < OH; oy++) {
-                const float *r0 = inp + (bc * H + 2 * oy) * W, *r1 = r0 + W;
-                float *d0 = dinp + (bc * H + 2 * oy) * W, *d1 = d0 + W;
-                const float *g = dout + (bc * OH + oy) * OW;
-                for (int ox = 0; ox < OW; ox++) {
+                const float *restrict r0 = inp + (bc * H + 2 * oy) * W, *restrict r1 = r0 + W;
+                float *restrict d0 = dinp + (bc * H + 2 * oy) * W, *restrict d1 = d0 + W;
+                const float *restrict g = dout + (bc * OH + oy) * OW;
+                int ox = 0;
+#ifdef __SSE2__
+                /* 4 windows at a time: GCC keeps the selects below as branches. cmpnle is
+                 * exactly !(b <= a), NaN included; and(mask, g) gives +0.0 or g. */
+                for (; ox + 4 <= OW; ox += 4) {
                     const int x = 2 * ox;
-                    float m = r0[x];
-                    int best = 0; /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
-                    if (!(r0[x + 1] <= m)) m = r0[x + 1], best = 1;
-                    if (!(r1[x] <= m)) m = r1[x], best = 2;
-                    if (!(r1[x + 1] <= m)) best = 3;
-                    d0[x] = best == 0 ? g[ox] : 0.0f;
-                    d0[x + 1] = best == 1 ? g[ox] : 0.0f;
-                    d1[x] = best == 2 ? g[ox] : 0.0f;
-                    d1[x + 1] = best == 3 ? g[ox] : 0.0f;
+                    __m128 u0 = _mm_loadu_ps(r0 + x), u1 = _mm_loadu_ps(r0 + x + 4);
+                    __m128 v0 = _mm_loadu_ps(r1 + x), v1 = _mm_loadu_ps(r1 + x + 4);
+                    __m128 a = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m128 b = _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1));
+                    __m128 c = _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(2, 0, 2, 0));
+                    __m128 d = _mm_shuffle_ps(v0, v1, _MM_SHUFFLE(3, 1, 3, 1));
+                    __m128 gb = _mm_cmpnle_ps(b, a);
+                    __m128 m1 = _mm_or_ps(_mm_and_ps(gb, b), _mm_andnot_ps(gb, a));
+                    __m128 gc = _mm_cmpnle_ps(c, m1);
+                    __m128 m2 = _mm_or_ps(_mm_and_ps(gc, c), _mm_andnot_ps(gc, m1));
+                    __m128 gd = _mm_cmpnle_ps(d, m2);
+                    __m128 gv = _mm_loadu_ps(g + ox);
+                    __m128 s3 = _mm_and_ps(gd, gv);
+                    __m128 s2 = _mm_andnot_ps(gd, _mm_and_ps(gc, gv));
+                    __m128 gcd = _mm_or_ps(gc, gd);
+                    __m128 s1 = _mm_andnot_ps(gcd, _mm_and_ps(gb, gv));
+                    __m128 s0 = _mm_andnot_ps(_mm_or_ps(gb, gcd), gv);
+                    _mm_storeu_ps(d0 + x, _mm_unpacklo_ps(s0, s1));
+                    _mm_storeu_ps(d0 + x + 4, _mm_unpackhi_ps(s0, s1));
+                    _mm_storeu_ps(d1 + x, _mm_unpacklo_ps(s2, s3));
+                    _mm_storeu_ps(d1 + x + 4, _mm_unpackhi_ps(s2, s3));
                 }
+#endif
+                for (; ox < OW; ox++) {
+                    const int x = 2 * ox;
+                    /* first maximum in the order r0[x], r0[x+1], r1[x], r1[x+1] */
+                    float a = r0[x], b = r0[x + 1], c = r1[x], d = r1[x + 1];
+                    int gb = !(b <= a);
+                    float m1 = gb ? b : a;
+                    int gc = !(c <= m1);
+                    float m2 = gc ? c : m1;
+                    int gd = !(d <= m2);
+                    float gv = g[ox];
+                    d0[x] = (gb | gc | gd) ? 0.0f : gv;
+                    d0[x + 1] = (gb & !gc & !gd) ? gv : 0.0f;
+                    d1[x] = (gc & !gd) ? gv : 0.0f;
+                    d1[x + 1] = gd ? gv : 0.0f;
+                }
+                if (W % 2) d0[W - 1] = d1[W - 1] = 0.0f;
             }
+            if (H % 2) memset(dinp + (bc * H + H - 1) * W, 0, sizeof(float) * (size_t)W);
+        }
         return;
     }
-    memset(dinp, 0, sizeof(float) * (size_t)B * C * H * W);
+    /* any window: each input is in at most one window (stride = window), so every window
+     * writes all of its entries and only the uncovered margins need zeroing */
     for (size_t bc = 0; bc < (size_t)B * C; bc++) {
         const float *x = inp + bc * H * W;
         float *dx = dinp + bc * H * W;
         const float *dy = dout + bc * OH * OW;
-        for (int oy = 0; oy < OH; oy++)
+        for (int oy = 0; oy < OH; oy++) {
             for (int ox = 0; ox < OW; ox++) {
                 size_t base = (size_t)oy * ph * W + (size_t)ox * pw, best = base;
                 float m = x[base];
                 for (int i = 0; i < ph; i++)
                     for (int j = 0; j < pw; j++) {
                         size_t k = base + (size_t)i * W + j;
-                        if (!(x[k] <= m)) {
-                            m = x[k];
-                            best = k;
-                        }
+                        int gt = !(x[k] <= m);
+                        m = gt ? x[k] : m;
+                        best = gt ? k : best;
                     }
-                dx[best] += dy[oy * OW + ox];
+                const float gv = dy[oy * OW + ox];
+                for (int i = 0; i < ph; i++)
+                    for (int j = 0; j < pw; j++) {
+                        size_t k = base + (size_t)i * W + j;
+                        dx[k] = k == best ? gv : 0.0f;
+                    }
             }
+            for (int i = 0; i < ph; i++) /* columns beyond the last whole window */
+                for (int xx = OW * pw; xx < W; xx++) dx[(size_t)(oy * ph + i) * W + xx] = 0.0f;
+        }
+        for (int yy = OH * ph; yy < H; yy++) /* rows beyond the last whole window */
+            memset(dx + (size_t)yy * W, 0, sizeof(float) * (size_t)W);
     }
 }
 
@@ -510,38 +606,44 @@ void winograd_matrices(int r, float *AT, float *G, float *BT) {
     }
 }
 
+/* Both weight transforms work on blocks of WB input channels (lanes) of one filter, in the
+ * same summation order as one (o, c) at a time, so that they vectorize. */
+#define WB 16
+
+BS_SIMD_CLONES
 void winograd_weights(float *U, const float *w, int OC, int IC, int r) {
-    const int n = r + 1;
+    const int n = r + 1, rr = r * r;
     float AT[2 * 6], G[6 * 5], BT[6 * 6];
     winograd_matrices(r, AT, G, BT);
+    float g[25][WB], t[30][WB], u[36][WB];
     for (int o = 0; o < OC; o++)
-        for (int c = 0; c < IC; c++) {
-            const float *g = w + ((size_t)o * IC + c) * r * r;
-            float t[6 * 5], u[6 * 6];
+        for (int c0 = 0; c0 < IC; c0 += WB) {
+            const int nc = IC - c0 < WB ? IC - c0 : WB;
+            for (int j = 0; j < WB; j++)
+                for (int q = 0; q < rr; q++)
+                    g[q][j] = j < nc ? w[((size_t)o * IC + c0 + j) * rr + q] : 0.0f;
             for (int a = 0; a < n; a++) /* t = G g (n x r) */
                 for (int k = 0; k < r; k++) {
-                    float s = 0.0f;
-                    for (int q = 0; q < r; q++) s += G[a * r + q] * g[q * r + k];
-                    t[a * r + k] = s;
+                    float s[WB] = {0};
+                    for (int q = 0; q < r; q++)
+                        for (int j = 0; j < WB; j++) s[j] += G[a * r + q] * g[q * r + k][j];
+                    for (int j = 0; j < WB; j++) t[a * r + k][j] = s[j];
                 }
             for (int a = 0; a < n; a++) /* u = t G^T (n x n) */
                 for (int b = 0; b < n; b++) {
-                    float s = 0.0f;
-                    for (int k = 0; k < r; k++) s += t[a * r + k] * G[b * r + k];
-                    u[a * n + b] = s;
+                    float s[WB] = {0};
+                    for (int k = 0; k < r; k++)
+                        for (int j = 0; j < WB; j++) s[j] += t[a * r + k][j] * G[b * r + k];
+                    for (int j = 0; j < WB; j++) u[a * n + b][j] = s[j];
                 }
-            for (int e = 0; e < n * n; e++) U[((size_t)e * OC + o) * IC + c] = u[e];
+            for (int e = 0; e < n * n; e++)
+                for (int j = 0; j < nc; j++) U[((size_t)e * OC + o) * IC + c0 + j] = u[e][j];
         }
 }
 
 /* The transforms are vectorized over channels: the input is first transposed to (H, W, IC),
  * V[e] is (T, IC) and M[e] = V[e] U[e]^T is (T, OC), so that every inner loop runs over a
  * contiguous run of channels. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define BS_SIMD_CLONES
-#endif
 
 /* The 1-D transforms of the points 0, 1, -1, 2, -2, infinity written out with shared terms
  * (B^T and A^T printed by winograd_matrices; checked against it by the unit tests). Each
@@ -551,6 +653,7 @@ static inline void bt6(float *const *restrict out, const float *const *restrict 
                     *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float a = i4[c] - i2[c], b = i3[c] - i1[c];
         o0[c] = 4.0f * i0[c] - 5.0f * i2[c] + i4[c];
@@ -566,6 +669,7 @@ static inline void bt4(float *const *restrict out, const float *const *restrict 
     float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         o0[c] = i2[c] - i0[c];
         o1[c] = i1[c] + i2[c];
@@ -579,6 +683,7 @@ static inline void at6(float *restrict o0, float *restrict o1, const float *cons
                        int C) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
         o0[c] = i0[c] + s12 + s34;
@@ -590,6 +695,7 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
                        int C) {
     const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
                           *restrict i3 = in[3];
+    BS_IVDEP
     for (int c = 0; c < C; c++) {
         o0[c] = i0[c] + i1[c] + i2[c];
         o1[c] = i1[c] - i2[c] + i3[c];
@@ -600,8 +706,8 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
 BS_SIMD_CLONES
 static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
                        const float *restrict zero, int n, int C, int H, int W, int TH,
-                       int TW) {
-    const int p = (n - 2) / 2, T = TH * TW;
+                       int TW, size_t T, size_t t_off) {
+    const int p = (n - 2) / 2;
     const float *d[6];
     float *o[6];
     const float *ti[6];
@@ -620,7 +726,7 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
                 else
                     bt4(o, d, C);
             }
-            const size_t t_idx = (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
             for (int b = 0; b < n; b++) { /* V[.][b] = B^T tmp[.][b]: columns */
                 for (int a = 0; a < n; a++) {
                     ti[a] = tmp + (size_t)(a * n + b) * C;
@@ -634,18 +740,17 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
         }
 }
 
-/* y (OC, H, W) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats */
+/* yt (H, W, OC) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats.
+ * Channel-last so that every store is a contiguous run (the caller transposes). */
 BS_SIMD_CLONES
-static void wino_output(float *restrict y, const float *restrict M, float *restrict tmp,
+static void wino_output(float *restrict yt, const float *restrict M, float *restrict tmp,
                         int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
-                        int fuse_relu) {
-    const int T = TH * TW;
-    const size_t HW = (size_t)H * W;
+                        int fuse_relu, size_t T, size_t t_off) {
     float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
     const float *mi[6], *ti[6];
     for (int ty = 0; ty < TH; ty++)
         for (int tx = 0; tx < TW; tx++) {
-            const size_t t_idx = (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
             for (int b = 0; b < n; b++) { /* tmp[i][b] = A^T m[.][b] */
                 for (int k = 0; k < n; k++) mi[k] = M + ((size_t)(k * n + b) * T + t_idx) * OC;
                 if (n == 6)
@@ -667,47 +772,339 @@ static void wino_output(float *restrict y, const float *restrict M, float *restr
                     int xx = 2 * tx + j;
                     if (xx >= W) break;
                     const float *restrict qq = q + (size_t)(i * 2 + j) * OC;
-                    float *yp = y + (size_t)yy * W + xx;
+                    float *restrict yp = yt + ((size_t)yy * W + xx) * OC;
                     if (fuse_relu)
                         for (int o = 0; o < OC; o++) {
                             float v = qq[o] + bias[o];
-                            yp[o * HW] = v < 0.0f ? 0.0f : v;
+                            yp[o] = v < 0.0f ? 0.0f : v;
                         }
                     else
-                        for (int o = 0; o < OC; o++) yp[o * HW] = qq[o] + bias[o];
+                        for (int o = 0; o < OC; o++) yp[o] = qq[o] + bias[o];
                 }
             }
         }
 }
 
+static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW);
+static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW);
+
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
-                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
-                             int r, int fuse_relu) {
+                             float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
+                             int W, int r, int fuse_relu) {
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
     const int CM = IC > OC ? IC : OC;
-    float *xt = X, *zero = X + (size_t)IC * H * W, *tmp = zero + CM;
+    const size_t HW = (size_t)H * W;
+    float *xt = X, *zero = X + (size_t)CM * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
-    for (int s = 0; s < B; s++) {
-        const float *x = inp + (size_t)s * IC * H * W;
-        float *y = out + (size_t)s * OC * H * W;
-        const size_t HW = (size_t)H * W;
-        for (int c0 = 0; c0 < IC; c0 += 16) /* (IC, H, W) -> (H, W, IC) in 16x64 blocks */
-            for (size_t q0 = 0; q0 < HW; q0 += 64) {
-                int c1 = c0 + 16 < IC ? c0 + 16 : IC;
-                size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
-                for (size_t q = q0; q < q1; q++)
-                    for (int c = c0; c < c1; c++) xt[q * IC + c] = x[(size_t)c * HW + q];
-            }
-        wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW);
-        for (int e = 0; e < n * n; e++) /* M[e] (T, OC) = V[e] (T, IC) @ U[e]^T (IC, OC) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, OC, IC, 1.0f,
-                        V + (size_t)e * T * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
-                        M + (size_t)e * T * OC, OC);
-        wino_output(y, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu);
+    if (G < 1) G = 1;
+    for (int g0 = 0; g0 < B; g0 += G) {
+        const int gn = g0 + G <= B ? G : B - g0;
+        const size_t TT = (size_t)gn * T;
+        for (int s = 0; s < gn; s++) {
+            to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+        }
+        for (int e = 0; e < n * n; e++) /* M[e] (TT, OC) = V[e] (TT, IC) @ U[e]^T (IC, OC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TT, OC, IC, 1.0f,
+                        V + (size_t)e * TT * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        M + (size_t)e * TT * OC, OC);
+        for (int s = 0; s < gn; s++) { /* xt is free once the group's inputs are in V */
+            wino_output(xt, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu, TT, (size_t)s * T);
+            from_hwc(out + (size_t)(g0 + s) * OC * HW, xt, OC, HW);
+        }
     }
 }
 
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
     size_t cm = (size_t)(IC > OC ? IC : OC);
-    return (size_t)IC * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
+    return cm * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
+}
+
+/* ---- Winograd backward (training) ----------------------------------------------------------
+ * The forward Y = A^T [U . V] A per tile is linear in U and in the input, so its adjoints give
+ * both gradients with the same saving in multiplications:
+ *   dM = A dY A^T per tile (n x n from the 2x2 output gradient),
+ *   dU[e] (OC, IC) += dM[e]^T (T, OC)^T @ V[e] (T, IC), summed over tiles and images, then
+ *   dw = G^T dU G (the adjoint of U = G w G^T), once per step;
+ *   dV[e] (T, IC) = dM[e] (T, OC) @ U[e] (OC, IC), and dinp = B dV B^T per tile, added up
+ *   where neighbouring tiles overlap (the adjoint of the input transform).
+ * The GEMMs cover G images at once (rows G*T) so that small late layers still make big GEMMs. */
+
+/* dst (cols x rows, row stride ldd) = src (rows x cols, row stride lds) transposed, for one
+ * block: 4x4 SSE transposes where whole, scalar at the edges. */
+static inline void transpose_block(float *restrict dst, size_t ldd, const float *restrict src,
+                                   size_t lds, int rows, int cols) {
+    int r = 0;
+#ifdef __SSE2__
+    for (; r + 4 <= rows; r += 4) {
+        int c = 0;
+        for (; c + 4 <= cols; c += 4) {
+            __m128 a = _mm_loadu_ps(src + (size_t)r * lds + c);
+            __m128 b = _mm_loadu_ps(src + (size_t)(r + 1) * lds + c);
+            __m128 d = _mm_loadu_ps(src + (size_t)(r + 2) * lds + c);
+            __m128 e = _mm_loadu_ps(src + (size_t)(r + 3) * lds + c);
+            _MM_TRANSPOSE4_PS(a, b, d, e);
+            _mm_storeu_ps(dst + (size_t)c * ldd + r, a);
+            _mm_storeu_ps(dst + (size_t)(c + 1) * ldd + r, b);
+            _mm_storeu_ps(dst + (size_t)(c + 2) * ldd + r, d);
+            _mm_storeu_ps(dst + (size_t)(c + 3) * ldd + r, e);
+        }
+        for (; c < cols; c++)
+            for (int k = 0; k < 4; k++)
+                dst[(size_t)c * ldd + r + k] = src[(size_t)(r + k) * lds + c];
+    }
+#endif
+    for (; r < rows; r++)
+        for (int c = 0; c < cols; c++) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+/* xt (HW, C) = x (C, HW), in 16 x 64 blocks */
+static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW) {
+    for (int c0 = 0; c0 < C; c0 += 16)
+        for (size_t q0 = 0; q0 < HW; q0 += 64) {
+            int c1 = c0 + 16 < C ? c0 + 16 : C;
+            size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+            transpose_block(xt + q0 * C + c0, (size_t)C, x + (size_t)c0 * HW + q0, HW, c1 - c0,
+                            (int)(q1 - q0));
+        }
+}
+
+/* x (C, HW) = xt (HW, C) */
+static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW) {
+    for (size_t q0 = 0; q0 < HW; q0 += 64)
+        for (int c0 = 0; c0 < C; c0 += 16) {
+            int c1 = c0 + 16 < C ? c0 + 16 : C;
+            size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
+            transpose_block(x + (size_t)c0 * HW + q0, HW, xt + q0 * C + c0, (size_t)C,
+                            (int)(q1 - q0), c1 - c0);
+        }
+}
+
+/* out[k] = A^T[0][k] y0 + A^T[1][k] y1: the adjoint of at6 / at4 */
+static inline void ata6(float *const *restrict out, const float *restrict y0,
+                        const float *restrict y1, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    BS_IVDEP
+    for (int c = 0; c < C; c++) {
+        float a = y0[c], b = y1[c];
+        o0[c] = a;
+        o1[c] = a + b;
+        o2[c] = a - b;
+        o3[c] = a + 2.0f * b;
+        o4[c] = a - 2.0f * b;
+        o5[c] = b;
+    }
+}
+
+static inline void ata4(float *const *restrict out, const float *restrict y0,
+                        const float *restrict y1, int C) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    BS_IVDEP
+    for (int c = 0; c < C; c++) {
+        float a = y0[c], b = y1[c];
+        o0[c] = a;
+        o1[c] = a + b;
+        o2[c] = a - b;
+        o3[c] = b;
+    }
+}
+
+/* out[i] (+)= sum_j B^T[j][i] in[j]: the adjoint of bt6 / bt4; add != 0 accumulates */
+static inline void bta6(float *const *restrict out, const float *const *restrict in, int C,
+                        int add) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                    *restrict o3 = out[3], *restrict o4 = out[4], *restrict o5 = out[5];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3], *restrict i4 = in[4], *restrict i5 = in[5];
+    if (add)
+        BS_IVDEP
+        for (int c = 0; c < C; c++) {
+            float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
+            o0[c] += 4.0f * i0[c];
+            o1[c] += 4.0f * (i2[c] - i1[c]) + 2.0f * (i4[c] - i3[c]) + 4.0f * i5[c];
+            o2[c] += -5.0f * i0[c] - 4.0f * s12 - s34;
+            o3[c] += (i1[c] - i2[c]) + 2.0f * (i3[c] - i4[c]) - 5.0f * i5[c];
+            o4[c] += i0[c] + s12 + s34;
+            o5[c] += i5[c];
+        }
+    else
+        BS_IVDEP
+        for (int c = 0; c < C; c++) {
+            float s12 = i1[c] + i2[c], s34 = i3[c] + i4[c];
+            o0[c] = 4.0f * i0[c];
+            o1[c] = 4.0f * (i2[c] - i1[c]) + 2.0f * (i4[c] - i3[c]) + 4.0f * i5[c];
+            o2[c] = -5.0f * i0[c] - 4.0f * s12 - s34;
+            o3[c] = (i1[c] - i2[c]) + 2.0f * (i3[c] - i4[c]) - 5.0f * i5[c];
+            o4[c] = i0[c] + s12 + s34;
+            o5[c] = i5[c];
+        }
+}
+
+static inline void bta4(float *const *restrict out, const float *const *restrict in, int C,
+                        int add) {
+    float *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2], *restrict o3 = out[3];
+    const float *restrict i0 = in[0], *restrict i1 = in[1], *restrict i2 = in[2],
+                          *restrict i3 = in[3];
+    if (add)
+        BS_IVDEP
+        for (int c = 0; c < C; c++) {
+            o0[c] -= i0[c];
+            o1[c] += i1[c] - i2[c] - i3[c];
+            o2[c] += i0[c] + i1[c] + i2[c];
+            o3[c] += i3[c];
+        }
+    else
+        BS_IVDEP
+        for (int c = 0; c < C; c++) {
+            o0[c] = -i0[c];
+            o1[c] = i1[c] - i2[c] - i3[c];
+            o2[c] = i0[c] + i1[c] + i2[c];
+            o3[c] = i3[c];
+        }
+}
+
+/* M[e][t][c] = (A dy A^T)[e] per tile; dyt (H, W, C) transposed output gradient (outputs
+ * beyond H, W, which the forward drops, count as 0); tmp 2*n*C */
+BS_SIMD_CLONES
+static void wino_output_adjoint(float *restrict M, const float *restrict dyt, float *restrict tmp,
+                                const float *restrict zero, int n, int C, int H, int W, int TH,
+                                int TW, size_t T, size_t t_off) {
+    float *o[6];
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            const float *d[2][2];
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++) {
+                    int yy = 2 * ty + i, xx = 2 * tx + j;
+                    d[i][j] = yy < H && xx < W ? dyt + ((size_t)yy * W + xx) * C : zero;
+                }
+            for (int j = 0; j < 2; j++) { /* tmp[j][k] = sum_i A^T[i][k] dy[i][j] */
+                for (int k = 0; k < n; k++) o[k] = tmp + (size_t)(j * n + k) * C;
+                if (n == 6)
+                    ata6(o, d[0][j], d[1][j], C);
+                else
+                    ata4(o, d[0][j], d[1][j], C);
+            }
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            for (int k = 0; k < n; k++) { /* M[k][l] = sum_j A^T[j][l] tmp[j][k] */
+                for (int l = 0; l < n; l++) o[l] = M + ((size_t)(k * n + l) * T + t_idx) * C;
+                if (n == 6)
+                    ata6(o, tmp + (size_t)k * C, tmp + (size_t)(n + k) * C, C);
+                else
+                    ata4(o, tmp + (size_t)k * C, tmp + (size_t)(n + k) * C, C);
+            }
+        }
+}
+
+/* dxt (H, W, C) += B dV[.][t] B^T at each tile's input pixels (pixels in the zero padding are
+ * dropped into trash, n*C floats); tmp n*n*C */
+BS_SIMD_CLONES
+static void wino_input_adjoint(float *restrict dxt, const float *restrict V, float *restrict tmp,
+                               float *restrict trash, int n, int C, int H, int W, int TH, int TW,
+                               size_t T, size_t t_off) {
+    const int p = (n - 2) / 2;
+    const float *in[6];
+    float *o[6];
+    for (int ty = 0; ty < TH; ty++)
+        for (int tx = 0; tx < TW; tx++) {
+            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            for (int a = 0; a < n; a++) { /* tmp[a][j] = sum_b B^T[b][j] dV[a][b] */
+                for (int b = 0; b < n; b++) {
+                    in[b] = V + ((size_t)(a * n + b) * T + t_idx) * C;
+                    o[b] = tmp + (size_t)(a * n + b) * C;
+                }
+                if (n == 6)
+                    bta6(o, in, C, 0);
+                else
+                    bta4(o, in, C, 0);
+            }
+            for (int j = 0; j < n; j++) { /* dx[i][j] += sum_a B^T[a][i] tmp[a][j] */
+                int xx = 2 * tx - p + j;
+                for (int i = 0; i < n; i++) {
+                    int yy = 2 * ty - p + i;
+                    in[i] = tmp + (size_t)(i * n + j) * C;
+                    o[i] = (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                               ? dxt + ((size_t)yy * W + xx) * C : trash + (size_t)i * C;
+                }
+                if (n == 6)
+                    bta6(o, in, C, 1);
+                else
+                    bta4(o, in, C, 1);
+            }
+        }
+}
+
+size_t conv2d_winograd_backward_x_size(int IC, int OC, int H, int W, int r) {
+    size_t cm = (size_t)(IC > OC ? IC : OC), n = (size_t)r + 1;
+    return cm * H * W + (n * n + n + 1) * cm;
+}
+
+void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *dout,
+                              const float *inp, const float *U, float *V, float *M, float *X,
+                              int B, int G, int IC, int OC, int H, int W, int r) {
+    const int n = r + 1, nn = n * n, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
+    const int CM = IC > OC ? IC : OC;
+    const size_t HW = (size_t)H * W;
+    float *xt = X, *zero = X + (size_t)CM * HW, *tmp = zero + CM, *trash = tmp + (size_t)nn * CM;
+    for (int c = 0; c < CM; c++) zero[c] = 0.0f;
+    if (G < 1) G = 1;
+    for (int s = 0; s < B; s++)
+        for (int o = 0; o < OC; o++)
+            db[o] += (float)row_sum(dout + ((size_t)s * OC + o) * HW, (int)HW);
+    for (int g0 = 0; g0 < B; g0 += G) {
+        const int gn = g0 + G <= B ? G : B - g0;
+        const size_t TT = (size_t)gn * T;
+        for (int s = 0; s < gn; s++) {
+            to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            to_hwc(xt, dout + (size_t)(g0 + s) * OC * HW, OC, HW);
+            wino_output_adjoint(M, xt, tmp, zero, n, OC, H, W, TH, TW, TT, (size_t)s * T);
+        }
+        for (int e = 0; e < nn; e++) /* dU[e] (OC, IC) += dM[e]^T (OC, TT) @ V[e] (TT, IC) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, OC, IC, (int)TT, 1.0f,
+                        M + (size_t)e * TT * OC, OC, V + (size_t)e * TT * IC, IC, 1.0f,
+                        dU + (size_t)e * OC * IC, IC);
+        if (!dinp) continue;
+        for (int e = 0; e < nn; e++) /* dV[e] (TT, IC) = dM[e] (TT, OC) @ U[e] (OC, IC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)TT, IC, OC, 1.0f,
+                        M + (size_t)e * TT * OC, OC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        V + (size_t)e * TT * IC, IC);
+        for (int s = 0; s < gn; s++) {
+            memset(xt, 0, sizeof(float) * (size_t)IC * HW);
+            wino_input_adjoint(xt, V, tmp, trash, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            from_hwc(dinp + (size_t)(g0 + s) * IC * HW, xt, IC, HW);
+        }
+    }
+}
+
+BS_SIMD_CLONES
+void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r) {
+    const int n = r + 1, rr = r * r;
+    float AT[2 * 6], G[6 * 5], BT[6 * 6];
+    winograd_matrices(r, AT, G, BT);
+    float du[36][WB], t[30][WB], dg[25][WB];
+    for (int o = 0; o < OC; o++)
+        for (int c0 = 0; c0 < IC; c0 += WB) {
+            const int nc = IC - c0 < WB ? IC - c0 : WB;
+            for (int e = 0; e < n * n; e++)
+                for (int j = 0; j < WB; j++)
+                    du[e][j] = j < nc ? dU[((size_t)e * OC + o) * IC + c0 + j] : 0.0f;
+            for (int q = 0; q < r; q++) /* t = G^T du (r x n) */
+                for (int b = 0; b < n; b++) {
+                    float s[WB] = {0};
+                    for (int a = 0; a < n; a++)
+                        for (int j = 0; j < WB; j++) s[j] += G[a * r + q] * du[a * n + b][j];
+                    for (int j = 0; j < WB; j++) t[q * n + b][j] = s[j];
+                }
+            for (int q = 0; q < r; q++) /* dg = t G (r x r) */
+                for (int k = 0; k < r; k++) {
+                    float s[WB] = {0};
+                    for (int b = 0; b < n; b++)
+                        for (int j = 0; j < WB; j++) s[j] += t[q * n + b][j] * G[b * r + k];
+                    for (int j = 0; j < WB; j++) dg[q * r + k][j] = s[j];
+                }
+            for (int j = 0; j < nc; j++) /* dw += dg */
+                for (int q = 0; q < rr; q++) dw[((size_t)o * IC + c0 + j) * rr + q] += dg[q][j];
+        }
 }

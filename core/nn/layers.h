@@ -30,12 +30,23 @@ void conv2d_backward(float *dinp, float *dw, float *db, const float *dout, const
  * n = r + 1. U (n*n, OC, IC) = G w G^T per (OC, IC). */
 void winograd_matrices(int r, float *AT, float *G, float *BT);
 void winograd_weights(float *U, const float *w, int OC, int IC, int r);
-/* Same result as conv2d_forward (up to rounding) from U; scratch: V n*n*IC*T, M n*n*OC*T,
- * X IC*H*W + (n*n + 1)*max(IC, OC) floats, T = ceil(H/2)*ceil(W/2). */
+/* Same result as conv2d_forward (up to rounding) from U, the GEMMs over G images at a time;
+ * scratch: V n*n*IC*T*G, M n*n*OC*T*G, X conv2d_winograd_x_size floats,
+ * T = ceil(H/2)*ceil(W/2). */
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
-                             float *V, float *M, float *X, int B, int IC, int OC, int H, int W,
-                             int r, int fuse_relu);
+                             float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
+                             int W, int r, int fuse_relu);
 size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
+/* Backward of conv2d_winograd_forward (training), from the same U and the forward's input:
+ * dU (n*n, OC, IC) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). The GEMMs take G
+ * images at a time; scratch: V, M n*n*max(IC, OC)*G*T floats each, X
+ * conv2d_winograd_backward_x_size floats. Then winograd_weights_backward turns dU into dw. */
+void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *dout,
+                              const float *inp, const float *U, float *V, float *M, float *X,
+                              int B, int G, int IC, int OC, int H, int W, int r);
+size_t conv2d_winograd_backward_x_size(int IC, int OC, int H, int W, int r);
+/* dw (OC, IC, r, r) += G^T dU[.][o][c] G: the adjoint of winograd_weights. */
+void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r);
 
 /* out (N) = max(inp, 0), NaN propagates; out and inp distinct (relu_inplace otherwise). */
 void relu_forward(float *restrict out, const float *restrict inp, size_t N);
@@ -59,6 +70,11 @@ void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, c
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                         const float *inp, const float *mean, const float *invstd,
                         const float *gamma, int B, int C, int HW);
+/* The same followed by the backward of the ReLU whose output inp is: dinp = 0 where
+ * inp <= 0. */
+void batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
+                             const float *inp, const float *mean, const float *invstd,
+                             const float *gamma, int B, int C, int HW);
 
 /* out (B, C, H/ph, W/pw) = max over ph x pw windows of inp (B, C, H, W); 'valid'. */
 void maxpool_forward(float *out, const float *inp, int B, int C, int H, int W, int ph, int pw);

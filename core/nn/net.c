@@ -16,6 +16,8 @@
 /* conv2d forward works on blocks of about this many output pixels (im2col columns): big
  * enough for sgemm to run at full speed, small enough to keep the im2col block in cache */
 #define CONV_BLOCK_COLS 1024
+/* Winograd in training: GEMMs over groups of images with about this many tiles (rows) */
+#define WINO_TRAIN_ROWS 384
 
 typedef struct layer {
     bs_layer_spec s;
@@ -32,13 +34,15 @@ typedef struct layer {
     int block_rows;     /* conv2d forward: output rows per im2col block */
     int wino_r;         /* conv2d: kernel size when inference uses Winograd F(2x2, r x r), else 0 */
     float *wino_U;      /* (n*n, OC, IC) transformed weights */
+    int wino_g;         /* training: images per Winograd GEMM; 0: im2col backward */
 } layer;
 
 struct bs_net {
     int n_layers, n_outputs, in_h, in_w, max_batch;
     int infer_only;  /* no gradients; activations in two ping-pong buffers */
     int wino_valid;  /* wino_U matches the current weights */
-    float *wino_V, *wino_M, *wino_X; /* Winograd scratch for one image */
+    float *wino_V, *wino_M, *wino_X; /* Winograd scratch (one image, or a backward group) */
+    float *wino_dU;  /* training: (n*n, OC, IC) gradient of the transformed weights */
     bs_layer_spec specs[BS_NN_MAX_LAYERS];
     layer L[BS_NN_MAX_LAYERS];
     size_t n_params, n_buffers;
@@ -167,10 +171,13 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     /* shapes and sizes */
     int c = 1, h = in_h, w = in_w, flat = 0;
     size_t np = 0, nb = 0, act = 0, col = 0, maxact = (size_t)in_h * in_w;
-    size_t wino_u = 0, wino_v = 0, wino_m = 0, wino_x = 0;
-    /* BIRDSONG_NN_WINOGRAD=0 turns Winograd off (for A/B benchmarks and tests) */
+    size_t wino_u = 0, wino_v = 0, wino_m = 0, wino_x = 0, wino_du = 0;
+    /* BIRDSONG_NN_WINOGRAD=0 turns Winograd off, BIRDSONG_NN_WINOGRAD_BACKWARD=0 only in the
+     * training backward (for A/B benchmarks and tests) */
     const char *wenv = getenv("BIRDSONG_NN_WINOGRAD");
     const int no_wino = wenv && strcmp(wenv, "0") == 0;
+    const char *wbenv = getenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
+    const int no_wino_bwd = no_wino || (wbenv && strcmp(wbenv, "0") == 0);
     for (int i = 0; i < n_layers; i++) {
         layer *l = &net->L[i];
         bs_layer_spec *s = &net->specs[i];
@@ -211,8 +218,20 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
                 size_t xs = conv2d_winograd_x_size(c > s->filters ? c : s->filters,
                                                    c > s->filters ? c : s->filters, h, w, s->kh);
                 if (xs > wino_x) wino_x = xs;
+                if (!infer_only && !no_wino_bwd) {
+                    int g = (int)(WINO_TRAIN_ROWS / T);
+                    if (g < 1) g = 1;
+                    if (g > max_batch) g = max_batch;
+                    l->wino_g = g;
+                    if (vm * g > wino_v) wino_v = vm * g;
+                    if (vm * g > wino_m) wino_m = vm * g;
+                    xs = conv2d_winograd_backward_x_size(c, s->filters, h, w, s->kh);
+                    if (xs > wino_x) wino_x = xs;
+                    if ((size_t)n * n * s->filters * c > wino_du)
+                        wino_du = (size_t)n * n * s->filters * c;
+                }
             }
-            if (!infer_only || !l->wino_r) {
+            if ((!infer_only && !l->wino_g) || !l->wino_r) {
                 size_t need = (size_t)c * s->kh * s->kw * (infer_only ? l->block_rows : h) * w;
                 if (need > col) col = need;
             }
@@ -330,7 +349,7 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     size_t B = (size_t)max_batch;
     size_t arena_n = (infer_only ? 2 * maxact * B + col
                                  : act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra) +
-                     wino_u + wino_v + wino_m + wino_x;
+                     wino_u + wino_v + wino_m + wino_x + wino_du;
     net->arena = malloc(arena_n * sizeof(float));
     net->arena_n = arena_n;
     if (!net->params || (!infer_only && !net->grads) || !net->buffers || !net->arena) {
@@ -347,6 +366,8 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     p += wino_m;
     net->wino_X = p;
     p += wino_x;
+    net->wino_dU = p;
+    p += wino_du;
     for (int i = 0; i < n_layers; i++)
         if (net->L[i].wino_r) {
             layer *l = &net->L[i];
@@ -573,8 +594,8 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
             if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
-                                        net->wino_X, B, l->ic,
-                                        l->oc, l->ih, l->iw, l->wino_r, relu);
+                                        net->wino_X, B, training && l->wino_g ? l->wino_g : 1,
+                                        l->ic, l->oc, l->ih, l->iw, l->wino_r, relu);
             else
                 conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
                                l->s.kw, l->block_rows, relu);
@@ -637,6 +658,13 @@ float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, in
     return bce_logits_loss(net->dlogits, z, targets, pos_weight, batch, net->n_outputs);
 }
 
+/* The ReLU at i is done by the batchnorm after it in the backward: in place, so its output
+ * (the mask) is the batchnorm's input. */
+static int relu_fused(const bs_net *net, int i) {
+    return i + 1 < net->n_layers && net->L[i].s.kind == BS_LAYER_RELU && net->L[i].inplace &&
+           net->L[i + 1].s.kind == BS_LAYER_BATCHNORM;
+}
+
 void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
     if (net->infer_only || !net->last_training) return;
     const int B = batch;
@@ -652,17 +680,30 @@ void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
         int swap = 1;
         switch (l->s.kind) {
         case BS_LAYER_CONV2D:
-            /* im2col + sgemm: Winograd for the input gradient measured ~10% slower here */
-            conv2d_backward(din, dW, dB, dout, in, W, net->col, B, l->ic, l->oc, l->ih, l->iw,
-                            l->s.kh, l->s.kw);
+            if (l->wino_g) { /* Winograd: both gradients from one transformed dout */
+                size_t nu = (size_t)(l->wino_r + 1) * (l->wino_r + 1) * l->oc * l->ic;
+                memset(net->wino_dU, 0, sizeof(float) * nu);
+                conv2d_winograd_backward(din, net->wino_dU, dB, dout, in, l->wino_U, net->wino_V,
+                                         net->wino_M, net->wino_X, B, l->wino_g, l->ic, l->oc,
+                                         l->ih, l->iw, l->wino_r);
+                winograd_weights_backward(dW, net->wino_dU, l->oc, l->ic, l->wino_r);
+            } else {
+                conv2d_backward(din, dW, dB, dout, in, W, net->col, B, l->ic, l->oc, l->ih,
+                                l->iw, l->s.kh, l->s.kw);
+            }
             break;
         case BS_LAYER_RELU: /* mask from the output, which is the in-place buffer */
-            relu_backward(dout, dout, l->out ? l->out : in, l->out_size * B);
+            if (!relu_fused(net, i))
+                relu_backward(dout, dout, l->out ? l->out : in, l->out_size * B);
             swap = 0;
             break;
         case BS_LAYER_BATCHNORM:
-            batchnorm_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B, l->oc,
-                               l->oh * l->ow);
+            if (i > 0 && relu_fused(net, i - 1))
+                batchnorm_relu_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B,
+                                        l->oc, l->oh * l->ow);
+            else
+                batchnorm_backward(dout, dW, dB, dout, in, l->mean, l->invstd, W, B, l->oc,
+                                   l->oh * l->ow);
             swap = 0;
             break;
         case BS_LAYER_MAXPOOL:

@@ -413,9 +413,10 @@ static void toy_batch(float *x, float *y, uint64_t *rng) {
         for (int o = 0; o < TC; o++) y[n * TC + o] = (float)(o == k);
     }
 }
-static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
+static bs_net *train_net(const bs_layer_spec *L, int nl, uint64_t seed, int steps,
+                         float *final_params_hash) {
     bs_error err;
-    bs_net *net = bs_net_create(toy_net, 7, TH, TW, TC, TB, seed, &err);
+    bs_net *net = bs_net_create(L, nl, TH, TW, TC, TB, seed, &err);
     cr_assert_not_null(net, "%s", err.msg);
     bs_adam_config cfg = bs_adam_defaults();
     cfg.lr = 1e-2f;
@@ -433,6 +434,9 @@ static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
     if (final_params_hash) *final_params_hash = (float)dot(bs_net_params(net), bs_net_params(net), bs_net_n_params(net));
     return net;
 }
+static bs_net *train_toy(uint64_t seed, int steps, float *final_params_hash) {
+    return train_net(toy_net, 7, seed, steps, final_params_hash);
+}
 
 Test(training, same_seed_gives_identical_bits) {
     bs_net *a = train_toy(5, 15, NULL), *b = train_toy(5, 15, NULL), *c = train_toy(6, 15, NULL);
@@ -441,6 +445,29 @@ Test(training, same_seed_gives_identical_bits) {
     bs_net_free(a);
     bs_net_free(b);
     bs_net_free(c);
+}
+
+/* The same through the Winograd forward and backward (>= 8 channels, groups of images). */
+Test(training, same_seed_gives_identical_bits_through_winograd) {
+    static const bs_layer_spec L[] = {
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 5, .kw = 5},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+        {.kind = BS_LAYER_FLATTEN},
+        {.kind = BS_LAYER_DENSE, .units = 0},
+        {.kind = BS_LAYER_SIGMOID},
+    };
+    bs_net *a = train_net(L, 13, 5, 10, NULL), *b = train_net(L, 13, 5, 10, NULL);
+    cr_assert_eq(memcmp(bs_net_params(a), bs_net_params(b), 4 * bs_net_n_params(a)), 0);
+    bs_net_free(a);
+    bs_net_free(b);
 }
 
 Test(training, sigmoid_bce_background_low_positives_high) {
@@ -489,9 +516,10 @@ Test(inference, forward_does_not_touch_batchnorm_statistics) {
     bs_net_free(net);
 }
 
-static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
-    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2);
-    size_t nx = (size_t)IC * H * W, nw = (size_t)OC * IC * r * r, ny = (size_t)OC * H * W;
+static void winograd_case_bg(int r, int IC, int OC, int H, int W, int relu, int B, int G) {
+    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2) * G;
+    size_t nx = (size_t)B * IC * H * W, nw = (size_t)OC * IC * r * r,
+           ny = (size_t)B * OC * H * W;
     float *x = malloc(4 * nx), *w = malloc(4 * nw), *b = malloc(4 * OC), *y1 = malloc(4 * ny),
           *y2 = malloc(4 * ny), *col = malloc(4 * (size_t)IC * r * r * H * W),
           *U = malloc(4 * (size_t)n * n * OC * IC), *V = malloc(4 * (size_t)n * n * IC * T),
@@ -500,9 +528,9 @@ static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
     fill(x, nx, 1);
     fill(w, nw, 0.3f);
     fill(b, OC, 0.5f);
-    conv2d_forward(y1, x, w, b, col, 1, IC, OC, H, W, r, r, 0, relu);
+    conv2d_forward(y1, x, w, b, col, B, IC, OC, H, W, r, r, 0, relu);
     winograd_weights(U, w, OC, IC, r);
-    conv2d_winograd_forward(y2, x, U, b, V, M, X, 1, IC, OC, H, W, r, relu);
+    conv2d_winograd_forward(y2, x, U, b, V, M, X, B, G, IC, OC, H, W, r, relu);
     double mx = 0, md = 0;
     for (size_t i = 0; i < ny; i++) {
         mx = fmax(mx, fabs(y1[i]));
@@ -511,7 +539,12 @@ static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
     cr_assert(md <= 1e-5 * mx + 1e-6, "winograd %dx%d: max diff %g (max %g)", r, r, md, mx);
     free(x); free(w); free(b); free(y1); free(y2); free(col); free(U); free(V); free(M); free(X);
 }
+static void winograd_case(int r, int IC, int OC, int H, int W, int relu) {
+    winograd_case_bg(r, IC, OC, H, W, relu, 1, 1);
+}
 Test(conv2d, winograd_matches_im2col) {
+    winograd_case_bg(3, 5, 4, 7, 9, 1, 3, 2); /* GEMMs over groups of images (training) */
+    winograd_case_bg(5, 16, 32, 16, 22, 0, 5, 4);
     winograd_case(3, 5, 4, 7, 9, 0);
     winograd_case(5, 6, 3, 8, 5, 1);
     winograd_case(5, 2, 2, 1, 1, 0);
@@ -565,4 +598,144 @@ Test(network, winograd_and_im2col_nets_agree) {
     for (int i = 0; i < B * O; i++) cr_assert_float_eq(za[i], zb[i], 1e-4, "infer logit %d", i);
     bs_net_free(a);
     bs_net_free(b);
+}
+
+/* The Winograd backward (both gradients from one transformed dout) against im2col + sgemm. */
+static void winograd_backward_case(int r, int B, int G, int IC, int OC, int H, int W,
+                                   int want_dinp) {
+    int n = r + 1, T = ((H + 1) / 2) * ((W + 1) / 2), CM = IC > OC ? IC : OC;
+    size_t nx = (size_t)B * IC * H * W, nw = (size_t)OC * IC * r * r, ny = (size_t)B * OC * H * W;
+    size_t nu = (size_t)n * n * OC * IC, nv = (size_t)n * n * CM * T * G;
+    float *x = malloc(4 * nx), *w = malloc(4 * nw), *dy = malloc(4 * ny), *dx1 = malloc(4 * nx),
+          *dx2 = malloc(4 * nx), *dw1 = malloc(4 * nw), *dw2 = malloc(4 * nw),
+          *db1 = calloc(OC, 4), *db2 = calloc(OC, 4),
+          *col = malloc(4 * (size_t)IC * r * r * H * W), *U = malloc(4 * nu),
+          *dU = calloc(nu, 4), *V = malloc(4 * nv), *M = malloc(4 * nv),
+          *X = malloc(4 * conv2d_winograd_backward_x_size(IC, OC, H, W, r));
+    fill(x, nx, 1);
+    fill(w, nw, 0.3f);
+    fill(dy, ny, 1);
+    for (size_t i = 0; i < nw; i++) dw1[i] = dw2[i] = 0.25f; /* both accumulate */
+    for (size_t i = 0; i < nx; i++) dx2[i] = 1e9f;          /* must be overwritten */
+    conv2d_backward(dx1, dw1, db1, dy, x, w, col, B, IC, OC, H, W, r, r);
+    winograd_weights(U, w, OC, IC, r);
+    conv2d_winograd_backward(want_dinp ? dx2 : NULL, dU, db2, dy, x, U, V, M, X, B, G, IC, OC, H,
+                             W, r);
+    winograd_weights_backward(dw2, dU, OC, IC, r);
+    double mx = 0, md = 0;
+    for (size_t i = 0; i < nw; i++) {
+        mx = fmax(mx, fabs(dw1[i]));
+        md = fmax(md, fabs(dw1[i] - dw2[i]));
+    }
+    cr_assert(md <= 2e-5 * mx, "winograd %dx%d B %d G %d %dx%d: dw max diff %g (max %g)", r, r, B,
+              G, IC, OC, md, mx);
+    for (int o = 0; o < OC; o++)
+        cr_assert(fabs(db1[o] - db2[o]) <= 1e-4 * (1 + fabs(db1[o])), "db[%d] %g vs %g", o,
+                  db1[o], db2[o]);
+    if (want_dinp) {
+        mx = md = 0;
+        for (size_t i = 0; i < nx; i++) {
+            mx = fmax(mx, fabs(dx1[i]));
+            md = fmax(md, fabs(dx1[i] - dx2[i]));
+        }
+        cr_assert(md <= 2e-5 * mx, "winograd %dx%d B %d G %d: dinp max diff %g (max %g)", r, r,
+                  B, G, md, mx);
+    }
+    free(x); free(w); free(dy); free(dx1); free(dx2); free(dw1); free(dw2); free(db1);
+    free(db2); free(col); free(U); free(dU); free(V); free(M); free(X);
+}
+Test(conv2d, winograd_backward_matches_im2col) {
+    winograd_backward_case(3, 1, 1, 5, 4, 7, 9, 1);
+    winograd_backward_case(5, 3, 2, 6, 3, 8, 5, 1); /* odd sizes, a last group of one */
+    winograd_backward_case(5, 2, 2, 2, 2, 1, 1, 1);
+    winograd_backward_case(3, 4, 3, 16, 8, 12, 10, 0);
+    winograd_backward_case(3, 2, 1, 64, 128, 64, 44, 1);  /* convnet1's conv2 */
+    winograd_backward_case(5, 2, 1, 128, 128, 32, 44, 1); /* conv3 */
+    winograd_backward_case(5, 5, 4, 128, 256, 16, 22, 1); /* conv4 */
+}
+
+/* In a network: the Winograd training backward gives the gradients of the im2col backward
+ * (same forward, BIRDSONG_NN_WINOGRAD_BACKWARD=0) within 1e-4 relative. */
+Test(network, winograd_backward_matches_im2col_backward) {
+    static const bs_layer_spec L[] = {
+        {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_CONV2D, .filters = 12, .kh = 3, .kw = 3},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 1},
+        {.kind = BS_LAYER_CONV2D, .filters = 16, .kh = 5, .kw = 5},
+        {.kind = BS_LAYER_RELU},
+        {.kind = BS_LAYER_BATCHNORM},
+        {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
+        {.kind = BS_LAYER_FLATTEN},
+        {.kind = BS_LAYER_DENSE},
+        {.kind = BS_LAYER_SIGMOID},
+    };
+    enum { B = 5, H = 12, W = 11, O = 3 };
+    bs_error err;
+    unsetenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
+    bs_net *a = bs_net_create(L, 14, H, W, O, B, 7, &err);
+    setenv("BIRDSONG_NN_WINOGRAD_BACKWARD", "0", 1);
+    bs_net *b = bs_net_create(L, 14, H, W, O, B, 7, &err);
+    unsetenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
+    cr_assert(a && b, "%s", err.msg);
+    float x[B * H * W], y[B * O] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0};
+    fill(x, B * H * W, 1);
+    const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);
+    cr_assert_arr_eq(za, zb, sizeof(float) * B * O, "the forwards are the same code");
+    bs_net_loss(a, y, NULL, B);
+    bs_net_loss(b, y, NULL, B);
+    bs_net_backward(a, B);
+    bs_net_backward(b, B);
+    for (int t = 0; t < bs_net_n_tensors(a); t++) {
+        bs_tensor_info ta, tb;
+        bs_net_tensor(a, t, &ta);
+        bs_net_tensor(b, t, &tb);
+        if (!ta.grad) continue;
+        double mx = 0, md = 0;
+        for (size_t i = 0; i < ta.size; i++) {
+            mx = fmax(mx, fabs(tb.grad[i]));
+            md = fmax(md, fabs(ta.grad[i] - tb.grad[i]));
+        }
+        cr_assert(md <= 1e-4 * mx, "%s: gradients differ by %g (max %g)", ta.name, md, mx);
+    }
+    bs_net_free(a);
+    bs_net_free(b);
+}
+
+/* maxpool_backward's fast paths against the plain rule (gradient to the first maximum of each
+ * window, 0 elsewhere), with ties and odd sizes that leave rows/columns outside every window */
+static void maxpool_case(int B, int C, int H, int W, int ph, int pw) {
+    int OH = H / ph, OW = W / pw;
+    size_t nx = (size_t)B * C * H * W, ny = (size_t)B * C * OH * OW;
+    float *x = malloc(4 * nx), *dy = malloc(4 * ny), *dx = malloc(4 * nx), *ref = calloc(nx, 4);
+    for (size_t i = 0; i < nx; i++) x[i] = (float)(bs_rng_next(&rs) % 4); /* many ties */
+    for (size_t i = 0; i < ny; i++) dy[i] = urand();
+    for (size_t i = 0; i < nx; i++) dx[i] = 1e9f; /* must be overwritten */
+    maxpool_backward(dx, dy, x, B, C, H, W, ph, pw);
+    for (int bc = 0; bc < B * C; bc++)
+        for (int oy = 0; oy < OH; oy++)
+            for (int ox = 0; ox < OW; ox++) {
+                size_t best = 0;
+                float m = -1;
+                for (int i = 0; i < ph; i++)
+                    for (int j = 0; j < pw; j++) {
+                        size_t k = (size_t)bc * H * W + (size_t)(oy * ph + i) * W + ox * pw + j;
+                        if (x[k] > m) m = x[k], best = k;
+                    }
+                ref[best] = dy[((size_t)bc * OH + oy) * OW + ox];
+            }
+    cr_assert_arr_eq(dx, ref, 4 * nx, "maxpool %dx%d on %dx%d", ph, pw, H, W);
+    free(x); free(dy); free(dx); free(ref);
+}
+Test(maxpool, backward_fast_paths_match_the_rule) {
+    maxpool_case(2, 3, 4, 6, 2, 2);
+    maxpool_case(2, 3, 5, 7, 2, 2);
+    maxpool_case(2, 3, 16, 11, 2, 2);
+    maxpool_case(2, 3, 32, 44, 2, 2); /* whole SSE blocks */
+    maxpool_case(2, 3, 6, 5, 2, 1);
+    maxpool_case(2, 3, 8, 5, 2, 5);
+    maxpool_case(2, 3, 7, 7, 3, 2);
 }
