@@ -257,9 +257,10 @@ static void *job_worker(void *arg) {
     }
 }
 
-/* Runs every job, c->side_by_side at a time, in job order. Jobs not started because of Ctrl-C
- * are marked interrupted. 0, or -1 when no thread could be started. */
-static int run_jobs(train_ctx *c) {
+/* Runs the jobs, c->side_by_side at a time (this thread is one worker; should a thread fail
+ * to start, the others take its share). After Ctrl-C no job is started: those left have
+ * evaluated == 0. */
+static void run_jobs(train_ctx *c) {
     pthread_t th[64];
     int n = c->side_by_side < 64 ? c->side_by_side : 64, started = 0;
     pthread_mutex_init(&c->lock, NULL);
@@ -268,12 +269,9 @@ static int run_jobs(train_ctx *c) {
         if (pthread_create(&th[i], NULL, job_worker, c) != 0) break;
         started++;
     }
-    job_worker(c); /* this thread is the first worker */
+    job_worker(c);
     for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
     pthread_mutex_destroy(&c->lock);
-    for (int k = 0; k < c->n_jobs; k++)
-        if (!c->jobs[k].evaluated && c->jobs[k].rc == 0) c->jobs[k].r.interrupted = 1;
-    return 0;
 }
 
 int cmd_train(int argc, char **argv) {
@@ -385,7 +383,6 @@ int cmd_train(int argc, char **argv) {
     }
     if (no_cache) { free(cache_dir); cache_dir = NULL; }
     else if (!cache_dir) cache_dir = ts_cache_default_dir();
-    bs_nn_set_threads(threads);
     ts_install_stop_handler();
 
     bs_error err = {{0}};
@@ -476,10 +473,7 @@ int cmd_train(int argc, char **argv) {
                     .jobs = jobs, .n_jobs = n_jobs};
     tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
     bs_nn_set_threads(threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1);
-    if (run_jobs(&tc) != 0) {
-        fprintf(stderr, "birdsong train: cannot start the training threads\n");
-        goto done;
-    }
+    run_jobs(&tc);
     for (int j = 0; j < n_jobs; j++) {
         if (jobs[j].rc != 0) {
             if (jobs[j].fold >= 0) fprintf(stderr, "birdsong train: fold %d: %s\n", jobs[j].fold + 1, jobs[j].err.msg);
