@@ -553,6 +553,27 @@ Test(conv2d, winograd_matches_im2col) {
 }
 
 
+/* The same network built twice, the second with the environment switch `var` = 0 (the
+ * Winograd forward or backward off); both asserted built. */
+static void net_pair(const char *var, const bs_layer_spec *L, int n, int H, int W, int O, int B,
+                     uint64_t seed, bs_net **on, bs_net **off) {
+    bs_error err = {{0}};
+    unsetenv(var);
+    *on = bs_net_create(L, n, H, W, O, B, seed, &err);
+    setenv(var, "0", 1);
+    *off = bs_net_create(L, n, H, W, O, B, seed, &err);
+    unsetenv(var);
+    cr_assert(*on && *off, "%s", err.msg);
+}
+
+/* Loss and backward of both nets after their training forward, on the same targets. */
+static void backward_both(bs_net *a, bs_net *b, const float *y, int B) {
+    bs_net_loss(a, y, NULL, B);
+    bs_net_loss(b, y, NULL, B);
+    bs_net_backward(a, B);
+    bs_net_backward(b, B);
+}
+
 /* A net whose convolutions take the Winograd path (>= 8 input channels) against the same
  * net with Winograd off: training forward, gradients and inference forward agree. */
 Test(network, winograd_and_im2col_nets_agree) {
@@ -571,21 +592,13 @@ Test(network, winograd_and_im2col_nets_agree) {
         {.kind = BS_LAYER_SIGMOID},
     };
     enum { B = 3, H = 10, W = 9, O = 2 };
-    bs_error err;
-    unsetenv("BIRDSONG_NN_WINOGRAD");
-    bs_net *a = bs_net_create(L, 12, H, W, O, B, 5, &err);
-    setenv("BIRDSONG_NN_WINOGRAD", "0", 1);
-    bs_net *b = bs_net_create(L, 12, H, W, O, B, 5, &err);
-    unsetenv("BIRDSONG_NN_WINOGRAD");
-    cr_assert(a && b, "%s", err.msg);
+    bs_net *a, *b;
+    net_pair("BIRDSONG_NN_WINOGRAD", L, 12, H, W, O, B, 5, &a, &b);
     float x[B * H * W], y[B * O] = {1, 0, 0, 1, 0, 0};
     fill(x, B * H * W, 1);
     const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);
     for (int i = 0; i < B * O; i++) cr_assert_float_eq(za[i], zb[i], 1e-4, "train logit %d", i);
-    bs_net_loss(a, y, NULL, B);
-    bs_net_loss(b, y, NULL, B);
-    bs_net_backward(a, B);
-    bs_net_backward(b, B);
+    backward_both(a, b, y, B);
     const float *ga = bs_net_grads(a), *gb = bs_net_grads(b);
     double mx = 0, md = 0;
     for (size_t i = 0; i < bs_net_n_params(a); i++) {
@@ -674,21 +687,13 @@ Test(network, winograd_backward_matches_im2col_backward) {
         {.kind = BS_LAYER_SIGMOID},
     };
     enum { B = 5, H = 12, W = 11, O = 3 };
-    bs_error err;
-    unsetenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
-    bs_net *a = bs_net_create(L, 14, H, W, O, B, 7, &err);
-    setenv("BIRDSONG_NN_WINOGRAD_BACKWARD", "0", 1);
-    bs_net *b = bs_net_create(L, 14, H, W, O, B, 7, &err);
-    unsetenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
-    cr_assert(a && b, "%s", err.msg);
+    bs_net *a, *b;
+    net_pair("BIRDSONG_NN_WINOGRAD_BACKWARD", L, 14, H, W, O, B, 7, &a, &b);
     float x[B * H * W], y[B * O] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0};
     fill(x, B * H * W, 1);
     const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);
     cr_assert_arr_eq(za, zb, sizeof(float) * B * O, "the forwards are the same code");
-    bs_net_loss(a, y, NULL, B);
-    bs_net_loss(b, y, NULL, B);
-    bs_net_backward(a, B);
-    bs_net_backward(b, B);
+    backward_both(a, b, y, B);
     for (int t = 0; t < bs_net_n_tensors(a); t++) {
         bs_tensor_info ta, tb;
         bs_net_tensor(a, t, &ta);
