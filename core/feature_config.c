@@ -28,32 +28,51 @@ bs_feature_config bs_feature_config_default(void) {
     return c;
 }
 
-typedef enum { F_INT, F_DOUBLE, F_FLOAT, F_U64, F_PADMODE } field_type;
+typedef enum { F_INT, F_DOUBLE, F_FLOAT, F_U64, F_PADMODE, F_WINDOWNORM } field_type;
 
 static const struct field {
     const char *name;
     field_type type;
     size_t offset;
     double lo, hi; /* inclusive range for numbers */
+    int optional;  /* may be absent from JSON (fields added later): the default is used */
 } fields[] = {
-    {"sample_rate", F_INT, offsetof(bs_feature_config, sample_rate), 1000, 768000},
-    {"n_fft", F_INT, offsetof(bs_feature_config, n_fft), 16, 65536},
-    {"hop_length", F_INT, offsetof(bs_feature_config, hop_length), 1, 65536},
-    {"n_mels", F_INT, offsetof(bs_feature_config, n_mels), 1, 1024},
-    {"fmin", F_DOUBLE, offsetof(bs_feature_config, fmin), 0, 384000},
-    {"fmax", F_DOUBLE, offsetof(bs_feature_config, fmax), 1, 384000},
-    {"segment_seconds", F_DOUBLE, offsetof(bs_feature_config, segment_seconds), 1e-3, 3600},
+    {"sample_rate", F_INT, offsetof(bs_feature_config, sample_rate), 1000, 768000, 0},
+    {"n_fft", F_INT, offsetof(bs_feature_config, n_fft), 16, 65536, 0},
+    {"hop_length", F_INT, offsetof(bs_feature_config, hop_length), 1, 65536, 0},
+    {"n_mels", F_INT, offsetof(bs_feature_config, n_mels), 1, 1024, 0},
+    {"fmin", F_DOUBLE, offsetof(bs_feature_config, fmin), 0, 384000, 0},
+    {"fmax", F_DOUBLE, offsetof(bs_feature_config, fmax), 1, 384000, 0},
+    {"segment_seconds", F_DOUBLE, offsetof(bs_feature_config, segment_seconds), 1e-3, 3600, 0},
     {"segment_hop_seconds", F_DOUBLE, offsetof(bs_feature_config, segment_hop_seconds), 1e-3,
-     3600},
+     3600, 0},
     {"min_residual_seconds", F_DOUBLE, offsetof(bs_feature_config, min_residual_seconds), 0,
-     3600},
-    {"pad_mode", F_PADMODE, offsetof(bs_feature_config, pad_mode), 0, 1},
-    {"pad_noise_std", F_FLOAT, offsetof(bs_feature_config, pad_noise_std), 0, 1},
-    {"pad_seed", F_U64, offsetof(bs_feature_config, pad_seed), 0, 0},
-    {"amin", F_FLOAT, offsetof(bs_feature_config, amin), 1e-30, 1},
-    {"top_db", F_FLOAT, offsetof(bs_feature_config, top_db), 0, 400},
-    {"norm_std_floor", F_FLOAT, offsetof(bs_feature_config, norm_std_floor), 1e-12, 1e6},
+     3600, 0},
+    {"pad_mode", F_PADMODE, offsetof(bs_feature_config, pad_mode), 0, 1, 0},
+    {"pad_noise_std", F_FLOAT, offsetof(bs_feature_config, pad_noise_std), 0, 1, 0},
+    {"pad_seed", F_U64, offsetof(bs_feature_config, pad_seed), 0, 0, 0},
+    {"amin", F_FLOAT, offsetof(bs_feature_config, amin), 1e-30, 1, 0},
+    {"top_db", F_FLOAT, offsetof(bs_feature_config, top_db), 0, 400, 0},
+    {"norm_std_floor", F_FLOAT, offsetof(bs_feature_config, norm_std_floor), 1e-12, 1e6, 0},
+    {"window_norm", F_WINDOWNORM, offsetof(bs_feature_config, window_norm), 0, 1, 1},
 };
+
+static const char *const window_norm_names[] = {"none", "band_mean"};
+
+const char *bs_window_norm_name(bs_window_norm mode) {
+    return (unsigned)mode < sizeof window_norm_names / sizeof *window_norm_names
+               ? window_norm_names[mode]
+               : "unknown";
+}
+
+int bs_window_norm_parse(const char *name, bs_window_norm *out) {
+    for (unsigned i = 0; name && i < sizeof window_norm_names / sizeof *window_norm_names; i++)
+        if (strcmp(name, window_norm_names[i]) == 0) {
+            *out = (bs_window_norm)i;
+            return 0;
+        }
+    return -1;
+}
 #define N_FIELDS (sizeof fields / sizeof fields[0])
 
 static double field_get(const bs_feature_config *c, const struct field *f) {
@@ -64,6 +83,7 @@ static double field_get(const bs_feature_config *c, const struct field *f) {
     case F_FLOAT: return *(const float *)p;
     case F_U64: return (double)*(const uint64_t *)p;
     case F_PADMODE: return (double)*(const bs_pad_mode *)p;
+    case F_WINDOWNORM: return (double)*(const bs_window_norm *)p;
     }
     return 0;
 }
@@ -141,6 +161,7 @@ json_t *bs_feature_config_to_json(const bs_feature_config *c) {
         case F_PADMODE:
             v = json_string(*(const bs_pad_mode *)p == BS_PAD_NOISE ? "noise" : "zero");
             break;
+        case F_WINDOWNORM: v = json_string(bs_window_norm_name(*(const bs_window_norm *)p)); break;
         }
         if (!v || json_object_set_new(o, f->name, v) != 0) {
             json_decref(o);
@@ -153,8 +174,7 @@ json_t *bs_feature_config_to_json(const bs_feature_config *c) {
 int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_error *err) {
     if (!json || !json_is_object(json))
         return bs_error_set(err, "feature config: expected a JSON object");
-    bs_feature_config c;
-    memset(&c, 0, sizeof c);
+    bs_feature_config c = bs_feature_config_default(); /* for the optional fields */
     const char *key;
     json_t *val;
     json_object_foreach((json_t *)json, key, val) {
@@ -167,6 +187,7 @@ int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_e
         const struct field *f = &fields[i];
         json_t *v = json_object_get(json, f->name);
         char *p = (char *)&c + f->offset;
+        if (!v && f->optional) continue;
         if (!v) return bs_error_set(err, "feature config: field \"%s\" is missing", f->name);
         switch (f->type) {
         case F_INT: {
@@ -206,6 +227,11 @@ int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_e
                 return bs_error_set(err, "feature config: pad_mode must be \"zero\" or \"noise\"");
             break;
         }
+        case F_WINDOWNORM:
+            if (bs_window_norm_parse(json_string_value(v), (bs_window_norm *)p))
+                return bs_error_set(err, "feature config: window_norm must be \"none\" or "
+                                         "\"band_mean\"");
+            break;
         }
     }
     if (bs_feature_config_validate(&c, err)) return -1;

@@ -99,3 +99,21 @@ void bs_normalize_apply(float *x, const float *mean, const float *std, float std
         for (int t = 0; t < n_frames; t++) row[t] = (row[t] - mu) / sd;
     }
 }
+
+void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frames) {
+    if (mode != BS_WINDOW_NORM_BAND_MEAN || n_frames <= 0) return;
+    for (int m = 0; m < n_mels; m++) {
+        float *row = x + (size_t)m * n_frames;
+        double s = 0.0;
+        for (int t = 0; t < n_frames; t++) s += row[t];
+        const float mu = (float)(s / n_frames);
+        for (int t = 0; t < n_frames; t++) row[t] -= mu;
+    }
+}
+
+void bs_features_normalize(const bs_feature_config *cfg, float *x, const float *mean,
+                           const float *std) {
+    const int n_mels = cfg->n_mels, n_frames = bs_feature_n_frames(cfg);
+    bs_normalize_apply(x, mean, std, cfg->norm_std_floor, n_mels, n_frames);
+    bs_window_norm_apply(cfg->window_norm, x, n_mels, n_frames);
+}

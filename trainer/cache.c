@@ -23,6 +23,8 @@ uint64_t ts_fnv1a(uint64_t h, const void *data, size_t n) {
 uint64_t ts_feature_config_hash(const bs_feature_config *cfg) {
     json_t *j = bs_feature_config_to_json(cfg);
     if (!j) abort();
+    /* The cache holds windows before normalization: window_norm does not change them. */
+    json_object_del(j, "window_norm");
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     json_decref(j);
     if (!s) abort();

@@ -54,6 +54,9 @@ static void usage(FILE *f) {
             "  --n-mels N             mel bands of the features (128); the model carries it\n"
             "  --fmin HZ, --fmax HZ   frequency range of the mel bands (0, sample_rate/2); the\n"
             "                         model carries it\n"
+            "  --window-norm MODE     after the z-score: none, or band_mean (subtract each mel\n"
+            "                         band's mean over the window: removes steady background\n"
+            "                         and recorder colour) (none); the model carries it\n"
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
@@ -65,7 +68,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -290,6 +293,7 @@ int cmd_train(int argc, char **argv) {
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
         {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
         {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
+        {"window-norm", required_argument, 0, O_WNORM},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
@@ -301,6 +305,7 @@ int cmd_train(int argc, char **argv) {
     double val_fraction = 0.2, hop = 1.0, d;
     int n_mels = 0;
     double fmin = -1, fmax = -1;
+    bs_window_norm window_norm = BS_WINDOW_NORM_NONE;
     double active = 1.0;
     float *activity = NULL;
     optind = 0;
@@ -351,6 +356,13 @@ int cmd_train(int argc, char **argv) {
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
         case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
+        case O_WNORM:
+            if (bs_window_norm_parse(optarg, &window_norm)) {
+                fprintf(stderr, "birdsong train: --window-norm '%s': expected none or band_mean\n", optarg);
+                free(cache_dir);
+                return 2;
+            }
+            break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
         case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
         case O_NOCACHE: no_cache = 1; break;
@@ -397,6 +409,7 @@ int cmd_train(int argc, char **argv) {
     if (n_mels > 0) cfg.n_mels = n_mels;
     if (fmin >= 0) cfg.fmin = fmin;
     if (fmax >= 0) cfg.fmax = fmax;
+    cfg.window_norm = window_norm;
     if (bs_feature_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         ts_dataset_free(&ds);

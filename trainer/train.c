@@ -349,8 +349,9 @@ static void snapshot_io(bs_net *net, float *snap, int save) {
 }
 
 /* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. */
-static double net_eval(bs_net *net, const ts_windows *w, const int *idx, int n, const float *mean,
-                       const float *std, float std_floor, float *xb, float *probs) {
+static double net_eval(bs_net *net, const bs_feature_config *cfg, const ts_windows *w,
+                       const int *idx, int n, const float *mean, const float *std, float *xb,
+                       float *probs) {
     int B = bs_net_max_batch(net), C = w->C;
     size_t per = (size_t)w->n_mels * w->n_frames;
     double loss = 0.0;
@@ -358,7 +359,7 @@ static double net_eval(bs_net *net, const ts_windows *w, const int *idx, int n, 
         int b = n - s < B ? n - s : B;
         for (int i = 0; i < b; i++) {
             memcpy(xb + i * per, w->x[idx[s + i]], per * sizeof(float));
-            bs_normalize_apply(xb + i * per, mean, std, std_floor, w->n_mels, w->n_frames);
+            bs_features_normalize(cfg, xb + i * per, mean, std);
         }
         const float *z = bs_net_forward(net, xb, b, 0);
         for (int i = 0; i < b; i++) loss += bce_logits(z + (size_t)i * C, w->yf + (size_t)idx[s + i] * C, (size_t)C);
@@ -469,7 +470,6 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
     res->best_val_loss = INFINITY;
     int since_best = 0;
-    float std_floor = cfg->norm_std_floor > 0 ? cfg->norm_std_floor : 1e-3f;
 
     for (int e = 0; e < o->epochs; e++) {
         double lr = o->cosine ? o->lr * 0.5 * (1.0 + cos(M_PI * e / o->epochs)) : o->lr;
@@ -487,7 +487,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                 memcpy(x, w->x[wi], per * sizeof(float));
                 memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
                 if (o->augment) augment_db(&ag, x, yb + (size_t)i * C);
-                bs_normalize_apply(x, mean, std, std_floor, M, T);
+                bs_features_normalize(cfg, x, mean, std);
                 if (o->augment) spec_masks(&ag, x);
             }
             double t0 = now_s();
@@ -503,7 +503,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                           el / (bi + 1) * (n_batches - bi - 1));
         }
         double tv = now_s();
-        double vloss = net_eval(net, w, val_idx, n_val, mean, std, std_floor, xb, vprobs) / ((double)n_val * C);
+        double vloss = net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs) / ((double)n_val * C);
         t_net += now_s() - tv;
         double el = now_s() - t_epoch;
         if (!o->quiet && !o->no_bar && isatty(STDERR_FILENO)) fprintf(stderr, "\r\033[K");
@@ -546,7 +546,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     snapshot_io(net, snap, 0);
 
     /* thresholds: max F1 on the validation windows, with the best weights */
-    net_eval(net, w, val_idx, n_val, mean, std, std_floor, xb, vprobs);
+    net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs);
     float *thr = xcalloc((size_t)C, sizeof(float));
     for (int c = 0; c < C; c++) {
         thr[c] = ts_best_f1_threshold(vprobs, vy, n_val, C, c, NULL);

@@ -317,7 +317,9 @@ int bs_model_predict(bs_model *m, const float *features, float *probs) {
 }
 
 void bs_model_normalize(const bs_model *m, float *x) {
+    /* bs_features_normalize, with the network's sizes (the config matches them once set) */
     bs_normalize_apply(x, m->mean, m->std, m->feat.norm_std_floor, m->n_mels, m->n_frames);
+    bs_window_norm_apply(m->feat.window_norm, x, m->n_mels, m->n_frames);
 }
 
 /* ---- metadata JSON ------------------------------------------------------------------------ */

@@ -4,15 +4,16 @@
  *              --bs_resample_all / bs_resampler--> cfg.sample_rate
  *              --bs_segment--> windows of segment_seconds every segment_hop_seconds
  *              --bs_melspec_compute--> log-mel dB (n_mels, n_frames) per window
- *              --bs_normalize_apply (mean/std from bs_norm_stats)--> network input
+ *              --bs_features_normalize: z-score (mean/std from bs_norm_stats), then the
+ *                window_norm setting--> network input
  *
  * The log-mel follows librosa 0.10 exactly (REFERENCES.md §1): periodic Hann, centre ZERO
  * padding of n_fft/2, power 2, slaney mel scale + slaney area normalization (filterbank built
  * in float64, stored float32), 10 log10(max(amin, S)) with ref 1, then max(D, max(D) - top_db)
  * with the max taken over the one window. Layout is (n_mels, n_frames), row-major.
  *
- * Thread-safety: bs_feature_config functions, bs_segment, bs_norm_* and bs_normalize_apply
- * are re-entrant. A bs_melspec holds FFTW buffers and scratch: use one per thread.
+ * Thread-safety: bs_feature_config functions, bs_segment, bs_norm_*, bs_normalize_apply,
+ * bs_window_norm_apply and bs_features_normalize are re-entrant. A bs_melspec holds FFTW buffers and scratch: use one per thread.
  * bs_melspec_create/free may be called from any thread (FFTW's planner is serialized by a
  * lock inside core); bs_melspec_compute on distinct objects runs in parallel. */
 #ifndef BIRDSONG_FEATURES_H
@@ -30,6 +31,14 @@ typedef enum bs_pad_mode {
     BS_PAD_ZERO = 0,   /* pad the residual with zeros */
     BS_PAD_NOISE = 1,  /* pad with N(0, pad_noise_std^2), seeded, reproducible */
 } bs_pad_mode;
+
+/* What is done to each window after the z-score (bs_features_normalize). */
+typedef enum bs_window_norm {
+    BS_WINDOW_NORM_NONE = 0,     /* nothing: the z-scored log-mel */
+    BS_WINDOW_NORM_BAND_MEAN = 1 /* subtract each mel band's mean over the window's frames:
+                                    a steady background or a recorder's frequency response
+                                    (the same in every frame) is removed, calls are kept */
+} bs_window_norm;
 
 /* Every feature setting. Defaults (bs_feature_config_default) are librosa's. The model file
  * carries this struct (as JSON) so the daemon reproduces the training features exactly. */
@@ -49,9 +58,16 @@ typedef struct bs_feature_config {
     float amin;                  /* power floor before log (1e-10) */
     float top_db;                /* dynamic range per window, dB (80); 0 disables */
     float norm_std_floor;        /* z-score divides by max(std, floor), dB (0.01) */
+    bs_window_norm window_norm;  /* after the z-score (BS_WINDOW_NORM_NONE); a model file
+                                    without the field means none */
 } bs_feature_config;
 
 bs_feature_config bs_feature_config_default(void);
+
+/* "none", "band_mean" (the names in model files and on the command line); parse returns 0,
+ * or -1 for an unknown name. */
+const char *bs_window_norm_name(bs_window_norm mode);
+int bs_window_norm_parse(const char *name, bs_window_norm *out);
 
 /* Checks every field (ranges, n_fft even, fmin < fmax <= sr/2, segment >= one frame...).
  * Returns 0, or -1 with err naming the field, the expected range and the value found. */
@@ -181,5 +197,15 @@ int bs_norm_stats_finalize(const bs_norm_stats *s, float *mean, float *std, bs_e
  * output is finite for every finite input, a silent window included. */
 void bs_normalize_apply(float *x, const float *mean, const float *std, float std_floor,
                         int n_mels, int n_frames);
+
+/* In place, per mode: BS_WINDOW_NORM_BAND_MEAN subtracts from each row x[m, :] its mean over
+ * the n_frames frames (summed in double); BS_WINDOW_NORM_NONE does nothing. */
+void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frames);
+
+/* The whole normalization between the log-mel window (n_mels, n_frames of cfg) and the
+ * network: bs_normalize_apply with cfg->norm_std_floor, then cfg->window_norm. The trainer and
+ * every inference path call this one function. */
+void bs_features_normalize(const bs_feature_config *cfg, float *x, const float *mean,
+                           const float *std);
 
 #endif

@@ -200,6 +200,7 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--fmin", "low"], 2, "--fmin 'low'"),
     (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
+    (["--data", "x", "--out", "m", "--window-norm", "median"], 2, "expected none or band_mean"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
 ])
@@ -352,3 +353,39 @@ def test_folds_side_by_side_match_one_at_a_time(trained, tmp_path):
     ha = [(e["train_loss"], e["val_loss"]) for e in metas[0]["training"]["history"]]
     hb = [(e["train_loss"], e["val_loss"]) for e in metas[1]["training"]["history"]]
     assert ha == hb
+
+
+def classify_probs(model, wav):
+    j = json.loads(run("classify", "--model", str(model), "--format", "json", str(wav), check=0).stdout)
+    return [p for w in j["files"][0]["windows"] for p in w["probabilities"]]
+
+
+@needs_data
+def test_window_norm_band_mean_is_carried_and_ignores_the_level(trained, tmp_path):
+    """--window-norm band_mean subtracts each mel band's mean over the window after the
+    z-score: the model file carries it, and classify applies it, so a model trained with it
+    gives the same probabilities for a recording and for the same recording 12 dB quieter (a
+    gain is a constant shift of every log-mel band). A model without it does not."""
+    import numpy as np
+    import librosa_ref as R
+    model = tmp_path / "bm.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+            "--n-mels", "64", "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--no-augment",
+            "--window-norm", "band_mean", "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(run("inspect", str(model), check=0).stdout)["features"]["window_norm"] == "band_mean"
+    assert json.loads(run("inspect", str(trained["model"]), check=0).stdout)["features"]["window_norm"] == "none"
+    sr = 22050
+    t = np.arange(3 * sr) / sr
+    rng = np.random.default_rng(5)
+    y = 0.3 * np.sin(2 * np.pi * (3000 * t + 800 * np.sin(2 * np.pi * 3 * t))) * (np.sin(2 * np.pi * 2 * t) > 0)
+    y = (y + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    loud, quiet = tmp_path / "loud.wav", tmp_path / "quiet.wav"
+    R.write_wav_float(loud, y, sr)
+    R.write_wav_float(quiet, y * np.float32(0.25), sr)  # exactly -12.04 dB: a power of two
+    a, b = classify_probs(model, loud), classify_probs(model, quiet)
+    assert len(a) == len(b) == 3 * 2
+    assert max(abs(x - z) for x, z in zip(a, b)) < 1e-4, (a, b)
+    a0, b0 = classify_probs(trained["model"], loud), classify_probs(trained["model"], quiet)
+    assert max(abs(x - z) for x, z in zip(a0, b0)) > 1e-3, (a0, b0)
+

@@ -69,6 +69,7 @@ Test(config, json_round_trip_is_exact) {
     c.pad_noise_std = 0.0123f;
     c.fmin = 150.5;
     c.segment_hop_seconds = 0.5;
+    c.window_norm = BS_WINDOW_NORM_BAND_MEAN;
     json_t *j = bs_feature_config_to_json(&c);
     cr_assert_not_null(j);
     char *text = json_dumps(j, JSON_COMPACT);
@@ -128,6 +129,21 @@ Test(config, json_errors_name_the_field) {
     expect_json_error(t, "pad_mode");
     free(t);
     json_object_set_new(m, "pad_mode", json_string("zero"));
+    json_object_set_new(m, "window_norm", json_string("band_median"));
+    t = json_dumps(m, 0);
+    expect_json_error(t, "window_norm");
+    free(t);
+    json_object_set_new(m, "window_norm", json_integer(1));
+    t = json_dumps(m, 0);
+    expect_json_error(t, "window_norm");
+    free(t);
+    json_object_del(m, "window_norm"); /* optional: older model files have no such field */
+    {
+        bs_feature_config d;
+        bs_error e2;
+        cr_assert_eq(bs_feature_config_from_json(m, &d, &e2), 0, "%s", e2.msg);
+        cr_assert_eq(d.window_norm, BS_WINDOW_NORM_NONE);
+    }
     json_object_set_new(m, "n_melz", json_integer(64));
     t = json_dumps(m, 0);
     expect_json_error(t, "n_melz");

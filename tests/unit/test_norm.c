@@ -105,3 +105,45 @@ Test(norm, apply_formula_and_guards) {
     cr_assert(isfinite(y[0]) && isfinite(y[1]));
     cr_assert_float_eq(y[1], -7.0f, 1e-6);
 }
+
+Test(norm, band_mean_centres_every_row_and_none_changes_nothing) {
+    float x[M * T], y[M * T]; /* M bands of T frames, each row around its own level */
+    fill(x, 7);
+    memcpy(y, x, sizeof x);
+    bs_window_norm_apply(BS_WINDOW_NORM_NONE, y, M, T);
+    cr_assert_eq(memcmp(x, y, sizeof x), 0, "none changed the window");
+    bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEAN, y, M, T);
+    for (int m = 0; m < M; m++) {
+        double s = 0.0, s0 = 0.0;
+        for (int t = 0; t < T; t++) s += y[m * T + t], s0 += x[m * T + t];
+        cr_assert(fabs(s / T) < 1e-5, "row %d mean %g after band_mean", m, s / T);
+        for (int t = 0; t < T; t++) /* each value moved by the row's own mean */
+            cr_assert_float_eq(y[m * T + t], x[m * T + t] - (float)(s0 / T), 1e-4);
+    }
+    /* a constant row (a steady tone, a silent band) becomes exactly 0 */
+    float c[2 * 4] = {5, 5, 5, 5, -3, -3, -3, -3};
+    bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEAN, c, 2, 4);
+    for (int i = 0; i < 8; i++) cr_assert_eq(c[i], 0.0f);
+}
+
+Test(norm, features_normalize_is_zscore_then_window_norm) {
+    bs_feature_config cfg = bs_feature_config_default();
+    cfg.n_mels = 4; /* 44 frames */
+    const int M = cfg.n_mels, T = bs_feature_n_frames(&cfg);
+    float *x = malloc(sizeof(float) * M * T), *ref = malloc(sizeof(float) * M * T);
+    for (int i = 0; i < M * T; i++) x[i] = (float)((i * 37) % 101) - 60.0f;
+    const float mean[4] = {-50, -40, -30, -20}, std[4] = {10, 5, 0, 20};
+    for (int mode = 0; mode <= 1; mode++) {
+        cfg.window_norm = (bs_window_norm)mode;
+        float *y = malloc(sizeof(float) * M * T);
+        memcpy(y, x, sizeof(float) * M * T);
+        memcpy(ref, x, sizeof(float) * M * T);
+        bs_features_normalize(&cfg, y, mean, std);
+        bs_normalize_apply(ref, mean, std, cfg.norm_std_floor, M, T);
+        bs_window_norm_apply(cfg.window_norm, ref, M, T);
+        cr_assert_eq(memcmp(y, ref, sizeof(float) * M * T), 0, "mode %d", mode);
+        free(y);
+    }
+    free(x);
+    free(ref);
+}

@@ -91,6 +91,10 @@ Test(cache, hit_then_invalidate_on_file_and_setting_change) {
     c2 = cfg;
     c2.top_db = 60.0f;
     cr_assert_neq(ts_feature_config_hash(&c2), ts_feature_config_hash(&cfg));
+    /* the cache holds windows before normalization: window_norm keeps the key */
+    c2 = cfg;
+    c2.window_norm = BS_WINDOW_NORM_BAND_MEAN;
+    cr_assert_eq(ts_feature_config_hash(&c2), ts_feature_config_hash(&cfg));
     for (int i = 0; i < 2; i++) ts_file_features_free(&a[i]);
 }
 
