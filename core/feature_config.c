@@ -54,10 +54,10 @@ static const struct field {
     {"amin", F_FLOAT, offsetof(bs_feature_config, amin), 1e-30, 1, 0},
     {"top_db", F_FLOAT, offsetof(bs_feature_config, top_db), 0, 400, 0},
     {"norm_std_floor", F_FLOAT, offsetof(bs_feature_config, norm_std_floor), 1e-12, 1e6, 0},
-    {"window_norm", F_WINDOWNORM, offsetof(bs_feature_config, window_norm), 0, 1, 1},
+    {"window_norm", F_WINDOWNORM, offsetof(bs_feature_config, window_norm), 0, 2, 1},
 };
 
-static const char *const window_norm_names[] = {"none", "band_mean"};
+static const char *const window_norm_names[] = {"none", "band_mean", "band_median"};
 
 const char *bs_window_norm_name(bs_window_norm mode) {
     return (unsigned)mode < sizeof window_norm_names / sizeof *window_norm_names
@@ -138,6 +138,11 @@ int bs_feature_config_validate(const bs_feature_config *c, bs_error *err) {
         return bs_error_set(err, "feature config: min_residual_seconds %g must not exceed "
                                  "segment_seconds %g",
                             c->min_residual_seconds, c->segment_seconds);
+    if (c->window_norm == BS_WINDOW_NORM_BAND_MEDIAN &&
+        bs_feature_n_frames(c) > BS_WINDOW_NORM_MAX_FRAMES)
+        return bs_error_set(err, "feature config: window_norm band_median needs at most %d frames "
+                                 "per window, found %d",
+                            BS_WINDOW_NORM_MAX_FRAMES, bs_feature_n_frames(c));
     double cells = (double)c->n_mels * bs_feature_n_frames(c);
     if (cells > 64e6)
         return bs_error_set(err, "feature config: %d mels x %d frames per window is too large",
@@ -229,8 +234,8 @@ int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_e
         }
         case F_WINDOWNORM:
             if (bs_window_norm_parse(json_string_value(v), (bs_window_norm *)p))
-                return bs_error_set(err, "feature config: window_norm must be \"none\" or "
-                                         "\"band_mean\"");
+                return bs_error_set(err, "feature config: window_norm must be \"none\", "
+                                         "\"band_mean\" or \"band_median\"");
             break;
         }
     }

@@ -100,14 +100,58 @@ void bs_normalize_apply(float *x, const float *mean, const float *std, float std
     }
 }
 
+/* The k-th smallest of a[0..n) (0-based), reordering a: quickselect with a median-of-three
+ * pivot, deterministic; afterwards a[k + 1 .. n) are all >= a[k]. */
+static float select_kth(float *a, int n, int k) {
+    int lo = 0, hi = n - 1;
+    while (hi > lo) {
+        const int mid = lo + (hi - lo) / 2;
+        float p0 = a[lo], p1 = a[mid], p2 = a[hi]; /* median of three as the pivot */
+        float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0)) : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (a[i] < pv) i++;
+            while (a[j] > pv) j--;
+            if (i <= j) {
+                const float t = a[i];
+                a[i] = a[j];
+                a[j] = t;
+                i++;
+                j--;
+            }
+        }
+        if (k <= j) hi = j;
+        else if (k >= i) lo = i;
+        else return a[k];
+    }
+    return a[k];
+}
+
 void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frames) {
-    if (mode != BS_WINDOW_NORM_BAND_MEAN || n_frames <= 0) return;
-    for (int m = 0; m < n_mels; m++) {
-        float *row = x + (size_t)m * n_frames;
-        double s = 0.0;
-        for (int t = 0; t < n_frames; t++) s += row[t];
-        const float mu = (float)(s / n_frames);
-        for (int t = 0; t < n_frames; t++) row[t] -= mu;
+    if (n_frames <= 0) return;
+    if (mode == BS_WINDOW_NORM_BAND_MEAN)
+        for (int m = 0; m < n_mels; m++) {
+            float *row = x + (size_t)m * n_frames;
+            double s = 0.0;
+            for (int t = 0; t < n_frames; t++) s += row[t];
+            const float mu = (float)(s / n_frames);
+            for (int t = 0; t < n_frames; t++) row[t] -= mu;
+        }
+    else if (mode == BS_WINDOW_NORM_BAND_MEDIAN && n_frames <= BS_WINDOW_NORM_MAX_FRAMES) {
+        float tmp[BS_WINDOW_NORM_MAX_FRAMES];
+        const int k = (n_frames - 1) / 2; /* the lower middle */
+        for (int m = 0; m < n_mels; m++) {
+            float *row = x + (size_t)m * n_frames;
+            memcpy(tmp, row, sizeof(float) * (size_t)n_frames);
+            const float a = select_kth(tmp, n_frames, k);
+            float med = a;
+            if (n_frames % 2 == 0) { /* the upper middle: the smallest of what lies above k */
+                float b = tmp[k + 1];
+                for (int t = k + 2; t < n_frames; t++) b = tmp[t] < b ? tmp[t] : b;
+                med = 0.5f * (a + b);
+            }
+            for (int t = 0; t < n_frames; t++) row[t] -= med;
+        }
     }
 }
 

@@ -54,9 +54,10 @@ static void usage(FILE *f) {
             "  --n-mels N             mel bands of the features (128); the model carries it\n"
             "  --fmin HZ, --fmax HZ   frequency range of the mel bands (0, sample_rate/2); the\n"
             "                         model carries it\n"
-            "  --window-norm MODE     after the z-score: none, or band_mean (subtract each mel\n"
-            "                         band's mean over the window: removes steady background\n"
-            "                         and recorder colour) (none); the model carries it\n"
+            "  --window-norm MODE     after the z-score: none, band_mean or band_median (subtract\n"
+            "                         each mel band's mean or median over the window: removes\n"
+            "                         steady background and recorder colour) (none); the\n"
+            "                         model carries it\n"
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
@@ -358,7 +359,7 @@ int cmd_train(int argc, char **argv) {
         case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
         case O_WNORM:
             if (bs_window_norm_parse(optarg, &window_norm)) {
-                fprintf(stderr, "birdsong train: --window-norm '%s': expected none or band_mean\n", optarg);
+                fprintf(stderr, "birdsong train: --window-norm '%s': expected none, band_mean or band_median\n", optarg);
                 free(cache_dir);
                 return 2;
             }

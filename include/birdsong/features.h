@@ -35,10 +35,14 @@ typedef enum bs_pad_mode {
 /* What is done to each window after the z-score (bs_features_normalize). */
 typedef enum bs_window_norm {
     BS_WINDOW_NORM_NONE = 0,     /* nothing: the z-scored log-mel */
-    BS_WINDOW_NORM_BAND_MEAN = 1 /* subtract each mel band's mean over the window's frames:
-                                    a steady background or a recorder's frequency response
-                                    (the same in every frame) is removed, calls are kept */
+    BS_WINDOW_NORM_BAND_MEAN = 1,  /* subtract each mel band's mean over the window's frames:
+                                      a steady background or a recorder's frequency response
+                                      (the same in every frame) is removed, calls are kept */
+    BS_WINDOW_NORM_BAND_MEDIAN = 2 /* the same with each band's median: the level of the
+                                      band between calls, as long as calls fill less than half
+                                      of the window (at most BS_WINDOW_NORM_MAX_FRAMES frames) */
 } bs_window_norm;
+#define BS_WINDOW_NORM_MAX_FRAMES 4096
 
 /* Every feature setting. Defaults (bs_feature_config_default) are librosa's. The model file
  * carries this struct (as JSON) so the daemon reproduces the training features exactly. */
@@ -64,8 +68,8 @@ typedef struct bs_feature_config {
 
 bs_feature_config bs_feature_config_default(void);
 
-/* "none", "band_mean" (the names in model files and on the command line); parse returns 0,
- * or -1 for an unknown name. */
+/* "none", "band_mean", "band_median" (the names in model files and on the command line);
+ * parse returns 0, or -1 for an unknown name. */
 const char *bs_window_norm_name(bs_window_norm mode);
 int bs_window_norm_parse(const char *name, bs_window_norm *out);
 
@@ -199,7 +203,9 @@ void bs_normalize_apply(float *x, const float *mean, const float *std, float std
                         int n_mels, int n_frames);
 
 /* In place, per mode: BS_WINDOW_NORM_BAND_MEAN subtracts from each row x[m, :] its mean over
- * the n_frames frames (summed in double); BS_WINDOW_NORM_NONE does nothing. */
+ * the n_frames frames (summed in double); BS_WINDOW_NORM_BAND_MEDIAN its median (for an even
+ * count, 0.5f * (a + b) of the two middle values; n_frames <= BS_WINDOW_NORM_MAX_FRAMES, which
+ * validation enforces; no allocation); BS_WINDOW_NORM_NONE does nothing. */
 void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frames);
 
 /* The whole normalization between the log-mel window (n_mels, n_frames of cfg) and the

@@ -200,7 +200,7 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--fmin", "low"], 2, "--fmin 'low'"),
     (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
-    (["--data", "x", "--out", "m", "--window-norm", "median"], 2, "expected none or band_mean"),
+    (["--data", "x", "--out", "m", "--window-norm", "median"], 2, "expected none, band_mean or band_median"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
 ])
@@ -361,19 +361,21 @@ def classify_probs(model, wav):
 
 
 @needs_data
-def test_window_norm_band_mean_is_carried_and_ignores_the_level(trained, tmp_path):
-    """--window-norm band_mean subtracts each mel band's mean over the window after the
-    z-score: the model file carries it, and classify applies it, so a model trained with it
-    gives the same probabilities for a recording and for the same recording 12 dB quieter (a
-    gain is a constant shift of every log-mel band). A model without it does not."""
+@pytest.mark.parametrize("mode", ["band_mean", "band_median"])
+def test_window_norm_is_carried_and_ignores_the_level(trained, tmp_path, mode):
+    """--window-norm band_mean/band_median subtracts each mel band's mean/median over the
+    window after the z-score: the model file carries it, and classify applies it, so a model
+    trained with it gives the same probabilities for a recording and for the same recording
+    12 dB quieter (a gain is a constant shift of every log-mel band). A model without it does
+    not."""
     import numpy as np
     import librosa_ref as R
     model = tmp_path / "bm.bsm"
     p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
             "--n-mels", "64", "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--no-augment",
-            "--window-norm", "band_mean", "--cache", str(trained["tmp"] / "cache"), check=0)
+            "--window-norm", mode, "--cache", str(trained["tmp"] / "cache"), check=0)
     assert p.returncode == 0, p.stderr
-    assert json.loads(run("inspect", str(model), check=0).stdout)["features"]["window_norm"] == "band_mean"
+    assert json.loads(run("inspect", str(model), check=0).stdout)["features"]["window_norm"] == mode
     assert json.loads(run("inspect", str(trained["model"]), check=0).stdout)["features"]["window_norm"] == "none"
     sr = 22050
     t = np.arange(3 * sr) / sr

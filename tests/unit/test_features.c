@@ -129,7 +129,7 @@ Test(config, json_errors_name_the_field) {
     expect_json_error(t, "pad_mode");
     free(t);
     json_object_set_new(m, "pad_mode", json_string("zero"));
-    json_object_set_new(m, "window_norm", json_string("band_median"));
+    json_object_set_new(m, "window_norm", json_string("band_max"));
     t = json_dumps(m, 0);
     expect_json_error(t, "window_norm");
     free(t);

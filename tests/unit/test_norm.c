@@ -133,7 +133,7 @@ Test(norm, features_normalize_is_zscore_then_window_norm) {
     float *x = malloc(sizeof(float) * M * T), *ref = malloc(sizeof(float) * M * T);
     for (int i = 0; i < M * T; i++) x[i] = (float)((i * 37) % 101) - 60.0f;
     const float mean[4] = {-50, -40, -30, -20}, std[4] = {10, 5, 0, 20};
-    for (int mode = 0; mode <= 1; mode++) {
+    for (int mode = 0; mode <= 2; mode++) {
         cfg.window_norm = (bs_window_norm)mode;
         float *y = malloc(sizeof(float) * M * T);
         memcpy(y, x, sizeof(float) * M * T);
@@ -146,4 +146,51 @@ Test(norm, features_normalize_is_zscore_then_window_norm) {
     }
     free(x);
     free(ref);
+}
+
+static int cmp_float(const void *a, const void *b) {
+    const float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+Test(norm, band_median_subtracts_the_sorted_median_of_each_row) {
+    /* every length from 1 to 100, with and without repeated values, against qsort */
+    uint32_t s = 12345;
+    for (int n = 1; n <= 100; n++)
+        for (int dup = 0; dup <= 1; dup++) {
+            float row[100], sorted[100], orig[100];
+            for (int t = 0; t < n; t++) {
+                s = s * 1664525u + 1013904223u;
+                orig[t] = dup ? (float)((s >> 8) % 5) : (float)(s >> 8) / 16777216.0f * 20.0f - 10.0f;
+            }
+            memcpy(row, orig, sizeof(float) * (size_t)n);
+            memcpy(sorted, orig, sizeof(float) * (size_t)n);
+            qsort(sorted, (size_t)n, sizeof(float), cmp_float);
+            const float med = n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]);
+            bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEDIAN, row, 1, n);
+            for (int t = 0; t < n; t++)
+                cr_assert_eq(row[t], orig[t] - med, "n %d dup %d frame %d: %g, expected %g", n, dup,
+                             t, row[t], orig[t] - med);
+        }
+    /* a call in a few frames leaves the band's level between calls at 0 (a mean would not) */
+    float x[10] = {-5, -5, -5, -5, -5, -5, -5, 20, 25, 20};
+    bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEDIAN, x, 1, 10);
+    cr_assert_eq(x[0], 0.0f);
+    cr_assert_eq(x[8], 30.0f);
+}
+
+Test(norm, band_median_frame_limit_is_validated) {
+    bs_feature_config c = bs_feature_config_default();
+    c.window_norm = BS_WINDOW_NORM_BAND_MEDIAN;
+    bs_error err;
+    cr_assert_eq(bs_feature_config_validate(&c, &err), 0, "%s", err.msg);
+    c.segment_seconds = 120.0; /* 5168 frames */
+    c.segment_hop_seconds = 120.0;
+    cr_assert_eq(bs_feature_config_validate(&c, &err), -1);
+    cr_assert(strstr(err.msg, "band_median") && strstr(err.msg, "4096"), "%s", err.msg);
+    bs_window_norm m;
+    cr_assert_eq(bs_window_norm_parse("band_median", &m), 0);
+    cr_assert_eq(m, BS_WINDOW_NORM_BAND_MEDIAN);
+    cr_assert_str_eq(bs_window_norm_name(m), "band_median");
+    cr_assert_eq(bs_window_norm_parse("median", &m), -1);
 }
