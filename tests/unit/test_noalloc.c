@@ -25,10 +25,11 @@ static void on_malloc(const volatile void *p, size_t n) {
 }
 static void on_free(const volatile void *p) { (void)p; }
 
-/* Builds a model of `arch` with the default feature config, saves and loads it as the daemon
- * does, then counts allocations over `windows` windows of the per-window path. */
-static long allocations_per_windows(const char *arch, int windows) {
+/* Builds a model of `arch` with the default feature config (and window_norm), saves and loads
+ * it as the daemon does, then counts allocations over `windows` windows of the per-window path. */
+static long allocations_per_windows(const char *arch, int windows, bs_window_norm wn) {
     bs_feature_config fc = bs_feature_config_default();
+    fc.window_norm = wn;
     int nm = fc.n_mels, nf = bs_feature_n_frames(&fc), ns = bs_feature_segment_samples(&fc);
     const char *labels[] = {"a", "b", "c", "d", "e", "f"};
     bs_error err;
@@ -89,12 +90,15 @@ Test(noalloc, the_hook_counts_an_allocation) {
 
 Test(noalloc, light_network_window_path) {
     bs_nn_set_threads(1);
-    long n = allocations_per_windows("convnet-lite", 5);
-    cr_assert_eq(n, 0, "%ld allocations in 5 windows of convnet-lite", n);
+    for (int wn = 0; wn <= 2; wn++) { /* none, band_mean, band_median */
+        long n = allocations_per_windows("convnet-lite", 5, (bs_window_norm)wn);
+        cr_assert_eq(n, 0, "%ld allocations in 5 windows of convnet-lite, window_norm %s", n,
+                     bs_window_norm_name((bs_window_norm)wn));
+    }
 }
 
 Test(noalloc, convnet1_window_path, .timeout = 120) {
     bs_nn_set_threads(1);
-    long n = allocations_per_windows("convnet1", 2);
+    long n = allocations_per_windows("convnet1", 2, BS_WINDOW_NORM_NONE);
     cr_assert_eq(n, 0, "%ld allocations in 2 windows of convnet1", n);
 }
