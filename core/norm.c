@@ -106,8 +106,9 @@ static float select_kth(float *a, int n, int k) {
     int lo = 0, hi = n - 1;
     while (hi > lo) {
         const int mid = lo + (hi - lo) / 2;
-        float p0 = a[lo], p1 = a[mid], p2 = a[hi]; /* median of three as the pivot */
-        float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0)) : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));
+        const float p0 = a[lo], p1 = a[mid], p2 = a[hi]; /* median of three as the pivot */
+        const float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0))
+                                 : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));
         int i = lo, j = hi;
         while (i <= j) {
             while (a[i] < pv) i++;

@@ -13,7 +13,8 @@
  * with the max taken over the one window. Layout is (n_mels, n_frames), row-major.
  *
  * Thread-safety: bs_feature_config functions, bs_segment, bs_norm_*, bs_normalize_apply,
- * bs_window_norm_apply and bs_features_normalize are re-entrant. A bs_melspec holds FFTW buffers and scratch: use one per thread.
+ * bs_window_norm_apply and bs_features_normalize are re-entrant. A bs_melspec holds FFTW
+ * buffers and scratch: use one per thread.
  * bs_melspec_create/free may be called from any thread (FFTW's planner is serialized by a
  * lock inside core); bs_melspec_compute on distinct objects runs in parallel. */
 #ifndef BIRDSONG_FEATURES_H
@@ -34,7 +35,7 @@ typedef enum bs_pad_mode {
 
 /* What is done to each window after the z-score (bs_features_normalize). */
 typedef enum bs_window_norm {
-    BS_WINDOW_NORM_NONE = 0,     /* nothing: the z-scored log-mel */
+    BS_WINDOW_NORM_NONE = 0,       /* nothing: the z-scored log-mel */
     BS_WINDOW_NORM_BAND_MEAN = 1,  /* subtract each mel band's mean over the window's frames:
                                       a steady background or a recorder's frequency response
                                       (the same in every frame) is removed, calls are kept */
