@@ -412,7 +412,8 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     bs_model *model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, C, o->batch_size,
                                              o->seed, err);
     if (!model) { free(mean); free(std); return -1; }
-    if (bs_model_set_normalization(model, mean, std, M, err) != 0 ||
+    if (bs_model_set_arch(model, o->arch, err) != 0 ||
+        bs_model_set_normalization(model, mean, std, M, err) != 0 ||
         bs_model_set_feature_config(model, cfg, err) != 0) {
         free(mean);
         free(std);

@@ -304,6 +304,18 @@ const char *bs_model_training_date(const bs_model *m) {
     return s ? s : "";
 }
 const char *bs_model_arch(const bs_model *m) { return m->arch; }
+
+int bs_model_set_arch(bs_model *m, const char *name, bs_error *err) {
+    const size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= sizeof m->arch)
+        return bs_error_set(err, "architecture name must be 1 to %d characters",
+                            (int)sizeof m->arch - 1);
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return bs_error_set(err, "architecture name has a control character");
+    memcpy(m->arch, name, n + 1);
+    return 0;
+}
 uint32_t bs_model_checksum(const bs_model *m) { return m->crc; }
 
 /* ---- inference ---------------------------------------------------------------------------- */

@@ -61,6 +61,9 @@ int bs_model_set_feature_config(bs_model *model, const bs_feature_config *cfg, b
 /* Provenance: a JSON object; by convention keys "date" (ISO 8601 UTC), "command", "data",
  * "metrics". A missing "date" is filled with the time of saving. */
 int bs_model_set_training_json(bs_model *model, const char *json_object, bs_error *err);
+/* The architecture's name, informative (the layer list is authoritative): 1-31 printable
+ * characters. bs_model_create sets it; bs_model_create_layers starts with "custom". */
+int bs_model_set_arch(bs_model *model, const char *name, bs_error *err);
 
 /* ---- accessors (pointers live as long as the model) ---- */
 int bs_model_n_outputs(const bs_model *model);

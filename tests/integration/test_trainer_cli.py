@@ -321,6 +321,7 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
     assert set(cv["recording_accuracy"]) == {"mean", "sd"}
     assert meta["features"]["n_mels"] == 64
+    assert meta["arch"] == "convnet-lite-gp"  # the name given, not "custom"
 
 
 @needs_data

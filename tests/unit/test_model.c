@@ -190,6 +190,24 @@ Test(model, serialize_is_deterministic_and_loads) {
     bs_model_free(m);
 }
 
+Test(model, arch_name_is_set_checked_and_saved) {
+    bs_model *m = make_model();
+    bs_error err;
+    cr_assert_eq(bs_model_set_arch(m, "", &err), -1);
+    cr_assert_eq(bs_model_set_arch(m, "a-name-that-is-longer-than-31-chars", &err), -1);
+    cr_assert(strstr(err.msg, "1 to 31"), "%s", err.msg);
+    cr_assert_eq(bs_model_set_arch(m, "bad\nname", &err), -1);
+    cr_assert_eq(bs_model_set_arch(m, "convnet-gp-wide", &err), 0, "%s", err.msg);
+    size_t n;
+    uint8_t *a = serialize(m, &n);
+    bs_model *l = bs_model_load_buffer(a, n, "arch.bsm", &err);
+    cr_assert_not_null(l, "%s", err.msg);
+    cr_assert_str_eq(bs_model_arch(l), "convnet-gp-wide");
+    bs_model_free(l);
+    free(a);
+    bs_model_free(m);
+}
+
 Test(model, unset_metadata_is_refused_at_save) {
     bs_error err;
     bs_model *m = bs_model_create("convnet-lite", 128, 44, labels, NO, 1, 1, &err);
