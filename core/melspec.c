@@ -371,6 +371,8 @@ typedef float v4f __attribute__((vector_size(16)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 typedef float v16f __attribute__((vector_size(64)));
+/* Audio prefetch: the samples new in frame t + PF_AHEAD, while frame t is split, into L2. */
+#define PF_AHEAD 2
 #define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
 #define STOREV(p, v) memcpy((p), &(v), sizeof(v))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -381,7 +383,9 @@ typedef float v16f __attribute__((vector_size(64)));
  * d = Z[k] - conj Z[M-k], W = exp(-i pi / M). P[k] = |2X[k]|^2 = 4 |X[k]|^2, k = 0..M: the
  * mel weights carry the 1/4 (a power of two: the same bits as scaling P). Pairs (k, M-k)
  * four or eight at a time; the backward half is read and written through lane reversals
- * (GCC does not vectorize a backward read of interleaved complex on its own). */
+ * (GCC does not vectorize a backward read of interleaved complex on its own). On the way,
+ * npf cache lines from pf are prefetched into L2, one per vector step (the next frames'
+ * audio). */
 #define SPLIT_BODY(V, ar, ai, br, bi, c, sn, p, q)                                          \
     const V sr = ar + br, si = ai - bi;  /* 2E */                                          \
     const V orr = ai + bi, oi = br - ar; /* 2O = -i d */                                   \
@@ -392,7 +396,8 @@ typedef float v16f __attribute__((vector_size(64)));
 ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restrict tw_c,
                                     const float *restrict tw_s, const float *restrict twp_c,
                                     const float *restrict twp_s, float *restrict P, int M,
-                                    const int wide) {
+                                    const float *pf, int npf, const int wide) {
+    int ipf = 0; /* lines of pf prefetched so far: one per vector step, the rest at the end */
     P[0] = (Z[0] + Z[1]) * (Z[0] + Z[1]);
     P[M] = (Z[0] - Z[1]) * (Z[0] - Z[1]);
     const int kmax = (M - 1) / 2; /* pairs k < M - k */
@@ -402,6 +407,7 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
          * with one shuffle per vector and read the backward half reversed. Then the same on
          * 8 lanes (AVX-512VL) for the rest. */
         for (; k + 15 <= kmax; k += 16) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
             const int j0 = M - k - 15; /* lane o (k + o) pairs with M - k - o = j0 + 15 - o */
             v16f za, zb, ja, jb, c, sn;
             LOADV(za, Z + 2 * k);
@@ -426,6 +432,7 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
         }
     if (wide == 2)
         for (; k + 7 <= kmax; k += 8) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
             const int j0 = M - k - 7; /* lane o (k + o) pairs with M - k - o = j0 + 7 - o */
             v8f za, zb, ja, jb, c, sn;
             LOADV(za, Z + 2 * k);
@@ -448,6 +455,7 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
          * that the de-interleaving costs one shuffle per vector; the backward half is read
          * with its 16-byte halves swapped (loads), the results put in order once. */
         for (; k + 7 <= kmax; k += 8) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
             const int j0 = M - k - 7; /* lane with k + o pairs with M - k - o = j0 + 7 - o */
             v8f za, zb, c, sn;
             v4f j01, j23, j45, j67; /* complex j0 + 0,1  j0 + 2,3 ... */
@@ -501,6 +509,7 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
         const float r = 2.0f * Z[M], i = 2.0f * Z[M + 1];
         P[M / 2] = r * r + i * i;
     }
+    for (; ipf < npf; ipf++) __builtin_prefetch(pf + 16 * ipf, 0, 2);
 }
 
 /* One mel row: a dot product in 8 fixed lanes (weights zero-padded to a multiple of 8, P
@@ -765,27 +774,31 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
     const size_t ps = ms->pstride;
     float *restrict PA = ms->pow_all;
     /* Phase 1, frame by frame: window, FFT, split into the frame's row of pow_all. The
-     * audio of the frame 4 frames ahead is prefetched into L2: the hardware prefetcher does
-     * not see a stream that advances by hop samples per frame with an FFT in between, and a
-     * window's audio usually comes from far away (L3 or memory). */
+     * audio new in frame t + 2 is prefetched into L2 during frame t's split, one line per
+     * vector step: a window's audio usually comes from far away (L3 or memory), the hardware
+     * prefetcher does not follow a stream that advances by hop samples per frame with an FFT
+     * in between, and 32 prefetches in a row stall on the line fill buffers. */
     for (int t = 0; t < n_frames; t++) {
-        const long pa = (long)(t + 3) * hop + half, pe = pa + hop; /* new in frame t + 4 */
-        for (long q = pa; q < pe && q < seg; q += 16) __builtin_prefetch(segment + q, 0, 2);
+        const long pa = (long)(t + PF_AHEAD - 1) * hop + half; /* new in frame t + PF_AHEAD */
+        const long pe = pa + hop < seg ? pa + hop : seg;
+        const int npf = pe > pa ? (int)((pe - pa + 15) / 16) : 0;
         window_frame(segment, seg, t, hop, n_fft, w, ms->fft_in, wide);
         fftwf_execute_dft(ms->plan, (fftwf_complex *)ms->fft_in, ms->fft_out);
         real_split_power((const float *)ms->fft_out, tw_c, tw_s, ms->twp_c, ms->twp_s,
-                         PA + (size_t)t * ps, M, wide);
+                         PA + (size_t)t * ps, M, segment + (pa < seg ? pa : 0), npf, wide);
     }
     /* Phase 2: the mel projection. */
     int m0 = 0;
-    if (wide) { /* block-major: a block's weights stay in L1 for all frames; into S */
-        for (int b = 0; b < ms->n_blk; b++) {
-            int t = 0;
-            if (wide == 2) /* 4 frames x 4 rows: 16 sums in registers, each weight loaded
-                            * once for 4 frames */
-                for (; t + 4 <= n_frames; t += 4)
-                    mel_rows8xF(ms, PA + (size_t)t * ps, ps, 4, 4, b, S + (size_t)t * n_mels,
+    if (wide) { /* into S */
+        int tg = 0;
+        if (wide == 2) /* 4 frames x 4 rows: 16 sums in registers, each weight loaded once
+                        * for 4 frames; for each group of 4 frames, block after block */
+            for (; tg + 4 <= n_frames; tg += 4)
+                for (int b = 0; b < ms->n_blk; b++)
+                    mel_rows8xF(ms, PA + (size_t)tg * ps, ps, 4, 4, b, S + (size_t)tg * n_mels,
                                 n_mels);
+        for (int b = 0; b < ms->n_blk; b++) { /* block-major: the weights stay in L1 */
+            int t = tg;
             for (; t + 2 <= n_frames; t += 2) {
                 float *restrict s0 = S + (size_t)t * n_mels + 8 * b;
                 mel_rows8x2(ms, PA + (size_t)t * ps, PA + (size_t)(t + 1) * ps, b, s0,
