@@ -756,10 +756,11 @@ ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, i
  * results: vectorization here runs across independent elements and keeps every sum's order.
  *
  * Two phases: window + FFT + split of every frame into pow_all (n_frames rows, ~180 KB, in
- * L2), then the mel projection block by block over all frames. One frame at a time in the
- * first phase keeps its working set (audio, window, FFT input and output, FFTW's and the
- * split's twiddles, one power row: ~44 KB) inside the 48 KB L1; the mel weights are no
- * longer part of it. */
+ * L2), then the mel projection by groups of frames (4 in the AVX-512 body, 2 in the AVX2
+ * one), block of 8 rows after block: the group's power rows (16 KB) and the weights (10 KB)
+ * stay in L1. One frame at a time in the first phase keeps its working set (audio, window,
+ * FFT input and output, FFTW's and the split's twiddles, one power row: ~44 KB) inside the
+ * 48 KB L1; the mel weights are no longer part of it. */
 ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                                 float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
@@ -797,7 +798,14 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                 for (int b = 0; b < ms->n_blk; b++)
                     mel_rows8xF(ms, PA + (size_t)tg * ps, ps, 4, 4, b, S + (size_t)tg * n_mels,
                                 n_mels);
-        for (int b = 0; b < ms->n_blk; b++) { /* block-major: the weights stay in L1 */
+        if (wide == 1) /* the same by pairs of frames (16 registers) */
+            for (; tg + 2 <= n_frames; tg += 2)
+                for (int b = 0; b < ms->n_blk; b++) {
+                    float *restrict s0 = S + (size_t)tg * n_mels + 8 * b;
+                    mel_rows8x2(ms, PA + (size_t)tg * ps, PA + (size_t)(tg + 1) * ps, b, s0,
+                                s0 + n_mels);
+                }
+        for (int b = 0; b < ms->n_blk; b++) { /* the last frames, block-major */
             int t = tg;
             for (; t + 2 <= n_frames; t += 2) {
                 float *restrict s0 = S + (size_t)t * n_mels + 8 * b;
