@@ -340,7 +340,7 @@ const char *bs_melspec_fft_plan(const bs_melspec *ms) {
 }
 
 int bs_melspec_uses_avx2(const bs_melspec *ms) {
-    return ms->use_avx2 != 0;
+    return ms->use_avx2;
 }
 
 /* log10(x) for normal x > 0, branch-free so that it vectorizes: x = m 2^e with m in

@@ -328,6 +328,7 @@ Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
         unsetenv("BIRDSONG_NO_AVX2");
         cr_assert(fast && mid && base, "%s", err.msg);
         cr_assert_eq(bs_melspec_uses_avx2(base), 0);
+        cr_assert_leq(bs_melspec_uses_avx2(mid), 1);
         if (!bs_melspec_uses_avx2(fast)) cr_log_info("AVX2 body not in this build (sanitizers) or not on this CPU: both are the baseline; tests/integration/test_features.py compares them in the normal build");
         int n = bs_feature_segment_samples(&c), F = bs_feature_n_frames(&c);
         size_t no = (size_t)c.n_mels * F;
