@@ -304,7 +304,7 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->plan_from_wisdom = ms->plan != NULL;
 #if BS_MELSPEC_AVX2
     __builtin_cpu_init();
-    ms->use_avx2 = __builtin_cpu_supports("avx2");
+    ms->use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
     { /* diagnostic switches: BIRDSONG_NO_AVX2 forces the baseline body, BIRDSONG_NO_AVX512
        * stops at the AVX2 one (tests compare the three bit for bit) */
         const char *no = getenv("BIRDSONG_NO_AVX2");
