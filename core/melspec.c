@@ -73,6 +73,9 @@ struct bs_melspec {
      * 8 rows' 8 weights. Extra zero terms add +0 to a lane: the same sums bit for bit. */
     int n_blk;
     int *blk_len8;     /* n_blk */
+    int *blk_len8h;    /* 2 n_blk: the same for rows 8b..8b+3 and 8b+4..8b+7 alone (the
+                        * kernels that go 4 rows at a time stop there: past it the 4 rows'
+                        * weights are all zero, and adding +0 to a sum >= 0 changes no bit) */
     int *blk_off;      /* n_blk: offset of each block in mel_wb */
     float *mel_wb;
     float *mel_tf;     /* n_frames * n_mels: the wide bodies' mel powers, frame after frame */
@@ -196,6 +199,7 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms->mel_off);
     free(ms->mel_w);
     free(ms->blk_len8);
+    free(ms->blk_len8h);
     free(ms->blk_off);
     free(ms->mel_wb);
     free(ms->mel_tf);
@@ -243,7 +247,8 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     size_t total_blk = 0;
     ms->blk_len8 = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_len8);
     ms->blk_off = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_off);
-    if (!ms->blk_len8 || !ms->blk_off) {
+    ms->blk_len8h = malloc((2 * (size_t)ms->n_blk + 1) * sizeof *ms->blk_len8h);
+    if (!ms->blk_len8 || !ms->blk_off || !ms->blk_len8h) {
         free(W);
         goto oom;
     }
@@ -251,6 +256,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         int len8 = 0;
         for (int r = 0; r < 8; r++) len8 = ms->mel_len8[8 * b + r] > len8 ? ms->mel_len8[8 * b + r] : len8;
         ms->blk_len8[b] = len8;
+        for (int h = 0; h < 2; h++) {
+            int l = 0;
+            for (int r = 4 * h; r < 4 * h + 4; r++)
+                l = ms->mel_len8[8 * b + r] > l ? ms->mel_len8[8 * b + r] : l;
+            ms->blk_len8h[2 * b + h] = l;
+        }
         ms->blk_off[b] = (int)total_blk;
         total_blk += (size_t)len8 * 8;
         for (int r = 0; r < 8; r++) /* P is read up to the block's length past each start */
@@ -567,9 +578,10 @@ ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int 
 ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
                                const float *restrict P1, int b, float *restrict v0,
                                float *restrict v1) {
-    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    const int *st = ms->mel_start + 8 * b;
     v8f A0[8], A1[8];
     for (int h = 0; h < 8; h += 4) {
+        const int len8 = ms->blk_len8h[2 * b + h / 4];
         const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
         v8f a0[4], a1[4];
         for (int r = 0; r < 4; r++) a0[r] = a1[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
@@ -596,9 +608,10 @@ ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
  * is loaded once for F frames). The same lane sums as mel_row. */
 ALWAYS_INLINE void mel_rows8xF(const bs_melspec *ms, const float *restrict P0, size_t ps, int F,
                                int R, int b, float *restrict S, int n_mels) {
-    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    const int *st = ms->mel_start + 8 * b;
     v8f A[4][8];
     for (int h = 0; h < 8; h += R) {
+        const int len8 = R == 4 ? ms->blk_len8h[2 * b + h / 4] : ms->blk_len8[b];
         const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
         v8f a[4][8];
         for (int f = 0; f < F; f++)
