@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Log-mel speed: 5 minutes of real recordings (birds-6sp), 1 s windows at 22050 Hz, C
 # (FFTW single precision) vs the numpy reference of librosa's formulas, one core each.
-# Goals (issue 2): >= 20x numpy and >= 2000x real time.
+# Goals (issue 2): >= 20x numpy and >= 2000x real time. BENCH_CPU: the core both run on (0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BUILD=${BIRDSONG_BUILD:-$PWD/build}
@@ -18,7 +18,7 @@ cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -o "$BUILD/bench/features_bench" bench/f
   "$BUILD/libbirdsong.a" $(pkg-config --cflags --libs $CORE_PKGS) -lm -lpthread
 mapfile -t FILES < <(find "$DATA/birds-6sp" -name '*.flac' | sort)
 PIN=()
-command -v taskset >/dev/null && PIN=(taskset -c 0)
+command -v taskset >/dev/null && PIN=(taskset -c "${BENCH_CPU:-0}")
 export OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 c_out=$("${PIN[@]}" "$BUILD/bench/features_bench" "$SECONDS_OF_AUDIO" "$REPS" "$BUILD/bench/audio.npy" "${FILES[@]}")
 py_out=$("${PIN[@]}" /usr/bin/python3 bench/features_numpy.py "$BUILD/bench/audio.npy" "$(( REPS < 3 ? REPS : 3 ))")

@@ -16,9 +16,9 @@
 
 #include "birdsong/features.h"
 
-/* An AVX2 build of the computation next to the baseline one, chosen at run time (GCC on
- * x86-64; not under the sanitizers, and BS_NO_TARGET_CLONES turns it off to check that both
- * give the same bits). */
+/* AVX2 and AVX-512 builds of the computation next to the baseline one, chosen at run time
+ * (GCC on x86-64; not under the sanitizers, and BS_NO_TARGET_CLONES turns them off to check
+ * that all give the same bits). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__SANITIZE_ADDRESS__) && !defined(BS_NO_TARGET_CLONES)
 #define BS_MELSPEC_AVX2 1
@@ -52,15 +52,15 @@ static const char k_fftw_wisdom[] =
 struct bs_melspec {
     bs_feature_config cfg;
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
-    void *arena;       /* fftwf_malloc'd block holding the six arrays below (see arena_layout) */
+    void *arena;       /* fftwf_malloc'd block holding the seven arrays below (arena_layout) */
     float *window;     /* n_fft, periodic Hann */
-    float *fft_in[2];  /* n_fft: a windowed frame = n_fft/2 complex (frames go by pairs) */
-    fftwf_complex *fft_out[2]; /* n_fft/2: its complex FFT */
+    float *fft_in;     /* n_fft: a windowed frame = n_fft/2 complex */
+    fftwf_complex *fft_out; /* n_fft/2: its complex FFT */
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
     float *twp_c, *twp_s; /* the same for the AVX2 split's blocks k = 1 + 8i .. 8 + 8i, each
                            * in its lane order k + (0 1 4 5 2 3 6 7) */
-    float *power[2];   /* n_power: a frame's power spectrum, zero tail */
-    size_t n_power;    /* n_freqs + 8, or more for the blocks' padded rows */
+    size_t n_power;    /* a power spectrum's length: n_freqs + 8, or more for the blocks'
+                        * padded rows (zero tail) */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
     int *mel_len;      /* n_mels: number of nonzero bins */
     int *mel_len8;     /* n_mels: mel_len rounded up to a multiple of 8 */
@@ -73,13 +73,19 @@ struct bs_melspec {
      * 8 rows' 8 weights. Extra zero terms add +0 to a lane: the same sums bit for bit. */
     int n_blk;
     int *blk_len8;     /* n_blk */
+    int *blk_len8h;    /* 2 n_blk: the same for rows 8b..8b+3 and 8b+4..8b+7 alone (the
+                        * kernels that go 4 rows at a time stop there: past it the 4 rows'
+                        * weights are all zero, and adding +0 to a sum >= 0 changes no bit) */
     int *blk_off;      /* n_blk: offset of each block in mel_wb */
     float *mel_wb;
-    float *mel_tf;     /* n_frames * n_mels: the AVX2 path's mel powers, frame after frame */
+    float *mel_tf;     /* n_frames * n_mels: the wide bodies' mel powers, frame after frame */
+    float *pow_all;    /* n_frames x pstride: every frame's power spectrum, zero tails */
+    size_t pstride;    /* n_power rounded up to 16 floats */
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
-    int use_avx2;         /* run melspec_compute_avx2 (the CPU has AVX2) */
+    int use_avx2;         /* 1: run melspec_compute_avx2 (the CPU has AVX2), 2: run
+                           * melspec_compute_avx512 (AVX-512 F/VL/BW/DQ) */
 };
 
 /* Slaney mel scale (librosa htk=False). */
@@ -151,17 +157,16 @@ float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err) {
  * layout does not depend on what malloc returns: a load whose address matches a pending
  * store's in the low 12 bits waits for it ("4K aliasing"), and each loop's load streams
  * start 1-2 KB away from its store stream:
- *   fft_in 0 and 1024, window 2048 (window loop);  fft_out 2048 and 3072 (FFT);
- *   power 0 and 2048, tw_c and twp_c 1024, tw_s and twp_s 3072 (split). */
+ *   fft_in 0, window 2048 (window loop);  fft_out 2048 (FFT);
+ *   tw_c and twp_c 1024, tw_s and twp_s 3072 (split, which stores into pow_all). */
 static int arena_layout(bs_melspec *ms) {
-    const size_t nf = (size_t)ms->n_fft, half = nf / 2, np = ms->n_power;
+    const size_t nf = (size_t)ms->n_fft, half = nf / 2;
     struct {
         size_t floats, offset;
-    } a[11] = {{nf, 0},      {nf, 2048},   {nf, 2048},   {np, 0},
-               {half, 1024}, {half, 3072}, {half, 1024}, {half, 3072},
-               {nf, 1024},   {nf, 3072},   {np, 2048}};
-    size_t at[11], end = 0;
-    for (int i = 0; i < 11; i++) { /* next byte position >= end that is = offset (mod 4096) */
+    } a[7] = {{nf, 0},      {nf, 2048},   {nf, 2048},  {half, 1024},
+              {half, 3072}, {half, 1024}, {half, 3072}};
+    size_t at[7], end = 0;
+    for (int i = 0; i < 7; i++) { /* next byte position >= end that is = offset (mod 4096) */
         const size_t pos = end + ((a[i].offset + 4096 - end % 4096) % 4096);
         at[i] = pos;
         end = pos + a[i].floats * sizeof(float);
@@ -170,17 +175,13 @@ static int arena_layout(bs_melspec *ms) {
     if (!raw) return -1;
     ms->arena = raw;
     char *base = raw + (4096 - (uintptr_t)raw % 4096) % 4096;
-    ms->fft_in[0] = (float *)(base + at[0]);
+    ms->fft_in = (float *)(base + at[0]);
     ms->window = (float *)(base + at[1]);
-    ms->fft_out[0] = (fftwf_complex *)(base + at[2]);
-    ms->power[0] = (float *)(base + at[3]);
-    ms->fft_in[1] = (float *)(base + at[8]);
-    ms->fft_out[1] = (fftwf_complex *)(base + at[9]);
-    ms->power[1] = (float *)(base + at[10]);
-    ms->tw_c = (float *)(base + at[4]);
-    ms->tw_s = (float *)(base + at[5]);
-    ms->twp_c = (float *)(base + at[6]);
-    ms->twp_s = (float *)(base + at[7]);
+    ms->fft_out = (fftwf_complex *)(base + at[2]);
+    ms->tw_c = (float *)(base + at[3]);
+    ms->tw_s = (float *)(base + at[4]);
+    ms->twp_c = (float *)(base + at[5]);
+    ms->twp_s = (float *)(base + at[6]);
     return 0;
 }
 
@@ -198,9 +199,11 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms->mel_off);
     free(ms->mel_w);
     free(ms->blk_len8);
+    free(ms->blk_len8h);
     free(ms->blk_off);
     free(ms->mel_wb);
     free(ms->mel_tf);
+    free(ms->pow_all);
     free(ms);
 }
 
@@ -244,7 +247,8 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     size_t total_blk = 0;
     ms->blk_len8 = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_len8);
     ms->blk_off = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_off);
-    if (!ms->blk_len8 || !ms->blk_off) {
+    ms->blk_len8h = malloc((2 * (size_t)ms->n_blk + 1) * sizeof *ms->blk_len8h);
+    if (!ms->blk_len8 || !ms->blk_off || !ms->blk_len8h) {
         free(W);
         goto oom;
     }
@@ -252,6 +256,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         int len8 = 0;
         for (int r = 0; r < 8; r++) len8 = ms->mel_len8[8 * b + r] > len8 ? ms->mel_len8[8 * b + r] : len8;
         ms->blk_len8[b] = len8;
+        for (int h = 0; h < 2; h++) {
+            int l = 0;
+            for (int r = 4 * h; r < 4 * h + 4; r++)
+                l = ms->mel_len8[8 * b + r] > l ? ms->mel_len8[8 * b + r] : l;
+            ms->blk_len8h[2 * b + h] = l;
+        }
         ms->blk_off[b] = (int)total_blk;
         total_blk += (size_t)len8 * 8;
         for (int r = 0; r < 8; r++) /* P is read up to the block's length past each start */
@@ -261,7 +271,11 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->mel_w = calloc(total ? total : 1, sizeof *ms->mel_w);
     ms->mel_wb = calloc(total_blk ? total_blk : 1, sizeof *ms->mel_wb);
     ms->mel_tf = malloc((size_t)ms->n_frames * (size_t)ms->n_mels * sizeof *ms->mel_tf);
-    if (!ms->mel_w || !ms->mel_wb || !ms->mel_tf || arena_layout(ms)) {
+    ms->pstride = (ms->n_power + 15) / 16 * 16;
+    ms->pow_all = aligned_alloc(64, (size_t)ms->n_frames * ms->pstride * sizeof *ms->pow_all);
+    if (ms->pow_all)
+        memset(ms->pow_all, 0, (size_t)ms->n_frames * ms->pstride * sizeof *ms->pow_all);
+    if (!ms->mel_w || !ms->mel_wb || !ms->mel_tf || !ms->pow_all || arena_layout(ms)) {
         free(W);
         goto oom;
     }
@@ -290,29 +304,32 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
             ms->twp_c[8 * i + l] = ms->tw_c[1 + 8 * i + lane_k[l]];
             ms->twp_s[8 * i + l] = ms->tw_s[1 + 8 * i + lane_k[l]];
         }
-    memset(ms->power[0], 0, ms->n_power * sizeof *ms->power[0]);
-    memset(ms->power[1], 0, ms->n_power * sizeof *ms->power[1]);
     pthread_mutex_lock(&g_fftw_planner_lock);
     if (!g_wisdom_imported) {
         g_wisdom_imported = 1;
         (void)fftwf_import_wisdom_from_string(k_fftw_wisdom); /* 0 where it does not apply */
     }
-    /* Planned on frame buffer 0, run on both with fftwf_execute_dft (the same alignment). */
-    fftwf_complex *zin = (fftwf_complex *)ms->fft_in[0];
-    ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out[0], FFTW_FORWARD,
+    fftwf_complex *zin = (fftwf_complex *)ms->fft_in;
+    ms->plan = fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD,
                                  FFTW_MEASURE | FFTW_WISDOM_ONLY);
     ms->plan_from_wisdom = ms->plan != NULL;
 #if BS_MELSPEC_AVX2
     __builtin_cpu_init();
-    ms->use_avx2 = __builtin_cpu_supports("avx2");
-    { /* diagnostic switch: force the baseline body (tests compare the two bit for bit) */
+    ms->use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
+    { /* diagnostic switches: BIRDSONG_NO_AVX2 forces the baseline body, BIRDSONG_NO_AVX512
+       * stops at the AVX2 one (tests compare the three bit for bit) */
         const char *no = getenv("BIRDSONG_NO_AVX2");
         if (no && *no && strcmp(no, "0") != 0) ms->use_avx2 = 0;
+        const char *no5 = getenv("BIRDSONG_NO_AVX512");
+        if (ms->use_avx2 && !(no5 && *no5 && strcmp(no5, "0") != 0) &&
+            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
+            ms->use_avx2 = 2;
     }
 #endif
     if (!ms->plan)
         ms->plan =
-            fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out[0], FFTW_FORWARD, FFTW_ESTIMATE);
+            fftwf_plan_dft_1d(ms->n_fft / 2, zin, ms->fft_out, FFTW_FORWARD, FFTW_ESTIMATE);
     pthread_mutex_unlock(&g_fftw_planner_lock);
     if (!ms->plan) {
         bs_melspec_free(ms);
@@ -334,7 +351,7 @@ const char *bs_melspec_fft_plan(const bs_melspec *ms) {
 }
 
 int bs_melspec_uses_avx2(const bs_melspec *ms) {
-    return ms->use_avx2 != 0;
+    return ms->use_avx2;
 }
 
 /* log10(x) for normal x > 0, branch-free so that it vectorizes: x = m 2^e with m in
@@ -364,6 +381,9 @@ static inline float log10_approx(float x) {
 typedef float v4f __attribute__((vector_size(16)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
+typedef float v16f __attribute__((vector_size(64)));
+/* Audio prefetch: the samples new in frame t + PF_AHEAD, while frame t is split, into L2. */
+#define PF_AHEAD 2
 #define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
 #define STOREV(p, v) memcpy((p), &(v), sizeof(v))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -374,7 +394,9 @@ typedef int32_t v8i __attribute__((vector_size(32)));
  * d = Z[k] - conj Z[M-k], W = exp(-i pi / M). P[k] = |2X[k]|^2 = 4 |X[k]|^2, k = 0..M: the
  * mel weights carry the 1/4 (a power of two: the same bits as scaling P). Pairs (k, M-k)
  * four or eight at a time; the backward half is read and written through lane reversals
- * (GCC does not vectorize a backward read of interleaved complex on its own). */
+ * (GCC does not vectorize a backward read of interleaved complex on its own). On the way,
+ * npf cache lines from pf are prefetched into L2, one per vector step (the next frames'
+ * audio). */
 #define SPLIT_BODY(V, ar, ai, br, bi, c, sn, p, q)                                          \
     const V sr = ar + br, si = ai - bi;  /* 2E */                                          \
     const V orr = ai + bi, oi = br - ar; /* 2O = -i d */                                   \
@@ -385,16 +407,66 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restrict tw_c,
                                     const float *restrict tw_s, const float *restrict twp_c,
                                     const float *restrict twp_s, float *restrict P, int M,
-                                    const int wide) {
+                                    const float *pf, int npf, const int wide) {
+    int ipf = 0; /* lines of pf prefetched so far: one per vector step, the rest at the end */
     P[0] = (Z[0] + Z[1]) * (Z[0] + Z[1]);
     P[M] = (Z[0] - Z[1]) * (Z[0] - Z[1]);
     const int kmax = (M - 1) / 2; /* pairs k < M - k */
     int k = 1;
-    if (wide)
+    if (wide == 2)
+        /* AVX-512: 16 pairs in natural lane order; the two-source permutes de-interleave
+         * with one shuffle per vector and read the backward half reversed. Then the same on
+         * 8 lanes (AVX-512VL) for the rest. */
+        for (; k + 15 <= kmax; k += 16) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
+            const int j0 = M - k - 15; /* lane o (k + o) pairs with M - k - o = j0 + 15 - o */
+            v16f za, zb, ja, jb, c, sn;
+            LOADV(za, Z + 2 * k);
+            LOADV(zb, Z + 2 * k + 16);
+            LOADV(ja, Z + 2 * j0);
+            LOADV(jb, Z + 2 * j0 + 16);
+            LOADV(c, tw_c + k);
+            LOADV(sn, tw_s + k);
+            const v16f ar = __builtin_shufflevector(za, zb, 0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+                                                    20, 22, 24, 26, 28, 30);
+            const v16f ai = __builtin_shufflevector(za, zb, 1, 3, 5, 7, 9, 11, 13, 15, 17, 19,
+                                                    21, 23, 25, 27, 29, 31);
+            const v16f br = __builtin_shufflevector(ja, jb, 30, 28, 26, 24, 22, 20, 18, 16, 14,
+                                                    12, 10, 8, 6, 4, 2, 0);
+            const v16f bi = __builtin_shufflevector(ja, jb, 31, 29, 27, 25, 23, 21, 19, 17, 15,
+                                                    13, 11, 9, 7, 5, 3, 1);
+            SPLIT_BODY(v16f, ar, ai, br, bi, c, sn, p, q)
+            const v16f qj = __builtin_shufflevector(q, q, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6,
+                                                    5, 4, 3, 2, 1, 0);
+            STOREV(P + k, p);
+            STOREV(P + j0, qj);
+        }
+    if (wide == 2)
+        for (; k + 7 <= kmax; k += 8) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
+            const int j0 = M - k - 7; /* lane o (k + o) pairs with M - k - o = j0 + 7 - o */
+            v8f za, zb, ja, jb, c, sn;
+            LOADV(za, Z + 2 * k);
+            LOADV(zb, Z + 2 * k + 8);
+            LOADV(ja, Z + 2 * j0);
+            LOADV(jb, Z + 2 * j0 + 8);
+            LOADV(c, tw_c + k);
+            LOADV(sn, tw_s + k);
+            const v8f ar = __builtin_shufflevector(za, zb, 0, 2, 4, 6, 8, 10, 12, 14);
+            const v8f ai = __builtin_shufflevector(za, zb, 1, 3, 5, 7, 9, 11, 13, 15);
+            const v8f br = __builtin_shufflevector(ja, jb, 14, 12, 10, 8, 6, 4, 2, 0);
+            const v8f bi = __builtin_shufflevector(ja, jb, 15, 13, 11, 9, 7, 5, 3, 1);
+            SPLIT_BODY(v8f, ar, ai, br, bi, c, sn, p, q)
+            const v8f qj = __builtin_shufflevector(q, q, 7, 6, 5, 4, 3, 2, 1, 0);
+            STOREV(P + k, p);
+            STOREV(P + j0, qj);
+        }
+    if (wide == 1)
         /* Lanes in the order k + (0 1 4 5 2 3 6 7), the one AVX's in-lane shuffles give, so
          * that the de-interleaving costs one shuffle per vector; the backward half is read
          * with its 16-byte halves swapped (loads), the results put in order once. */
         for (; k + 7 <= kmax; k += 8) {
+            if (ipf < npf) __builtin_prefetch(pf + 16 * ipf++, 0, 2);
             const int j0 = M - k - 7; /* lane with k + o pairs with M - k - o = j0 + 7 - o */
             v8f za, zb, c, sn;
             v4f j01, j23, j45, j67; /* complex j0 + 0,1  j0 + 2,3 ... */
@@ -448,6 +520,7 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
         const float r = 2.0f * Z[M], i = 2.0f * Z[M + 1];
         P[M / 2] = r * r + i * i;
     }
+    for (; ipf < npf; ipf++) __builtin_prefetch(pf + 16 * ipf, 0, 2);
 }
 
 /* One mel row: a dot product in 8 fixed lanes (weights zero-padded to a multiple of 8, P
@@ -505,9 +578,10 @@ ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int 
 ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
                                const float *restrict P1, int b, float *restrict v0,
                                float *restrict v1) {
-    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
+    const int *st = ms->mel_start + 8 * b;
     v8f A0[8], A1[8];
     for (int h = 0; h < 8; h += 4) {
+        const int len8 = ms->blk_len8h[2 * b + h / 4];
         const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
         v8f a0[4], a1[4];
         for (int r = 0; r < 4; r++) a0[r] = a1[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
@@ -527,6 +601,35 @@ ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
     }
     reduce8(A0, v0);
     reduce8(A1, v1);
+}
+
+/* The same for F <= 4 frames at once (power rows P0 + f ps) with R rows per pass, for the
+ * AVX-512 body (32 vector registers: all R x F sums stay in registers, each weight vector
+ * is loaded once for F frames). The same lane sums as mel_row. */
+ALWAYS_INLINE void mel_rows8xF(const bs_melspec *ms, const float *restrict P0, size_t ps, int F,
+                               int R, int b, float *restrict S, int n_mels) {
+    const int *st = ms->mel_start + 8 * b;
+    v8f A[4][8];
+    for (int h = 0; h < 8; h += R) {
+        const int len8 = R == 4 ? ms->blk_len8h[2 * b + h / 4] : ms->blk_len8[b];
+        const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
+        v8f a[4][8];
+        for (int f = 0; f < F; f++)
+            for (int r = 0; r < R; r++) a[f][r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
+        for (int j = 0; j < len8; j += 8, wb += 64)
+            for (int r = 0; r < R; r++) {
+                v8f x;
+                LOADV(x, wb + 8 * r);
+                for (int f = 0; f < F; f++) {
+                    v8f y;
+                    LOADV(y, P0 + (size_t)f * ps + st[h + r] + j);
+                    a[f][r] += x * y;
+                }
+            }
+        for (int f = 0; f < F; f++)
+            for (int r = 0; r < R; r++) A[f][h + r] = a[f][r];
+    }
+    for (int f = 0; f < F; f++) reduce8(A[f], S + (size_t)f * n_mels + 8 * b);
 }
 
 /* Lane-wise select through the bits (C has no ?: on vectors). */
@@ -622,9 +725,30 @@ ALWAYS_INLINE void transpose8_db(const float *restrict S, float *restrict out, i
 /* Frame t of the segment, windowed, into in: centre=True with zero padding, frame t covers
  * segment[t*hop - n_fft/2, + n_fft). */
 ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, int hop,
-                                int n_fft, const float *restrict w, float *restrict in) {
+                                int n_fft, const float *restrict w, float *restrict in, const int wide) {
     const int half = n_fft / 2;
     const long start = (long)t * hop - half;
+    if (wide == 2 && start >= 0 && start + n_fft <= seg && half % 16 == 0) {
+        /* 16 lanes: half the instructions of the 8-lane loop below, which is bound by them
+         * (and by its stores), not by arithmetic. The second half's window read reversed. */
+        const float *restrict x = segment + start;
+        for (int n = 0; n < half; n += 16) {
+            v16f a, b;
+            LOADV(a, w + n);
+            LOADV(b, x + n);
+            a *= b;
+            STOREV(in + n, a);
+        }
+        for (int n = half; n < n_fft; n += 16) { /* w[n_fft - n - 15 .. n_fft - n] reversed */
+            v16f a, b;
+            LOADV(a, w + (n_fft - n - 15));
+            LOADV(b, x + n);
+            a = __builtin_shufflevector(a, a, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+            a *= b;
+            STOREV(in + n, a);
+        }
+        return;
+    }
     if (start >= 0 && start + n_fft <= seg) {
         const float *restrict x = segment + start;
         /* The periodic Hann is symmetric, w[n_fft - n] = w[n] (bit for bit: both are
@@ -640,9 +764,16 @@ ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, i
     }
 }
 
-/* The whole computation, inlined into a baseline and an AVX2 function (wide: 8-float
- * vectors where GCC would not find them). Both give bit-identical results: vectorization
- * here runs across independent elements and keeps every sum's order. */
+/* The whole computation, inlined into a baseline, an AVX2 and an AVX-512 function (wide 0,
+ * 1, 2: 8- or 16-float vectors where GCC would not find them). All give bit-identical
+ * results: vectorization here runs across independent elements and keeps every sum's order.
+ *
+ * Two phases: window + FFT + split of every frame into pow_all (n_frames rows, ~180 KB, in
+ * L2), then the mel projection by groups of frames (4 in the AVX-512 body, 2 in the AVX2
+ * one), block of 8 rows after block: the group's power rows (16 KB) and the weights (10 KB)
+ * stay in L1. One frame at a time in the first phase keeps its working set (audio, window,
+ * FFT input and output, FFTW's and the split's twiddles, one power row: ~44 KB) inside the
+ * 48 KB L1; the mel weights are no longer part of it. */
 ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                                 float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
@@ -654,53 +785,71 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
 
     float smax = 0.0f; /* the largest mel power of the window */
     v8f mx = {0, 0, 0, 0, 0, 0, 0, 0}; /* the same in 8 lanes (AVX2 body) */
-    /* Frames by pairs, each step for both frames before the next step: the twiddles, the
-     * window and the mel weights are then fetched into L1 once per pair. */
-    for (int t0 = 0; t0 < n_frames; t0 += 2) {
-        const int nb = n_frames - t0 < 2 ? n_frames - t0 : 2;
-        for (int i = 0; i < nb; i++)
-            window_frame(segment, seg, t0 + i, hop, n_fft, w, ms->fft_in[i]);
-        for (int i = 0; i < nb; i++)
-            fftwf_execute_dft(ms->plan, (fftwf_complex *)ms->fft_in[i], ms->fft_out[i]);
-        for (int i = 0; i < nb; i++)
-            real_split_power((const float *)ms->fft_out[i], tw_c, tw_s, ms->twp_c, ms->twp_s,
-                             ms->power[i], M, wide);
-        for (int i = 0; i < nb; i++) {
-            const int t = t0 + i;
-            const float *restrict P = ms->power[i];
-            int m = 0;
-            if (wide) /* into S, frame-major: one frame's 8 mels in one store */
-                for (; m + 8 <= n_mels; m += 8) {
-                    float *restrict s0 = S + (size_t)t * n_mels + m;
-                    v8f v;
-                    if (nb == 2) { /* both frames at once, frame t + 1 in the next row of S */
-                        mel_rows8x2(ms, P, ms->power[1], m / 8, s0, s0 + n_mels);
-                        LOADV(v, s0 + n_mels);
-                        mx = SELECT8(v > mx, v, mx);
-                    } else
-                        mel_rows8(ms, P, m / 8, s0);
-                    LOADV(v, s0);
-                    mx = SELECT8(v > mx, v, mx); /* max is exact: any order, the same value */
+    const size_t ps = ms->pstride;
+    float *restrict PA = ms->pow_all;
+    /* Phase 1, frame by frame: window, FFT, split into the frame's row of pow_all. The
+     * audio new in frame t + 2 is prefetched into L2 during frame t's split, one line per
+     * vector step: a window's audio usually comes from far away (L3 or memory), the hardware
+     * prefetcher does not follow a stream that advances by hop samples per frame with an FFT
+     * in between, and 32 prefetches in a row stall on the line fill buffers. */
+    for (int t = 0; t < n_frames; t++) {
+        const long pa = (long)(t + PF_AHEAD - 1) * hop + half; /* new in frame t + PF_AHEAD */
+        const long pe = pa + hop < seg ? pa + hop : seg;
+        const int npf = pe > pa ? (int)((pe - pa + 15) / 16) : 0;
+        window_frame(segment, seg, t, hop, n_fft, w, ms->fft_in, wide);
+        fftwf_execute_dft(ms->plan, (fftwf_complex *)ms->fft_in, ms->fft_out);
+        real_split_power((const float *)ms->fft_out, tw_c, tw_s, ms->twp_c, ms->twp_s,
+                         PA + (size_t)t * ps, M, segment + (pa < seg ? pa : 0), npf, wide);
+    }
+    /* Phase 2: the mel projection. */
+    int m0 = 0;
+    if (wide) { /* into S */
+        int tg = 0;
+        if (wide == 2) /* 4 frames x 4 rows: 16 sums in registers, each weight loaded once
+                        * for 4 frames; for each group of 4 frames, block after block */
+            for (; tg + 4 <= n_frames; tg += 4)
+                for (int b = 0; b < ms->n_blk; b++)
+                    mel_rows8xF(ms, PA + (size_t)tg * ps, ps, 4, 4, b, S + (size_t)tg * n_mels,
+                                n_mels);
+        if (wide == 1) /* the same by pairs of frames (16 registers) */
+            for (; tg + 2 <= n_frames; tg += 2)
+                for (int b = 0; b < ms->n_blk; b++) {
+                    float *restrict s0 = S + (size_t)tg * n_mels + 8 * b;
+                    mel_rows8x2(ms, PA + (size_t)tg * ps, PA + (size_t)(tg + 1) * ps, b, s0,
+                                s0 + n_mels);
                 }
-            for (; m < n_mels; m++) {
-                const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
-                                        ms->mel_len8[m]);
-                if (wide)
-                    S[(size_t)t * n_mels + m] = v;
-                else
-                    out[(size_t)m * n_frames + t] = v;
-                smax = v > smax ? v : smax;
+        for (int b = 0; b < ms->n_blk; b++) { /* the last frames, block-major */
+            int t = tg;
+            for (; t + 2 <= n_frames; t += 2) {
+                float *restrict s0 = S + (size_t)t * n_mels + 8 * b;
+                mel_rows8x2(ms, PA + (size_t)t * ps, PA + (size_t)(t + 1) * ps, b, s0,
+                            s0 + n_mels);
             }
-            if (wide && nb == 2 && i == 0) { /* frame t + 1: its blocks are done */
-                for (int r = n_mels / 8 * 8; r < n_mels; r++) {
-                    const float v = mel_row(ms->mel_w + ms->mel_off[r],
-                                            ms->power[1] + ms->mel_start[r], ms->mel_len8[r]);
-                    S[(size_t)(t + 1) * n_mels + r] = v;
-                    smax = v > smax ? v : smax;
-                }
-                break;
-            }
+            if (t < n_frames) mel_rows8(ms, PA + (size_t)t * ps, b, S + (size_t)t * n_mels + 8 * b);
         }
+        m0 = 8 * ms->n_blk;
+    }
+    for (int t = 0; t < n_frames; t++) {
+        const float *restrict P = PA + (size_t)t * ps;
+        for (int m = m0; m < n_mels; m++) {
+            const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
+                                    ms->mel_len8[m]);
+            if (wide)
+                S[(size_t)t * n_mels + m] = v;
+            else
+                out[(size_t)m * n_frames + t] = v;
+            smax = v > smax ? v : smax;
+        }
+    }
+    if (wide) { /* the largest mel power: max is exact, any order gives the same value */
+        const size_t n = (size_t)n_frames * (size_t)n_mels;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            v8f v;
+            LOADV(v, S + i);
+            mx = SELECT8(v > mx, v, mx);
+        }
+        for (; i < n; i++) smax = S[i] > smax ? S[i] : smax;
     }
     for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
 
@@ -728,10 +877,18 @@ __attribute__((target("avx2"))) static void melspec_compute_avx2(bs_melspec *ms,
                                                                   float *restrict out) {
     melspec_body(ms, segment, out, 1);
 }
+__attribute__((target("avx512f,avx512vl,avx512bw,avx512dq,prefer-vector-width=256"))) static void
+melspec_compute_avx512(bs_melspec *ms, const float *restrict segment, float *restrict out) {
+    melspec_body(ms, segment, out, 2);
+}
 #endif
 
 void bs_melspec_compute(bs_melspec *ms, const float *segment, float *out) {
 #if BS_MELSPEC_AVX2
+    if (ms->use_avx2 == 2) {
+        melspec_compute_avx512(ms, segment, out);
+        return;
+    }
     if (ms->use_avx2) {
         melspec_compute_avx2(ms, segment, out);
         return;

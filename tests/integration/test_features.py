@@ -58,17 +58,21 @@ def test_matches_librosa_formulas_on_real_recordings(tmp_path):
 
 
 def test_avx2_and_baseline_bodies_give_the_same_bits(tmp_path):
-    """The log-mel has an AVX2 body (picked at run time) and a baseline body; BIRDSONG_NO_AVX2=1
-    forces the baseline. A model trained on one CPU must see the same numbers on another."""
+    """The log-mel has an AVX-512 body and an AVX2 body (picked at run time) and a baseline
+    body; BIRDSONG_NO_AVX512=1 stops at AVX2, BIRDSONG_NO_AVX2=1 forces the baseline. A model
+    trained on one CPU must see the same numbers on another."""
     for i, f in enumerate(real_recordings(per_species=1)):
         for mels in ("128", "61"):
-            a, b = tmp_path / f"a{i}_{mels}.npy", tmp_path / f"b{i}_{mels}.npy"
-            env = {k: v for k, v in os.environ.items() if k != "BIRDSONG_NO_AVX2"}
-            for out, extra in ((a, {}), (b, {"BIRDSONG_NO_AVX2": "1"})):
+            outs = []
+            env = {k: v for k, v in os.environ.items() if k not in ("BIRDSONG_NO_AVX2", "BIRDSONG_NO_AVX512")}
+            for name, extra in (("fast", {}), ("avx2", {"BIRDSONG_NO_AVX512": "1"}), ("base", {"BIRDSONG_NO_AVX2": "1"})):
+                out = tmp_path / f"{name}{i}_{mels}.npy"
                 p = subprocess.run([str(BIRDSONG), "features", str(f), "--n-mels", mels, "-o", str(out), "-q"],
                                    capture_output=True, text=True, env={**env, **extra})
                 assert p.returncode == 0, p.stderr
-            assert a.read_bytes() == b.read_bytes(), f"{f} ({mels} mels): the two bodies differ"
+                outs.append(out.read_bytes())
+            assert outs[0] == outs[2], f"{f} ({mels} mels): the fastest body and the baseline differ"
+            assert outs[1] == outs[2], f"{f} ({mels} mels): the AVX2 body and the baseline differ"
 
 
 def test_sine_48k_resampled_to_22050(tmp_path):

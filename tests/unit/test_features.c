@@ -313,9 +313,9 @@ Test(melspec, matches_brute_force_dft) {
     bs_melspec_free(ms);
 }
 
-/* The AVX2 body and the baseline body must give the same bits: the trainer and a station may
- * run on different CPUs and must see the same numbers. Odd mel and frame counts, a narrow
- * band, silence and a loud chirp over noise. */
+/* The AVX-512 body, the AVX2 body and the baseline body must give the same bits: the trainer
+ * and a station may run on different CPUs and must see the same numbers. Odd mel and frame
+ * counts, a narrow band, silence and a loud chirp over noise. */
 Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
     struct { int sr, n_fft, hop, n_mels; double fmin, fmax, seg; } cases[] = {
         {22050, 2048, 512, 128, 0, 11025, 1.0}, {22050, 2048, 512, 64, 0, 11025, 1.0},
@@ -334,16 +334,22 @@ Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
         bs_error err = {{0}};
         cr_assert_eq(bs_feature_config_validate(&c, &err), 0, "%s", err.msg);
         unsetenv("BIRDSONG_NO_AVX2");
+        unsetenv("BIRDSONG_NO_AVX512");
         bs_melspec *fast = bs_melspec_create(&c, &err);
+        setenv("BIRDSONG_NO_AVX512", "1", 1);
+        bs_melspec *mid = bs_melspec_create(&c, &err);
+        unsetenv("BIRDSONG_NO_AVX512");
         setenv("BIRDSONG_NO_AVX2", "1", 1);
         bs_melspec *base = bs_melspec_create(&c, &err);
         unsetenv("BIRDSONG_NO_AVX2");
-        cr_assert(fast && base, "%s", err.msg);
+        cr_assert(fast && mid && base, "%s", err.msg);
         cr_assert_eq(bs_melspec_uses_avx2(base), 0);
+        cr_assert_leq(bs_melspec_uses_avx2(mid), 1);
         if (!bs_melspec_uses_avx2(fast)) cr_log_info("AVX2 body not in this build (sanitizers) or not on this CPU: both are the baseline; tests/integration/test_features.py compares them in the normal build");
         int n = bs_feature_segment_samples(&c), F = bs_feature_n_frames(&c);
         size_t no = (size_t)c.n_mels * F;
-        float *x = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * no), *b = malloc(sizeof(float) * no);
+        float *x = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * no), *b = malloc(sizeof(float) * no),
+              *a2 = malloc(sizeof(float) * no);
         for (int signal = 0; signal < 2; signal++) {
             uint32_t s = 12345u + (uint32_t)k;
             for (int i = 0; i < n; i++) {
@@ -354,13 +360,17 @@ Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
                                              0.01 * ((double)(s >> 8) / (1u << 24) - 0.5));
             }
             bs_melspec_compute(fast, x, a);
+            bs_melspec_compute(mid, x, a2);
             bs_melspec_compute(base, x, b);
             cr_assert_eq(memcmp(a, b, sizeof(float) * no), 0, "case %zu signal %d: the bodies differ", k, signal);
+            cr_assert_eq(memcmp(a2, b, sizeof(float) * no), 0, "case %zu signal %d: AVX2 and baseline differ", k, signal);
         }
         free(x);
         free(a);
+        free(a2);
         free(b);
         bs_melspec_free(fast);
+        bs_melspec_free(mid);
         bs_melspec_free(base);
     }
 }
