@@ -1,5 +1,6 @@
 /* Per-mel-bin normalization statistics (Welford, mergeable) and the z-score. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,32 +101,86 @@ void bs_normalize_apply(float *x, const float *mean, const float *std, float std
     }
 }
 
-/* The k-th smallest of a[0..n) (0-based), reordering a: quickselect with a median-of-three
- * pivot, deterministic; afterwards a[k + 1 .. n) are all >= a[k]. */
-static float select_kth(float *a, int n, int k) {
-    int lo = 0, hi = n - 1;
-    while (hi > lo) {
-        const int mid = lo + (hi - lo) / 2;
-        const float p0 = a[lo], p1 = a[mid], p2 = a[hi]; /* median of three as the pivot */
+/* The k-th smallest (0-based) of a[0..n), n >= 1, with scratch b[0..n); both are overwritten.
+ * Quickselect with a median-of-three pivot and a branch-free three-way partition: the values
+ * below the pivot are packed at the front of b, those above it at the back, by stores that
+ * always happen and indices that advance on the comparison (a mispredicted branch per value
+ * cost more than the whole partition). A NaN counts as equal to any pivot. */
+static float select_kth(float *a, float *b, int n, int k) {
+    for (;;) {
+        if (n == 1) return a[0];
+        const float p0 = a[0], p1 = a[n / 2], p2 = a[n - 1];
         const float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0))
                                  : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));
-        int i = lo, j = hi;
-        while (i <= j) {
-            while (a[i] < pv) i++;
-            while (a[j] > pv) j--;
-            if (i <= j) {
-                const float t = a[i];
-                a[i] = a[j];
-                a[j] = t;
-                i++;
-                j--;
-            }
+        int nl = 0, ng = 0;
+        for (int i = 0; i < n; i++) { /* below: b[0 .. nl) */
+            const float v = a[i];
+            b[nl] = v;
+            nl += v < pv;
         }
-        if (k <= j) hi = j;
-        else if (k >= i) lo = i;
-        else return a[k];
+        for (int i = 0; i < n; i++) { /* above: b[n - ng .. n); never reaches b[0 .. nl) */
+            const float v = a[i];
+            b[n - 1 - ng] = v;
+            ng += v > pv;
+        }
+        float *next;
+        if (k < nl) {
+            next = b;
+            n = nl;
+        } else if (k >= n - ng) {
+            next = b + (n - ng);
+            k -= n - ng;
+            n = ng;
+        } else {
+            return pv; /* k falls among the values equal to the pivot */
+        }
+        b = a; /* the old data is the next scratch: n only shrinks */
+        a = next;
     }
-    return a[k];
+}
+
+/* Batcher's odd-even merge sort network for n <= 64 inputs (the frames of one window), as
+ * compare-exchange pairs (lo, hi): the network for the next power of two, without the pairs
+ * whose hi index is >= n (those inputs would be +inf padding, which never moves). Returns the
+ * number of pairs (at most 543). */
+#define SORTNET_MAX_N 64
+static int sortnet_pairs(int n, unsigned char (*pairs)[2]) {
+    int N = 1, np = 0;
+    while (N < n) N <<= 1;
+    for (int p = 1; p < N; p <<= 1)
+        for (int k = p; k >= 1; k >>= 1)
+            for (int j = k % p; j + k < N; j += 2 * k)
+                for (int i = 0; i < k && i + j + k < N; i++) {
+                    const int a = i + j, b = i + j + k;
+                    if (a / (2 * p) == b / (2 * p) && b < n) {
+                        pairs[np][0] = (unsigned char)a;
+                        pairs[np][1] = (unsigned char)b;
+                        np++;
+                    }
+                }
+    return np;
+}
+
+typedef float v4f_ __attribute__((vector_size(16)));
+typedef int32_t v4i_ __attribute__((vector_size(16)));
+
+/* The medians of 4 rows at once (lanes), by the sorting network: portable vector code (SSE on
+ * x86-64, NEON on ARM), no branch on the data. The result equals the sorted median: the
+ * network sorts every lane, min/max only move values. */
+static void median4_net(const float *x, int n_frames, const unsigned char (*pairs)[2], int np,
+                        float *med) {
+    v4f_ v[SORTNET_MAX_N];
+    for (int t = 0; t < n_frames; t++)
+        v[t] = (v4f_){x[t], x[n_frames + t], x[2 * n_frames + t], x[3 * n_frames + t]};
+    for (int q = 0; q < np; q++) {
+        const v4f_ a = v[pairs[q][0]], b = v[pairs[q][1]];
+        const v4i_ lt = a < b;
+        v[pairs[q][0]] = (v4f_)((lt & (v4i_)a) | (~lt & (v4i_)b));
+        v[pairs[q][1]] = (v4f_)((lt & (v4i_)b) | (~lt & (v4i_)a));
+    }
+    const int k = (n_frames - 1) / 2;
+    const v4f_ m = n_frames % 2 ? v[k] : 0.5f * (v[k] + v[k + 1]);
+    for (int l = 0; l < 4; l++) med[l] = m[l];
 }
 
 void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frames) {
@@ -139,17 +194,37 @@ void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frame
             for (int t = 0; t < n_frames; t++) row[t] -= mu;
         }
     else if (mode == BS_WINDOW_NORM_BAND_MEDIAN && n_frames <= BS_WINDOW_NORM_MAX_FRAMES) {
-        float tmp[BS_WINDOW_NORM_MAX_FRAMES];
+        int m = 0;
+        if (n_frames <= SORTNET_MAX_N) { /* the usual window (44 frames): 4 rows at a time */
+            unsigned char pairs[600][2];
+            const int np = sortnet_pairs(n_frames, pairs);
+            for (; m + 4 <= n_mels; m += 4) {
+                float med[4];
+                median4_net(x + (size_t)m * n_frames, n_frames, (const unsigned char(*)[2])pairs,
+                            np, med);
+                for (int r = 0; r < 4; r++) {
+                    float *row = x + (size_t)(m + r) * n_frames;
+                    for (int t = 0; t < n_frames; t++) row[t] -= med[r];
+                }
+            }
+        }
+        float tmp[BS_WINDOW_NORM_MAX_FRAMES], scratch[BS_WINDOW_NORM_MAX_FRAMES];
         const int k = (n_frames - 1) / 2; /* the lower middle */
-        for (int m = 0; m < n_mels; m++) {
+        for (; m < n_mels; m++) { /* the other rows, or every row of a long window */
             float *row = x + (size_t)m * n_frames;
             memcpy(tmp, row, sizeof(float) * (size_t)n_frames);
-            const float a = select_kth(tmp, n_frames, k);
+            const float a = select_kth(tmp, scratch, n_frames, k);
             float med = a;
-            if (n_frames % 2 == 0) { /* the upper middle: the smallest of what lies above k */
-                float b = tmp[k + 1];
-                for (int t = k + 2; t < n_frames; t++) b = tmp[t] < b ? tmp[t] : b;
-                med = 0.5f * (a + b);
+            if (n_frames % 2 == 0) { /* the upper middle: a again if a repeats past k, else
+                                        the smallest value above a */
+                int le = 0;
+                float b = INFINITY;
+                for (int t = 0; t < n_frames; t++) {
+                    const float v = row[t];
+                    le += v <= a;
+                    b = v > a && v < b ? v : b;
+                }
+                med = 0.5f * (a + (le >= k + 2 ? a : b));
             }
             for (int t = 0; t < n_frames; t++) row[t] -= med;
         }

@@ -154,23 +154,29 @@ static int cmp_float(const void *a, const void *b) {
 }
 
 Test(norm, band_median_subtracts_the_sorted_median_of_each_row) {
-    /* every length from 1 to 100, with and without repeated values, against qsort */
+    /* every length from 1 to 100 (up to 64 frames, rows go 4 at a time through a sorting
+     * network, the fifth and longer rows through quickselect), with and without repeated
+     * values, against qsort */
+    enum { R = 5 };
     uint32_t s = 12345;
     for (int n = 1; n <= 100; n++)
         for (int dup = 0; dup <= 1; dup++) {
-            float row[100], sorted[100], orig[100];
-            for (int t = 0; t < n; t++) {
+            float x[R * 100], orig[R * 100], sorted[100];
+            for (int i = 0; i < R * n; i++) {
                 s = s * 1664525u + 1013904223u;
-                orig[t] = dup ? (float)((s >> 8) % 5) : (float)(s >> 8) / 16777216.0f * 20.0f - 10.0f;
+                orig[i] = dup ? (float)((s >> 8) % 5) : (float)(s >> 8) / 16777216.0f * 20.0f - 10.0f;
             }
-            memcpy(row, orig, sizeof(float) * (size_t)n);
-            memcpy(sorted, orig, sizeof(float) * (size_t)n);
-            qsort(sorted, (size_t)n, sizeof(float), cmp_float);
-            const float med = n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]);
-            bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEDIAN, row, 1, n);
-            for (int t = 0; t < n; t++)
-                cr_assert_eq(row[t], orig[t] - med, "n %d dup %d frame %d: %g, expected %g", n, dup,
-                             t, row[t], orig[t] - med);
+            memcpy(x, orig, sizeof(float) * (size_t)(R * n));
+            bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEDIAN, x, R, n);
+            for (int r = 0; r < R; r++) {
+                memcpy(sorted, orig + r * n, sizeof(float) * (size_t)n);
+                qsort(sorted, (size_t)n, sizeof(float), cmp_float);
+                const float med = n % 2 ? sorted[n / 2] : 0.5f * (sorted[n / 2 - 1] + sorted[n / 2]);
+                for (int t = 0; t < n; t++)
+                    cr_assert_eq(x[r * n + t], orig[r * n + t] - med,
+                                 "n %d dup %d row %d frame %d: %g, expected %g", n, dup, r, t,
+                                 x[r * n + t], orig[r * n + t] - med);
+            }
         }
     /* a call in a few frames leaves the band's level between calls at 0 (a mean would not) */
     float x[10] = {-5, -5, -5, -5, -5, -5, -5, 20, 25, 20};
