@@ -35,7 +35,9 @@ static const struct field {
     field_type type;
     size_t offset;
     double lo, hi; /* inclusive range for numbers */
-    int optional;  /* may be absent from JSON (fields added later): the default is used */
+    int optional;  /* added later: may be absent from JSON (the default is used), and is left
+                      out when it has the default, so that older readers still load files
+                      that do not need it */
 } fields[] = {
     {"sample_rate", F_INT, offsetof(bs_feature_config, sample_rate), 1000, 768000, 0},
     {"n_fft", F_INT, offsetof(bs_feature_config, n_fft), 16, 65536, 0},
@@ -151,11 +153,13 @@ int bs_feature_config_validate(const bs_feature_config *c, bs_error *err) {
 }
 
 json_t *bs_feature_config_to_json(const bs_feature_config *c) {
+    const bs_feature_config defaults = bs_feature_config_default();
     json_t *o = json_object();
     if (!o) return NULL;
     for (size_t i = 0; i < N_FIELDS; i++) {
         const struct field *f = &fields[i];
         const char *p = (const char *)c + f->offset;
+        if (f->optional && field_get(c, f) == field_get(&defaults, f)) continue;
         json_t *v = NULL;
         switch (f->type) {
         case F_INT: v = json_integer(*(const int *)p); break;

@@ -101,14 +101,46 @@ void bs_normalize_apply(float *x, const float *mean, const float *std, float std
     }
 }
 
+static void sift_down(float *a, int i, int n) {
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= n) return;
+        if (c + 1 < n && a[c + 1] > a[c]) c++;
+        if (!(a[c] > a[i])) return;
+        const float t = a[i];
+        a[i] = a[c];
+        a[c] = t;
+        i = c;
+    }
+}
+
+/* In place, ascending, no allocation (NaN: some order, no fault). */
+static void heap_sort(float *a, int n) {
+    for (int i = n / 2 - 1; i >= 0; i--) sift_down(a, i, n);
+    for (int e = n - 1; e > 0; e--) {
+        const float t = a[0];
+        a[0] = a[e];
+        a[e] = t;
+        sift_down(a, 0, e);
+    }
+}
+
 /* The k-th smallest (0-based) of a[0..n), n >= 1, with scratch b[0..n); both are overwritten.
  * Quickselect with a median-of-three pivot and a branch-free three-way partition: the values
  * below the pivot are packed at the front of b, those above it at the back, by stores that
  * always happen and indices that advance on the comparison (a mispredicted branch per value
  * cost more than the whole partition). A NaN counts as equal to any pivot. */
 static float select_kth(float *a, float *b, int n, int k) {
+    /* A median-of-three pivot can be steered into n^2 work by crafted input: past
+     * 2 log2(n) + 8 rounds the rest goes to a heap sort (n log n whatever the data). */
+    int rounds = 8;
+    for (int m = n; m > 1; m >>= 1) rounds += 2;
     for (;;) {
         if (n == 1) return a[0];
+        if (rounds-- == 0) {
+            heap_sort(a, n);
+            return a[k];
+        }
         const float p0 = a[0], p1 = a[n / 2], p2 = a[n - 1];
         const float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0))
                                  : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));

@@ -305,15 +305,19 @@ const char *bs_model_training_date(const bs_model *m) {
 }
 const char *bs_model_arch(const bs_model *m) { return m->arch; }
 
-int bs_model_set_arch(bs_model *m, const char *name, bs_error *err) {
+/* 1-31 characters, none of them a control character (set and load share this check). */
+static int arch_name_check(const char *name, bs_error *err) {
     const size_t n = name ? strlen(name) : 0;
-    if (n == 0 || n >= sizeof m->arch)
-        return bs_error_set(err, "architecture name must be 1 to %d characters",
-                            (int)sizeof m->arch - 1);
+    if (n == 0 || n >= 32) return bs_error_set(err, "architecture name must be 1 to 31 characters");
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)name[i] < 0x20 || name[i] == 0x7f)
             return bs_error_set(err, "architecture name has a control character");
-    memcpy(m->arch, name, n + 1);
+    return 0;
+}
+
+int bs_model_set_arch(bs_model *m, const char *name, bs_error *err) {
+    if (arch_name_check(name, err)) return -1;
+    snprintf(m->arch, sizeof m->arch, "%s", name);
     return 0;
 }
 uint32_t bs_model_checksum(const bs_model *m) { return m->crc; }
@@ -698,8 +702,8 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
         goto fail;
     }
     const char *arch = json_string_value(json_object_get(root, "arch"));
-    if (!arch || strlen(arch) == 0 || strlen(arch) >= 32) {
-        bs_error_set(err, "metadata 'arch' is not a string of 1 to 31 characters");
+    if (!arch || arch_name_check(arch, err)) {
+        bs_error_set(err, "metadata 'arch' is not a string of 1 to 31 printable characters");
         goto fail;
     }
     json_t *input = json_object_get(root, "input");

@@ -88,12 +88,14 @@ uint32_t bs_model_checksum(const bs_model *model);
 uint32_t bs_crc32(uint32_t crc, const void *data, size_t n);
 
 /* ---- inference ----
- * features: one z-scored window (n_mels * n_frames floats, mel-major: x[mel*n_frames+frame]);
+ * features: one window as bs_model_normalize left it (n_mels * n_frames floats, mel-major:
+ * x[mel*n_frames+frame]);
  * probs: n_outputs sigmoid (or softmax) probabilities. Allocates nothing; one thread at a
  * time per model. Returns 0, or -1 if an output is not finite (corrupt input). */
 int bs_model_predict(bs_model *model, const float *features, float *probs);
-/* z-scores a raw log-mel dB window in place with the model's mean/std (mel-major), exactly
- * as training did: bs_normalize_apply with the feature config's norm_std_floor. */
+/* Normalizes a raw log-mel dB window in place (mel-major), exactly as training did
+ * (bs_features_normalize): the z-score with the model's mean/std and the feature config's
+ * norm_std_floor, then the config's window_norm (none, band_mean or band_median). */
 void bs_model_normalize(const bs_model *model, float *features);
 
 #endif

@@ -75,6 +75,37 @@ def test_avx2_and_baseline_bodies_give_the_same_bits(tmp_path):
             assert outs[1] == outs[2], f"{f} ({mels} mels): the AVX2 body and the baseline differ"
 
 
+@pytest.mark.parametrize("settings", [
+    ["--segment", "0.97"],                      # 42 frames: 2 left over after groups of 4
+    ["--segment", "0.99", "--n-mels", "13"],    # 43 frames, mels not a multiple of 8
+    ["--segment", "1.03"],                      # 45 frames: 1 left over
+    ["--segment", "1.05", "--n-mels", "40"],    # 46 frames
+    ["--n-fft", "1000", "--hop-length", "250"], # half (500) not a multiple of 16
+    ["--n-fft", "4096", "--n-mels", "200"],
+])
+def test_bodies_give_the_same_bits_at_other_settings(tmp_path, settings):
+    """The same on a synthetic recording at settings away from the defaults: frame counts with
+    every remainder after the AVX-512 body's groups of 4 frames, FFT sizes whose half is not a
+    multiple of 16 lanes, odd mel counts (the leftover paths of the wide bodies)."""
+    sr = 22050
+    t = np.arange(int(2.6 * sr)) / sr
+    rng = np.random.default_rng(11)
+    y = 0.3 * np.sin(2 * np.pi * (2500 * t + 600 * np.sin(2 * np.pi * 4 * t))) + 0.05 * rng.standard_normal(t.size)
+    wav = tmp_path / "chirp.wav"
+    R.write_wav_float(wav, y.astype(np.float32), sr)
+    env = {k: v for k, v in os.environ.items() if k not in ("BIRDSONG_NO_AVX2", "BIRDSONG_NO_AVX512")}
+    outs = []
+    for name, extra in (("fast", {}), ("avx2", {"BIRDSONG_NO_AVX512": "1"}), ("base", {"BIRDSONG_NO_AVX2": "1"})):
+        out = tmp_path / f"{name}.npy"
+        p = subprocess.run([str(BIRDSONG), "features", str(wav), *settings, "-o", str(out), "-q"],
+                           capture_output=True, text=True, env={**env, **extra})
+        assert p.returncode == 0, p.stderr
+        outs.append(out.read_bytes())
+    assert np.load(tmp_path / "base.npy").size > 0
+    assert outs[0] == outs[2], f"{settings}: the fastest body and the baseline differ"
+    assert outs[1] == outs[2], f"{settings}: the AVX2 body and the baseline differ"
+
+
 def test_sine_48k_resampled_to_22050(tmp_path):
     """A 1 kHz sine at 48 kHz comes out at 22050 Hz with its peak in the right mel band and
     its level within 0.1 dB of the same sine generated at 22050 Hz."""

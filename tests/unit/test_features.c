@@ -82,6 +82,16 @@ Test(config, json_round_trip_is_exact) {
     cr_assert_eq(bs_feature_config_from_json(back, &d, &err), 0, "%s", err.msg);
     json_decref(back);
     cr_assert_eq(memcmp(&c, &d, sizeof c), 0, "round trip changed the config");
+    /* window_norm is written only when it is not none: a file that does not need it stays
+     * readable by builds that predate it */
+    bs_feature_config e = bs_feature_config_default();
+    json_t *je2 = bs_feature_config_to_json(&e);
+    cr_assert_null(json_object_get(je2, "window_norm"));
+    json_decref(je2);
+    e.window_norm = BS_WINDOW_NORM_BAND_MEDIAN;
+    je2 = bs_feature_config_to_json(&e);
+    cr_assert_str_eq(json_string_value(json_object_get(je2, "window_norm")), "band_median");
+    json_decref(je2);
 }
 
 static void expect_json_error(const char *text, const char *needle) {

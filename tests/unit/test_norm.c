@@ -200,3 +200,22 @@ Test(norm, band_median_frame_limit_is_validated) {
     cr_assert_str_eq(bs_window_norm_name(m), "band_median");
     cr_assert_eq(bs_window_norm_parse("median", &m), -1);
 }
+
+Test(norm, band_median_of_long_windows_and_adversarial_orders) {
+    /* 4096 frames (the limit): sorted, reversed, organ-pipe and sawtooth rows steer a
+     * median-of-three quickselect towards n^2 work; the organ pipe and the sawtooth reach the
+     * heap-sort fallback. Every result is still the sorted median. */
+    enum { N = 4096 };
+    float *x = malloc(sizeof(float) * N), *orig = malloc(sizeof(float) * N), *srt = malloc(sizeof(float) * N);
+    for (int p = 0; p < 4; p++) {
+        for (int i = 0; i < N; i++)
+            orig[i] = p == 0 ? (float)i : p == 1 ? (float)(N - i) : p == 2 ? (float)(i < N / 2 ? i : N - i) : (float)(i % 64);
+        memcpy(x, orig, sizeof(float) * N);
+        memcpy(srt, orig, sizeof(float) * N);
+        qsort(srt, N, sizeof(float), cmp_float);
+        const float med = 0.5f * (srt[N / 2 - 1] + srt[N / 2]);
+        bs_window_norm_apply(BS_WINDOW_NORM_BAND_MEDIAN, x, 1, N);
+        for (int i = 0; i < N; i++) cr_assert_eq(x[i], orig[i] - med, "pattern %d frame %d", p, i);
+    }
+    free(x), free(orig), free(srt);
+}
