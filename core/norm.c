@@ -228,8 +228,13 @@ void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frame
     else if (mode == BS_WINDOW_NORM_BAND_MEDIAN && n_frames <= BS_WINDOW_NORM_MAX_FRAMES) {
         int m = 0;
         if (n_frames <= SORTNET_MAX_N) { /* the usual window (44 frames): 4 rows at a time */
-            unsigned char pairs[600][2];
-            const int np = sortnet_pairs(n_frames, pairs);
+            /* the network depends only on n_frames: built once per thread and size */
+            static _Thread_local unsigned char pairs[600][2];
+            static _Thread_local int pairs_n = 0, np = 0;
+            if (pairs_n != n_frames) {
+                np = sortnet_pairs(n_frames, pairs);
+                pairs_n = n_frames;
+            }
             for (; m + 4 <= n_mels; m += 4) {
                 float med[4];
                 median4_net(x + (size_t)m * n_frames, n_frames, (const unsigned char(*)[2])pairs,
