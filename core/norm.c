@@ -114,7 +114,8 @@ static void sift_down(float *a, int i, int n) {
     }
 }
 
-/* In place, ascending, no allocation (NaN: some order, no fault). */
+/* In place, ascending, no allocation, n log n for any input order (NaN: some order, no
+ * fault). */
 static void heap_sort(float *a, int n) {
     for (int i = n / 2 - 1; i >= 0; i--) sift_down(a, i, n);
     for (int e = n - 1; e > 0; e--) {
@@ -122,52 +123,6 @@ static void heap_sort(float *a, int n) {
         a[0] = a[e];
         a[e] = t;
         sift_down(a, 0, e);
-    }
-}
-
-/* The k-th smallest (0-based) of a[0..n), n >= 1, with scratch b[0..n); both are overwritten.
- * Quickselect with a median-of-three pivot and a branch-free three-way partition: the values
- * below the pivot are packed at the front of b, those above it at the back, by stores that
- * always happen and indices that advance on the comparison (a mispredicted branch per value
- * cost more than the whole partition). A NaN counts as equal to any pivot. */
-static float select_kth(float *a, float *b, int n, int k) {
-    /* A median-of-three pivot can be steered into n^2 work by crafted input: past
-     * 2 log2(n) + 8 rounds the rest goes to a heap sort (n log n whatever the data). */
-    int rounds = 8;
-    for (int m = n; m > 1; m >>= 1) rounds += 2;
-    for (;;) {
-        if (n == 1) return a[0];
-        if (rounds-- == 0) {
-            heap_sort(a, n);
-            return a[k];
-        }
-        const float p0 = a[0], p1 = a[n / 2], p2 = a[n - 1];
-        const float pv = p0 < p1 ? (p1 < p2 ? p1 : (p0 < p2 ? p2 : p0))
-                                 : (p0 < p2 ? p0 : (p1 < p2 ? p2 : p1));
-        int nl = 0, ng = 0;
-        for (int i = 0; i < n; i++) { /* below: b[0 .. nl) */
-            const float v = a[i];
-            b[nl] = v;
-            nl += v < pv;
-        }
-        for (int i = 0; i < n; i++) { /* above: b[n - ng .. n); never reaches b[0 .. nl) */
-            const float v = a[i];
-            b[n - 1 - ng] = v;
-            ng += v > pv;
-        }
-        float *next;
-        if (k < nl) {
-            next = b;
-            n = nl;
-        } else if (k >= n - ng) {
-            next = b + (n - ng);
-            k -= n - ng;
-            n = ng;
-        } else {
-            return pv; /* k falls among the values equal to the pivot */
-        }
-        b = a; /* the old data is the next scratch: n only shrinks */
-        a = next;
     }
 }
 
@@ -245,24 +200,15 @@ void bs_window_norm_apply(bs_window_norm mode, float *x, int n_mels, int n_frame
                 }
             }
         }
-        float tmp[BS_WINDOW_NORM_MAX_FRAMES], scratch[BS_WINDOW_NORM_MAX_FRAMES];
-        const int k = (n_frames - 1) / 2; /* the lower middle */
-        for (; m < n_mels; m++) { /* the other rows, or every row of a long window */
+        /* the rows left over (n_mels not a multiple of 4), or every row of a window longer
+         * than the network: a heap sort of a copy, n log n whatever the order */
+        float tmp[BS_WINDOW_NORM_MAX_FRAMES];
+        for (; m < n_mels; m++) {
             float *row = x + (size_t)m * n_frames;
             memcpy(tmp, row, sizeof(float) * (size_t)n_frames);
-            const float a = select_kth(tmp, scratch, n_frames, k);
-            float med = a;
-            if (n_frames % 2 == 0) { /* the upper middle: a again if a repeats past k, else
-                                        the smallest value above a */
-                int le = 0;
-                float b = INFINITY;
-                for (int t = 0; t < n_frames; t++) {
-                    const float v = row[t];
-                    le += v <= a;
-                    b = v > a && v < b ? v : b;
-                }
-                med = 0.5f * (a + (le >= k + 2 ? a : b));
-            }
+            heap_sort(tmp, n_frames);
+            const int k = (n_frames - 1) / 2;
+            const float med = n_frames % 2 ? tmp[k] : 0.5f * (tmp[k] + tmp[k + 1]);
             for (int t = 0; t < n_frames; t++) row[t] -= med;
         }
     }

@@ -155,7 +155,7 @@ static int cmp_float(const void *a, const void *b) {
 
 Test(norm, band_median_subtracts_the_sorted_median_of_each_row) {
     /* every length from 1 to 100 (up to 64 frames, rows go 4 at a time through a sorting
-     * network, the fifth and longer rows through quickselect), with and without repeated
+     * network, the fifth and longer rows through a heap sort), with and without repeated
      * values, against qsort */
     enum { R = 5 };
     uint32_t s = 12345;
@@ -202,9 +202,9 @@ Test(norm, band_median_frame_limit_is_validated) {
 }
 
 Test(norm, band_median_of_long_windows_and_adversarial_orders) {
-    /* 4096 frames (the limit): sorted, reversed, organ-pipe and sawtooth rows steer a
-     * median-of-three quickselect towards n^2 work; the organ pipe and the sawtooth reach the
-     * heap-sort fallback. Every result is still the sorted median. */
+    /* 4096 frames (the limit, past the sorting network): sorted, reversed, organ-pipe and
+     * sawtooth rows (orders that steer simple selection algorithms towards n^2 work) through
+     * the heap sort. Every result is the sorted median. */
     enum { N = 4096 };
     float *x = malloc(sizeof(float) * N), *orig = malloc(sizeof(float) * N), *srt = malloc(sizeof(float) * N);
     for (int p = 0; p < 4; p++) {
