@@ -34,6 +34,8 @@ static void usage(FILE *f) {
             "  --lr X                 Adam learning rate (0.001)\n"
             "  --lr-schedule S        constant or cosine (constant)\n"
             "  --weight-decay X       L2 weight decay (0)\n"
+            "  --ema D                validate, keep and write a moving average of the weights\n"
+            "                         with decay D per step, e.g. 0.999 (0 = off) (0)\n"
             "  --patience N           early stop after N epochs without a better validation\n"
             "                         loss; 0 disables (6)\n"
             "  --class-weights W      none or balanced (none)\n"
@@ -50,6 +52,8 @@ static void usage(FILE *f) {
             "                         -6..6 dB, the targets of both kept (0)\n"
             "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
+            "  --synthetic-negatives N  train on N synthetic non-bird windows (frog and insect\n"
+            "                         choruses, wind, rain, hum) with all-zero targets (0)\n"
             "  --segment-hop S        hop between training windows in seconds (1.0)\n"
             "  --n-mels N             mel bands of the features (128); the model carries it\n"
             "  --fmin HZ, --fmax HZ   frequency range of the mel bands (0, sample_rate/2); the\n"
@@ -69,7 +73,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -294,7 +298,8 @@ int cmd_train(int argc, char **argv) {
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
         {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
         {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
-        {"window-norm", required_argument, 0, O_WNORM},
+        {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
+        {"synthetic-negatives", required_argument, 0, O_SYN},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
@@ -352,6 +357,13 @@ int cmd_train(int argc, char **argv) {
         }
         case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
         case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
+        case O_SYN:
+            if (ts_opt_int(C_, "--synthetic-negatives", optarg, 0, 100000, &o.synthetic_negatives)) return 2;
+            break;
+        case O_EMA:
+            if (ts_opt_double(C_, "--ema", optarg, 0, 0.99999, &d)) return 2;
+            o.ema = (float)d;
+            break;
         case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
         case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &active)) return 2; break;
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;

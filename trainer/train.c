@@ -1,5 +1,6 @@
 /* The training loop. See train.h. */
 #include "trainer/train.h"
+#include "trainer/synth.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,7 +21,7 @@ ts_train_options ts_train_defaults(void) {
         .arch = "convnet1", .epochs = 30, .batch_size = 32, .patience = 6, .lr = 1e-3f, .cosine = 0,
         .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f, .mix_labelled = 0.0f,
         .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .gain_db = 6.0f, .time_mask = 6, .freq_mask = 12,
-        .bg_repeat = 1, .quiet = 0,
+        .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0,
     };
     return o;
 }
@@ -348,6 +349,49 @@ static void snapshot_io(bs_net *net, float *snap, int save) {
     }
 }
 
+/* n synthetic non-bird windows [n, M, T], log-mel dB with the training feature settings. */
+static float *synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, int M, int T, bs_error *err) {
+    bs_melspec *ms = bs_melspec_create(cfg, err);
+    if (!ms) return NULL;
+    if (cfg->n_mels != M || bs_feature_n_frames(cfg) != T) {
+        bs_melspec_free(ms);
+        bs_error_set(err, "synthetic negatives: the feature settings give %d x %d windows, the data %d x %d",
+                     cfg->n_mels, bs_feature_n_frames(cfg), M, T);
+        return NULL;
+    }
+    int ns = bs_feature_segment_samples(cfg);
+    float *audio = xcalloc((size_t)ns, sizeof(float));
+    float *out = xcalloc((size_t)n * M * T, sizeof(float));
+    ts_rng rng = {seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull};
+    for (int j = 0; j < n; j++) {
+        ts_synth_negative(&rng, j % TS_SYNTH_KINDS, audio, ns, cfg->sample_rate);
+        bs_melspec_compute(ms, audio, out + (size_t)j * M * T);
+    }
+    free(audio);
+    bs_melspec_free(ms);
+    return out;
+}
+
+/* snap = d * snap + (1 - d) * weights, over the same layout as snapshot_io. */
+static void snapshot_ema(bs_net *net, float *snap, float d) {
+    size_t off = 0;
+    bs_tensor_info t;
+    for (int i = 0; i < bs_net_n_tensors(net); i++) {
+        if (bs_net_tensor(net, i, &t) != 0) continue;
+        const float *x = t.data;
+        float *a = snap + off;
+        for (size_t j = 0; j < t.size; j++) a[j] = d * a[j] + (1.0f - d) * x[j];
+        off += t.size;
+    }
+}
+
+/* Decay of the moving average at step `step` (1, 2, ...): min(decay, (1 + step) / (10 + step)),
+ * so the first steps do not keep the random initialisation (TensorFlow's num_updates rule). */
+float ts_ema_decay(float decay, long step) {
+    float warm = (float)(1.0 + (double)step) / (float)(10.0 + (double)step);
+    return warm < decay ? warm : decay;
+}
+
 /* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. */
 static double net_eval(bs_net *net, const bs_feature_config *cfg, const ts_windows *w,
                        const int *idx, int n, const float *mean, const float *std, float *xb,
@@ -428,12 +472,41 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     size_t snap_n = snapshot_size(net);
     float *snap = xcalloc(snap_n, sizeof(float));
     snapshot_io(net, snap, 1);
+    /* --ema: the average (ema) is what is validated, kept as best and written; the raw
+     * weights (cur) are set aside while it is validated and go on training. */
+    float *ema = NULL, *cur = NULL;
+    long step = 0;
+    if (o->ema > 0.0f) {
+        ema = xcalloc(snap_n, sizeof(float));
+        cur = xcalloc(snap_n, sizeof(float));
+        memcpy(ema, snap, snap_n * sizeof(float));
+    }
 
-    /* epoch order: training windows, background ones repeated */
+    /* synthetic negatives: window j is order entry -1 - j */
+    int n_syn = o->synthetic_negatives > 0 ? o->synthetic_negatives : 0;
+    float *syn = NULL;
+    double t_syn = now_s();
+    if (n_syn > 0 && !(syn = synthetic_windows(cfg, n_syn, o->seed, M, T, err))) {
+        free(ema);
+        free(cur);
+        free(snap);
+        bs_adam_free(adam);
+        bs_model_free(model);
+        free(mean);
+        free(std);
+        return -1;
+    }
+
+    if (n_syn > 0 && !o->quiet)
+        bs_log_info("%s%ssynthetic negatives: %d windows (chorus, noise, rain and hum in turn) in %.1f s",
+                    o->tag ? o->tag : "", o->tag ? ": " : "", n_syn, now_s() - t_syn);
+
+    /* epoch order: training windows, background ones repeated, then the synthetic ones */
     int reps = o->bg_repeat > 1 ? o->bg_repeat : 1;
-    int n_order = 0;
+    int n_order = n_syn;
     for (int i = 0; i < n_train; i++) n_order += w->background[train_idx[i]] ? reps : 1;
     int *order = xcalloc((size_t)n_order, sizeof(int));
+    for (int j = 0; j < n_syn; j++) order[n_order - n_syn + j] = -1 - j;
     int *noise = xcalloc((size_t)n_train, sizeof(int));
     int n_noise = 0, k = 0;
     for (int i = 0; i < n_train; i++) {
@@ -485,8 +558,13 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
             for (int i = 0; i < b; i++) {
                 int wi = order[s + i];
                 float *x = xb + (size_t)i * per;
-                memcpy(x, w->x[wi], per * sizeof(float));
-                memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
+                if (wi >= 0) {
+                    memcpy(x, w->x[wi], per * sizeof(float));
+                    memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
+                } else {
+                    memcpy(x, syn + (size_t)(-1 - wi) * per, per * sizeof(float));
+                    memset(yb + (size_t)i * C, 0, (size_t)C * sizeof(float));
+                }
                 if (o->augment) augment_db(&ag, x, yb + (size_t)i * C);
                 bs_features_normalize(cfg, x, mean, std);
                 if (o->augment) spec_masks(&ag, x);
@@ -496,6 +574,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
             float loss = bs_net_loss(net, yb, pos_weight, b);
             bs_net_backward(net, b);
             bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
+            if (ema) snapshot_ema(net, ema, ts_ema_decay(o->ema, ++step));
             t_net += now_s() - t0;
             loss_sum += (double)loss * b;
             seen += b;
@@ -504,6 +583,10 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                           el / (bi + 1) * (n_batches - bi - 1));
         }
         double tv = now_s();
+        if (ema) {
+            snapshot_io(net, cur, 1);
+            snapshot_io(net, ema, 0);
+        }
         double vloss = net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs) / ((double)n_val * C);
         t_net += now_s() - tv;
         double el = now_s() - t_epoch;
@@ -526,6 +609,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
         } else {
             since_best++;
         }
+        if (ema) snapshot_io(net, cur, 0);
         if (!o->quiet)
             bs_log_info("%s%sepoch %d/%d  lr %.2e  train loss %.4f  val loss %.4f  val acc %.3f  %.0f samples/s  "
                         "%.1f s (%.1f%% outside the network)%s",
@@ -567,6 +651,9 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     free(noise);
     free(pos_weight);
     free(snap);
+    free(syn);
+    free(ema);
+    free(cur);
     free(mean);
     free(std);
     bs_adam_free(adam);

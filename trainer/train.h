@@ -42,12 +42,18 @@ typedef struct ts_train_options {
     float gain_db;        /* random level change of up to +-gain_db dB (6) */
     int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
     int bg_repeat;        /* background windows appear this many times per epoch (1) */
+    int synthetic_negatives; /* this many synthetic non-bird windows (synth.h), made once from the
+                              * seed, trained on with all-zero targets in every epoch (0) */
+    float ema;            /* > 0: validate, keep and write an exponential moving average of the
+                           * weights and batchnorm statistics with this decay per step (0 = off) */
     int quiet;            /* no progress output */
     const char *tag;      /* prefix of the log lines ("fold 2/5"), or NULL */
     int no_bar;           /* no progress bar even on a terminal (trainings running side by side) */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);
+/* Decay of the --ema average at step 1, 2, ...: min(decay, (1 + step) / (10 + step)). */
+float ts_ema_decay(float decay, long step);
 
 /* Layer lists by name: the network module's (bs_nn_arch_layers) plus the trainer's
  * "convnet-lite-gp" (convnet-lite with a max over time before the dense layer). */

@@ -201,6 +201,10 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
     (["--data", "x", "--out", "m", "--window-norm", "median"], 2, "expected none, band_mean or band_median"),
+    (["--data", "x", "--out", "m", "--ema", "1"], 2, "--ema '1': expected a number from 0 to 0.99999"),
+    (["--data", "x", "--out", "m", "--ema", "fast"], 2, "--ema 'fast'"),
+    (["--data", "x", "--out", "m", "--synthetic-negatives", "-3"], 2,
+     "--synthetic-negatives '-3': expected an integer from 0 to 100000"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
 ])
@@ -393,3 +397,20 @@ def test_window_norm_is_carried_and_ignores_the_level(trained, tmp_path, mode):
     a0, b0 = classify_probs(trained["model"], loud), classify_probs(trained["model"], quiet)
     assert max(abs(x - z) for x, z in zip(a0, b0)) > 1e-3, (a0, b0)
 
+
+
+@needs_data
+def test_synthetic_negatives_and_ema_from_the_command_line(trained, tmp_path):
+    """--synthetic-negatives N makes N non-bird windows (said in the log) and trains on them;
+    --ema D writes the moving average. The model loads, classifies, and its provenance keeps
+    the command that made it."""
+    model = tmp_path / "syn.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite",
+            "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--synthetic-negatives", "24",
+            "--ema", "0.99", "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert "synthetic negatives: 24 windows" in p.stderr, p.stderr
+    info = json.loads(run("inspect", str(model), check=0).stdout)
+    assert "--synthetic-negatives 24 --ema 0.99" in info["training"]["command"], info["training"]["command"]
+    f = short_files("Vireo_griseus", 1)[0]
+    probs = classify_probs(model, f)
+    assert probs and all(0.0 <= x <= 1.0 for x in probs)

@@ -181,3 +181,65 @@ Test(train, refuses_empty_parts) {
     cr_assert(strstr(err.msg, "training"));
     destroy(&f);
 }
+
+Test(train, ema_decay_warms_up_then_holds) {
+    cr_assert_float_eq(ts_ema_decay(0.999f, 1), 2.0f / 11.0f, 1e-7);
+    cr_assert_float_eq(ts_ema_decay(0.999f, 90), 91.0f / 100.0f, 1e-7);
+    cr_assert_float_eq(ts_ema_decay(0.9f, 90), 0.9f, 1e-7);
+    cr_assert_float_eq(ts_ema_decay(0.999f, 100000), 0.999f, 1e-7);
+}
+
+static double max_abs_diff(bs_model *a, bs_model *b) {
+    bs_net *na = bs_model_net(a), *nb = bs_model_net(b);
+    cr_assert_eq(bs_net_n_params(na), bs_net_n_params(nb));
+    const float *pa = bs_net_params(na), *pb = bs_net_params(nb);
+    double d = 0.0;
+    for (size_t i = 0; i < bs_net_n_params(na); i++) d = fmax(d, fabs((double)pa[i] - pb[i]));
+    return d;
+}
+
+/* --ema: the raw weights train exactly as without it (the average is swapped in only to
+ * validate, then swapped out), the written model is the average (different weights that still
+ * learn the task), and a decay near 0 gives back the raw weights. */
+Test(train, ema_validates_and_writes_the_average, .timeout = 180) {
+    fixture f;
+    build(&f);
+    for (int k = 0; k < f.nva; k++) {
+        float *x = (float *)f.w.x[f.va[k]];
+        for (int j = 0; j < M * T; j++) x[j] -= 30.0f;
+    }
+    char *labels[] = {"low", "high"};
+    bs_error err = {{0}};
+    ts_train_options o = opts();
+    o.epochs = 4;
+    ts_train_result raw, avg, near;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &raw, &err), 0, "%s", err.msg);
+    o.ema = 0.9f;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &avg, &err), 0, "%s", err.msg);
+    o.ema = 1e-7f;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &near, &err), 0, "%s", err.msg);
+    for (int e = 0; e < 4; e++) {
+        cr_assert_eq(raw.hist[e].train_loss, avg.hist[e].train_loss, "epoch %d: training loss %.9f with the "
+                     "average, %.9f without", e + 1, avg.hist[e].train_loss, raw.hist[e].train_loss);
+        cr_assert_float_eq(raw.hist[e].val_loss, near.hist[e].val_loss, 1e-4);
+    }
+    cr_assert(fabs(raw.hist[3].val_loss - avg.hist[3].val_loss) > 1e-6, "the average was not validated");
+    double d_avg = max_abs_diff(raw.model, avg.model), d_near = max_abs_diff(raw.model, near.model);
+    cr_assert(d_avg > 1e-4, "the written weights are the raw ones (max difference %g)", d_avg);
+    cr_assert(d_near < 1e-4, "decay 1e-7 differs from the raw weights by %g", d_near);
+    float *p = malloc(sizeof(float) * f.nva * C);
+    cr_assert_eq(ts_predict(avg.model, &f.w, f.va, f.nva, p, &err), 0);
+    int ok = 0, lab = 0;
+    for (int k = 0; k < f.nva; k++) {
+        int i = f.va[k];
+        if (f.w.background[i]) continue;
+        lab++;
+        ok += (p[k * C + 1] > p[k * C]) == f.w.y[i * C + 1];
+    }
+    cr_assert_eq(ok, lab, "the average gets %d of %d labelled validation windows right", ok, lab);
+    free(p);
+    ts_train_result_free(&raw);
+    ts_train_result_free(&avg);
+    ts_train_result_free(&near);
+    destroy(&f);
+}
