@@ -3,7 +3,7 @@
 # of each epoch spent outside the network (batch assembly, augmentation, z-score and the demo's
 # band_median window norm), which must stay under 5% from epoch 2 on (epoch 1 may include
 # first-touch page faults). Like the demo, it trains with synthetic negatives (made once,
-# before epoch 1; about 10 ms each).
+# before epoch 1; about 5 ms each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIRDSONG_BUILD:-$PWD/build}/birdsong

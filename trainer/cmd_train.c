@@ -35,7 +35,7 @@ static void usage(FILE *f) {
             "  --lr-schedule S        constant or cosine (constant)\n"
             "  --weight-decay X       L2 weight decay (0)\n"
             "  --ema D                validate, keep and write a moving average of the weights\n"
-            "                         with decay D per step, e.g. 0.999 (0 = off) (0)\n"
+            "                         with decay D per step, 1e-6 to 0.99999 (0 = off) (0)\n"
             "  --patience N           early stop after N epochs without a better validation\n"
             "                         loss; 0 disables (6)\n"
             "  --class-weights W      none or balanced (none)\n"
@@ -358,10 +358,14 @@ int cmd_train(int argc, char **argv) {
         case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
         case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
         case O_SYN:
-            if (ts_opt_int(C_, "--synthetic-negatives", optarg, 0, 100000, &o.synthetic_negatives)) return 2;
+            if (ts_opt_int(C_, "--synthetic-negatives", optarg, 0, 20000, &o.synthetic_negatives)) return 2;
             break;
         case O_EMA:
             if (ts_opt_double(C_, "--ema", optarg, 0, 0.99999, &d)) return 2;
+            if (d > 0 && d < 1e-6) {
+                fprintf(stderr, "birdsong train: --ema '%s': expected 0 (off) or a decay from 1e-6 to 0.99999\n", optarg);
+                return 2;
+            }
             o.ema = (float)d;
             break;
         case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;

@@ -51,7 +51,7 @@ static void chorus(ts_rng *r, float *x, int n, int sr) {
             if (pulsed) {
                 double q = p0 + rate * t, p = q - floor(q);
                 env = p < duty ? sin(M_PI * p / duty) : 0.0;
-                env *= env * (1.0 - pulse_spread * pulse_hash((uint32_t)q));
+                env *= env * (1.0 - pulse_spread * pulse_hash((uint32_t)(uint64_t)q));
             }
             if (bw > 0.0) nstate = (1.0 - na) * white(r) + na * nstate;
             if (env == 0.0) continue;
@@ -121,6 +121,7 @@ static void hum(ts_rng *r, float *x, int n, int sr) {
 }
 
 int ts_synth_negative(ts_rng *rng, int kind, float *x, int n, int sr) {
+    if (n <= 0 || sr <= 0) return -1;
     if (kind < 0 || kind >= TS_SYNTH_KINDS) kind = (int)ts_rng_below(rng, TS_SYNTH_KINDS);
     memset(x, 0, sizeof(float) * (size_t)n);
     switch (kind) {

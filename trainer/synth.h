@@ -24,9 +24,9 @@ typedef enum ts_synth_kind {
 const char *ts_synth_kind_name(int kind);
 
 /* Fills x[0..n) with one synthetic sound at sample rate sr, of the given kind, or of a kind
- * drawn from rng when kind < 0; the peak is drawn log-uniformly in [0.003, 0.5] and a faint
- * white floor (50-70 dB below it) is added. Returns the kind made. Deterministic for a given
- * rng state. */
+ * drawn from rng when kind < 0; the sound's peak is drawn log-uniformly in [0.003, 0.5], then
+ * a faint white floor (50-70 dB below it) is added. Returns the kind made, or -1 (nothing
+ * written) when n <= 0 or sr <= 0. Deterministic for a given rng state. */
 int ts_synth_negative(ts_rng *rng, int kind, float *x, int n, int sr);
 
 #endif

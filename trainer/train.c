@@ -362,8 +362,11 @@ static float *synthetic_windows(const bs_feature_config *cfg, int n, uint64_t se
     int ns = bs_feature_segment_samples(cfg);
     float *audio = xcalloc((size_t)ns, sizeof(float));
     float *out = xcalloc((size_t)n * M * T, sizeof(float));
-    ts_rng rng = {seed * 0x9e3779b97f4a7c15ull + 0x2545f4914f6cdd1dull};
-    for (int j = 0; j < n; j++) {
+    /* the seed is hashed first: a state of seed * increment would make seed s + 1's stream
+     * seed s's shifted by one draw */
+    ts_rng h = {seed ^ 0x2545f4914f6cdd1dull};
+    ts_rng rng = {ts_rng_next(&h)};
+    for (int j = 0; j < n && !ts_stop_requested; j++) {
         ts_synth_negative(&rng, j % TS_SYNTH_KINDS, audio, ns, cfg->sample_rate);
         bs_melspec_compute(ms, audio, out + (size_t)j * M * T);
     }

@@ -204,7 +204,8 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--ema", "1"], 2, "--ema '1': expected a number from 0 to 0.99999"),
     (["--data", "x", "--out", "m", "--ema", "fast"], 2, "--ema 'fast'"),
     (["--data", "x", "--out", "m", "--synthetic-negatives", "-3"], 2,
-     "--synthetic-negatives '-3': expected an integer from 0 to 100000"),
+     "--synthetic-negatives '-3': expected an integer from 0 to 20000"),
+    (["--data", "x", "--out", "m", "--ema", "1e-9"], 2, "expected 0 (off) or a decay from 1e-6 to 0.99999"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
 ])

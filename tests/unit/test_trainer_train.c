@@ -243,3 +243,34 @@ Test(train, ema_validates_and_writes_the_average, .timeout = 180) {
     ts_train_result_free(&near);
     destroy(&f);
 }
+
+/* --synthetic-negatives: the same seed gives the same model bit for bit (the windows are made
+ * from the seed), and the z-score statistics are those of the real training windows alone. */
+Test(train, synthetic_negatives_are_seeded_and_kept_out_of_the_zscore, .timeout = 180) {
+    fixture f;
+    build(&f);
+    char *labels[] = {"low", "high"};
+    bs_error err = {{0}};
+    ts_train_options o = opts();
+    o.epochs = 2;
+    ts_train_result none, a, b;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &none, &err), 0, "%s", err.msg);
+    o.synthetic_negatives = 24;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &a, &err), 0, "%s", err.msg);
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &b, &err), 0, "%s", err.msg);
+    cr_assert_eq(max_abs_diff(a.model, b.model), 0.0, "same seed, different weights");
+    cr_assert(max_abs_diff(a.model, none.model) > 1e-4, "the synthetic windows changed nothing");
+    cr_assert_eq(memcmp(bs_model_norm_mean(a.model), bs_model_norm_mean(none.model), sizeof(float) * M), 0,
+                 "the synthetic windows entered the z-score mean");
+    cr_assert_eq(memcmp(bs_model_norm_std(a.model), bs_model_norm_std(none.model), sizeof(float) * M), 0,
+                 "the synthetic windows entered the z-score std");
+    o.seed = 2;
+    ts_train_result c;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &c, &err), 0, "%s", err.msg);
+    cr_assert(max_abs_diff(a.model, c.model) > 1e-4, "another seed, the same weights");
+    ts_train_result_free(&none);
+    ts_train_result_free(&a);
+    ts_train_result_free(&b);
+    ts_train_result_free(&c);
+    destroy(&f);
+}
