@@ -442,6 +442,7 @@ int cmd_train(int argc, char **argv) {
     ts_windows w = {0};
     int *usable = NULL, *fold_of = NULL;
     train_job *jobs = NULL;
+    float *synthetic = NULL; /* shared by the trainings, freed at done */
     int n_jobs = 0;
     json_t *prov = json_object(), *cv = NULL;
     ts_train_result final = {0};
@@ -497,6 +498,15 @@ int cmd_train(int argc, char **argv) {
         jobs[j].fold = j < folds ? j : -1;
         if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
         else if (folds > 0) snprintf(jobs[j].tag, sizeof jobs[j].tag, "final model");
+    }
+    /* the synthetic negatives depend only on the seed and the features: made once, shared */
+    if (o.synthetic_negatives > 0) {
+        synthetic = ts_synthetic_windows(&cfg, o.synthetic_negatives, o.seed, w.n_mels, w.n_frames, o.quiet, NULL, &err);
+        if (!synthetic) {
+            fprintf(stderr, "birdsong train: %s\n", err.msg);
+            goto done;
+        }
+        o.synthetic = synthetic;
     }
     train_ctx tc = {.ds = &ds, .w = &w, .usable = usable, .fold_of = fold_of, .activity = activity,
                     .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
@@ -609,6 +619,7 @@ int cmd_train(int argc, char **argv) {
            final.n_hist, final.interrupted ? ", interrupted" : "");
     rc = 0;
 done:
+    free(synthetic);
     for (int j = 0; j < n_jobs; j++) {
         ts_train_result_free(&jobs[j].r);
         if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);

@@ -350,7 +350,9 @@ static void snapshot_io(bs_net *net, float *snap, int save) {
 }
 
 /* n synthetic non-bird windows [n, M, T], log-mel dB with the training feature settings. */
-static float *synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, int M, int T, bs_error *err) {
+float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, int M, int T, int quiet,
+                            const char *tag, bs_error *err) {
+    double t0 = now_s();
     bs_melspec *ms = bs_melspec_create(cfg, err);
     if (!ms) return NULL;
     if (cfg->n_mels != M || bs_feature_n_frames(cfg) != T) {
@@ -372,6 +374,9 @@ static float *synthetic_windows(const bs_feature_config *cfg, int n, uint64_t se
     }
     free(audio);
     bs_melspec_free(ms);
+    if (!quiet)
+        bs_log_info("%s%ssynthetic negatives: %d windows (chorus, noise, rain and hum in turn) in %.1f s",
+                    tag ? tag : "", tag ? ": " : "", n, now_s() - t0);
     return out;
 }
 
@@ -487,9 +492,9 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
 
     /* synthetic negatives: window j is order entry -1 - j */
     int n_syn = o->synthetic_negatives > 0 ? o->synthetic_negatives : 0;
-    float *syn = NULL;
-    double t_syn = now_s();
-    if (n_syn > 0 && !(syn = synthetic_windows(cfg, n_syn, o->seed, M, T, err))) {
+    float *own_syn = NULL;
+    const float *syn = o->synthetic;
+    if (n_syn > 0 && !syn && !(syn = own_syn = ts_synthetic_windows(cfg, n_syn, o->seed, M, T, o->quiet, o->tag, err))) {
         free(ema);
         free(cur);
         free(snap);
@@ -499,10 +504,6 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
         free(std);
         return -1;
     }
-
-    if (n_syn > 0 && !o->quiet)
-        bs_log_info("%s%ssynthetic negatives: %d windows (chorus, noise, rain and hum in turn) in %.1f s",
-                    o->tag ? o->tag : "", o->tag ? ": " : "", n_syn, now_s() - t_syn);
 
     /* epoch order: training windows, background ones repeated, then the synthetic ones */
     int reps = o->bg_repeat > 1 ? o->bg_repeat : 1;
@@ -654,7 +655,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     free(noise);
     free(pos_weight);
     free(snap);
-    free(syn);
+    free(own_syn);
     free(ema);
     free(cur);
     free(mean);

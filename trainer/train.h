@@ -44,6 +44,9 @@ typedef struct ts_train_options {
     int bg_repeat;        /* background windows appear this many times per epoch (1) */
     int synthetic_negatives; /* this many synthetic non-bird windows (synth.h), made once from the
                               * seed, trained on with all-zero targets in every epoch (0) */
+    const float *synthetic; /* the synthetic_negatives windows made by ts_synthetic_windows with
+                             * this seed, shared read-only by trainings that run side by side;
+                             * NULL: ts_train_run makes its own */
     float ema;            /* > 0: validate, keep and write an exponential moving average of the
                            * weights and batchnorm statistics with this decay per step (0 = off) */
     int quiet;            /* no progress output */
@@ -52,6 +55,11 @@ typedef struct ts_train_options {
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);
+/* n synthetic non-bird windows [n, n_mels, n_frames] (synth.h), log-mel dB with cfg, made from
+ * seed; NULL with err on a feature-setting mismatch. Free with free(). Logs the count and time
+ * unless quiet; stops early (the rest stays 0 dB) when ts_stop_requested is set. */
+float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, int n_mels, int n_frames,
+                            int quiet, const char *tag, bs_error *err);
 /* Decay of the --ema average at step 1, 2, ...: min(decay, (1 + step) / (10 + step)). */
 float ts_ema_decay(float decay, long step);
 
