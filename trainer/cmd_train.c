@@ -51,6 +51,9 @@ static void usage(FILE *f) {
             "  --mix-labelled P       share of windows mixed with another training window at\n"
             "                         -6..6 dB, the targets of both kept (0)\n"
             "  --gain-db DB           random level change of up to +-DB dB per window (6)\n"
+            "  --time-shift N         random time shift of up to +-N frames, filled from the\n"
+            "                         file's neighbouring audio (8)\n"
+            "  --freq-shift N         random shift of up to +-N mel bands, a pitch change (0)\n"
             "  --background-repeat N  background windows appear N times per epoch (1)\n"
             "  --synthetic-negatives N  train on N synthetic non-bird windows (frog and insect\n"
             "                         choruses, wind, rain, hum) with all-zero targets (0)\n"
@@ -73,7 +76,7 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -296,7 +299,8 @@ int cmd_train(int argc, char **argv) {
         {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
         {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
         {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
-        {"gain-db", required_argument, 0, O_GAIN}, {"n-mels", required_argument, 0, O_NMELS},
+        {"gain-db", required_argument, 0, O_GAIN}, {"time-shift", required_argument, 0, O_SHIFT},
+        {"freq-shift", required_argument, 0, O_FSHIFT}, {"n-mels", required_argument, 0, O_NMELS},
         {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
         {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
         {"synthetic-negatives", required_argument, 0, O_SYN},
@@ -342,6 +346,8 @@ int cmd_train(int argc, char **argv) {
         case O_FOLDS: if (ts_opt_int(C_, "--folds", optarg, 2, 100, &folds)) return 2; break;
         case O_SEED: if (ts_opt_u64(C_, "--seed", optarg, &o.seed)) return 2; break;
         case O_NOAUG: o.augment = 0; break;
+        case O_SHIFT: if (ts_opt_int(C_, "--time-shift", optarg, 0, 1000, &o.shift_frames)) return 2; break;
+        case O_FSHIFT: if (ts_opt_int(C_, "--freq-shift", optarg, 0, 1000, &o.freq_shift)) return 2; break;
         case O_GAIN: if (ts_opt_double(C_, "--gain-db", optarg, 0, 60, &d)) return 2; o.gain_db = (float)d; break;
         case O_MIX: if (ts_opt_double(C_, "--mix-prob", optarg, 0, 1, &d)) return 2; o.mix_prob = (float)d; break;
         case O_SNR: {
@@ -415,12 +421,6 @@ int cmd_train(int argc, char **argv) {
     ts_install_stop_handler();
 
     bs_error err = {{0}};
-    ts_dataset ds;
-    if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
-        free(cache_dir);
-        return 1;
-    }
     bs_feature_config cfg = bs_feature_config_default();
     cfg.segment_hop_seconds = hop;
     if (n_mels > 0) cfg.n_mels = n_mels;
@@ -429,9 +429,26 @@ int cmd_train(int argc, char **argv) {
     cfg.window_norm = window_norm;
     if (bs_feature_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
-        ts_dataset_free(&ds);
         free(cache_dir);
         return 2;
+    }
+    if (o.shift_frames >= bs_feature_n_frames(&cfg)) {
+        fprintf(stderr, "birdsong train: --time-shift %d: a window has %d frames; expected 0 to %d\n", o.shift_frames,
+                bs_feature_n_frames(&cfg), bs_feature_n_frames(&cfg) - 1);
+        free(cache_dir);
+        return 2;
+    }
+    if (o.freq_shift >= cfg.n_mels / 4) {
+        fprintf(stderr, "birdsong train: --freq-shift %d: expected 0 to %d (a quarter of the %d mel bands, less one)\n",
+                o.freq_shift, cfg.n_mels / 4 - 1, cfg.n_mels);
+        free(cache_dir);
+        return 2;
+    }
+    ts_dataset ds;
+    if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        free(cache_dir);
+        return 1;
     }
     char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
     ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
@@ -454,6 +471,7 @@ int cmd_train(int argc, char **argv) {
         bs_log_info("features: %d files, %d from the cache, %d computed, %d failed", ds.n_items, cs.hits,
                     cs.misses - cs.failures, cs.failures);
     ts_windows_build(&w, &ds, ff, cfg.n_mels, bs_feature_n_frames(&cfg));
+    ts_windows_link(&w, (double)cfg.sample_rate / cfg.hop_length);
     ts_print_skipped(C_, &ds);
     int n_bg_win = 0;
     for (int i = 0; i < w.n; i++) n_bg_win += w.background[i];

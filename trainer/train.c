@@ -54,6 +54,10 @@ void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, 
     w->y = xcalloc((size_t)total * C, 1);
     w->yf = xcalloc((size_t)total * C, sizeof(float));
     w->background = xcalloc((size_t)total, 1);
+    w->next = xcalloc((size_t)total, sizeof(int));
+    w->prev = xcalloc((size_t)total, sizeof(int));
+    w->next_offset = xcalloc((size_t)total, sizeof(int));
+    for (int i = 0; i < total; i++) w->next[i] = w->prev[i] = -1;
     int *gid = xcalloc((size_t)ds->n_items, sizeof(int));
     for (int i = 0; i < ds->n_items; i++) {
         gid[i] = -1;
@@ -102,7 +106,57 @@ void ts_windows_free(ts_windows *w) {
     free(w->y);
     free(w->yf);
     free(w->background);
+    free(w->next);
+    free(w->prev);
+    free(w->next_offset);
     memset(w, 0, sizeof *w);
+}
+
+void ts_windows_link(ts_windows *w, double frames_per_second) {
+    for (int k = 0; k < w->n; k++) w->next[k] = w->prev[k] = -1;
+    for (int k = 0; k + 1 < w->n; k++) {
+        if (w->item[k + 1] != w->item[k]) continue;
+        long d = lround((w->start[k + 1] - w->start[k]) * frames_per_second);
+        if (d < 1 || d > w->n_frames) continue; /* a gap: the frames between are not there */
+        w->next[k] = k + 1;
+        w->prev[k + 1] = k;
+        w->next_offset[k] = (int)d;
+    }
+}
+
+void ts_window_shifted(const ts_windows *w, int k, int s, float *out) {
+    int M = w->n_mels, T = w->n_frames;
+    const float *x = w->x[k];
+    /* s > 0: out[t] is the frame at t - s, before this window for t < s: frame t - s + d of the
+     * window before (d = its offset to this one); s < 0: the frame at t - s, past the end for
+     * t - s >= T: frame t - s - d of the next window */
+    const float *nb = NULL;
+    int d = 0;
+    if (s > 0 && w->prev && w->prev[k] >= 0 && w->next_offset[w->prev[k]] >= s) {
+        nb = w->x[w->prev[k]];
+        d = w->next_offset[w->prev[k]];
+    } else if (s < 0 && w->next && w->next[k] >= 0 && w->next_offset[k] >= -s) {
+        nb = w->x[w->next[k]];
+        d = w->next_offset[k];
+    }
+    for (int m = 0; m < M; m++) {
+        const float *row = x + (size_t)m * T, *nrow = nb ? nb + (size_t)m * T : NULL;
+        float *o = out + (size_t)m * T;
+        for (int t = 0; t < T; t++) {
+            int p = t - s;
+            if (p >= 0 && p < T) o[t] = row[p];
+            else if (nrow) o[t] = nrow[p < 0 ? p + d : p - d];
+            else o[t] = row[(p % T + T) % T];
+        }
+    }
+}
+
+void ts_shift_bands(float *x, int M, int T, int f, float *tmp) {
+    memcpy(tmp, x, sizeof(float) * (size_t)M * T);
+    for (int m = 0; m < M; m++) {
+        int from = m - f < 0 ? 0 : m - f >= M ? M - 1 : m - f;
+        memcpy(x + (size_t)m * T, tmp + (size_t)from * T, sizeof(float) * T);
+    }
 }
 
 double ts_bce_from_probs(const float *probs, const uint8_t *y, int n, int C) {
@@ -258,21 +312,32 @@ typedef struct aug_ctx {
     ts_rng rng;
     float *tmp;        /* n_frames */
     float *pow_x, *pow_n; /* n_mels * n_frames */
+    float *shift_buf;  /* n_mels * n_frames */
 } aug_ctx;
 
-/* x: one dB window (modified in place); y: its C targets (a labelled mix adds the other's). */
-static void augment_db(aug_ctx *a, float *x, float *y) {
+/* x: one dB window (modified in place), the copy of window wi (< 0: a synthetic one); y: its C
+ * targets (a labelled mix adds the other's). */
+static void augment_db(aug_ctx *a, int wi, float *x, float *y) {
     const ts_train_options *o = a->o;
     int M = a->w->n_mels, T = a->w->n_frames;
     if (o->shift_frames > 0) {
-        int s = (int)ts_rng_below(&a->rng, (uint32_t)(2 * o->shift_frames + 1)) - o->shift_frames;
-        if (s != 0) {
+        int S = o->shift_frames < T - 1 ? o->shift_frames : T - 1;
+        int s = (int)ts_rng_below(&a->rng, (uint32_t)(2 * S + 1)) - S;
+        if (s != 0 && wi >= 0) {
+            ts_window_shifted(a->w, wi, s, a->shift_buf);
+            memcpy(x, a->shift_buf, sizeof(float) * (size_t)M * T);
+        } else if (s != 0) {
             for (int m = 0; m < M; m++) {
                 float *row = x + (size_t)m * T;
                 for (int t = 0; t < T; t++) a->tmp[((t + s) % T + T) % T] = row[t];
                 memcpy(row, a->tmp, sizeof(float) * T);
             }
         }
+    }
+    if (o->freq_shift > 0) {
+        int F = o->freq_shift < M - 1 ? o->freq_shift : M - 1;
+        int f = (int)ts_rng_below(&a->rng, (uint32_t)(2 * F + 1)) - F;
+        if (f != 0) ts_shift_bands(x, M, T, f, a->shift_buf);
     }
     if (o->gain_db > 0) {
         float g = (float)((2.0 * ts_rng_uniform(&a->rng) - 1.0) * o->gain_db);
@@ -543,7 +608,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     for (int i = 0; i < n_val; i++) memcpy(vy + (size_t)i * C, w->y + (size_t)val_idx[i] * C, (size_t)C);
     aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .pool = train_idx, .n_pool = n_train, .rng = {o->seed * 7919 + 17},
                   .tmp = xcalloc((size_t)T, sizeof(float)), .pow_x = xcalloc(per, sizeof(float)),
-                  .pow_n = xcalloc(per, sizeof(float))};
+                  .pow_n = xcalloc(per, sizeof(float)), .shift_buf = xcalloc(per, sizeof(float))};
     ts_rng order_rng = {o->seed ^ 0x5bd1e995ull};
     res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
     res->best_val_loss = INFINITY;
@@ -569,7 +634,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                     memcpy(x, syn + (size_t)(-1 - wi) * per, per * sizeof(float));
                     memset(yb + (size_t)i * C, 0, (size_t)C * sizeof(float));
                 }
-                if (o->augment) augment_db(&ag, x, yb + (size_t)i * C);
+                if (o->augment) augment_db(&ag, wi, x, yb + (size_t)i * C);
                 bs_features_normalize(cfg, x, mean, std);
                 if (o->augment) spec_masks(&ag, x);
             }
@@ -647,6 +712,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     free(ag.tmp);
     free(ag.pow_x);
     free(ag.pow_n);
+    free(ag.shift_buf);
     free(xb);
     free(yb);
     free(vprobs);

@@ -4,9 +4,9 @@
  * takes index lists into them (train and validation, split by recording beforehand), computes
  * the z-score statistics from the training windows only, trains, restores the weights of the
  * epoch with the lowest validation loss, and picks per-species thresholds (max F1) on the
- * validation windows. Augmentation (training batches only, seeded): circular time shift, a
- * random level change (the whole window shifted by up to +-gain_db dB, as a gain does),
- * background-noise mix at a random SNR (power domain, then the per-window top_db clip again),
+ * validation windows. Augmentation (training batches only, seeded): time shift (frames from the
+ * neighbouring window of the file, circular at its ends), a random level change (the whole
+ * window shifted by up to +-gain_db dB, as a gain does), background-noise mix at a random SNR (power domain, then the per-window top_db clip again),
  * SpecAugment time and frequency masks (set to 0 = the training mean after the z-score). */
 #ifndef BIRDSONG_TRAINER_TRAIN_H
 #define BIRDSONG_TRAINER_TRAIN_H
@@ -38,8 +38,11 @@ typedef struct ts_train_options {
     float mix_labelled;   /* share of windows mixed with another training window at +-6 dB,
                            * targets joined (0) */
     float snr_min, snr_max; /* 0, 20 dB */
-    int shift_frames;     /* 8 */
+    int shift_frames;     /* random time shift of up to +-shift_frames frames, filled from the
+                           * neighbouring windows of the file (circular at its ends) (8) */
     float gain_db;        /* random level change of up to +-gain_db dB (6) */
+    int freq_shift;       /* random shift of up to +-freq_shift mel bands (a pitch change), the
+                           * edge band repeated into the vacated rows (0 = off) */
     int time_mask, freq_mask; /* widest masks: 6 frames, 12 bins */
     int bg_repeat;        /* background windows appear this many times per epoch (1) */
     int synthetic_negatives; /* this many synthetic non-bird windows (synth.h), made once from the
@@ -79,11 +82,25 @@ typedef struct ts_windows {
     uint8_t *y;           /* [n, C] */
     float *yf;            /* [n, C] */
     uint8_t *background;  /* [n] */
+    int *next;            /* [n] the window that follows in the same file, -1 if none */
+    int *prev;            /* [n] the window before it in the same file, -1 if none */
+    int *next_offset;     /* [n] frames from this window's first frame to next's (43 at 1 s, hop 512) */
 } ts_windows;
 
 /* Builds the window table; files that failed or gave no window are recorded as skipped in
  * ds (with the reason). */
 void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, int n_mels, int n_frames);
+/* Links each window to its neighbours in the same file (next, prev, next_offset) for the time
+ * shift: frames_per_second = sample_rate / hop_length. A neighbour whose first frame would be
+ * more than a window away (a gap) is not linked. */
+void ts_windows_link(ts_windows *w, double frames_per_second);
+/* One window shifted by s frames (s > 0: later, the first s frames taken from the window before;
+ * s < 0: earlier, the last -s frames from the one after), from the neighbouring audio's own
+ * frames; circular where the neighbour is missing. out [n_mels, n_frames], |s| < n_frames. */
+void ts_window_shifted(const ts_windows *w, int k, int s, float *out);
+/* Moves a window x [M, T] up by f mel bands (down for f < 0): band m takes band m - f, the edge
+ * band where that is outside. tmp: M * T scratch. */
+void ts_shift_bands(float *x, int M, int T, int f, float *tmp);
 void ts_windows_free(ts_windows *w);
 
 typedef struct ts_epoch_log {

@@ -206,6 +206,9 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--synthetic-negatives", "-3"], 2,
      "--synthetic-negatives '-3': expected an integer from 0 to 20000"),
     (["--data", "x", "--out", "m", "--ema", "1e-9"], 2, "expected 0 (off) or a decay from 1e-6 to 0.99999"),
+    (["--data", "x", "--out", "m", "--time-shift", "-1"], 2, "--time-shift '-1'"),
+    (["--data", "x", "--out", "m", "--time-shift", "44"], 2, "--time-shift 44: a window has 44 frames; expected 0 to 43"),
+    (["--data", "x", "--out", "m", "--fmax", "99999"], 2, "fmax must be <= sample_rate/2 = 11025 Hz, found 99999"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
 ])
