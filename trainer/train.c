@@ -124,21 +124,10 @@ void ts_windows_link(ts_windows *w, double frames_per_second) {
     }
 }
 
-void ts_window_shifted(const ts_windows *w, int k, int s, float *out) {
-    int M = w->n_mels, T = w->n_frames;
-    const float *x = w->x[k];
-    /* s > 0: out[t] is the frame at t - s, before this window for t < s: frame t - s + d of the
-     * window before (d = its offset to this one); s < 0: the frame at t - s, past the end for
-     * t - s >= T: frame t - s - d of the next window */
-    const float *nb = NULL;
-    int d = 0;
-    if (s > 0 && w->prev && w->prev[k] >= 0 && w->next_offset[w->prev[k]] >= s) {
-        nb = w->x[w->prev[k]];
-        d = w->next_offset[w->prev[k]];
-    } else if (s < 0 && w->next && w->next[k] >= 0 && w->next_offset[k] >= -s) {
-        nb = w->x[w->next[k]];
-        d = w->next_offset[k];
-    }
+/* out [M, T] = x shifted by s frames: out[t] is the frame at t - s, taken before x's start from
+ * nb's frame t - s + d, past its end from nb's frame t - s - d (nb: the window d frames before
+ * or after x), or circularly from x itself when nb is NULL. */
+static void shift_frames(const float *x, const float *nb, int d, int M, int T, int s, float *out) {
     for (int m = 0; m < M; m++) {
         const float *row = x + (size_t)m * T, *nrow = nb ? nb + (size_t)m * T : NULL;
         float *o = out + (size_t)m * T;
@@ -149,6 +138,19 @@ void ts_window_shifted(const ts_windows *w, int k, int s, float *out) {
             else o[t] = row[(p % T + T) % T];
         }
     }
+}
+
+void ts_window_shifted(const ts_windows *w, int k, int s, float *out) {
+    const float *nb = NULL;
+    int d = 0;
+    if (s > 0 && w->prev && w->prev[k] >= 0 && w->next_offset[w->prev[k]] >= s) {
+        nb = w->x[w->prev[k]];
+        d = w->next_offset[w->prev[k]];
+    } else if (s < 0 && w->next && w->next[k] >= 0 && w->next_offset[k] >= -s) {
+        nb = w->x[w->next[k]];
+        d = w->next_offset[k];
+    }
+    shift_frames(w->x[k], nb, d, w->n_mels, w->n_frames, s, out);
 }
 
 void ts_shift_bands(float *x, int M, int T, int f, float *tmp) {
@@ -310,7 +312,6 @@ typedef struct aug_ctx {
     const int *pool;   /* every training window (partners of labelled mixes) */
     int n_pool;
     ts_rng rng;
-    float *tmp;        /* n_frames */
     float *pow_x, *pow_n; /* n_mels * n_frames */
     float *shift_buf;  /* n_mels * n_frames */
 } aug_ctx;
@@ -323,15 +324,11 @@ static void augment_db(aug_ctx *a, int wi, float *x, float *y) {
     if (o->shift_frames > 0) {
         int S = o->shift_frames < T - 1 ? o->shift_frames : T - 1;
         int s = (int)ts_rng_below(&a->rng, (uint32_t)(2 * S + 1)) - S;
-        if (s != 0 && wi >= 0) {
-            ts_window_shifted(a->w, wi, s, a->shift_buf);
+        if (s != 0) {
+            /* a synthetic window (wi < 0) has no neighbours: it wraps */
+            if (wi >= 0) ts_window_shifted(a->w, wi, s, a->shift_buf);
+            else shift_frames(x, NULL, 0, M, T, s, a->shift_buf);
             memcpy(x, a->shift_buf, sizeof(float) * (size_t)M * T);
-        } else if (s != 0) {
-            for (int m = 0; m < M; m++) {
-                float *row = x + (size_t)m * T;
-                for (int t = 0; t < T; t++) a->tmp[((t + s) % T + T) % T] = row[t];
-                memcpy(row, a->tmp, sizeof(float) * T);
-            }
         }
     }
     if (o->freq_shift > 0) {
@@ -607,7 +604,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     uint8_t *vy = xcalloc((size_t)n_val * C, 1);
     for (int i = 0; i < n_val; i++) memcpy(vy + (size_t)i * C, w->y + (size_t)val_idx[i] * C, (size_t)C);
     aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .pool = train_idx, .n_pool = n_train, .rng = {o->seed * 7919 + 17},
-                  .tmp = xcalloc((size_t)T, sizeof(float)), .pow_x = xcalloc(per, sizeof(float)),
+                  .pow_x = xcalloc(per, sizeof(float)),
                   .pow_n = xcalloc(per, sizeof(float)), .shift_buf = xcalloc(per, sizeof(float))};
     ts_rng order_rng = {o->seed ^ 0x5bd1e995ull};
     res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
@@ -709,7 +706,6 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     }
     rc = bs_model_set_thresholds(model, thr, err);
     free(thr);
-    free(ag.tmp);
     free(ag.pow_x);
     free(ag.pow_n);
     free(ag.shift_buf);
