@@ -438,7 +438,7 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
-    if (o.freq_shift >= cfg.n_mels / 4) {
+    if (o.freq_shift > 0 && o.freq_shift >= cfg.n_mels / 4) {
         fprintf(stderr, "birdsong train: --freq-shift %d: expected 0 to %d (a quarter of the %d mel bands, less one)\n",
                 o.freq_shift, cfg.n_mels / 4 - 1, cfg.n_mels);
         free(cache_dir);

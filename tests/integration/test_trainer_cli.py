@@ -208,6 +208,9 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--ema", "1e-9"], 2, "expected 0 (off) or a decay from 1e-6 to 0.99999"),
     (["--data", "x", "--out", "m", "--time-shift", "-1"], 2, "--time-shift '-1'"),
     (["--data", "x", "--out", "m", "--time-shift", "44"], 2, "--time-shift 44: a window has 44 frames; expected 0 to 43"),
+    (["--data", "x", "--out", "m", "--freq-shift", "16", "--n-mels", "64"], 2,
+     "--freq-shift 16: expected 0 to 15 (a quarter of the 64 mel bands, less one)"),
+    (["--data", "x", "--out", "m", "--freq-shift", "-2"], 2, "--freq-shift '-2'"),
     (["--data", "x", "--out", "m", "--fmax", "99999"], 2, "fmax must be <= sample_rate/2 = 11025 Hz, found 99999"),
     (["--data", "x", "--out", "m", "extra"], 2, "unexpected argument 'extra'"),
     (["--data", "/nonexistent/birds", "--out", "m"], 1, "no such file or folder"),
@@ -406,15 +409,17 @@ def test_window_norm_is_carried_and_ignores_the_level(trained, tmp_path, mode):
 @needs_data
 def test_synthetic_negatives_and_ema_from_the_command_line(trained, tmp_path):
     """--synthetic-negatives N makes N non-bird windows (said in the log) and trains on them;
-    --ema D writes the moving average. The model loads, classifies, and its provenance keeps
+    --ema D writes the moving average; --time-shift and --freq-shift are taken. The model loads, classifies, and its provenance keeps
     the command that made it."""
     model = tmp_path / "syn.bsm"
     p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite",
             "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--synthetic-negatives", "24",
-            "--ema", "0.99", "--cache", str(trained["tmp"] / "cache"), check=0)
+            "--ema", "0.99", "--time-shift", "20", "--freq-shift", "2", "--cache", str(trained["tmp"] / "cache"),
+            check=0)
     assert "synthetic negatives: 24 windows" in p.stderr, p.stderr
     info = json.loads(run("inspect", str(model), check=0).stdout)
-    assert "--synthetic-negatives 24 --ema 0.99" in info["training"]["command"], info["training"]["command"]
+    assert "--synthetic-negatives 24 --ema 0.99 --time-shift 20 --freq-shift 2" in info["training"]["command"], \
+        info["training"]["command"]
     f = short_files("Vireo_griseus", 1)[0]
     probs = classify_probs(model, f)
     assert probs and all(0.0 <= x <= 1.0 for x in probs)
