@@ -75,6 +75,14 @@ static void destroy(fixture *f) {
     free(f->data);
 }
 
+static char *k_labels[] = {"low", "high"};
+
+/* Trains on the fixture's split and asserts success. */
+static void train_ok(fixture *f, const ts_train_options *o, ts_train_result *r) {
+    bs_error err = {{0}};
+    cr_assert_eq(ts_train_run(&f->w, f->tr, f->ntr, f->va, f->nva, k_labels, &f->cfg, o, r, &err), 0, "%s", err.msg);
+}
+
 static ts_train_options opts(void) {
     ts_train_options o = ts_train_defaults();
     o.arch = "convnet-lite";
@@ -92,7 +100,6 @@ Test(train, learns_two_classes_and_background, .timeout = 120) {
     fixture f;
     build(&f);
     ts_train_options o = opts();
-    char *labels[] = {"low", "high"};
     ts_train_result r;
     bs_error err = {{0}};
     /* validation windows are shifted by 30 dB on purpose: use training-like ones for this test */
@@ -100,7 +107,7 @@ Test(train, learns_two_classes_and_background, .timeout = 120) {
         float *x = (float *)f.w.x[f.va[k]];
         for (int j = 0; j < M * T; j++) x[j] -= 30.0f;
     }
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &r);
     cr_assert_eq(r.n_hist, 8);
     cr_assert(r.hist[7].train_loss < 0.7 * r.hist[0].train_loss, "loss %f -> %f", r.hist[0].train_loss,
               r.hist[7].train_loss);
@@ -134,10 +141,8 @@ Test(train, normalization_from_training_windows_only, .timeout = 60) {
     build(&f);
     ts_train_options o = opts();
     o.epochs = 1;
-    char *labels[] = {"low", "high"};
     ts_train_result r;
-    bs_error err;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &r);
     const float *mean = bs_model_norm_mean(r.model);
     for (int m = 0; m < M; m += 7) {
         double s = 0.0;
@@ -154,11 +159,10 @@ Test(train, stop_request_keeps_a_model, .timeout = 60) {
     fixture f;
     build(&f);
     ts_train_options o = opts();
-    char *labels[] = {"low", "high"};
     ts_train_result r;
     bs_error err;
     ts_stop_requested = 1;
-    int rc = ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &r, &err);
+    int rc = ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, k_labels, &f.cfg, &o, &r, &err);
     ts_stop_requested = 0;
     cr_assert_eq(rc, 0, "%s", err.msg);
     cr_assert(r.interrupted);
@@ -172,12 +176,11 @@ Test(train, refuses_empty_parts) {
     fixture f;
     build(&f);
     ts_train_options o = opts();
-    char *labels[] = {"low", "high"};
     ts_train_result r;
     bs_error err;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, 0, labels, &f.cfg, &o, &r, &err), -1);
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, 0, k_labels, &f.cfg, &o, &r, &err), -1);
     cr_assert(strstr(err.msg, "validation"));
-    cr_assert_eq(ts_train_run(&f.w, f.tr, 1, f.va, f.nva, labels, &f.cfg, &o, &r, &err), -1);
+    cr_assert_eq(ts_train_run(&f.w, f.tr, 1, f.va, f.nva, k_labels, &f.cfg, &o, &r, &err), -1);
     cr_assert(strstr(err.msg, "training"));
     destroy(&f);
 }
@@ -208,16 +211,15 @@ Test(train, ema_validates_and_writes_the_average, .timeout = 180) {
         float *x = (float *)f.w.x[f.va[k]];
         for (int j = 0; j < M * T; j++) x[j] -= 30.0f;
     }
-    char *labels[] = {"low", "high"};
     bs_error err = {{0}};
     ts_train_options o = opts();
     o.epochs = 4;
     ts_train_result raw, avg, near;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &raw, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &raw);
     o.ema = 0.9f;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &avg, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &avg);
     o.ema = 1e-7f;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &near, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &near);
     for (int e = 0; e < 4; e++) {
         cr_assert_eq(raw.hist[e].train_loss, avg.hist[e].train_loss, "epoch %d: training loss %.9f with the "
                      "average, %.9f without", e + 1, avg.hist[e].train_loss, raw.hist[e].train_loss);
@@ -249,15 +251,13 @@ Test(train, ema_validates_and_writes_the_average, .timeout = 180) {
 Test(train, synthetic_negatives_are_seeded_and_kept_out_of_the_zscore, .timeout = 180) {
     fixture f;
     build(&f);
-    char *labels[] = {"low", "high"};
-    bs_error err = {{0}};
     ts_train_options o = opts();
     o.epochs = 2;
     ts_train_result none, a, b;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &none, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &none);
     o.synthetic_negatives = 24;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &a, &err), 0, "%s", err.msg);
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &b, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &a);
+    train_ok(&f, &o, &b);
     cr_assert_eq(max_abs_diff(a.model, b.model), 0.0, "same seed, different weights");
     cr_assert(max_abs_diff(a.model, none.model) > 1e-4, "the synthetic windows changed nothing");
     cr_assert_eq(memcmp(bs_model_norm_mean(a.model), bs_model_norm_mean(none.model), sizeof(float) * M), 0,
@@ -266,7 +266,7 @@ Test(train, synthetic_negatives_are_seeded_and_kept_out_of_the_zscore, .timeout 
                  "the synthetic windows entered the z-score std");
     o.seed = 2;
     ts_train_result c;
-    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, labels, &f.cfg, &o, &c, &err), 0, "%s", err.msg);
+    train_ok(&f, &o, &c);
     cr_assert(max_abs_diff(a.model, c.model) > 1e-4, "another seed, the same weights");
     ts_train_result_free(&none);
     ts_train_result_free(&a);
