@@ -4,9 +4,8 @@
  * Per extractor: one complex FFT plan of n_fft/2 points (fixed by built-in wisdom for n_fft
  * 2048, else FFTW_ESTIMATE: never measured, so the same plan and the same rounding in the
  * trainer and the daemon), the periodic Hann window, the split's twiddles, the sparse
- * filterbank (each mel row stores only its nonzero bin range; also by blocks of 8 rows for
- * the AVX2 body) and the scratch arrays. Compute allocates nothing. Speed notes and
- * measurements: docs/features.md section 4. */
+ * filterbank (each mel row stores only its nonzero bin range) and the scratch arrays.
+ * Compute allocates nothing. Speed notes and measurements: docs/features.md section 4. */
 #include <fftw3.h>
 #include <math.h>
 #include <pthread.h>
@@ -59,28 +58,16 @@ struct bs_melspec {
     float *tw_c, *tw_s; /* n_fft/2 each: cos, sin of pi k / (n_fft/2), the split's twiddles */
     float *twp_c, *twp_s; /* the same for the AVX2 split's blocks k = 1 + 8i .. 8 + 8i, each
                            * in its lane order k + (0 1 4 5 2 3 6 7) */
-    size_t n_power;    /* a power spectrum's length: n_freqs + 8, or more for the blocks'
-                        * padded rows (zero tail) */
     int *mel_start;    /* n_mels: first nonzero bin of each row */
     int *mel_len;      /* n_mels: number of nonzero bins */
-    int *mel_len8;     /* n_mels: mel_len rounded up to a multiple of 8 */
-    float *mel_w;      /* concatenated nonzero weights x 1/4 (see the split), row after row,
-                        * each zero-padded to 8 */
+    float *mel_w;      /* concatenated nonzero weights x 1/4 (see the split), row after row */
     int *mel_off;      /* n_mels: offset of each row in mel_w */
-    /* The same weights for the AVX2 path, by blocks of 8 rows (rows 8b..8b+7, n_mels / 8
-     * blocks; the rows past them use mel_w): all rows of a block padded with zeros to the
-     * block's longest row, blk_len8[b] floats, stored chunk by chunk: for each 8 bins, the
-     * 8 rows' 8 weights. Extra zero terms add +0 to a lane: the same sums bit for bit. */
-    int n_blk;
-    int *blk_len8;     /* n_blk */
-    int *blk_len8h;    /* 2 n_blk: the same for rows 8b..8b+3 and 8b+4..8b+7 alone (the
-                        * kernels that go 4 rows at a time stop there: past it the 4 rows'
-                        * weights are all zero, and adding +0 to a sum >= 0 changes no bit) */
-    int *blk_off;      /* n_blk: offset of each block in mel_wb */
-    float *mel_wb;
-    float *mel_tf;     /* n_frames * n_mels: the wide bodies' mel powers, frame after frame */
-    float *pow_all;    /* n_frames x pstride: every frame's power spectrum, zero tails */
-    size_t pstride;    /* n_power rounded up to 16 floats */
+    float *pow_all;    /* n_grp * 16 rows x pstride: every frame's power spectrum (row t =
+                        * frame t), zero tails and zero rows past n_frames */
+    size_t pstride;    /* n_freqs rounded up to 16 floats */
+    int n_grp;         /* groups of 16 frames: ceil(n_frames / 16) */
+    int pt_rows;       /* bins the mel rows reach (last nonzero + 1), rounded up to 16 */
+    float *pow_t;      /* pt_rows x (16 n_grp): pow_all transposed, bin-major */
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
@@ -193,17 +180,12 @@ void bs_melspec_free(bs_melspec *ms) {
         pthread_mutex_unlock(&g_fftw_planner_lock);
     }
     fftwf_free(ms->arena);
-    free(ms->mel_len8);
     free(ms->mel_start);
     free(ms->mel_len);
     free(ms->mel_off);
     free(ms->mel_w);
-    free(ms->blk_len8);
-    free(ms->blk_len8h);
-    free(ms->blk_off);
-    free(ms->mel_wb);
-    free(ms->mel_tf);
     free(ms->pow_all);
+    free(ms->pow_t);
     free(ms);
 }
 
@@ -220,17 +202,17 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->seg = bs_feature_segment_samples(cfg);
     ms->db_floor = 10.0f * log10f(cfg->amin);
 
-    ms->mel_len8 = malloc((size_t)ms->n_mels * sizeof *ms->mel_len8);
     ms->mel_start = malloc((size_t)ms->n_mels * sizeof *ms->mel_start);
     ms->mel_len = malloc((size_t)ms->n_mels * sizeof *ms->mel_len);
     ms->mel_off = malloc((size_t)ms->n_mels * sizeof *ms->mel_off);
-    if (!ms->mel_len8 || !ms->mel_start || !ms->mel_len || !ms->mel_off) goto oom;
+    if (!ms->mel_start || !ms->mel_len || !ms->mel_off) goto oom;
 
     /* Sparse filterbank: float64 rows cast to float32 (as librosa stores them), then only
      * the range between the first and last nonzero float32 weight is kept. */
     double *W = filterbank_f64(cfg);
     if (!W) goto oom;
     size_t total = 0;
+    int reach = 0; /* one past the last bin any row reads */
     for (int m = 0; m < ms->n_mels; m++) {
         const double *row = W + (size_t)m * ms->n_freqs;
         int a = 0, b = ms->n_freqs - 1;
@@ -238,56 +220,27 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         while (b >= a && (float)row[b] == 0.0f) b--;
         ms->mel_start[m] = a < ms->n_freqs ? a : 0;
         ms->mel_len[m] = a < ms->n_freqs ? b - a + 1 : 0; /* an empty filter is all zero */
-        ms->mel_len8[m] = (ms->mel_len[m] + 7) / 8 * 8;
         ms->mel_off[m] = (int)total;
-        total += (size_t)ms->mel_len8[m];
+        total += (size_t)ms->mel_len[m];
+        if (ms->mel_start[m] + ms->mel_len[m] > reach) reach = ms->mel_start[m] + ms->mel_len[m];
     }
-    ms->n_blk = ms->n_mels / 8;
-    ms->n_power = (size_t)ms->n_freqs + 8;
-    size_t total_blk = 0;
-    ms->blk_len8 = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_len8);
-    ms->blk_off = malloc(((size_t)ms->n_blk + 1) * sizeof *ms->blk_off);
-    ms->blk_len8h = malloc((2 * (size_t)ms->n_blk + 1) * sizeof *ms->blk_len8h);
-    if (!ms->blk_len8 || !ms->blk_off || !ms->blk_len8h) {
-        free(W);
-        goto oom;
-    }
-    for (int b = 0; b < ms->n_blk; b++) {
-        int len8 = 0;
-        for (int r = 0; r < 8; r++) len8 = ms->mel_len8[8 * b + r] > len8 ? ms->mel_len8[8 * b + r] : len8;
-        ms->blk_len8[b] = len8;
-        for (int h = 0; h < 2; h++) {
-            int l = 0;
-            for (int r = 4 * h; r < 4 * h + 4; r++)
-                l = ms->mel_len8[8 * b + r] > l ? ms->mel_len8[8 * b + r] : l;
-            ms->blk_len8h[2 * b + h] = l;
-        }
-        ms->blk_off[b] = (int)total_blk;
-        total_blk += (size_t)len8 * 8;
-        for (int r = 0; r < 8; r++) /* P is read up to the block's length past each start */
-            if ((size_t)(ms->mel_start[8 * b + r] + len8) > ms->n_power)
-                ms->n_power = (size_t)(ms->mel_start[8 * b + r] + len8);
-    }
+    ms->pstride = ((size_t)ms->n_freqs + 15) / 16 * 16;
+    ms->n_grp = (ms->n_frames + 15) / 16;
+    ms->pt_rows = (reach + 15) / 16 * 16; /* <= pstride */
+    const size_t rows = 16 * (size_t)ms->n_grp;
     ms->mel_w = calloc(total ? total : 1, sizeof *ms->mel_w);
-    ms->mel_wb = calloc(total_blk ? total_blk : 1, sizeof *ms->mel_wb);
-    ms->mel_tf = malloc((size_t)ms->n_frames * (size_t)ms->n_mels * sizeof *ms->mel_tf);
-    ms->pstride = (ms->n_power + 15) / 16 * 16;
-    ms->pow_all = aligned_alloc(64, (size_t)ms->n_frames * ms->pstride * sizeof *ms->pow_all);
-    if (ms->pow_all)
-        memset(ms->pow_all, 0, (size_t)ms->n_frames * ms->pstride * sizeof *ms->pow_all);
-    if (!ms->mel_w || !ms->mel_wb || !ms->mel_tf || !ms->pow_all || arena_layout(ms)) {
+    ms->pow_all = aligned_alloc(64, rows * ms->pstride * sizeof *ms->pow_all);
+    /* + 1 row: never a size of 0 (a filterbank with no nonzero weight) */
+    ms->pow_t = aligned_alloc(64, ((size_t)ms->pt_rows + 1) * rows * sizeof *ms->pow_t);
+    if (ms->pow_all) memset(ms->pow_all, 0, rows * ms->pstride * sizeof *ms->pow_all);
+    if (!ms->mel_w || !ms->pow_all || !ms->pow_t || arena_layout(ms)) {
         free(W);
         goto oom;
     }
     for (int m = 0; m < ms->n_mels; m++)
-        for (int j = 0; j < ms->mel_len[m]; j++) {
-            /* x 0.25 is exact: see the split */
-            const float v =
+        for (int j = 0; j < ms->mel_len[m]; j++) /* x 0.25 is exact: see the split */
+            ms->mel_w[ms->mel_off[m] + j] =
                 0.25f * (float)W[(size_t)m * ms->n_freqs + (size_t)(ms->mel_start[m] + j)];
-            ms->mel_w[ms->mel_off[m] + j] = v;
-            if (m < 8 * ms->n_blk)
-                ms->mel_wb[ms->blk_off[m / 8] + (j / 8) * 64 + (m % 8) * 8 + j % 8] = v;
-        }
     free(W);
 
     /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
@@ -379,14 +332,21 @@ static inline float log10_approx(float x) {
  * (8 floats) paths give the same bits. Unaligned loads and stores through memcpy (macros:
  * passing 32-byte vectors by value would change the ABI without AVX). */
 typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
 typedef float v16f __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
 /* Audio prefetch: the samples new in frame t + PF_AHEAD, while frame t is split, into L2. */
 #define PF_AHEAD 2
 #define LOADV(v, p) memcpy(&(v), (p), sizeof(v))
 #define STOREV(p, v) memcpy((p), &(v), sizeof(v))
 #define ALWAYS_INLINE static inline __attribute__((always_inline))
+/* Lane-wise select through the bits (C has no ?: on vectors). */
+#define SELECT4(mask, a, b) ((v4f)(((mask) & (v4i)(a)) | (~(mask) & (v4i)(b))))
+#define SELECT8(mask, a, b) ((v8f)(((mask) & (v8i)(a)) | (~(mask) & (v8i)(b))))
+#define SELECT16(mask, a, b) ((v16f)(((mask) & (v16i)(a)) | (~(mask) & (v16i)(b))))
 
 /* The power spectrum of the real frame from the complex FFT of half its length.
  * Z = FFT_M(z), z[j] = x[2j] + i x[2j+1]. The real spectrum, times 2:
@@ -523,203 +483,139 @@ ALWAYS_INLINE void real_split_power(const float *restrict Z, const float *restri
     for (; ipf < npf; ipf++) __builtin_prefetch(pf + 16 * ipf, 0, 2);
 }
 
-/* One mel row: a dot product in 8 fixed lanes (weights zero-padded to a multiple of 8, P
- * zero-padded past n_freqs); the lanes are summed ((0+4)+(2+6))+((1+5)+(3+7)). */
-ALWAYS_INLINE float mel_row(const float *restrict wm, const float *restrict pm, int len8) {
-    float a[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    for (int j = 0; j < len8; j += 8)
-        for (int l = 0; l < 8; l++) a[l] += wm[j + l] * pm[j + l];
-    return ((a[0] + a[4]) + (a[2] + a[6])) + ((a[1] + a[5]) + (a[3] + a[7]));
-}
+/* Transposes of the power rows into bin-major order, for the mel projection with frames in
+ * lanes. An n x n block (rows ss floats apart) goes to dst (rows ds apart) in log2 n rounds:
+ * round s swaps, in every 2s x 2s block, the two off-diagonal s x s blocks (element (i, c)
+ * with bit s of i clear and bit s of c set trades places with (i + s, c - s)), one pair of
+ * two-source shuffles per pair of rows. */
+#define TR_SWAP(V, a, b, n) /* a, b = shuffles of (a, b) by the masks TR_LO_n, TR_HI_n */  \
+    do {                                                                                  \
+        const V x_ = (a), y_ = (b);                                                       \
+        (a) = __builtin_shufflevector(x_, y_, TR_LO_##n);                                \
+        (b) = __builtin_shufflevector(x_, y_, TR_HI_##n);                                \
+    } while (0)
+#define TR_LO_4_1 0, 4, 2, 6
+#define TR_HI_4_1 1, 5, 3, 7
+#define TR_LO_4_2 0, 1, 4, 5
+#define TR_HI_4_2 2, 3, 6, 7
+#define TR_LO_8_1 0, 8, 2, 10, 4, 12, 6, 14
+#define TR_HI_8_1 1, 9, 3, 11, 5, 13, 7, 15
+#define TR_LO_8_2 0, 1, 8, 9, 4, 5, 12, 13
+#define TR_HI_8_2 2, 3, 10, 11, 6, 7, 14, 15
+#define TR_LO_8_4 0, 1, 2, 3, 8, 9, 10, 11
+#define TR_HI_8_4 4, 5, 6, 7, 12, 13, 14, 15
+#define TR_LO_16_1 0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30
+#define TR_HI_16_1 1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31
+#define TR_LO_16_2 0, 1, 16, 17, 4, 5, 20, 21, 8, 9, 24, 25, 12, 13, 28, 29
+#define TR_HI_16_2 2, 3, 18, 19, 6, 7, 22, 23, 10, 11, 26, 27, 14, 15, 30, 31
+#define TR_LO_16_4 0, 1, 2, 3, 16, 17, 18, 19, 8, 9, 10, 11, 24, 25, 26, 27
+#define TR_HI_16_4 4, 5, 6, 7, 20, 21, 22, 23, 12, 13, 14, 15, 28, 29, 30, 31
+#define TR_LO_16_8 0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23
+#define TR_HI_16_8 8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31
 
-/* The eight 8-lane sums A[0..7] of rows m0..m0+7 -> v[0..7], each summed
- * ((0+4)+(2+6))+((1+5)+(3+7)) like mel_row, the eight at once by shuffles. */
-ALWAYS_INLINE void reduce8(const v8f *A, float *restrict v) {
-    /* lanes l + l+4: B(r,s) = [b_r 0..3, b_s 0..3] */
-    const v8f B02 = __builtin_shufflevector(A[0], A[2], 0, 1, 2, 3, 8, 9, 10, 11) +
-                    __builtin_shufflevector(A[0], A[2], 4, 5, 6, 7, 12, 13, 14, 15);
-    const v8f B13 = __builtin_shufflevector(A[1], A[3], 0, 1, 2, 3, 8, 9, 10, 11) +
-                    __builtin_shufflevector(A[1], A[3], 4, 5, 6, 7, 12, 13, 14, 15);
-    const v8f B46 = __builtin_shufflevector(A[4], A[6], 0, 1, 2, 3, 8, 9, 10, 11) +
-                    __builtin_shufflevector(A[4], A[6], 4, 5, 6, 7, 12, 13, 14, 15);
-    const v8f B57 = __builtin_shufflevector(A[5], A[7], 0, 1, 2, 3, 8, 9, 10, 11) +
-                    __builtin_shufflevector(A[5], A[7], 4, 5, 6, 7, 12, 13, 14, 15);
-    /* lanes l + l+2: C = [c_r0 0..1, c_r1 0..1, c_r2 0..1, c_r3 0..1] */
-    const v8f C0 = __builtin_shufflevector(B02, B13, 0, 1, 8, 9, 4, 5, 12, 13) +
-                   __builtin_shufflevector(B02, B13, 2, 3, 10, 11, 6, 7, 14, 15);
-    const v8f C4 = __builtin_shufflevector(B46, B57, 0, 1, 8, 9, 4, 5, 12, 13) +
-                   __builtin_shufflevector(B46, B57, 2, 3, 10, 11, 6, 7, 14, 15);
-    /* lanes 0 + 1: rows m0..m0+7 in order */
-    const v8f R = __builtin_shufflevector(C0, C4, 0, 2, 4, 6, 8, 10, 12, 14) +
-                  __builtin_shufflevector(C0, C4, 1, 3, 5, 7, 9, 11, 13, 15);
-    STOREV(v, R);
-}
-
-/* Eight mel rows 8b..8b+7 (block b of mel_wb) of one frame with AVX: the same lane sums as
- * mel_row. */
-ALWAYS_INLINE void mel_rows8(const bs_melspec *ms, const float *restrict P, int b,
-                             float *restrict v) {
-    const int *st = ms->mel_start + 8 * b, len8 = ms->blk_len8[b];
-    const float *restrict wb = ms->mel_wb + ms->blk_off[b];
-    v8f A[8];
-    for (int r = 0; r < 8; r++) A[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
-    for (int j = 0; j < len8; j += 8, wb += 64)
-        for (int r = 0; r < 8; r++) { /* unrolled by GCC: eight independent sums */
-            v8f x, y;
-            LOADV(x, wb + 8 * r);
-            LOADV(y, P + st[r] + j);
-            A[r] += x * y;
-        }
-    reduce8(A, v);
-}
-
-/* The same for two frames at once (powers P0, P1): each weight vector is loaded once for
- * both (the projection is load-bound); four rows at a time to stay in 16 registers. */
-ALWAYS_INLINE void mel_rows8x2(const bs_melspec *ms, const float *restrict P0,
-                               const float *restrict P1, int b, float *restrict v0,
-                               float *restrict v1) {
-    const int *st = ms->mel_start + 8 * b;
-    v8f A0[8], A1[8];
-    for (int h = 0; h < 8; h += 4) {
-        const int len8 = ms->blk_len8h[2 * b + h / 4];
-        const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
-        v8f a0[4], a1[4];
-        for (int r = 0; r < 4; r++) a0[r] = a1[r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
-        for (int j = 0; j < len8; j += 8, wb += 64)
-            for (int r = 0; r < 4; r++) {
-                v8f x, y0, y1;
-                LOADV(x, wb + 8 * r);
-                LOADV(y0, P0 + st[h + r] + j);
-                LOADV(y1, P1 + st[h + r] + j);
-                a0[r] += x * y0;
-                a1[r] += x * y1;
-            }
-        for (int r = 0; r < 4; r++) {
-            A0[h + r] = a0[r];
-            A1[h + r] = a1[r];
-        }
+/* n x n floats, n = 4, 8 or 16 (v4f, v8f, v16f), the rounds fully unrolled so that the rows
+ * stay in registers (in plain loops GCC kept them in memory: 3x as long). */
+#define TRANSPOSE_N(name, V, n, ROUNDS)                                                      \
+    ALWAYS_INLINE void name(const float *restrict src, size_t ss, float *restrict dst,      \
+                            size_t ds) {                                                    \
+        V r[n];                                                                             \
+        _Pragma("GCC unroll 16") for (int i = 0; i < n; i++) LOADV(r[i], src + i * ss);     \
+        ROUNDS                                                                              \
+        _Pragma("GCC unroll 16") for (int i = 0; i < n; i++) STOREV(dst + i * ds, r[i]);    \
     }
-    reduce8(A0, v0);
-    reduce8(A1, v1);
+#define TR_ROUND(V, n, s)                                                                   \
+    _Pragma("GCC unroll 16") for (int i = 0; i < n; i++) if (!(i & s))                      \
+        TR_SWAP(V, r[i], r[i + s], n##_##s);
+TRANSPOSE_N(transpose4, v4f, 4, TR_ROUND(v4f, 4, 1) TR_ROUND(v4f, 4, 2))
+TRANSPOSE_N(transpose8, v8f, 8, TR_ROUND(v8f, 8, 1) TR_ROUND(v8f, 8, 2) TR_ROUND(v8f, 8, 4))
+TRANSPOSE_N(transpose16, v16f, 16,
+            TR_ROUND(v16f, 16, 1) TR_ROUND(v16f, 16, 2) TR_ROUND(v16f, 16, 4)
+                TR_ROUND(v16f, 16, 8))
+
+/* Frames 16 g .. 16 g + 15 of pow_all (rows t, bins k) into pow_t (rows k, lanes 16 g + t),
+ * bins 0 .. pt_rows - 1: by 16 x 16 blocks in the AVX-512 body, by 8 x 8 or 4 x 4 ones in
+ * the AVX2 and baseline bodies (their registers hold 8 or 4 floats). */
+ALWAYS_INLINE void transpose_powers(const bs_melspec *ms, int g, float *restrict PT,
+                                    const int wide) {
+    const size_t ps = ms->pstride, pts = 16 * (size_t)ms->n_grp;
+    const float *restrict src = ms->pow_all + (size_t)(16 * g) * ps;
+    float *restrict dst = PT + 16 * (size_t)g;
+    for (int k = 0; k < ms->pt_rows; k += 16)
+        if (wide == 2)
+            transpose16(src + k, ps, dst + (size_t)k * pts, pts);
+        else if (wide == 1)
+            for (int i = 0; i < 16; i += 8)
+                for (int j = 0; j < 16; j += 8)
+                    transpose8(src + (size_t)i * ps + k + j, ps, dst + (size_t)(k + j) * pts + i,
+                               pts);
+        else
+            for (int i = 0; i < 16; i += 4)
+                for (int j = 0; j < 16; j += 4)
+                    transpose4(src + (size_t)i * ps + k + j, ps, dst + (size_t)(k + j) * pts + i,
+                               pts);
 }
 
-/* The same for F <= 4 frames at once (power rows P0 + f ps) with R rows per pass, for the
- * AVX-512 body (32 vector registers: all R x F sums stay in registers, each weight vector
- * is loaded once for F frames). The same lane sums as mel_row. */
-ALWAYS_INLINE void mel_rows8xF(const bs_melspec *ms, const float *restrict P0, size_t ps, int F,
-                               int R, int b, float *restrict S, int n_mels) {
-    const int *st = ms->mel_start + 8 * b;
-    v8f A[4][8];
-    for (int h = 0; h < 8; h += R) {
-        const int len8 = R == 4 ? ms->blk_len8h[2 * b + h / 4] : ms->blk_len8[b];
-        const float *restrict wb = ms->mel_wb + ms->blk_off[b] + 8 * h;
-        v8f a[4][8];
-        for (int f = 0; f < F; f++)
-            for (int r = 0; r < R; r++) a[f][r] = (v8f){0, 0, 0, 0, 0, 0, 0, 0};
-        for (int j = 0; j < len8; j += 8, wb += 64)
-            for (int r = 0; r < R; r++) {
-                v8f x;
-                LOADV(x, wb + 8 * r);
-                for (int f = 0; f < F; f++) {
-                    v8f y;
-                    LOADV(y, P0 + (size_t)f * ps + st[h + r] + j);
-                    a[f][r] += x * y;
-                }
-            }
-        for (int f = 0; f < F; f++)
-            for (int r = 0; r < R; r++) A[f][h + r] = a[f][r];
+/* Mel rows of NG groups of L frames (L = 4, 8 or 16 lanes of vector type V), from group g0
+ * on, out of the bin-major powers: each row's sum over its bins in bin order, one frame
+ * per lane: every body makes the same sums in the same order, so the same bits. No
+ * padding and no reductions: 2 loads (a weight broadcast and L frames' powers) per L
+ * products. Into out
+ * (n_mels, n_frames); *mx keeps the lane-wise maximum (lanes past the last frame are 0). */
+#define MEL_ROWS_T(name, V, L, SELECT)                                                       \
+    ALWAYS_INLINE void name(const bs_melspec *ms, const float *restrict PT, int g0,          \
+                            const int NG, float *restrict out, V *mx) {                      \
+        const size_t pts = 16 * (size_t)ms->n_grp;                                           \
+        const int n_frames = ms->n_frames;                                                   \
+        for (int m = 0; m < ms->n_mels; m++) {                                               \
+            const float *restrict wm = ms->mel_w + ms->mel_off[m];                           \
+            const float *restrict p = PT + (size_t)ms->mel_start[m] * pts + L * (size_t)g0;  \
+            V acc[6];                                                                        \
+            for (int g = 0; g < NG; g++) acc[g] = (V){0};                                    \
+            for (int j = 0; j < ms->mel_len[m]; j++, p += pts)                               \
+                for (int g = 0; g < NG; g++) {                                               \
+                    V x;                                                                     \
+                    LOADV(x, p + L * g);                                                     \
+                    acc[g] += wm[j] * x;                                                     \
+                }                                                                            \
+            for (int g = 0; g < NG; g++) {                                                   \
+                *mx = SELECT(acc[g] > *mx, acc[g], *mx);                                     \
+                const int t0 = L * (g0 + g), nt = n_frames - t0 < L ? n_frames - t0 : L;      \
+                float *o = out + (size_t)m * n_frames + t0;                                  \
+                if (nt == L)                                                                 \
+                    STOREV(o, acc[g]);                                                       \
+                else if (nt > 0)                                                             \
+                    memcpy(o, &acc[g], (size_t)nt * sizeof(float));                          \
+            }                                                                                \
+        }                                                                                    \
     }
-    for (int f = 0; f < F; f++) reduce8(A[f], S + (size_t)f * n_mels + 8 * b);
-}
+MEL_ROWS_T(mel_rows_t16, v16f, 16, SELECT16)
+MEL_ROWS_T(mel_rows_t8, v8f, 8, SELECT8)
+MEL_ROWS_T(mel_rows_t4, v4f, 4, SELECT4)
 
-/* Lane-wise select through the bits (C has no ?: on vectors). */
-#define SELECT8(mask, a, b) ((v8f)(((mask) & (v8i)(a)) | (~(mask) & (v8i)(b))))
 
-/* max(10 log10(max(x, amin)), lo) on 8 lanes: log10_approx's operations, lane by lane. */
-ALWAYS_INLINE void db8(v8f *xp, float amin, float lo) {
-    const v8f zero = {0, 0, 0, 0, 0, 0, 0, 0}, va = zero + amin, vlo = zero + lo;
-    const v8f x = SELECT8(*xp > va, *xp, va);
-    const v8i k = (v8i){0, 0, 0, 0, 0, 0, 0, 0} + 0x3f3504f3;
-    const v8i v = (v8i)x - k;
-    const v8i e = v >> 23;
-    const v8f m = (v8f)((v & 0x007fffff) + k);
-    const v8f s = (m - 1.0f) / (m + 1.0f), s2 = s * s;
-    const v8f p = 1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));
-    const v8f ln = 2.0f * s * p + __builtin_convertvector(e, v8f) * 0.693147180559945f;
-    const v8f d = 10.0f * (ln * 0.434294481903252f);
-    *xp = SELECT8(d > vlo, d, vlo);
-}
+/* max(10 log10(max(x, amin)), lo) on 4 or 8 lanes: log10_approx's operations, lane by
+ * lane. */
+#define DB_LANES(name, V, VI, SELECT)                                                        \
+    ALWAYS_INLINE void name(V *xp, float amin, float lo) {                                   \
+        const V va = (V){0} + amin, vlo = (V){0} + lo;                                       \
+        const V x = SELECT(*xp > va, *xp, va);                                               \
+        const VI k = (VI){0} + 0x3f3504f3;                                                   \
+        const VI v = (VI)x - k;                                                              \
+        const VI e = v >> 23;                                                                \
+        const V m = (V)((v & 0x007fffff) + k);                                               \
+        const V s = (m - 1.0f) / (m + 1.0f), s2 = s * s;                                     \
+        const V p =                                                                          \
+            1.0f + s2 * (1.0f / 3 + s2 * (1.0f / 5 + s2 * (1.0f / 7 + s2 * (1.0f / 9))));     \
+        const V ln = 2.0f * s * p + __builtin_convertvector(e, V) * 0.693147180559945f;      \
+        const V d = 10.0f * (ln * 0.434294481903252f);                                       \
+        *xp = SELECT(d > vlo, d, vlo);                                                       \
+    }
+DB_LANES(db4, v4f, v4i, SELECT4)
+DB_LANES(db8, v8f, v8i, SELECT8)
 
 static inline float db1(float x, float amin, float lo) {
     const float d = 10.0f * log10_approx(x > amin ? x : amin);
     return d > lo ? d : lo;
-}
-
-/* out (n_mels, n_frames) = dB of S (n_frames, n_mels) transposed, by 8 x 8 blocks of shuffles,
- * writing out in address order (8 rows at a time): out is usually fresh memory, and filling
- * it in order is 3-5x faster than visiting every row for each block of frames. */
-ALWAYS_INLINE void transpose8_db(const float *restrict S, float *restrict out, int n_frames,
-                                 int n_mels, float amin, float lo) {
-    const int T8 = n_frames / 8 * 8, M8 = n_mels / 8 * 8;
-    for (int m = 0; m < M8; m += 8) {
-        for (int t = 0; t < T8; t += 8) {
-            v8f r0, r1, r2, r3, r4, r5, r6, r7;
-            LOADV(r0, S + (size_t)(t + 0) * n_mels + m);
-            LOADV(r1, S + (size_t)(t + 1) * n_mels + m);
-            LOADV(r2, S + (size_t)(t + 2) * n_mels + m);
-            LOADV(r3, S + (size_t)(t + 3) * n_mels + m);
-            LOADV(r4, S + (size_t)(t + 4) * n_mels + m);
-            LOADV(r5, S + (size_t)(t + 5) * n_mels + m);
-            LOADV(r6, S + (size_t)(t + 6) * n_mels + m);
-            LOADV(r7, S + (size_t)(t + 7) * n_mels + m);
-            const v8f a0 = __builtin_shufflevector(r0, r1, 0, 8, 1, 9, 4, 12, 5, 13);
-            const v8f a1 = __builtin_shufflevector(r0, r1, 2, 10, 3, 11, 6, 14, 7, 15);
-            const v8f a2 = __builtin_shufflevector(r2, r3, 0, 8, 1, 9, 4, 12, 5, 13);
-            const v8f a3 = __builtin_shufflevector(r2, r3, 2, 10, 3, 11, 6, 14, 7, 15);
-            const v8f a4 = __builtin_shufflevector(r4, r5, 0, 8, 1, 9, 4, 12, 5, 13);
-            const v8f a5 = __builtin_shufflevector(r4, r5, 2, 10, 3, 11, 6, 14, 7, 15);
-            const v8f a6 = __builtin_shufflevector(r6, r7, 0, 8, 1, 9, 4, 12, 5, 13);
-            const v8f a7 = __builtin_shufflevector(r6, r7, 2, 10, 3, 11, 6, 14, 7, 15);
-            const v8f b0 = __builtin_shufflevector(a0, a2, 0, 1, 8, 9, 4, 5, 12, 13);
-            const v8f b1 = __builtin_shufflevector(a0, a2, 2, 3, 10, 11, 6, 7, 14, 15);
-            const v8f b2 = __builtin_shufflevector(a1, a3, 0, 1, 8, 9, 4, 5, 12, 13);
-            const v8f b3 = __builtin_shufflevector(a1, a3, 2, 3, 10, 11, 6, 7, 14, 15);
-            const v8f b4 = __builtin_shufflevector(a4, a6, 0, 1, 8, 9, 4, 5, 12, 13);
-            const v8f b5 = __builtin_shufflevector(a4, a6, 2, 3, 10, 11, 6, 7, 14, 15);
-            const v8f b6 = __builtin_shufflevector(a5, a7, 0, 1, 8, 9, 4, 5, 12, 13);
-            const v8f b7 = __builtin_shufflevector(a5, a7, 2, 3, 10, 11, 6, 7, 14, 15);
-            v8f c0 = __builtin_shufflevector(b0, b4, 0, 1, 2, 3, 8, 9, 10, 11);
-            v8f c1 = __builtin_shufflevector(b1, b5, 0, 1, 2, 3, 8, 9, 10, 11);
-            v8f c2 = __builtin_shufflevector(b2, b6, 0, 1, 2, 3, 8, 9, 10, 11);
-            v8f c3 = __builtin_shufflevector(b3, b7, 0, 1, 2, 3, 8, 9, 10, 11);
-            v8f c4 = __builtin_shufflevector(b0, b4, 4, 5, 6, 7, 12, 13, 14, 15);
-            v8f c5 = __builtin_shufflevector(b1, b5, 4, 5, 6, 7, 12, 13, 14, 15);
-            v8f c6 = __builtin_shufflevector(b2, b6, 4, 5, 6, 7, 12, 13, 14, 15);
-            v8f c7 = __builtin_shufflevector(b3, b7, 4, 5, 6, 7, 12, 13, 14, 15);
-            db8(&c0, amin, lo);
-            db8(&c1, amin, lo);
-            db8(&c2, amin, lo);
-            db8(&c3, amin, lo);
-            db8(&c4, amin, lo);
-            db8(&c5, amin, lo);
-            db8(&c6, amin, lo);
-            db8(&c7, amin, lo);
-            STOREV(out + (size_t)(m + 0) * n_frames + t, c0);
-            STOREV(out + (size_t)(m + 1) * n_frames + t, c1);
-            STOREV(out + (size_t)(m + 2) * n_frames + t, c2);
-            STOREV(out + (size_t)(m + 3) * n_frames + t, c3);
-            STOREV(out + (size_t)(m + 4) * n_frames + t, c4);
-            STOREV(out + (size_t)(m + 5) * n_frames + t, c5);
-            STOREV(out + (size_t)(m + 6) * n_frames + t, c6);
-            STOREV(out + (size_t)(m + 7) * n_frames + t, c7);
-        }
-        for (int r = m; r < m + 8; r++) /* the last frames */
-            for (int t = T8; t < n_frames; t++)
-                out[(size_t)r * n_frames + t] = db1(S[(size_t)t * n_mels + r], amin, lo);
-    }
-    for (int r = M8; r < n_mels; r++) /* the last rows */
-        for (int t = 0; t < n_frames; t++)
-            out[(size_t)r * n_frames + t] = db1(S[(size_t)t * n_mels + r], amin, lo);
 }
 
 /* Frame t of the segment, windowed, into in: centre=True with zero padding, frame t covers
@@ -759,7 +655,17 @@ ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, i
         const int a = start < 0 ? (int)-start : 0;                      /* first real */
         const int b = start + n_fft > seg ? (int)(seg - start) : n_fft; /* one past last */
         for (int n = 0; n < a && n < n_fft; n++) in[n] = 0.0f;
-        for (int n = a; n < b; n++) in[n] = w[n] * segment[start + n];
+        int n = a;
+        if (wide) /* the first and last frames: 4 of 44 at the defaults, 3 % of the time
+                   * when this loop was scalar */
+            for (; n + 8 <= b; n += 8) {
+                v8f u, v;
+                LOADV(u, w + n);
+                LOADV(v, segment + start + n);
+                u *= v;
+                STOREV(in + n, u);
+            }
+        for (; n < b; n++) in[n] = w[n] * segment[start + n];
         for (int n = (b > a ? b : a); n < n_fft; n++) in[n] = 0.0f;
     }
 }
@@ -768,23 +674,19 @@ ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, i
  * 1, 2: 8- or 16-float vectors where GCC would not find them). All give bit-identical
  * results: vectorization here runs across independent elements and keeps every sum's order.
  *
- * Two phases: window + FFT + split of every frame into pow_all (n_frames rows, ~180 KB, in
- * L2), then the mel projection by groups of frames (4 in the AVX-512 body, 2 in the AVX2
- * one), block of 8 rows after block: the group's power rows (16 KB) and the weights (10 KB)
- * stay in L1. One frame at a time in the first phase keeps its working set (audio, window,
- * FFT input and output, FFTW's and the split's twiddles, one power row: ~44 KB) inside the
- * 48 KB L1; the mel weights are no longer part of it. */
+ * Two phases. (1) Frame by frame: window, FFT, split into the frame's row of pow_all (44 rows,
+ * ~180 KB, in L2); one frame at a time keeps its working set (audio, window, FFT input and
+ * output, FFTW's and the split's twiddles, one power row: ~44 KB) inside the 48 KB L1.
+ * (2) The mel projection with frames in lanes: the power rows transposed to bin-major
+ * (pow_t), then every mel row as sums over its nonzero bins for 48 frames at once, straight
+ * into out (n_mels, n_frames); the dB in place. */
 ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                                 float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
     const int n_mels = ms->n_mels, n_frames = ms->n_frames, seg = ms->seg;
     const float *restrict w = ms->window;
     const float *restrict tw_c = ms->tw_c, *restrict tw_s = ms->tw_s;
-    float *restrict S = ms->mel_tf; /* (n_frames, n_mels), the wide path's mel powers */
     const int M = half; /* complex FFT length */
-
-    float smax = 0.0f; /* the largest mel power of the window */
-    v8f mx = {0, 0, 0, 0, 0, 0, 0, 0}; /* the same in 8 lanes (AVX2 body) */
     const size_t ps = ms->pstride;
     float *restrict PA = ms->pow_all;
     /* Phase 1, frame by frame: window, FFT, split into the frame's row of pow_all. The
@@ -801,69 +703,55 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
         real_split_power((const float *)ms->fft_out, tw_c, tw_s, ms->twp_c, ms->twp_s,
                          PA + (size_t)t * ps, M, segment + (pa < seg ? pa : 0), npf, wide);
     }
-    /* Phase 2: the mel projection. */
-    int m0 = 0;
-    if (wide) { /* into S */
-        int tg = 0;
-        if (wide == 2) /* 4 frames x 4 rows: 16 sums in registers, each weight loaded once
-                        * for 4 frames; for each group of 4 frames, block after block */
-            for (; tg + 4 <= n_frames; tg += 4)
-                for (int b = 0; b < ms->n_blk; b++)
-                    mel_rows8xF(ms, PA + (size_t)tg * ps, ps, 4, 4, b, S + (size_t)tg * n_mels,
-                                n_mels);
-        if (wide == 1) /* the same by pairs of frames (16 registers) */
-            for (; tg + 2 <= n_frames; tg += 2)
-                for (int b = 0; b < ms->n_blk; b++) {
-                    float *restrict s0 = S + (size_t)tg * n_mels + 8 * b;
-                    mel_rows8x2(ms, PA + (size_t)tg * ps, PA + (size_t)(tg + 1) * ps, b, s0,
-                                s0 + n_mels);
-                }
-        for (int b = 0; b < ms->n_blk; b++) { /* the last frames, block-major */
-            int t = tg;
-            for (; t + 2 <= n_frames; t += 2) {
-                float *restrict s0 = S + (size_t)t * n_mels + 8 * b;
-                mel_rows8x2(ms, PA + (size_t)t * ps, PA + (size_t)(t + 1) * ps, b, s0,
-                            s0 + n_mels);
-            }
-            if (t < n_frames) mel_rows8(ms, PA + (size_t)t * ps, b, S + (size_t)t * n_mels + 8 * b);
-        }
-        m0 = 8 * ms->n_blk;
+    /* Phase 2: the mel projection, each row's sum over its bins in bin order, 48 frames at
+     * a time (3, 6 or 12 independent sums per row; 16 frames in the baseline body), the
+     * largest mel power on the way (max is exact: any order gives the same value). */
+    const size_t n = (size_t)n_mels * (size_t)n_frames;
+    float *restrict PT = ms->pow_t;
+    for (int g = 0; g < ms->n_grp; g++) transpose_powers(ms, g, PT, wide);
+    float smax = 0.0f; /* the largest mel power of the window */
+    if (wide == 2) {
+        v16f mx = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        int g0 = 0;
+        for (; g0 + 3 <= ms->n_grp; g0 += 3) mel_rows_t16(ms, PT, g0, 3, out, &mx);
+        if (ms->n_grp - g0 == 2) mel_rows_t16(ms, PT, g0, 2, out, &mx);
+        if (ms->n_grp - g0 == 1) mel_rows_t16(ms, PT, g0, 1, out, &mx);
+        for (int l = 0; l < 16; l++) smax = mx[l] > smax ? mx[l] : smax;
+    } else if (wide == 1) {
+        v8f mx = {0, 0, 0, 0, 0, 0, 0, 0};
+        int g0 = 0;
+        const int n8 = 2 * ms->n_grp; /* groups of 8 frames: even */
+        for (; g0 + 6 <= n8; g0 += 6) mel_rows_t8(ms, PT, g0, 6, out, &mx);
+        if (n8 - g0 == 4) mel_rows_t8(ms, PT, g0, 4, out, &mx);
+        if (n8 - g0 == 2) mel_rows_t8(ms, PT, g0, 2, out, &mx);
+        for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
+    } else { /* 4 lanes (SSE2, NEON): 16 registers on x86-64 */
+        v4f mx = {0, 0, 0, 0};
+        for (int g0 = 0; g0 < 4 * ms->n_grp; g0 += 4) mel_rows_t4(ms, PT, g0, 4, out, &mx);
+        for (int l = 0; l < 4; l++) smax = mx[l] > smax ? mx[l] : smax;
     }
-    for (int t = 0; t < n_frames; t++) {
-        const float *restrict P = PA + (size_t)t * ps;
-        for (int m = m0; m < n_mels; m++) {
-            const float v = mel_row(ms->mel_w + ms->mel_off[m], P + ms->mel_start[m],
-                                    ms->mel_len8[m]);
-            if (wide)
-                S[(size_t)t * n_mels + m] = v;
-            else
-                out[(size_t)m * n_frames + t] = v;
-            smax = v > smax ? v : smax;
-        }
-    }
-    if (wide) { /* the largest mel power: max is exact, any order gives the same value */
-        const size_t n = (size_t)n_frames * (size_t)n_mels;
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            v8f v;
-            LOADV(v, S + i);
-            mx = SELECT8(v > mx, v, mx);
-        }
-        for (; i < n; i++) smax = S[i] > smax ? S[i] : smax;
-    }
-    for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
 
     /* power_to_db(ref=1, amin, top_db) over this window: 10 log10(max(amin, S)), then
      * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)). */
     const float amin = ms->cfg.amin;
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
-    if (wide) { /* dB on the way out of S */
-        transpose8_db(S, out, n_frames, n_mels, amin, lo);
-        return;
-    }
-    const size_t n = (size_t)n_mels * (size_t)n_frames;
-    for (size_t i = 0; i < n; i++) out[i] = db1(out[i], amin, lo);
+    size_t i = 0;
+    if (wide)
+        for (; i + 8 <= n; i += 8) {
+            v8f v;
+            LOADV(v, out + i);
+            db8(&v, amin, lo);
+            STOREV(out + i, v);
+        }
+    else
+        for (; i + 4 <= n; i += 4) {
+            v4f v;
+            LOADV(v, out + i);
+            db4(&v, amin, lo);
+            STOREV(out + i, v);
+        }
+    for (; i < n; i++) out[i] = db1(out[i], amin, lo);
 }
 
 static void melspec_compute_base(bs_melspec *ms, const float *restrict segment,

@@ -76,17 +76,21 @@ def test_avx2_and_baseline_bodies_give_the_same_bits(tmp_path):
 
 
 @pytest.mark.parametrize("settings", [
-    ["--segment", "0.97"],                      # 42 frames: 2 left over after groups of 4
+    ["--segment", "0.97"],                      # 42 frames: 6 lanes of the last 16 unused
     ["--segment", "0.99", "--n-mels", "13"],    # 43 frames, mels not a multiple of 8
-    ["--segment", "1.03"],                      # 45 frames: 1 left over
+    ["--segment", "1.03"],                      # 45 frames
     ["--segment", "1.05", "--n-mels", "40"],    # 46 frames
+    ["--hop-length", "2048"],                   # 11 frames: one group of 16, partly used
+    ["--hop-length", "1024"],                   # 22 frames: two groups of 16
+    ["--segment", "1.5"],                       # 65 frames: 48 at once, then 2 groups of 16
     ["--n-fft", "1000", "--hop-length", "250"], # half (500) not a multiple of 16
     ["--n-fft", "4096", "--n-mels", "200"],
 ])
 def test_bodies_give_the_same_bits_at_other_settings(tmp_path, settings):
-    """The same on a synthetic recording at settings away from the defaults: frame counts with
-    every remainder after the AVX-512 body's groups of 4 frames, FFT sizes whose half is not a
-    multiple of 16 lanes, odd mel counts (the leftover paths of the wide bodies)."""
+    """The same on a synthetic recording at settings away from the defaults: frame counts that
+    leave 1 or 2 groups of 16 frames after the mel projection's blocks of 48 and fill the last
+    group partly, FFT sizes whose half is not a multiple of 16 lanes, odd mel counts (the
+    leftover paths of the wide bodies)."""
     sr = 22050
     t = np.arange(int(2.6 * sr)) / sr
     rng = np.random.default_rng(11)
