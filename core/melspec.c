@@ -704,8 +704,9 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                          PA + (size_t)t * ps, M, segment + (pa < seg ? pa : 0), npf, wide);
     }
     /* Phase 2: the mel projection, each row's sum over its bins in bin order, 48 frames at
-     * a time (3, 6 or 12 independent sums per row; 16 frames in the baseline body), the
-     * largest mel power on the way (max is exact: any order gives the same value). */
+     * a time (3 or 6 independent vector sums per row; 16 frames, 4 sums, in the baseline
+     * body), the largest mel power on the way (max is exact: any order gives the same
+     * value). */
     const size_t n = (size_t)n_mels * (size_t)n_frames;
     float *restrict PT = ms->pow_t;
     for (int g = 0; g < ms->n_grp; g++) transpose_powers(ms, g, PT, wide);
