@@ -48,6 +48,12 @@ static const char k_fftw_wisdom[] =
     "#xe433ec82)\n"
     ")\n";
 
+/* The part of mel row m in one block of 16 bins: its weights j0 .. j0 + n - 1, on the
+ * block's bins k0 .. k0 + n - 1; first/last: the row starts or ends in this block. */
+typedef struct {
+    int m, j0, k0, n, first, last;
+} mel_seg;
+
 struct bs_melspec {
     bs_feature_config cfg;
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
@@ -66,8 +72,12 @@ struct bs_melspec {
                         * frame t), zero tails and zero rows past n_frames */
     size_t pstride;    /* n_freqs rounded up to 16 floats */
     int n_grp;         /* groups of 16 frames: ceil(n_frames / 16) */
-    int pt_rows;       /* bins the mel rows reach (last nonzero + 1), rounded up to 16 */
-    float *pow_t;      /* pt_rows x (16 n_grp): pow_all transposed, bin-major */
+    int n_kblk;        /* blocks of 16 bins the mel rows reach (last nonzero bin / 16 + 1) */
+    mel_seg *mseg;     /* each row's part in each block of 16 bins, block after block, in
+                        * row order within a block */
+    int *kblk_seg;     /* n_kblk + 1: the first segment of each block */
+    float *tile;       /* 16 bins x 48 frames: one block of powers transposed (bin-major) */
+    float *carry;      /* n_mels x 48: the sums of rows that go on into the next block */
     float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
@@ -185,7 +195,10 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms->mel_off);
     free(ms->mel_w);
     free(ms->pow_all);
-    free(ms->pow_t);
+    free(ms->mseg);
+    free(ms->kblk_seg);
+    free(ms->tile);
+    free(ms->carry);
     free(ms);
 }
 
@@ -226,14 +239,22 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     }
     ms->pstride = ((size_t)ms->n_freqs + 15) / 16 * 16;
     ms->n_grp = (ms->n_frames + 15) / 16;
-    ms->pt_rows = (reach + 15) / 16 * 16; /* <= pstride */
+    ms->n_kblk = (reach + 15) / 16; /* 16 n_kblk <= pstride */
     const size_t rows = 16 * (size_t)ms->n_grp;
     ms->mel_w = calloc(total ? total : 1, sizeof *ms->mel_w);
     ms->pow_all = aligned_alloc(64, rows * ms->pstride * sizeof *ms->pow_all);
-    /* + 1 row: never a size of 0 (a filterbank with no nonzero weight) */
-    ms->pow_t = aligned_alloc(64, ((size_t)ms->pt_rows + 1) * rows * sizeof *ms->pow_t);
+    ms->tile = aligned_alloc(64, 16 * 48 * sizeof *ms->tile);
+    ms->carry = aligned_alloc(64, (size_t)ms->n_mels * 48 * sizeof *ms->carry);
+    ms->kblk_seg = calloc((size_t)ms->n_kblk + 1, sizeof *ms->kblk_seg);
+    size_t n_seg = 0; /* the rows' parts in the blocks of 16 bins */
+    for (int m = 0; m < ms->n_mels; m++)
+        if (ms->mel_len[m] > 0)
+            n_seg += (size_t)((ms->mel_start[m] + ms->mel_len[m] - 1) / 16 -
+                              ms->mel_start[m] / 16 + 1);
+    ms->mseg = malloc((n_seg + 1) * sizeof *ms->mseg);
     if (ms->pow_all) memset(ms->pow_all, 0, rows * ms->pstride * sizeof *ms->pow_all);
-    if (!ms->mel_w || !ms->pow_all || !ms->pow_t || arena_layout(ms)) {
+    if (!ms->mel_w || !ms->pow_all || !ms->tile || !ms->carry || !ms->kblk_seg || !ms->mseg ||
+        arena_layout(ms)) {
         free(W);
         goto oom;
     }
@@ -241,6 +262,18 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
         for (int j = 0; j < ms->mel_len[m]; j++) /* x 0.25 is exact: see the split */
             ms->mel_w[ms->mel_off[m] + j] =
                 0.25f * (float)W[(size_t)m * ms->n_freqs + (size_t)(ms->mel_start[m] + j)];
+    n_seg = 0; /* block after block, rows in order within a block */
+    for (int b = 0; b < ms->n_kblk; b++) {
+        ms->kblk_seg[b] = (int)n_seg;
+        for (int m = 0; m < ms->n_mels; m++) {
+            const int a = ms->mel_start[m], e = a + ms->mel_len[m]; /* bins [a, e) */
+            const int lo = a > 16 * b ? a : 16 * b, hi = e < 16 * b + 16 ? e : 16 * b + 16;
+            if (ms->mel_len[m] == 0 || lo >= hi) continue;
+            ms->mseg[n_seg++] = (mel_seg){.m = m, .j0 = lo - a, .k0 = lo - 16 * b, .n = hi - lo,
+                                         .first = lo == a, .last = hi == e};
+        }
+    }
+    ms->kblk_seg[ms->n_kblk] = (int)n_seg;
     free(W);
 
     /* Periodic Hann (scipy get_window('hann', N, fftbins=True)), in double. */
@@ -532,59 +565,73 @@ TRANSPOSE_N(transpose16, v16f, 16,
             TR_ROUND(v16f, 16, 1) TR_ROUND(v16f, 16, 2) TR_ROUND(v16f, 16, 4)
                 TR_ROUND(v16f, 16, 8))
 
-/* Frames 16 g .. 16 g + 15 of pow_all (rows t, bins k) into pow_t (rows k, lanes 16 g + t),
- * bins 0 .. pt_rows - 1: by 16 x 16 blocks in the AVX-512 body, by 8 x 8 or 4 x 4 ones in
- * the AVX2 and baseline bodies (their registers hold 8 or 4 floats). */
-ALWAYS_INLINE void transpose_powers(const bs_melspec *ms, int g, float *restrict PT,
-                                    const int wide) {
-    const size_t ps = ms->pstride, pts = 16 * (size_t)ms->n_grp;
-    const float *restrict src = ms->pow_all + (size_t)(16 * g) * ps;
-    float *restrict dst = PT + 16 * (size_t)g;
-    for (int k = 0; k < ms->pt_rows; k += 16)
+/* Bins 16 b .. 16 b + 15 of frames 16 g0 .. 16 (g0 + NG) - 1 (rows of pow_all) into the
+ * tile, bin-major: frame 16 g + t in lane 16 g + t of the bin's row of 48. By 16 x 16 blocks
+ * in the AVX-512 body, by 8 x 8 or 4 x 4 ones in the AVX2 and baseline bodies (their
+ * registers hold 8 or 4 floats). */
+ALWAYS_INLINE void tile_powers(const bs_melspec *ms, int g0, const int NG, int b,
+                               const int wide) {
+    const size_t ps = ms->pstride;
+    for (int g = 0; g < NG; g++) {
+        const float *restrict src = ms->pow_all + (size_t)(16 * (g0 + g)) * ps + 16 * (size_t)b;
+        float *restrict dst = ms->tile + 16 * g;
         if (wide == 2)
-            transpose16(src + k, ps, dst + (size_t)k * pts, pts);
+            transpose16(src, ps, dst, 48);
         else if (wide == 1)
             for (int i = 0; i < 16; i += 8)
                 for (int j = 0; j < 16; j += 8)
-                    transpose8(src + (size_t)i * ps + k + j, ps, dst + (size_t)(k + j) * pts + i,
-                               pts);
+                    transpose8(src + i * ps + j, ps, dst + j * 48 + i, 48);
         else
             for (int i = 0; i < 16; i += 4)
                 for (int j = 0; j < 16; j += 4)
-                    transpose4(src + (size_t)i * ps + k + j, ps, dst + (size_t)(k + j) * pts + i,
-                               pts);
+                    transpose4(src + i * ps + j, ps, dst + j * 48 + i, 48);
+    }
 }
 
-/* Mel rows of NG groups of L frames (L = 4, 8 or 16 lanes of vector type V), from group g0
- * on, out of the bin-major powers: each row's sum over its bins in bin order, one frame
- * per lane: every body makes the same sums in the same order, so the same bits. No
- * padding and no reductions: 2 loads (a weight broadcast and L frames' powers) per L
- * products. Into out
- * (n_mels, n_frames); *mx keeps the lane-wise maximum (lanes past the last frame are 0). */
+/* The mel rows of frames 16 g0 .. 16 (g0 + NG) - 1 (NG <= 3 groups of 16, in vectors of L =
+ * 4, 8 or 16 lanes of type V), block of 16 bins after block: the block's powers are
+ * transposed into the tile (in L1), then each row's part in the block is summed in bin
+ * order, one frame per lane; a row that goes on into the next block leaves its sums in
+ * carry. So every body makes each sum in the order of the plain scalar loop: the same bits.
+ * No padding and no reductions: 2 loads (a weight broadcast and L frames' powers) per L
+ * products. Into out (n_mels, n_frames); *mx keeps the lane-wise maximum (lanes past the
+ * last frame hold 0). */
 #define MEL_ROWS_T(name, V, L, SELECT)                                                       \
-    ALWAYS_INLINE void name(const bs_melspec *ms, const float *restrict PT, int g0,          \
-                            const int NG, float *restrict out, V *mx) {                      \
-        const size_t pts = 16 * (size_t)ms->n_grp;                                           \
-        const int n_frames = ms->n_frames;                                                   \
-        for (int m = 0; m < ms->n_mels; m++) {                                               \
-            const float *restrict wm = ms->mel_w + ms->mel_off[m];                           \
-            const float *restrict p = PT + (size_t)ms->mel_start[m] * pts + L * (size_t)g0;  \
-            V acc[6];                                                                        \
-            for (int g = 0; g < NG; g++) acc[g] = (V){0};                                    \
-            for (int j = 0; j < ms->mel_len[m]; j++, p += pts)                               \
-                for (int g = 0; g < NG; g++) {                                               \
-                    V x;                                                                     \
-                    LOADV(x, p + L * g);                                                     \
-                    acc[g] += wm[j] * x;                                                     \
+    ALWAYS_INLINE void name(const bs_melspec *ms, int g0, const int NG, float *restrict out, \
+                            V *mx, const int wide) {                                         \
+        const int NV = NG * 16 / L, n_frames = ms->n_frames;                                 \
+        for (int b = 0; b < ms->n_kblk; b++) {                                               \
+            tile_powers(ms, g0, NG, b, wide);                                                \
+            for (int i = ms->kblk_seg[b]; i < ms->kblk_seg[b + 1]; i++) {                    \
+                const mel_seg sg = ms->mseg[i];                                               \
+                const float *restrict wm = ms->mel_w + ms->mel_off[sg.m] + sg.j0;            \
+                const float *restrict p = ms->tile + 48 * sg.k0;                             \
+                float *restrict cy = ms->carry + 48 * (size_t)sg.m;                          \
+                V acc[12];                                                                   \
+                for (int v = 0; v < NV; v++) {                                               \
+                    acc[v] = (V){0};                                                         \
+                    if (!sg.first) LOADV(acc[v], cy + L * v);                                \
                 }                                                                            \
-            for (int g = 0; g < NG; g++) {                                                   \
-                *mx = SELECT(acc[g] > *mx, acc[g], *mx);                                     \
-                const int t0 = L * (g0 + g), nt = n_frames - t0 < L ? n_frames - t0 : L;      \
-                float *o = out + (size_t)m * n_frames + t0;                                  \
-                if (nt == L)                                                                 \
-                    STOREV(o, acc[g]);                                                       \
-                else if (nt > 0)                                                             \
-                    memcpy(o, &acc[g], (size_t)nt * sizeof(float));                          \
+                for (int j = 0; j < sg.n; j++, p += 48)                                      \
+                    for (int v = 0; v < NV; v++) {                                           \
+                        V x;                                                                 \
+                        LOADV(x, p + L * v);                                                 \
+                        acc[v] += wm[j] * x;                                                 \
+                    }                                                                        \
+                for (int v = 0; v < NV; v++) {                                               \
+                    if (!sg.last) {                                                          \
+                        STOREV(cy + L * v, acc[v]);                                          \
+                        continue;                                                            \
+                    }                                                                        \
+                    *mx = SELECT(acc[v] > *mx, acc[v], *mx);                                 \
+                    const int t0 = 16 * g0 + L * v;                                          \
+                    const int nt = n_frames - t0 < L ? n_frames - t0 : L;                    \
+                    float *o = out + (size_t)sg.m * n_frames + t0;                           \
+                    if (nt == L)                                                             \
+                        STOREV(o, acc[v]);                                                   \
+                    else if (nt > 0)                                                         \
+                        memcpy(o, &acc[v], (size_t)nt * sizeof(float));                      \
+                }                                                                            \
             }                                                                                \
         }                                                                                    \
     }
@@ -677,9 +724,10 @@ ALWAYS_INLINE void window_frame(const float *restrict segment, int seg, int t, i
  * Two phases. (1) Frame by frame: window, FFT, split into the frame's row of pow_all (44 rows,
  * ~180 KB, in L2); one frame at a time keeps its working set (audio, window, FFT input and
  * output, FFTW's and the split's twiddles, one power row: ~44 KB) inside the 48 KB L1.
- * (2) The mel projection with frames in lanes: the power rows transposed to bin-major
- * (pow_t), then every mel row as sums over its nonzero bins for 48 frames at once, straight
- * into out (n_mels, n_frames); the dB in place. */
+ * (2) The mel projection with frames in lanes, 48 frames at a time, block of 16 bins after
+ * block: the block's powers transposed into a tile in L1, then every mel row's part in the
+ * block summed over its nonzero bins, straight into out (n_mels, n_frames); the dB in
+ * place. */
 ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                                 float *restrict out, const int wide) {
     const int n_fft = ms->n_fft, hop = ms->hop, half = n_fft / 2;
@@ -704,31 +752,33 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                          PA + (size_t)t * ps, M, segment + (pa < seg ? pa : 0), npf, wide);
     }
     /* Phase 2: the mel projection, each row's sum over its bins in bin order, 48 frames at
-     * a time (3 or 6 independent vector sums per row; 16 frames, 4 sums, in the baseline
-     * body), the largest mel power on the way (max is exact: any order gives the same
-     * value). */
+     * a time (3, 6 or 12 independent vector sums per row), the largest mel power on the way
+     * (max is exact: any order gives the same value). Rows with no nonzero weight are 0. */
     const size_t n = (size_t)n_mels * (size_t)n_frames;
-    float *restrict PT = ms->pow_t;
-    for (int g = 0; g < ms->n_grp; g++) transpose_powers(ms, g, PT, wide);
+    for (int m = 0; m < n_mels; m++)
+        if (ms->mel_len[m] == 0) memset(out + (size_t)m * n_frames, 0, n_frames * sizeof *out);
     float smax = 0.0f; /* the largest mel power of the window */
+    const int ng = ms->n_grp;
     if (wide == 2) {
         v16f mx = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         int g0 = 0;
-        for (; g0 + 3 <= ms->n_grp; g0 += 3) mel_rows_t16(ms, PT, g0, 3, out, &mx);
-        if (ms->n_grp - g0 == 2) mel_rows_t16(ms, PT, g0, 2, out, &mx);
-        if (ms->n_grp - g0 == 1) mel_rows_t16(ms, PT, g0, 1, out, &mx);
+        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t16(ms, g0, 3, out, &mx, wide);
+        if (ng - g0 == 2) mel_rows_t16(ms, g0, 2, out, &mx, wide);
+        if (ng - g0 == 1) mel_rows_t16(ms, g0, 1, out, &mx, wide);
         for (int l = 0; l < 16; l++) smax = mx[l] > smax ? mx[l] : smax;
     } else if (wide == 1) {
         v8f mx = {0, 0, 0, 0, 0, 0, 0, 0};
         int g0 = 0;
-        const int n8 = 2 * ms->n_grp; /* groups of 8 frames: even */
-        for (; g0 + 6 <= n8; g0 += 6) mel_rows_t8(ms, PT, g0, 6, out, &mx);
-        if (n8 - g0 == 4) mel_rows_t8(ms, PT, g0, 4, out, &mx);
-        if (n8 - g0 == 2) mel_rows_t8(ms, PT, g0, 2, out, &mx);
+        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t8(ms, g0, 3, out, &mx, wide);
+        if (ng - g0 == 2) mel_rows_t8(ms, g0, 2, out, &mx, wide);
+        if (ng - g0 == 1) mel_rows_t8(ms, g0, 1, out, &mx, wide);
         for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
-    } else { /* 4 lanes (SSE2, NEON): 16 registers on x86-64 */
+    } else { /* 4 lanes (SSE2, NEON) */
         v4f mx = {0, 0, 0, 0};
-        for (int g0 = 0; g0 < 4 * ms->n_grp; g0 += 4) mel_rows_t4(ms, PT, g0, 4, out, &mx);
+        int g0 = 0;
+        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t4(ms, g0, 3, out, &mx, wide);
+        if (ng - g0 == 2) mel_rows_t4(ms, g0, 2, out, &mx, wide);
+        if (ng - g0 == 1) mel_rows_t4(ms, g0, 1, out, &mx, wide);
         for (int l = 0; l < 4; l++) smax = mx[l] > smax ? mx[l] : smax;
     }
 

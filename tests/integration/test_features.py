@@ -85,6 +85,7 @@ def test_avx2_and_baseline_bodies_give_the_same_bits(tmp_path):
     ["--segment", "1.5"],                       # 65 frames: 48 at once, then 2 groups of 16
     ["--n-fft", "1000", "--hop-length", "250"], # half (500) not a multiple of 16
     ["--n-fft", "4096", "--n-mels", "200"],
+    ["--n-fft", "256", "--hop-length", "64"],   # 345 frames, 20 mel rows with no weight
 ])
 def test_bodies_give_the_same_bits_at_other_settings(tmp_path, settings):
     """The same on a synthetic recording at settings away from the defaults: frame counts that
@@ -176,6 +177,29 @@ def test_settings_flags(tmp_path):
     mel = R.mel_filterbank(16000, 1024, 64, 50.0, 8000.0)
     ref = R.logmel_db(y16[:8000], sr=16000, n_fft=1024, hop=256, mel=mel)
     assert np.abs(got[0] - ref).max() <= 0.05
+
+
+def test_empty_mel_rows_and_many_frames_match_numpy(tmp_path):
+    """n_fft 256 with 128 mels leaves 20 filterbank rows without a nonzero weight (their
+    power is 0, so they sit at the window's floor), and a 64-sample hop makes 345 frames: 7
+    passes of 48 frames and one of 16 in the mel projection. Every window against numpy."""
+    sr = 22050
+    t = np.arange(int(2.3 * sr)) / sr
+    rng = np.random.default_rng(5)
+    y = (0.2 * np.sin(2 * np.pi * 3000 * t) + 0.02 * rng.standard_normal(t.size)).astype(np.float32)
+    wav = tmp_path / "s.wav"
+    R.write_wav_float(wav, y, sr)
+    out = tmp_path / "o.npy"
+    run(wav, "-o", out, "-q", "--n-fft", 256, "--hop-length", 64)
+    got = np.load(out)
+    mel = R.mel_filterbank(sr, 256, 128)
+    assert (mel.max(axis=1) == 0).sum() == 20
+    y_read, _ = R.read_audio(wav)
+    segs, _ = R.segments(y_read)
+    assert got.shape == (len(segs), 128, 345)
+    for i, s in enumerate(segs):
+        ref = R.logmel_db(s, n_fft=256, hop=64, mel=mel)
+        assert np.abs(got[i] - ref).max() <= 0.05, f"window {i}"
 
 
 def one_line_error(p, *needles):

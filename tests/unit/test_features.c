@@ -323,6 +323,46 @@ Test(melspec, matches_brute_force_dft) {
     bs_melspec_free(ms);
 }
 
+/* The daemon and the trainer reuse their output buffers: every value must be written on each
+ * call, the rows of filters with no nonzero weight (here 20 of 128 mels over 129 bins)
+ * included. */
+Test(melspec, output_does_not_depend_on_what_the_buffer_held) {
+    bs_feature_config c = small_config();
+    c.sample_rate = 22050;
+    c.n_mels = 128;
+    c.fmin = 0;
+    c.fmax = 11025;
+    bs_error err;
+    bs_melspec *ms = bs_melspec_create(&c, &err);
+    cr_assert_not_null(ms, "%s", err.msg);
+    float *fb = bs_mel_filterbank(&c, &err);
+    cr_assert_not_null(fb);
+    const int F = c.n_fft / 2 + 1, L = bs_feature_segment_samples(&c), T = bs_feature_n_frames(&c);
+    int empty = 0;
+    for (int m = 0; m < c.n_mels; m++) {
+        float mx = 0;
+        for (int k = 0; k < F; k++) mx = fmaxf(mx, fb[(size_t)m * F + k]);
+        empty += mx == 0;
+    }
+    cr_assert_eq(empty, 20, "the configuration must have empty filters");
+    float *x = malloc((size_t)L * sizeof *x);
+    for (int i = 0; i < L; i++) x[i] = (float)(0.3 * sin(2 * M_PI * 1000 * i / 22050.0));
+    const size_t n = (size_t)c.n_mels * T;
+    float *a = calloc(n, sizeof *a), *b = malloc(n * sizeof *b);
+    bs_melspec_compute(ms, x, a);
+    for (size_t i = 0; i < n; i++) b[i] = 1234.5f;
+    bs_melspec_compute(ms, x, b);
+    cr_assert_eq(memcmp(a, b, n * sizeof *a), 0, "a buffer that held 1234.5 gives other values");
+    for (size_t i = 0; i < n; i++) b[i] = NAN;
+    bs_melspec_compute(ms, x, b);
+    cr_assert_eq(memcmp(a, b, n * sizeof *a), 0, "a buffer that held NaN gives other values");
+    free(x);
+    free(a);
+    free(b);
+    free(fb);
+    bs_melspec_free(ms);
+}
+
 /* The AVX-512 body, the AVX2 body and the baseline body must give the same bits: the trainer
  * and a station may run on different CPUs and must see the same numbers. Odd mel and frame
  * counts, a narrow band, silence and a loud chirp over noise. */
