@@ -659,6 +659,7 @@ MEL_ROWS_T(mel_rows_t4, v4f, 4, SELECT4)
     }
 DB_LANES(db4, v4f, v4i, SELECT4)
 DB_LANES(db8, v8f, v8i, SELECT8)
+DB_LANES(db16, v16f, v16i, SELECT16)
 
 static inline float db1(float x, float amin, float lo) {
     const float d = 10.0f * log10_approx(x > amin ? x : amin);
@@ -788,6 +789,13 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
     size_t i = 0;
+    if (wide == 2)
+        for (; i + 16 <= n; i += 16) {
+            v16f v;
+            LOADV(v, out + i);
+            db16(&v, amin, lo);
+            STOREV(out + i, v);
+        }
     if (wide)
         for (; i + 8 <= n; i += 8) {
             v8f v;
