@@ -49,9 +49,10 @@ static const char k_fftw_wisdom[] =
     ")\n";
 
 /* The part of mel row m in one block of 16 bins: its weights j0 .. j0 + n - 1, on the
- * block's bins k0 .. k0 + n - 1; first/last: the row starts or ends in this block. */
+ * block's bins k0 .. k0 + n - 1 (the row starts in this block when j0 is 0, ends in it when
+ * j0 + n is its length). */
 typedef struct {
-    int m, j0, k0, n, first, last;
+    int m, j0, k0, n;
 } mel_seg;
 
 struct bs_melspec {
@@ -78,7 +79,6 @@ struct bs_melspec {
     int *kblk_seg;     /* n_kblk + 1: the first segment of each block */
     float *tile;       /* 16 bins x 48 frames: one block of powers transposed (bin-major) */
     float *carry;      /* n_mels x 48: the sums of rows that go on into the next block */
-    float db_floor;    /* 10 log10(amin) */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
     int use_avx2;         /* 1: run melspec_compute_avx2 (the CPU has AVX2), 2: run
@@ -213,7 +213,6 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->n_mels = cfg->n_mels;
     ms->n_frames = bs_feature_n_frames(cfg);
     ms->seg = bs_feature_segment_samples(cfg);
-    ms->db_floor = 10.0f * log10f(cfg->amin);
 
     ms->mel_start = malloc((size_t)ms->n_mels * sizeof *ms->mel_start);
     ms->mel_len = malloc((size_t)ms->n_mels * sizeof *ms->mel_len);
@@ -269,8 +268,7 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
             const int a = ms->mel_start[m], e = a + ms->mel_len[m]; /* bins [a, e) */
             const int lo = a > 16 * b ? a : 16 * b, hi = e < 16 * b + 16 ? e : 16 * b + 16;
             if (ms->mel_len[m] == 0 || lo >= hi) continue;
-            ms->mseg[n_seg++] = (mel_seg){.m = m, .j0 = lo - a, .k0 = lo - 16 * b, .n = hi - lo,
-                                         .first = lo == a, .last = hi == e};
+            ms->mseg[n_seg++] = (mel_seg){.m = m, .j0 = lo - a, .k0 = lo - 16 * b, .n = hi - lo};
         }
     }
     ms->kblk_seg[ms->n_kblk] = (int)n_seg;
@@ -365,7 +363,6 @@ static inline float log10_approx(float x) {
  * (8 floats) paths give the same bits. Unaligned loads and stores through memcpy (macros:
  * passing 32-byte vectors by value would change the ABI without AVX). */
 typedef float v4f __attribute__((vector_size(16)));
-typedef int32_t v4i __attribute__((vector_size(16)));
 typedef int32_t v4i __attribute__((vector_size(16)));
 typedef float v8f __attribute__((vector_size(32)));
 typedef int32_t v8i __attribute__((vector_size(32)));
@@ -610,7 +607,7 @@ ALWAYS_INLINE void tile_powers(const bs_melspec *ms, int g0, const int NG, int b
                 V acc[12];                                                                   \
                 for (int v = 0; v < NV; v++) {                                               \
                     acc[v] = (V){0};                                                         \
-                    if (!sg.first) LOADV(acc[v], cy + L * v);                                \
+                    if (sg.j0 > 0) LOADV(acc[v], cy + L * v); /* goes on from a block */    \
                 }                                                                            \
                 for (int j = 0; j < sg.n; j++, p += 48)                                      \
                     for (int v = 0; v < NV; v++) {                                           \
@@ -619,7 +616,7 @@ ALWAYS_INLINE void tile_powers(const bs_melspec *ms, int g0, const int NG, int b
                         acc[v] += wm[j] * x;                                                 \
                     }                                                                        \
                 for (int v = 0; v < NV; v++) {                                               \
-                    if (!sg.last) {                                                          \
+                    if (sg.j0 + sg.n < ms->mel_len[sg.m]) { /* goes on into the next block */ \
                         STOREV(cy + L * v, acc[v]);                                          \
                         continue;                                                            \
                     }                                                                        \
@@ -634,15 +631,27 @@ ALWAYS_INLINE void tile_powers(const bs_melspec *ms, int g0, const int NG, int b
                 }                                                                            \
             }                                                                                \
         }                                                                                    \
+    }                                                                                        \
+    /* The whole window, 48 frames at a time (48 / L independent sums per row), then the   \
+     * 16 or 32 frames left; returns the largest mel power. */                             \
+    ALWAYS_INLINE float name##_window(const bs_melspec *ms, float *restrict out,             \
+                                      const int wide) {                                      \
+        V mx = (V){0};                                                                       \
+        int g0 = 0;                                                                          \
+        for (; g0 + 3 <= ms->n_grp; g0 += 3) name(ms, g0, 3, out, &mx, wide);                \
+        if (ms->n_grp - g0 == 2) name(ms, g0, 2, out, &mx, wide);                            \
+        if (ms->n_grp - g0 == 1) name(ms, g0, 1, out, &mx, wide);                            \
+        float smax = 0.0f;                                                                   \
+        for (int l = 0; l < L; l++) smax = mx[l] > smax ? mx[l] : smax;                      \
+        return smax;                                                                         \
     }
 MEL_ROWS_T(mel_rows_t16, v16f, 16, SELECT16)
 MEL_ROWS_T(mel_rows_t8, v8f, 8, SELECT8)
 MEL_ROWS_T(mel_rows_t4, v4f, 4, SELECT4)
 
-
-/* max(10 log10(max(x, amin)), lo) on 4 or 8 lanes: log10_approx's operations, lane by
- * lane. */
-#define DB_LANES(name, V, VI, SELECT)                                                        \
+/* max(10 log10(max(x, amin)), lo) on L = 4, 8 or 16 lanes: log10_approx's operations, lane
+ * by lane; name_array does x[0 .. n) in place, L at a time, and returns where it stopped. */
+#define DB_LANES(name, V, VI, L, SELECT)                                                     \
     ALWAYS_INLINE void name(V *xp, float amin, float lo) {                                   \
         const V va = (V){0} + amin, vlo = (V){0} + lo;                                       \
         const V x = SELECT(*xp > va, *xp, va);                                               \
@@ -656,10 +665,20 @@ MEL_ROWS_T(mel_rows_t4, v4f, 4, SELECT4)
         const V ln = 2.0f * s * p + __builtin_convertvector(e, V) * 0.693147180559945f;      \
         const V d = 10.0f * (ln * 0.434294481903252f);                                       \
         *xp = SELECT(d > vlo, d, vlo);                                                       \
+    }                                                                                        \
+    ALWAYS_INLINE size_t name##_array(float *restrict x, size_t n, float amin, float lo) {   \
+        size_t i = 0;                                                                        \
+        for (; i + L <= n; i += L) {                                                         \
+            V v;                                                                             \
+            LOADV(v, x + i);                                                                 \
+            name(&v, amin, lo);                                                              \
+            STOREV(x + i, v);                                                                \
+        }                                                                                    \
+        return i;                                                                            \
     }
-DB_LANES(db4, v4f, v4i, SELECT4)
-DB_LANES(db8, v8f, v8i, SELECT8)
-DB_LANES(db16, v16f, v16i, SELECT16)
+DB_LANES(db4, v4f, v4i, 4, SELECT4)
+DB_LANES(db8, v8f, v8i, 8, SELECT8)
+DB_LANES(db16, v16f, v16i, 16, SELECT16)
 
 static inline float db1(float x, float amin, float lo) {
     const float d = 10.0f * log10_approx(x > amin ? x : amin);
@@ -758,58 +777,18 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
     const size_t n = (size_t)n_mels * (size_t)n_frames;
     for (int m = 0; m < n_mels; m++)
         if (ms->mel_len[m] == 0) memset(out + (size_t)m * n_frames, 0, n_frames * sizeof *out);
-    float smax = 0.0f; /* the largest mel power of the window */
-    const int ng = ms->n_grp;
-    if (wide == 2) {
-        v16f mx = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
-        int g0 = 0;
-        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t16(ms, g0, 3, out, &mx, wide);
-        if (ng - g0 == 2) mel_rows_t16(ms, g0, 2, out, &mx, wide);
-        if (ng - g0 == 1) mel_rows_t16(ms, g0, 1, out, &mx, wide);
-        for (int l = 0; l < 16; l++) smax = mx[l] > smax ? mx[l] : smax;
-    } else if (wide == 1) {
-        v8f mx = {0, 0, 0, 0, 0, 0, 0, 0};
-        int g0 = 0;
-        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t8(ms, g0, 3, out, &mx, wide);
-        if (ng - g0 == 2) mel_rows_t8(ms, g0, 2, out, &mx, wide);
-        if (ng - g0 == 1) mel_rows_t8(ms, g0, 1, out, &mx, wide);
-        for (int l = 0; l < 8; l++) smax = mx[l] > smax ? mx[l] : smax;
-    } else { /* 4 lanes (SSE2, NEON) */
-        v4f mx = {0, 0, 0, 0};
-        int g0 = 0;
-        for (; g0 + 3 <= ng; g0 += 3) mel_rows_t4(ms, g0, 3, out, &mx, wide);
-        if (ng - g0 == 2) mel_rows_t4(ms, g0, 2, out, &mx, wide);
-        if (ng - g0 == 1) mel_rows_t4(ms, g0, 1, out, &mx, wide);
-        for (int l = 0; l < 4; l++) smax = mx[l] > smax ? mx[l] : smax;
-    }
+    const float smax = wide == 2 ? mel_rows_t16_window(ms, out, wide)
+                       : wide     ? mel_rows_t8_window(ms, out, wide)
+                                  : mel_rows_t4_window(ms, out, wide); /* SSE2, NEON */
 
     /* power_to_db(ref=1, amin, top_db) over this window: 10 log10(max(amin, S)), then
      * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)). */
     const float amin = ms->cfg.amin;
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
-    size_t i = 0;
-    if (wide == 2)
-        for (; i + 16 <= n; i += 16) {
-            v16f v;
-            LOADV(v, out + i);
-            db16(&v, amin, lo);
-            STOREV(out + i, v);
-        }
-    if (wide)
-        for (; i + 8 <= n; i += 8) {
-            v8f v;
-            LOADV(v, out + i);
-            db8(&v, amin, lo);
-            STOREV(out + i, v);
-        }
-    else
-        for (; i + 4 <= n; i += 4) {
-            v4f v;
-            LOADV(v, out + i);
-            db4(&v, amin, lo);
-            STOREV(out + i, v);
-        }
+    size_t i = wide == 2 ? db16_array(out, n, amin, lo)
+               : wide     ? db8_array(out, n, amin, lo)
+                          : db4_array(out, n, amin, lo);
     for (; i < n; i++) out[i] = db1(out[i], amin, lo);
 }
 
