@@ -2,7 +2,8 @@
 #
 #   make            build build/libbirdsong.a, build/birdsong, build/birdsongd
 #   make test       install Debian deps if missing, build, run unit tests (ASan+UBSan),
-#                   fuzz corpora and integration tests (pytest on the real binaries)
+#                   the numeric ones again per OpenBLAS kernel and log-mel SIMD body
+#                   (mk/matrix.mk), fuzz corpora and integration tests (pytest on the real binaries)
 #   make run        install deps, build, start birdsongd with models/demo.bsm
 #   make bench      speed figures against the numpy / PyTorch peers and the sgemm ceiling
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (clang)
@@ -36,7 +37,13 @@ ifeq ($(NATIVE),1)
 OPT += -march=native
 endif
 
-BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -g $(WARN) -Iinclude -Icore -I. -MMD -MP
+# -ffp-contract=off: never fuse a*b+c into one FMA. The log-mel's AVX-512 body (where FMA is
+# available), its AVX2 and baseline bodies and the arm64 build (FMA always available) must
+# round every product and sum alike: the trainer and a station on another CPU see the same
+# features, and tests/unit/test_features.c compares the bodies bit for bit. GCC leaves
+# contraction off under -std=c11 but turns it on under -std=gnu11, and clang contracts
+# within expressions by default, so it is stated here rather than left to a default.
+BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -ffp-contract=off -g $(WARN) -Iinclude -Icore -I. -MMD -MP
 CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS)) $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
@@ -147,6 +154,7 @@ integration: all
 test: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)$(MAKE) --no-print-directory unit
+	$(Q)$(MAKE) --no-print-directory unit-matrix
 	$(Q)$(MAKE) --no-print-directory fuzz-corpus
 	$(Q)$(MAKE) --no-print-directory integration
 

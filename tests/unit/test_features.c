@@ -364,7 +364,10 @@ Test(melspec, output_does_not_depend_on_what_the_buffer_held) {
 }
 
 /* The AVX-512 body, the AVX2 body and the baseline body must give the same bits: the trainer
- * and a station may run on different CPUs and must see the same numbers. Odd mel and frame
+ * and a station may run on different CPUs and must see the same numbers. That holds because
+ * they are the same arithmetic in the same order and the build passes -ffp-contract=off
+ * (Makefile, BASE_CFLAGS): with contraction a compiler may fuse a*b+c into one FMA where the
+ * target has it (the AVX-512 body, arm64) and round once instead of twice. Odd mel and frame
  * counts, a narrow band, silence and a loud chirp over noise. */
 Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
     struct { int sr, n_fft, hop, n_mels; double fmin, fmax, seg; } cases[] = {
