@@ -183,4 +183,5 @@ clean:
 	rm -rf $(BUILD)
 
 -include $(wildcard mk/*.mk)
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (not inside the arm64 sysroot of mk/arm64.mk: it holds Debian's *.d directories)
+-include $(shell find $(BUILD) -path '$(BUILD)/arm64/sysroot' -prune -o -name '*.d' -type f -print 2>/dev/null)

@@ -11,6 +11,10 @@
 
 const char *bs_nn_blas_core(void) { return openblas_get_corename(); }
 
+/* The best kernel OpenBLAS has for this CPU when it fell back to a generic one. x86 only:
+ * __builtin_cpu_init/__builtin_cpu_supports exist only there. Elsewhere (arm64: Raspberry Pi)
+ * OpenBLAS's own detection is kept and nothing is re-executed. */
+#if defined(__x86_64__) || defined(__i386__)
 static const char *best_core(void) {
     __builtin_cpu_init();
     if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -19,6 +23,9 @@ static const char *best_core(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
     return NULL;
 }
+#else
+static const char *best_core(void) { return NULL; }
+#endif
 
 void bs_nn_blas_tune(char **argv) {
     if (getenv("OPENBLAS_CORETYPE") || getenv("BIRDSONG_NO_BLAS_TUNE")) return;
