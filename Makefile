@@ -8,6 +8,8 @@
 #   make bench      speed figures against the numpy / PyTorch peers and the sgemm ceiling
 #   make fuzz       run every libFuzzer target for FUZZ_SECONDS (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make test-arm64 cross-build for arm64 and test under qemu-user (mk/arm64.mk)
+#   make deb        build/deb/birdsong_<version>_amd64.deb; ARCH=arm64 for the arm64 one (mk/deb.mk)
 #
 # Options: WERROR=0 to drop -Werror, NATIVE=1 for -march=native, OPT=-O3, V=1 verbose.
 

@@ -1,11 +1,10 @@
 #!/usr/bin/env bash
 # Install the Debian 12 packages birdsong needs to build, test and run.
 # Idempotent: when every package is already installed it calls no apt command at all.
-# Usage: scripts/install-deps.sh [--bench] [--arm64] [--deb]
+# Usage: scripts/install-deps.sh [--bench] [--arm64]
 #   --bench  what `make bench` needs
 #   --arm64  the cross compiler and qemu-user for `make test-arm64` (host packages only: the
 #            arm64 libraries are unpacked into a sysroot, never installed; arm64-sysroot.sh)
-#   --deb    what `make deb` and its test need (dpkg-dev for dpkg-shlibdeps, lintian)
 set -euo pipefail
 
 PACKAGES=(
@@ -16,12 +15,12 @@ PACKAGES=(
   python3 python3-numpy python3-pytest python3-yaml
   clang libclang-rt-14-dev
   systemd
+  dpkg-dev lintian
 )
 for opt in "$@"; do
   case $opt in
     --bench) PACKAGES+=(wrk time) ;;
     --arm64) PACKAGES+=(gcc-aarch64-linux-gnu qemu-user) ;;
-    --deb) PACKAGES+=(dpkg-dev lintian) ;;
     *) echo "install-deps: unknown option $opt" >&2; exit 2 ;;
   esac
 done
