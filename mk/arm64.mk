@@ -8,7 +8,9 @@
 #                     under qemu-user; test_noalloc counts allocations through ASan's hooks, so
 #                     it runs only natively) into build/arm64/out, then run them all under
 #                     qemu-aarch64 plus the end-to-end check against the x86 build
-#                     (scripts/test-arm64.sh: classify and birdsongd --input, within 1e-4).
+#                     (scripts/test-arm64.sh: classify and birdsongd --input, within 1e-4),
+#                     and the arm64 .deb built (mk/deb.mk), installed into a throwaway root,
+#                     its programs run under qemu, removed.
 #   make arm64        only the cross build (programs and unit tests) into build/arm64/out
 ARM64_TRIPLET := aarch64-linux-gnu
 ARM64_SYSROOT  = $(abspath $(BUILD))/arm64/sysroot
@@ -39,6 +41,7 @@ $(BUILD)/tools/libqemu_exec.so: tests/tools/qemu_exec.c
 
 test-arm64: arm64
 	$(Q)$(MAKE) --no-print-directory all
+	$(Q)bash scripts/make-deb.sh arm64 $(ARM64_OUT) $(BUILD)/deb $(ARM64_SYSROOT)
 	$(Q)BIRDSONG_BUILD=$(abspath $(BUILD)) ARM64_OUT=$(abspath $(ARM64_OUT)) ARM64_SYSROOT=$(ARM64_SYSROOT) \
 	  BIRDSONG_SHARED_DATA=$${BIRDSONG_SHARED_DATA:-$(abspath ../shared/data)} \
 	  bash scripts/test-arm64.sh $(ARM64_TESTS)

@@ -94,3 +94,14 @@ def test_daemon_latest_matches_x86(path, tmp_path):
     assert_close([arm[s] for s in species], [x86[s] for s in species], "latest (arm64 vs x86 daemon)")
     # and the daemon's last window is classify's last window
     assert_close([arm[s] for s in species], windows[-1]["probabilities"], "latest vs classify")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dpkg --root needs root to give the files their owners")
+def test_arm64_package_installs_runs_and_removes(tmp_path):
+    """The arm64 .deb (make deb ARCH=arm64, built by make test-arm64 before this runs), with
+    the amd64 package's checks (tests/integration/test_deb.py), its programs run under qemu."""
+    from test_deb import check_package, make_root
+    debs = sorted(glob.glob(os.path.join(BUILD, "deb", "birdsong_*_arm64.deb")))
+    assert debs, "no build/deb/birdsong_*_arm64.deb"
+    check_package(debs[-1], make_root(tmp_path / "root"), run=[QEMU, "-L", SYSROOT], host_depends=False,
+                  dpkg_args=("--force-architecture",))
