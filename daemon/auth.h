@@ -53,11 +53,6 @@ enum MHD_Result bsd_policy_preflight(struct MHD_Connection *c, const char *url, 
 /* 1 when the request announces a body (Content-Length > 0 or Transfer-Encoding). */
 int bsd_http_has_body(struct MHD_Connection *c);
 
-/* POST /api/v1/reload (daemon/admin.c): reloads the model like SIGHUP and answers with the
- * outcome; 404 when no token is configured. */
-struct bsd_app;
-enum MHD_Result bsd_api_reload(struct bsd_app *app, struct MHD_Connection *c, const char *url);
-
 /* MHD_OPTION_URI_LOG_CALLBACK: refuses a request line with BSD_HTTP_MAX_ARGS or more query
  * parameters with 414 before libmicrohttpd parses them (no route takes more than 6). */
 #define BSD_HTTP_MAX_ARGS 64

@@ -306,15 +306,11 @@ int main(int argc, char **argv) {
             next_wd = now + wd_period;
         }
         if (now >= next_status) {
-            json_t *wk = bsd_worker_status_json(app.worker);
-            json_t *cap = bsd_capture_status_json(app.capture);
-            sd_notifyf(0, "STATUS=%s; %lld windows; lag %.2f s; %lld samples dropped",
-                       json_string_value(json_object_get(cap, "state")),
-                       (long long)json_integer_value(json_object_get(wk, "windows")),
-                       json_real_value(json_object_get(wk, "lag_seconds")),
-                       (long long)json_integer_value(json_object_get(cap, "dropped_samples")));
-            json_decref(wk);
-            json_decref(cap);
+            bsd_worker_stats wk = bsd_worker_get_stats(app.worker);
+            bsd_capture_stats cap = bsd_capture_get_stats(app.capture);
+            sd_notifyf(0, "STATUS=%s; %llu windows; lag %.2f s; %llu samples dropped",
+                       bsd_capture_state_name(cap.state), (unsigned long long)wk.windows, wk.lag_seconds,
+                       (unsigned long long)cap.dropped_samples);
             next_status = now + 5;
         }
     }

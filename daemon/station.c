@@ -20,6 +20,7 @@
 #include "daemon/dashboard.h"
 #include "daemon/detect.h"
 #include "daemon/http.h"
+#include "daemon/jsonw.h"
 #include "daemon/metrics.h"
 #include "daemon/mqtt.h"
 #include "daemon/sse.h"
@@ -117,62 +118,24 @@ static void iso_time(double t, char out[64]) { bsd_format_time((int64_t)llround(
 
 /* ---- JSON formatting on the worker thread (no allocation) ------------------------------- */
 
-static size_t json_string_into(char *out, size_t cap, const char *s) {
-    size_t n = 0;
-#define PUT(ch)                       \
-    do {                              \
-        if (n + 1 < cap) out[n] = ch; \
-        n++;                          \
-    } while (0)
-    PUT('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\') {
-            PUT('\\');
-            PUT((char)*p);
-        } else if (*p < 0x20) {
-            char tmp[8];
-            snprintf(tmp, sizeof tmp, "\\u%04x", *p);
-            for (int i = 0; tmp[i]; i++) PUT(tmp[i]);
-        } else {
-            PUT((char)*p);
-        }
-    }
-    PUT('"');
-#undef PUT
-    if (cap) out[n < cap ? n : cap - 1] = '\0';
-    return n;
-}
-
 static int detection_json(char *out, size_t cap, const bs_detection *d) {
-    char t0[64], t1[64], name[3 * BS_SPECIES_NAME_MAX];
+    char t0[64], t1[64], num[160];
     iso_time(d->start, t0);
     iso_time(d->end, t1);
-    json_string_into(name, sizeof name, d->species);
-    int n = snprintf(out, cap,
-                     "{\"id\":%" PRId64 ",\"species\":%s,\"start\":\"%s\",\"end\":\"%s\",\"max_probability\":%.6g,"
-                     "\"mean_probability\":%.6g,\"n_windows\":%d,\"seq_first\":%" PRIu64 ",\"seq_last\":%" PRIu64 "}",
-                     d->id, name, t0, t1, (double)d->max_probability, (double)d->mean_probability, d->n_windows,
-                     d->seq_first, d->seq_last);
-    return n > 0 && (size_t)n < cap ? 0 : -1;
-}
-
-/* The same document as GET /api/v1/predictions/latest. */
-static int prediction_json(char *out, size_t cap, const bsd_result *r, const char *const *labels) {
-    char t0[64], t1[64];
-    bsd_format_time(r->start_ns, t0);
-    bsd_format_time(r->end_ns, t1);
-    size_t n = (size_t)snprintf(out, cap, "{\"seq\":%" PRIu64 ",\"start\":\"%s\",\"end\":\"%s\",\"inference_ms\":%.3f,"
-                                          "\"probabilities\":[",
-                                r->seq, t0, t1, (double)r->inference_ms);
-    for (int i = 0; i < r->n_labels && n < cap; i++) {
-        n += (size_t)snprintf(out + n, cap - n, "%s{\"species\":", i ? "," : "");
-        if (n >= cap) break;
-        n += json_string_into(out + n, cap - n, labels[i]);
-        if (n >= cap) break;
-        n += (size_t)snprintf(out + n, cap - n, ",\"probability\":%.6g}", (double)r->probs[i]);
-    }
-    if (n < cap) n += (size_t)snprintf(out + n, cap - n, "]}");
-    return n < cap ? 0 : -1;
+    bsd_jsonw w = {.buf = out, .cap = cap};
+    snprintf(num, sizeof num, "{\"id\":%" PRId64 ",\"species\":", d->id);
+    bsd_jsonw_lit(&w, num);
+    bsd_jsonw_string(&w, d->species);
+    bsd_jsonw_lit(&w, ",\"start\":\"");
+    bsd_jsonw_lit(&w, t0);
+    bsd_jsonw_lit(&w, "\",\"end\":\"");
+    bsd_jsonw_lit(&w, t1);
+    snprintf(num, sizeof num,
+             "\",\"max_probability\":%.6g,\"mean_probability\":%.6g,\"n_windows\":%d,\"seq_first\":%" PRIu64
+             ",\"seq_last\":%" PRIu64 "}",
+             (double)d->max_probability, (double)d->mean_probability, d->n_windows, d->seq_first, d->seq_last);
+    bsd_jsonw_lit(&w, num);
+    return w.failed ? -1 : 0;
 }
 
 /* ---- detector from the config ---------------------------------------------------------- */
@@ -357,7 +320,7 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
             pthread_mutex_unlock(&st->lock);
         }
     }
-    if (prediction_json(st->json, JSON_MAX, r, labels) == 0) bs_sse_publish(st->hub, r->seq, "prediction", st->json);
+    if (r->json) bs_sse_publish(st->hub, r->seq, "prediction", r->json);
 }
 
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
@@ -387,28 +350,11 @@ static int mkdir_p(const char *path, bs_error *err, const char *directive) {
 
 /* Builds the detector for the model loaded now. Returns the number of species, or -1. */
 static int init_detector(bsd_station *st, bs_error *err) {
-    bsd_app *app = st->app;
-    json_t *model = bsd_worker_model_json(app->worker);
-    json_t *jl = json_object_get(model, "labels");
-    int n = (int)json_array_size(jl);
-    const char *labels[n > 0 ? n : 1];
-    float thr[n > 0 ? n : 1];
-    for (int i = 0; i < n; i++) {
-        labels[i] = json_string_value(json_array_get(jl, (size_t)i));
-        thr[i] = 0.5f;
-    }
-    char *body = NULL;
-    size_t len = 0;
-    if (bsd_results_species_json(app->results, &body, &len) == 0) {
-        json_t *sj = json_loads(body, 0, NULL);
-        json_t *arr = json_object_get(sj, "species");
-        for (int i = 0; i < n && i < (int)json_array_size(arr); i++)
-            thr[i] = (float)json_number_value(json_object_get(json_array_get(arr, (size_t)i), "threshold"));
-        json_decref(sj);
-        free(body);
-    }
-    int rc = set_labels(st, labels, thr, n, err);
-    json_decref(model);
+    bsd_worker_model_info m;
+    if (bsd_worker_get_model_info(st->app->worker, &m) != 0) return bs_error_set(err, "station: out of memory");
+    int rc = set_labels(st, (const char *const *)m.labels, m.thresholds, m.n_labels, err);
+    int n = m.n_labels;
+    bsd_worker_model_info_clear(&m);
     return rc == 0 ? n : -1;
 }
 
@@ -546,7 +492,7 @@ void bsd_station_stop(bsd_station *st) {
  * skipped for lack of disk) seen since the previous check or within the last 10 s make
  * /health unhealthy: a disk that fills must not leave a health check that says ok while
  * detections are lost. One station per process: the state is static. */
-int bsd_station_health(bsd_station *st, json_t *reasons) {
+int bsd_station_health(bsd_station *st, bsd_health *h) {
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     static uint64_t seen_errors, seen_dropped, seen_skipped;
     static double t_fail = -1;
@@ -565,13 +511,10 @@ int bsd_station_health(bsd_station *st, json_t *reasons) {
     double ago = t_fail >= 0 ? now - t_fail : -1;
     pthread_mutex_unlock(&mu);
     if (ago < 0 || ago >= 10) return 0;
-    json_array_append_new(reasons,
-                          json_sprintf("detections are being lost: %llu failed database operations, %llu detections "
-                                       "dropped, %llu clips skipped for disk space so far (disk full or database "
-                                       "locked?)",
-                                       (unsigned long long)errors, (unsigned long long)dropped,
-                                       (unsigned long long)skipped));
-    return -1;
+    return bsd_health_add(h,
+                          "detections are being lost: %llu failed database operations, %llu detections dropped, "
+                          "%llu clips skipped for disk space so far (disk full or database locked?)",
+                          (unsigned long long)errors, (unsigned long long)dropped, (unsigned long long)skipped);
 }
 
 /* ---- HTTP ------------------------------------------------------------------------------ */
@@ -693,21 +636,22 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
     bs_store_summary sm;
     bs_error err;
     if (bs_store_summarize(st->store, &f, seconds, &sm, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
-    json_t *buckets = json_array(), *cur = NULL;
+    json_t *buckets = json_array(), *cur = NULL, *counts = NULL;
     double cur_start = -1;
-    json_int_t total = 0;
+    json_int_t total = 0, cur_total = 0;
     for (int i = 0; i < sm.n; i++) {
         if (!cur || sm.buckets[i].start != cur_start) {
             char t[64];
             iso_time(sm.buckets[i].start, t);
-            cur = json_pack("{s:s,s:{},s:I}", "start", t, "counts", "total", (json_int_t)0);
+            counts = json_object();
+            cur = json_pack("{s:s,s:o,s:I}", "start", t, "counts", counts, "total", (json_int_t)0);
             json_array_append_new(buckets, cur);
             cur_start = sm.buckets[i].start;
+            cur_total = 0;
         }
-        json_object_set_new(json_object_get(cur, "counts"), sm.buckets[i].species,
-                            json_integer((json_int_t)sm.buckets[i].count));
-        json_object_set_new(cur, "total",
-                            json_integer(json_integer_value(json_object_get(cur, "total")) + sm.buckets[i].count));
+        json_object_set_new(counts, sm.buckets[i].species, json_integer((json_int_t)sm.buckets[i].count));
+        cur_total += sm.buckets[i].count;
+        json_object_set_new(cur, "total", json_integer(cur_total));
         total += sm.buckets[i].count;
     }
     bs_store_summary_free(&sm);
@@ -815,37 +759,33 @@ enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const 
 
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
-static double jnum(json_t *o, const char *key) { return json_number_value(json_object_get(o, key)); }
-
 enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url) {
     static const char *const no_args[] = {NULL};
     enum MHD_Result r;
     if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_station *st = app->station;
     bs_prom_buf b = {0};
-    json_t *wk = bsd_worker_status_json(app->worker);
-    json_t *cap = bsd_capture_status_json(app->capture);
-    json_t *model = bsd_worker_model_json(app->worker);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+    bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
+    bsd_worker_model_info model;
+    if (bsd_worker_get_model_info(app->worker, &model) != 0)
+        return bsd_http_error(c, 500, url, "out of memory building the metrics page");
 
     const char *build[] = {"version", BIRDSONG_VERSION, NULL};
     bs_prom_family(&b, "birdsong_build_info", "gauge", "Build of birdsongd (always 1)");
     bs_prom_sample(&b, "birdsong_build_info", build, 1);
     char nsp[16];
-    snprintf(nsp, sizeof nsp, "%d", (int)json_array_size(json_object_get(model, "labels")));
-    const char *mi[] = {"path",     json_string_value(json_object_get(model, "path")),
-                        "arch",     json_string_value(json_object_get(model, "arch")),
-                        "checksum", json_string_value(json_object_get(model, "checksum")),
-                        "species",  nsp,
-                        NULL};
+    snprintf(nsp, sizeof nsp, "%d", model.n_labels);
+    const char *mi[] = {"path", model.path, "arch", model.arch, "checksum", model.checksum, "species", nsp, NULL};
     bs_prom_family(&b, "birdsong_model_info", "gauge", "Model being served (always 1)");
     bs_prom_sample(&b, "birdsong_model_info", mi, 1);
     bs_prom_family(&b, "birdsong_uptime_seconds", "gauge", "Seconds since birdsongd started");
     bs_prom_sample(&b, "birdsong_uptime_seconds", NULL, bsd_mono_seconds() - app->started_mono);
 
     bs_prom_family(&b, "birdsong_windows_processed_total", "counter", "Analysis windows run through the network");
-    bs_prom_sample(&b, "birdsong_windows_processed_total", NULL, jnum(wk, "windows"));
+    bs_prom_sample(&b, "birdsong_windows_processed_total", NULL, (double)wk.windows);
     bs_prom_family(&b, "birdsong_worker_lag_seconds", "gauge", "Audio waiting in the ring for the worker");
-    bs_prom_sample(&b, "birdsong_worker_lag_seconds", NULL, jnum(wk, "lag_seconds"));
+    bs_prom_sample(&b, "birdsong_worker_lag_seconds", NULL, wk.lag_seconds);
     if (st) {
         bs_prom_family(&b, "birdsong_inference_seconds", "histogram",
                        "Time per window for features, normalization and network");
@@ -853,13 +793,13 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
     }
     bs_prom_family(&b, "birdsong_capture_overruns_total", "counter",
                    "Times the sample ring was full when the capture wrote to it");
-    bs_prom_sample(&b, "birdsong_capture_overruns_total", NULL, jnum(cap, "overruns"));
+    bs_prom_sample(&b, "birdsong_capture_overruns_total", NULL, (double)cap.overruns);
     bs_prom_family(&b, "birdsong_capture_dropped_samples_total", "counter", "Samples lost because the ring was full");
-    bs_prom_sample(&b, "birdsong_capture_dropped_samples_total", NULL, jnum(cap, "dropped_samples"));
+    bs_prom_sample(&b, "birdsong_capture_dropped_samples_total", NULL, (double)cap.dropped_samples);
     bs_prom_family(&b, "birdsong_capture_device_overflows_total", "counter", "Input overflows reported by the device");
-    bs_prom_sample(&b, "birdsong_capture_device_overflows_total", NULL, jnum(cap, "device_overflows"));
+    bs_prom_sample(&b, "birdsong_capture_device_overflows_total", NULL, (double)cap.device_overflows);
     bs_prom_family(&b, "birdsong_capture_failures_total", "counter", "Capture source failures (each is reopened)");
-    bs_prom_sample(&b, "birdsong_capture_failures_total", NULL, jnum(cap, "failures"));
+    bs_prom_sample(&b, "birdsong_capture_failures_total", NULL, (double)cap.failures);
 
     if (st) {
         bs_prom_family(&b, "birdsong_detections_total", "counter", "Detections emitted, per species");
@@ -929,9 +869,7 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             bs_prom_sample(&b, "birdsong_mqtt_dropped_total", NULL, (double)ms.dropped);
         }
     }
-    json_decref(wk);
-    json_decref(cap);
-    json_decref(model);
+    bsd_worker_model_info_clear(&model);
     if (b.failed) {
         bs_prom_buf_free(&b);
         return bsd_http_error(c, 500, url, "out of memory building the metrics page");

@@ -14,6 +14,7 @@
 
 #include "birdsong/error.h"
 #include "daemon/app.h"
+#include "daemon/health.h"
 
 /* Opens state_dir/detections.db (creating state_dir), builds the detector from the
  * model's labels and thresholds and the config, starts clips and MQTT when enabled.
@@ -31,8 +32,7 @@ void bsd_station_stop(bsd_station *st);
 /* /health: appends a reason and returns -1 while detections are being lost (failed database
  * writes, a full write queue, clips skipped for disk space: seen since the last call or in
  * the last 10 s); 0 otherwise (also for NULL). */
-#include <jansson.h>
-int bsd_station_health(bsd_station *st, json_t *reasons);
+int bsd_station_health(bsd_station *st, bsd_health *h);
 
 /* HTTP handlers (rows of the route table in daemon/api.c). */
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
