@@ -20,8 +20,6 @@ static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, jso
 /* A "seconds since" that is -1 before the first event: null then. */
 static json_t *since_json(double s) { return s >= 0 ? json_real(s) : json_null(); }
 
-static const char *const no_args[] = {NULL};
-
 /* ---- typed state to JSON (the only place it becomes JSON) -------------------------------- */
 
 json_t *bsd_api_model_json(const bsd_worker_model_info *m) {
@@ -88,8 +86,6 @@ static json_t *capture_json(const bsd_capture_stats *s) {
 /* ---- handlers --------------------------------------------------------------------------- */
 
 static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_health h = {0};
     int bad = bsd_capture_health(app->capture, &h) != 0;
     bad |= bsd_worker_health(app->worker, &h) != 0;
@@ -111,8 +107,6 @@ static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const 
 }
 
 static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     char started[64];
     bsd_format_time(app->started_ns, started);
     json_t *hist = json_pack("{s:I,s:f,s:I}", "capacity", (json_int_t)bsd_results_capacity(app->results),
@@ -131,8 +125,6 @@ static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const 
 }
 
 static enum MHD_Result api_species(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     char *body;
     size_t len;
     if (bsd_results_species_json(app->results, &body, &len) != 0) return MHD_NO;
@@ -154,9 +146,7 @@ static int etag_matches(struct MHD_Connection *c, const char *etag) {
 }
 
 static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"top", NULL};
     enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     unsigned long long top;
     unsigned long long nl = (unsigned long long)bsd_results_n_labels(app->results);
     if (bsd_http_uint_arg(c, url, "top", 0, 1, nl, &top, &r)) return r;
@@ -174,7 +164,7 @@ static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const 
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(resp, "ETag", etag);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result ret = MHD_queue_response(c, 304, resp);
+        enum MHD_Result ret = bsd_http_queue(c, 304, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -185,9 +175,7 @@ static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const 
 #define LIMIT_DEFAULT 100ULL
 
 static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"since", "limit", NULL};
     enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     unsigned long long since, limit;
     if (bsd_http_uint_arg(c, url, "since", 0, 0, (unsigned long long)INT64_MAX, &since, &r)) return r;
     if (bsd_http_uint_arg(c, url, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX, &limit, &r)) return r;
@@ -197,21 +185,27 @@ static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, c
     return bsd_http_reply(c, 200, body, len, NULL);
 }
 
-/* The route table. Other parts (detections, metrics, SSE, dashboard) add rows here. */
+/* The route table (daemon/http.h): path, methods, flags, the query parameters it takes, handler.
+ * The server checks method, token, parameters and store before a handler runs. */
+static const char *const a_top[] = {"top", NULL};
+static const char *const a_page[] = {"since", "limit", NULL};
+static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
+static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
+static const char *const a_dashboard[] = {"poll", NULL};
+
 const bsd_route bsd_routes[] = {
-    {"/api/v1/health", "GET", api_health},
-    {"/api/v1/status", "GET", api_status},
-    {"/api/v1/species", "GET", api_species},
-    {"/api/v1/predictions/latest", "GET", api_latest},
-    {"/api/v1/predictions", "GET", api_predictions},
-    {"/api/v1/reload", "POST", bsd_api_reload}, /* behind the bearer token (daemon/auth.h) */
-    /* station (daemon/station.c) */
-    {"/api/v1/detections", "GET", bsd_api_detections},
-    {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},
-    {"/api/v1/detections/settings", "GET", bsd_api_detection_settings},
-    {"/api/v1/detections/*", "GET", bsd_api_detection_item},
-    {"/api/v1/stream", "GET", bsd_api_stream},
-    {"/metrics", "GET", bsd_api_metrics},
-    {"/", "GET", bsd_api_dashboard},
+    {"/api/v1/health", "GET", 0, NULL, api_health},
+    {"/api/v1/status", "GET", 0, NULL, api_status},
+    {"/api/v1/species", "GET", 0, NULL, api_species},
+    {"/api/v1/predictions/latest", "GET", 0, a_top, api_latest},
+    {"/api/v1/predictions", "GET", 0, a_page, api_predictions},
+    {"/api/v1/reload", "POST", BSD_ROUTE_TOKEN, NULL, bsd_api_reload},
+    {"/api/v1/detections", "GET", BSD_ROUTE_STORE, a_detections, bsd_api_detections},
+    {"/api/v1/detections/summary", "GET", BSD_ROUTE_STORE, a_summary, bsd_api_detections_summary},
+    {"/api/v1/detections/settings", "GET", 0, NULL, bsd_api_detection_settings},
+    {"/api/v1/detections/*", "GET", 0, NULL, bsd_api_detection_item}, /* the store: after the id is checked */
+    {"/api/v1/stream", "GET", 0, NULL, bsd_api_stream},
+    {"/metrics", "GET", 0, NULL, bsd_api_metrics},
+    {"/", "GET", 0, a_dashboard, bsd_api_dashboard},
 };
 const size_t bsd_n_routes = sizeof bsd_routes / sizeof bsd_routes[0];

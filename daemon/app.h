@@ -29,6 +29,10 @@ typedef struct bsd_app {
     bsd_station *station;             /* detections, store, clips, streams (daemon/station.h) */
 } bsd_app;
 
+/* 1 when detections are stored (a state_dir is set): routes flagged BSD_ROUTE_STORE need it
+ * (daemon/station.c). */
+int bsd_app_stores_detections(const bsd_app *app);
+
 double bsd_mono_seconds(void);  /* CLOCK_MONOTONIC */
 int64_t bsd_realtime_ns(void);  /* CLOCK_REALTIME */
 

@@ -97,7 +97,9 @@ int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_erro
  * Returns 0, or -1 with err = "<file>:<line>: directive '<name>': <problem>". */
 int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err);
 
-/* Cross-directive checks (e.g. a model is required, listen parses). 0 or -1 with err. */
+/* Cross-directive checks (e.g. a model is required, listen parses). 0 or -1 with err. The
+ * request policy's directives (auth_*, cors_origins) are checked by bsd_auth_check_config
+ * (daemon/auth.h), which main calls next. */
 int bsd_config_validate(const bsd_config *cfg, bs_error *err);
 
 /* Splits "host:port" or "[v6]:port". 0 or -1 with err. */

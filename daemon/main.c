@@ -19,6 +19,7 @@
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
 #include "daemon/app.h"
+#include "daemon/auth.h"
 #include "daemon/capture.h"
 #include "daemon/config.h"
 #include "daemon/http.h"
@@ -209,7 +210,8 @@ int main(int argc, char **argv) {
     bs_log_level lv = BS_LOG_INFO;
     bs_log_level_parse(app.cfg.log_level, &lv);
     bs_log_set_level(lv);
-    if (bsd_config_validate(&app.cfg, &err) != 0) return die_config(err.msg);
+    if (bsd_config_validate(&app.cfg, &err) != 0 || bsd_auth_check_config(&app.cfg, &err) != 0)
+        return die_config(err.msg);
     if (app.cfg.input[0] && check_input(app.cfg.input, &err) != 0) return die_config(err.msg);
     bs_nn_set_threads(app.cfg.inference_threads);
     bsd_model *model = bsd_model_open(app.cfg.model, &err);

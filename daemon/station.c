@@ -486,6 +486,8 @@ void bsd_station_stop(bsd_station *st) {
     free(st);
 }
 
+int bsd_app_stores_detections(const bsd_app *app) { return app && app->station && app->station->store; }
+
 /* ---- health ---------------------------------------------------------------------------- */
 
 /* Storage failures (failed database writes, detections dropped from a full queue, clips
@@ -532,7 +534,7 @@ static enum MHD_Result reply_text(struct MHD_Connection *c, unsigned status, con
     if (!r) return MHD_NO;
     MHD_add_response_header(r, "Content-Type", type);
     MHD_add_response_header(r, "Cache-Control", "no-cache");
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    enum MHD_Result ret = bsd_http_queue(c, status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -580,10 +582,6 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bs_store_filt
     return 0;
 }
 
-static enum MHD_Result no_store(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    return bsd_http_error(c, 503, url, "detections are not stored: state_dir is empty (set it, or --state-dir)");
-}
-
 static json_t *detection_object(bsd_station *st, const bs_detection *d) {
     char t0[64], t1[64], path[BSD_PATH_MAX + 64];
     iso_time(d->start, t0);
@@ -596,11 +594,8 @@ static json_t *detection_object(bsd_station *st, const bs_detection *d) {
 }
 
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     bsd_station *st = app->station;
-    if (!st || !st->store) return no_store(app, c, url);
+    enum MHD_Result r;
     bs_store_filter f = {0};
     if (parse_filter(c, url, &f, &r)) return r;
     unsigned long long limit, offset;
@@ -620,11 +615,8 @@ enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const
 }
 
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     bsd_station *st = app->station;
-    if (!st || !st->store) return no_store(app, c, url);
+    enum MHD_Result r;
     bs_store_filter f = {0};
     if (parse_filter(c, url, &f, &r)) return r;
     const char *b = arg(c, "bucket");
@@ -665,9 +657,6 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
 
 /* /api/v1/detections/{id} and /api/v1/detections/{id}/audio */
 enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const no_args[] = {NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_station *st = app->station;
     const char *p = url + strlen("/api/v1/detections/");
     char *end;
@@ -676,7 +665,7 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     int audio = strcmp(end, "/audio") == 0;
     if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio))
         return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id} or /api/v1/detections/{id}/audio");
-    if (!st || !st->store) return no_store(app, c, url);
+    if (!bsd_app_stores_detections(app)) return bsd_http_error(c, 503, url, BSD_HTTP_NO_STORE);
     bs_detection d;
     bs_error err;
     int found = bs_store_get(st->store, id, &d, &err);
@@ -703,15 +692,12 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     char disp[96];
     snprintf(disp, sizeof disp, "inline; filename=\"detection-%lld.flac\"", id);
     MHD_add_response_header(resp, "Content-Disposition", disp);
-    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    enum MHD_Result ret = bsd_http_queue(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
 enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const no_args[] = {NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_station *st = app->station;
     if (!st) return bsd_http_error(c, 503, url, "detections are not running");
     const bsd_config *cfg = &app->cfg;
@@ -733,9 +719,6 @@ enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *
 }
 
 enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const no_args[] = {NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_station *st = app->station;
     if (!st) return bsd_http_error(c, 503, url, "the stream is not running");
     const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
@@ -743,15 +726,12 @@ enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const cha
     if (!resp)
         return bsd_http_error(c, 503, url, "too many stream clients (stream_max_clients = %d)",
                               app->cfg.stream_max_clients);
-    enum MHD_Result ret = MHD_queue_response(c, 200, resp);
+    enum MHD_Result ret = bsd_http_queue(c, 200, resp);
     MHD_destroy_response(resp);
     return ret;
 }
 
 enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"poll", NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     size_t len;
     const char *html = bs_dashboard_html(&len);
     return reply_text(c, 200, "text/html; charset=utf-8", html, len, MHD_RESPMEM_PERSISTENT);
@@ -760,9 +740,6 @@ enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const 
 /* ---- /metrics ---------------------------------------------------------------------------- */
 
 enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const no_args[] = {NULL};
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     bsd_station *st = app->station;
     bs_prom_buf b = {0};
     bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
