@@ -10,13 +10,6 @@
 #include "daemon/station.h"
 #include "daemon/worker.h"
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {
-    char *body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(j);
-    if (!body) return MHD_NO;
-    return bsd_http_reply(c, status, body, strlen(body), NULL);
-}
-
 /* A "seconds since" that is -1 before the first event: null then. */
 static json_t *since_json(double s) { return s >= 0 ? json_real(s) : json_null(); }
 
@@ -103,7 +96,7 @@ static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const 
                           "dropped_samples", (json_int_t)cap.dropped_samples,
                           "worker_lag_seconds", wk.lag_seconds,
                           "seconds_since_last_window", since_json(wk.seconds_since_last_window));
-    return reply_json(c, bad ? 503 : 200, j);
+    return bsd_http_reply_json(c, bad ? 503 : 200, j);
 }
 
 static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const char *url) {
@@ -121,7 +114,7 @@ static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const 
                           "audio", capture_json(&cap),
                           "worker", worker_json(&wk),
                           "results", hist);
-    return reply_json(c, 200, j);
+    return bsd_http_reply_json(c, 200, j);
 }
 
 static enum MHD_Result api_species(bsd_app *app, struct MHD_Connection *c, const char *url) {

@@ -17,4 +17,13 @@ json_t *bsd_api_model_json(const bsd_worker_model_info *m);
  * outcome; 404 when no token is configured. */
 enum MHD_Result bsd_api_reload(bsd_app *app, struct MHD_Connection *c, const char *url);
 
+/* The station's handlers (daemon/api_station.c, daemon/metrics_page.c). */
+enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url);
+
 #endif

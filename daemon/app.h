@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "birdsong/ring.h"
+#include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/results.h"
 
@@ -32,8 +33,5 @@ typedef struct bsd_app {
 /* 1 when detections are stored (a state_dir is set): routes flagged BSD_ROUTE_STORE need it
  * (daemon/station.c). */
 int bsd_app_stores_detections(const bsd_app *app);
-
-double bsd_mono_seconds(void);  /* CLOCK_MONOTONIC */
-int64_t bsd_realtime_ns(void);  /* CLOCK_REALTIME */
 
 #endif

@@ -50,12 +50,6 @@ struct bsd_capture {
     double cb_rate;
 };
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static void set_state(bsd_capture *c, bsd_capture_state s, const char *error) {
     pthread_mutex_lock(&c->lock);
     c->state = s;
@@ -138,7 +132,7 @@ static int pa_callback(const void *input, void *output, unsigned long frames,
         int64_t t0 = now - (int64_t)((double)frames / c->cb_rate * 1e9);
         bs_ring_write(c->ring, input, frames, t0, c->cb_rate);
         atomic_fetch_add_explicit(&c->frames, frames, memory_order_relaxed);
-        atomic_store_explicit(&c->last_frames_mono_ns, mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&c->last_frames_mono_ns, bsd_mono_ns(), memory_order_relaxed);
     }
     return atomic_load_explicit(&c->stop, memory_order_relaxed) ? paComplete : paContinue;
 }
@@ -211,7 +205,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
         return -1;
     }
     bs_ring_discontinuity(c->ring);
-    atomic_store(&c->last_frames_mono_ns, mono_ns());
+    atomic_store(&c->last_frames_mono_ns, bsd_mono_ns());
     e = Pa_StartStream(c->stream);
     if (e != paNoError) {
         snprintf(why, why_size, "device '%s': cannot start: %s", info->name, pa_error_text(e, etext, sizeof etext));
@@ -265,7 +259,7 @@ static void watch_device(bsd_capture *c, char *why, size_t why_size) {
                      active < 0 ? Pa_GetErrorText(active) : "no longer active");
             return;
         }
-        double idle = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
+        double idle = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
         if (idle > c->cfg->device_stall_seconds) {
             snprintf(why, why_size, "device '%s': no samples for %.1f s", c->device_name, idle);
             return;
@@ -343,7 +337,7 @@ static int run_file(bsd_capture *c, char *why, size_t why_size) {
         bs_ring_write(c->ring, mono, (size_t)got, t_ns, rate);
         sent += (uint64_t)got;
         atomic_fetch_add_explicit(&c->frames, (uint64_t)got, memory_order_relaxed);
-        atomic_store_explicit(&c->last_frames_mono_ns, mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&c->last_frames_mono_ns, bsd_mono_ns(), memory_order_relaxed);
     }
     free(inter);
     sf_close(sf);
@@ -409,7 +403,7 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     c->state = BSD_CAP_STARTING;
     atomic_init(&c->stop, 0);
     atomic_init(&c->frames, 0);
-    atomic_init(&c->last_frames_mono_ns, mono_ns());
+    atomic_init(&c->last_frames_mono_ns, bsd_mono_ns());
     atomic_init(&c->device_overflows, 0);
     pthread_mutex_init(&c->lock, NULL);
     snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
@@ -451,7 +445,7 @@ void bsd_capture_free(bsd_capture *c) {
 
 bsd_capture_stats bsd_capture_get_stats(bsd_capture *c) {
     bsd_capture_stats s = {0};
-    s.seconds_since_last_sample = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
+    s.seconds_since_last_sample = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
     size_t cap = bs_ring_capacity(c->ring), fill = bs_ring_available(c->ring);
     pthread_mutex_lock(&c->lock);
     s.is_file = c->is_file;
@@ -481,7 +475,7 @@ bsd_capture_stats bsd_capture_get_stats(bsd_capture *c) {
 }
 
 int bsd_capture_health(bsd_capture *c, bsd_health *h) {
-    double idle = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
+    double idle = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
     int bad = 0;
     pthread_mutex_lock(&c->lock);
     if (c->state == BSD_CAP_REOPENING) bad = bsd_health_add(h, "capture: source failed (%s), reopening", c->last_error);

@@ -75,6 +75,27 @@ enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *
     return queue_json(c, status, body, len, etag, NULL, NULL);
 }
 
+enum MHD_Result bsd_http_reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {
+    char *body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
+    json_decref(j);
+    if (!body) return MHD_NO;
+    return bsd_http_reply(c, status, body, strlen(body), NULL);
+}
+
+enum MHD_Result bsd_http_reply_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
+                                    size_t len, enum MHD_ResponseMemoryMode mode) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, (void *)body, mode);
+    if (!r) {
+        if (mode == MHD_RESPMEM_MUST_FREE) free((void *)body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", type);
+    MHD_add_response_header(r, "Cache-Control", "no-cache");
+    enum MHD_Result ret = bsd_http_queue(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
 /* Error texts echo request parts, which may be any bytes: control and non-ASCII bytes become
  * '?', so that the JSON encoder always accepts them (it refuses invalid UTF-8). */
 static void ascii_only(char *s) {

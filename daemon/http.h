@@ -69,6 +69,13 @@ void bsd_http_stop(bsd_http *h);
 /* Responses. body is taken over (freed by the server). */
 enum MHD_Result bsd_http_reply(struct MHD_Connection *c, unsigned status, char *body, size_t len,
                                const char *etag);
+/* j as compact JSON (reals with 6 significant digits); j is released. */
+struct json_t;
+enum MHD_Result bsd_http_reply_json(struct MHD_Connection *c, unsigned status, struct json_t *j);
+/* A body of another type (mode: MHD_RESPMEM_PERSISTENT for static text, MUST_FREE to hand
+ * over a malloc'd buffer), with Cache-Control: no-cache. */
+enum MHD_Result bsd_http_reply_text(struct MHD_Connection *c, unsigned status, const char *type, const char *body,
+                                    size_t len, enum MHD_ResponseMemoryMode mode);
 /* {"error": <message>, ...extra fields} with status. */
 enum MHD_Result bsd_http_error(struct MHD_Connection *c, unsigned status, const char *url,
                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));

@@ -35,19 +35,6 @@ struct bsd_results {
     void *listener_user;
 };
 
-void bsd_format_time(int64_t t_ns, char out[64]) {
-    time_t sec = (time_t)(t_ns / 1000000000);
-    long ms = (long)((t_ns % 1000000000) / 1000000);
-    if (ms < 0) {
-        ms += 1000;
-        sec -= 1;
-    }
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
-
 bsd_results *bsd_results_create(size_t capacity) {
     if (capacity == 0) return NULL;
     bsd_results *s = calloc(1, sizeof *s);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/clock.h"
+
 typedef struct bsd_result {
     uint64_t seq;
     int64_t start_ns, end_ns;
@@ -76,8 +78,5 @@ int bsd_results_species_json(bsd_results *s, char **body, size_t *len);
 uint64_t bsd_results_latest_seq(bsd_results *s); /* 0 before the first */
 int bsd_results_n_labels(bsd_results *s);
 size_t bsd_results_capacity(const bsd_results *s);
-
-/* "2026-05-01T04:12:07.250Z" (24 chars + NUL). */
-void bsd_format_time(int64_t t_ns, char out[64]);
 
 #endif
