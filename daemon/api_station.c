@@ -30,7 +30,7 @@ static const char *arg(struct MHD_Connection *c, const char *name) {
 }
 
 /* from, to, species, min_confidence into f; queues 400 and returns -1 on a bad value. */
-static int parse_filter(struct MHD_Connection *c, const char *url, bs_store_filter *f, enum MHD_Result *r) {
+static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_filter *f, enum MHD_Result *r) {
     const char *names[2] = {"from", "to"};
     double *dst[2] = {&f->from, &f->to};
     int *has[2] = {&f->has_from, &f->has_to};
@@ -64,11 +64,11 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bs_store_filt
     return 0;
 }
 
-static json_t *detection_object(bsd_station *st, const bs_detection *d) {
+static json_t *detection_object(bsd_station *st, const bsd_detection *d) {
     char t0[64], t1[64], path[BSD_PATH_MAX + 64];
     bsd_format_seconds(d->start, t0);
     bsd_format_seconds(d->end, t1);
-    int audio = st->clips && bs_clips_path(st->clips, d->id, path, sizeof path);
+    int audio = st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path);
     return json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d->id, "species", d->species,
                      "start", t0, "end", t1, "max_probability", (double)d->max_probability, "mean_probability",
                      (double)d->mean_probability, "n_windows", d->n_windows, "seq_first", (json_int_t)d->seq_first,
@@ -78,28 +78,28 @@ static json_t *detection_object(bsd_station *st, const bs_detection *d) {
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     enum MHD_Result r;
-    bs_store_filter f = {0};
+    bsd_store_filter f = {0};
     if (parse_filter(c, url, &f, &r)) return r;
     unsigned long long limit, offset;
     if (bsd_http_uint_arg(c, url, "limit", 100, 1, 1000, &limit, &r)) return r;
     if (bsd_http_uint_arg(c, url, "offset", 0, 0, 1000000000ULL, &offset, &r)) return r;
     f.limit = (int)limit;
     f.offset = (int)offset;
-    bs_store_page page;
+    bsd_store_page page;
     bs_error err;
-    if (bs_store_query(st->store, &f, &page, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+    if (bsd_store_query(st->store, &f, &page, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     json_t *arr = json_array();
     for (int i = 0; i < page.n; i++) json_array_append_new(arr, detection_object(st, &page.rows[i]));
     json_t *j = json_pack("{s:o,s:I,s:I,s:I}", "detections", arr, "total", (json_int_t)page.total, "limit",
                           (json_int_t)limit, "offset", (json_int_t)offset);
-    bs_store_page_free(&page);
+    bsd_store_page_free(&page);
     return bsd_http_reply_json(c, 200, j);
 }
 
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     enum MHD_Result r;
-    bs_store_filter f = {0};
+    bsd_store_filter f = {0};
     if (parse_filter(c, url, &f, &r)) return r;
     const char *b = arg(c, "bucket");
     int seconds = 3600;
@@ -107,9 +107,9 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
         seconds = 86400;
     else if (b && strcmp(b, "hour") != 0)
         return bsd_http_error(c, 400, url, "parameter 'bucket': expected hour or day, found '%s'", b);
-    bs_store_summary sm;
+    bsd_store_summary sm;
     bs_error err;
-    if (bs_store_summarize(st->store, &f, seconds, &sm, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+    if (bsd_store_summarize(st->store, &f, seconds, &sm, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     json_t *buckets = json_array(), *cur = NULL, *counts = NULL;
     double cur_start = -1;
     json_int_t total = 0, cur_total = 0;
@@ -128,7 +128,7 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
         json_object_set_new(cur, "total", json_integer(cur_total));
         total += sm.buckets[i].count;
     }
-    bs_store_summary_free(&sm);
+    bsd_store_summary_free(&sm);
     json_t *j = json_pack("{s:s,s:o,s:I}", "bucket", seconds == 3600 ? "hour" : "day", "buckets", buckets, "total",
                           total);
     char t[64];
@@ -148,15 +148,15 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio))
         return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id} or /api/v1/detections/{id}/audio");
     if (!bsd_app_stores_detections(app)) return bsd_http_error(c, 503, url, BSD_HTTP_NO_STORE);
-    bs_detection d;
+    bsd_detection d;
     bs_error err;
-    int found = bs_store_get(st->store, id, &d, &err);
+    int found = bsd_store_get(st->store, id, &d, &err);
     if (found < 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     if (!found) return bsd_http_error(c, 404, url, "no detection with id %lld", id);
     if (!audio) return bsd_http_reply_json(c, 200, detection_object(st, &d));
     if (!st->clips) return bsd_http_error(c, 404, url, "no audio: clips are off (directive 'clips')");
     char path[BSD_PATH_MAX + 64];
-    if (!bs_clips_path(st->clips, id, path, sizeof path))
+    if (!bsd_clips_path(st->clips, id, path, sizeof path))
         return bsd_http_error(c, 404, url, "no audio for detection %lld (not saved yet, skipped, or deleted by the quota)",
                               id);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -186,11 +186,11 @@ enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *
     json_t *arr = json_array();
     pthread_mutex_lock(&st->lock);
     int active = st->det != NULL;
-    for (int i = 0; st->det && i < bs_detector_n_species(st->det); i++) {
-        int on = bs_detector_enabled(st->det, i);
-        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bs_detector_label(st->det, i), "enabled", on,
-                              "suppress_seconds", bs_detector_suppress_seconds(st->det, i));
-        json_object_set_new(o, "threshold", on ? json_real(bs_detector_threshold(st->det, i)) : json_null());
+    for (int i = 0; st->det && i < bsd_detector_n_species(st->det); i++) {
+        int on = bsd_detector_enabled(st->det, i);
+        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bsd_detector_label(st->det, i), "enabled", on,
+                              "suppress_seconds", bsd_detector_suppress_seconds(st->det, i));
+        json_object_set_new(o, "threshold", on ? json_real(bsd_detector_threshold(st->det, i)) : json_null());
         json_array_append_new(arr, o);
     }
     pthread_mutex_unlock(&st->lock);
@@ -204,7 +204,7 @@ enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const cha
     bsd_station *st = app->station;
     if (!st) return bsd_http_error(c, 503, url, "the stream is not running");
     const char *last = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Last-Event-ID");
-    struct MHD_Response *resp = bs_sse_mhd_response(st->hub, c, last);
+    struct MHD_Response *resp = bsd_sse_mhd_response(st->hub, c, last);
     if (!resp)
         return bsd_http_error(c, 503, url, "too many stream clients (stream_max_clients = %d)",
                               app->cfg.stream_max_clients);
@@ -215,6 +215,6 @@ enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const cha
 
 enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url) {
     size_t len;
-    const char *html = bs_dashboard_html(&len);
+    const char *html = bsd_dashboard_html(&len);
     return bsd_http_reply_text(c, 200, "text/html; charset=utf-8", html, len, MHD_RESPMEM_PERSISTENT);
 }

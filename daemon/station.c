@@ -26,7 +26,7 @@ enum { JSON_MAX = 65536 };
 
 /* ---- JSON formatting on the worker thread (no allocation) ------------------------------- */
 
-static int detection_json(char *out, size_t cap, const bs_detection *d) {
+static int detection_json(char *out, size_t cap, const bsd_detection *d) {
     char t0[64], t1[64], num[160];
     bsd_format_seconds(d->start, t0);
     bsd_format_seconds(d->end, t1);
@@ -49,8 +49,8 @@ static int detection_json(char *out, size_t cap, const bs_detection *d) {
 /* ---- detector from the config ---------------------------------------------------------- */
 
 /* "Label:value, Label:value" -> set(label, value). */
-static int apply_pairs(bs_detector *d, const char *list, const char *directive,
-                       int (*set)(bs_detector *, const char *, double, bs_error *), bs_error *err) {
+static int apply_pairs(bsd_detector *d, const char *list, const char *directive,
+                       int (*set)(bsd_detector *, const char *, double, bs_error *), bs_error *err) {
     char *copy = strdup(list), *save = NULL;
     if (!copy) return bs_error_set(err, "directive '%s': out of memory", directive);
     for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
@@ -85,38 +85,38 @@ static int apply_pairs(bs_detector *d, const char *list, const char *directive,
     return 0;
 }
 
-static int set_thr(bs_detector *d, const char *sp, double v, bs_error *err) {
-    return bs_detector_set_threshold(d, sp, (float)v, err);
+static int set_thr(bsd_detector *d, const char *sp, double v, bs_error *err) {
+    return bsd_detector_set_threshold(d, sp, (float)v, err);
 }
-static int set_sup(bs_detector *d, const char *sp, double v, bs_error *err) {
-    return bs_detector_set_suppress_seconds(d, sp, v, err);
+static int set_sup(bsd_detector *d, const char *sp, double v, bs_error *err) {
+    return bsd_detector_set_suppress_seconds(d, sp, v, err);
 }
 
-static bs_detector *build_detector(const bsd_config *cfg, const char *const *labels, const float *thr, int n,
+static bsd_detector *build_detector(const bsd_config *cfg, const char *const *labels, const float *thr, int n,
                                    bs_error *err) {
-    bs_detector *d = bs_detector_new(n, labels, thr, err);
+    bsd_detector *d = bsd_detector_new(n, labels, thr, err);
     if (!d) return NULL;
     bs_error e2;
-    if (bs_detector_set_min_confidence(d, (float)cfg->min_confidence, &e2) ||
-        bs_detector_set_suppress_seconds(d, NULL, cfg->suppress_seconds, &e2) ||
-        bs_detector_set_max_event_seconds(d, cfg->max_event_seconds, &e2)) {
+    if (bsd_detector_set_min_confidence(d, (float)cfg->min_confidence, &e2) ||
+        bsd_detector_set_suppress_seconds(d, NULL, cfg->suppress_seconds, &e2) ||
+        bsd_detector_set_max_event_seconds(d, cfg->max_event_seconds, &e2)) {
         bs_error_set(err, "%s", e2.msg);
         goto fail;
     }
     if (apply_pairs(d, cfg->species_thresholds, "species_thresholds", set_thr, err) ||
         apply_pairs(d, cfg->species_suppress_seconds, "species_suppress_seconds", set_sup, err))
         goto fail;
-    if (bs_detector_set_include(d, cfg->include_species, &e2)) {
+    if (bsd_detector_set_include(d, cfg->include_species, &e2)) {
         bs_error_set(err, "directive 'include_species': %s", e2.msg);
         goto fail;
     }
-    if (bs_detector_set_exclude(d, cfg->exclude_species, &e2)) {
+    if (bsd_detector_set_exclude(d, cfg->exclude_species, &e2)) {
         bs_error_set(err, "directive 'exclude_species': %s", e2.msg);
         goto fail;
     }
     return d;
 fail:
-    bs_detector_free(d);
+    bsd_detector_free(d);
     return NULL;
 }
 
@@ -139,13 +139,13 @@ static char **copy_labels(const char *const *labels, int n) {
 
 /* (Re)builds the detector and counters for these labels; worker thread or start-up. */
 static int set_labels(bsd_station *st, const char *const *labels, const float *thr, int n, bs_error *err) {
-    bs_detector *d = build_detector(&st->app->cfg, labels, thr, n, err);
+    bsd_detector *d = build_detector(&st->app->cfg, labels, thr, n, err);
     char **mine = copy_labels(labels, n), **counted = copy_labels(labels, n);
-    bs_detection *ev = calloc((size_t)n, sizeof *ev);
+    bsd_detection *ev = calloc((size_t)n, sizeof *ev);
     uint64_t *counts = calloc((size_t)n, sizeof *counts);
     if (!mine || !counted || !ev || !counts) {
         if (d) bs_error_set(err, "station: out of memory for %d species", n);
-        bs_detector_free(d);
+        bsd_detector_free(d);
         free_labels(mine, n);
         free_labels(counted, n);
         free(ev);
@@ -153,10 +153,10 @@ static int set_labels(bsd_station *st, const char *const *labels, const float *t
         return -1;
     }
     pthread_mutex_lock(&st->lock); /* the settings handler reads the detector under it */
-    bs_detector *old = st->det;
+    bsd_detector *old = st->det;
     st->det = d; /* NULL when the config does not fit these labels: no detections */
     pthread_mutex_unlock(&st->lock);
-    bs_detector_free(old);
+    bsd_detector_free(old);
     free_labels(st->labels, st->n_labels);
     st->labels = mine;
     st->n_labels = n;
@@ -182,9 +182,9 @@ static int labels_differ(const bsd_station *st, const char *const *labels, int n
 
 /* ---- the worker's hooks ------------------------------------------------------------------ */
 
-static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
+static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (st->store) {
-        if (bs_store_enqueue(st->store, d) != 0)
+        if (bsd_store_enqueue(st->store, d) != 0)
             bs_log_warn("detection of %s at seq %" PRIu64 " not stored: the store queue is full", d->species, seq);
     } else {
         d->id = ++st->local_id;
@@ -193,10 +193,10 @@ static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0) bs_clips_request(st->clips, d);
+    if (st->clips && d->id > 0) bsd_clips_request(st->clips, d);
     if (detection_json(st->json, JSON_MAX, d) == 0) {
-        bs_sse_publish(st->hub, seq, "detection", st->json);
-        if (st->mqtt) bs_mqtt_publish(st->mqtt, st->json);
+        bsd_sse_publish(st->hub, seq, "detection", st->json);
+        if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
     }
     bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f", d->id, d->species, d->n_windows,
                 (double)d->max_probability);
@@ -206,7 +206,7 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
     bsd_station *st = user;
     if (labels_differ(st, labels, r->n_labels)) {
         if (st->det) { /* close what was open under the old labels */
-            int n = bs_detector_flush(st->det, st->events, st->n_labels);
+            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
             for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
         }
         st->suppressed_base = st->suppressed;
@@ -216,24 +216,24 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
         else
             bs_log_info("station: detector rebuilt for %d species", r->n_labels);
     }
-    bs_histogram_observe(&st->inference, r->inference_ms / 1000.0);
+    bsd_histogram_observe(&st->inference, r->inference_ms / 1000.0);
     if (st->det) {
-        int n = bs_detector_push(st->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
+        int n = bsd_detector_push(st->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
                                  st->events, st->n_labels);
         for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
-        uint64_t sup = bs_detector_get_stats(st->det).suppressed;
+        uint64_t sup = bsd_detector_get_stats(st->det).suppressed;
         if (sup + st->suppressed_base != st->suppressed) {
             pthread_mutex_lock(&st->lock);
             st->suppressed = st->suppressed_base + sup;
             pthread_mutex_unlock(&st->lock);
         }
     }
-    if (r->json) bs_sse_publish(st->hub, r->seq, "prediction", r->json);
+    if (r->json) bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
 }
 
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
     bsd_station *st = user;
-    if (st->clips) bs_clips_feed(st->clips, x, n, (double)end_ns / 1e9);
+    if (st->clips) bsd_clips_feed(st->clips, x, n, (double)end_ns / 1e9);
 }
 
 /* ---- start / stop ------------------------------------------------------------------------- */
@@ -277,7 +277,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     st->t_fail = -1;
     pthread_mutex_init(&st->lock, NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
-    bs_histogram_init(&st->inference, bounds, (int)(sizeof bounds / sizeof bounds[0]));
+    bsd_histogram_init(&st->inference, bounds, (int)(sizeof bounds / sizeof bounds[0]));
     st->json = malloc(JSON_MAX);
     if (!st->json) {
         bs_error_set(err, "station: out of memory");
@@ -291,7 +291,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     /* a stream idle for http_timeout_seconds would be closed by the server: beat faster */
     double beat = cfg->stream_heartbeat_seconds;
     if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
-    bs_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
+    bsd_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
                         .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
     for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->labels[i]) + 48);
@@ -303,7 +303,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
                     sc.history, sc.max_event_bytes, n, HISTORY_BYTES_MAX >> 20, fit);
         sc.history = fit;
     }
-    st->hub = bs_sse_hub_new(&sc, err);
+    st->hub = bsd_sse_hub_new(&sc, err);
     if (!st->hub) goto fail;
 
     /* state_dir, else systemd's StateDirectory= (first of a colon-separated list) */
@@ -314,10 +314,10 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (st->state_dir[0]) {
         if (mkdir_p(st->state_dir, err, "state_dir")) goto fail;
         snprintf(st->db_path, sizeof st->db_path, "%s/detections.db", st->state_dir);
-        bs_store_config stc = {.retention_days = cfg->retention_days, .retention_rows = cfg->retention_rows};
-        st->store = bs_store_open(st->db_path, &stc, err);
+        bsd_store_config stc = {.retention_days = cfg->retention_days, .retention_rows = cfg->retention_rows};
+        st->store = bsd_store_open(st->db_path, &stc, err);
         if (!st->store) goto fail;
-        bs_log_info("detections are stored in %s (schema version %d)", st->db_path, bs_store_schema_version(st->store));
+        bs_log_info("detections are stored in %s (schema version %d)", st->db_path, bsd_store_schema_version(st->store));
     } else {
         bs_log_warn("state_dir is empty and STATE_DIRECTORY unset: detections are streamed but not stored");
     }
@@ -327,20 +327,20 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
             goto fail;
         }
         snprintf(st->clips_dir, sizeof st->clips_dir, "%s/clips", st->state_dir);
-        bs_clips_config cc = {.sample_rate = (int)lround(bsd_worker_model_rate(app->worker)),
+        bsd_clips_config cc = {.sample_rate = (int)lround(bsd_worker_model_rate(app->worker)),
                               .pre_roll = cfg->clip_pre_roll > 0 ? cfg->clip_pre_roll : 1e-9,
                               .post_roll = cfg->clip_post_roll > 0 ? cfg->clip_post_roll : 1e-9,
                               .max_event_seconds = cfg->max_event_seconds > 0 ? cfg->max_event_seconds : 60,
                               .max_mb = cfg->clips_max_mb,
                               .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9};
-        st->clips = bs_clips_open(st->clips_dir, &cc, err);
+        st->clips = bsd_clips_open(st->clips_dir, &cc, err);
         if (!st->clips) goto fail;
     }
     if (cfg->mqtt) {
-        bs_mqtt_config mc = {.host = cfg->mqtt_host, .port = cfg->mqtt_port, .topic = cfg->mqtt_topic,
+        bsd_mqtt_config mc = {.host = cfg->mqtt_host, .port = cfg->mqtt_port, .topic = cfg->mqtt_topic,
                              .client_id = cfg->mqtt_client_id, .username = cfg->mqtt_username,
                              .password = cfg->mqtt_password, .qos = cfg->mqtt_qos, .queue = cfg->mqtt_queue};
-        st->mqtt = bs_mqtt_start(&mc, err);
+        st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
     }
     bsd_results_set_listener(app->results, on_result, st);
@@ -356,17 +356,17 @@ int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error 
     int n = bs_model_n_outputs(m->model);
     const char *labels[n > 0 ? n : 1];
     for (int i = 0; i < n; i++) labels[i] = bs_model_label(m->model, i);
-    bs_detector *d = build_detector(cfg, labels, bs_model_thresholds(m->model), n, err);
+    bsd_detector *d = build_detector(cfg, labels, bs_model_thresholds(m->model), n, err);
     if (!d) {
         bs_error_prefix(err, m->path);
         return -1;
     }
-    bs_detector_free(d);
+    bsd_detector_free(d);
     return 0;
 }
 
 void bsd_station_stop_streams(bsd_station *st) {
-    if (st && st->hub) bs_sse_hub_shutdown(st->hub);
+    if (st && st->hub) bsd_sse_hub_shutdown(st->hub);
 }
 
 void bsd_station_stop(bsd_station *st) {
@@ -375,16 +375,16 @@ void bsd_station_stop(bsd_station *st) {
         bsd_results_set_listener(st->app->results, NULL, NULL);
         /* the worker has stopped: close the open detections so that they are kept */
         if (st->det) {
-            int n = bs_detector_flush(st->det, st->events, st->n_labels);
+            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
             for (int i = 0; i < n; i++) emit(st, 0, &st->events[i]);
         }
     }
-    if (st->hub) bs_sse_hub_shutdown(st->hub);
-    bs_clips_close(st->clips);
-    bs_store_close(st->store);
-    bs_mqtt_stop(st->mqtt, 2000);
-    bs_sse_hub_free(st->hub);
-    bs_detector_free(st->det);
+    if (st->hub) bsd_sse_hub_shutdown(st->hub);
+    bsd_clips_close(st->clips);
+    bsd_store_close(st->store);
+    bsd_mqtt_stop(st->mqtt, 2000);
+    bsd_sse_hub_free(st->hub);
+    bsd_detector_free(st->det);
     free_labels(st->labels, st->n_labels);
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);
@@ -407,11 +407,11 @@ int bsd_station_health(bsd_station *st, bsd_health *h) {
     if (!st) return 0;
     uint64_t errors = 0, dropped = 0, skipped = 0;
     if (st->store) {
-        bs_store_stats s = bs_store_get_stats(st->store);
+        bsd_store_stats s = bsd_store_get_stats(st->store);
         errors = s.errors;
         dropped = s.dropped;
     }
-    if (st->clips) skipped = bs_clips_get_stats(st->clips).skipped_disk;
+    if (st->clips) skipped = bsd_clips_get_stats(st->clips).skipped_disk;
     double now = bsd_mono_seconds();
     pthread_mutex_lock(&st->lock);
     if (errors > st->seen_errors || dropped > st->seen_dropped || skipped > st->seen_skipped) st->t_fail = now;

@@ -21,17 +21,17 @@ struct bsd_station {
     char state_dir[BSD_PATH_MAX];    /* "" when nothing is stored */
     char db_path[BSD_PATH_MAX + 32];
     char clips_dir[BSD_PATH_MAX + 32];
-    bs_store *store; /* NULL when state_dir is empty */
-    bs_clips *clips; /* NULL when clips are off */
-    bs_sse_hub *hub;
-    bs_mqtt *mqtt; /* NULL when MQTT is off */
-    bs_histogram inference;
+    bsd_store *store; /* NULL when state_dir is empty */
+    bsd_clips *clips; /* NULL when clips are off */
+    bsd_sse_hub *hub;
+    bsd_mqtt *mqtt; /* NULL when MQTT is off */
+    bsd_histogram inference;
 
     /* worker thread only */
-    bs_detector *det;
+    bsd_detector *det;
     char **labels;
     int n_labels;
-    bs_detection *events;
+    bsd_detection *events;
     char *json;
     int64_t local_id; /* ids when nothing is stored */
 

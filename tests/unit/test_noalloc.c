@@ -116,8 +116,8 @@ Test(noalloc, convnet1_window_path, .timeout = 120) {
  * into its preallocated buffer and the listener hands the same bytes to the SSE hub and to
  * MQTT, as the station does (daemon/station.c on_result and emit). */
 struct fanout {
-    bs_sse_hub *hub;
-    bs_mqtt *mqtt;
+    bsd_sse_hub *hub;
+    bsd_mqtt *mqtt;
     int calls;
     char last[2048]; /* the last event's data */
 };
@@ -126,8 +126,8 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     (void)labels, (void)thresholds;
     struct fanout *f = user;
     cr_assert_not_null(r->json);
-    cr_assert_eq(bs_sse_publish(f->hub, r->seq, "prediction", r->json), 0);
-    cr_assert_eq(bs_mqtt_publish(f->mqtt, r->json), 0);
+    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "prediction", r->json), 0);
+    cr_assert_eq(bsd_mqtt_publish(f->mqtt, r->json), 0);
     f->calls++;
     cr_assert_lt(r->json_len, sizeof f->last);
     memcpy(f->last, r->json, r->json_len + 1);
@@ -140,11 +140,11 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     cr_assert_not_null(res);
     cr_assert_eq(bsd_results_set_labels(res, labels, th, 4), 1);
     bs_error err;
-    bs_sse_config sc = {.history = 16, .max_clients = 2, .heartbeat_ms = 1000, .max_event_bytes = 1024};
-    struct fanout f = {.hub = bs_sse_hub_new(&sc, &err)};
+    bsd_sse_config sc = {.history = 16, .max_clients = 2, .heartbeat_ms = 1000, .max_event_bytes = 1024};
+    struct fanout f = {.hub = bsd_sse_hub_new(&sc, &err)};
     cr_assert_not_null(f.hub, "%s", err.msg);
-    bs_mqtt_config mc = {.host = "127.0.0.1", .port = 1, .queue = 8}; /* nobody listens: messages queue */
-    f.mqtt = bs_mqtt_start(&mc, &err);
+    bsd_mqtt_config mc = {.host = "127.0.0.1", .port = 1, .queue = 8}; /* nobody listens: messages queue */
+    f.mqtt = bsd_mqtt_start(&mc, &err);
     cr_assert_not_null(f.mqtt, "%s", err.msg);
     bsd_results_set_listener(res, fanout, &f);
     float p[4] = {0.1f, 0.9f, 1.0f, 1e-6f};
@@ -160,7 +160,7 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     counting_here = 0;
     cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 50 publishes", n_mallocs_here);
     cr_assert_eq(f.calls, 51);
-    cr_assert_eq(bs_sse_get_stats(f.hub).too_long, 0u);
+    cr_assert_eq(bsd_sse_get_stats(f.hub).too_long, 0u);
 
     /* the bytes GET serves are the ones the listener streamed */
     char *body;
@@ -172,7 +172,7 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     cr_assert(strstr(body, "\"probability\":0.78125}") != NULL, "%s", body);
     free(body);
     bsd_results_set_listener(res, NULL, NULL);
-    bs_mqtt_stop(f.mqtt, 0);
-    bs_sse_hub_free(f.hub);
+    bsd_mqtt_stop(f.mqtt, 0);
+    bsd_sse_hub_free(f.hub);
     bsd_results_free(res);
 }
