@@ -6,13 +6,10 @@
 #include <stdint.h>
 
 #include "birdsong/ring.h"
+#include "birdsong/version.h"
 #include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/results.h"
-
-#ifndef BIRDSONG_VERSION
-#define BIRDSONG_VERSION "0.1.0"
-#endif
 
 typedef struct bsd_capture bsd_capture;
 typedef struct bsd_worker bsd_worker;

@@ -59,7 +59,6 @@ static double statvfs_probe(const char *dir, void *user) {
     return 100.0 * (double)v.f_bavail / (double)v.f_blocks;
 }
 
-double bsd_clips_disk_free_percent(bsd_clips *c) { return c->probe(c->dir, c->probe_user); }
 
 void bsd_clips_set_disk_probe(bsd_clips *c, double (*fn)(const char *, void *), void *user) {
     pthread_mutex_lock(&c->lock);

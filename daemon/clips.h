@@ -59,7 +59,6 @@ int bsd_clips_enforce_quota(bsd_clips *c);
 
 bsd_clips_stats bsd_clips_get_stats(bsd_clips *c);
 /* Percentage of the clips' file system that is free (statvfs, blocks for unprivileged users). */
-double bsd_clips_disk_free_percent(bsd_clips *c);
 /* Tests: replace the statvfs probe. */
 void bsd_clips_set_disk_probe(bsd_clips *c, double (*free_percent)(const char *dir, void *user), void *user);
 

@@ -302,8 +302,7 @@ int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
     return 0;
 }
 
-void bsd_config_print_reference(void *file) {
-    FILE *f = file;
+void bsd_config_print_reference(FILE *f) {
     for (size_t i = 0; i < bsd_n_directives; i++) {
         const bsd_directive *d = &bsd_directives[i];
         fprintf(f, "# %s\n", d->help);

@@ -5,6 +5,7 @@
 #define BIRDSONGD_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "birdsong/error.h"
 
@@ -106,6 +107,6 @@ int bsd_config_validate(const bsd_config *cfg, bs_error *err);
 int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err);
 
 /* Writes every directive with its help and default, as a config file would hold it. */
-void bsd_config_print_reference(void *file);
+void bsd_config_print_reference(FILE *f);
 
 #endif

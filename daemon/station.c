@@ -354,9 +354,7 @@ fail:
 
 int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error *err) {
     int n = bs_model_n_outputs(m->model);
-    const char *labels[n > 0 ? n : 1];
-    for (int i = 0; i < n; i++) labels[i] = bs_model_label(m->model, i);
-    bsd_detector *d = build_detector(cfg, labels, bs_model_thresholds(m->model), n, err);
+    bsd_detector *d = build_detector(cfg, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
     if (!d) {
         bs_error_prefix(err, m->path);
         return -1;

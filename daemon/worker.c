@@ -259,9 +259,7 @@ static void feed(bsd_worker *w, const float *x, size_t n) {
  * when it kept it, -1 with err when out of memory. */
 static int publish_labels(bsd_results *results, const bsd_model *m, bs_error *err) {
     int n = bs_model_n_outputs(m->model);
-    const char *labels[n];
-    for (int i = 0; i < n; i++) labels[i] = bs_model_label(m->model, i);
-    int rc = bsd_results_set_labels(results, labels, bs_model_thresholds(m->model), n);
+    int rc = bsd_results_set_labels(results, bs_model_labels(m->model), bs_model_thresholds(m->model), n);
     if (rc < 0) bs_error_set(err, "%s: out of memory for the results of %d species", m->path, n);
     return rc;
 }

@@ -66,11 +66,6 @@ float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, 
 /* Decay of the --ema average at step 1, 2, ...: min(decay, (1 + step) / (10 + step)). */
 float ts_ema_decay(float decay, long step);
 
-/* Layer lists by name: the network module's (bs_nn_arch_layers) plus the trainer's
- * "convnet-lite-gp" (convnet-lite with a max over time before the dense layer). */
-int ts_arch_layers(const char *arch, bs_layer_spec *out, int max);
-const char *ts_arch_names(void);
-
 /* All windows of a dataset, pointing into the per-file features. */
 typedef struct ts_windows {
     int n, n_mels, n_frames, C;

@@ -290,14 +290,12 @@ int bs_model_n_outputs(const bs_model *m) { return m->n_labels; }
 const char *bs_model_label(const bs_model *m, int i) {
     return i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
 }
+const char *const *bs_model_labels(const bs_model *m) { return (const char *const *)m->labels; }
 const float *bs_model_thresholds(const bs_model *m) { return m->thresholds; }
 int bs_model_n_mels(const bs_model *m) { return m->n_mels; }
 int bs_model_n_frames(const bs_model *m) { return m->n_frames; }
 const float *bs_model_norm_mean(const bs_model *m) { return m->mean; }
 const float *bs_model_norm_std(const bs_model *m) { return m->std; }
-const char *bs_model_features_json(const bs_model *m) {
-    return m->features_str ? m->features_str : "{}";
-}
 const char *bs_model_training_json(const bs_model *m) { return m->training_str; }
 const char *bs_model_training_date(const bs_model *m) {
     const char *s = json_string_value(json_object_get(m->training, "date"));
@@ -333,9 +331,13 @@ int bs_model_predict(bs_model *m, const float *features, float *probs) {
 }
 
 void bs_model_normalize(const bs_model *m, float *x) {
-    /* bs_features_normalize, with the network's sizes (the config matches them once set) */
-    bs_normalize_apply(x, m->mean, m->std, m->feat.norm_std_floor, m->n_mels, m->n_frames);
-    bs_window_norm_apply(m->feat.window_norm, x, m->n_mels, m->n_frames);
+    /* Feature settings, once set, match the network's input (check_feature_config). */
+    if (m->features_str) {
+        bs_features_normalize(&m->feat, x, m->mean, m->std);
+        return;
+    }
+    /* A model still being built has none: the plain z-score (no floor, no window norm). */
+    bs_normalize_apply(x, m->mean, m->std, 0.0f, m->n_mels, m->n_frames);
 }
 
 /* ---- metadata JSON ------------------------------------------------------------------------ */

@@ -1,6 +1,7 @@
 /* birdsong: a network built from a layer list; forward, loss, backward. See nn.h. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,14 +83,36 @@ static const bs_layer_spec convnet_lite[] = {
     DROP(0.2f),  DENSE(0), SIGMOID,
 };
 
+/* convnet-lite-gp: convnet-lite's convolutions, then a max over the whole remaining time axis
+ * (and pairs of frequency rows) instead of flattening every position into the dense layer. A
+ * call anywhere in the window counts the same, the dense layer shrinks from 5120 to 512
+ * inputs, and weakly labelled windows (the call at any time) are what the pooling expects. */
+static const bs_layer_spec convnet_lite_gp[] = {
+    CONV(16, 3), RELU, BN, POOL(2, 2), CONV(32, 3), RELU, BN, POOL(2, 2),
+    CONV(64, 3), RELU, BN, POOL(2, 2), CONV(64, 3), RELU, BN, POOL(2, 5), /* (16, 5) -> (8, 1) for 128 x 44 */
+    FLAT,        DROP(0.3f), DENSE(0), SIGMOID,
+};
+
+/* convnet-gp-wide: the same shape with twice the filters (32-64-128-128). */
+static const bs_layer_spec convnet_gp_wide[] = {
+    CONV(32, 3),  RELU, BN, POOL(2, 2), CONV(64, 3),  RELU, BN, POOL(2, 2),
+    CONV(128, 3), RELU, BN, POOL(2, 2), CONV(128, 3), RELU, BN, POOL(2, 5),
+    FLAT,         DROP(0.3f), DENSE(0), SIGMOID,
+};
+
+/* The one architecture registry: the daemon, the trainer and the bench take names from it. */
+#define ARCH(name, layers) {name, layers, (int)(sizeof layers / sizeof layers[0])}
 static const struct {
     const char *name;
     const bs_layer_spec *layers;
     int n;
 } archs[] = {
-    {"convnet1", convnet1, (int)(sizeof convnet1 / sizeof convnet1[0])},
-    {"convnet-lite", convnet_lite, (int)(sizeof convnet_lite / sizeof convnet_lite[0])},
+    ARCH("convnet1", convnet1),
+    ARCH("convnet-lite", convnet_lite),
+    ARCH("convnet-lite-gp", convnet_lite_gp),
+    ARCH("convnet-gp-wide", convnet_gp_wide),
 };
+#undef ARCH
 
 int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max) {
     if (!arch) return -1;
@@ -102,7 +125,18 @@ int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max) {
     return -1;
 }
 
-const char *bs_nn_arch_names(void) { return "convnet1, convnet-lite"; }
+static char arch_names[256];
+static void list_arch_names(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        n += (size_t)snprintf(arch_names + n, sizeof arch_names - n, "%s%s", i ? ", " : "", archs[i].name);
+}
+
+const char *bs_nn_arch_names(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, list_arch_names);
+    return arch_names;
+}
 
 const char *bs_layer_kind_name(bs_layer_kind kind) {
     switch (kind) {
@@ -472,7 +506,6 @@ bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int i
     return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, 0, 1, err);
 }
 
-int bs_net_inference_only(const bs_net *net) { return net->infer_only; }
 
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err) {
@@ -513,7 +546,6 @@ float *bs_net_params(bs_net *net) {
     net->wino_valid = 0;
     return net->params;
 }
-void bs_net_params_changed(bs_net *net) { net->wino_valid = 0; }
 float *bs_net_grads(bs_net *net) { return net->grads; }
 int bs_net_n_tensors(const bs_net *net) { return net->n_tensors; }
 void bs_net_set_dropout_seed(bs_net *net, uint64_t seed) { net->drop_rng = seed; }
@@ -665,7 +697,7 @@ static int relu_fused(const bs_net *net, int i) {
            net->L[i + 1].s.kind == BS_LAYER_BATCHNORM;
 }
 
-void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
+static void backward_from(bs_net *net, const float *dlogits, int batch) {
     if (net->infer_only || !net->last_training) return;
     const int B = batch;
     memset(net->grads, 0, sizeof(float) * net->n_params);
@@ -732,4 +764,4 @@ void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
     }
 }
 
-void bs_net_backward(bs_net *net, int batch) { bs_net_backward_from(net, net->dlogits, batch); }
+void bs_net_backward(bs_net *net, int batch) { backward_from(net, net->dlogits, batch); }

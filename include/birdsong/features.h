@@ -134,11 +134,15 @@ const char *bs_melspec_fft_plan(const bs_melspec *ms);
 /* segment: segment_samples floats. out: n_mels * n_frames floats, (n_mels, n_frames), dB.
  * Allocates nothing, cannot fail. Not thread-safe per object. */
 void bs_melspec_compute(bs_melspec *ms, const float *segment, float *out);
-/* Which body compute runs: 0 baseline, 1 AVX2, 2 AVX-512 (F/VL/BW/DQ). The wide bodies are
- * built with GCC on x86-64 outside the sanitizers and chosen at create from the CPU; the
- * environment variable BIRDSONG_NO_AVX2=1 forces the baseline body, BIRDSONG_NO_AVX512=1
- * stops at AVX2. All three give the same bits. */
-int bs_melspec_uses_avx2(const bs_melspec *ms);
+/* Which body compute runs. The wide bodies are built with GCC on x86-64 outside the
+ * sanitizers and chosen at create from the CPU; the environment variable BIRDSONG_NO_AVX2=1
+ * forces the baseline body, BIRDSONG_NO_AVX512=1 stops at AVX2. All three give the same bits. */
+typedef enum bs_simd_level {
+    BS_SIMD_BASELINE = 0, /* the portable body (SSE2 on x86-64) */
+    BS_SIMD_AVX2 = 1,
+    BS_SIMD_AVX512 = 2,   /* AVX-512 F/VL/BW/DQ */
+} bs_simd_level;
+bs_simd_level bs_melspec_simd_level(const bs_melspec *ms);
 
 /* Mel filterbank as a dense (n_mels, n_freqs) float32 matrix, for tests and tools; the
  * caller frees it. NULL with err on bad cfg. */

@@ -98,7 +98,6 @@ bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int i
  * do nothing. Parameters are initialised as bs_net_create does with seed 0. */
 bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                                 int n_outputs, int max_batch, bs_error *err);
-int bs_net_inference_only(const bs_net *net);
 /* Same as bs_net_create, from an architecture name (see bs_nn_arch_layers). */
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err);
@@ -125,11 +124,10 @@ int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max);
  * Inference runs 3x3 and 5x5 convolutions with >= 8 input channels as Winograd F(2x2, r x r)
  * from transformed weights, recomputed on the first inference forward after the parameters
  * may have changed: after bs_net_params, bs_net_tensor, bs_net_find_tensor or a training
- * forward. Code that keeps a parameter pointer and writes through it later must call
- * bs_net_params_changed. Training forwards use im2col + sgemm. */
+ * forward (so code that keeps a parameter pointer must fetch it again before writing
+ * through it). Training forwards use im2col + sgemm. */
 size_t bs_net_n_params(const bs_net *net);
 float *bs_net_params(bs_net *net);
-void bs_net_params_changed(bs_net *net);
 float *bs_net_grads(bs_net *net); /* NULL for an inference-only net */
 
 /* Named tensors: parameters ("conv1.weight", "conv1.bias", "bn1.gamma", "bn1.beta",
@@ -165,9 +163,6 @@ float bs_net_loss(bs_net *net, const float *targets, const float *pos_weight, in
 /* Back-propagates the last loss through the last TRAINING forward (does nothing after an
  * inference forward); gradients are overwritten (not accumulated). */
 void bs_net_backward(bs_net *net, int batch);
-
-/* Back-propagates a given dlogits (batch, n_outputs) instead (for tests). */
-void bs_net_backward_from(bs_net *net, const float *dlogits, int batch);
 
 /* The seed of the dropout RNG (re-seeding makes dropout masks reproducible). */
 void bs_net_set_dropout_seed(bs_net *net, uint64_t seed);
