@@ -65,9 +65,11 @@ typedef struct bs_layer_spec {
 
 #define BS_NN_MAX_LAYERS 64
 
-/* Layer lists by name: "convnet1" (ARCHITECTURE.md, ~2.15 GFLOP per 128x44 window) and
- * "convnet-lite" (~35 MFLOP, for low-power stations and the demo model). Returns the
- * number of layers written to out (at most max), or -1 for an unknown name. */
+/* Layer lists by name, the one registry of architectures (core/nn/net.c): "convnet1"
+ * (ARCHITECTURE.md, ~2.15 GFLOP per 128x44 window), "convnet-lite" (~35 MFLOP, for
+ * low-power stations), "convnet-lite-gp" and "convnet-gp-wide" (global pooling over time
+ * before the dense layer; the demo model is convnet-gp-wide). Returns the number of layers
+ * written to out (at most max), or -1 for an unknown name. */
 int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max);
 /* Comma-separated names accepted by bs_nn_arch_layers, for help texts. */
 const char *bs_nn_arch_names(void);
