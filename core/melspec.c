@@ -202,7 +202,18 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms);
 }
 
+static bs_melspec_options g_default_options = {.max_simd = BS_SIMD_AVX512};
+
+void bs_melspec_set_default_options(const bs_melspec_options *opt) { g_default_options = *opt; }
+bs_melspec_options bs_melspec_default_options(void) { return g_default_options; }
+
 bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
+    return bs_melspec_create_with(cfg, NULL, err);
+}
+
+bs_melspec *bs_melspec_create_with(const bs_feature_config *cfg, const bs_melspec_options *opt, bs_error *err) {
+    const bs_melspec_options o = opt ? *opt : g_default_options;
+    (void)o; /* only the wide bodies look at it */
     if (bs_feature_config_validate(cfg, err)) return NULL;
     bs_melspec *ms = calloc(1, sizeof *ms);
     if (!ms) goto oom;
@@ -299,17 +310,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->plan_from_wisdom = ms->plan != NULL;
 #if BS_MELSPEC_AVX2
     __builtin_cpu_init();
-    ms->simd = __builtin_cpu_supports("avx2") ? BS_SIMD_AVX2 : BS_SIMD_BASELINE;
-    { /* diagnostic switches: BIRDSONG_NO_AVX2 forces the baseline body, BIRDSONG_NO_AVX512
-       * stops at the AVX2 one (tests compare the three bit for bit) */
-        const char *no = getenv("BIRDSONG_NO_AVX2");
-        if (no && *no && strcmp(no, "0") != 0) ms->simd = BS_SIMD_BASELINE;
-        const char *no5 = getenv("BIRDSONG_NO_AVX512");
-        if (ms->simd == BS_SIMD_AVX2 && !(no5 && *no5 && strcmp(no5, "0") != 0) &&
-            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-            ms->simd = BS_SIMD_AVX512;
-    }
+    ms->simd = BS_SIMD_BASELINE;
+    if (o.max_simd >= BS_SIMD_AVX2 && __builtin_cpu_supports("avx2")) ms->simd = BS_SIMD_AVX2;
+    if (o.max_simd >= BS_SIMD_AVX512 && ms->simd == BS_SIMD_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
+        ms->simd = BS_SIMD_AVX512;
 #endif
     if (!ms->plan)
         ms->plan =

@@ -19,6 +19,7 @@
 
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
+#include "birdsong/switches.h"
 #include "daemon/app.h"
 #include "daemon/auth.h"
 #include "daemon/capture.h"
@@ -341,6 +342,7 @@ static void stop(bsd_app *app, bsd_http *http) {
 
 int main(int argc, char **argv) {
     bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
+    bs_switches_from_env(); /* BIRDSONG_NO_AVX*, BIRDSONG_NN_WINOGRAD*: the library's options */
     static options o;
     int rc = parse_options(argc, argv, &o);
     if (rc >= 0 || o.list) { /* neither path reads the overrides */

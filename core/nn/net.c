@@ -171,12 +171,17 @@ static void add_tensor(bs_net *net, const char *prefix, int idx, const char *suf
     t->grad = grad;
 }
 
+static bs_net_options g_net_options; /* zero: Winograd where it pays */
+
+void bs_net_set_default_options(const bs_net_options *opt) { g_net_options = *opt; }
+bs_net_options bs_net_default_options(void) { return g_net_options; }
+
 /* What planning the layers adds up: floats per sample and per network. */
 typedef struct net_sizes {
     size_t np, nb;                 /* parameters, buffers (batchnorm running statistics) */
     size_t act, col, maxact;       /* activations per sample, im2col scratch, the largest activation */
     size_t wino_u, wino_v, wino_m, wino_x, wino_du; /* Winograd weights and scratch */
-    int no_wino, no_wino_bwd;      /* switched off (BIRDSONG_NN_WINOGRAD[_BACKWARD]=0) */
+    int no_wino, no_wino_bwd;      /* switched off by the options (bs_net_options) */
 } net_sizes;
 
 /* The shape flowing through the layers while they are planned. */
@@ -483,12 +488,8 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     memcpy(net->specs, layers, sizeof(bs_layer_spec) * n_layers);
 
     net_sizes z = {.maxact = (size_t)in_h * in_w};
-    /* BIRDSONG_NN_WINOGRAD=0 turns Winograd off, BIRDSONG_NN_WINOGRAD_BACKWARD=0 only in the
-     * training backward (for A/B benchmarks and tests) */
-    const char *wenv = getenv("BIRDSONG_NN_WINOGRAD");
-    z.no_wino = wenv && strcmp(wenv, "0") == 0;
-    const char *wbenv = getenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
-    z.no_wino_bwd = z.no_wino || (wbenv && strcmp(wbenv, "0") == 0);
+    z.no_wino = g_net_options.no_winograd;
+    z.no_wino_bwd = z.no_wino || g_net_options.no_winograd_backward;
     flow f = {.c = 1, .h = in_h, .w = in_w};
     for (int i = 0; i < n_layers; i++)
         if (plan_layer(net, i, &f, &z, err)) goto fail;

@@ -89,6 +89,17 @@ void bs_nn_blas_tune(char **argv);
 
 typedef struct bs_net bs_net;
 
+/* Options of the networks created from now on. The library never reads the environment for
+ * them: programs do (BIRDSONG_NN_WINOGRAD=0, BIRDSONG_NN_WINOGRAD_BACKWARD=0, see
+ * birdsong/switches.h) and set them once, before creating networks (process-wide, like
+ * bs_nn_set_threads). Zero is the default: Winograd wherever it pays. */
+typedef struct bs_net_options {
+    int no_winograd;          /* im2col + sgemm for every convolution (A/B runs, tests) */
+    int no_winograd_backward; /* Winograd at inference only, im2col in the training backward */
+} bs_net_options;
+void bs_net_set_default_options(const bs_net_options *opt);
+bs_net_options bs_net_default_options(void);
+
 /* Builds a network for a (1, in_h, in_w) input and n_outputs outputs, batches of at most
  * max_batch. Parameters are Glorot-uniform from `seed` (biases and beta 0, gamma 1, running
  * mean 0, running var 1). Checks the list (odd kernels, pools that fit, a final sigmoid or

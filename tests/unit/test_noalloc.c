@@ -15,6 +15,7 @@
 #include "daemon/mqtt.h"
 #include "daemon/results.h"
 #include "daemon/sse.h"
+#include "switches_from_env.h"
 
 /* From the sanitizer runtime (sanitizer/allocator_interface.h, not shipped by GCC 12). */
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "birdsong/nn.h"
+#include "switches_from_env.h"
 
 #define FIXTURE "tests/reference/fixtures/small_net.json"
 #define TOL 1e-4
