@@ -11,7 +11,7 @@
 
 #include <cblas.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "trainer/commands.h"
 #include "trainer/train.h"
 

@@ -16,7 +16,7 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "trainer/cache.h"
 #include "trainer/dataset.h"
 

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "birdsong/model.h"
+#include "birdsong/nn_train.h"
 #include "switches_from_env.h"
 
 static const bs_layer_spec tiny[] = {

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "nn/layers.h"
 #include "switches_from_env.h"
 
