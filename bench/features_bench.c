@@ -10,6 +10,7 @@
 #include "birdsong/audio.h"
 #include "birdsong/features.h"
 #include "birdsong/npy.h"
+#include "birdsong/switches.h"
 
 /* CPU time of this thread: the machine is shared, wall time would count other processes. */
 static double now(void) {
@@ -19,6 +20,7 @@ static double now(void) {
 }
 
 int main(int argc, char **argv) {
+    bs_switches_from_env(); /* BIRDSONG_NO_AVX2 / BIRDSONG_NO_AVX512, as the programs */
     if (argc < 5) {
         fprintf(stderr, "usage: %s SECONDS REPS OUT_AUDIO.npy FILE...\n", argv[0]);
         return 2;

@@ -6,6 +6,7 @@
 
 #include "birdsong/audio.h"
 #include "birdsong/features.h"
+#include "birdsong/rng.h"
 
 /* Window layout for n samples: n_full windows at k * hop, plus maybe one padded window. */
 typedef struct {
@@ -31,15 +32,9 @@ size_t bs_segment_count(const bs_feature_config *cfg, size_t n_samples) {
     return plan_segments(cfg, n_samples).n_total;
 }
 
-/* splitmix64: a small, well-mixed, portable generator for the seeded noise padding. */
-static uint64_t splitmix64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+/* The seeded noise padding's uniform numbers (birdsong/rng.h). */
 static double uniform01(uint64_t *s) { /* in (0, 1) */
-    return ((double)(splitmix64(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return ((double)(bs_rng_next(s) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
 }
 
 /* Fills buf (seg samples) with window i of x: samples from i * hop, then padding. */

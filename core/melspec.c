@@ -81,8 +81,8 @@ struct bs_melspec {
     float *carry;      /* n_mels x 48: the sums of rows that go on into the next block */
     fftwf_plan plan;
     int plan_from_wisdom; /* 1: the fixed plan below, 0: FFTW_ESTIMATE */
-    int use_avx2;         /* 1: run melspec_compute_avx2 (the CPU has AVX2), 2: run
-                           * melspec_compute_avx512 (AVX-512 F/VL/BW/DQ) */
+    bs_simd_level simd;   /* the body compute runs: melspec_compute_avx2 or _avx512, or the
+                           * baseline one */
 };
 
 /* Slaney mel scale (librosa htk=False). */
@@ -202,7 +202,18 @@ void bs_melspec_free(bs_melspec *ms) {
     free(ms);
 }
 
+static bs_melspec_options g_default_options = {.max_simd = BS_SIMD_AVX512};
+
+void bs_melspec_set_default_options(const bs_melspec_options *opt) { g_default_options = *opt; }
+bs_melspec_options bs_melspec_default_options(void) { return g_default_options; }
+
 bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
+    return bs_melspec_create_with(cfg, NULL, err);
+}
+
+bs_melspec *bs_melspec_create_with(const bs_feature_config *cfg, const bs_melspec_options *opt, bs_error *err) {
+    const bs_melspec_options o = opt ? *opt : g_default_options;
+    (void)o; /* only the wide bodies look at it */
     if (bs_feature_config_validate(cfg, err)) return NULL;
     bs_melspec *ms = calloc(1, sizeof *ms);
     if (!ms) goto oom;
@@ -299,17 +310,12 @@ bs_melspec *bs_melspec_create(const bs_feature_config *cfg, bs_error *err) {
     ms->plan_from_wisdom = ms->plan != NULL;
 #if BS_MELSPEC_AVX2
     __builtin_cpu_init();
-    ms->use_avx2 = __builtin_cpu_supports("avx2") ? 1 : 0;
-    { /* diagnostic switches: BIRDSONG_NO_AVX2 forces the baseline body, BIRDSONG_NO_AVX512
-       * stops at the AVX2 one (tests compare the three bit for bit) */
-        const char *no = getenv("BIRDSONG_NO_AVX2");
-        if (no && *no && strcmp(no, "0") != 0) ms->use_avx2 = 0;
-        const char *no5 = getenv("BIRDSONG_NO_AVX512");
-        if (ms->use_avx2 && !(no5 && *no5 && strcmp(no5, "0") != 0) &&
-            __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
-            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq"))
-            ms->use_avx2 = 2;
-    }
+    ms->simd = BS_SIMD_BASELINE;
+    if (o.max_simd >= BS_SIMD_AVX2 && __builtin_cpu_supports("avx2")) ms->simd = BS_SIMD_AVX2;
+    if (o.max_simd >= BS_SIMD_AVX512 && ms->simd == BS_SIMD_AVX2 && __builtin_cpu_supports("avx512f") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq"))
+        ms->simd = BS_SIMD_AVX512;
 #endif
     if (!ms->plan)
         ms->plan =
@@ -334,8 +340,8 @@ const char *bs_melspec_fft_plan(const bs_melspec *ms) {
     return ms->plan_from_wisdom ? "built-in wisdom" : "FFTW_ESTIMATE";
 }
 
-int bs_melspec_uses_avx2(const bs_melspec *ms) {
-    return ms->use_avx2;
+bs_simd_level bs_melspec_simd_level(const bs_melspec *ms) {
+    return ms->simd;
 }
 
 /* log10(x) for normal x > 0, branch-free so that it vectorizes: x = m 2^e with m in
@@ -811,11 +817,11 @@ melspec_compute_avx512(bs_melspec *ms, const float *restrict segment, float *res
 
 void bs_melspec_compute(bs_melspec *ms, const float *segment, float *out) {
 #if BS_MELSPEC_AVX2
-    if (ms->use_avx2 == 2) {
+    if (ms->simd == BS_SIMD_AVX512) {
         melspec_compute_avx512(ms, segment, out);
         return;
     }
-    if (ms->use_avx2) {
+    if (ms->simd == BS_SIMD_AVX2) {
         melspec_compute_avx2(ms, segment, out);
         return;
     }

@@ -4,64 +4,120 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/api.h"
 #include "daemon/capture.h"
 #include "daemon/http.h"
 #include "daemon/station.h"
 #include "daemon/worker.h"
 
-static enum MHD_Result reply_json(struct MHD_Connection *c, unsigned status, json_t *j) {
-    char *body = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(6));
-    json_decref(j);
-    if (!body) return MHD_NO;
-    return bsd_http_reply(c, status, body, strlen(body), NULL);
+/* A "seconds since" that is -1 before the first event: null then. */
+static json_t *since_json(double s) { return s >= 0 ? json_real(s) : json_null(); }
+
+/* ---- typed state to JSON (the only place it becomes JSON) -------------------------------- */
+
+json_t *bsd_api_model_json(const bsd_worker_model_info *m) {
+    json_t *labels = json_array();
+    for (int i = 0; i < m->n_labels; i++) json_array_append_new(labels, json_string(m->labels[i]));
+    char loaded[64];
+    bsd_format_time(m->loaded_ns, loaded);
+    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:i,s:f}", "path", m->path, "arch", m->arch, "labels", labels,
+                          "checksum", m->checksum, "training_date", m->training_date, "loaded_at", loaded,
+                          "sample_rate", m->sample_rate, "segment_seconds", m->segment_seconds);
+    json_t *reload = json_pack("{s:I,s:I}", "succeeded", (json_int_t)m->reloads_ok, "failed",
+                               (json_int_t)m->reloads_failed);
+    if (m->reload_ns) {
+        char t[64];
+        bsd_format_time(m->reload_ns, t);
+        json_object_set_new(reload, "last_attempt", json_string(t));
+        json_object_set_new(reload, "last_path", json_string(m->reload_path));
+        json_object_set_new(reload, "last_error", m->reload_error[0] ? json_string(m->reload_error) : json_null());
+    }
+    json_object_set_new(j, "reload", reload);
+    return j;
 }
 
-static const char *const no_args[] = {NULL};
+static json_t *model_json(bsd_worker *w) {
+    bsd_worker_model_info m;
+    if (bsd_worker_get_model_info(w, &m) != 0) return NULL;
+    json_t *j = bsd_api_model_json(&m);
+    bsd_worker_model_info_clear(&m);
+    return j;
+}
+
+static json_t *worker_json(const bsd_worker_stats *s) {
+    json_t *j = json_pack("{s:I,s:I,s:I,s:b,s:b,s:f,s:I,s:f,s:f,s:I}", "windows", (json_int_t)s->windows,
+                          "restarts", (json_int_t)s->restarts, "behind_events", (json_int_t)s->behind_events,
+                          "behind", s->behind, "paused", s->paused, "lag_seconds", s->lag_seconds, "heartbeat",
+                          (json_int_t)s->heartbeat, "hop_seconds", s->hop_seconds, "segment_seconds",
+                          s->segment_seconds, "model_swaps", (json_int_t)s->model_swaps);
+    json_object_set_new(j, "inference_ms",
+                        json_pack("{s:f,s:f,s:f,s:f,s:I}", "mean", s->inference_mean_ms, "p95", s->inference_p95_ms,
+                                  "max", s->inference_max_ms, "mean_all", s->inference_mean_all_ms,
+                                  "recent_windows", (json_int_t)s->inference_recent_windows));
+    json_object_set_new(j, "real_time_factor", json_real(s->real_time_factor));
+    json_object_set_new(j, "seconds_since_last_window", since_json(s->seconds_since_last_window));
+    return j;
+}
+
+static json_t *capture_json(const bsd_capture_stats *s) {
+    json_t *j = json_pack(
+        "{s:s,s:s,s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:{s:I,s:f,s:f}}", "source",
+        s->is_file ? "file" : "device", "requested", s->requested, "device", s->device, "state",
+        bsd_capture_state_name(s->state), "sample_rate", s->sample_rate, "frames_captured",
+        (json_int_t)s->frames_captured, "samples_in_ring_total", (json_int_t)s->samples_in_ring_total, "overruns",
+        (json_int_t)s->overruns, "dropped_samples", (json_int_t)s->dropped_samples, "device_overflows",
+        (json_int_t)s->device_overflows, "opens", (json_int_t)s->opens, "failures", (json_int_t)s->failures,
+        "seconds_since_last_sample", s->seconds_since_last_sample, "ring", "capacity_samples",
+        (json_int_t)s->ring_capacity_samples, "capacity_seconds", s->ring_capacity_seconds, "fill_seconds",
+        s->ring_fill_seconds);
+    json_object_set_new(j, "last_error", s->last_error[0] ? json_string(s->last_error) : json_null());
+    if (s->next_attempt_in_seconds >= 0)
+        json_object_set_new(j, "next_attempt_in_seconds", json_real(s->next_attempt_in_seconds));
+    return j;
+}
+
+/* ---- handlers --------------------------------------------------------------------------- */
 
 static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
+    bsd_health h = {0};
+    int bad = bsd_capture_health(app->capture, &h) != 0;
+    bad |= bsd_worker_health(app->worker, &h) != 0;
+    bad |= bsd_station_health(app->station, &h) != 0; /* detections being lost */
     json_t *reasons = json_array();
-    int bad = bsd_capture_health(app->capture, reasons) != 0;
-    bad |= bsd_worker_health(app->worker, reasons) != 0;
-    bad |= bsd_station_health(app->station, reasons) != 0; /* detections being lost */
-    json_t *cap = bsd_capture_status_json(app->capture);
-    json_t *wk = bsd_worker_status_json(app->worker);
-    json_t *j = json_pack("{s:s,s:o,s:f,s:I,s:O,s:O,s:O,s:O,s:O}", "status", bad ? "unhealthy" : "ok",
+    for (int i = 0; i < h.n; i++) json_array_append_new(reasons, json_string(h.reason[i]));
+    bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+    json_t *j = json_pack("{s:s,s:o,s:f,s:I,s:s,s:f,s:I,s:f,s:o}", "status", bad ? "unhealthy" : "ok",
                           "reasons", reasons,
                           "uptime_seconds", bsd_mono_seconds() - app->started_mono,
                           "latest_seq", (json_int_t)bsd_results_latest_seq(app->results),
-                          "capture_state", json_object_get(cap, "state"),
-                          "seconds_since_last_sample", json_object_get(cap, "seconds_since_last_sample"),
-                          "dropped_samples", json_object_get(cap, "dropped_samples"),
-                          "worker_lag_seconds", json_object_get(wk, "lag_seconds"),
-                          "seconds_since_last_window", json_object_get(wk, "seconds_since_last_window"));
-    json_decref(cap);
-    json_decref(wk);
-    return reply_json(c, bad ? 503 : 200, j);
+                          "capture_state", bsd_capture_state_name(cap.state),
+                          "seconds_since_last_sample", cap.seconds_since_last_sample,
+                          "dropped_samples", (json_int_t)cap.dropped_samples,
+                          "worker_lag_seconds", wk.lag_seconds,
+                          "seconds_since_last_window", since_json(wk.seconds_since_last_window));
+    return bsd_http_reply_json(c, bad ? 503 : 200, j);
 }
 
 static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     char started[64];
     bsd_format_time(app->started_ns, started);
     json_t *hist = json_pack("{s:I,s:f,s:I}", "capacity", (json_int_t)bsd_results_capacity(app->results),
                              "history_seconds", app->cfg.history_seconds, "latest_seq",
                              (json_int_t)bsd_results_latest_seq(app->results));
+    bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
     json_t *j = json_pack("{s:s,s:s,s:f,s:s,s:o,s:o,s:o,s:o}", "version", BIRDSONG_VERSION,
                           "started_at", started, "uptime_seconds", bsd_mono_seconds() - app->started_mono,
                           "config", app->config_path[0] ? app->config_path : "(none)",
-                          "model", bsd_worker_model_json(app->worker),
-                          "audio", bsd_capture_status_json(app->capture),
-                          "worker", bsd_worker_status_json(app->worker),
+                          "model", model_json(app->worker),
+                          "audio", capture_json(&cap),
+                          "worker", worker_json(&wk),
                           "results", hist);
-    return reply_json(c, 200, j);
+    return bsd_http_reply_json(c, 200, j);
 }
 
 static enum MHD_Result api_species(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    enum MHD_Result r;
-    if (bsd_http_check_args(c, url, no_args, &r)) return r;
     char *body;
     size_t len;
     if (bsd_results_species_json(app->results, &body, &len) != 0) return MHD_NO;
@@ -83,9 +139,7 @@ static int etag_matches(struct MHD_Connection *c, const char *etag) {
 }
 
 static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"top", NULL};
     enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     unsigned long long top;
     unsigned long long nl = (unsigned long long)bsd_results_n_labels(app->results);
     if (bsd_http_uint_arg(c, url, "top", 0, 1, nl, &top, &r)) return r;
@@ -103,7 +157,7 @@ static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const 
         struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
         MHD_add_response_header(resp, "ETag", etag);
         MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result ret = MHD_queue_response(c, 304, resp);
+        enum MHD_Result ret = bsd_http_queue(c, 304, resp);
         MHD_destroy_response(resp);
         return ret;
     }
@@ -114,9 +168,7 @@ static enum MHD_Result api_latest(bsd_app *app, struct MHD_Connection *c, const 
 #define LIMIT_DEFAULT 100ULL
 
 static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, const char *url) {
-    static const char *const args[] = {"since", "limit", NULL};
     enum MHD_Result r;
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     unsigned long long since, limit;
     if (bsd_http_uint_arg(c, url, "since", 0, 0, (unsigned long long)INT64_MAX, &since, &r)) return r;
     if (bsd_http_uint_arg(c, url, "limit", LIMIT_DEFAULT, 1, LIMIT_MAX, &limit, &r)) return r;
@@ -126,21 +178,27 @@ static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, c
     return bsd_http_reply(c, 200, body, len, NULL);
 }
 
-/* The route table. Other parts (detections, metrics, SSE, dashboard) add rows here. */
+/* The route table (daemon/http.h): path, methods, flags, the query parameters it takes, handler.
+ * The server checks method, token, parameters and store before a handler runs. */
+static const char *const a_top[] = {"top", NULL};
+static const char *const a_page[] = {"since", "limit", NULL};
+static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
+static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
+static const char *const a_dashboard[] = {"poll", NULL};
+
 const bsd_route bsd_routes[] = {
-    {"/api/v1/health", "GET", api_health},
-    {"/api/v1/status", "GET", api_status},
-    {"/api/v1/species", "GET", api_species},
-    {"/api/v1/predictions/latest", "GET", api_latest},
-    {"/api/v1/predictions", "GET", api_predictions},
-    {"/api/v1/reload", "POST", bsd_api_reload}, /* behind the bearer token (daemon/auth.h) */
-    /* station (daemon/station.c) */
-    {"/api/v1/detections", "GET", bsd_api_detections},
-    {"/api/v1/detections/summary", "GET", bsd_api_detections_summary},
-    {"/api/v1/detections/settings", "GET", bsd_api_detection_settings},
-    {"/api/v1/detections/*", "GET", bsd_api_detection_item},
-    {"/api/v1/stream", "GET", bsd_api_stream},
-    {"/metrics", "GET", bsd_api_metrics},
-    {"/", "GET", bsd_api_dashboard},
+    {"/api/v1/health", "GET", 0, NULL, api_health},
+    {"/api/v1/status", "GET", 0, NULL, api_status},
+    {"/api/v1/species", "GET", 0, NULL, api_species},
+    {"/api/v1/predictions/latest", "GET", 0, a_top, api_latest},
+    {"/api/v1/predictions", "GET", 0, a_page, api_predictions},
+    {"/api/v1/reload", "POST", BSD_ROUTE_TOKEN, NULL, bsd_api_reload},
+    {"/api/v1/detections", "GET", BSD_ROUTE_STORE, a_detections, bsd_api_detections},
+    {"/api/v1/detections/summary", "GET", BSD_ROUTE_STORE, a_summary, bsd_api_detections_summary},
+    {"/api/v1/detections/settings", "GET", 0, NULL, bsd_api_detection_settings},
+    {"/api/v1/detections/*", "GET", 0, NULL, bsd_api_detection_item}, /* the store: after the id is checked */
+    {"/api/v1/stream", "GET", 0, NULL, bsd_api_stream},
+    {"/metrics", "GET", 0, NULL, bsd_api_metrics},
+    {"/", "GET", 0, a_dashboard, bsd_api_dashboard},
 };
 const size_t bsd_n_routes = sizeof bsd_routes / sizeof bsd_routes[0];

@@ -6,12 +6,10 @@
 #include <stdint.h>
 
 #include "birdsong/ring.h"
+#include "birdsong/version.h"
+#include "daemon/clock.h"
 #include "daemon/config.h"
 #include "daemon/results.h"
-
-#ifndef BIRDSONG_VERSION
-#define BIRDSONG_VERSION "0.1.0"
-#endif
 
 typedef struct bsd_capture bsd_capture;
 typedef struct bsd_worker bsd_worker;
@@ -29,7 +27,8 @@ typedef struct bsd_app {
     bsd_station *station;             /* detections, store, clips, streams (daemon/station.h) */
 } bsd_app;
 
-double bsd_mono_seconds(void);  /* CLOCK_MONOTONIC */
-int64_t bsd_realtime_ns(void);  /* CLOCK_REALTIME */
+/* 1 when detections are stored (a state_dir is set): routes flagged BSD_ROUTE_STORE need it
+ * (daemon/station.c). */
+int bsd_app_stores_detections(const bsd_app *app);
 
 #endif

@@ -1,30 +1,15 @@
-/* Request policy: bearer token, CORS, security headers (daemon/auth.h). */
+/* Request policy: bearer token and CORS origins (daemon/auth.h). */
 #include "daemon/auth.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "birdsong/log.h"
-#include "daemon/http.h"
-
-/* http.h maps MHD_queue_response to bsd_http_queue; here the real one is needed. */
-#undef MHD_queue_response
-
-static struct {
-    int has_token;
-    char token[256];
-    size_t token_len;
-    int auth_read;
-    char cors[1024];
-} g_policy;
 
 /* Reads the token from path into out (first line, blanks trimmed). */
 static int read_token_file(const char *path, char *out, size_t cap, bs_error *err) {
@@ -125,22 +110,18 @@ int bsd_auth_check_config(const bsd_config *cfg, bs_error *err) {
     return check_origins(cfg->cors_origins, err);
 }
 
-int bsd_policy_init(const bsd_config *cfg, bs_error *err) {
-    bsd_policy_clear();
+int bsd_policy_init(bsd_policy *p, const bsd_config *cfg, bs_error *err) {
+    bsd_policy_clear(p);
     if (bsd_auth_check_config(cfg, err) != 0) return -1;
-    if (resolve(cfg, g_policy.token, sizeof g_policy.token, err) != 0) return -1;
-    g_policy.token_len = strlen(g_policy.token);
-    g_policy.has_token = g_policy.token_len > 0;
-    g_policy.auth_read = cfg->auth_read;
-    snprintf(g_policy.cors, sizeof g_policy.cors, "%s", cfg->cors_origins);
+    if (resolve(cfg, p->token, sizeof p->token, err) != 0) return -1;
+    p->token_len = strlen(p->token);
+    p->has_token = p->token_len > 0;
+    p->auth_read = cfg->auth_read;
+    snprintf(p->cors, sizeof p->cors, "%s", cfg->cors_origins);
     return 0;
 }
 
-void bsd_policy_clear(void) {
-    explicit_bzero(&g_policy, sizeof g_policy);
-}
-
-int bsd_policy_has_token(void) { return g_policy.has_token; }
+void bsd_policy_clear(bsd_policy *p) { explicit_bzero(p, sizeof *p); }
 
 int bsd_auth_token_equal(const char *a, size_t len_a, const char *b, size_t len_b) {
     volatile unsigned char diff = (unsigned char)(len_a != len_b);
@@ -173,105 +154,20 @@ int bsd_cors_origin_allowed(const char *list, const char *origin) {
     return 0;
 }
 
-int bsd_policy_authorize(struct MHD_Connection *c, const char *url, const char *method,
-                         enum MHD_Result *result) {
-    int read = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
-    if (!g_policy.has_token || (read && !g_policy.auth_read)) return 0;
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+bsd_auth_verdict bsd_policy_authorize(const bsd_policy *p, int read, const char *authorization) {
+    if (!p->has_token || (read && !p->auth_read)) return BSD_AUTH_OK;
     const char *tok;
     size_t len;
-    if (bsd_auth_parse_bearer(h, &tok, &len) == 0 && bsd_auth_token_equal(tok, len, g_policy.token, g_policy.token_len))
-        return 0;
-    const char *why = h ? "the bearer token does not match" : "this request needs 'Authorization: Bearer <token>'";
-    char *body = NULL;
-    json_t *j = json_pack("{s:s,s:i,s:s}", "error", why, "status", 401, "path", url ? url : "");
-    body = json_dumps(j, JSON_COMPACT);
-    json_decref(j);
-    struct MHD_Response *r = body ? MHD_create_response_from_buffer(strlen(body), body, MHD_RESPMEM_MUST_FREE) : NULL;
-    if (!r) {
-        free(body);
-        *result = MHD_NO;
-        return -1;
+    if (bsd_auth_parse_bearer(authorization, &tok, &len) == 0 && bsd_auth_token_equal(tok, len, p->token, p->token_len))
+        return BSD_AUTH_OK;
+    return authorization ? BSD_AUTH_MISMATCH : BSD_AUTH_MISSING;
+}
+
+const char *bsd_auth_verdict_text(bsd_auth_verdict v) {
+    switch (v) {
+    case BSD_AUTH_OK: return "ok";
+    case BSD_AUTH_MISSING: return "this request needs 'Authorization: Bearer <token>'";
+    case BSD_AUTH_MISMATCH: break;
     }
-    MHD_add_response_header(r, "Content-Type", "application/json");
-    MHD_add_response_header(r, "Cache-Control", "no-cache");
-    MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"birdsongd\"");
-    *result = bsd_http_queue(c, 401, r);
-    MHD_destroy_response(r);
-    return -1;
-}
-
-enum MHD_Result bsd_policy_preflight(struct MHD_Connection *c, const char *url, const char *allow) {
-    const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-    if (origin && !bsd_cors_origin_allowed(g_policy.cors, origin))
-        return bsd_http_error(c, 403, url, "origin '%s' is not allowed (directive 'cors_origins')", origin);
-    struct MHD_Response *r = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-    if (!r) return MHD_NO;
-    char methods[96];
-    snprintf(methods, sizeof methods, "%s, OPTIONS", allow);
-    MHD_add_response_header(r, "Allow", methods);
-    if (origin) {
-        MHD_add_response_header(r, "Access-Control-Allow-Methods", methods);
-        MHD_add_response_header(r, "Access-Control-Allow-Headers", "Authorization, If-None-Match, Last-Event-ID");
-        MHD_add_response_header(r, "Access-Control-Max-Age", "600");
-    }
-    enum MHD_Result ret = bsd_http_queue(c, 204, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-int bsd_http_has_body(struct MHD_Connection *c) {
-    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_TRANSFER_ENCODING)) return 1;
-    const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (!cl) return 0;
-    while (*cl == '0') cl++;
-    return *cl != '\0';
-}
-
-enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r) {
-    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
-    if (!MHD_get_response_header(r, "Content-Type"))
-        MHD_add_response_header(r, "Content-Type", "application/json");
-    if (g_policy.cors[0]) {
-        MHD_add_response_header(r, "Vary", "Origin");
-        const char *origin = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin");
-        if (origin && bsd_cors_origin_allowed(g_policy.cors, origin)) {
-            MHD_add_response_header(r, "Access-Control-Allow-Origin", origin);
-            MHD_add_response_header(r, "Access-Control-Expose-Headers", "ETag");
-        }
-    }
-    return MHD_queue_response(c, status, r);
-}
-
-const int bsd_http_nul_path = 1;
-
-int bsd_http_uri_verdict(const char *uri) {
-    size_t args = 0;
-    const char *q = strchr(uri, '?');
-    for (const char *p = q; p && *p; p++) args += *p == '&' || *p == ';';
-    const char *path_end = q ? q : uri + strlen(uri);
-    for (const char *p = uri; p + 2 < path_end; p++)
-        if (p[0] == '%' && p[1] == '0' && p[2] == '0') return BSD_URI_NUL_PATH;
-    return args >= BSD_HTTP_MAX_ARGS ? BSD_URI_TOO_MANY_ARGS : BSD_URI_OK;
-}
-
-void *bsd_http_uri_guard(void *cls, const char *uri, struct MHD_Connection *c) {
-    int v = bsd_http_uri_verdict(uri);
-    if (v == BSD_URI_NUL_PATH) return (void *)&bsd_http_nul_path;
-    if (v == BSD_URI_OK) return NULL;
-    /* libmicrohttpd would now split the query into more records than a connection's memory
-     * holds, and in epoll mode leaves the connection hanging instead of answering 431 (seen
-     * with 0.9.75). Answer here, before it tries, and end the connection. */
-    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci) return NULL;
-    static const char body[] = "{\"error\":\"too many query parameters\",\"status\":414}";
-    char resp[512];
-    int n = snprintf(resp, sizeof resp,
-                     "HTTP/1.1 414 URI Too Long\r\nConnection: close\r\nContent-Type: application/json\r\n"
-                     "X-Content-Type-Options: nosniff\r\nContent-Length: %zu\r\n\r\n%s",
-                     sizeof body - 1, body);
-    ssize_t w = send(ci->connect_fd, resp, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)w;
-    shutdown(ci->connect_fd, SHUT_RDWR);
-    return NULL;
+    return "the bearer token does not match";
 }

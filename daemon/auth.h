@@ -1,18 +1,15 @@
-/* birdsongd request policy (issue 7): the bearer token, CORS and the headers every response
- * carries. The HTTP server (daemon/http.c) asks it about every request; every response,
- * whoever builds it, is queued through bsd_http_queue (http.h maps MHD_queue_response to it),
- * which adds `X-Content-Type-Options: nosniff`, a Content-Type when the response has none, and
- * the CORS headers when the request's Origin is one of cors_origins.
+/* birdsongd request policy (issue 7): the bearer token and the CORS origins. Pure policy:
+ * it decides, the HTTP server (daemon/http.c) asks it and sends the answers; the server holds
+ * the bsd_policy in its own struct.
  *
  * Token: auth_token, or the first line of auth_token_file (which must not be readable by
  * group or others). When set, every request that is not GET/HEAD needs
  * `Authorization: Bearer <token>`, and GET/HEAD too when auth_read = yes; the comparison takes
  * the same time wherever the first difference is. Without a token no route accepts writes
- * (POST /api/v1/reload answers 404). */
+ * (routes flagged BSD_ROUTE_TOKEN answer 404). */
 #ifndef BIRDSONGD_AUTH_H
 #define BIRDSONGD_AUTH_H
 
-#include <microhttpd.h>
 #include <stddef.h>
 
 #include "birdsong/error.h"
@@ -20,15 +17,22 @@
 
 #define BSD_AUTH_MIN_TOKEN 16
 
+typedef struct bsd_policy {
+    int has_token;
+    char token[256];
+    size_t token_len;
+    int auth_read;
+    char cors[1024];   /* cors_origins, "" when none */
+} bsd_policy;
+
 /* Checks auth_token / auth_token_file (length, file mode, readable) and cors_origins.
- * 0, or -1 with err naming the directive. Used by bsd_config_validate (exit 2 on failure). */
+ * 0, or -1 with err naming the directive. main calls it with the other config checks (exit 2). */
 int bsd_auth_check_config(const bsd_config *cfg, bs_error *err);
 
-/* Resolves the token and origins of cfg into the process's policy (one HTTP server per
- * process). 0 or -1 with err. bsd_policy_clear forgets it (the token memory is wiped). */
-int bsd_policy_init(const bsd_config *cfg, bs_error *err);
-void bsd_policy_clear(void);
-int bsd_policy_has_token(void);
+/* Resolves the token and origins of cfg into p. 0 or -1 with err. bsd_policy_clear wipes it
+ * (the token memory included). */
+int bsd_policy_init(bsd_policy *p, const bsd_config *cfg, bs_error *err);
+void bsd_policy_clear(bsd_policy *p);
 
 /* 1 when a and b are equal; time depends on len_b only. */
 int bsd_auth_token_equal(const char *a, size_t len_a, const char *b, size_t len_b);
@@ -41,35 +45,15 @@ int bsd_auth_parse_bearer(const char *header, const char **tok, size_t *len);
  * after trimming blanks; "*" in the list allows every origin). */
 int bsd_cors_origin_allowed(const char *list, const char *origin);
 
-/* Request gate, called by the server for a routed request: 0 to proceed, or -1 with a 401
- * queued in *result. */
-int bsd_policy_authorize(struct MHD_Connection *c, const char *url, const char *method,
-                         enum MHD_Result *result);
+typedef enum bsd_auth_verdict {
+    BSD_AUTH_OK,
+    BSD_AUTH_MISSING,   /* no Authorization header where one is needed */
+    BSD_AUTH_MISMATCH,  /* a header that is not the bearer token */
+} bsd_auth_verdict;
 
-/* OPTIONS on a known path (CORS preflight or a plain OPTIONS): 204 with Allow and, for an
- * allowed Origin, the Access-Control-Allow-* headers; 403 for an origin not allowed. */
-enum MHD_Result bsd_policy_preflight(struct MHD_Connection *c, const char *url, const char *allow);
-
-/* 1 when the request announces a body (Content-Length > 0 or Transfer-Encoding). */
-int bsd_http_has_body(struct MHD_Connection *c);
-
-/* POST /api/v1/reload (daemon/admin.c): reloads the model like SIGHUP and answers with the
- * outcome; 404 when no token is configured. */
-struct bsd_app;
-enum MHD_Result bsd_api_reload(struct bsd_app *app, struct MHD_Connection *c, const char *url);
-
-/* MHD_OPTION_URI_LOG_CALLBACK: refuses a request line with BSD_HTTP_MAX_ARGS or more query
- * parameters with 414 before libmicrohttpd parses them (no route takes more than 6). */
-#define BSD_HTTP_MAX_ARGS 64
-/* What the guard returns (it becomes the request's *con_cls) for a path holding "%00": the
- * server answers 400 (the decoded path would end early at the NUL). */
-extern const int bsd_http_nul_path;
-void *bsd_http_uri_guard(void *cls, const char *uri, struct MHD_Connection *c);
-/* The guard's decision on a raw request target. */
-enum { BSD_URI_OK, BSD_URI_NUL_PATH, BSD_URI_TOO_MANY_ARGS };
-int bsd_http_uri_verdict(const char *uri);
-
-/* MHD_queue_response plus the policy headers (see above). */
-enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r);
+/* The decision for a request: read = GET or HEAD; authorization = the header's value or NULL. */
+bsd_auth_verdict bsd_policy_authorize(const bsd_policy *p, int read, const char *authorization);
+/* The reason a 401 gives for a verdict other than BSD_AUTH_OK. */
+const char *bsd_auth_verdict_text(bsd_auth_verdict v);
 
 #endif

@@ -21,8 +21,9 @@
 #include "birdsong/log.h"
 #include "daemon/app.h"
 
-enum cap_state { CAP_STARTING, CAP_RUNNING, CAP_REOPENING, CAP_ENDED, CAP_STOPPED };
 static const char *const state_names[] = {"starting", "running", "reopening", "ended", "stopped"};
+
+const char *bsd_capture_state_name(bsd_capture_state s) { return state_names[s]; }
 
 struct bsd_capture {
     const bsd_config *cfg;
@@ -38,7 +39,7 @@ struct bsd_capture {
     _Atomic uint64_t device_overflows; /* PortAudio reported input overflow */
     /* written by the supervisor under lock */
     pthread_mutex_t lock;
-    enum cap_state state;
+    bsd_capture_state state;
     char device_name[256];
     char last_error[512];
     double rate;
@@ -49,13 +50,7 @@ struct bsd_capture {
     double cb_rate;
 };
 
-static int64_t mono_ns(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
-static void set_state(bsd_capture *c, enum cap_state s, const char *error) {
+static void set_state(bsd_capture *c, bsd_capture_state s, const char *error) {
     pthread_mutex_lock(&c->lock);
     c->state = s;
     if (error) snprintf(c->last_error, sizeof c->last_error, "%s", error);
@@ -137,7 +132,7 @@ static int pa_callback(const void *input, void *output, unsigned long frames,
         int64_t t0 = now - (int64_t)((double)frames / c->cb_rate * 1e9);
         bs_ring_write(c->ring, input, frames, t0, c->cb_rate);
         atomic_fetch_add_explicit(&c->frames, frames, memory_order_relaxed);
-        atomic_store_explicit(&c->last_frames_mono_ns, mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&c->last_frames_mono_ns, bsd_mono_ns(), memory_order_relaxed);
     }
     return atomic_load_explicit(&c->stop, memory_order_relaxed) ? paComplete : paContinue;
 }
@@ -210,7 +205,7 @@ static int open_device(bsd_capture *c, char *why, size_t why_size) {
         return -1;
     }
     bs_ring_discontinuity(c->ring);
-    atomic_store(&c->last_frames_mono_ns, mono_ns());
+    atomic_store(&c->last_frames_mono_ns, bsd_mono_ns());
     e = Pa_StartStream(c->stream);
     if (e != paNoError) {
         snprintf(why, why_size, "device '%s': cannot start: %s", info->name, pa_error_text(e, etext, sizeof etext));
@@ -264,7 +259,7 @@ static void watch_device(bsd_capture *c, char *why, size_t why_size) {
                      active < 0 ? Pa_GetErrorText(active) : "no longer active");
             return;
         }
-        double idle = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
+        double idle = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
         if (idle > c->cfg->device_stall_seconds) {
             snprintf(why, why_size, "device '%s': no samples for %.1f s", c->device_name, idle);
             return;
@@ -304,7 +299,7 @@ static int run_file(bsd_capture *c, char *why, size_t why_size) {
     c->rate = rate;
     c->opens++;
     pthread_mutex_unlock(&c->lock);
-    set_state(c, CAP_RUNNING, NULL);
+    set_state(c, BSD_CAP_RUNNING, NULL);
     bs_log_info("capture: file '%s' (%d Hz, %d channel(s), %.1f s) at %gx real time%s", c->cfg->input,
                 info.samplerate, info.channels, (double)info.frames / rate, speed,
                 c->cfg->input_loop ? ", looping" : "");
@@ -342,7 +337,7 @@ static int run_file(bsd_capture *c, char *why, size_t why_size) {
         bs_ring_write(c->ring, mono, (size_t)got, t_ns, rate);
         sent += (uint64_t)got;
         atomic_fetch_add_explicit(&c->frames, (uint64_t)got, memory_order_relaxed);
-        atomic_store_explicit(&c->last_frames_mono_ns, mono_ns(), memory_order_relaxed);
+        atomic_store_explicit(&c->last_frames_mono_ns, bsd_mono_ns(), memory_order_relaxed);
     }
     free(inter);
     sf_close(sf);
@@ -362,13 +357,13 @@ static void *supervisor(void *arg) {
                 if (!atomic_load(&c->stop)) {
                     bs_log_info("capture: input '%s' ended after %llu frames", c->cfg->input,
                                 (unsigned long long)atomic_load(&c->frames));
-                    set_state(c, CAP_ENDED, NULL);
+                    set_state(c, BSD_CAP_ENDED, NULL);
                     while (!nap(c, 1.0)) {}
                 }
                 break;
             }
         } else if (open_device(c, why, sizeof why) == 0) {
-            set_state(c, CAP_RUNNING, NULL);
+            set_state(c, BSD_CAP_RUNNING, NULL);
             backoff = 0.25;
             watch_device(c, why, sizeof why);
             close_device(c);
@@ -376,7 +371,7 @@ static void *supervisor(void *arg) {
         }
         pthread_mutex_lock(&c->lock);
         c->failures++;
-        c->state = CAP_REOPENING;
+        c->state = BSD_CAP_REOPENING;
         snprintf(c->last_error, sizeof c->last_error, "%s", why);
         c->next_attempt_mono = bsd_mono_seconds() + backoff;
         pthread_mutex_unlock(&c->lock);
@@ -390,7 +385,7 @@ static void *supervisor(void *arg) {
             if (e != paNoError) bs_log_error("capture: PortAudio re-initialisation failed: %s", Pa_GetErrorText(e));
         }
     }
-    set_state(c, CAP_STOPPED, NULL);
+    set_state(c, BSD_CAP_STOPPED, NULL);
     return NULL;
 }
 
@@ -405,10 +400,10 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     c->ring = ring;
     c->preferred_rate = preferred_rate;
     c->is_file = cfg->input[0] != '\0';
-    c->state = CAP_STARTING;
+    c->state = BSD_CAP_STARTING;
     atomic_init(&c->stop, 0);
     atomic_init(&c->frames, 0);
-    atomic_init(&c->last_frames_mono_ns, mono_ns());
+    atomic_init(&c->last_frames_mono_ns, bsd_mono_ns());
     atomic_init(&c->device_overflows, 0);
     pthread_mutex_init(&c->lock, NULL);
     snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
@@ -448,67 +443,46 @@ void bsd_capture_free(bsd_capture *c) {
     free(c);
 }
 
-int bsd_capture_ended(bsd_capture *c) {
-    pthread_mutex_lock(&c->lock);
-    int e = c->state == CAP_ENDED;
-    pthread_mutex_unlock(&c->lock);
-    return e;
-}
-
-json_t *bsd_capture_status_json(bsd_capture *c) {
-    double idle = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
+bsd_capture_stats bsd_capture_get_stats(bsd_capture *c) {
+    bsd_capture_stats s = {0};
+    s.seconds_since_last_sample = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
     size_t cap = bs_ring_capacity(c->ring), fill = bs_ring_available(c->ring);
     pthread_mutex_lock(&c->lock);
-    double rate = c->rate;
-    json_t *j = json_pack(
-        "{s:s,s:s,s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:{s:I,s:f,s:f}}",
-        "source", c->is_file ? "file" : "device",
-        "requested", c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"),
-        "device", c->device_name,
-        "state", state_names[c->state],
-        "sample_rate", rate,
-        "frames_captured", (json_int_t)atomic_load(&c->frames),
-        "samples_in_ring_total", (json_int_t)bs_ring_written(c->ring),
-        "overruns", (json_int_t)bs_ring_overruns(c->ring),
-        "dropped_samples", (json_int_t)bs_ring_dropped(c->ring),
-        "device_overflows", (json_int_t)atomic_load(&c->device_overflows),
-        "opens", (json_int_t)c->opens,
-        "failures", (json_int_t)c->failures,
-        "seconds_since_last_sample", idle,
-        "ring", "capacity_samples", (json_int_t)cap,
-        "capacity_seconds", rate > 0 ? (double)cap / rate : 0.0,
-        "fill_seconds", rate > 0 ? (double)fill / rate : 0.0);
-    json_object_set_new(j, "last_error", c->last_error[0] ? json_string(c->last_error) : json_null());
-    if (c->state == CAP_REOPENING) {
+    s.is_file = c->is_file;
+    snprintf(s.requested, sizeof s.requested, "%s",
+             c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"));
+    snprintf(s.device, sizeof s.device, "%s", c->device_name);
+    s.state = c->state;
+    s.sample_rate = c->rate;
+    s.frames_captured = atomic_load(&c->frames);
+    s.samples_in_ring_total = bs_ring_written(c->ring);
+    s.overruns = bs_ring_overruns(c->ring);
+    s.dropped_samples = bs_ring_dropped(c->ring);
+    s.device_overflows = atomic_load(&c->device_overflows);
+    s.opens = c->opens;
+    s.failures = c->failures;
+    s.ring_capacity_samples = cap;
+    s.ring_capacity_seconds = c->rate > 0 ? (double)cap / c->rate : 0.0;
+    s.ring_fill_seconds = c->rate > 0 ? (double)fill / c->rate : 0.0;
+    snprintf(s.last_error, sizeof s.last_error, "%s", c->last_error);
+    s.next_attempt_in_seconds = -1;
+    if (c->state == BSD_CAP_REOPENING) {
         double in = c->next_attempt_mono - bsd_mono_seconds();
-        json_object_set_new(j, "next_attempt_in_seconds", json_real(in > 0 ? in : 0));
+        s.next_attempt_in_seconds = in > 0 ? in : 0;
     }
     pthread_mutex_unlock(&c->lock);
-    return j;
+    return s;
 }
 
-int bsd_capture_health(bsd_capture *c, json_t *reasons) {
-    double idle = (double)(mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
-    char msg[700];
+int bsd_capture_health(bsd_capture *c, bsd_health *h) {
+    double idle = (double)(bsd_mono_ns() - atomic_load(&c->last_frames_mono_ns)) / 1e9;
     int bad = 0;
     pthread_mutex_lock(&c->lock);
-    if (c->state == CAP_REOPENING) {
-        snprintf(msg, sizeof msg, "capture: source failed (%s), reopening", c->last_error);
-        bad = 1;
-    } else if (c->state == CAP_ENDED) {
-        snprintf(msg, sizeof msg, "capture: input file ended");
-        bad = 1;
-    } else if (c->state == CAP_STARTING) {
-        snprintf(msg, sizeof msg, "capture: starting");
-        bad = 1;
-    } else if (c->state == CAP_STOPPED) {
-        snprintf(msg, sizeof msg, "capture: stopped");
-        bad = 1;
-    } else if (idle > 1.0 + 1.0 / c->cfg->input_speed) {
-        snprintf(msg, sizeof msg, "capture: no samples for %.1f s", idle);
-        bad = 1;
-    }
+    if (c->state == BSD_CAP_REOPENING) bad = bsd_health_add(h, "capture: source failed (%s), reopening", c->last_error);
+    else if (c->state == BSD_CAP_ENDED) bad = bsd_health_add(h, "capture: input file ended");
+    else if (c->state == BSD_CAP_STARTING) bad = bsd_health_add(h, "capture: starting");
+    else if (c->state == BSD_CAP_STOPPED) bad = bsd_health_add(h, "capture: stopped");
+    else if (idle > 1.0 + 1.0 / c->cfg->input_speed) bad = bsd_health_add(h, "capture: no samples for %.1f s", idle);
     pthread_mutex_unlock(&c->lock);
-    if (bad) json_array_append_new(reasons, json_string(msg));
-    return bad ? -1 : 0;
+    return bad;
 }

@@ -8,12 +8,14 @@
 #ifndef BIRDSONGD_CAPTURE_H
 #define BIRDSONGD_CAPTURE_H
 
-#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "birdsong/error.h"
 #include "birdsong/ring.h"
 #include "daemon/config.h"
+#include "daemon/health.h"
 
 typedef struct bsd_capture bsd_capture;
 
@@ -26,12 +28,31 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
 int bsd_capture_stop(bsd_capture *c);
 void bsd_capture_free(bsd_capture *c);
 
-/* New JSON object describing the source, its state and its counters. */
-json_t *bsd_capture_status_json(bsd_capture *c);
-/* Appends reasons (strings) to `reasons` when capture is not delivering; returns 0 when ok. */
-int bsd_capture_health(bsd_capture *c, json_t *reasons);
-/* 1 once a file source without loop has delivered all of its samples. */
-int bsd_capture_ended(bsd_capture *c);
+typedef enum bsd_capture_state {
+    BSD_CAP_STARTING, BSD_CAP_RUNNING, BSD_CAP_REOPENING, BSD_CAP_ENDED, BSD_CAP_STOPPED
+} bsd_capture_state;
+/* "starting", "running", "reopening", "ended", "stopped". */
+const char *bsd_capture_state_name(bsd_capture_state s);
+
+/* The source, its state and its counters, copied under the capture's lock. */
+typedef struct bsd_capture_stats {
+    int is_file;
+    char requested[BSD_PATH_MAX];  /* input file, device name, or "(default)" */
+    char device[256];              /* the device opened ("" before the first open) */
+    bsd_capture_state state;
+    double sample_rate;            /* of the open source, 0 before */
+    uint64_t frames_captured, samples_in_ring_total, overruns, dropped_samples, device_overflows;
+    uint64_t opens, failures;
+    double seconds_since_last_sample;
+    size_t ring_capacity_samples;
+    double ring_capacity_seconds, ring_fill_seconds;
+    char last_error[512];          /* "" when none */
+    double next_attempt_in_seconds; /* while reopening, else -1 */
+} bsd_capture_stats;
+
+bsd_capture_stats bsd_capture_get_stats(bsd_capture *c);
+/* Adds a reason when capture is not delivering and returns -1; 0 when ok. */
+int bsd_capture_health(bsd_capture *c, bsd_health *h);
 
 /* The rate a source will most likely run at, for sizing the ring: the file's rate, or the
  * configured device's default rate (PortAudio initialised). 0 when unknown. */

@@ -29,9 +29,9 @@ typedef struct clip_file {
     uint64_t bytes;
 } clip_file;
 
-struct bs_clips {
+struct bsd_clips {
     char *dir;
-    bs_clips_config cfg;
+    bsd_clips_config cfg;
     /* audio history, guarded by lock */
     float *ring;
     uint64_t cap, n_total;
@@ -47,7 +47,7 @@ struct bs_clips {
     clip_file *files;
     int n_files, files_cap;
     uint64_t bytes;
-    bs_clips_stats stats;
+    bsd_clips_stats stats;
     double (*probe)(const char *dir, void *user);
     void *probe_user;
 };
@@ -59,20 +59,19 @@ static double statvfs_probe(const char *dir, void *user) {
     return 100.0 * (double)v.f_bavail / (double)v.f_blocks;
 }
 
-double bs_clips_disk_free_percent(bs_clips *c) { return c->probe(c->dir, c->probe_user); }
 
-void bs_clips_set_disk_probe(bs_clips *c, double (*fn)(const char *, void *), void *user) {
+void bsd_clips_set_disk_probe(bsd_clips *c, double (*fn)(const char *, void *), void *user) {
     pthread_mutex_lock(&c->lock);
     c->probe = fn ? fn : statvfs_probe;
     c->probe_user = user;
     pthread_mutex_unlock(&c->lock);
 }
 
-static void clip_path(const bs_clips *c, int64_t id, const char *suffix, char *out, size_t n) {
+static void clip_path(const bsd_clips *c, int64_t id, const char *suffix, char *out, size_t n) {
     snprintf(out, n, "%s/%" PRId64 ".flac%s", c->dir, id, suffix);
 }
 
-static int add_file(bs_clips *c, int64_t id, uint64_t bytes) {
+static int add_file(bsd_clips *c, int64_t id, uint64_t bytes) {
     if (c->n_files == c->files_cap) {
         int cap = c->files_cap ? 2 * c->files_cap : 256;
         clip_file *f = realloc(c->files, (size_t)cap * sizeof *f);
@@ -91,7 +90,7 @@ static int add_file(bs_clips *c, int64_t id, uint64_t bytes) {
     return 0;
 }
 
-static void delete_oldest(bs_clips *c) {
+static void delete_oldest(bsd_clips *c) {
     char path[4096];
     clip_path(c, c->files[0].id, "", path, sizeof path);
     if (unlink(path) != 0 && errno != ENOENT) {
@@ -105,7 +104,7 @@ static void delete_oldest(bs_clips *c) {
 }
 
 /* Deletes the oldest until `incoming` more bytes fit; lock held. Returns 1 when they fit. */
-static int make_room(bs_clips *c, uint64_t incoming, int *deleted) {
+static int make_room(bsd_clips *c, uint64_t incoming, int *deleted) {
     uint64_t max_bytes = (uint64_t)(c->cfg.max_mb * 1024.0 * 1024.0);
     for (;;) {
         int fits = c->bytes + incoming <= max_bytes && c->probe(c->dir, c->probe_user) >= c->cfg.min_free_percent;
@@ -116,7 +115,7 @@ static int make_room(bs_clips *c, uint64_t incoming, int *deleted) {
     }
 }
 
-int bs_clips_enforce_quota(bs_clips *c) {
+int bsd_clips_enforce_quota(bsd_clips *c) {
     int deleted = 0;
     pthread_mutex_lock(&c->lock);
     make_room(c, 0, &deleted);
@@ -124,7 +123,7 @@ int bs_clips_enforce_quota(bs_clips *c) {
     return deleted;
 }
 
-static int scan_dir(bs_clips *c, bs_error *err) {
+static int scan_dir(bsd_clips *c, bs_error *err) {
     DIR *d = opendir(c->dir);
     if (!d) return bs_error_set(err, "clips: cannot read directory %s: %s", c->dir, strerror(errno));
     struct dirent *e;
@@ -151,7 +150,7 @@ static int scan_dir(bs_clips *c, bs_error *err) {
 }
 
 /* Writes request r (READY) to disk; called on the writer thread without the lock. */
-static void write_clip(bs_clips *c, request *r) {
+static void write_clip(bsd_clips *c, request *r) {
     char tmp[4096], final[4096];
     clip_path(c, r->id, ".tmp", tmp, sizeof tmp);
     clip_path(c, r->id, "", final, sizeof final);
@@ -210,7 +209,7 @@ static void write_clip(bs_clips *c, request *r) {
 }
 
 static void *writer_main(void *arg) {
-    bs_clips *c = arg;
+    bsd_clips *c = arg;
     pthread_mutex_lock(&c->lock);
     for (;;) {
         request *r = NULL;
@@ -233,8 +232,8 @@ static void *writer_main(void *arg) {
     return NULL;
 }
 
-bs_clips *bs_clips_open(const char *dir, const bs_clips_config *cfg, bs_error *err) {
-    bs_clips_config k = cfg ? *cfg : (bs_clips_config){0};
+bsd_clips *bsd_clips_open(const char *dir, const bsd_clips_config *cfg, bs_error *err) {
+    bsd_clips_config k = cfg ? *cfg : (bsd_clips_config){0};
     if (k.sample_rate <= 0 || k.sample_rate > 384000) {
         bs_error_set(err, "clips: sample rate must be 1..384000 Hz, found %d", k.sample_rate);
         return NULL;
@@ -256,7 +255,7 @@ bs_clips *bs_clips_open(const char *dir, const bs_clips_config *cfg, bs_error *e
         bs_error_set(err, "clips: cannot create directory %s: %s", dir, strerror(errno));
         return NULL;
     }
-    bs_clips *c = calloc(1, sizeof *c);
+    bsd_clips *c = calloc(1, sizeof *c);
     if (!c) {
         bs_error_set(err, "clips: out of memory");
         return NULL;
@@ -273,25 +272,25 @@ bs_clips *bs_clips_open(const char *dir, const bs_clips_config *cfg, bs_error *e
     pthread_cond_init(&c->idle, NULL);
     if (!c->dir || !c->ring || !c->req) {
         bs_error_set(err, "clips: out of memory for %" PRIu64 " samples of history", c->cap);
-        bs_clips_close(c);
+        bsd_clips_close(c);
         return NULL;
     }
     if (scan_dir(c, err)) {
-        bs_clips_close(c);
+        bsd_clips_close(c);
         return NULL;
     }
-    int deleted = bs_clips_enforce_quota(c);
+    int deleted = bsd_clips_enforce_quota(c);
     if (deleted > 0) bs_log_info("clips: quota: deleted the %d oldest clip(s) in %s", deleted, dir);
     if (pthread_create(&c->writer, NULL, writer_main, c) != 0) {
         bs_error_set(err, "clips: cannot start the writer thread");
-        bs_clips_close(c);
+        bsd_clips_close(c);
         return NULL;
     }
     c->writer_started = 1;
     return c;
 }
 
-void bs_clips_close(bs_clips *c) {
+void bsd_clips_close(bsd_clips *c) {
     if (!c) return;
     if (c->writer_started) {
         pthread_mutex_lock(&c->lock);
@@ -311,7 +310,7 @@ void bs_clips_close(bs_clips *c) {
 }
 
 /* Lock held: marks WAITING requests whose audio is complete as READY. */
-static void promote(bs_clips *c) {
+static void promote(bsd_clips *c) {
     int any = 0;
     double rate = c->cfg.sample_rate;
     for (int i = 0; i < c->cfg.max_pending; i++) {
@@ -328,7 +327,7 @@ static void promote(bs_clips *c) {
     if (any) pthread_cond_signal(&c->wake);
 }
 
-void bs_clips_feed(bs_clips *c, const float *x, size_t n, double t_end) {
+void bsd_clips_feed(bsd_clips *c, const float *x, size_t n, double t_end) {
     pthread_mutex_lock(&c->lock);
     if (n > c->cap) { /* only the newest cap samples matter */
         x += n - c->cap;
@@ -345,7 +344,7 @@ void bs_clips_feed(bs_clips *c, const float *x, size_t n, double t_end) {
     pthread_mutex_unlock(&c->lock);
 }
 
-int bs_clips_request(bs_clips *c, const bs_detection *d) {
+int bsd_clips_request(bsd_clips *c, const bsd_detection *d) {
     pthread_mutex_lock(&c->lock);
     for (int i = 0; i < c->cfg.max_pending; i++) {
         if (c->req[i].state != EMPTY) continue;
@@ -361,7 +360,7 @@ int bs_clips_request(bs_clips *c, const bs_detection *d) {
     return -1;
 }
 
-int bs_clips_flush(bs_clips *c, int timeout_ms) {
+int bsd_clips_flush(bsd_clips *c, int timeout_ms) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     long ns = ts.tv_nsec + (long)(timeout_ms % 1000) * 1000000L;
@@ -382,15 +381,15 @@ int bs_clips_flush(bs_clips *c, int timeout_ms) {
     return rc;
 }
 
-int bs_clips_path(bs_clips *c, int64_t id, char *out, size_t n) {
+int bsd_clips_path(bsd_clips *c, int64_t id, char *out, size_t n) {
     clip_path(c, id, "", out, n);
     struct stat st;
     return stat(out, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bs_clips_stats bs_clips_get_stats(bs_clips *c) {
+bsd_clips_stats bsd_clips_get_stats(bsd_clips *c) {
     pthread_mutex_lock(&c->lock);
-    bs_clips_stats s = c->stats;
+    bsd_clips_stats s = c->stats;
     s.files = (uint64_t)c->n_files;
     s.bytes = c->bytes;
     pthread_mutex_unlock(&c->lock);

@@ -5,7 +5,7 @@
  * end + post_roll has arrived, a writer thread copies [start - pre_roll, end + post_roll]
  * out of the ring (in chunks, under a mutex the worker holds only for its memcpy) and
  * writes <id>.flac (16-bit, mono) through a temporary file and rename. Nothing is
- * allocated on the worker's path after bs_clips_open.
+ * allocated on the worker's path after bsd_clips_open.
  *
  * Quota: the clips together stay under max_mb, and the file system keeps at least
  * min_free_percent free: the oldest clips (lowest ids) are deleted first, and a clip is
@@ -19,7 +19,7 @@
 #include "birdsong/error.h"
 #include "daemon/detect.h"
 
-typedef struct bs_clips_config {
+typedef struct bsd_clips_config {
     int sample_rate;           /* of the audio fed (required) */
     double pre_roll;           /* seconds before the detection (default 1) */
     double post_roll;          /* seconds after (default 1) */
@@ -27,40 +27,39 @@ typedef struct bs_clips_config {
     double max_mb;             /* total size of the clips (default 500) */
     double min_free_percent;   /* of the file system holding the clips (default 10) */
     int max_pending;           /* clips waiting for audio or the writer (default 16) */
-} bs_clips_config;
+} bsd_clips_config;
 
-typedef struct bs_clips_stats {
+typedef struct bsd_clips_stats {
     uint64_t saved, deleted, skipped_disk, skipped_busy, errors;
     uint64_t files;
     uint64_t bytes;
-} bs_clips_stats;
+} bsd_clips_stats;
 
-typedef struct bs_clips bs_clips;
+typedef struct bsd_clips bsd_clips;
 
 /* Creates dir if needed, indexes the clips already there and applies the quota. */
-bs_clips *bs_clips_open(const char *dir, const bs_clips_config *cfg, bs_error *err);
+bsd_clips *bsd_clips_open(const char *dir, const bsd_clips_config *cfg, bs_error *err);
 /* Writes the clips whose audio has arrived, drops the others, stops the writer. */
-void bs_clips_close(bs_clips *c);
+void bsd_clips_close(bsd_clips *c);
 
 /* Worker: n samples whose last one ends at unix time t_end. */
-void bs_clips_feed(bs_clips *c, const float *x, size_t n, double t_end);
+void bsd_clips_feed(bsd_clips *c, const float *x, size_t n, double t_end);
 /* Worker: asks for d's clip (d->id must be set). Returns 0, or -1 when too many clips are
  * pending (counted in skipped_busy). */
-int bs_clips_request(bs_clips *c, const bs_detection *d);
+int bsd_clips_request(bsd_clips *c, const bsd_detection *d);
 /* Waits until no clip is waiting for the writer (those still waiting for audio excepted),
  * at most timeout_ms. Returns 0 or -1 on timeout. */
-int bs_clips_flush(bs_clips *c, int timeout_ms);
+int bsd_clips_flush(bsd_clips *c, int timeout_ms);
 
 /* Writes dir/<id>.flac into out; returns 1 when that file exists, 0 when not. */
-int bs_clips_path(bs_clips *c, int64_t id, char *out, size_t n);
+int bsd_clips_path(bsd_clips *c, int64_t id, char *out, size_t n);
 
 /* Deletes the oldest clips until the quota holds. Returns the number deleted. */
-int bs_clips_enforce_quota(bs_clips *c);
+int bsd_clips_enforce_quota(bsd_clips *c);
 
-bs_clips_stats bs_clips_get_stats(bs_clips *c);
+bsd_clips_stats bsd_clips_get_stats(bsd_clips *c);
 /* Percentage of the clips' file system that is free (statvfs, blocks for unprivileged users). */
-double bs_clips_disk_free_percent(bs_clips *c);
 /* Tests: replace the statvfs probe. */
-void bs_clips_set_disk_probe(bs_clips *c, double (*free_percent)(const char *dir, void *user), void *user);
+void bsd_clips_set_disk_probe(bsd_clips *c, double (*free_percent)(const char *dir, void *user), void *user);
 
 #endif

@@ -1,7 +1,6 @@
 #include "daemon/config.h"
 
 #include "birdsong/log.h"
-#include "daemon/auth.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -296,7 +295,6 @@ int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, 
 
 int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
     if (cfg->model[0] == '\0') return bs_error_set(err, "directive 'model': a model file is required");
-    if (bsd_auth_check_config(cfg, err) != 0) return -1;
     double windows = cfg->history_seconds / cfg->hop_seconds;
     if (windows > BSD_HISTORY_MAX_WINDOWS)
         return bs_error_set(err, "directive 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",
@@ -304,8 +302,7 @@ int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
     return 0;
 }
 
-void bsd_config_print_reference(void *file) {
-    FILE *f = file;
+void bsd_config_print_reference(FILE *f) {
     for (size_t i = 0; i < bsd_n_directives; i++) {
         const bsd_directive *d = &bsd_directives[i];
         fprintf(f, "# %s\n", d->help);

@@ -5,6 +5,7 @@
 #define BIRDSONGD_CONFIG_H
 
 #include <stddef.h>
+#include <stdio.h>
 
 #include "birdsong/error.h"
 
@@ -97,13 +98,15 @@ int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_erro
  * Returns 0, or -1 with err = "<file>:<line>: directive '<name>': <problem>". */
 int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err);
 
-/* Cross-directive checks (e.g. a model is required, listen parses). 0 or -1 with err. */
+/* Cross-directive checks (e.g. a model is required, listen parses). 0 or -1 with err. The
+ * request policy's directives (auth_*, cors_origins) are checked by bsd_auth_check_config
+ * (daemon/auth.h), which main calls next. */
 int bsd_config_validate(const bsd_config *cfg, bs_error *err);
 
 /* Splits "host:port" or "[v6]:port". 0 or -1 with err. */
 int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err);
 
 /* Writes every directive with its help and default, as a config file would hold it. */
-void bsd_config_print_reference(void *file);
+void bsd_config_print_reference(FILE *f);
 
 #endif

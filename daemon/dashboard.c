@@ -7,22 +7,22 @@
  * so the page had length 0 there. Hidden: direct PC-relative addresses, nothing exported. */
 __asm__(".section .rodata\n"
         ".balign 16\n"
-        ".globl bs_dashboard_html_start\n"
-        ".hidden bs_dashboard_html_start\n"
-        ".globl bs_dashboard_html_end\n"
-        ".hidden bs_dashboard_html_end\n"
-        "bs_dashboard_html_start:\n"
+        ".globl bsd_dashboard_html_start\n"
+        ".hidden bsd_dashboard_html_start\n"
+        ".globl bsd_dashboard_html_end\n"
+        ".hidden bsd_dashboard_html_end\n"
+        "bsd_dashboard_html_start:\n"
         ".incbin \"daemon/dashboard.html\"\n"
-        "bs_dashboard_html_end:\n"
+        "bsd_dashboard_html_end:\n"
         ".byte 0\n"
         ".previous\n");
 
-extern const char bs_dashboard_html_start[] __asm__("bs_dashboard_html_start")
+extern const char bsd_dashboard_html_start[] __asm__("bsd_dashboard_html_start")
     __attribute__((visibility("hidden")));
-extern const char bs_dashboard_html_end[] __asm__("bs_dashboard_html_end")
+extern const char bsd_dashboard_html_end[] __asm__("bsd_dashboard_html_end")
     __attribute__((visibility("hidden")));
 
-const char *bs_dashboard_html(size_t *len) {
-    *len = (size_t)(bs_dashboard_html_end - bs_dashboard_html_start);
-    return bs_dashboard_html_start;
+const char *bsd_dashboard_html(size_t *len) {
+    *len = (size_t)(bsd_dashboard_html_end - bsd_dashboard_html_start);
+    return bsd_dashboard_html_start;
 }

@@ -7,6 +7,6 @@
 #include <stddef.h>
 
 /* The page (UTF-8 HTML, not NUL-terminated) and its length in bytes. */
-const char *bs_dashboard_html(size_t *len);
+const char *bsd_dashboard_html(size_t *len);
 
 #endif

@@ -6,21 +6,21 @@
 #include <string.h>
 
 typedef struct species_state {
-    char label[BS_SPECIES_NAME_MAX];
+    char label[BSD_SPECIES_NAME_MAX];
     float model_threshold;
     float override_threshold; /* < 0: not set */
     double suppress_seconds;  /* < 0: use the default */
     int included, excluded;
     /* open event */
     int open;
-    bs_detection ev;
+    bsd_detection ev;
     double prob_sum;
     /* last emitted event */
     int has_emitted;
     double last_emitted_end;
 } species_state;
 
-struct bs_detector {
+struct bsd_detector {
     int n;
     species_state *sp;
     float min_confidence;
@@ -29,10 +29,10 @@ struct bs_detector {
     int include_active;
     int has_last_seq;
     uint64_t last_seq;
-    bs_detector_stats stats;
+    bsd_detector_stats stats;
 };
 
-bs_detector *bs_detector_new(int n_species, const char *const *labels, const float *model_thresholds,
+bsd_detector *bsd_detector_new(int n_species, const char *const *labels, const float *model_thresholds,
                              bs_error *err) {
     if (n_species <= 0 || n_species > 100000) {
         bs_error_set(err, "detector: number of species must be 1..100000, found %d", n_species);
@@ -42,7 +42,7 @@ bs_detector *bs_detector_new(int n_species, const char *const *labels, const flo
         bs_error_set(err, "detector: no species labels given");
         return NULL;
     }
-    bs_detector *d = calloc(1, sizeof *d);
+    bsd_detector *d = calloc(1, sizeof *d);
     species_state *sp = calloc((size_t)n_species, sizeof *sp);
     if (!d || !sp) {
         free(d);
@@ -54,17 +54,17 @@ bs_detector *bs_detector_new(int n_species, const char *const *labels, const flo
     d->sp = sp;
     d->max_event_seconds = 60.0;
     for (int i = 0; i < n_species; i++) {
-        if (!labels[i] || !labels[i][0] || strlen(labels[i]) >= BS_SPECIES_NAME_MAX) {
+        if (!labels[i] || !labels[i][0] || strlen(labels[i]) >= BSD_SPECIES_NAME_MAX) {
             bs_error_set(err, "detector: species label %d is empty or longer than %d bytes", i,
-                         BS_SPECIES_NAME_MAX - 1);
-            bs_detector_free(d);
+                         BSD_SPECIES_NAME_MAX - 1);
+            bsd_detector_free(d);
             return NULL;
         }
         float t = model_thresholds ? model_thresholds[i] : 0.5f;
         if (!(t >= 0.0f && t <= 1.0f)) {
             bs_error_set(err, "detector: model threshold of species '%s' must be in [0, 1], found %g",
                          labels[i], (double)t);
-            bs_detector_free(d);
+            bsd_detector_free(d);
             return NULL;
         }
         strcpy(sp[i].label, labels[i]);
@@ -75,40 +75,40 @@ bs_detector *bs_detector_new(int n_species, const char *const *labels, const flo
     return d;
 }
 
-void bs_detector_free(bs_detector *d) {
+void bsd_detector_free(bsd_detector *d) {
     if (!d) return;
     free(d->sp);
     free(d);
 }
 
-int bs_detector_species_index(const bs_detector *d, const char *species) {
+int bsd_detector_species_index(const bsd_detector *d, const char *species) {
     if (!species) return -1;
     for (int i = 0; i < d->n; i++)
         if (strcmp(d->sp[i].label, species) == 0) return i;
     return -1;
 }
 
-int bs_detector_n_species(const bs_detector *d) { return d->n; }
-const char *bs_detector_label(const bs_detector *d, int i) {
+int bsd_detector_n_species(const bsd_detector *d) { return d->n; }
+const char *bsd_detector_label(const bsd_detector *d, int i) {
     return (i >= 0 && i < d->n) ? d->sp[i].label : NULL;
 }
 
-int bs_detector_set_min_confidence(bs_detector *d, float v, bs_error *err) {
+int bsd_detector_set_min_confidence(bsd_detector *d, float v, bs_error *err) {
     if (!(v >= 0.0f && v <= 1.0f))
         return bs_error_set(err, "min_confidence must be in [0, 1], found %g", (double)v);
     d->min_confidence = v;
     return 0;
 }
 
-static int find_species(const bs_detector *d, const char *species, const char *what, bs_error *err) {
-    int i = bs_detector_species_index(d, species);
+static int find_species(const bsd_detector *d, const char *species, const char *what, bs_error *err) {
+    int i = bsd_detector_species_index(d, species);
     if (i < 0)
         bs_error_set(err, "%s: species '%s' is not one of the model's %d labels", what,
                      species ? species : "(null)", d->n);
     return i;
 }
 
-int bs_detector_set_threshold(bs_detector *d, const char *species, float t, bs_error *err) {
+int bsd_detector_set_threshold(bsd_detector *d, const char *species, float t, bs_error *err) {
     int i = find_species(d, species, "threshold", err);
     if (i < 0) return -1;
     if (!(t >= 0.0f && t <= 1.0f))
@@ -118,7 +118,7 @@ int bs_detector_set_threshold(bs_detector *d, const char *species, float t, bs_e
     return 0;
 }
 
-int bs_detector_set_suppress_seconds(bs_detector *d, const char *species, double s, bs_error *err) {
+int bsd_detector_set_suppress_seconds(bsd_detector *d, const char *species, double s, bs_error *err) {
     if (!(s >= 0.0 && s <= 86400.0))
         return bs_error_set(err, "suppress_seconds must be in [0, 86400], found %g", s);
     if (!species) {
@@ -131,7 +131,7 @@ int bs_detector_set_suppress_seconds(bs_detector *d, const char *species, double
     return 0;
 }
 
-int bs_detector_set_max_event_seconds(bs_detector *d, double s, bs_error *err) {
+int bsd_detector_set_max_event_seconds(bsd_detector *d, double s, bs_error *err) {
     if (!(s >= 0.0 && s <= 86400.0))
         return bs_error_set(err, "max_event_seconds must be in [0, 86400], found %g", s);
     d->max_event_seconds = s;
@@ -140,7 +140,7 @@ int bs_detector_set_max_event_seconds(bs_detector *d, double s, bs_error *err) {
 
 /* Parses a comma separated list of labels into the include (exclude=0) or exclude flags.
  * Returns the number of names, or -1 on an unknown label (flags unchanged then). */
-static int parse_list(bs_detector *d, const char *list, int exclude, bs_error *err) {
+static int parse_list(bsd_detector *d, const char *list, int exclude, bs_error *err) {
     const char *what = exclude ? "exclude" : "include";
     int *tmp = calloc((size_t)d->n, sizeof *tmp);
     if (!tmp) return bs_error_set(err, "%s: out of memory", what);
@@ -153,16 +153,16 @@ static int parse_list(bs_detector *d, const char *list, int exclude, bs_error *e
         while (*q && *q != ',') q++;
         const char *e = q;
         while (e > p && isspace((unsigned char)e[-1])) e--;
-        char name[BS_SPECIES_NAME_MAX];
+        char name[BSD_SPECIES_NAME_MAX];
         size_t len = (size_t)(e - p);
         if (len >= sizeof name) {
             free(tmp);
             return bs_error_set(err, "%s: species name '%.40s...' is longer than %d bytes", what, p,
-                                BS_SPECIES_NAME_MAX - 1);
+                                BSD_SPECIES_NAME_MAX - 1);
         }
         memcpy(name, p, len);
         name[len] = 0;
-        int i = bs_detector_species_index(d, name);
+        int i = bsd_detector_species_index(d, name);
         if (i < 0) {
             free(tmp);
             return bs_error_set(err, "%s: species '%s' is not one of the model's %d labels", what, name,
@@ -182,39 +182,39 @@ static int parse_list(bs_detector *d, const char *list, int exclude, bs_error *e
     return count;
 }
 
-int bs_detector_set_include(bs_detector *d, const char *list, bs_error *err) {
+int bsd_detector_set_include(bsd_detector *d, const char *list, bs_error *err) {
     int c = parse_list(d, list, 0, err);
     if (c < 0) return -1;
     d->include_active = c > 0;
     return 0;
 }
 
-int bs_detector_set_exclude(bs_detector *d, const char *list, bs_error *err) {
+int bsd_detector_set_exclude(bsd_detector *d, const char *list, bs_error *err) {
     int c = parse_list(d, list, 1, err);
     return c < 0 ? -1 : 0;
 }
 
-int bs_detector_enabled(const bs_detector *d, int i) {
+int bsd_detector_enabled(const bsd_detector *d, int i) {
     if (i < 0 || i >= d->n) return 0;
     if (d->sp[i].excluded) return 0;
     if (d->include_active && !d->sp[i].included) return 0;
     return 1;
 }
 
-double bs_detector_suppress_seconds(const bs_detector *d, int i) {
+double bsd_detector_suppress_seconds(const bsd_detector *d, int i) {
     if (i < 0 || i >= d->n) return 0.0;
     return d->sp[i].suppress_seconds >= 0.0 ? d->sp[i].suppress_seconds : d->suppress_default;
 }
 
-float bs_detector_threshold(const bs_detector *d, int i) {
-    if (!bs_detector_enabled(d, i)) return 2.0f;
+float bsd_detector_threshold(const bsd_detector *d, int i) {
+    if (!bsd_detector_enabled(d, i)) return 2.0f;
     const species_state *s = &d->sp[i];
     if (s->override_threshold >= 0.0f) return s->override_threshold;
     return s->model_threshold > d->min_confidence ? s->model_threshold : d->min_confidence;
 }
 
 /* Closes species i's open event; writes it to out[*n] unless suppressed. */
-static void close_event(bs_detector *d, int i, bs_detection *out, int max_out, int *n) {
+static void close_event(bsd_detector *d, int i, bsd_detection *out, int max_out, int *n) {
     species_state *s = &d->sp[i];
     if (!s->open) return;
     s->open = 0;
@@ -230,8 +230,8 @@ static void close_event(bs_detector *d, int i, bs_detection *out, int max_out, i
     if (*n < max_out) out[(*n)++] = s->ev;
 }
 
-int bs_detector_push(bs_detector *d, uint64_t seq, double start, double end, const float *probs,
-                     bs_detection *out, int max_out) {
+int bsd_detector_push(bsd_detector *d, uint64_t seq, double start, double end, const float *probs,
+                     bsd_detection *out, int max_out) {
     int n = 0;
     int contiguous = d->has_last_seq && seq == d->last_seq + 1;
     d->has_last_seq = 1;
@@ -241,7 +241,7 @@ int bs_detector_push(bs_detector *d, uint64_t seq, double start, double end, con
         species_state *s = &d->sp[i];
         float p = probs[i];
         if (!isfinite(p)) p = 0.0f;
-        int on = p >= bs_detector_threshold(d, i);
+        int on = p >= bsd_detector_threshold(d, i);
         if (s->open && (!on || !contiguous ||
                         (d->max_event_seconds > 0 && end - s->ev.start > d->max_event_seconds)))
             close_event(d, i, out, max_out, &n);
@@ -264,10 +264,10 @@ int bs_detector_push(bs_detector *d, uint64_t seq, double start, double end, con
     return n;
 }
 
-int bs_detector_flush(bs_detector *d, bs_detection *out, int max_out) {
+int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out) {
     int n = 0;
     for (int i = 0; i < d->n; i++) close_event(d, i, out, max_out, &n);
     return n;
 }
 
-bs_detector_stats bs_detector_get_stats(const bs_detector *d) { return d->stats; }
+bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d) { return d->stats; }

@@ -1,16 +1,16 @@
 /* birdsongd: turning per-window probabilities into detection events.
  *
  * A species is "on" in a window when its probability reaches its effective threshold:
- *   - a threshold set for that species in the config (bs_detector_set_threshold) wins;
+ *   - a threshold set for that species in the config (bsd_detector_set_threshold) wins;
  *   - otherwise the model's per-species threshold, raised to the global min_confidence.
  * Species left out by the include list, or named in the exclude list, never detect.
  *
  * Consecutive "on" windows of one species (seq n, n+1, ...) merge into ONE event with
  * start (first window start), end (last window end), max and mean probability and the
  * number of windows. The event is emitted when the species goes "off" (or a window is
- * missing, or the event reaches max_event_seconds, or bs_detector_flush is called).
+ * missing, or the event reaches max_event_seconds, or bsd_detector_flush is called).
  * An event that starts less than suppress_seconds after the end of the last EMITTED
- * event of the same species is dropped (counted in bs_detector_stats.suppressed).
+ * event of the same species is dropped (counted in bsd_detector_stats.suppressed).
  *
  * Not thread-safe: one detector belongs to the worker thread. Allocates only in _new. */
 #ifndef BIRDSONG_DAEMON_DETECT_H
@@ -20,65 +20,65 @@
 
 #include "birdsong/error.h"
 
-#define BS_SPECIES_NAME_MAX 96
+#define BSD_SPECIES_NAME_MAX 96
 
-typedef struct bs_detection {
-    int64_t id;        /* assigned by the store (bs_store_enqueue); 0 before */
+typedef struct bsd_detection {
+    int64_t id;        /* assigned by the store (bsd_store_enqueue); 0 before */
     int species_index; /* index in the model's label list */
-    char species[BS_SPECIES_NAME_MAX];
+    char species[BSD_SPECIES_NAME_MAX];
     double start, end; /* unix seconds (UTC) */
     float max_probability, mean_probability;
     int n_windows;
     uint64_t seq_first, seq_last; /* worker sequence numbers of the first and last window */
-} bs_detection;
+} bsd_detection;
 
-typedef struct bs_detector_stats {
+typedef struct bsd_detector_stats {
     uint64_t windows;    /* windows pushed */
     uint64_t emitted;    /* events emitted */
     uint64_t suppressed; /* events dropped by suppress_seconds */
-} bs_detector_stats;
+} bsd_detector_stats;
 
-typedef struct bs_detector bs_detector;
+typedef struct bsd_detector bsd_detector;
 
 /* labels[n_species] and model_thresholds[n_species] are copied. model_thresholds may be
  * NULL (then 0.5 for every species). Thresholds must be in [0, 1]. */
-bs_detector *bs_detector_new(int n_species, const char *const *labels, const float *model_thresholds,
+bsd_detector *bsd_detector_new(int n_species, const char *const *labels, const float *model_thresholds,
                              bs_error *err);
-void bs_detector_free(bs_detector *d);
+void bsd_detector_free(bsd_detector *d);
 
 /* Index of a species by label, or -1. */
-int bs_detector_species_index(const bs_detector *d, const char *species);
+int bsd_detector_species_index(const bsd_detector *d, const char *species);
 
 /* Settings; each names the species and the bad value on error. Call before the first push. */
-int bs_detector_set_min_confidence(bs_detector *d, float min_confidence, bs_error *err);
-int bs_detector_set_threshold(bs_detector *d, const char *species, float threshold, bs_error *err);
+int bsd_detector_set_min_confidence(bsd_detector *d, float min_confidence, bs_error *err);
+int bsd_detector_set_threshold(bsd_detector *d, const char *species, float threshold, bs_error *err);
 /* Default for every species, and per-species override. */
-int bs_detector_set_suppress_seconds(bs_detector *d, const char *species_or_null, double seconds,
+int bsd_detector_set_suppress_seconds(bsd_detector *d, const char *species_or_null, double seconds,
                                      bs_error *err);
 /* A comma/space separated list of labels. An empty include list means "all species".
  * Each call replaces the previous list. */
-int bs_detector_set_include(bs_detector *d, const char *list, bs_error *err);
-int bs_detector_set_exclude(bs_detector *d, const char *list, bs_error *err);
+int bsd_detector_set_include(bsd_detector *d, const char *list, bs_error *err);
+int bsd_detector_set_exclude(bsd_detector *d, const char *list, bs_error *err);
 /* Longest event before it is split (default 60 s; 0 = never split). */
-int bs_detector_set_max_event_seconds(bs_detector *d, double seconds, bs_error *err);
+int bsd_detector_set_max_event_seconds(bsd_detector *d, double seconds, bs_error *err);
 
 /* The threshold actually used for species i (after overrides and min_confidence), or a
  * value > 1 when the species is disabled by include/exclude. */
-float bs_detector_threshold(const bs_detector *d, int species_index);
-int bs_detector_enabled(const bs_detector *d, int species_index);
+float bsd_detector_threshold(const bsd_detector *d, int species_index);
+int bsd_detector_enabled(const bsd_detector *d, int species_index);
 /* The suppress_seconds in force for species i (its own, else the default). */
-double bs_detector_suppress_seconds(const bs_detector *d, int species_index);
-int bs_detector_n_species(const bs_detector *d);
-const char *bs_detector_label(const bs_detector *d, int species_index);
+double bsd_detector_suppress_seconds(const bsd_detector *d, int species_index);
+int bsd_detector_n_species(const bsd_detector *d);
+const char *bsd_detector_label(const bsd_detector *d, int species_index);
 
 /* Feeds one window. Writes up to max_out finished events into out and returns their
  * number (events beyond max_out are counted as emitted but lost: pass max_out >= n_species,
  * which is always enough). Non-finite probabilities count as 0. */
-int bs_detector_push(bs_detector *d, uint64_t seq, double start, double end, const float *probs,
-                     bs_detection *out, int max_out);
+int bsd_detector_push(bsd_detector *d, uint64_t seq, double start, double end, const float *probs,
+                     bsd_detection *out, int max_out);
 /* Closes every open event (end of stream). Same contract as push. */
-int bs_detector_flush(bs_detector *d, bs_detection *out, int max_out);
+int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out);
 
-bs_detector_stats bs_detector_get_stats(const bs_detector *d);
+bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d);
 
 #endif

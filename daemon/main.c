@@ -9,6 +9,7 @@
 #include <malloc.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <sndfile.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,12 +19,33 @@
 
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
+#include "birdsong/switches.h"
 #include "daemon/app.h"
+#include "daemon/auth.h"
 #include "daemon/capture.h"
 #include "daemon/config.h"
 #include "daemon/http.h"
 #include "daemon/station.h"
 #include "daemon/worker.h"
+
+/* How birdsongd ends: one exit status per kind of outcome (birdsongd(8), EXIT STATUS). */
+enum bsd_exit {
+    BSD_EXIT_OK = 0,      /* stopped by a signal, or an informational option (--help, --version...) */
+    BSD_EXIT_RUNTIME = 1, /* a resource failed: audio system, memory, the listen address */
+    BSD_EXIT_CONFIG = 2,  /* usage, configuration or model: fix the input and start again */
+};
+
+/* Every fatal error is reported here, the one way: an error line on stderr (the journal's
+ * error priority under systemd). Returns code, for `return fail(...)`. */
+__attribute__((format(printf, 2, 3))) static int fail(enum bsd_exit code, const char *fmt, ...) {
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    bs_log_error("birdsongd: %s", msg);
+    return code;
+}
 
 static volatile sig_atomic_t g_stop, g_reload;
 
@@ -57,15 +79,94 @@ static void usage(FILE *f) {
             "configuration or model. Signals: TERM/INT stop, HUP reloads the model.\n");
 }
 
+/* ---- phase 1: the command line ----------------------------------------------------------- */
+
 struct override {
     const char *name;
     const char *value;
 };
 
-static int die_config(const char *msg) {
-    fprintf(stderr, "birdsongd: %s\n", msg);
-    return 2;
+typedef struct options {
+    const char *config_path;      /* NULL: built-in defaults */
+    struct override ov[128];      /* directives set by flags, applied over the file in order */
+    int n_ov;
+    char *copies[128];            /* the --set NAME=VALUE strings ov points into */
+    int n_copies;
+    int list, check;
+} options;
+
+static void options_free(options *o) {
+    for (int i = 0; i < o->n_copies; i++) free(o->copies[i]);
+    o->n_copies = 0;
 }
+
+/* -1 to go on, else the exit status (an informational option, or a usage error). */
+static int parse_options(int argc, char **argv, options *o) {
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'},  {"model", required_argument, 0, 'm'},
+        {"listen", required_argument, 0, 'l'},  {"device", required_argument, 0, 'd'},
+        {"input", required_argument, 0, 'i'},   {"input-loop", no_argument, 0, 1},
+        {"input-speed", required_argument, 0, 2}, {"log-level", required_argument, 0, 3},
+        {"set", required_argument, 0, 's'},     {"list-devices", no_argument, 0, 4},
+        {"check-config", no_argument, 0, 5},    {"help-config", no_argument, 0, 6},
+        {"state-dir", required_argument, 0, 7},
+        {"version", no_argument, 0, 'V'},       {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0},
+    };
+    int c;
+    while ((c = getopt_long(argc, argv, "c:m:l:d:i:s:Vh", opts, NULL)) != -1) {
+        if (o->n_ov >= 120) return fail(BSD_EXIT_CONFIG, "too many options");
+        switch (c) {
+        case 'c': o->config_path = optarg; break;
+        case 'm': o->ov[o->n_ov++] = (struct override){"model", optarg}; break;
+        case 'l': o->ov[o->n_ov++] = (struct override){"listen", optarg}; break;
+        case 'd': o->ov[o->n_ov++] = (struct override){"device", optarg}; break;
+        case 'i': o->ov[o->n_ov++] = (struct override){"input", optarg}; break;
+        case 1: o->ov[o->n_ov++] = (struct override){"input_loop", "true"}; break;
+        case 2: o->ov[o->n_ov++] = (struct override){"input_speed", optarg}; break;
+        case 3: o->ov[o->n_ov++] = (struct override){"log_level", optarg}; break;
+        case 7: o->ov[o->n_ov++] = (struct override){"state_dir", optarg}; break;
+        case 's': {
+            char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg) return fail(BSD_EXIT_CONFIG, "--set: expected NAME=VALUE, found '%s'", optarg);
+            char *copy = strdup(optarg);
+            if (!copy) return fail(BSD_EXIT_RUNTIME, "out of memory");
+            copy[eq - optarg] = '\0';
+            o->copies[o->n_copies++] = copy;
+            o->ov[o->n_ov++] = (struct override){copy, copy + (eq - optarg) + 1};
+            break;
+        }
+        case 4: o->list = 1; break;
+        case 5: o->check = 1; break;
+        case 6: bsd_config_print_reference(stdout); return BSD_EXIT_OK;
+        case 'V': printf("birdsongd %s\n", BIRDSONG_VERSION); return BSD_EXIT_OK;
+        case 'h': usage(stdout); return BSD_EXIT_OK;
+        default: usage(stderr); return BSD_EXIT_CONFIG;
+        }
+    }
+    if (optind < argc) {
+        int rc = fail(BSD_EXIT_CONFIG, "unexpected argument '%s'", argv[optind]);
+        usage(stderr);
+        return rc;
+    }
+    return -1;
+}
+
+/* Handlers before any thread starts: a signal during start-up is a request, not a crash
+ * (the serving loop sees the flags). */
+static void install_signals(void) {
+    signal(SIGPIPE, SIG_IGN);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sigemptyset(&sa.sa_mask);
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sa.sa_handler = on_hup;
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* ---- phase 2: configuration and model ------------------------------------------------------- */
 
 /* Checks the input file is readable audio (for --check-config and start-up). */
 static int check_input(const char *path, bs_error *err) {
@@ -98,193 +199,96 @@ static void reload_model(bsd_app *app) {
     bsd_worker_note_reload(app->worker, app->cfg.model, NULL);
 }
 
-int main(int argc, char **argv) {
-    bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
-    static const struct option opts[] = {
-        {"config", required_argument, 0, 'c'},  {"model", required_argument, 0, 'm'},
-        {"listen", required_argument, 0, 'l'},  {"device", required_argument, 0, 'd'},
-        {"input", required_argument, 0, 'i'},   {"input-loop", no_argument, 0, 1},
-        {"input-speed", required_argument, 0, 2}, {"log-level", required_argument, 0, 3},
-        {"set", required_argument, 0, 's'},     {"list-devices", no_argument, 0, 4},
-        {"check-config", no_argument, 0, 5},    {"help-config", no_argument, 0, 6},
-        {"state-dir", required_argument, 0, 7},
-        {"version", no_argument, 0, 'V'},       {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0},
-    };
-    struct override ov[128];
-    int n_ov = 0, list = 0, check = 0;
-    const char *config_path = NULL;
-    char *set_copies[128];
-    int n_copies = 0;
-    /* every early exit frees the --set copies (LeakSanitizer runs the daemon in tests) */
-#define FREE_SET_COPIES()                                                          \
-    do {                                                                           \
-        for (int i_ = 0; i_ < n_copies; i_++) free(set_copies[i_]);                \
-        n_copies = 0;                                                              \
-    } while (0)
-    int c;
-    while ((c = getopt_long(argc, argv, "c:m:l:d:i:s:Vh", opts, NULL)) != -1) {
-        if (n_ov >= 120) {
-            FREE_SET_COPIES();
-            return die_config("too many options");
-        }
-        switch (c) {
-        case 'c': config_path = optarg; break;
-        case 'm': ov[n_ov++] = (struct override){"model", optarg}; break;
-        case 'l': ov[n_ov++] = (struct override){"listen", optarg}; break;
-        case 'd': ov[n_ov++] = (struct override){"device", optarg}; break;
-        case 'i': ov[n_ov++] = (struct override){"input", optarg}; break;
-        case 1: ov[n_ov++] = (struct override){"input_loop", "true"}; break;
-        case 2: ov[n_ov++] = (struct override){"input_speed", optarg}; break;
-        case 3: ov[n_ov++] = (struct override){"log_level", optarg}; break;
-        case 7: ov[n_ov++] = (struct override){"state_dir", optarg}; break;
-        case 's': {
-            char *eq = strchr(optarg, '=');
-            if (!eq || eq == optarg) {
-                fprintf(stderr, "birdsongd: --set: expected NAME=VALUE, found '%s'\n", optarg);
-                FREE_SET_COPIES();
-                return 2;
-            }
-            char *copy = strdup(optarg);
-            copy[eq - optarg] = '\0';
-            set_copies[n_copies++] = copy;
-            ov[n_ov++] = (struct override){copy, copy + (eq - optarg) + 1};
-            break;
-        }
-        case 4: list = 1; break;
-        case 5: check = 1; break;
-        case 6: FREE_SET_COPIES(); bsd_config_print_reference(stdout); return 0;
-        case 'V': FREE_SET_COPIES(); printf("birdsongd %s\n", BIRDSONG_VERSION); return 0;
-        case 'h': FREE_SET_COPIES(); usage(stdout); return 0;
-        default: FREE_SET_COPIES(); usage(stderr); return 2;
-        }
-    }
-    if (optind < argc || list) FREE_SET_COPIES(); /* neither path reads the overrides */
-    if (optind < argc) {
-        fprintf(stderr, "birdsongd: unexpected argument '%s'\n", argv[optind]);
-        usage(stderr);
-        return 2;
-    }
-    signal(SIGPIPE, SIG_IGN);
-    /* Handlers before any thread starts: a signal during start-up is a request, not a crash
-     * (the loop below sees the flags). */
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sigemptyset(&sa.sa_mask);
-    sa.sa_handler = on_stop;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sa.sa_handler = on_hup;
-    sigaction(SIGHUP, &sa, NULL);
-
+/* The file, then the flags over it, then every check (the request policy's included) and
+ * the model. BSD_EXIT_OK with *model, or BSD_EXIT_CONFIG (reported). */
+static int load_config(bsd_app *app, const options *o, bsd_model **model) {
     bs_error err;
-    if (list) {
-        if (bsd_audio_init(&err) != 0) {
-            fprintf(stderr, "birdsongd: %s\n", err.msg);
-            return 1;
-        }
-        int n = bsd_list_devices(stdout);
-        bsd_audio_shutdown();
-        return n < 0 ? 1 : 0;
+    bsd_config_defaults(&app->cfg);
+    if (o->config_path) {
+        snprintf(app->config_path, sizeof app->config_path, "%s", o->config_path);
+        if (bsd_config_load(&app->cfg, o->config_path, &err) != 0) return fail(BSD_EXIT_CONFIG, "%s", err.msg);
     }
-
-    static bsd_app app;
-    bsd_config_defaults(&app.cfg);
-    if (config_path) {
-        snprintf(app.config_path, sizeof app.config_path, "%s", config_path);
-        if (bsd_config_load(&app.cfg, config_path, &err) != 0) {
-            FREE_SET_COPIES();
-            return die_config(err.msg);
-        }
-    }
-    int bad_override = 0;
-    for (int i = 0; i < n_ov && !bad_override; i++) {
-        if (bsd_config_set(&app.cfg, ov[i].name, ov[i].value, &err) != 0) {
-            fprintf(stderr, "birdsongd: command line: %s\n", err.msg);
-            bad_override = 1;
-        }
-    }
-    FREE_SET_COPIES(); /* the values were copied into app.cfg */
-    if (bad_override) return 2;
+    for (int i = 0; i < o->n_ov; i++)
+        if (bsd_config_set(&app->cfg, o->ov[i].name, o->ov[i].value, &err) != 0)
+            return fail(BSD_EXIT_CONFIG, "command line: %s", err.msg);
     bs_log_level lv = BS_LOG_INFO;
-    bs_log_level_parse(app.cfg.log_level, &lv);
+    bs_log_level_parse(app->cfg.log_level, &lv);
     bs_log_set_level(lv);
-    if (bsd_config_validate(&app.cfg, &err) != 0) return die_config(err.msg);
-    if (app.cfg.input[0] && check_input(app.cfg.input, &err) != 0) return die_config(err.msg);
-    bs_nn_set_threads(app.cfg.inference_threads);
-    bsd_model *model = bsd_model_open(app.cfg.model, &err);
-    if (!model) {
-        char msg[700];
-        snprintf(msg, sizeof msg, "directive 'model': %s", err.msg);
-        return die_config(msg);
-    }
-    if (check) {
-        if (bsd_station_check_model(&app.cfg, model, &err) != 0) {
-            bsd_model_close(model);
-            return die_config(err.msg);
-        }
-        printf("birdsongd: configuration %s is valid; model %s serves %d species at %d Hz\n",
-               config_path ? config_path : "(built-in defaults)", app.cfg.model,
-               bs_model_n_outputs(model->model), model->features.sample_rate);
-        bsd_model_close(model);
-        return 0;
-    }
+    if (bsd_config_validate(&app->cfg, &err) != 0 || bsd_auth_check_config(&app->cfg, &err) != 0 ||
+        (app->cfg.input[0] && check_input(app->cfg.input, &err) != 0))
+        return fail(BSD_EXIT_CONFIG, "%s", err.msg);
+    bs_nn_set_threads(app->cfg.inference_threads);
+    *model = bsd_model_open(app->cfg.model, &err);
+    if (!*model) return fail(BSD_EXIT_CONFIG, "directive 'model': %s", err.msg);
+    return BSD_EXIT_OK;
+}
 
+/* --check-config: the detection settings against the model's labels too. Takes the model. */
+static int check_config(const bsd_app *app, const options *o, bsd_model *model) {
+    bs_error err;
+    int bad = bsd_station_check_model(&app->cfg, model, &err) != 0;
+    if (!bad)
+        printf("birdsongd: configuration %s is valid; model %s serves %d species at %d Hz\n",
+               o->config_path ? o->config_path : "(built-in defaults)", app->cfg.model,
+               bs_model_n_outputs(model->model), model->features.sample_rate);
+    bsd_model_close(model);
+    return bad ? fail(BSD_EXIT_CONFIG, "%s", err.msg) : BSD_EXIT_OK;
+}
+
+/* ---- phase 3: start, serve, stop ---------------------------------------------------------- */
+
+/* Ring, results, worker, station, capture, HTTP, in that order (each needs the one before).
+ * BSD_EXIT_OK with *http, else the failure (reported; what started is stopped). Takes the
+ * model. */
+static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
+    bs_error err;
     mallopt(M_ARENA_MAX, 2); /* a few threads allocate small JSON buffers: 2 arenas are plenty */
-    app.started_ns = bsd_realtime_ns();
-    app.started_mono = bsd_mono_seconds();
+    app->started_ns = bsd_realtime_ns();
+    app->started_mono = bsd_mono_seconds();
     double model_rate = model->features.sample_rate;
     /* The ring holds ring_seconds at the rate the source runs at: the file's rate, or for a
      * device the higher of the model rate and the device's default rate (48 kHz when the
      * device is not there yet). Sized once: a device that later reopens faster gets fewer
      * seconds, which the capture logs and /status shows (ring.capacity_seconds). */
-    if (!app.cfg.input[0] && bsd_audio_init(&err) != 0) {
-        bs_log_error("%s", err.msg);
-        return 1;
+    if (!app->cfg.input[0] && bsd_audio_init(&err) != 0) {
+        bsd_model_close(model);
+        return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     }
-    double ring_rate = app.cfg.input[0] ? bsd_input_rate(app.cfg.input) : bsd_device_rate(app.cfg.device);
+    double ring_rate = app->cfg.input[0] ? bsd_input_rate(app->cfg.input) : bsd_device_rate(app->cfg.device);
     if (ring_rate <= 0) ring_rate = 48000;
     if (ring_rate < model_rate) ring_rate = model_rate;
-    app.ring = bs_ring_create((size_t)ceil(app.cfg.ring_seconds * ring_rate));
-    size_t hist = (size_t)ceil(app.cfg.history_seconds / app.cfg.hop_seconds);
-    app.results = bsd_results_create(hist);
-    if (!app.ring || !app.results) {
-        bs_log_error("out of memory for the sample ring or the history");
-        return 1;
+    app->ring = bs_ring_create((size_t)ceil(app->cfg.ring_seconds * ring_rate));
+    app->results = bsd_results_create((size_t)ceil(app->cfg.history_seconds / app->cfg.hop_seconds));
+    if (!app->ring || !app->results) {
+        bsd_model_close(model);
+        return fail(BSD_EXIT_RUNTIME, "out of memory for the sample ring or the history");
     }
-    app.worker = bsd_worker_create(&app.cfg, app.ring, app.results, model, &err);
-    if (!app.worker) {
-        bs_log_error("%s", err.msg);
-        return 1;
-    }
+    app->worker = bsd_worker_create(&app->cfg, app->ring, app->results, model, &err);
+    if (!app->worker) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     /* detections, store, clips, streams: hooks go in before the worker runs */
-    if (!bsd_station_start(&app, &err)) {
-        fprintf(stderr, "birdsongd: %s\n", err.msg);
-        bsd_worker_free(app.worker);
-        return 2;
+    if (!bsd_station_start(app, &err)) {
+        bsd_worker_free(app->worker);
+        return fail(BSD_EXIT_CONFIG, "%s", err.msg);
     }
-    if (bsd_worker_start(app.worker, &err) != 0) {
-        bs_log_error("%s", err.msg);
-        return 1;
+    if (bsd_worker_start(app->worker, &err) != 0) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+    app->capture = bsd_capture_start(&app->cfg, app->ring, model_rate, &err);
+    if (!app->capture) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+    *http = bsd_http_start(app, &err);
+    if (!*http) {
+        bsd_capture_free(app->capture);
+        bsd_worker_free(app->worker);
+        return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     }
-    app.capture = bsd_capture_start(&app.cfg, app.ring, model_rate, &err);
-    if (!app.capture) {
-        bs_log_error("%s", err.msg);
-        return 1;
-    }
-    bsd_http *http = bsd_http_start(&app, &err);
-    if (!http) {
-        bs_log_error("%s", err.msg);
-        bsd_capture_free(app.capture);
-        bsd_worker_free(app.worker);
-        return 1;
-    }
-
-
     bs_log_info("birdsongd %s: listening on http://%s/api/v1/ (model %s, hop %.2f s, history %zu results)",
-                BIRDSONG_VERSION, app.cfg.listen, app.cfg.model, app.cfg.hop_seconds, hist);
-    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", app.cfg.listen);
+                BIRDSONG_VERSION, app->cfg.listen, app->cfg.model, app->cfg.hop_seconds,
+                bsd_results_capacity(app->results));
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", app->cfg.listen);
+    return BSD_EXIT_OK;
+}
 
+/* Until a stop signal: reloads on SIGHUP, feeds the watchdog while the worker makes
+ * progress, and refreshes the systemd STATUS line every 5 s. */
+static void serve(bsd_app *app) {
     uint64_t wd_usec = 0;
     int watchdog = sd_watchdog_enabled(0, &wd_usec) > 0;
     double wd_period = watchdog ? (double)wd_usec / 1e6 / 2 : 0;
@@ -295,45 +299,74 @@ int main(int argc, char **argv) {
         nanosleep(&ts, NULL);
         if (g_reload) {
             g_reload = 0;
-            reload_model(&app);
+            reload_model(app);
         }
         double now = bsd_mono_seconds();
         if (watchdog && now >= next_wd) {
-            uint64_t beat = bsd_worker_heartbeat(app.worker);
+            uint64_t beat = bsd_worker_heartbeat(app->worker);
             if (beat != last_beat) sd_notify(0, "WATCHDOG=1"); /* a stuck worker starves it */
             else bs_log_warn("worker made no progress for %.1f s; not feeding the watchdog", wd_period);
             last_beat = beat;
             next_wd = now + wd_period;
         }
         if (now >= next_status) {
-            json_t *wk = bsd_worker_status_json(app.worker);
-            json_t *cap = bsd_capture_status_json(app.capture);
-            sd_notifyf(0, "STATUS=%s; %lld windows; lag %.2f s; %lld samples dropped",
-                       json_string_value(json_object_get(cap, "state")),
-                       (long long)json_integer_value(json_object_get(wk, "windows")),
-                       json_real_value(json_object_get(wk, "lag_seconds")),
-                       (long long)json_integer_value(json_object_get(cap, "dropped_samples")));
-            json_decref(wk);
-            json_decref(cap);
+            bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+            bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
+            sd_notifyf(0, "STATUS=%s; %llu windows; lag %.2f s; %llu samples dropped",
+                       bsd_capture_state_name(cap.state), (unsigned long long)wk.windows, wk.lag_seconds,
+                       (unsigned long long)cap.dropped_samples);
             next_status = now + 5;
         }
     }
+}
+
+static void stop(bsd_app *app, bsd_http *http) {
     bs_log_info("signal %d: stopping", (int)g_stop);
     sd_notify(0, "STOPPING=1");
-    int stuck = bsd_capture_stop(app.capture) != 0; /* no more samples */
-    bsd_worker_stop(app.worker);    /* finishes the window in progress */
-    bsd_station_stop_streams(app.station); /* ends the SSE streams */
+    int stuck = bsd_capture_stop(app->capture) != 0; /* no more samples */
+    bsd_worker_stop(app->worker);                      /* finishes the window in progress */
+    bsd_station_stop_streams(app->station);            /* ends the SSE streams */
     bsd_http_stop(http);
-    bsd_station_stop(app.station);  /* closes open detections, commits the store */
+    bsd_station_stop(app->station);                    /* closes open detections, commits the store */
     if (stuck) {
         bs_log_warn("stopped (the audio driver thread was left behind)");
-        return 0;
+        return;
     }
-    bsd_capture_free(app.capture);
-    bsd_worker_free(app.worker);
-    if (!app.cfg.input[0]) bsd_audio_shutdown();
-    bsd_results_free(app.results);
-    bs_ring_free(app.ring);
+    bsd_capture_free(app->capture);
+    bsd_worker_free(app->worker);
+    if (!app->cfg.input[0]) bsd_audio_shutdown();
+    bsd_results_free(app->results);
+    bs_ring_free(app->ring);
     bs_log_info("stopped");
-    return 0;
+}
+
+int main(int argc, char **argv) {
+    bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
+    bs_switches_from_env(); /* BIRDSONG_NO_AVX*, BIRDSONG_NN_WINOGRAD*: the library's options */
+    static options o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0 || o.list) { /* neither path reads the overrides */
+        options_free(&o);
+        if (rc >= 0) return rc;
+    }
+    install_signals();
+    if (o.list) {
+        bs_error err;
+        if (bsd_audio_init(&err) != 0) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+        int n = bsd_list_devices(stdout);
+        bsd_audio_shutdown();
+        return n < 0 ? BSD_EXIT_RUNTIME : BSD_EXIT_OK;
+    }
+    static bsd_app app;
+    bsd_model *model = NULL;
+    rc = load_config(&app, &o, &model);
+    options_free(&o); /* the values were copied into app.cfg */
+    if (rc != BSD_EXIT_OK) return rc;
+    if (o.check) return check_config(&app, &o, model);
+    bsd_http *http = NULL;
+    rc = start(&app, model, &http);
+    if (rc != BSD_EXIT_OK) return rc;
+    serve(&app);
+    stop(&app, http);
+    return BSD_EXIT_OK;
 }

@@ -6,13 +6,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-int bs_histogram_init(bs_histogram *h, const double *bounds, int n) {
-    if (n < 1 || n > BS_HISTOGRAM_MAX_BOUNDS) return -1;
+int bsd_histogram_init(bsd_histogram *h, const double *bounds, int n) {
+    if (n < 1 || n > BSD_HISTOGRAM_MAX_BOUNDS) return -1;
     for (int i = 0; i < n; i++)
         if (!isfinite(bounds[i]) || (i > 0 && bounds[i] <= bounds[i - 1])) return -1;
     h->n_bounds = n;
     memcpy(h->bounds, bounds, (size_t)n * sizeof *bounds);
-    for (int i = 0; i <= BS_HISTOGRAM_MAX_BOUNDS; i++) atomic_init(&h->counts[i], 0);
+    for (int i = 0; i <= BSD_HISTOGRAM_MAX_BOUNDS; i++) atomic_init(&h->counts[i], 0);
     double zero = 0.0;
     uint64_t bits;
     memcpy(&bits, &zero, sizeof bits);
@@ -20,7 +20,7 @@ int bs_histogram_init(bs_histogram *h, const double *bounds, int n) {
     return 0;
 }
 
-void bs_histogram_observe(bs_histogram *h, double v) {
+void bsd_histogram_observe(bsd_histogram *h, double v) {
     if (isnan(v)) return;
     int i = 0;
     while (i < h->n_bounds && v > h->bounds[i]) i++;
@@ -35,7 +35,7 @@ void bs_histogram_observe(bs_histogram *h, double v) {
                                                     memory_order_relaxed));
 }
 
-void bs_histogram_snapshot(const bs_histogram *h, uint64_t *cumulative, uint64_t *count, double *sum) {
+void bsd_histogram_snapshot(const bsd_histogram *h, uint64_t *cumulative, uint64_t *count, double *sum) {
     uint64_t acc = 0;
     for (int i = 0; i < h->n_bounds; i++) {
         acc += atomic_load_explicit(&h->counts[i], memory_order_relaxed);
@@ -47,12 +47,12 @@ void bs_histogram_snapshot(const bs_histogram *h, uint64_t *cumulative, uint64_t
     memcpy(sum, &bits, sizeof *sum);
 }
 
-void bs_prom_buf_free(bs_prom_buf *b) {
+void bsd_prom_buf_free(bsd_prom_buf *b) {
     free(b->data);
     memset(b, 0, sizeof *b);
 }
 
-static void put(bs_prom_buf *b, const char *s, size_t n) {
+static void put(bsd_prom_buf *b, const char *s, size_t n) {
     if (b->failed) return;
     if (b->len + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 4096;
@@ -70,10 +70,10 @@ static void put(bs_prom_buf *b, const char *s, size_t n) {
     b->data[b->len] = 0;
 }
 
-static void puts_(bs_prom_buf *b, const char *s) { put(b, s, strlen(s)); }
+static void puts_(bsd_prom_buf *b, const char *s) { put(b, s, strlen(s)); }
 
 /* Escapes backslash and newline (and the double quote when quote is set). */
-static void put_escaped(bs_prom_buf *b, const char *s, int quote) {
+static void put_escaped(bsd_prom_buf *b, const char *s, int quote) {
     for (; *s; s++) {
         if (*s == '\\')
             puts_(b, "\\\\");
@@ -94,7 +94,7 @@ static void fmt_double(char *tmp, size_t n, double v) {
     }
 }
 
-static void put_value(bs_prom_buf *b, double v) {
+static void put_value(bsd_prom_buf *b, double v) {
     char tmp[40];
     if (isnan(v))
         snprintf(tmp, sizeof tmp, "NaN");
@@ -107,7 +107,7 @@ static void put_value(bs_prom_buf *b, double v) {
     puts_(b, tmp);
 }
 
-void bs_prom_family(bs_prom_buf *b, const char *name, const char *type, const char *help) {
+void bsd_prom_family(bsd_prom_buf *b, const char *name, const char *type, const char *help) {
     puts_(b, "# HELP ");
     puts_(b, name);
     puts_(b, " ");
@@ -119,7 +119,7 @@ void bs_prom_family(bs_prom_buf *b, const char *name, const char *type, const ch
     puts_(b, "\n");
 }
 
-static void put_labels(bs_prom_buf *b, const char *const *labels, const char *extra_key, const char *extra_val) {
+static void put_labels(bsd_prom_buf *b, const char *const *labels, const char *extra_key, const char *extra_val) {
     int any = (labels && labels[0]) || extra_key;
     if (!any) return;
     puts_(b, "{");
@@ -142,7 +142,7 @@ static void put_labels(bs_prom_buf *b, const char *const *labels, const char *ex
     puts_(b, "}");
 }
 
-void bs_prom_sample(bs_prom_buf *b, const char *name, const char *const *labels, double value) {
+void bsd_prom_sample(bsd_prom_buf *b, const char *name, const char *const *labels, double value) {
     puts_(b, name);
     put_labels(b, labels, NULL, NULL);
     puts_(b, " ");
@@ -150,10 +150,10 @@ void bs_prom_sample(bs_prom_buf *b, const char *name, const char *const *labels,
     puts_(b, "\n");
 }
 
-void bs_prom_histogram(bs_prom_buf *b, const char *name, const char *const *labels, const bs_histogram *h) {
-    uint64_t cum[BS_HISTOGRAM_MAX_BOUNDS], count;
+void bsd_prom_histogram(bsd_prom_buf *b, const char *name, const char *const *labels, const bsd_histogram *h) {
+    uint64_t cum[BSD_HISTOGRAM_MAX_BOUNDS], count;
     double sum;
-    bs_histogram_snapshot(h, cum, &count, &sum);
+    bsd_histogram_snapshot(h, cum, &count, &sum);
     char metric[256], le[40];
     snprintf(metric, sizeof metric, "%s_bucket", name);
     for (int i = 0; i <= h->n_bounds; i++) {
@@ -168,7 +168,7 @@ void bs_prom_histogram(bs_prom_buf *b, const char *name, const char *const *labe
         puts_(b, "\n");
     }
     snprintf(metric, sizeof metric, "%s_sum", name);
-    bs_prom_sample(b, metric, labels, sum);
+    bsd_prom_sample(b, metric, labels, sum);
     snprintf(metric, sizeof metric, "%s_count", name);
-    bs_prom_sample(b, metric, labels, (double)count);
+    bsd_prom_sample(b, metric, labels, (double)count);
 }

@@ -13,8 +13,8 @@
 
 enum { MAX_UNACKED = 32 };
 
-struct bs_mqtt {
-    bs_mqtt_config cfg;
+struct bsd_mqtt {
+    bsd_mqtt_config cfg;
     char *host, *topic, *client_id;
     struct mosquitto *mosq;
     pthread_mutex_t lock;
@@ -24,7 +24,7 @@ struct bs_mqtt {
     int stop;
     pthread_t thread;
     int thread_started;
-    bs_mqtt_stats stats;
+    bsd_mqtt_stats stats;
 };
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -32,7 +32,7 @@ static void lib_init(void) { mosquitto_lib_init(); }
 
 static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
     (void)mosq;
-    bs_mqtt *m = obj;
+    bsd_mqtt *m = obj;
     pthread_mutex_lock(&m->lock);
     if (rc == 0) {
         m->stats.connected = 1;
@@ -49,7 +49,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc) {
     (void)mosq;
     (void)rc;
-    bs_mqtt *m = obj;
+    bsd_mqtt *m = obj;
     pthread_mutex_lock(&m->lock);
     m->stats.connected = 0;
     pthread_mutex_unlock(&m->lock);
@@ -58,7 +58,7 @@ static void on_disconnect(struct mosquitto *mosq, void *obj, int rc) {
 static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
     (void)mosq;
     (void)mid;
-    bs_mqtt *m = obj;
+    bsd_mqtt *m = obj;
     pthread_mutex_lock(&m->lock);
     m->stats.acked++;
     pthread_cond_broadcast(&m->cond);
@@ -68,7 +68,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
 /* The one thread that uses the mosquitto handle: network loop, reconnects with backoff,
  * and publishing from the queue while connected. */
 static void *client_main(void *arg) {
-    bs_mqtt *m = arg;
+    bsd_mqtt *m = arg;
     size_t slot = (size_t)m->cfg.max_payload + 1;
     char *msg = malloc(slot);
     int have_socket = 0, first = 1;
@@ -140,8 +140,8 @@ static void *client_main(void *arg) {
     return NULL;
 }
 
-bs_mqtt *bs_mqtt_start(const bs_mqtt_config *cfg, bs_error *err) {
-    bs_mqtt_config c = cfg ? *cfg : (bs_mqtt_config){0};
+bsd_mqtt *bsd_mqtt_start(const bsd_mqtt_config *cfg, bs_error *err) {
+    bsd_mqtt_config c = cfg ? *cfg : (bsd_mqtt_config){0};
     if (!c.host || !*c.host) c.host = "localhost";
     if (c.port == 0) c.port = 1883;
     if (!c.topic || !*c.topic) c.topic = "birdsong/detections";
@@ -160,7 +160,7 @@ bs_mqtt *bs_mqtt_start(const bs_mqtt_config *cfg, bs_error *err) {
         return NULL;
     }
     pthread_once(&lib_once, lib_init);
-    bs_mqtt *m = calloc(1, sizeof *m);
+    bsd_mqtt *m = calloc(1, sizeof *m);
     if (!m) {
         bs_error_set(err, "mqtt: out of memory");
         return NULL;
@@ -179,13 +179,13 @@ bs_mqtt *bs_mqtt_start(const bs_mqtt_config *cfg, bs_error *err) {
     pthread_cond_init(&m->cond, NULL);
     if (!m->host || !m->topic || !m->client_id || !m->slots) {
         bs_error_set(err, "mqtt: out of memory");
-        bs_mqtt_stop(m, 0);
+        bsd_mqtt_stop(m, 0);
         return NULL;
     }
     m->mosq = mosquitto_new(m->client_id, true, m);
     if (!m->mosq) {
         bs_error_set(err, "mqtt: cannot create the client: %s", strerror(errno));
-        bs_mqtt_stop(m, 0);
+        bsd_mqtt_stop(m, 0);
         return NULL;
     }
     mosquitto_connect_callback_set(m->mosq, on_connect);
@@ -195,14 +195,14 @@ bs_mqtt *bs_mqtt_start(const bs_mqtt_config *cfg, bs_error *err) {
     if (c.username && *c.username) mosquitto_username_pw_set(m->mosq, c.username, c.password);
     if (pthread_create(&m->thread, NULL, client_main, m) != 0) {
         bs_error_set(err, "mqtt: cannot start the publisher thread");
-        bs_mqtt_stop(m, 0);
+        bsd_mqtt_stop(m, 0);
         return NULL;
     }
     m->thread_started = 1;
     return m;
 }
 
-void bs_mqtt_stop(bs_mqtt *m, int timeout_ms) {
+void bsd_mqtt_stop(bsd_mqtt *m, int timeout_ms) {
     if (!m) return;
     for (int waited = 0; m->thread_started && waited < timeout_ms; waited += 20) {
         pthread_mutex_lock(&m->lock);
@@ -229,7 +229,7 @@ void bs_mqtt_stop(bs_mqtt *m, int timeout_ms) {
     free(m);
 }
 
-int bs_mqtt_publish(bs_mqtt *m, const char *payload) {
+int bsd_mqtt_publish(bsd_mqtt *m, const char *payload) {
     size_t n = strlen(payload);
     pthread_mutex_lock(&m->lock);
     if (n > (size_t)m->cfg.max_payload) {
@@ -250,9 +250,9 @@ int bs_mqtt_publish(bs_mqtt *m, const char *payload) {
     return 0;
 }
 
-bs_mqtt_stats bs_mqtt_get_stats(bs_mqtt *m) {
+bsd_mqtt_stats bsd_mqtt_get_stats(bsd_mqtt *m) {
     pthread_mutex_lock(&m->lock);
-    bs_mqtt_stats s = m->stats;
+    bsd_mqtt_stats s = m->stats;
     pthread_mutex_unlock(&m->lock);
     return s;
 }

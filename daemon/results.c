@@ -1,10 +1,14 @@
 #include "daemon/results.h"
 
+#include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "daemon/jsonw.h"
 
 #define JSON_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(6))
 
@@ -21,24 +25,15 @@ struct bsd_results {
     float *inference_ms;
     uint64_t *seqs;
     float *probs;           /* cap * n_labels */
-    char *latest_body;      /* cached JSON of the latest, every label */
-    size_t latest_len;
+    /* The latest prediction's JSON, every label: written by publish into body[1 - cur]
+     * (outside the lock), then made current under it. body_cap fits any prediction of
+     * these labels (bsd_results_prediction_bytes). */
+    char *body[2];
+    size_t body_len[2], body_cap;
+    int cur;                /* -1: nothing published with these labels */
     bsd_result_listener listener;
     void *listener_user;
 };
-
-void bsd_format_time(int64_t t_ns, char out[64]) {
-    time_t sec = (time_t)(t_ns / 1000000000);
-    long ms = (long)((t_ns % 1000000000) / 1000000);
-    if (ms < 0) {
-        ms += 1000;
-        sec -= 1;
-    }
-    struct tm tm;
-    gmtime_r(&sec, &tm);
-    snprintf(out, 64, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ms);
-}
 
 bsd_results *bsd_results_create(size_t capacity) {
     if (capacity == 0) return NULL;
@@ -47,6 +42,7 @@ bsd_results *bsd_results_create(size_t capacity) {
     pthread_mutex_init(&s->lock, NULL);
     s->cap = capacity;
     s->next_seq = 1;
+    s->cur = -1;
     s->start_ns = calloc(capacity, sizeof(int64_t));
     s->end_ns = calloc(capacity, sizeof(int64_t));
     s->inference_ms = calloc(capacity, sizeof(float));
@@ -75,9 +71,18 @@ void bsd_results_free(bsd_results *s) {
     free(s->inference_ms);
     free(s->seqs);
     free(s->probs);
-    free(s->latest_body);
+    free(s->body[0]);
+    free(s->body[1]);
     pthread_mutex_destroy(&s->lock);
     free(s);
+}
+
+size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels) {
+    /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"probabilities":[]} */
+    size_t n = 160 + 24 + 2 * 30 + 48;
+    /* {"species":"<label, each byte escaped to at most 6>","probability":<%.6g, <= 13>}, */
+    for (int i = 0; i < n_labels; i++) n += 6 * strlen(labels[i]) + 48;
+    return n;
 }
 
 int bsd_results_set_labels(bsd_results *s, const char *const *labels, const float *thresholds,
@@ -85,7 +90,9 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
     char **nl = calloc((size_t)n_labels, sizeof *nl);
     float *nt = malloc((size_t)n_labels * sizeof *nt);
     float *np = NULL;
-    int same = 0;
+    size_t cap = bsd_results_prediction_bytes(labels, n_labels);
+    char *nb0 = malloc(cap), *nb1 = malloc(cap);
+    int same = 0, ok = nl && nt && nb0 && nb1;
     pthread_mutex_lock(&s->lock);
     if (n_labels == s->n_labels) {
         same = 1;
@@ -93,28 +100,38 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
     }
     pthread_mutex_unlock(&s->lock);
     if (!same) np = calloc(s->cap * (size_t)n_labels, sizeof *np);
-    if (!nl || !nt || (!same && !np)) {
+    for (int i = 0; ok && i < n_labels; i++) {
+        nl[i] = strdup(labels[i]);
+        nt[i] = thresholds[i];
+        ok = nl[i] != NULL;
+    }
+    if (!ok || (!same && !np)) {
+        for (int i = 0; nl && i < n_labels; i++) free(nl[i]);
         free(nl);
         free(nt);
         free(np);
+        free(nb0);
+        free(nb1);
         return -1;
-    }
-    for (int i = 0; i < n_labels; i++) {
-        nl[i] = strdup(labels[i]);
-        nt[i] = thresholds[i];
     }
     pthread_mutex_lock(&s->lock);
     free_labels(s);
     s->labels = nl;
     s->thresholds = nt;
     s->n_labels = n_labels;
+    /* the latest document keeps its bytes: labels that are the same write the same text */
+    if (same && s->cur >= 0) memcpy(nb0, s->body[s->cur], s->body_len[s->cur] + 1);
+    free(s->body[0]);
+    free(s->body[1]);
+    s->body[0] = nb0;
+    s->body[1] = nb1;
+    s->body_cap = cap;
+    s->body_len[0] = same && s->cur >= 0 ? s->body_len[s->cur] : 0;
+    s->cur = same && s->cur >= 0 ? 0 : -1;
     if (!same) {
         free(s->probs);
         s->probs = np;
         s->oldest_seq = 0;
-        free(s->latest_body);
-        s->latest_body = NULL;
-        s->latest_len = 0;
     }
     pthread_mutex_unlock(&s->lock);
     return same ? 0 : 1;
@@ -127,20 +144,36 @@ void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user
     pthread_mutex_unlock(&s->lock);
 }
 
-/* One prediction object. order: label indices to emit (n of them). */
-static json_t *prediction_json(uint64_t seq, int64_t start_ns, int64_t end_ns, float inf_ms,
-                               const float *probs, char *const *labels, const int *order, int n) {
-    char t0[64], t1[64];
-    bsd_format_time(start_ns, t0);
-    bsd_format_time(end_ns, t1);
-    json_t *arr = json_array();
+void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char *const *labels,
+                                  const int *order, int n) {
+    char t[64];
+    bsd_jsonw_lit(w, "{\"seq\":");
+    bsd_jsonw_uint(w, r->seq);
+    bsd_format_time(r->start_ns, t);
+    bsd_jsonw_lit(w, ",\"start\":\"");
+    bsd_jsonw_lit(w, t);
+    bsd_format_time(r->end_ns, t);
+    bsd_jsonw_lit(w, "\",\"end\":\"");
+    bsd_jsonw_lit(w, t);
+    bsd_jsonw_lit(w, "\",\"inference_ms\":");
+    bsd_jsonw_fixed3(w, (double)r->inference_ms);
+    bsd_jsonw_lit(w, ",\"probabilities\":[");
     for (int k = 0; k < n; k++) {
         int i = order ? order[k] : k;
-        json_array_append_new(arr, json_pack("{s:s,s:f}", "species", labels[i], "probability",
-                                             (double)probs[i]));
+        bsd_jsonw_lit(w, k ? ",{\"species\":" : "{\"species\":");
+        bsd_jsonw_string(w, labels[i]);
+        bsd_jsonw_lit(w, ",\"probability\":");
+        bsd_jsonw_real(w, (double)r->probs[i]);
+        bsd_jsonw_lit(w, "}");
     }
-    return json_pack("{s:I,s:s,s:s,s:f,s:o}", "seq", (json_int_t)seq, "start", t0, "end", t1,
-                     "inference_ms", (double)inf_ms, "probabilities", arr);
+    bsd_jsonw_lit(w, "]}");
+}
+
+/* The result in history slot `slot` (lock held). */
+static bsd_result slot_result(const bsd_results *s, uint64_t seq, size_t slot) {
+    return (bsd_result){.seq = seq, .start_ns = s->start_ns[slot], .end_ns = s->end_ns[slot],
+                        .inference_ms = s->inference_ms[slot], .n_labels = s->n_labels,
+                        .probs = s->probs + slot * (size_t)s->n_labels};
 }
 
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
@@ -163,24 +196,22 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     void *user = s->listener_user;
     pthread_mutex_unlock(&s->lock);
 
-    /* Serialize outside the lock (labels only change on the worker thread, which is us). */
-    json_t *j = prediction_json(seq, start_ns, end_ns, inference_ms, probs, s->labels, NULL, n_labels);
-    char *body = json_dumps(j, JSON_FLAGS);
-    json_decref(j);
-    if (body) {
-        size_t len = strlen(body);
+    /* Serialize outside the lock into the buffer readers do not see (labels and buffers
+     * only change on the worker thread, which is us). */
+    bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns, .inference_ms = inference_ms,
+                    .n_labels = n_labels, .probs = probs};
+    int next = s->cur == 0 ? 1 : 0;
+    bsd_jsonw w = {.buf = s->body[next], .cap = s->body_cap};
+    bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, n_labels);
+    if (!w.failed) { /* cannot happen: body_cap fits every prediction of these labels */
         pthread_mutex_lock(&s->lock);
-        char *old = s->latest_body;
-        s->latest_body = body;
-        s->latest_len = len;
+        s->body_len[next] = w.len;
+        s->cur = next;
         pthread_mutex_unlock(&s->lock);
-        free(old);
+        r.json = w.buf;
+        r.json_len = w.len;
     }
-    if (fn) {
-        bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns,
-                        .inference_ms = inference_ms, .n_labels = n_labels, .probs = probs};
-        fn(&r, (const char *const *)s->labels, s->thresholds, user);
-    }
+    if (fn) fn(&r, (const char *const *)s->labels, s->thresholds, user);
     return seq;
 }
 
@@ -209,7 +240,7 @@ static int cmp_desc(const void *a, const void *b, void *probs) {
 
 int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, uint64_t *seq) {
     pthread_mutex_lock(&s->lock);
-    if (!s->oldest_seq || !s->latest_body) {
+    if (!s->oldest_seq || s->cur < 0) {
         pthread_mutex_unlock(&s->lock);
         return -1;
     }
@@ -217,53 +248,58 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
     *seq = q;
     if (top > s->n_labels) top = s->n_labels;
     if (top <= 0) {
-        *body = malloc(s->latest_len + 1);
-        if (*body) memcpy(*body, s->latest_body, s->latest_len + 1);
-        *len = s->latest_len;
+        *len = s->body_len[s->cur];
+        *body = malloc(*len + 1);
+        if (*body) memcpy(*body, s->body[s->cur], *len + 1);
         pthread_mutex_unlock(&s->lock);
         return *body ? 0 : -1;
     }
     int n = s->n_labels;
     size_t slot = (size_t)(q % s->cap);
-    float probs[n];
+    bsd_result r = slot_result(s, q, slot);
     int order[n];
-    memcpy(probs, s->probs + slot * (size_t)n, sizeof probs);
     for (int i = 0; i < n; i++) order[i] = i;
-    qsort_r(order, (size_t)n, sizeof(int), cmp_desc, probs);
-    json_t *j = prediction_json(q, s->start_ns[slot], s->end_ns[slot], s->inference_ms[slot],
-                                probs, s->labels, order, top);
+    qsort_r(order, (size_t)n, sizeof(int), cmp_desc, (void *)r.probs);
+    bsd_jsonw w = {.grow = 1};
+    bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, order, top);
     pthread_mutex_unlock(&s->lock);
-    *body = json_dumps(j, JSON_FLAGS);
-    json_decref(j);
-    if (!*body) return -1;
-    *len = strlen(*body);
+    if (w.failed) {
+        free(w.buf);
+        return -1;
+    }
+    *body = w.buf;
+    *len = w.len;
     return 0;
 }
 
 int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **body, size_t *len) {
-    json_t *arr = json_array();
+    bsd_jsonw w = {.grow = 1};
     pthread_mutex_lock(&s->lock);
     uint64_t latest = s->oldest_seq ? s->next_seq - 1 : 0;
     uint64_t first = since + 1;
     if (s->oldest_seq && first < s->oldest_seq) first = s->oldest_seq;
     size_t count = 0;
-    if (s->oldest_seq) {
-        for (uint64_t q = first; q <= latest && count < limit; q++, count++) {
-            size_t slot = (size_t)(q % s->cap);
-            json_array_append_new(arr, prediction_json(q, s->start_ns[slot], s->end_ns[slot],
-                                                       s->inference_ms[slot],
-                                                       s->probs + slot * (size_t)s->n_labels,
-                                                       s->labels, NULL, s->n_labels));
-        }
+    if (s->oldest_seq && first <= latest) count = latest - first + 1 < limit ? (size_t)(latest - first + 1) : limit;
+    char head[200];
+    snprintf(head, sizeof head,
+             "{\"since\":%" PRIu64 ",\"limit\":%zu,\"oldest\":%" PRIu64 ",\"latest\":%" PRIu64
+             ",\"count\":%zu,\"predictions\":[",
+             since, limit, s->oldest_seq, latest, count);
+    bsd_jsonw_lit(&w, head);
+    for (size_t k = 0; k < count; k++) {
+        uint64_t q = first + k;
+        bsd_result r = slot_result(s, q, (size_t)(q % s->cap));
+        if (k) bsd_jsonw_lit(&w, ",");
+        bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, s->n_labels);
     }
-    json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "since", (json_int_t)since, "limit",
-                          (json_int_t)limit, "oldest", (json_int_t)s->oldest_seq, "latest",
-                          (json_int_t)latest, "count", (json_int_t)count, "predictions", arr);
     pthread_mutex_unlock(&s->lock);
-    *body = json_dumps(j, JSON_FLAGS);
-    json_decref(j);
-    if (!*body) return -1;
-    *len = strlen(*body);
+    bsd_jsonw_lit(&w, "]}");
+    if (w.failed) {
+        free(w.buf);
+        return -1;
+    }
+    *body = w.buf;
+    *len = w.len;
     return 0;
 }
 

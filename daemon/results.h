@@ -15,12 +15,18 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/clock.h"
+
 typedef struct bsd_result {
     uint64_t seq;
     int64_t start_ns, end_ns;
     float inference_ms;
     int n_labels;
     const float *probs;
+    /* Its JSON (bsd_results_write_prediction, every label in model order), written once by
+     * the publish that made it; valid during the listener call. NULL elsewhere. */
+    const char *json;
+    size_t json_len;
 } bsd_result;
 
 typedef struct bsd_results bsd_results;
@@ -33,12 +39,25 @@ typedef void (*bsd_result_listener)(const bsd_result *r, const char *const *labe
 bsd_results *bsd_results_create(size_t capacity);
 void bsd_results_free(bsd_results *s);
 
-/* Sets the labels and thresholds of what follows (copied). When they differ from the
- * current labels the history is cleared (seq keeps counting). Returns 1 when cleared. */
+/* Sets the labels and thresholds of what follows (copied) and sizes the prediction buffers
+ * for them. When they differ from the current labels the history is cleared (seq keeps
+ * counting). Returns 1 when cleared, 0 when kept, -1 when out of memory (nothing changed). */
 int bsd_results_set_labels(bsd_results *s, const char *const *labels, const float *thresholds,
                            int n_labels);
 
-/* Publishes r (its seq is assigned here and returned); r->probs has n_labels values. */
+/* The one prediction serializer (GET /api/v1/predictions..., the SSE "prediction" event):
+ * {"seq":..,"start":"..","end":"..","inference_ms":%.3f,"probabilities":[{"species":..,
+ * "probability":..},..]} with the labels order[0..n-1] (order NULL: the first n in model
+ * order). Reals as jansson writes them (daemon/jsonw.h). */
+struct bsd_jsonw;
+void bsd_results_write_prediction(struct bsd_jsonw *w, const bsd_result *r, const char *const *labels,
+                                  const int *order, int n);
+/* Bytes that hold any prediction over these labels, NUL included. */
+size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels);
+
+/* Publishes a result (its seq is assigned here and returned; 0 when n_labels is not the
+ * labels' count): stores it in the history, writes its JSON into a preallocated buffer and
+ * calls the listener. Allocates nothing. */
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
                              const float *probs, int n_labels);
 
@@ -59,8 +78,5 @@ int bsd_results_species_json(bsd_results *s, char **body, size_t *len);
 uint64_t bsd_results_latest_seq(bsd_results *s); /* 0 before the first */
 int bsd_results_n_labels(bsd_results *s);
 size_t bsd_results_capacity(const bsd_results *s);
-
-/* "2026-05-01T04:12:07.250Z" (24 chars + NUL). */
-void bsd_format_time(int64_t t_ns, char out[64]);
 
 #endif

@@ -14,8 +14,8 @@ typedef struct slot {
     char *text; /* "id: N\nevent: E\ndata: D\n\n", max_event_bytes + 96 bytes */
 } slot;
 
-struct bs_sse_hub {
-    bs_sse_config cfg;
+struct bsd_sse_hub {
+    bsd_sse_config cfg;
     size_t slot_bytes;
     slot *ring;
     char *text;
@@ -23,18 +23,18 @@ struct bs_sse_hub {
     int shutdown;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    bs_sse_stats stats;
+    bsd_sse_stats stats;
     /* libmicrohttpd streams: suspended while they have nothing to send, resumed by the
      * waker thread (never by the publisher) when events arrive or a heartbeat is due. */
     pthread_mutex_t mhd_lock;
-    bs_sse_client **streams; /* max_clients slots */
+    bsd_sse_client **streams; /* max_clients slots */
     struct MHD_Connection **resume; /* waker's scratch list */
     pthread_t waker;
     int waker_started;
 };
 
-struct bs_sse_client {
-    bs_sse_hub *hub;
+struct bsd_sse_client {
+    bsd_sse_hub *hub;
     uint64_t pos; /* index of the next event to send */
     char *pending;
     size_t pending_len, pending_off;
@@ -47,8 +47,8 @@ struct bs_sse_client {
 static const char RETRY[] = "retry: 2000\n\n";
 static const char HEARTBEAT[] = ": heartbeat\n\n";
 
-bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err) {
-    bs_sse_config c = cfg ? *cfg : (bs_sse_config){0};
+bsd_sse_hub *bsd_sse_hub_new(const bsd_sse_config *cfg, bs_error *err) {
+    bsd_sse_config c = cfg ? *cfg : (bsd_sse_config){0};
     if (c.history <= 0) c.history = 1024;
     if (c.max_event_bytes <= 0) c.max_event_bytes = 4096;
     if (c.max_clients <= 0) c.max_clients = 8;
@@ -58,7 +58,7 @@ bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err) {
                      c.max_event_bytes);
         return NULL;
     }
-    bs_sse_hub *h = calloc(1, sizeof *h);
+    bsd_sse_hub *h = calloc(1, sizeof *h);
     if (!h) {
         bs_error_set(err, "sse: out of memory");
         return NULL;
@@ -81,14 +81,14 @@ bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err) {
     h->streams = calloc((size_t)c.max_clients, sizeof *h->streams);
     h->resume = calloc((size_t)c.max_clients, sizeof *h->resume);
     if (!h->streams || !h->resume) {
-        bs_sse_hub_free(h);
+        bsd_sse_hub_free(h);
         bs_error_set(err, "sse: out of memory");
         return NULL;
     }
     return h;
 }
 
-void bs_sse_hub_shutdown(bs_sse_hub *h) {
+void bsd_sse_hub_shutdown(bsd_sse_hub *h) {
     pthread_mutex_lock(&h->lock);
     h->shutdown = 1;
     pthread_cond_broadcast(&h->cond);
@@ -99,9 +99,9 @@ void bs_sse_hub_shutdown(bs_sse_hub *h) {
     }
 }
 
-void bs_sse_hub_free(bs_sse_hub *h) {
+void bsd_sse_hub_free(bsd_sse_hub *h) {
     if (!h) return;
-    if (h->waker_started) bs_sse_hub_shutdown(h);
+    if (h->waker_started) bsd_sse_hub_shutdown(h);
     free(h->streams);
     free(h->resume);
     pthread_mutex_destroy(&h->mhd_lock);
@@ -112,7 +112,7 @@ void bs_sse_hub_free(bs_sse_hub *h) {
     free(h);
 }
 
-int bs_sse_publish(bs_sse_hub *h, uint64_t id, const char *event, const char *data) {
+int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data) {
     size_t dlen = strlen(data), elen = strlen(event);
     if (dlen > (size_t)h->cfg.max_event_bytes || elen > 32 || strpbrk(data, "\r\n") || strpbrk(event, "\r\n")) {
         pthread_mutex_lock(&h->lock);
@@ -133,8 +133,8 @@ int bs_sse_publish(bs_sse_hub *h, uint64_t id, const char *event, const char *da
     return 0;
 }
 
-bs_sse_client *bs_sse_client_open(bs_sse_hub *h, const char *last_event_id) {
-    bs_sse_client *c = calloc(1, sizeof *c);
+bsd_sse_client *bsd_sse_client_open(bsd_sse_hub *h, const char *last_event_id) {
+    bsd_sse_client *c = calloc(1, sizeof *c);
     if (!c) return NULL;
     c->pending = malloc(h->slot_bytes);
     if (!c->pending) {
@@ -180,8 +180,8 @@ static double ms_since(const struct timespec *t) {
     return (double)(now.tv_sec - t->tv_sec) * 1e3 + (double)(now.tv_nsec - t->tv_nsec) * 1e-6;
 }
 
-ssize_t bs_sse_client_read(bs_sse_client *c, char *buf, size_t max, int timeout_ms) {
-    bs_sse_hub *h = c->hub;
+ssize_t bsd_sse_client_read(bsd_sse_client *c, char *buf, size_t max, int timeout_ms) {
+    bsd_sse_hub *h = c->hub;
     if (c->over || max == 0) return -1;
     if (c->pending_off == c->pending_len) {
         struct timespec deadline;
@@ -222,7 +222,7 @@ ssize_t bs_sse_client_read(bs_sse_client *c, char *buf, size_t max, int timeout_
     return (ssize_t)n;
 }
 
-void bs_sse_client_close(bs_sse_client *c) {
+void bsd_sse_client_close(bsd_sse_client *c) {
     if (!c) return;
     pthread_mutex_lock(&c->hub->lock);
     c->hub->stats.clients--;
@@ -231,9 +231,9 @@ void bs_sse_client_close(bs_sse_client *c) {
     free(c);
 }
 
-bs_sse_stats bs_sse_get_stats(bs_sse_hub *h) {
+bsd_sse_stats bsd_sse_get_stats(bsd_sse_hub *h) {
     pthread_mutex_lock(&h->lock);
-    bs_sse_stats s = h->stats;
+    bsd_sse_stats s = h->stats;
     pthread_mutex_unlock(&h->lock);
     return s;
 }
@@ -241,14 +241,14 @@ bs_sse_stats bs_sse_get_stats(bs_sse_hub *h) {
 /* ---- libmicrohttpd glue ---- */
 
 /* Does c have something to send now (lock held: h->lock)? */
-static int has_work(bs_sse_client *c) {
-    bs_sse_hub *h = c->hub;
+static int has_work(bsd_sse_client *c) {
+    bsd_sse_hub *h = c->hub;
     return h->shutdown || c->pos != h->next || c->pending_off < c->pending_len ||
            ms_since(&c->last_output) >= h->cfg.heartbeat_ms;
 }
 
 static void *waker_main(void *arg) {
-    bs_sse_hub *h = arg;
+    bsd_sse_hub *h = arg;
     uint64_t seen = 0;
     for (;;) {
         pthread_mutex_lock(&h->lock);
@@ -268,7 +268,7 @@ static void *waker_main(void *arg) {
         int n = 0;
         pthread_mutex_lock(&h->mhd_lock);
         for (int i = 0; i < h->cfg.max_clients; i++) {
-            bs_sse_client *c = h->streams[i];
+            bsd_sse_client *c = h->streams[i];
             if (!c || !c->suspended) continue;
             pthread_mutex_lock(&h->lock);
             int work = has_work(c);
@@ -286,10 +286,10 @@ static void *waker_main(void *arg) {
 }
 
 static ssize_t mhd_reader(void *cls, uint64_t pos, char *buf, size_t max) {
-    bs_sse_client *c = cls;
-    bs_sse_hub *h = c->hub;
+    bsd_sse_client *c = cls;
+    bsd_sse_hub *h = c->hub;
     (void)pos;
-    ssize_t n = bs_sse_client_read(c, buf, max, 0);
+    ssize_t n = bsd_sse_client_read(c, buf, max, 0);
     if (n < 0) return MHD_CONTENT_READER_END_OF_STREAM;
     if (n > 0) return n;
     /* Nothing to send: suspend (returning 0 alone would make libmicrohttpd spin); the
@@ -307,16 +307,16 @@ static ssize_t mhd_reader(void *cls, uint64_t pos, char *buf, size_t max) {
 }
 
 static void mhd_free(void *cls) {
-    bs_sse_client *c = cls;
-    bs_sse_hub *h = c->hub;
+    bsd_sse_client *c = cls;
+    bsd_sse_hub *h = c->hub;
     pthread_mutex_lock(&h->mhd_lock);
     for (int i = 0; i < h->cfg.max_clients; i++)
         if (h->streams[i] == c) h->streams[i] = NULL;
     pthread_mutex_unlock(&h->mhd_lock);
-    bs_sse_client_close(c);
+    bsd_sse_client_close(c);
 }
 
-struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id) {
+struct MHD_Response *bsd_sse_mhd_response(bsd_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id) {
     pthread_mutex_lock(&h->mhd_lock);
     if (!h->waker_started) {
         pthread_mutex_lock(&h->lock);
@@ -327,12 +327,12 @@ struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, struct MHD_Connection *c
     int started = h->waker_started;
     pthread_mutex_unlock(&h->mhd_lock);
     if (!started) return NULL;
-    bs_sse_client *c = bs_sse_client_open(h, last_event_id);
+    bsd_sse_client *c = bsd_sse_client_open(h, last_event_id);
     if (!c) return NULL;
     c->conn = conn;
     struct MHD_Response *r = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 4096, mhd_reader, c, mhd_free);
     if (!r) {
-        bs_sse_client_close(c);
+        bsd_sse_client_close(c);
         return NULL;
     }
     pthread_mutex_lock(&h->mhd_lock);

@@ -7,12 +7,12 @@
  *   - no Last-Event-ID: live events only;
  *   - Last-Event-ID: N: every event still in the ring with id > N (ids never decrease);
  *   - a client the ring has lapped (too slow) is dropped: its stream ends;
- *   - at most max_clients at once (bs_sse_client_open returns NULL beyond);
+ *   - at most max_clients at once (bsd_sse_client_open returns NULL beyond);
  *   - a comment line ": heartbeat" when nothing happened for heartbeat_ms.
- * Over libmicrohttpd (bs_sse_mhd_response) a stream with nothing to send is suspended
+ * Over libmicrohttpd (bsd_sse_mhd_response) a stream with nothing to send is suspended
  * (the daemon needs MHD_ALLOW_SUSPEND_RESUME) and a waker thread of the hub, never the
  * publisher, resumes it when events arrive or a heartbeat is due: streams hold no HTTP
- * thread while idle. Call bs_sse_hub_shutdown before stopping the HTTP server. */
+ * thread while idle. Call bsd_sse_hub_shutdown before stopping the HTTP server. */
 #ifndef BIRDSONG_DAEMON_SSE_H
 #define BIRDSONG_DAEMON_SSE_H
 
@@ -22,49 +22,49 @@
 
 #include "birdsong/error.h"
 
-typedef struct bs_sse_config {
+typedef struct bsd_sse_config {
     int history;         /* events kept for resume (default 1024) */
     int max_event_bytes; /* longest data line (default 4096) */
     int max_clients;     /* default 8 */
     int heartbeat_ms;    /* default 15000 */
-} bs_sse_config;
+} bsd_sse_config;
 
-typedef struct bs_sse_stats {
+typedef struct bsd_sse_stats {
     uint64_t published;
     uint64_t too_long;      /* events refused: data longer than max_event_bytes */
     uint64_t clients;       /* connected now */
     uint64_t clients_total; /* ever accepted */
     uint64_t rejected;      /* refused: max_clients reached */
     uint64_t dropped_slow;  /* dropped: lapped by the ring */
-} bs_sse_stats;
+} bsd_sse_stats;
 
-typedef struct bs_sse_hub bs_sse_hub;
-typedef struct bs_sse_client bs_sse_client;
+typedef struct bsd_sse_hub bsd_sse_hub;
+typedef struct bsd_sse_client bsd_sse_client;
 
-bs_sse_hub *bs_sse_hub_new(const bs_sse_config *cfg, bs_error *err);
+bsd_sse_hub *bsd_sse_hub_new(const bsd_sse_config *cfg, bs_error *err);
 /* Ends every client's stream (their reads return -1) and refuses new ones. */
-void bs_sse_hub_shutdown(bs_sse_hub *h);
+void bsd_sse_hub_shutdown(bsd_sse_hub *h);
 /* All clients must be closed first. */
-void bs_sse_hub_free(bs_sse_hub *h);
+void bsd_sse_hub_free(bsd_sse_hub *h);
 
 /* data: one line (no '\n' or '\r'). Returns 0, or -1 when refused (too long or bad). */
-int bs_sse_publish(bs_sse_hub *h, uint64_t id, const char *event, const char *data);
+int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data);
 
 /* last_event_id: the header value or NULL. NULL when the hub is full or shut down. */
-bs_sse_client *bs_sse_client_open(bs_sse_hub *h, const char *last_event_id);
+bsd_sse_client *bsd_sse_client_open(bsd_sse_hub *h, const char *last_event_id);
 /* Writes up to max bytes of the stream into buf. Returns the number of bytes (> 0), or
  * -1 when the stream is over (client too slow, hub shut down). Blocks at most timeout_ms,
  * then returns a heartbeat comment if heartbeat_ms passed without output; returns 0 when
  * the timeout passed with nothing to say. */
-ssize_t bs_sse_client_read(bs_sse_client *c, char *buf, size_t max, int timeout_ms);
-void bs_sse_client_close(bs_sse_client *c);
+ssize_t bsd_sse_client_read(bsd_sse_client *c, char *buf, size_t max, int timeout_ms);
+void bsd_sse_client_close(bsd_sse_client *c);
 
-bs_sse_stats bs_sse_get_stats(bs_sse_hub *h);
+bsd_sse_stats bsd_sse_get_stats(bsd_sse_hub *h);
 
 /* libmicrohttpd glue: a streaming response for one client on conn (NULL when the hub is
  * full or shut down: answer 503). The response owns the client. */
 struct MHD_Response;
 struct MHD_Connection;
-struct MHD_Response *bs_sse_mhd_response(bs_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id);
+struct MHD_Response *bsd_sse_mhd_response(bsd_sse_hub *h, struct MHD_Connection *conn, const char *last_event_id);
 
 #endif

@@ -1,7 +1,8 @@
 /* birdsongd station features, wired into the daemon: detections (daemon/detect.h) from
  * every published result, their store (daemon/store.h), clips (daemon/clips.h), the SSE
  * stream (daemon/sse.h), MQTT (daemon/mqtt.h), /metrics (daemon/metrics.h) and the
- * dashboard (daemon/dashboard.h), plus their HTTP handlers.
+ * dashboard (daemon/dashboard.h). Its HTTP handlers (daemon/api_station.c, /metrics in
+ * daemon/metrics_page.c) are declared in daemon/api.h.
  *
  * Order in main: bsd_station_start after bsd_worker_create and before bsd_worker_start
  * (it installs the results listener and the worker's audio tap);
@@ -10,10 +11,10 @@
 #ifndef BIRDSONGD_STATION_H
 #define BIRDSONGD_STATION_H
 
-#include <microhttpd.h>
-
 #include "birdsong/error.h"
 #include "daemon/app.h"
+#include "daemon/clock.h"
+#include "daemon/health.h"
 
 /* Opens state_dir/detections.db (creating state_dir), builds the detector from the
  * model's labels and thresholds and the config, starts clips and MQTT when enabled.
@@ -31,20 +32,6 @@ void bsd_station_stop(bsd_station *st);
 /* /health: appends a reason and returns -1 while detections are being lost (failed database
  * writes, a full write queue, clips skipped for disk space: seen since the last call or in
  * the last 10 s); 0 otherwise (also for NULL). */
-#include <jansson.h>
-int bsd_station_health(bsd_station *st, json_t *reasons);
-
-/* HTTP handlers (rows of the route table in daemon/api.c). */
-enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_stream(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url);
-enum MHD_Result bsd_api_dashboard(bsd_app *app, struct MHD_Connection *c, const char *url);
-
-/* ISO 8601 UTC time: "2026-05-01T04:12:07Z", with optional fraction and a Z or +hh:mm
- * offset, or a date "2026-05-01" (midnight UTC). 0 and *t (unix seconds), or -1. */
-int bsd_parse_iso8601(const char *s, double *t);
+int bsd_station_health(bsd_station *st, bsd_health *h);
 
 #endif

@@ -13,7 +13,7 @@
 
 /* Migration i brings the schema from version i-1 to version i. Never edit a released
  * entry: add a new one. */
-static const char *const MIGRATIONS[BS_STORE_SCHEMA_VERSION + 1] = {
+static const char *const MIGRATIONS[BSD_STORE_SCHEMA_VERSION + 1] = {
     NULL,
     /* v1: the first station schema (one confidence per detection). */
     "CREATE TABLE detections ("
@@ -33,13 +33,13 @@ static const char *const MIGRATIONS[BS_STORE_SCHEMA_VERSION + 1] = {
     "CREATE INDEX detections_species_start ON detections(species, start_time);",
 };
 
-const char *bs_store_migration_sql(int v) {
-    return (v >= 1 && v <= BS_STORE_SCHEMA_VERSION) ? MIGRATIONS[v] : NULL;
+const char *bsd_store_migration_sql(int v) {
+    return (v >= 1 && v <= BSD_STORE_SCHEMA_VERSION) ? MIGRATIONS[v] : NULL;
 }
 
-struct bs_store {
+struct bsd_store {
     char *path;
-    bs_store_config cfg;
+    bsd_store_config cfg;
     sqlite3 *wdb; /* writer thread only (and open/close) */
     sqlite3 *rdb; /* readers and retention, under rlock */
     pthread_mutex_t rlock;
@@ -49,7 +49,7 @@ struct bs_store {
     pthread_mutex_t lock; /* queue and counters */
     pthread_cond_t cond;  /* queue not empty / stop */
     pthread_cond_t done;  /* commits progressed */
-    bs_detection *queue;
+    bsd_detection *queue;
     int cap;
     uint64_t head, tail; /* pushed, popped */
     uint64_t committed;  /* popped and finished (committed or failed) */
@@ -57,7 +57,7 @@ struct bs_store {
     int stop;
     pthread_t writer;
     int writer_started;
-    bs_store_stats stats;
+    bsd_store_stats stats;
 };
 
 static double now_seconds(void) {
@@ -66,7 +66,7 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-static void count_error(bs_store *s) {
+static void count_error(bsd_store *s) {
     pthread_mutex_lock(&s->lock);
     s->stats.errors++;
     pthread_mutex_unlock(&s->lock);
@@ -103,13 +103,13 @@ static int user_version(sqlite3 *db) {
     return v;
 }
 
-static int migrate(bs_store *s, bs_error *err) {
+static int migrate(bsd_store *s, bs_error *err) {
     int v = user_version(s->wdb);
     if (v < 0) return bs_error_set(err, "%s: cannot read the schema version: %s", s->path, sqlite3_errmsg(s->wdb));
-    if (v > BS_STORE_SCHEMA_VERSION)
+    if (v > BSD_STORE_SCHEMA_VERSION)
         return bs_error_set(err, "%s: schema version %d is newer than this birdsongd knows (%d): upgrade birdsongd",
-                            s->path, v, BS_STORE_SCHEMA_VERSION);
-    for (int to = v + 1; to <= BS_STORE_SCHEMA_VERSION; to++) {
+                            s->path, v, BSD_STORE_SCHEMA_VERSION);
+    for (int to = v + 1; to <= BSD_STORE_SCHEMA_VERSION; to++) {
         char what[64];
         snprintf(what, sizeof what, "migration to schema version %d", to);
         if (exec_sql(s->wdb, "BEGIN IMMEDIATE", s->path, what, err)) return -1;
@@ -122,7 +122,7 @@ static int migrate(bs_store *s, bs_error *err) {
         }
         if (v > 0) bs_log_info("%s: migrated the detection store to schema version %d", s->path, to);
     }
-    s->version = BS_STORE_SCHEMA_VERSION;
+    s->version = BSD_STORE_SCHEMA_VERSION;
     return 0;
 }
 
@@ -139,7 +139,7 @@ static int64_t high_water_id(sqlite3 *db) {
     return id;
 }
 
-static int insert_one(bs_store *s, const bs_detection *d) {
+static int insert_one(bsd_store *s, const bsd_detection *d) {
     sqlite3_stmt *st = s->insert;
     sqlite3_reset(st);
     sqlite3_bind_int64(st, 1, d->id);
@@ -159,11 +159,11 @@ static int insert_one(bs_store *s, const bs_detection *d) {
 enum { BATCH = 64 };
 
 static void *writer_main(void *arg) {
-    bs_store *s = arg;
-    bs_detection batch[BATCH];
+    bsd_store *s = arg;
+    bsd_detection batch[BATCH];
     double interval = s->cfg.retention_interval_seconds > 0 ? s->cfg.retention_interval_seconds : 60.0;
     bs_error rerr;
-    if (bs_store_run_retention(s, now_seconds(), &rerr) < 0) bs_log_error("%s", rerr.msg);
+    if (bsd_store_run_retention(s, now_seconds(), &rerr) < 0) bs_log_error("%s", rerr.msg);
     double next_retention = now_seconds() + interval;
     for (;;) {
         pthread_mutex_lock(&s->lock);
@@ -204,15 +204,15 @@ static void *writer_main(void *arg) {
         }
         if (now_seconds() >= next_retention) {
             bs_error err;
-            if (bs_store_run_retention(s, now_seconds(), &err) < 0) bs_log_error("%s", err.msg);
+            if (bsd_store_run_retention(s, now_seconds(), &err) < 0) bs_log_error("%s", err.msg);
             next_retention = now_seconds() + interval;
         }
     }
     return NULL;
 }
 
-bs_store *bs_store_open(const char *path, const bs_store_config *cfg, bs_error *err) {
-    bs_store *s = calloc(1, sizeof *s);
+bsd_store *bsd_store_open(const char *path, const bsd_store_config *cfg, bs_error *err) {
+    bsd_store *s = calloc(1, sizeof *s);
     if (!s) {
         bs_error_set(err, "%s: out of memory", path);
         return NULL;
@@ -268,11 +268,11 @@ bs_store *bs_store_open(const char *path, const bs_store_config *cfg, bs_error *
     s->writer_started = 1;
     return s;
 fail:
-    bs_store_close(s);
+    bsd_store_close(s);
     return NULL;
 }
 
-void bs_store_close(bs_store *s) {
+void bsd_store_close(bsd_store *s) {
     if (!s) return;
     if (s->writer_started) {
         pthread_mutex_lock(&s->lock);
@@ -293,7 +293,7 @@ void bs_store_close(bs_store *s) {
     free(s);
 }
 
-int bs_store_enqueue(bs_store *s, bs_detection *d) {
+int bsd_store_enqueue(bsd_store *s, bsd_detection *d) {
     pthread_mutex_lock(&s->lock);
     if (s->head - s->tail >= (uint64_t)s->cap) {
         s->stats.dropped++;
@@ -308,7 +308,7 @@ int bs_store_enqueue(bs_store *s, bs_detection *d) {
     return 0;
 }
 
-int bs_store_flush(bs_store *s, int timeout_ms) {
+int bsd_store_flush(bsd_store *s, int timeout_ms) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     if (timeout_ms >= 0) {
@@ -331,7 +331,7 @@ int bs_store_flush(bs_store *s, int timeout_ms) {
     return rc;
 }
 
-static void row_to_detection(sqlite3_stmt *st, bs_detection *d) {
+static void row_to_detection(sqlite3_stmt *st, bsd_detection *d) {
     memset(d, 0, sizeof *d);
     d->id = sqlite3_column_int64(st, 0);
     const unsigned char *sp = sqlite3_column_text(st, 1);
@@ -353,21 +353,21 @@ static void row_to_detection(sqlite3_stmt *st, bs_detection *d) {
     " WHERE (?1 IS NULL OR start_time >= ?1) AND (?2 IS NULL OR start_time < ?2)"              \
     " AND (?3 IS NULL OR species = ?3) AND max_probability >= ?4"
 
-static void bind_filter(sqlite3_stmt *st, const bs_store_filter *f) {
+static void bind_filter(sqlite3_stmt *st, const bsd_store_filter *f) {
     if (f->has_from) sqlite3_bind_double(st, 1, f->from);
     if (f->has_to) sqlite3_bind_double(st, 2, f->to);
     if (f->species) sqlite3_bind_text(st, 3, f->species, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(st, 4, f->min_confidence);
 }
 
-static int reader_fail(bs_store *s, const char *what, bs_error *err) {
+static int reader_fail(bsd_store *s, const char *what, bs_error *err) {
     bs_error_set(err, "%s: %s failed: %s", s->path, what, sqlite3_errmsg(s->rdb));
     pthread_mutex_unlock(&s->rlock);
     count_error(s);
     return -1;
 }
 
-int bs_store_query(bs_store *s, const bs_store_filter *f, bs_store_page *out, bs_error *err) {
+int bsd_store_query(bsd_store *s, const bsd_store_filter *f, bsd_store_page *out, bs_error *err) {
     memset(out, 0, sizeof *out);
     int limit = f->limit > 0 ? f->limit : 100;
     if (limit > 1000) limit = 1000;
@@ -377,13 +377,13 @@ int bs_store_query(bs_store *s, const bs_store_filter *f, bs_store_page *out, bs
     pthread_mutex_lock(&s->rlock);
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->rdb, "SELECT count(*) FROM detections" WHERE, -1, &st, NULL) != SQLITE_OK) {
-        bs_store_page_free(out);
+        bsd_store_page_free(out);
         return reader_fail(s, "counting detections", err);
     }
     bind_filter(st, f);
     if (sqlite3_step(st) != SQLITE_ROW) {
         sqlite3_finalize(st);
-        bs_store_page_free(out);
+        bsd_store_page_free(out);
         return reader_fail(s, "counting detections", err);
     }
     out->total = sqlite3_column_int64(st, 0);
@@ -392,7 +392,7 @@ int bs_store_query(bs_store *s, const bs_store_filter *f, bs_store_page *out, bs
                            "SELECT " COLUMNS " FROM detections" WHERE
                            " ORDER BY start_time DESC, id DESC LIMIT ?5 OFFSET ?6",
                            -1, &st, NULL) != SQLITE_OK) {
-        bs_store_page_free(out);
+        bsd_store_page_free(out);
         return reader_fail(s, "listing detections", err);
     }
     bind_filter(st, f);
@@ -402,21 +402,21 @@ int bs_store_query(bs_store *s, const bs_store_filter *f, bs_store_page *out, bs
     while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->n < limit) row_to_detection(st, &out->rows[out->n++]);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
-        bs_store_page_free(out);
+        bsd_store_page_free(out);
         return reader_fail(s, "listing detections", err);
     }
     pthread_mutex_unlock(&s->rlock);
     return 0;
 }
 
-void bs_store_page_free(bs_store_page *p) {
+void bsd_store_page_free(bsd_store_page *p) {
     if (!p) return;
     free(p->rows);
     p->rows = NULL;
     p->n = 0;
 }
 
-int bs_store_get(bs_store *s, int64_t id, bs_detection *out, bs_error *err) {
+int bsd_store_get(bsd_store *s, int64_t id, bsd_detection *out, bs_error *err) {
     pthread_mutex_lock(&s->rlock);
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(s->rdb, "SELECT " COLUMNS " FROM detections WHERE id = ?", -1, &st, NULL) != SQLITE_OK)
@@ -431,7 +431,7 @@ int bs_store_get(bs_store *s, int64_t id, bs_detection *out, bs_error *err) {
     return found;
 }
 
-int bs_store_summarize(bs_store *s, const bs_store_filter *f, int bucket_seconds, bs_store_summary *out,
+int bsd_store_summarize(bsd_store *s, const bsd_store_filter *f, int bucket_seconds, bsd_store_summary *out,
                        bs_error *err) {
     memset(out, 0, sizeof *out);
     if (bucket_seconds != 3600 && bucket_seconds != 86400)
@@ -450,16 +450,16 @@ int bs_store_summarize(bs_store *s, const bs_store_filter *f, int bucket_seconds
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if (out->n == cap) {
             cap = cap ? 2 * cap : 64;
-            bs_store_bucket *nb = realloc(out->buckets, (size_t)cap * sizeof *nb);
+            bsd_store_bucket *nb = realloc(out->buckets, (size_t)cap * sizeof *nb);
             if (!nb) {
                 sqlite3_finalize(st);
                 pthread_mutex_unlock(&s->rlock);
-                bs_store_summary_free(out);
+                bsd_store_summary_free(out);
                 return bs_error_set(err, "summary: out of memory");
             }
             out->buckets = nb;
         }
-        bs_store_bucket *b = &out->buckets[out->n++];
+        bsd_store_bucket *b = &out->buckets[out->n++];
         b->start = (double)sqlite3_column_int64(st, 0);
         const unsigned char *sp = sqlite3_column_text(st, 1);
         snprintf(b->species, sizeof b->species, "%s", sp ? (const char *)sp : "");
@@ -467,21 +467,21 @@ int bs_store_summarize(bs_store *s, const bs_store_filter *f, int bucket_seconds
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) {
-        bs_store_summary_free(out);
+        bsd_store_summary_free(out);
         return reader_fail(s, "summarizing detections", err);
     }
     pthread_mutex_unlock(&s->rlock);
     return 0;
 }
 
-void bs_store_summary_free(bs_store_summary *sm) {
+void bsd_store_summary_free(bsd_store_summary *sm) {
     if (!sm) return;
     free(sm->buckets);
     sm->buckets = NULL;
     sm->n = 0;
 }
 
-int64_t bs_store_run_retention(bs_store *s, double now, bs_error *err) {
+int64_t bsd_store_run_retention(bsd_store *s, double now, bs_error *err) {
     int64_t deleted = 0;
     if (s->cfg.retention_days <= 0 && s->cfg.retention_rows <= 0) return 0;
     pthread_mutex_lock(&s->rlock);
@@ -517,12 +517,12 @@ int64_t bs_store_run_retention(bs_store *s, double now, bs_error *err) {
     return deleted;
 }
 
-bs_store_stats bs_store_get_stats(bs_store *s) {
+bsd_store_stats bsd_store_get_stats(bsd_store *s) {
     pthread_mutex_lock(&s->lock);
-    bs_store_stats st = s->stats;
+    bsd_store_stats st = s->stats;
     st.queue_length = s->head - s->tail;
     pthread_mutex_unlock(&s->lock);
     return st;
 }
 
-int bs_store_schema_version(bs_store *s) { return s->version; }
+int bsd_store_schema_version(bsd_store *s) { return s->version; }

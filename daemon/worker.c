@@ -255,6 +255,15 @@ static void feed(bsd_worker *w, const float *x, size_t n) {
     }
 }
 
+/* Hands m's labels and thresholds to the results store: 1 when that cleared the history, 0
+ * when it kept it, -1 with err when out of memory. */
+static int publish_labels(bsd_results *results, const bsd_model *m, bs_error *err) {
+    int n = bs_model_n_outputs(m->model);
+    int rc = bsd_results_set_labels(results, bs_model_labels(m->model), bs_model_thresholds(m->model), n);
+    if (rc < 0) bs_error_set(err, "%s: out of memory for the results of %d species", m->path, n);
+    return rc;
+}
+
 static void swap_model(bsd_worker *w, bsd_model *nm) {
     bs_error err;
     bsd_model *old = w->m;
@@ -262,7 +271,8 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
     w->m = nm;
     w->model_swaps++;
     pthread_mutex_unlock(&w->lock);
-    if (build_pipeline(w, nm, w->in_rate, &err) != 0) {
+    int cleared = -1;
+    if (build_pipeline(w, nm, w->in_rate, &err) != 0 || (cleared = publish_labels(w->results, nm, &err)) < 0) {
         /* Should not happen (bsd_model_open checked it); fall back to the old model. */
         bs_log_error("worker: cannot serve the new model: %s; keeping the previous one", err.msg);
         pthread_mutex_lock(&w->lock);
@@ -274,9 +284,7 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
         return;
     }
     int n = bs_model_n_outputs(nm->model);
-    const char *labels[n];
-    for (int i = 0; i < n; i++) labels[i] = bs_model_label(nm->model, i);
-    if (bsd_results_set_labels(w->results, labels, bs_model_thresholds(nm->model), n) == 1)
+    if (cleared == 1)
         bs_log_info("worker: the new model has other labels; prediction history cleared");
     w->have_mark = 0; /* restart at the next mark or read */
     bsd_model_close(old);
@@ -397,7 +405,8 @@ bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results 
     atomic_init(&w->heartbeat, 0);
     atomic_init(&w->pending, NULL);
     w->readbuf = malloc(CHUNK * sizeof(float));
-    if (!w->readbuf || build_pipeline(w, model, model->features.sample_rate, err) != 0) {
+    if (!w->readbuf || build_pipeline(w, model, model->features.sample_rate, err) != 0 ||
+        publish_labels(results, model, err) < 0) {
         if (!w->readbuf) bs_error_set(err, "worker: out of memory");
         free_pipeline(w);
         free(w->readbuf);
@@ -406,10 +415,6 @@ bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results 
         return NULL;
     }
     w->m = model;
-    int n = bs_model_n_outputs(model->model);
-    const char *labels[n];
-    for (int i = 0; i < n; i++) labels[i] = bs_model_label(model->model, i);
-    bsd_results_set_labels(results, labels, bs_model_thresholds(model->model), n);
     if (cfg->debug_dump_path[0]) {
         w->dump = fopen(cfg->debug_dump_path, "wb");
         if (!w->dump) bs_log_warn("worker: cannot write debug_dump_path %s", cfg->debug_dump_path);
@@ -472,82 +477,94 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-json_t *bsd_worker_status_json(bsd_worker *w) {
+bsd_worker_stats bsd_worker_get_stats(bsd_worker *w) {
     float tmp[INF_HISTORY];
+    bsd_worker_stats s = {0};
     pthread_mutex_lock(&w->lock);
     size_t n = w->inf_n < INF_HISTORY ? w->inf_n : INF_HISTORY;
     memcpy(tmp, w->inf_ms, n * sizeof(float));
-    uint64_t windows = w->windows;
-    double mean_all = w->windows ? w->inf_sum_all / (double)w->windows : 0;
-    double since = w->last_window_mono > 0 ? bsd_mono_seconds() - w->last_window_mono : -1;
-    json_t *j = json_pack("{s:I,s:I,s:I,s:b,s:b,s:f,s:I,s:f,s:f,s:I}",
-                          "windows", (json_int_t)windows,
-                          "restarts", (json_int_t)w->restarts,
-                          "behind_events", (json_int_t)w->behind_events,
-                          "behind", w->behind, "paused", w->paused,
-                          "lag_seconds", w->lag_seconds,
-                          "heartbeat", (json_int_t)atomic_load(&w->heartbeat),
-                          "hop_seconds", w->cfg->hop_seconds,
-                          "segment_seconds", (double)w->seg / w->model_rate,
-                          "model_swaps", (json_int_t)w->model_swaps);
+    s.windows = w->windows;
+    s.inference_mean_all_ms = w->windows ? w->inf_sum_all / (double)w->windows : 0;
+    s.seconds_since_last_window = w->last_window_mono > 0 ? bsd_mono_seconds() - w->last_window_mono : -1;
+    s.restarts = w->restarts;
+    s.behind_events = w->behind_events;
+    s.behind = w->behind;
+    s.paused = w->paused;
+    s.lag_seconds = w->lag_seconds;
+    s.heartbeat = atomic_load(&w->heartbeat);
+    s.hop_seconds = w->cfg->hop_seconds;
+    s.segment_seconds = (double)w->seg / w->model_rate;
+    s.model_swaps = w->model_swaps;
     pthread_mutex_unlock(&w->lock);
-    double mean = 0, p95 = 0, mx = 0;
     if (n > 0) {
+        double mean = 0;
         for (size_t i = 0; i < n; i++) mean += tmp[i];
-        mean /= (double)n;
+        s.inference_mean_ms = mean / (double)n;
         qsort(tmp, n, sizeof(float), cmp_float);
-        p95 = tmp[(size_t)ceil(0.95 * (double)n) - 1];
-        mx = tmp[n - 1];
+        s.inference_p95_ms = tmp[(size_t)ceil(0.95 * (double)n) - 1];
+        s.inference_max_ms = tmp[n - 1];
     }
-    json_object_set_new(j, "inference_ms", json_pack("{s:f,s:f,s:f,s:f,s:I}", "mean", mean, "p95", p95,
-                                                     "max", mx, "mean_all", mean_all,
-                                                     "recent_windows", (json_int_t)n));
-    /* Real-time factor: processing time per second of audio analysed (hop). */
-    json_object_set_new(j, "real_time_factor", json_real(mean / 1000.0 / w->cfg->hop_seconds));
-    json_object_set_new(j, "seconds_since_last_window", since >= 0 ? json_real(since) : json_null());
-    return j;
+    s.inference_recent_windows = n;
+    s.real_time_factor = s.inference_mean_ms / 1000.0 / w->cfg->hop_seconds;
+    return s;
 }
 
-json_t *bsd_worker_model_json(bsd_worker *w) {
+void bsd_worker_model_info_clear(bsd_worker_model_info *info) {
+    if (info->labels)
+        for (int i = 0; i < info->n_labels; i++) free(info->labels[i]);
+    free(info->labels);
+    free(info->thresholds);
+    memset(info, 0, sizeof *info);
+}
+
+int bsd_worker_get_model_info(bsd_worker *w, bsd_worker_model_info *info) {
+    memset(info, 0, sizeof *info);
     pthread_mutex_lock(&w->lock);
-    bs_model *m = w->m->model;
-    json_t *labels = json_array();
-    for (int i = 0; i < bs_model_n_outputs(m); i++) json_array_append_new(labels, json_string(bs_model_label(m, i)));
-    char sum[16], loaded[64];
-    snprintf(sum, sizeof sum, "%08x", bs_model_checksum(m));
-    bsd_format_time(w->m->loaded_ns, loaded);
-    json_t *j = json_pack("{s:s,s:s,s:o,s:s,s:s,s:s,s:i,s:f}", "path", w->m->path, "arch",
-                          bs_model_arch(m), "labels", labels, "checksum", sum, "training_date",
-                          bs_model_training_date(m), "loaded_at", loaded, "sample_rate",
-                          w->m->features.sample_rate, "segment_seconds", w->m->features.segment_seconds);
-    json_t *reload = json_pack("{s:I,s:I}", "succeeded", (json_int_t)w->reloads_ok, "failed",
-                               (json_int_t)w->reloads_failed);
-    if (w->reload_ns) {
-        char t[64];
-        bsd_format_time(w->reload_ns, t);
-        json_object_set_new(reload, "last_attempt", json_string(t));
-        json_object_set_new(reload, "last_path", json_string(w->reload_path));
-        json_object_set_new(reload, "last_error", w->reload_error[0] ? json_string(w->reload_error) : json_null());
+    const bs_model *m = w->m->model;
+    int n = bs_model_n_outputs(m), ok = 1;
+    info->labels = calloc((size_t)n, sizeof *info->labels);
+    info->thresholds = malloc((size_t)n * sizeof *info->thresholds);
+    ok = info->labels && info->thresholds;
+    for (int i = 0; ok && i < n; i++) {
+        info->labels[i] = strdup(bs_model_label(m, i));
+        info->n_labels = i + 1;
+        ok = info->labels[i] != NULL;
     }
-    json_object_set_new(j, "reload", reload);
+    if (ok) memcpy(info->thresholds, bs_model_thresholds(m), (size_t)n * sizeof *info->thresholds);
+    snprintf(info->path, sizeof info->path, "%s", w->m->path);
+    snprintf(info->arch, sizeof info->arch, "%s", bs_model_arch(m));
+    snprintf(info->checksum, sizeof info->checksum, "%08x", bs_model_checksum(m));
+    snprintf(info->training_date, sizeof info->training_date, "%s", bs_model_training_date(m));
+    info->loaded_ns = w->m->loaded_ns;
+    info->sample_rate = w->m->features.sample_rate;
+    info->segment_seconds = w->m->features.segment_seconds;
+    info->reloads_ok = w->reloads_ok;
+    info->reloads_failed = w->reloads_failed;
+    info->reload_ns = w->reload_ns;
+    snprintf(info->reload_path, sizeof info->reload_path, "%s", w->reload_path);
+    snprintf(info->reload_error, sizeof info->reload_error, "%s", w->reload_error);
     pthread_mutex_unlock(&w->lock);
-    return j;
+    if (!ok) {
+        bsd_worker_model_info_clear(info);
+        return -1;
+    }
+    return 0;
 }
 
-int bsd_worker_health(bsd_worker *w, json_t *reasons) {
-    char msg[200];
+uint64_t bsd_worker_reload_attempts(bsd_worker *w) {
+    pthread_mutex_lock(&w->lock);
+    uint64_t n = w->reloads_ok + w->reloads_failed;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
+int bsd_worker_health(bsd_worker *w, bsd_health *h) {
     int bad = 0;
     pthread_mutex_lock(&w->lock);
-    if (w->paused) {
-        json_array_append_new(reasons, json_string("worker: paused (debug_pause_worker_seconds)"));
-        bad = 1;
-    }
-    if (w->behind) {
-        snprintf(msg, sizeof msg, "worker: %.2f s behind real time (max_lag_seconds %.2f)", w->lag_seconds,
-                 w->cfg->max_lag_seconds);
-        json_array_append_new(reasons, json_string(msg));
-        bad = 1;
-    }
+    if (w->paused) bad = bsd_health_add(h, "worker: paused (debug_pause_worker_seconds)");
+    if (w->behind)
+        bad = bsd_health_add(h, "worker: %.2f s behind real time (max_lag_seconds %.2f)", w->lag_seconds,
+                             w->cfg->max_lag_seconds);
     pthread_mutex_unlock(&w->lock);
-    return bad ? -1 : 0;
+    return bad;
 }

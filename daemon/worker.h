@@ -9,13 +9,13 @@
 #ifndef BIRDSONGD_WORKER_H
 #define BIRDSONGD_WORKER_H
 
-#include <jansson.h>
 #include <stdint.h>
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
 #include "birdsong/ring.h"
 #include "daemon/config.h"
+#include "daemon/health.h"
 #include "daemon/results.h"
 
 /* A loaded and checked model with the feature settings it carries. */
@@ -58,8 +58,52 @@ void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user);
 uint64_t bsd_worker_heartbeat(bsd_worker *w);
 double bsd_worker_model_rate(bsd_worker *w);
 
-json_t *bsd_worker_status_json(bsd_worker *w);  /* {"windows":..,"inference_ms":{..},...} */
-json_t *bsd_worker_model_json(bsd_worker *w);   /* {"path":..,"labels":[..],"checksum":..} */
-int bsd_worker_health(bsd_worker *w, json_t *reasons);
+/* The worker's counters and timings, copied under its lock (what /status, /health, /metrics
+ * and the systemd STATUS line read). */
+typedef struct bsd_worker_stats {
+    uint64_t windows;            /* windows analysed since start */
+    uint64_t restarts;           /* windows restarted by a ring mark */
+    uint64_t behind_events;      /* times the worker fell max_lag_seconds behind */
+    uint64_t heartbeat;          /* bsd_worker_heartbeat */
+    uint64_t model_swaps;
+    int behind, paused;
+    double lag_seconds;          /* audio waiting in the ring */
+    double hop_seconds, segment_seconds;
+    /* inference time per window, ms: over the last recent_windows, and over all windows */
+    double inference_mean_ms, inference_p95_ms, inference_max_ms, inference_mean_all_ms;
+    uint64_t inference_recent_windows;
+    double real_time_factor;     /* processing time per second of audio analysed (hop) */
+    double seconds_since_last_window; /* -1 before the first window */
+} bsd_worker_stats;
+
+bsd_worker_stats bsd_worker_get_stats(bsd_worker *w);
+
+/* The model being served and the reload history. labels and thresholds are copies owned by
+ * the struct: bsd_worker_model_info_clear frees them. */
+typedef struct bsd_worker_model_info {
+    char path[BSD_PATH_MAX];
+    char arch[64];
+    char checksum[16];           /* 8 hex digits */
+    char training_date[64];      /* "" when absent */
+    int64_t loaded_ns;           /* CLOCK_REALTIME */
+    int sample_rate;
+    double segment_seconds;
+    int n_labels;
+    char **labels;
+    float *thresholds;
+    uint64_t reloads_ok, reloads_failed;
+    int64_t reload_ns;           /* last attempt, 0 when none */
+    char reload_path[BSD_PATH_MAX];
+    char reload_error[600];      /* "" when the last attempt succeeded */
+} bsd_worker_model_info;
+
+/* 0, or -1 when out of memory (info is cleared then). */
+int bsd_worker_get_model_info(bsd_worker *w, bsd_worker_model_info *info);
+void bsd_worker_model_info_clear(bsd_worker_model_info *info);
+/* Reload attempts so far (succeeded + failed), without copying the labels. */
+uint64_t bsd_worker_reload_attempts(bsd_worker *w);
+
+/* Adds a reason while the worker is paused or behind; returns -1 then, else 0. */
+int bsd_worker_health(bsd_worker *w, bsd_health *h);
 
 #endif

@@ -11,7 +11,7 @@
 
 #include <cblas.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "trainer/commands.h"
 #include "trainer/train.h"
 
@@ -139,12 +139,12 @@ int cmd_bench(int argc, char **argv) {
     /* ---- inference, batch 1 ---- */
     double rss0 = max_rss_mb();
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
-    int nl = ts_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
+    int nl = bs_nn_arch_layers(arch, layers, BS_NN_MAX_LAYERS);
     bs_net *net = nl < 0 ? NULL
                          : bs_net_create_inference(layers, nl, mels, frames, classes, 1, &err);
     if (nl < 0)
         bs_error_set(&err, "unknown architecture '%s', expected one of: %s", arch,
-                     ts_arch_names());
+                     bs_nn_arch_names());
     if (!net) {
         fprintf(stderr, "birdsong bench: %s\n", err.msg);
         return 1;

@@ -70,7 +70,7 @@ static void usage(FILE *f) {
             "  --no-cache             compute features without the cache\n"
             "  --report FILE.html     write the validation report\n"
             "  --quiet                no progress output\n",
-            ts_arch_names());
+            bs_nn_arch_names());
 }
 
 enum {
@@ -411,8 +411,8 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     bs_layer_spec tmp[BS_NN_MAX_LAYERS];
-    if (ts_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
-        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, ts_arch_names());
+    if (bs_nn_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
+        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, bs_nn_arch_names());
         free(cache_dir);
         return 2;
     }

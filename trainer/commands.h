@@ -3,9 +3,7 @@
 #ifndef BIRDSONG_TRAINER_COMMANDS_H
 #define BIRDSONG_TRAINER_COMMANDS_H
 
-#ifndef BIRDSONG_VERSION
-#define BIRDSONG_VERSION "0.1.0"
-#endif
+#include "birdsong/version.h"
 
 int cmd_features(int argc, char **argv);
 int cmd_train(int argc, char **argv);

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "birdsong/nn.h"
+#include "birdsong/switches.h"
 #include "trainer/commands.h"
 
 static const struct {
@@ -27,6 +28,7 @@ static void usage(FILE *f) {
 
 int main(int argc, char **argv) {
     bs_nn_blas_tune(argv); /* may re-exec with OPENBLAS_CORETYPE set (see nn.h) */
+    bs_switches_from_env(); /* BIRDSONG_NO_AVX*, BIRDSONG_NN_WINOGRAD*: the library's options */
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

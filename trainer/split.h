@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "birdsong/error.h"
+#include "birdsong/rng.h"
 #include "trainer/dataset.h"
 
 /* fold_of[i] in 0..k-1 for every item i. Fails when k < 2 or when there are fewer groups than k. */
@@ -22,12 +23,7 @@ int ts_split_val_fraction(const ts_dataset *ds, double fraction, uint64_t seed, 
 
 /* A small, seedable PRNG (splitmix64) used for splits, shuffles and augmentation. */
 typedef struct ts_rng { uint64_t s; } ts_rng;
-static inline uint64_t ts_rng_next(ts_rng *r) {
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
+static inline uint64_t ts_rng_next(ts_rng *r) { return bs_rng_next(&r->s); }
 /* uniform in [0, 1) */
 static inline double ts_rng_uniform(ts_rng *r) { return (double)(ts_rng_next(r) >> 11) * (1.0 / 9007199254740992.0); }
 /* uniform integer in [0, n) */

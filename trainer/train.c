@@ -246,61 +246,6 @@ int ts_keep_active(const ts_windows *w, const float *score, double fraction, int
     return k;
 }
 
-/* ---- architectures ---- */
-
-/* convnet-lite-gp: convnet-lite's convolutions, then a max over the whole remaining time axis
- * (and pairs of frequency rows) instead of flattening every position into the dense layer. A
- * call anywhere in the window counts the same, the dense layer shrinks from 5120 to 512
- * inputs, and weakly labelled windows (the call at any time) are what the pooling expects. */
-static const bs_layer_spec convnet_lite_gp[] = {
-    {.kind = BS_LAYER_CONV2D, .filters = 16, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 32, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 5}, /* (16, 5) -> (8, 1) for 128 x 44 inputs */
-    {.kind = BS_LAYER_FLATTEN}, {.kind = BS_LAYER_DROPOUT, .rate = 0.3f}, {.kind = BS_LAYER_DENSE, .units = 0},
-    {.kind = BS_LAYER_SIGMOID},
-};
-
-/* convnet-gp-wide: the same shape with twice the filters (32-64-128-128). */
-static const bs_layer_spec convnet_gp_wide[] = {
-    {.kind = BS_LAYER_CONV2D, .filters = 32, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 64, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 128, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 2},
-    {.kind = BS_LAYER_CONV2D, .filters = 128, .kh = 3, .kw = 3}, {.kind = BS_LAYER_RELU}, {.kind = BS_LAYER_BATCHNORM},
-    {.kind = BS_LAYER_MAXPOOL, .kh = 2, .kw = 5},
-    {.kind = BS_LAYER_FLATTEN}, {.kind = BS_LAYER_DROPOUT, .rate = 0.3f}, {.kind = BS_LAYER_DENSE, .units = 0},
-    {.kind = BS_LAYER_SIGMOID},
-};
-
-int ts_arch_layers(const char *arch, bs_layer_spec *out, int max) {
-    if (arch && strcmp(arch, "convnet-gp-wide") == 0) {
-        int n = (int)(sizeof convnet_gp_wide / sizeof convnet_gp_wide[0]);
-        if (n > max) return -1;
-        memcpy(out, convnet_gp_wide, sizeof convnet_gp_wide);
-        return n;
-    }
-    if (arch && strcmp(arch, "convnet-lite-gp") == 0) {
-        int n = (int)(sizeof convnet_lite_gp / sizeof convnet_lite_gp[0]);
-        if (n > max) return -1;
-        memcpy(out, convnet_lite_gp, sizeof convnet_lite_gp);
-        return n;
-    }
-    return bs_nn_arch_layers(arch, out, max);
-}
-
-const char *ts_arch_names(void) {
-    static char names[256];
-    if (!names[0]) snprintf(names, sizeof names, "%s, convnet-lite-gp, convnet-gp-wide", bs_nn_arch_names());
-    return names;
-}
-
 /* ---- augmentation ---- */
 
 typedef struct aug_ctx {
@@ -517,11 +462,11 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
         if (!(std[m] > cfg->norm_std_floor)) std[m] = cfg->norm_std_floor > 0 ? cfg->norm_std_floor : 1e-3f;
 
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
-    int n_layers = ts_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
+    int n_layers = bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
     if (n_layers < 0) {
         free(mean);
         free(std);
-        return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, ts_arch_names());
+        return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, bs_nn_arch_names());
     }
     bs_model *model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, C, o->batch_size,
                                              o->seed, err);

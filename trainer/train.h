@@ -16,7 +16,7 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "trainer/cache.h"
 #include "trainer/dataset.h"
 
@@ -65,11 +65,6 @@ float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, 
                             int quiet, const char *tag, bs_error *err);
 /* Decay of the --ema average at step 1, 2, ...: min(decay, (1 + step) / (10 + step)). */
 float ts_ema_decay(float decay, long step);
-
-/* Layer lists by name: the network module's (bs_nn_arch_layers) plus the trainer's
- * "convnet-lite-gp" (convnet-lite with a max over time before the dense layer). */
-int ts_arch_layers(const char *arch, bs_layer_spec *out, int max);
-const char *ts_arch_names(void);
 
 /* All windows of a dataset, pointing into the per-file features. */
 typedef struct ts_windows {

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 
 struct bs_adam {
     bs_adam_config cfg;

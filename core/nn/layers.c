@@ -451,15 +451,6 @@ void maxpool_backward(float *dinp, const float *dout, const float *inp, int B, i
 
 /* ---- dropout -------------------------------------------------------------------------- */
 
-uint64_t bs_rng_next(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-float bs_rng_uniform(uint64_t *state) { return (float)(bs_rng_next(state) >> 40) * 0x1p-24f; }
-
 void dropout_forward(float *out, float *mask, const float *inp, size_t N, float rate,
                      uint64_t *rng) {
     const float scale = 1.0f / (1.0f - rate);

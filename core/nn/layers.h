@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "birdsong/rng.h"
+
 /* col (IC*kh*kw, H*W) from one image inp (IC, H, W), 'same' zero padding, stride 1. */
 void im2col_same(float *col, const float *inp, int IC, int H, int W, int kh, int kw);
 /* The columns of output rows [y0, y1) only: col (IC*kh*kw, (y1-y0)*W). */
@@ -106,9 +108,5 @@ float bce_logits_loss(float *dlogits, const float *logits, const float *y,
                       const float *pos_weight, int B, int O);
 /* Mean over B of -sum y log softmax(z); dlogits = (softmax(z) * sum(y) - y) / B. */
 float softmax_ce_loss(float *dlogits, const float *logits, const float *y, int B, int O);
-
-/* splitmix64 step, and a uniform float in [0, 1) with 24 random bits. */
-uint64_t bs_rng_next(uint64_t *state);
-float bs_rng_uniform(uint64_t *state);
 
 #endif

@@ -2,6 +2,7 @@
  * JSON reals are written by jansson with 17 significant digits, so doubles (feature config)
  * and float32 values (thresholds, mean/std) read back bit-identical. */
 #include "birdsong/model.h"
+#include "birdsong/nn_train.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -290,14 +291,12 @@ int bs_model_n_outputs(const bs_model *m) { return m->n_labels; }
 const char *bs_model_label(const bs_model *m, int i) {
     return i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
 }
+const char *const *bs_model_labels(const bs_model *m) { return (const char *const *)m->labels; }
 const float *bs_model_thresholds(const bs_model *m) { return m->thresholds; }
 int bs_model_n_mels(const bs_model *m) { return m->n_mels; }
 int bs_model_n_frames(const bs_model *m) { return m->n_frames; }
 const float *bs_model_norm_mean(const bs_model *m) { return m->mean; }
 const float *bs_model_norm_std(const bs_model *m) { return m->std; }
-const char *bs_model_features_json(const bs_model *m) {
-    return m->features_str ? m->features_str : "{}";
-}
 const char *bs_model_training_json(const bs_model *m) { return m->training_str; }
 const char *bs_model_training_date(const bs_model *m) {
     const char *s = json_string_value(json_object_get(m->training, "date"));
@@ -333,9 +332,13 @@ int bs_model_predict(bs_model *m, const float *features, float *probs) {
 }
 
 void bs_model_normalize(const bs_model *m, float *x) {
-    /* bs_features_normalize, with the network's sizes (the config matches them once set) */
-    bs_normalize_apply(x, m->mean, m->std, m->feat.norm_std_floor, m->n_mels, m->n_frames);
-    bs_window_norm_apply(m->feat.window_norm, x, m->n_mels, m->n_frames);
+    /* Feature settings, once set, match the network's input (check_feature_config). */
+    if (m->features_str) {
+        bs_features_normalize(&m->feat, x, m->mean, m->std);
+        return;
+    }
+    /* A model still being built has none: the plain z-score (no floor, no window norm). */
+    bs_normalize_apply(x, m->mean, m->std, 0.0f, m->n_mels, m->n_frames);
 }
 
 /* ---- metadata JSON ------------------------------------------------------------------------ */
@@ -632,208 +635,165 @@ static void shape_str(char *buf, size_t n, const int *shape, int ndim) {
     if (k < n) snprintf(buf + k, n - k, "]");
 }
 
-static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
-    if (size < HEADER_SIZE + 4) {
-        bs_error_set(err, "file is %zu bytes, too short for a model (at least %d)", size,
-                     HEADER_SIZE + 4);
-        return NULL;
-    }
-    if (memcmp(p, BS_MODEL_MAGIC, 8) != 0) {
-        bs_error_set(err, "not a birdsong model: the file does not start with the magic 'BSMODEL\\0'");
-        return NULL;
-    }
+/* The fixed header (docs/model-format.md): magic, version, flags, reserved bytes, the
+ * sizes and where the parts lie, the CRC of the whole file. */
+typedef struct file_layout {
+    uint64_t json_size, data_offset, data_size;
+    uint32_t crc;
+} file_layout;
+
+static int check_header(const uint8_t *p, size_t size, file_layout *fl, bs_error *err) {
+    if (size < HEADER_SIZE + 4)
+        return bs_error_set(err, "file is %zu bytes, too short for a model (at least %d)", size, HEADER_SIZE + 4);
+    if (memcmp(p, BS_MODEL_MAGIC, 8) != 0)
+        return bs_error_set(err, "not a birdsong model: the file does not start with the magic 'BSMODEL\\0'");
     uint32_t version = rd32(p + 8);
-    if (version != BS_MODEL_VERSION) {
-        bs_error_set(err, "format version is %u, this program reads version %d", version,
-                     BS_MODEL_VERSION);
-        return NULL;
-    }
-    if (rd32(p + 12) != 0) {
-        bs_error_set(err, "header flags are 0x%08x, expected 0", rd32(p + 12));
-        return NULL;
-    }
+    if (version != BS_MODEL_VERSION)
+        return bs_error_set(err, "format version is %u, this program reads version %d", version, BS_MODEL_VERSION);
+    if (rd32(p + 12) != 0) return bs_error_set(err, "header flags are 0x%08x, expected 0", rd32(p + 12));
     for (int i = 48; i < HEADER_SIZE; i++)
-        if (p[i]) {
-            bs_error_set(err, "header byte %d is %u, reserved bytes 48-63 must be 0", i, p[i]);
-            return NULL;
-        }
+        if (p[i]) return bs_error_set(err, "header byte %d is %u, reserved bytes 48-63 must be 0", i, p[i]);
     uint64_t json_size = rd64(p + 16), data_offset = rd64(p + 24), data_size = rd64(p + 32),
              file_size = rd64(p + 40);
-    if (file_size != size) {
-        bs_error_set(err, "header says the file has %llu bytes, it has %zu (truncated or padded)",
-                     (unsigned long long)file_size, size);
-        return NULL;
-    }
+    if (file_size != size)
+        return bs_error_set(err, "header says the file has %llu bytes, it has %zu (truncated or padded)",
+                            (unsigned long long)file_size, size);
     uint32_t crc = bs_crc32(0, p, size - 4), stored = rd32(p + size - 4);
-    if (crc != stored) {
-        bs_error_set(err, "CRC-32 is 0x%08x, the file says 0x%08x (the file is damaged)", crc, stored);
-        return NULL;
-    }
+    if (crc != stored)
+        return bs_error_set(err, "CRC-32 is 0x%08x, the file says 0x%08x (the file is damaged)", crc, stored);
     if (json_size == 0 || json_size > size || data_offset % ALIGN != 0 ||
         data_offset < HEADER_SIZE + json_size || data_offset > size || data_size % 4 != 0 ||
-        data_size > size || data_offset + data_size + 4 != size) {
-        bs_error_set(err, "header sizes are inconsistent: json %llu bytes, data at %llu of %llu "
-                     "bytes, file %zu bytes",
-                     (unsigned long long)json_size, (unsigned long long)data_offset,
-                     (unsigned long long)data_size, size);
-        return NULL;
-    }
+        data_size > size || data_offset + data_size + 4 != size)
+        return bs_error_set(err, "header sizes are inconsistent: json %llu bytes, data at %llu of %llu "
+                            "bytes, file %zu bytes",
+                            (unsigned long long)json_size, (unsigned long long)data_offset,
+                            (unsigned long long)data_size, size);
     for (uint64_t i = HEADER_SIZE + json_size; i < data_offset; i++)
-        if (p[i]) {
-            bs_error_set(err, "padding byte at offset %llu is not 0", (unsigned long long)i);
-            return NULL;
-        }
-    json_error_t je;
-    json_t *root = json_loadb((const char *)p + HEADER_SIZE, json_size, JSON_REJECT_DUPLICATES, &je);
-    if (!root) {
-        bs_error_set(err, "metadata is not valid JSON: %s at line %d column %d", je.text, je.line,
-                     je.column);
-        return NULL;
-    }
-    bs_model *m = NULL;
-    float *tmp = NULL;
+        if (p[i]) return bs_error_set(err, "padding byte at offset %llu is not 0", (unsigned long long)i);
+    *fl = (file_layout){.json_size = json_size, .data_offset = data_offset, .data_size = data_size, .crc = crc};
+    return 0;
+}
+
+/* The network's shape from the metadata (format, arch, input, layers, output, the label
+ * count) and a model built for it; NULL with err. */
+static bs_model *model_from_metadata(json_t *root, bs_error *err) {
     if (!json_is_object(root)) {
         bs_error_set(err, "metadata is not a JSON object");
-        goto fail;
+        return NULL;
     }
     const char *fmt = json_string_value(json_object_get(root, "format"));
     if (!fmt || strcmp(fmt, "birdsong-model") != 0) {
         bs_error_set(err, "metadata 'format' is not \"birdsong-model\"");
-        goto fail;
+        return NULL;
     }
     const char *arch = json_string_value(json_object_get(root, "arch"));
     if (!arch || arch_name_check(arch, err)) {
         bs_error_set(err, "metadata 'arch' is not a string of 1 to 31 printable characters");
-        goto fail;
+        return NULL;
     }
     json_t *input = json_object_get(root, "input");
     if (!json_is_object(input)) {
         bs_error_set(err, "metadata 'input' is not an object");
-        goto fail;
+        return NULL;
     }
     int n_mels = 0, n_frames = 0;
     if (get_int(input, "n_mels", "input", 1, 4096, &n_mels, err) ||
         get_int(input, "n_frames", "input", 1, 4096, &n_frames, err))
-        goto fail;
+        return NULL;
     bs_layer_spec specs[BS_NN_MAX_LAYERS];
     int n_layers = 0;
-    if (parse_layers(json_object_get(root, "layers"), specs, &n_layers, err)) goto fail;
+    if (parse_layers(json_object_get(root, "layers"), specs, &n_layers, err)) return NULL;
     const char *output = json_string_value(json_object_get(root, "output"));
     if (!output || strcmp(output, bs_layer_kind_name(specs[n_layers - 1].kind)) != 0) {
         bs_error_set(err, "metadata 'output' is %s%s%s, the last layer is %s", output ? "\"" : "",
                      output ? output : "missing", output ? "\"" : "",
                      bs_layer_kind_name(specs[n_layers - 1].kind));
-        goto fail;
+        return NULL;
     }
     json_t *labels = json_object_get(root, "labels");
     if (!json_is_array(labels) || json_array_size(labels) < 1 ||
         json_array_size(labels) > MAX_LABELS) {
         bs_error_set(err, "metadata 'labels' is not an array of 1 to %d strings", MAX_LABELS);
-        goto fail;
+        return NULL;
     }
     int n_labels = (int)json_array_size(labels);
     if (specs[n_layers - 2].kind == BS_LAYER_DENSE && specs[n_layers - 2].units != n_labels) {
         bs_error_set(err, "metadata has %d labels, the layer list has %d outputs", n_labels,
                      specs[n_layers - 2].units);
-        goto fail;
+        return NULL;
     }
-    m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 0, 0, err);
-    if (!m) {
-        bs_error_prefix(err, "layer list");
-        goto fail;
-    }
-    for (int i = 0; i < n_labels; i++) {
+    bs_model *m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 0, 0, err);
+    if (!m) bs_error_prefix(err, "layer list");
+    return m;
+}
+
+/* Labels (distinct, printable) and their thresholds in [0, 1]. */
+static int read_labels(bs_model *m, json_t *root, bs_error *err) {
+    json_t *labels = json_object_get(root, "labels");
+    for (int i = 0; i < m->n_labels; i++) {
         const char *s = json_string_value(json_array_get(labels, i));
-        if (!s) {
-            bs_error_set(err, "labels[%d] is not a string", i);
-            goto fail;
-        }
-        if (check_label(s, i, err)) goto fail;
+        if (!s) return bs_error_set(err, "labels[%d] is not a string", i);
+        if (check_label(s, i, err)) return -1;
         for (int k = 0; k < i; k++)
-            if (strcmp(m->labels[k], s) == 0) {
-                bs_error_set(err, "labels[%d] '%s' repeats labels[%d]", i, s, k);
-                goto fail;
-            }
+            if (strcmp(m->labels[k], s) == 0) return bs_error_set(err, "labels[%d] '%s' repeats labels[%d]", i, s, k);
         m->labels[i] = strdup(s);
-        if (!m->labels[i]) {
-            bs_error_set(err, "out of memory for the labels");
-            goto fail;
-        }
+        if (!m->labels[i]) return bs_error_set(err, "out of memory for the labels");
     }
-    if (read_floats(json_object_get(root, "thresholds"), "thresholds", n_labels, m->thresholds, err))
-        goto fail;
-    for (int i = 0; i < n_labels; i++)
-        if (!(m->thresholds[i] >= 0.0f && m->thresholds[i] <= 1.0f)) {
-            bs_error_set(err, "thresholds[%d] is %g, expected 0 to 1", i, (double)m->thresholds[i]);
-            goto fail;
-        }
+    if (read_floats(json_object_get(root, "thresholds"), "thresholds", m->n_labels, m->thresholds, err)) return -1;
+    for (int i = 0; i < m->n_labels; i++)
+        if (!(m->thresholds[i] >= 0.0f && m->thresholds[i] <= 1.0f))
+            return bs_error_set(err, "thresholds[%d] is %g, expected 0 to 1", i, (double)m->thresholds[i]);
+    return 0;
+}
+
+/* The feature settings (matching the network's input), the normalization, the training
+ * record. */
+static int read_settings(bs_model *m, json_t *root, bs_error *err) {
     json_t *features = json_object_get(root, "features");
-    if (!json_is_object(features)) {
-        bs_error_set(err, "metadata 'features' is not an object");
-        goto fail;
-    }
-    if (bs_feature_config_from_json(features, &m->feat, err)) goto fail;
-    if (check_feature_config(m, &m->feat, err)) goto fail;
+    if (!json_is_object(features)) return bs_error_set(err, "metadata 'features' is not an object");
+    if (bs_feature_config_from_json(features, &m->feat, err)) return -1;
+    if (check_feature_config(m, &m->feat, err)) return -1;
     m->features = json_incref(features);
     m->features_str = json_dumps(features, JSON_COMPACT);
     json_t *norm = json_object_get(root, "normalization");
-    if (!json_is_object(norm)) {
-        bs_error_set(err, "metadata 'normalization' is not an object");
-        goto fail;
-    }
-    tmp = malloc(sizeof(float) * 2 * n_mels);
-    if (!tmp || read_floats(json_object_get(norm, "mean"), "normalization.mean", n_mels, tmp, err) ||
-        read_floats(json_object_get(norm, "std"), "normalization.std", n_mels, tmp + n_mels, err))
-        goto fail;
-    if (bs_model_set_normalization(m, tmp, tmp + n_mels, n_mels, err)) goto fail;
+    if (!json_is_object(norm)) return bs_error_set(err, "metadata 'normalization' is not an object");
+    const int n_mels = m->n_mels;
+    float *tmp = malloc(sizeof(float) * 2 * n_mels);
+    int bad = !tmp || read_floats(json_object_get(norm, "mean"), "normalization.mean", n_mels, tmp, err) ||
+              read_floats(json_object_get(norm, "std"), "normalization.std", n_mels, tmp + n_mels, err) ||
+              bs_model_set_normalization(m, tmp, tmp + n_mels, n_mels, err);
+    free(tmp);
+    if (bad) return -1;
     json_t *training = json_object_get(root, "training");
-    if (!json_is_object(training)) {
-        bs_error_set(err, "metadata 'training' is not an object");
-        goto fail;
-    }
-    if (json_object_get(training, "date") && !json_is_string(json_object_get(training, "date"))) {
-        bs_error_set(err, "metadata training.date is not a string");
-        goto fail;
-    }
+    if (!json_is_object(training)) return bs_error_set(err, "metadata 'training' is not an object");
+    if (json_object_get(training, "date") && !json_is_string(json_object_get(training, "date")))
+        return bs_error_set(err, "metadata training.date is not a string");
     json_decref(m->training);
     free(m->training_str);
     m->training = json_incref(training);
     m->training_str = json_dumps(training, JSON_COMPACT);
-    if (!m->features_str || !m->training_str) {
-        bs_error_set(err, "out of memory for the metadata");
-        goto fail;
-    }
-    /* tensors: exactly the network's, each once, in bounds, aligned, finite */
+    if (!m->features_str || !m->training_str) return bs_error_set(err, "out of memory for the metadata");
+    return 0;
+}
+
+/* Tensors: exactly the network's, each once, in bounds, aligned, finite; running variances
+ * >= 0. data: the data_size bytes of tensor data. */
+static int read_tensors(bs_model *m, json_t *root, const uint8_t *data, uint64_t data_size, bs_error *err) {
     json_t *tens = json_object_get(root, "tensors");
     bs_net *net = m->net;
     int nt = bs_net_n_tensors(net);
-    if (!json_is_array(tens)) {
-        bs_error_set(err, "metadata 'tensors' is not an array");
-        goto fail;
-    }
-    if (json_array_size(tens) != (size_t)nt) {
-        bs_error_set(err, "metadata lists %zu tensors, the layer list needs %d",
-                     json_array_size(tens), nt);
-        goto fail;
-    }
+    if (!json_is_array(tens)) return bs_error_set(err, "metadata 'tensors' is not an array");
+    if (json_array_size(tens) != (size_t)nt)
+        return bs_error_set(err, "metadata lists %zu tensors, the layer list needs %d", json_array_size(tens), nt);
     for (int i = 0; i < nt; i++) {
         json_t *t = json_array_get(tens, i);
-        if (!json_is_object(t)) {
-            bs_error_set(err, "tensors[%d] is not an object", i);
-            goto fail;
-        }
+        if (!json_is_object(t)) return bs_error_set(err, "tensors[%d] is not an object", i);
         const char *name = json_string_value(json_object_get(t, "name"));
-        if (!name) {
-            bs_error_set(err, "tensors[%d] has no string 'name'", i);
-            goto fail;
-        }
+        if (!name) return bs_error_set(err, "tensors[%d] has no string 'name'", i);
         bs_tensor_info ti;
         bs_net_tensor(net, i, &ti);
-        if (strcmp(name, ti.name) != 0) {
-            bs_error_set(err, "tensors[%d] is '%.48s', the layer list needs '%s' there", i, name,
-                         ti.name);
-            goto fail;
-        }
+        if (strcmp(name, ti.name) != 0)
+            return bs_error_set(err, "tensors[%d] is '%.48s', the layer list needs '%s' there", i, name, ti.name);
         json_t *shape = json_object_get(t, "shape");
         int sh[4] = {0}, ok = json_is_array(shape) && json_array_size(shape) >= 1 &&
                               json_array_size(shape) <= 4;
@@ -846,45 +806,32 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
             else
                 sh[d] = (int)json_integer_value(v);
         }
-        if (!ok) {
-            bs_error_set(err, "tensor %s: 'shape' is not an array of 1 to 4 non-negative integers",
-                         ti.name);
-            goto fail;
-        }
+        if (!ok)
+            return bs_error_set(err, "tensor %s: 'shape' is not an array of 1 to 4 non-negative integers", ti.name);
         int same = (int)nd == ti.ndim;
         for (int d = 0; same && d < ti.ndim; d++) same = sh[d] == ti.shape[d];
         if (!same) {
             char a[64], b[64];
             shape_str(a, sizeof a, sh, (int)nd);
             shape_str(b, sizeof b, ti.shape, ti.ndim);
-            bs_error_set(err, "tensor %s has shape %s, the layer list needs %s", ti.name, a, b);
-            goto fail;
+            return bs_error_set(err, "tensor %s has shape %s, the layer list needs %s", ti.name, a, b);
         }
         json_t *ov = json_object_get(t, "offset");
-        if (!json_is_integer(ov) || json_integer_value(ov) < 0) {
-            bs_error_set(err, "tensor %s: 'offset' is not a non-negative integer", ti.name);
-            goto fail;
-        }
+        if (!json_is_integer(ov) || json_integer_value(ov) < 0)
+            return bs_error_set(err, "tensor %s: 'offset' is not a non-negative integer", ti.name);
         uint64_t off = (uint64_t)json_integer_value(ov), bytes = ti.size * sizeof(float);
-        if (off % ALIGN != 0) {
-            bs_error_set(err, "tensor %s is at offset %llu, not a multiple of %d", ti.name,
-                         (unsigned long long)off, ALIGN);
-            goto fail;
-        }
-        if (off > data_size || bytes > data_size - off) {
-            bs_error_set(err, "tensor %s has %zu values at offset %llu, past the %llu bytes of "
-                         "tensor data", ti.name, ti.size, (unsigned long long)off,
-                         (unsigned long long)data_size);
-            goto fail;
-        }
-        const uint8_t *src = p + data_offset + off;
-        memcpy(ti.data, src, bytes);
+        if (off % ALIGN != 0)
+            return bs_error_set(err, "tensor %s is at offset %llu, not a multiple of %d", ti.name,
+                                (unsigned long long)off, ALIGN);
+        if (off > data_size || bytes > data_size - off)
+            return bs_error_set(err, "tensor %s has %zu values at offset %llu, past the %llu bytes of "
+                                "tensor data", ti.name, ti.size, (unsigned long long)off,
+                                (unsigned long long)data_size);
+        memcpy(ti.data, data + off, bytes);
         for (size_t k = 0; k < ti.size; k++)
-            if (!isfinite(ti.data[k])) {
-                bs_error_set(err, "tensor %s value %zu is %g, expected a finite number", ti.name, k,
-                             (double)ti.data[k]);
-                goto fail;
-            }
+            if (!isfinite(ti.data[k]))
+                return bs_error_set(err, "tensor %s value %zu is %g, expected a finite number", ti.name, k,
+                                    (double)ti.data[k]);
     }
     for (int i = 0; i < nt; i++) { /* the running variance must keep sqrt(var + eps) real */
         bs_tensor_info ti;
@@ -892,22 +839,34 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
         size_t L = strlen(ti.name);
         if (L > 12 && strcmp(ti.name + L - 12, ".running_var") == 0)
             for (size_t k = 0; k < ti.size; k++)
-                if (ti.data[k] < 0.0f) {
-                    bs_error_set(err, "tensor %s value %zu is %g, a variance must be >= 0", ti.name,
-                                 k, (double)ti.data[k]);
-                    goto fail;
-                }
+                if (ti.data[k] < 0.0f)
+                    return bs_error_set(err, "tensor %s value %zu is %g, a variance must be >= 0", ti.name, k,
+                                        (double)ti.data[k]);
     }
-    m->crc = crc;
+    return 0;
+}
+
+/* Every check of docs/model-format.md, in file order: header, metadata, tensors. */
+static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
+    file_layout fl = {0};
+    if (check_header(p, size, &fl, err)) return NULL;
+    json_error_t je;
+    json_t *root = json_loadb((const char *)p + HEADER_SIZE, fl.json_size, JSON_REJECT_DUPLICATES, &je);
+    if (!root) {
+        bs_error_set(err, "metadata is not valid JSON: %s at line %d column %d", je.text, je.line, je.column);
+        return NULL;
+    }
+    bs_model *m = model_from_metadata(root, err);
+    if (!m || read_labels(m, root, err) || read_settings(m, root, err) ||
+        read_tensors(m, root, p + fl.data_offset, fl.data_size, err)) {
+        bs_model_free(m);
+        json_decref(root);
+        return NULL;
+    }
+    m->crc = fl.crc;
     refresh_meta(m);
-    free(tmp);
     json_decref(root);
     return m;
-fail:
-    free(tmp);
-    bs_model_free(m);
-    json_decref(root);
-    return NULL;
 }
 
 bs_model *bs_model_load_buffer(const void *data, size_t size, const char *name, bs_error *err) {

@@ -1,11 +1,12 @@
 /* birdsong: a network built from a layer list; forward, loss, backward. See nn.h. */
 #include <cblas.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "nn/layers.h"
 
 /* Limits that keep a damaged layer list from asking for absurd memory. */
@@ -82,14 +83,36 @@ static const bs_layer_spec convnet_lite[] = {
     DROP(0.2f),  DENSE(0), SIGMOID,
 };
 
+/* convnet-lite-gp: convnet-lite's convolutions, then a max over the whole remaining time axis
+ * (and pairs of frequency rows) instead of flattening every position into the dense layer. A
+ * call anywhere in the window counts the same, the dense layer shrinks from 5120 to 512
+ * inputs, and weakly labelled windows (the call at any time) are what the pooling expects. */
+static const bs_layer_spec convnet_lite_gp[] = {
+    CONV(16, 3), RELU, BN, POOL(2, 2), CONV(32, 3), RELU, BN, POOL(2, 2),
+    CONV(64, 3), RELU, BN, POOL(2, 2), CONV(64, 3), RELU, BN, POOL(2, 5), /* (16, 5) -> (8, 1) for 128 x 44 */
+    FLAT,        DROP(0.3f), DENSE(0), SIGMOID,
+};
+
+/* convnet-gp-wide: the same shape with twice the filters (32-64-128-128). */
+static const bs_layer_spec convnet_gp_wide[] = {
+    CONV(32, 3),  RELU, BN, POOL(2, 2), CONV(64, 3),  RELU, BN, POOL(2, 2),
+    CONV(128, 3), RELU, BN, POOL(2, 2), CONV(128, 3), RELU, BN, POOL(2, 5),
+    FLAT,         DROP(0.3f), DENSE(0), SIGMOID,
+};
+
+/* The one architecture registry: the daemon, the trainer and the bench take names from it. */
+#define ARCH(name, layers) {name, layers, (int)(sizeof layers / sizeof layers[0])}
 static const struct {
     const char *name;
     const bs_layer_spec *layers;
     int n;
 } archs[] = {
-    {"convnet1", convnet1, (int)(sizeof convnet1 / sizeof convnet1[0])},
-    {"convnet-lite", convnet_lite, (int)(sizeof convnet_lite / sizeof convnet_lite[0])},
+    ARCH("convnet1", convnet1),
+    ARCH("convnet-lite", convnet_lite),
+    ARCH("convnet-lite-gp", convnet_lite_gp),
+    ARCH("convnet-gp-wide", convnet_gp_wide),
 };
+#undef ARCH
 
 int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max) {
     if (!arch) return -1;
@@ -102,7 +125,18 @@ int bs_nn_arch_layers(const char *arch, bs_layer_spec *out, int max) {
     return -1;
 }
 
-const char *bs_nn_arch_names(void) { return "convnet1, convnet-lite"; }
+static char arch_names[256];
+static void list_arch_names(void) {
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof archs / sizeof archs[0]; i++)
+        n += (size_t)snprintf(arch_names + n, sizeof arch_names - n, "%s%s", i ? ", " : "", archs[i].name);
+}
+
+const char *bs_nn_arch_names(void) {
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, list_arch_names);
+    return arch_names;
+}
 
 const char *bs_layer_kind_name(bs_layer_kind kind) {
     switch (kind) {
@@ -137,237 +171,209 @@ static void add_tensor(bs_net *net, const char *prefix, int idx, const char *suf
     t->grad = grad;
 }
 
-static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
-                          int n_outputs, int max_batch, uint64_t seed, int infer_only,
-                          bs_error *err) {
-    if (n_layers < 2 || n_layers > BS_NN_MAX_LAYERS) {
-        bs_error_set(err, "layer list has %d layers, expected 2 to %d", n_layers, BS_NN_MAX_LAYERS);
-        return NULL;
-    }
-    if (in_h < 1 || in_h > MAX_DIM || in_w < 1 || in_w > MAX_DIM) {
-        bs_error_set(err, "input is %dx%d, expected 1 to %d in each dimension", in_h, in_w, MAX_DIM);
-        return NULL;
-    }
-    if (n_outputs < 1 || n_outputs > 100000) {
-        bs_error_set(err, "network has %d outputs, expected 1 to 100000", n_outputs);
-        return NULL;
-    }
-    if (max_batch < 1 || max_batch > 4096) {
-        bs_error_set(err, "batch size %d, expected 1 to 4096", max_batch);
-        return NULL;
-    }
-    bs_net *net = calloc(1, sizeof *net);
-    if (!net) {
-        bs_error_set(err, "out of memory for the network");
-        return NULL;
-    }
-    net->n_layers = n_layers;
-    net->n_outputs = n_outputs;
-    net->in_h = in_h;
-    net->in_w = in_w;
-    net->max_batch = max_batch;
-    memcpy(net->specs, layers, sizeof(bs_layer_spec) * n_layers);
+static bs_net_options g_net_options; /* zero: Winograd where it pays */
 
-    /* shapes and sizes */
-    int c = 1, h = in_h, w = in_w, flat = 0;
-    size_t np = 0, nb = 0, act = 0, col = 0, maxact = (size_t)in_h * in_w;
-    size_t wino_u = 0, wino_v = 0, wino_m = 0, wino_x = 0, wino_du = 0;
-    /* BIRDSONG_NN_WINOGRAD=0 turns Winograd off, BIRDSONG_NN_WINOGRAD_BACKWARD=0 only in the
-     * training backward (for A/B benchmarks and tests) */
-    const char *wenv = getenv("BIRDSONG_NN_WINOGRAD");
-    const int no_wino = wenv && strcmp(wenv, "0") == 0;
-    const char *wbenv = getenv("BIRDSONG_NN_WINOGRAD_BACKWARD");
-    const int no_wino_bwd = no_wino || (wbenv && strcmp(wbenv, "0") == 0);
-    for (int i = 0; i < n_layers; i++) {
-        layer *l = &net->L[i];
-        bs_layer_spec *s = &net->specs[i];
-        l->s = *s;
-        l->ic = c;
-        l->ih = h;
-        l->iw = w;
-        l->in_size = (size_t)c * h * w;
-        const char *kn = bs_layer_kind_name(s->kind);
-        int last = (i == n_layers - 1);
-        switch (s->kind) {
-        case BS_LAYER_CONV2D:
-            if (flat) goto after_flatten;
-            if (s->filters < 1 || s->filters > MAX_DIM) {
-                bs_error_set(err, "layer %d (conv2d) has %d filters, expected 1 to %d", i,
-                             s->filters, MAX_DIM);
-                goto fail;
-            }
-            if (s->kh < 1 || s->kw < 1 || s->kh > MAX_KERNEL || s->kw > MAX_KERNEL ||
-                s->kh % 2 == 0 || s->kw % 2 == 0) {
-                bs_error_set(err, "layer %d (conv2d) has kernel %dx%d, expected odd sizes 1 to %d",
-                             i, s->kh, s->kw, MAX_KERNEL);
-                goto fail;
-            }
-            l->w_n = (size_t)s->filters * c * s->kh * s->kw;
-            l->b_n = (size_t)s->filters;
-            l->block_rows = (CONV_BLOCK_COLS + w - 1) / w;
-            if (l->block_rows > h) l->block_rows = h;
-            /* Winograd for inference where it pays: 3x3 and 5x5 with enough input channels */
-            if (s->kh == s->kw && (s->kh == 3 || s->kh == 5) && c >= 8 && !no_wino) {
-                int n = s->kh + 1;
-                size_t T = (size_t)((h + 1) / 2) * ((w + 1) / 2);
-                size_t vm = (size_t)n * n * (c > s->filters ? c : s->filters) * T;
-                l->wino_r = s->kh;
-                wino_u += (size_t)n * n * s->filters * c;
-                if (vm > wino_v) wino_v = vm;
-                if (vm > wino_m) wino_m = vm;
-                size_t xs = conv2d_winograd_x_size(c > s->filters ? c : s->filters,
-                                                   c > s->filters ? c : s->filters, h, w, s->kh);
-                if (xs > wino_x) wino_x = xs;
-                if (!infer_only && !no_wino_bwd) {
-                    int g = (int)(WINO_TRAIN_ROWS / T);
-                    if (g < 1) g = 1;
-                    if (g > max_batch) g = max_batch;
-                    l->wino_g = g;
-                    if (vm * g > wino_v) wino_v = vm * g;
-                    if (vm * g > wino_m) wino_m = vm * g;
-                    xs = conv2d_winograd_backward_x_size(c, s->filters, h, w, s->kh);
-                    if (xs > wino_x) wino_x = xs;
-                    if ((size_t)n * n * s->filters * c > wino_du)
-                        wino_du = (size_t)n * n * s->filters * c;
-                }
-            }
-            if ((!infer_only && !l->wino_g) || !l->wino_r) {
-                size_t need = (size_t)c * s->kh * s->kw * (infer_only ? l->block_rows : h) * w;
-                if (need > col) col = need;
-            }
-            c = s->filters;
-            break;
-        case BS_LAYER_RELU:
-            l->inplace = i > 0; /* never overwrite the caller's input */
-            break;
-        case BS_LAYER_BATCHNORM:
-            if (flat) goto after_flatten;
-            l->w_n = l->b_n = (size_t)c;
-            l->r_off = nb;
-            nb += 2 * (size_t)c;
-            break;
-        case BS_LAYER_MAXPOOL:
-            if (flat) goto after_flatten;
-            if (s->kh < 1 || s->kw < 1 || s->kh > h || s->kw > w) {
-                bs_error_set(err, "layer %d (maxpool) has window %dx%d on a %dx%d input", i, s->kh,
-                             s->kw, h, w);
-                goto fail;
-            }
-            h /= s->kh;
-            w /= s->kw;
-            break;
-        case BS_LAYER_FLATTEN:
-            l->inplace = 1;
-            c = c * h * w;
-            h = w = 1;
-            flat = 1;
-            break;
-        case BS_LAYER_DROPOUT:
-            if (!(s->rate >= 0.0f && s->rate < 1.0f)) {
-                bs_error_set(err, "layer %d (dropout) has rate %g, expected 0 <= rate < 1", i,
-                             (double)s->rate);
-                goto fail;
-            }
-            break;
-        case BS_LAYER_DENSE: {
-            if (!flat) {
-                bs_error_set(err, "layer %d (dense) needs a flatten layer before it", i);
-                goto fail;
-            }
-            int u = s->units ? s->units : (i == n_layers - 2 ? n_outputs : 0);
-            if (u < 1 || u > 100000) {
-                bs_error_set(err, "layer %d (dense) has %d units, expected 1 to 100000", i,
-                             s->units);
-                goto fail;
-            }
-            s->units = u;
-            l->s.units = u;
-            l->w_n = (size_t)u * c;
-            l->b_n = (size_t)u;
-            c = u;
-            break;
-        }
-        case BS_LAYER_SIGMOID:
-        case BS_LAYER_SOFTMAX:
-            if (!last) {
-                bs_error_set(err, "layer %d (%s) is an output activation but is not the last layer",
-                             i, kn);
-                goto fail;
-            }
-            break;
-        default:
-            bs_error_set(err, "layer %d has unknown kind %d", i, (int)s->kind);
-            goto fail;
-        }
-        if (last && s->kind != BS_LAYER_SIGMOID && s->kind != BS_LAYER_SOFTMAX) {
-            bs_error_set(err, "the last layer is %s, expected sigmoid or softmax", kn);
-            goto fail;
-        }
-        l->oc = c;
-        l->oh = h;
-        l->ow = w;
-        l->out_size = (size_t)c * h * w;
-        l->w_off = np;
-        np += l->w_n;
-        l->b_off = np;
-        np += l->b_n;
-        if (l->out_size > maxact) maxact = l->out_size;
-        if (!l->inplace) act += l->out_size;
-        if (act > MAX_ACT_PER_SAMPLE || col > MAX_ACT_PER_SAMPLE || np > MAX_PARAMS ||
-            wino_u > 4 * (size_t)MAX_PARAMS || wino_v > MAX_ACT_PER_SAMPLE ||
-            wino_m > MAX_ACT_PER_SAMPLE) {
-            bs_error_set(err, "layer %d (%s) makes the network too large (%zu activation floats, "
-                         "%zu parameters per sample)", i, kn, act, np);
-            goto fail;
-        }
-        continue;
-    after_flatten:
-        bs_error_set(err, "layer %d (%s) comes after flatten, expected a (C, H, W) input", i, kn);
-        goto fail;
+void bs_net_set_default_options(const bs_net_options *opt) { g_net_options = *opt; }
+bs_net_options bs_net_default_options(void) { return g_net_options; }
+
+/* What planning the layers adds up: floats per sample and per network. */
+typedef struct net_sizes {
+    size_t np, nb;                 /* parameters, buffers (batchnorm running statistics) */
+    size_t act, col, maxact;       /* activations per sample, im2col scratch, the largest activation */
+    size_t wino_u, wino_v, wino_m, wino_x, wino_du; /* Winograd weights and scratch */
+    int no_wino, no_wino_bwd;      /* switched off by the options (bs_net_options) */
+} net_sizes;
+
+/* The shape flowing through the layers while they are planned. */
+typedef struct flow {
+    int c, h, w, flat;
+} flow;
+
+static int check_dims(int n_layers, int in_h, int in_w, int n_outputs, int max_batch, bs_error *err) {
+    if (n_layers < 2 || n_layers > BS_NN_MAX_LAYERS)
+        return bs_error_set(err, "layer list has %d layers, expected 2 to %d", n_layers, BS_NN_MAX_LAYERS);
+    if (in_h < 1 || in_h > MAX_DIM || in_w < 1 || in_w > MAX_DIM)
+        return bs_error_set(err, "input is %dx%d, expected 1 to %d in each dimension", in_h, in_w, MAX_DIM);
+    if (n_outputs < 1 || n_outputs > 100000)
+        return bs_error_set(err, "network has %d outputs, expected 1 to 100000", n_outputs);
+    if (max_batch < 1 || max_batch > 4096) return bs_error_set(err, "batch size %d, expected 1 to 4096", max_batch);
+    return 0;
+}
+
+/* conv2d layer i on a (c, h, w) input: weights, blocking, and the Winograd path with its
+ * scratch where it pays (3x3 and 5x5 with enough input channels). */
+static int plan_conv(bs_net *net, int i, layer *l, const bs_layer_spec *s, int c, int h, int w, net_sizes *z,
+                     bs_error *err) {
+    if (s->filters < 1 || s->filters > MAX_DIM) {
+        return bs_error_set(err, "layer %d (conv2d) has %d filters, expected 1 to %d", i,
+                     s->filters, MAX_DIM);
     }
-    {
-        const layer *pre = &net->L[n_layers - 2];
-        if (pre->s.kind != BS_LAYER_DENSE || pre->oc != n_outputs) {
-            bs_error_set(err, "the layer before the output activation must be dense with %d units "
-                         "(one per output), found %s with %d outputs",
-                         n_outputs, bs_layer_kind_name(pre->s.kind), (int)pre->out_size);
-            goto fail;
+    if (s->kh < 1 || s->kw < 1 || s->kh > MAX_KERNEL || s->kw > MAX_KERNEL ||
+        s->kh % 2 == 0 || s->kw % 2 == 0) {
+        return bs_error_set(err, "layer %d (conv2d) has kernel %dx%d, expected odd sizes 1 to %d",
+                     i, s->kh, s->kw, MAX_KERNEL);
+    }
+    l->w_n = (size_t)s->filters * c * s->kh * s->kw;
+    l->b_n = (size_t)s->filters;
+    l->block_rows = (CONV_BLOCK_COLS + w - 1) / w;
+    if (l->block_rows > h) l->block_rows = h;
+    /* Winograd for inference where it pays: 3x3 and 5x5 with enough input channels */
+    if (s->kh == s->kw && (s->kh == 3 || s->kh == 5) && c >= 8 && !z->no_wino) {
+        int n = s->kh + 1;
+        size_t T = (size_t)((h + 1) / 2) * ((w + 1) / 2);
+        size_t vm = (size_t)n * n * (c > s->filters ? c : s->filters) * T;
+        l->wino_r = s->kh;
+        z->wino_u += (size_t)n * n * s->filters * c;
+        if (vm > z->wino_v) z->wino_v = vm;
+        if (vm > z->wino_m) z->wino_m = vm;
+        size_t xs = conv2d_winograd_x_size(c > s->filters ? c : s->filters,
+                                           c > s->filters ? c : s->filters, h, w, s->kh);
+        if (xs > z->wino_x) z->wino_x = xs;
+        if (!net->infer_only && !z->no_wino_bwd) {
+            int g = (int)(WINO_TRAIN_ROWS / T);
+            if (g < 1) g = 1;
+            if (g > net->max_batch) g = net->max_batch;
+            l->wino_g = g;
+            if (vm * g > z->wino_v) z->wino_v = vm * g;
+            if (vm * g > z->wino_m) z->wino_m = vm * g;
+            xs = conv2d_winograd_backward_x_size(c, s->filters, h, w, s->kh);
+            if (xs > z->wino_x) z->wino_x = xs;
+            if ((size_t)n * n * s->filters * c > z->wino_du)
+                z->wino_du = (size_t)n * n * s->filters * c;
         }
     }
-    /* dropout masks and batchnorm statistics */
-    size_t extra = 0;
-    for (int i = 0; i < n_layers; i++) {
-        if (net->L[i].s.kind == BS_LAYER_DROPOUT) extra += net->L[i].out_size * max_batch;
+    if ((!net->infer_only && !l->wino_g) || !l->wino_r) {
+        size_t need = (size_t)c * s->kh * s->kw * (net->infer_only ? l->block_rows : h) * w;
+        if (need > z->col) z->col = need;
+    }
+    return 0;
+}
+
+/* Layer i: checks its settings against the flowing shape, sets its shapes and offsets and
+ * adds its sizes to z. */
+static int plan_layer(bs_net *net, int i, flow *f, net_sizes *z, bs_error *err) {
+    layer *l = &net->L[i];
+    bs_layer_spec *s = &net->specs[i];
+    const int n_layers = net->n_layers, n_outputs = net->n_outputs;
+    l->s = *s;
+    l->ic = f->c;
+    l->ih = f->h;
+    l->iw = f->w;
+    l->in_size = (size_t)f->c * f->h * f->w;
+    const char *kn = bs_layer_kind_name(s->kind);
+    int last = (i == n_layers - 1);
+    if (f->flat && (s->kind == BS_LAYER_CONV2D || s->kind == BS_LAYER_BATCHNORM || s->kind == BS_LAYER_MAXPOOL))
+        return bs_error_set(err, "layer %d (%s) comes after flatten, expected a (C, H, W) input", i, kn);
+    switch (s->kind) {
+    case BS_LAYER_CONV2D:
+        if (plan_conv(net, i, l, s, f->c, f->h, f->w, z, err)) return -1;
+        f->c = s->filters;
+        break;
+    case BS_LAYER_RELU:
+        l->inplace = i > 0; /* never overwrite the caller's input */
+        break;
+    case BS_LAYER_BATCHNORM:
+        l->w_n = l->b_n = (size_t)f->c;
+        l->r_off = z->nb;
+        z->nb += 2 * (size_t)f->c;
+        break;
+    case BS_LAYER_MAXPOOL:
+        if (s->kh < 1 || s->kw < 1 || s->kh > f->h || s->kw > f->w)
+            return bs_error_set(err, "layer %d (maxpool) has window %dx%d on a %dx%d input", i, s->kh, s->kw, f->h,
+                                f->w);
+        f->h /= s->kh;
+        f->w /= s->kw;
+        break;
+    case BS_LAYER_FLATTEN:
+        l->inplace = 1;
+        f->c = f->c * f->h * f->w;
+        f->h = f->w = 1;
+        f->flat = 1;
+        break;
+    case BS_LAYER_DROPOUT:
+        if (!(s->rate >= 0.0f && s->rate < 1.0f))
+            return bs_error_set(err, "layer %d (dropout) has rate %g, expected 0 <= rate < 1", i, (double)s->rate);
+        break;
+    case BS_LAYER_DENSE: {
+        if (!f->flat) return bs_error_set(err, "layer %d (dense) needs a flatten layer before it", i);
+        int u = s->units ? s->units : (i == n_layers - 2 ? n_outputs : 0);
+        if (u < 1 || u > 100000)
+            return bs_error_set(err, "layer %d (dense) has %d units, expected 1 to 100000", i, s->units);
+        s->units = u;
+        l->s.units = u;
+        l->w_n = (size_t)u * f->c;
+        l->b_n = (size_t)u;
+        f->c = u;
+        break;
+    }
+    case BS_LAYER_SIGMOID:
+    case BS_LAYER_SOFTMAX:
+        if (!last)
+            return bs_error_set(err, "layer %d (%s) is an output activation but is not the last layer", i, kn);
+        break;
+    default:
+        return bs_error_set(err, "layer %d has unknown kind %d", i, (int)s->kind);
+    }
+    if (last && s->kind != BS_LAYER_SIGMOID && s->kind != BS_LAYER_SOFTMAX)
+        return bs_error_set(err, "the last layer is %s, expected sigmoid or softmax", kn);
+    l->oc = f->c;
+    l->oh = f->h;
+    l->ow = f->w;
+    l->out_size = (size_t)f->c * f->h * f->w;
+    l->w_off = z->np;
+    z->np += l->w_n;
+    l->b_off = z->np;
+    z->np += l->b_n;
+    if (l->out_size > z->maxact) z->maxact = l->out_size;
+    if (!l->inplace) z->act += l->out_size;
+    if (z->act > MAX_ACT_PER_SAMPLE || z->col > MAX_ACT_PER_SAMPLE || z->np > MAX_PARAMS ||
+        z->wino_u > 4 * (size_t)MAX_PARAMS || z->wino_v > MAX_ACT_PER_SAMPLE || z->wino_m > MAX_ACT_PER_SAMPLE)
+        return bs_error_set(err, "layer %d (%s) makes the network too large (%zu activation floats, "
+                            "%zu parameters per sample)", i, kn, z->act, z->np);
+    return 0;
+}
+
+/* Parameters, gradients, buffers and one arena for everything else. */
+static int allocate(bs_net *net, const net_sizes *z, bs_error *err) {
+    size_t extra = 0; /* dropout masks and batchnorm statistics */
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->L[i].s.kind == BS_LAYER_DROPOUT) extra += net->L[i].out_size * net->max_batch;
         if (net->L[i].s.kind == BS_LAYER_BATCHNORM) extra += 2 * (size_t)net->L[i].oc;
     }
-    net->infer_only = infer_only;
-    net->n_params = np;
-    net->n_buffers = nb;
-    net->params = calloc(np ? np : 1, sizeof(float));
-    net->grads = infer_only ? NULL : calloc(np ? np : 1, sizeof(float));
-    net->buffers = calloc(nb ? nb : 1, sizeof(float));
-    size_t B = (size_t)max_batch;
-    size_t arena_n = (infer_only ? 2 * maxact * B + col
-                                 : act * B + col + 2 * maxact * B + (size_t)n_outputs * B + extra) +
-                     wino_u + wino_v + wino_m + wino_x + wino_du;
+    net->n_params = z->np;
+    net->n_buffers = z->nb;
+    net->params = calloc(z->np ? z->np : 1, sizeof(float));
+    net->grads = net->infer_only ? NULL : calloc(z->np ? z->np : 1, sizeof(float));
+    net->buffers = calloc(z->nb ? z->nb : 1, sizeof(float));
+    size_t B = (size_t)net->max_batch;
+    size_t arena_n = (net->infer_only ? 2 * z->maxact * B + z->col
+                                      : z->act * B + z->col + 2 * z->maxact * B + (size_t)net->n_outputs * B + extra) +
+                     z->wino_u + z->wino_v + z->wino_m + z->wino_x + z->wino_du;
     net->arena = malloc(arena_n * sizeof(float));
     net->arena_n = arena_n;
-    if (!net->params || (!infer_only && !net->grads) || !net->buffers || !net->arena) {
-        bs_error_set(err, "out of memory for the network (%zu parameters, %zu activation floats)",
-                     np, arena_n);
-        goto fail;
-    }
+    if (!net->params || (!net->infer_only && !net->grads) || !net->buffers || !net->arena)
+        return bs_error_set(err, "out of memory for the network (%zu parameters, %zu activation floats)", z->np,
+                            arena_n);
+    return 0;
+}
+
+/* Points the scratch, the Winograd weights and every layer's output into the arena:
+ * inference nets ping-pong between two buffers, training nets keep every activation (in-place
+ * layers alias their input) plus masks, statistics and the gradient buffers. */
+static void lay_out_arena(bs_net *net, const net_sizes *z) {
+    const int n_layers = net->n_layers;
+    const size_t B = (size_t)net->max_batch;
     float *p = net->arena;
     net->col = p;
-    p += col;
+    p += z->col;
     net->wino_V = p;
-    p += wino_v;
+    p += z->wino_v;
     net->wino_M = p;
-    p += wino_m;
+    p += z->wino_m;
     net->wino_X = p;
-    p += wino_x;
+    p += z->wino_x;
     net->wino_dU = p;
-    p += wino_du;
+    p += z->wino_du;
     for (int i = 0; i < n_layers; i++)
         if (net->L[i].wino_r) {
             layer *l = &net->L[i];
@@ -375,8 +381,8 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
             l->wino_U = p;
             p += (size_t)n * n * l->oc * l->ic;
         }
-    if (infer_only) { /* every layer writes the buffer its input is not in, or works in place */
-        float *A = p, *Bf = p + maxact * B, *cur = NULL;
+    if (net->infer_only) { /* every layer writes the buffer its input is not in, or works in place */
+        float *A = p, *Bf = p + z->maxact * B, *cur = NULL;
         for (int i = 0; i < n_layers; i++) {
             layer *l = &net->L[i];
             bs_layer_kind k = l->s.kind;
@@ -387,17 +393,14 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
             l->out = inplace ? cur : (cur == A ? Bf : A);
             cur = l->out;
         }
-        p += 2 * maxact * B;
-        goto tensors;
+        return;
     }
     net->g0 = p;
-    p += maxact * B;
+    p += z->maxact * B;
     net->g1 = p;
-    p += maxact * B;
+    p += z->maxact * B;
     net->dlogits = p;
-    p += (size_t)n_outputs * B;
-    /* activations: in-place layers alias their input */
-    int nconv = 0, nbn = 0, ndense = 0;
+    p += (size_t)net->n_outputs * B;
     for (int i = 0; i < n_layers; i++) {
         layer *l = &net->L[i];
         if (l->inplace) {
@@ -416,7 +419,12 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
             p += 2 * (size_t)l->oc;
         }
     }
-tensors:
+}
+
+/* The named tensors ("conv1.weight", "bn2.running_var", ...), in layer order. */
+static void name_tensors(bs_net *net) {
+    const int n_layers = net->n_layers;
+    int nconv = 0, nbn = 0, ndense = 0;
     for (int i = 0; i < n_layers; i++) {
         layer *l = &net->L[i];
         float *W = net->params + l->w_off, *dW = net->grads ? net->grads + l->w_off : NULL;
@@ -440,7 +448,11 @@ tensors:
             add_tensor(net, "dense", ndense, "bias", Bv, dB, 1, bs);
         }
     }
-    /* initialisation: Glorot uniform weights, zero biases, gamma 1, running var 1 */
+}
+
+/* Glorot-uniform weights from seed, zero biases, gamma 1, running var 1. */
+static void init_params(bs_net *net, uint64_t seed) {
+    const int n_layers = net->n_layers;
     uint64_t rng = seed;
     for (int i = 0; i < n_layers; i++) {
         layer *l = &net->L[i];
@@ -456,6 +468,42 @@ tensors:
         }
     }
     net->drop_rng = seed ^ 0xD1B54A32D192ED03ull;
+}
+
+static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+                          int n_outputs, int max_batch, uint64_t seed, int infer_only,
+                          bs_error *err) {
+    if (check_dims(n_layers, in_h, in_w, n_outputs, max_batch, err)) return NULL;
+    bs_net *net = calloc(1, sizeof *net);
+    if (!net) {
+        bs_error_set(err, "out of memory for the network");
+        return NULL;
+    }
+    net->n_layers = n_layers;
+    net->n_outputs = n_outputs;
+    net->in_h = in_h;
+    net->in_w = in_w;
+    net->max_batch = max_batch;
+    net->infer_only = infer_only;
+    memcpy(net->specs, layers, sizeof(bs_layer_spec) * n_layers);
+
+    net_sizes z = {.maxact = (size_t)in_h * in_w};
+    z.no_wino = g_net_options.no_winograd;
+    z.no_wino_bwd = z.no_wino || g_net_options.no_winograd_backward;
+    flow f = {.c = 1, .h = in_h, .w = in_w};
+    for (int i = 0; i < n_layers; i++)
+        if (plan_layer(net, i, &f, &z, err)) goto fail;
+    const layer *pre = &net->L[n_layers - 2];
+    if (pre->s.kind != BS_LAYER_DENSE || pre->oc != n_outputs) {
+        bs_error_set(err, "the layer before the output activation must be dense with %d units "
+                     "(one per output), found %s with %d outputs",
+                     n_outputs, bs_layer_kind_name(pre->s.kind), (int)pre->out_size);
+        goto fail;
+    }
+    if (allocate(net, &z, err)) goto fail;
+    lay_out_arena(net, &z);
+    name_tensors(net);
+    init_params(net, seed);
     return net;
 fail:
     bs_net_free(net);
@@ -472,7 +520,6 @@ bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int i
     return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, 0, 1, err);
 }
 
-int bs_net_inference_only(const bs_net *net) { return net->infer_only; }
 
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err) {
@@ -513,7 +560,6 @@ float *bs_net_params(bs_net *net) {
     net->wino_valid = 0;
     return net->params;
 }
-void bs_net_params_changed(bs_net *net) { net->wino_valid = 0; }
 float *bs_net_grads(bs_net *net) { return net->grads; }
 int bs_net_n_tensors(const bs_net *net) { return net->n_tensors; }
 void bs_net_set_dropout_seed(bs_net *net, uint64_t seed) { net->drop_rng = seed; }
@@ -665,7 +711,7 @@ static int relu_fused(const bs_net *net, int i) {
            net->L[i + 1].s.kind == BS_LAYER_BATCHNORM;
 }
 
-void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
+static void backward_from(bs_net *net, const float *dlogits, int batch) {
     if (net->infer_only || !net->last_training) return;
     const int B = batch;
     memset(net->grads, 0, sizeof(float) * net->n_params);
@@ -732,4 +778,4 @@ void bs_net_backward_from(bs_net *net, const float *dlogits, int batch) {
     }
 }
 
-void bs_net_backward(bs_net *net, int batch) { bs_net_backward_from(net, net->dlogits, batch); }
+void bs_net_backward(bs_net *net, int batch) { backward_from(net, net->dlogits, batch); }

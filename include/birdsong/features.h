@@ -121,6 +121,28 @@ void bs_segments_free(bs_segments *s);
 
 typedef struct bs_melspec bs_melspec;
 
+/* The bodies of bs_melspec_compute. The wide ones are built with GCC on x86-64 outside the
+ * sanitizers and chosen at create from the CPU. All three give the same bits. */
+typedef enum bs_simd_level {
+    BS_SIMD_BASELINE = 0, /* the portable body (SSE2 on x86-64) */
+    BS_SIMD_AVX2 = 1,
+    BS_SIMD_AVX512 = 2,   /* AVX-512 F/VL/BW/DQ */
+} bs_simd_level;
+
+/* Create options. The library never reads the environment for them: programs do
+ * (BIRDSONG_NO_AVX2, BIRDSONG_NO_AVX512, see birdsong/switches.h) and pass them here. */
+typedef struct bs_melspec_options {
+    bs_simd_level max_simd; /* the widest body allowed (BS_SIMD_AVX512: whatever the CPU has) */
+} bs_melspec_options;
+
+/* The options bs_melspec_create uses: BS_SIMD_AVX512 until a program sets others, once,
+ * before it creates any (not thread-safe against concurrent creates). */
+void bs_melspec_set_default_options(const bs_melspec_options *opt);
+bs_melspec_options bs_melspec_default_options(void);
+
+/* bs_melspec_create with explicit options (NULL: the defaults). */
+bs_melspec *bs_melspec_create_with(const bs_feature_config *cfg, const bs_melspec_options *opt, bs_error *err);
+
 /* Validates cfg, builds the filterbank (sparse: each mel row keeps only its nonzero bins),
  * the periodic Hann window and one FFTW plan (a complex FFT of n_fft/2 points; the real
  * spectrum is split from it). NULL with err on bad cfg or no memory. */
@@ -134,11 +156,8 @@ const char *bs_melspec_fft_plan(const bs_melspec *ms);
 /* segment: segment_samples floats. out: n_mels * n_frames floats, (n_mels, n_frames), dB.
  * Allocates nothing, cannot fail. Not thread-safe per object. */
 void bs_melspec_compute(bs_melspec *ms, const float *segment, float *out);
-/* Which body compute runs: 0 baseline, 1 AVX2, 2 AVX-512 (F/VL/BW/DQ). The wide bodies are
- * built with GCC on x86-64 outside the sanitizers and chosen at create from the CPU; the
- * environment variable BIRDSONG_NO_AVX2=1 forces the baseline body, BIRDSONG_NO_AVX512=1
- * stops at AVX2. All three give the same bits. */
-int bs_melspec_uses_avx2(const bs_melspec *ms);
+/* Which body compute runs: the widest the CPU has, up to the create option max_simd. */
+bs_simd_level bs_melspec_simd_level(const bs_melspec *ms);
 
 /* Mel filterbank as a dense (n_mels, n_freqs) float32 matrix, for tests and tools; the
  * caller frees it. NULL with err on bad cfg. */

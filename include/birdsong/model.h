@@ -40,7 +40,7 @@ int bs_model_serialize(bs_model *model, uint8_t **out, size_t *out_size, bs_erro
 void bs_model_free(bs_model *model);
 
 /* ---- building one for training ----
- * arch: a name of bs_nn_arch_layers ("convnet1", "convnet-lite"). n_outputs = n_labels.
+ * arch: a name of bs_nn_arch_layers (bs_nn_arch_names). n_outputs = n_labels.
  * max_batch: the largest training batch (predict always works). */
 bs_model *bs_model_create(const char *arch, int n_mels, int n_frames, const char *const *labels,
                           int n_labels, int max_batch, uint64_t seed, bs_error *err);
@@ -68,13 +68,13 @@ int bs_model_set_arch(bs_model *model, const char *name, bs_error *err);
 /* ---- accessors (pointers live as long as the model) ---- */
 int bs_model_n_outputs(const bs_model *model);
 const char *bs_model_label(const bs_model *model, int i);
+const char *const *bs_model_labels(const bs_model *model); /* n_outputs of them */
 const float *bs_model_thresholds(const bs_model *model);
 int bs_model_n_mels(const bs_model *model);    /* input height */
 int bs_model_n_frames(const bs_model *model);  /* input width */
 const float *bs_model_norm_mean(const bs_model *model);  /* n_mels */
 const float *bs_model_norm_std(const bs_model *model);   /* n_mels */
 const bs_feature_config *bs_model_feature_config(const bs_model *model);
-const char *bs_model_features_json(const bs_model *model); /* compact JSON object */
 const char *bs_model_training_json(const bs_model *model); /* compact JSON object */
 const char *bs_model_training_date(const bs_model *model); /* "" when absent */
 const char *bs_model_arch(const bs_model *model);          /* name, or "custom" */

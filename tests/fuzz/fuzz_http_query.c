@@ -1,10 +1,10 @@
 /* libFuzzer target: whole HTTP requests (arbitrary bytes) through libmicrohttpd's parser into
- * birdsongd's request handling: the raw-target guard, body refusal, the bearer-token gate, the
- * route table, the query checks (unknown and repeated parameters, NUL bytes) and the integer
- * and ISO 8601 parameter parsers, answered with the server's own reply and error helpers
- * (daemon/http.c, daemon/auth.c). Each input is one connection over a socketpair, driven by
- * MHD_run. The handler mirrors daemon/http.c's on_request for the parameter parsing the real
- * routes do; the handlers behind the routes need a running daemon and are covered by the
+ * birdsongd's HTTP server (daemon/http.c, started detached over a test route table): the
+ * raw-target guard, body refusal, CORS preflight, methods, the bearer-token gate (daemon/auth.c),
+ * the route flags and query checks (unknown and repeated parameters, NUL bytes), then a
+ * handler doing the integer and ISO 8601 parameter parsing the real routes do, answered with
+ * the server's own reply and error helpers. Each input is one connection over a socketpair,
+ * driven by MHD_run. The real handlers need a running daemon and are covered by the
  * integration tests (tests/integration/test_hostile_http.py).
  * Invariants: no crash or leak; any answer our code gives (200, 401, 405, 413) carries
  * `X-Content-Type-Options: nosniff`; the server never answers 500. */
@@ -17,34 +17,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "daemon/auth.h"
 #include "daemon/http.h"
 #include "daemon/station.h"
 
-static int mark;
-
-static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *url, const char *method,
-                               const char *version, const char *upload, size_t *upload_size, void **con_cls) {
-    if (*con_cls == &bsd_http_nul_path) {
-        *con_cls = &mark;
-        return bsd_http_error(c, 400, url, "NUL byte (%%00) in the path");
-    }
-    if (!*con_cls) {
-        *con_cls = &mark;
-        if (bsd_http_has_body(c)) return bsd_http_error(c, 413, url, "no request body expected for %s", method);
-        return MHD_YES;
-    }
-    if (*upload_size) {
-        *upload_size = 0;
-        return MHD_YES;
-    }
-    const bsd_route *route = bsd_http_route(url);
-    if (!route && strcmp(url, "/q") != 0) return bsd_http_error(c, 404, url, "no such resource");
-    if (strcmp(method, "OPTIONS") == 0) return bsd_policy_preflight(c, url, "GET, HEAD");
+/* What the real routes parse: integers in ranges, ISO 8601 times, a species string. */
+static enum MHD_Result handler(bsd_app *app, struct MHD_Connection *c, const char *url) {
     enum MHD_Result r;
-    if (bsd_policy_authorize(c, url, method, &r) != 0) return r;
-    static const char *const args[] = {"top", "since", "limit", "offset", "from", "to", "species", "bucket", NULL};
-    if (bsd_http_check_args(c, url, args, &r)) return r;
     unsigned long long top, since, limit, offset;
     if (bsd_http_uint_arg(c, url, "top", 0, 1, 12, &top, &r)) return r;
     if (bsd_http_uint_arg(c, url, "since", 0, 0, (unsigned long long)INT64_MAX, &since, &r)) return r;
@@ -64,20 +42,27 @@ static enum MHD_Result handler(void *cls, struct MHD_Connection *c, const char *
     return bsd_http_reply(c, 200, body, (size_t)n, NULL);
 }
 
+static const char *const args[] = {"top", "since", "limit", "offset", "from", "to", "species", "bucket", NULL};
+/* The real server (daemon/http.c) over a table shaped like the real one: exact and prefix
+ * paths, a write route behind the token, a route that needs the store (there is none: 503). */
+static const bsd_route routes[] = {
+    {"/q", "GET", 0, args, handler},
+    {"/api/v1/*", "GET", 0, args, handler},
+    {"/api/v1/reload", "POST", BSD_ROUTE_TOKEN, NULL, handler},
+    {"/api/v1/detections", "GET", BSD_ROUTE_STORE, args, handler},
+};
+
 static struct MHD_Daemon *daemon_once(void) {
-    static struct MHD_Daemon *d;
-    if (d) return d;
-    bsd_config cfg;
-    bsd_config_defaults(&cfg);
-    snprintf(cfg.auth_token, sizeof cfg.auth_token, "fuzz-token-0123456789");
-    snprintf(cfg.cors_origins, sizeof cfg.cors_origins, "https://a.example");
+    static bsd_app app;
+    static bsd_http *h;
+    if (h) return bsd_http_mhd(h);
+    bsd_config_defaults(&app.cfg);
+    snprintf(app.cfg.auth_token, sizeof app.cfg.auth_token, "fuzz-token-0123456789");
+    snprintf(app.cfg.cors_origins, sizeof app.cfg.cors_origins, "https://a.example");
     bs_error err;
-    if (bsd_policy_init(&cfg, &err) != 0) abort();
-    d = MHD_start_daemon(MHD_USE_NO_LISTEN_SOCKET, 0, NULL, NULL, handler, NULL,
-                         MHD_OPTION_URI_LOG_CALLBACK, bsd_http_uri_guard, NULL,
-                         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)16384, MHD_OPTION_END);
-    if (!d) abort();
-    return d;
+    h = bsd_http_start_detached(&app, routes, sizeof routes / sizeof routes[0], &err);
+    if (!h) abort();
+    return bsd_http_mhd(h);
 }
 
 static void check_response(const char *buf, size_t n) {

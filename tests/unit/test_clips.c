@@ -29,19 +29,19 @@ static uint64_t fed;
 static int noise; /* white noise (FLAC cannot shrink it) instead of the ramp */
 
 /* Feeds `seconds` of a ramp whose value encodes the sample's index, in 0.25 s blocks. */
-static void feed(bs_clips *c, double seconds) {
+static void feed(bsd_clips *c, double seconds) {
     float block[RATE / 4];
     int blocks = (int)(seconds * 4);
     for (int b = 0; b < blocks; b++) {
         for (int i = 0; i < RATE / 4; i++)
             block[i] = noise ? (float)rand() / RAND_MAX - 0.5f : (float)((fed + (uint64_t)i) % 1000) / 2000.0f;
         fed += RATE / 4;
-        bs_clips_feed(c, block, RATE / 4, T0 + (double)fed / RATE);
+        bsd_clips_feed(c, block, RATE / 4, T0 + (double)fed / RATE);
     }
 }
 
-static bs_detection det(int64_t id, double start, double end) {
-    bs_detection d;
+static bsd_detection det(int64_t id, double start, double end) {
+    bsd_detection d;
     memset(&d, 0, sizeof d);
     d.id = id;
     d.start = T0 + start;
@@ -53,17 +53,17 @@ static bs_detection det(int64_t id, double start, double end) {
 Test(clips, clip_has_pre_and_post_roll_and_the_right_samples) {
     fed = 0;
     bs_error err;
-    bs_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 1.0};
-    bs_clips *c = bs_clips_open(clipdir, &cfg, &err);
+    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 1.0};
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
     cr_assert_not_null(c, "%s", err.msg);
     feed(c, 4.0);
-    bs_detection d = det(7, 2.0, 3.5);
-    cr_assert_eq(bs_clips_request(c, &d), 0);
+    bsd_detection d = det(7, 2.0, 3.5);
+    cr_assert_eq(bsd_clips_request(c, &d), 0);
     char path[512];
-    cr_assert_eq(bs_clips_path(c, 7, path, sizeof path), 0); /* waits for the post-roll */
+    cr_assert_eq(bsd_clips_path(c, 7, path, sizeof path), 0); /* waits for the post-roll */
     feed(c, 1.0);
-    cr_assert_eq(bs_clips_flush(c, 10000), 0);
-    cr_assert_eq(bs_clips_path(c, 7, path, sizeof path), 1);
+    cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    cr_assert_eq(bsd_clips_path(c, 7, path, sizeof path), 1);
     SF_INFO info = {0};
     SNDFILE *sf = sf_open(path, SFM_READ, &info);
     cr_assert_not_null(sf, "%s", sf_strerror(NULL));
@@ -79,13 +79,13 @@ Test(clips, clip_has_pre_and_post_roll_and_the_right_samples) {
         float want = (float)((uint64_t)(1.5 * RATE + k) % 1000) / 2000.0f;
         cr_assert_float_eq(x[k], want, 1.0 / 16384, "sample %d: %f vs %f", k, x[k], want);
     }
-    bs_clips_stats st = bs_clips_get_stats(c);
+    bsd_clips_stats st = bsd_clips_get_stats(c);
     cr_assert_eq(st.saved, 1);
     cr_assert_eq(st.files, 1);
     struct stat fst;
     stat(path, &fst);
     cr_assert_eq(st.bytes, (uint64_t)fst.st_size);
-    bs_clips_close(c);
+    bsd_clips_close(c);
 }
 
 Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
@@ -93,35 +93,35 @@ Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
     noise = 1;
     bs_error err;
     /* each 3 s clip at 8 kHz is at most 48 kB; 0.12 MB holds two */
-    bs_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
+    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
                            .min_free_percent = 0.001};
-    bs_clips *c = bs_clips_open(clipdir, &cfg, &err);
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
     cr_assert_not_null(c, "%s", err.msg);
     for (int i = 1; i <= 5; i++) {
         feed(c, 2.5);
-        bs_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
-        cr_assert_eq(bs_clips_request(c, &d), 0);
+        bsd_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
+        cr_assert_eq(bsd_clips_request(c, &d), 0);
         feed(c, 1.0);
-        cr_assert_eq(bs_clips_flush(c, 10000), 0);
+        cr_assert_eq(bsd_clips_flush(c, 10000), 0);
     }
-    bs_clips_stats st = bs_clips_get_stats(c);
+    bsd_clips_stats st = bsd_clips_get_stats(c);
     cr_assert_eq(st.saved, 5);
     cr_assert_leq(st.bytes, (uint64_t)(0.12 * 1024 * 1024));
     cr_assert_geq(st.deleted, 2);
     char path[512];
-    cr_assert_eq(bs_clips_path(c, 1, path, sizeof path), 0);
-    cr_assert_eq(bs_clips_path(c, 5, path, sizeof path), 1);
-    cr_assert_eq(bs_clips_path(c, 4, path, sizeof path), 1);
-    bs_clips_close(c);
+    cr_assert_eq(bsd_clips_path(c, 1, path, sizeof path), 0);
+    cr_assert_eq(bsd_clips_path(c, 5, path, sizeof path), 1);
+    cr_assert_eq(bsd_clips_path(c, 4, path, sizeof path), 1);
+    bsd_clips_close(c);
 
     /* reopened with a smaller quota: only the newest survives */
     cfg.max_mb = 0.06;
-    c = bs_clips_open(clipdir, &cfg, &err);
+    c = bsd_clips_open(clipdir, &cfg, &err);
     cr_assert_not_null(c, "%s", err.msg);
-    cr_assert_eq(bs_clips_path(c, 4, path, sizeof path), 0);
-    cr_assert_eq(bs_clips_path(c, 5, path, sizeof path), 1);
-    cr_assert_eq(bs_clips_get_stats(c).files, 1);
-    bs_clips_close(c);
+    cr_assert_eq(bsd_clips_path(c, 4, path, sizeof path), 0);
+    cr_assert_eq(bsd_clips_path(c, 5, path, sizeof path), 1);
+    cr_assert_eq(bsd_clips_get_stats(c).files, 1);
+    bsd_clips_close(c);
 }
 
 #include <dirent.h>
@@ -139,56 +139,56 @@ static double fake_probe(const char *d, void *user) {
 Test(clips, min_free_disk_deletes_then_skips_rather_than_filling_the_disk) {
     fed = 0;
     bs_error err;
-    bs_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .min_free_percent = 20};
-    bs_clips *c = bs_clips_open(clipdir, &cfg, &err);
+    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .min_free_percent = 20};
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
     cr_assert_not_null(c, "%s", err.msg);
-    bs_clips_set_disk_probe(c, fake_probe, NULL);
+    bsd_clips_set_disk_probe(c, fake_probe, NULL);
     feed(c, 3);
-    bs_detection d = det(1, 1.0, 2.0);
-    bs_clips_request(c, &d);
+    bsd_detection d = det(1, 1.0, 2.0);
+    bsd_clips_request(c, &d);
     feed(c, 1);
-    bs_clips_flush(c, 10000);
-    cr_assert_eq(bs_clips_get_stats(c).saved, 1);
+    bsd_clips_flush(c, 10000);
+    cr_assert_eq(bsd_clips_get_stats(c).saved, 1);
     /* the disk fills up from elsewhere: 16% free, 21% once our clip is gone */
     fake_free = 16.0;
     d = det(2, 3.0, 3.5);
-    bs_clips_request(c, &d);
+    bsd_clips_request(c, &d);
     feed(c, 1);
-    bs_clips_flush(c, 10000);
+    bsd_clips_flush(c, 10000);
     char path[512];
-    cr_assert_eq(bs_clips_path(c, 1, path, sizeof path), 0, "the oldest clip was not deleted");
-    cr_assert_eq(bs_clips_path(c, 2, path, sizeof path), 1);
+    cr_assert_eq(bsd_clips_path(c, 1, path, sizeof path), 0, "the oldest clip was not deleted");
+    cr_assert_eq(bsd_clips_path(c, 2, path, sizeof path), 1);
     /* 10% free even with no clips: nothing is written */
     fake_free = 10.0;
     d = det(3, 4.0, 4.5);
-    bs_clips_request(c, &d);
+    bsd_clips_request(c, &d);
     feed(c, 1);
-    bs_clips_flush(c, 10000);
-    cr_assert_eq(bs_clips_path(c, 3, path, sizeof path), 0);
-    cr_assert_eq(bs_clips_path(c, 2, path, sizeof path), 0); /* deleted trying to make room */
-    bs_clips_stats st = bs_clips_get_stats(c);
+    bsd_clips_flush(c, 10000);
+    cr_assert_eq(bsd_clips_path(c, 3, path, sizeof path), 0);
+    cr_assert_eq(bsd_clips_path(c, 2, path, sizeof path), 0); /* deleted trying to make room */
+    bsd_clips_stats st = bsd_clips_get_stats(c);
     cr_assert_eq(st.skipped_disk, 1);
     cr_assert_eq(st.saved, 2);
-    bs_clips_close(c);
+    bsd_clips_close(c);
 }
 
 Test(clips, pending_limit_and_bad_settings) {
     bs_error err;
-    bs_clips_config bad = {.sample_rate = 0};
-    cr_assert_null(bs_clips_open(clipdir, &bad, &err));
+    bsd_clips_config bad = {.sample_rate = 0};
+    cr_assert_null(bsd_clips_open(clipdir, &bad, &err));
     cr_assert(strstr(err.msg, "sample rate") != NULL, "%s", err.msg);
-    bs_clips_config cfg = {.sample_rate = RATE, .max_pending = 2};
-    bs_clips *c = bs_clips_open(clipdir, &cfg, &err);
-    bs_detection d = det(1, 100, 101);
-    cr_assert_eq(bs_clips_request(c, &d), 0);
-    cr_assert_eq(bs_clips_request(c, &d), 0);
-    cr_assert_eq(bs_clips_request(c, &d), -1);
-    cr_assert_eq(bs_clips_get_stats(c).skipped_busy, 1);
-    bs_clips_close(c); /* pending clips without audio are dropped */
+    bsd_clips_config cfg = {.sample_rate = RATE, .max_pending = 2};
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
+    bsd_detection d = det(1, 100, 101);
+    cr_assert_eq(bsd_clips_request(c, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, &d), -1);
+    cr_assert_eq(bsd_clips_get_stats(c).skipped_busy, 1);
+    bsd_clips_close(c); /* pending clips without audio are dropped */
     char file[400];
     snprintf(file, sizeof file, "%s/file", dir);
     FILE *f = fopen(file, "w");
     fclose(f);
-    cr_assert_null(bs_clips_open(file, &cfg, &err));
+    cr_assert_null(bsd_clips_open(file, &cfg, &err));
     cr_assert(strstr(err.msg, "file") != NULL, "%s", err.msg);
 }

@@ -7,7 +7,7 @@
 
 Test(dashboard, the_embedded_page_is_the_html_file) {
     size_t len;
-    const char *html = bs_dashboard_html(&len);
+    const char *html = bsd_dashboard_html(&len);
     FILE *f = fopen("daemon/dashboard.html", "rb");
     if (!f) cr_skip_test("daemon/dashboard.html not found from %s", getenv("PWD"));
     fseek(f, 0, SEEK_END);

@@ -10,6 +10,7 @@
 #include "birdsong/audio.h"
 #include "birdsong/features.h"
 #include "tests/unit/audio_fixtures.h"
+#include "switches_from_env.h"
 
 TestSuite(config);
 TestSuite(segment);
@@ -386,19 +387,13 @@ Test(melspec, avx2_and_baseline_bodies_agree_bit_for_bit) {
         c.segment_seconds = cases[k].seg;
         bs_error err = {{0}};
         cr_assert_eq(bs_feature_config_validate(&c, &err), 0, "%s", err.msg);
-        unsetenv("BIRDSONG_NO_AVX2");
-        unsetenv("BIRDSONG_NO_AVX512");
-        bs_melspec *fast = bs_melspec_create(&c, &err);
-        setenv("BIRDSONG_NO_AVX512", "1", 1);
-        bs_melspec *mid = bs_melspec_create(&c, &err);
-        unsetenv("BIRDSONG_NO_AVX512");
-        setenv("BIRDSONG_NO_AVX2", "1", 1);
-        bs_melspec *base = bs_melspec_create(&c, &err);
-        unsetenv("BIRDSONG_NO_AVX2");
+        bs_melspec *fast = bs_melspec_create_with(&c, &(bs_melspec_options){BS_SIMD_AVX512}, &err);
+        bs_melspec *mid = bs_melspec_create_with(&c, &(bs_melspec_options){BS_SIMD_AVX2}, &err);
+        bs_melspec *base = bs_melspec_create_with(&c, &(bs_melspec_options){BS_SIMD_BASELINE}, &err);
         cr_assert(fast && mid && base, "%s", err.msg);
-        cr_assert_eq(bs_melspec_uses_avx2(base), 0);
-        cr_assert_leq(bs_melspec_uses_avx2(mid), 1);
-        if (!bs_melspec_uses_avx2(fast)) cr_log_info("AVX2 body not in this build (sanitizers) or not on this CPU: both are the baseline; tests/integration/test_features.py compares them in the normal build");
+        cr_assert_eq(bs_melspec_simd_level(base), BS_SIMD_BASELINE);
+        cr_assert_leq(bs_melspec_simd_level(mid), BS_SIMD_AVX2);
+        if (bs_melspec_simd_level(fast) == BS_SIMD_BASELINE) cr_log_info("AVX2 body not in this build (sanitizers) or not on this CPU: both are the baseline; tests/integration/test_features.py compares them in the normal build");
         int n = bs_feature_segment_samples(&c), F = bs_feature_n_frames(&c);
         size_t no = (size_t)c.n_mels * F;
         float *x = malloc(sizeof(float) * (size_t)n), *a = malloc(sizeof(float) * no), *b = malloc(sizeof(float) * no),

@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "birdsong/model.h"
+#include "birdsong/nn_train.h"
+#include "switches_from_env.h"
 
 static const bs_layer_spec tiny[] = {
     {.kind = BS_LAYER_CONV2D, .filters = 3, .kh = 3, .kw = 3},

@@ -141,21 +141,21 @@ Test(mqtt, detections_round_trip_through_the_broker) {
     sub s;
     struct mosquitto *sm = subscribe(port, &s);
     bs_error err;
-    bs_mqtt_config cfg = {.host = "127.0.0.1", .port = port, .topic = "birdsong/test/detections"};
-    bs_mqtt *m = bs_mqtt_start(&cfg, &err);
+    bsd_mqtt_config cfg = {.host = "127.0.0.1", .port = port, .topic = "birdsong/test/detections"};
+    bsd_mqtt *m = bsd_mqtt_start(&cfg, &err);
     cr_assert_not_null(m, "%s", err.msg);
     for (int i = 0; i < 5; i++) {
         char payload[128];
         snprintf(payload, sizeof payload, "{\"id\":%d,\"species\":\"Parus_major\"}", i + 1);
-        cr_assert_eq(bs_mqtt_publish(m, payload), 0);
+        cr_assert_eq(bsd_mqtt_publish(m, payload), 0);
     }
     cr_assert_eq(wait_count(&s, 5, 10000), 5);
     cr_assert_str_eq(s.msgs[0], "{\"id\":1,\"species\":\"Parus_major\"}");
     cr_assert_str_eq(s.msgs[4], "{\"id\":5,\"species\":\"Parus_major\"}");
-    bs_mqtt_stats st = bs_mqtt_get_stats(m);
+    bsd_mqtt_stats st = bsd_mqtt_get_stats(m);
     cr_assert_eq(st.sent, 5);
     cr_assert_eq(st.connected, 1);
-    bs_mqtt_stop(m, 2000);
+    bsd_mqtt_stop(m, 2000);
     mosquitto_disconnect(sm);
     mosquitto_loop_stop(sm, true);
     mosquitto_destroy(sm);
@@ -164,23 +164,23 @@ Test(mqtt, detections_round_trip_through_the_broker) {
 Test(mqtt, queues_while_the_broker_is_down_and_reconnects) {
     int port = free_port();
     bs_error err;
-    bs_mqtt_config cfg = {.host = "127.0.0.1", .port = port, .topic = "birdsong/test/d", .queue = 3};
-    bs_mqtt *m = bs_mqtt_start(&cfg, &err);
+    bsd_mqtt_config cfg = {.host = "127.0.0.1", .port = port, .topic = "birdsong/test/d", .queue = 3};
+    bsd_mqtt *m = bsd_mqtt_start(&cfg, &err);
     cr_assert_not_null(m, "%s", err.msg);
     for (int i = 1; i <= 5; i++) { /* queue of 3: messages 1 and 2 are dropped */
         char payload[32];
         snprintf(payload, sizeof payload, "m%d", i);
-        bs_mqtt_publish(m, payload);
+        bsd_mqtt_publish(m, payload);
     }
-    cr_assert_eq(bs_mqtt_get_stats(m).dropped, 2);
-    cr_assert_eq(bs_mqtt_get_stats(m).connected, 0);
+    cr_assert_eq(bsd_mqtt_get_stats(m).dropped, 2);
+    cr_assert_eq(bsd_mqtt_get_stats(m).connected, 0);
     start_broker(port);
     sub s;
     struct mosquitto *sm = subscribe(port, &s);
     /* The subscriber may come after the first deliveries; publish one more after it. */
-    for (int t = 0; t < 200 && !bs_mqtt_get_stats(m).connected; t++) usleep(50000);
-    cr_assert(bs_mqtt_get_stats(m).connected, "the client did not reconnect");
-    bs_mqtt_publish(m, "m6");
+    for (int t = 0; t < 200 && !bsd_mqtt_get_stats(m).connected; t++) usleep(50000);
+    cr_assert(bsd_mqtt_get_stats(m).connected, "the client did not reconnect");
+    bsd_mqtt_publish(m, "m6");
     cr_assert_geq(wait_count(&s, 1, 10000), 1);
     int seen6 = 0;
     wait_count(&s, 4, 2000);
@@ -191,8 +191,8 @@ Test(mqtt, queues_while_the_broker_is_down_and_reconnects) {
     }
     pthread_mutex_unlock(&s.lock);
     cr_assert(seen6);
-    cr_assert_geq(bs_mqtt_get_stats(m).sent, 4);
-    bs_mqtt_stop(m, 2000);
+    cr_assert_geq(bsd_mqtt_get_stats(m).sent, 4);
+    bsd_mqtt_stop(m, 2000);
     mosquitto_disconnect(sm);
     mosquitto_loop_stop(sm, true);
     mosquitto_destroy(sm);
@@ -200,10 +200,10 @@ Test(mqtt, queues_while_the_broker_is_down_and_reconnects) {
 
 Test(mqtt, bad_settings_are_refused) {
     bs_error err;
-    bs_mqtt_config cfg = {.topic = "birdsong/#"};
-    cr_assert_null(bs_mqtt_start(&cfg, &err));
+    bsd_mqtt_config cfg = {.topic = "birdsong/#"};
+    cr_assert_null(bsd_mqtt_start(&cfg, &err));
     cr_assert(strstr(err.msg, "wildcard") != NULL, "%s", err.msg);
-    bs_mqtt_config c2 = {.qos = 3};
-    cr_assert_null(bs_mqtt_start(&c2, &err));
+    bsd_mqtt_config c2 = {.qos = 3};
+    cr_assert_null(bsd_mqtt_start(&c2, &err));
     cr_assert(strstr(err.msg, "qos 3") != NULL, "%s", err.msg);
 }

@@ -7,8 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
 #include "nn/layers.h"
+#include "switches_from_env.h"
 
 static uint64_t rs = 12345;
 static float urand(void) { return 2.0f * bs_rng_uniform(&rs) - 1.0f; }
@@ -556,14 +557,15 @@ Test(conv2d, winograd_matches_im2col) {
 
 /* The same network built twice, the second with the environment switch `var` = 0 (the
  * Winograd forward or backward off); both asserted built. */
-static void net_pair(const char *var, const bs_layer_spec *L, int n, int H, int W, int O, int B,
+static void net_pair(bs_net_options off_opt, const bs_layer_spec *L, int n, int H, int W, int O, int B,
                      uint64_t seed, bs_net **on, bs_net **off) {
     bs_error err = {{0}};
-    unsetenv(var);
+    bs_net_options saved = bs_net_default_options();
+    bs_net_set_default_options(&(bs_net_options){0});
     *on = bs_net_create(L, n, H, W, O, B, seed, &err);
-    setenv(var, "0", 1);
+    bs_net_set_default_options(&off_opt);
     *off = bs_net_create(L, n, H, W, O, B, seed, &err);
-    unsetenv(var);
+    bs_net_set_default_options(&saved);
     cr_assert(*on && *off, "%s", err.msg);
 }
 
@@ -594,7 +596,7 @@ Test(network, winograd_and_im2col_nets_agree) {
     };
     enum { B = 3, H = 10, W = 9, O = 2 };
     bs_net *a, *b;
-    net_pair("BIRDSONG_NN_WINOGRAD", L, 12, H, W, O, B, 5, &a, &b);
+    net_pair((bs_net_options){.no_winograd = 1}, L, 12, H, W, O, B, 5, &a, &b);
     float x[B * H * W], y[B * O] = {1, 0, 0, 1, 0, 0};
     fill(x, B * H * W, 1);
     const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);
@@ -669,7 +671,7 @@ Test(conv2d, winograd_backward_matches_im2col) {
 }
 
 /* In a network: the Winograd training backward gives the gradients of the im2col backward
- * (same forward, BIRDSONG_NN_WINOGRAD_BACKWARD=0) within 1e-4 relative. */
+ * (same forward, no_winograd_backward) within 1e-4 relative. */
 Test(network, winograd_backward_matches_im2col_backward) {
     static const bs_layer_spec L[] = {
         {.kind = BS_LAYER_CONV2D, .filters = 8, .kh = 3, .kw = 3},
@@ -689,7 +691,7 @@ Test(network, winograd_backward_matches_im2col_backward) {
     };
     enum { B = 5, H = 12, W = 11, O = 3 };
     bs_net *a, *b;
-    net_pair("BIRDSONG_NN_WINOGRAD_BACKWARD", L, 14, H, W, O, B, 7, &a, &b);
+    net_pair((bs_net_options){.no_winograd_backward = 1}, L, 14, H, W, O, B, 7, &a, &b);
     float x[B * H * W], y[B * O] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 1, 0, 0, 0, 0, 0};
     fill(x, B * H * W, 1);
     const float *za = bs_net_forward(a, x, B, 1), *zb = bs_net_forward(b, x, B, 1);

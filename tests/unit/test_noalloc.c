@@ -6,11 +6,16 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
 #include "birdsong/nn.h"
+#include "daemon/mqtt.h"
+#include "daemon/results.h"
+#include "daemon/sse.h"
+#include "switches_from_env.h"
 
 /* From the sanitizer runtime (sanitizer/allocator_interface.h, not shipped by GCC 12). */
 int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void *, size_t),
@@ -18,10 +23,15 @@ int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile
 
 static atomic_int counting;
 static atomic_long n_mallocs;
+/* Allocations by this thread only (other threads, e.g. the MQTT client's, are not the
+ * worker's path). */
+static _Thread_local int counting_here;
+static _Thread_local long n_mallocs_here;
 
 static void on_malloc(const volatile void *p, size_t n) {
     (void)p, (void)n;
     if (atomic_load(&counting)) atomic_fetch_add(&n_mallocs, 1);
+    if (counting_here) n_mallocs_here++;
 }
 static void on_free(const volatile void *p) { (void)p; }
 
@@ -101,4 +111,69 @@ Test(noalloc, convnet1_window_path, .timeout = 120) {
     bs_nn_set_threads(1);
     long n = allocations_per_windows("convnet1", 2, BS_WINDOW_NORM_NONE);
     cr_assert_eq(n, 0, "%ld allocations in 2 windows of convnet1", n);
+}
+
+/* The publish half of the per-window path: the results store writes the prediction's JSON
+ * into its preallocated buffer and the listener hands the same bytes to the SSE hub and to
+ * MQTT, as the station does (daemon/station.c on_result and emit). */
+struct fanout {
+    bsd_sse_hub *hub;
+    bsd_mqtt *mqtt;
+    int calls;
+    char last[2048]; /* the last event's data */
+};
+
+static void fanout(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
+    (void)labels, (void)thresholds;
+    struct fanout *f = user;
+    cr_assert_not_null(r->json);
+    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "prediction", r->json), 0);
+    cr_assert_eq(bsd_mqtt_publish(f->mqtt, r->json), 0);
+    f->calls++;
+    cr_assert_lt(r->json_len, sizeof f->last);
+    memcpy(f->last, r->json, r->json_len + 1);
+}
+
+Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
+    const char *labels[] = {"Parus_major", "Sitta_europaea", "Turdus_merula", "Erithacus_rubecula"};
+    const float th[] = {0.5f, 0.5f, 0.5f, 0.5f};
+    bsd_results *res = bsd_results_create(64);
+    cr_assert_not_null(res);
+    cr_assert_eq(bsd_results_set_labels(res, labels, th, 4), 1);
+    bs_error err;
+    bsd_sse_config sc = {.history = 16, .max_clients = 2, .heartbeat_ms = 1000, .max_event_bytes = 1024};
+    struct fanout f = {.hub = bsd_sse_hub_new(&sc, &err)};
+    cr_assert_not_null(f.hub, "%s", err.msg);
+    bsd_mqtt_config mc = {.host = "127.0.0.1", .port = 1, .queue = 8}; /* nobody listens: messages queue */
+    f.mqtt = bsd_mqtt_start(&mc, &err);
+    cr_assert_not_null(f.mqtt, "%s", err.msg);
+    bsd_results_set_listener(res, fanout, &f);
+    float p[4] = {0.1f, 0.9f, 1.0f, 1e-6f};
+    bsd_results_publish(res, 0, 1000000000LL, 2.5f, p, 4); /* the first, outside the count */
+
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    n_mallocs_here = 0;
+    counting_here = 1;
+    for (int w = 1; w <= 50; w++) { /* more windows than the SSE history and the MQTT queue hold */
+        p[0] = (float)w / 64.0f;
+        bsd_results_publish(res, (int64_t)w * 500000000LL, (int64_t)w * 500000000LL + 1000000000LL, 2.5f, p, 4);
+    }
+    counting_here = 0;
+    cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 50 publishes", n_mallocs_here);
+    cr_assert_eq(f.calls, 51);
+    cr_assert_eq(bsd_sse_get_stats(f.hub).too_long, 0u);
+
+    /* the bytes GET serves are the ones the listener streamed */
+    char *body;
+    size_t len;
+    uint64_t seq;
+    cr_assert_eq(bsd_results_latest_json(res, 0, &body, &len, &seq), 0);
+    cr_assert_eq(seq, 51u);
+    cr_assert_str_eq(body, f.last);
+    cr_assert(strstr(body, "\"probability\":0.78125}") != NULL, "%s", body);
+    free(body);
+    bsd_results_set_listener(res, NULL, NULL);
+    bsd_mqtt_stop(f.mqtt, 0);
+    bsd_sse_hub_free(f.hub);
+    bsd_results_free(res);
 }

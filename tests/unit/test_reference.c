@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "birdsong/nn.h"
+#include "birdsong/nn_train.h"
+#include "switches_from_env.h"
 
 #define FIXTURE "tests/reference/fixtures/small_net.json"
 #define TOL 1e-4

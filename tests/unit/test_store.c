@@ -25,8 +25,8 @@ static void teardown(void) {
 }
 TestSuite(store, .init = setup, .fini = teardown);
 
-static bs_detection det(const char *species, double start, float maxp) {
-    bs_detection d;
+static bsd_detection det(const char *species, double start, float maxp) {
+    bsd_detection d;
     memset(&d, 0, sizeof d);
     snprintf(d.species, sizeof d.species, "%s", species);
     d.start = start;
@@ -53,18 +53,18 @@ static int64_t sql_int(const char *path, const char *sql) {
 
 Test(store, new_database_is_wal_at_current_version_and_round_trips) {
     bs_error err;
-    bs_store *s = bs_store_open(db, NULL, &err);
+    bsd_store *s = bsd_store_open(db, NULL, &err);
     cr_assert_not_null(s, "%s", err.msg);
-    cr_assert_eq(bs_store_schema_version(s), BS_STORE_SCHEMA_VERSION);
+    cr_assert_eq(bsd_store_schema_version(s), BSD_STORE_SCHEMA_VERSION);
     for (int i = 0; i < 10; i++) {
-        bs_detection d = det(i % 2 ? "Turdus_merula" : "Parus_major", 1000.0 + 10 * i, 0.5f + 0.05f * i);
-        cr_assert_eq(bs_store_enqueue(s, &d), 0);
+        bsd_detection d = det(i % 2 ? "Turdus_merula" : "Parus_major", 1000.0 + 10 * i, 0.5f + 0.05f * i);
+        cr_assert_eq(bsd_store_enqueue(s, &d), 0);
         cr_assert_eq(d.id, i + 1);
     }
-    cr_assert_eq(bs_store_flush(s, 5000), 0);
-    bs_store_filter f = {0};
-    bs_store_page p;
-    cr_assert_eq(bs_store_query(s, &f, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(bsd_store_flush(s, 5000), 0);
+    bsd_store_filter f = {0};
+    bsd_store_page p;
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0, "%s", err.msg);
     cr_assert_eq(p.total, 10);
     cr_assert_eq(p.n, 10);
     cr_assert_eq(p.rows[0].id, 10); /* newest first */
@@ -73,37 +73,37 @@ Test(store, new_database_is_wal_at_current_version_and_round_trips) {
     cr_assert_float_eq(p.rows[0].mean_probability, 0.76f, 1e-6);
     cr_assert_eq(p.rows[0].n_windows, 3);
     cr_assert_float_eq(p.rows[0].end, 1092.0, 1e-9);
-    bs_store_page_free(&p);
+    bsd_store_page_free(&p);
 
     f.species = "Parus_major";
     f.min_confidence = 0.6f;
     f.limit = 2;
     f.offset = 1;
-    cr_assert_eq(bs_store_query(s, &f, &p, &err), 0);
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0);
     cr_assert_eq(p.total, 4); /* ids 3, 5, 7, 9 (id 1 has 0.5) */
     cr_assert_eq(p.n, 2);
     cr_assert_eq(p.rows[0].id, 7);
     cr_assert_eq(p.rows[1].id, 5);
-    bs_store_page_free(&p);
+    bsd_store_page_free(&p);
 
-    bs_store_filter g = {.has_from = 1, .from = 1020.0, .has_to = 1, .to = 1050.0};
-    cr_assert_eq(bs_store_query(s, &g, &p, &err), 0);
+    bsd_store_filter g = {.has_from = 1, .from = 1020.0, .has_to = 1, .to = 1050.0};
+    cr_assert_eq(bsd_store_query(s, &g, &p, &err), 0);
     cr_assert_eq(p.total, 3); /* starts 1020, 1030, 1040; 1050 excluded */
-    bs_store_page_free(&p);
+    bsd_store_page_free(&p);
 
-    bs_detection one;
-    cr_assert_eq(bs_store_get(s, 4, &one, &err), 1);
+    bsd_detection one;
+    cr_assert_eq(bsd_store_get(s, 4, &one, &err), 1);
     cr_assert_str_eq(one.species, "Turdus_merula");
-    cr_assert_eq(bs_store_get(s, 400, &one, &err), 0);
-    bs_store_close(s);
+    cr_assert_eq(bsd_store_get(s, 400, &one, &err), 0);
+    bsd_store_close(s);
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM pragma_journal_mode WHERE journal_mode = 'wal'"), 1);
-    cr_assert_eq(sql_int(db, "PRAGMA user_version"), BS_STORE_SCHEMA_VERSION);
+    cr_assert_eq(sql_int(db, "PRAGMA user_version"), BSD_STORE_SCHEMA_VERSION);
 }
 
 Test(store, migrates_a_version_1_database_and_keeps_its_rows) {
     sqlite3 *h;
     cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
-    cr_assert_eq(sqlite3_exec(h, bs_store_migration_sql(1), NULL, NULL, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(h, bsd_store_migration_sql(1), NULL, NULL, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(h,
                               "PRAGMA user_version = 1;"
                               "INSERT INTO detections(species, start_time, end_time, confidence) VALUES"
@@ -115,23 +115,23 @@ Test(store, migrates_a_version_1_database_and_keeps_its_rows) {
     sqlite3_close(h);
 
     bs_error err;
-    bs_store *s = bs_store_open(db, NULL, &err);
+    bsd_store *s = bsd_store_open(db, NULL, &err);
     cr_assert_not_null(s, "%s", err.msg);
-    cr_assert_eq(bs_store_schema_version(s), 2);
-    bs_store_filter f = {0};
-    bs_store_page p;
-    cr_assert_eq(bs_store_query(s, &f, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(bsd_store_schema_version(s), 2);
+    bsd_store_filter f = {0};
+    bsd_store_page p;
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0, "%s", err.msg);
     cr_assert_eq(p.total, 2);
     cr_assert_str_eq(p.rows[1].species, "Parus_major");
     cr_assert_float_eq(p.rows[1].max_probability, 0.9f, 1e-6);
     cr_assert_float_eq(p.rows[1].mean_probability, 0.9f, 1e-6);
     cr_assert_eq(p.rows[1].n_windows, 1);
-    bs_store_page_free(&p);
+    bsd_store_page_free(&p);
     /* The deleted id 3 is never reused (a clip named 3.flac may still exist). */
-    bs_detection d = det("Parus_major", 400, 0.9f);
-    cr_assert_eq(bs_store_enqueue(s, &d), 0);
+    bsd_detection d = det("Parus_major", 400, 0.9f);
+    cr_assert_eq(bsd_store_enqueue(s, &d), 0);
     cr_assert_eq(d.id, 4);
-    bs_store_close(s);
+    bsd_store_close(s);
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM detections WHERE id = 4 AND n_windows = 3"), 1);
 }
 
@@ -141,7 +141,7 @@ Test(store, refuses_a_newer_schema_and_a_file_that_is_not_a_database) {
     cr_assert_eq(sqlite3_exec(h, "CREATE TABLE x(a); PRAGMA user_version = 99;", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
     bs_error err;
-    cr_assert_null(bs_store_open(db, NULL, &err));
+    cr_assert_null(bsd_store_open(db, NULL, &err));
     cr_assert(strstr(err.msg, "99") != NULL, "%s", err.msg);
 
     char junk[300];
@@ -149,93 +149,93 @@ Test(store, refuses_a_newer_schema_and_a_file_that_is_not_a_database) {
     FILE *fp = fopen(junk, "wb");
     for (int i = 0; i < 4096; i++) fputc("not a database "[i % 15], fp);
     fclose(fp);
-    cr_assert_null(bs_store_open(junk, NULL, &err));
+    cr_assert_null(bsd_store_open(junk, NULL, &err));
     cr_assert(strstr(err.msg, "junk.db") != NULL, "%s", err.msg);
 
     char nodir[300];
     snprintf(nodir, sizeof nodir, "%s/missing/dir/x.db", dir);
-    cr_assert_null(bs_store_open(nodir, NULL, &err));
+    cr_assert_null(bsd_store_open(nodir, NULL, &err));
     cr_assert(strstr(err.msg, "missing/dir") != NULL, "%s", err.msg);
 }
 
 Test(store, retention_by_age_and_by_row_count) {
     bs_error err;
     double now = (double)time(NULL);
-    bs_store_config cfg = {.retention_days = 1.0, .retention_rows = 5, .retention_interval_seconds = 3600};
-    bs_store *s = bs_store_open(db, &cfg, &err);
+    bsd_store_config cfg = {.retention_days = 1.0, .retention_rows = 5, .retention_interval_seconds = 3600};
+    bsd_store *s = bsd_store_open(db, &cfg, &err);
     cr_assert_not_null(s, "%s", err.msg);
     for (int i = 0; i < 4; i++) { /* 2-3 days old */
-        bs_detection d = det("Parus_major", now - 2.5 * 86400 + i, 0.9f);
-        bs_store_enqueue(s, &d);
+        bsd_detection d = det("Parus_major", now - 2.5 * 86400 + i, 0.9f);
+        bsd_store_enqueue(s, &d);
     }
     for (int i = 0; i < 8; i++) { /* recent */
-        bs_detection d = det("Parus_major", now - 3600 + 60 * i, 0.9f);
-        bs_store_enqueue(s, &d);
+        bsd_detection d = det("Parus_major", now - 3600 + 60 * i, 0.9f);
+        bsd_store_enqueue(s, &d);
     }
-    cr_assert_eq(bs_store_flush(s, 5000), 0);
-    cr_assert_eq(bs_store_run_retention(s, now, &err), 4 + 3);
-    bs_store_filter f = {0};
-    bs_store_page p;
-    cr_assert_eq(bs_store_query(s, &f, &p, &err), 0);
+    cr_assert_eq(bsd_store_flush(s, 5000), 0);
+    cr_assert_eq(bsd_store_run_retention(s, now, &err), 4 + 3);
+    bsd_store_filter f = {0};
+    bsd_store_page p;
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0);
     cr_assert_eq(p.total, 5);
     cr_assert_eq(p.rows[4].id, 8); /* the 5 newest are kept */
-    bs_store_page_free(&p);
-    cr_assert_eq(bs_store_get_stats(s).retention_deleted, 7);
-    cr_assert_eq(bs_store_run_retention(s, now, &err), 0);
-    bs_store_close(s);
+    bsd_store_page_free(&p);
+    cr_assert_eq(bsd_store_get_stats(s).retention_deleted, 7);
+    cr_assert_eq(bsd_store_run_retention(s, now, &err), 0);
+    bsd_store_close(s);
 }
 
 Test(store, summary_counts_per_species_per_hour_and_day) {
     bs_error err;
-    bs_store *s = bs_store_open(db, NULL, &err);
+    bsd_store *s = bsd_store_open(db, NULL, &err);
     double day0 = 1700006400.0; /* 2023-11-15T00:00:00Z */
     const double t[] = {day0 + 60, day0 + 120, day0 + 3700, day0 + 86400 + 5};
     const char *sp[] = {"A", "B", "A", "A"};
     for (int i = 0; i < 4; i++) {
-        bs_detection d = det(sp[i], t[i], 0.9f);
-        bs_store_enqueue(s, &d);
+        bsd_detection d = det(sp[i], t[i], 0.9f);
+        bsd_store_enqueue(s, &d);
     }
-    bs_store_flush(s, 5000);
-    bs_store_filter f = {0};
-    bs_store_summary sm;
-    cr_assert_eq(bs_store_summarize(s, &f, 3600, &sm, &err), 0, "%s", err.msg);
+    bsd_store_flush(s, 5000);
+    bsd_store_filter f = {0};
+    bsd_store_summary sm;
+    cr_assert_eq(bsd_store_summarize(s, &f, 3600, &sm, &err), 0, "%s", err.msg);
     cr_assert_eq(sm.n, 4);
     cr_assert_float_eq(sm.buckets[0].start, day0, 1e-9);
     cr_assert_str_eq(sm.buckets[0].species, "A");
     cr_assert_eq(sm.buckets[0].count, 1);
     cr_assert_float_eq(sm.buckets[2].start, day0 + 3600, 1e-9);
-    bs_store_summary_free(&sm);
-    cr_assert_eq(bs_store_summarize(s, &f, 86400, &sm, &err), 0);
+    bsd_store_summary_free(&sm);
+    cr_assert_eq(bsd_store_summarize(s, &f, 86400, &sm, &err), 0);
     cr_assert_eq(sm.n, 3);
     cr_assert_eq(sm.buckets[0].count, 2); /* A on day 0 */
     cr_assert_eq(sm.buckets[1].count, 1); /* B on day 0 */
     cr_assert_float_eq(sm.buckets[2].start, day0 + 86400, 1e-9);
-    bs_store_summary_free(&sm);
+    bsd_store_summary_free(&sm);
     f.has_to = 1;
     f.to = day0 + 86400;
-    cr_assert_eq(bs_store_summarize(s, &f, 86400, &sm, &err), 0);
+    cr_assert_eq(bsd_store_summarize(s, &f, 86400, &sm, &err), 0);
     cr_assert_eq(sm.n, 2);
-    bs_store_summary_free(&sm);
-    cr_assert_eq(bs_store_summarize(s, &f, 60, &sm, &err), -1);
-    bs_store_close(s);
+    bsd_store_summary_free(&sm);
+    cr_assert_eq(bsd_store_summarize(s, &f, 60, &sm, &err), -1);
+    bsd_store_close(s);
 }
 
 Test(store, a_full_queue_drops_and_counts_without_blocking) {
     bs_error err;
-    bs_store_config cfg = {.queue_capacity = 4};
-    bs_store *s = bs_store_open(db, &cfg, &err);
+    bsd_store_config cfg = {.queue_capacity = 4};
+    bsd_store *s = bsd_store_open(db, &cfg, &err);
     cr_assert_not_null(s, "%s", err.msg);
     /* Hold the write lock from another connection: the writer blocks in BEGIN. */
     sqlite3 *h;
     cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
     cr_assert_eq(sqlite3_exec(h, "BEGIN IMMEDIATE", NULL, NULL, NULL), SQLITE_OK);
-    bs_detection d = det("A", 1, 0.9f);
-    cr_assert_eq(bs_store_enqueue(s, &d), 0);
+    bsd_detection d = det("A", 1, 0.9f);
+    cr_assert_eq(bsd_store_enqueue(s, &d), 0);
     usleep(200000); /* the writer pops it and waits for the lock */
     int accepted = 0, dropped = 0;
     for (int i = 0; i < 10; i++) {
         d = det("A", 2 + i, 0.9f);
-        if (bs_store_enqueue(s, &d) == 0)
+        if (bsd_store_enqueue(s, &d) == 0)
             accepted++;
         else {
             dropped++;
@@ -244,12 +244,12 @@ Test(store, a_full_queue_drops_and_counts_without_blocking) {
     }
     cr_assert_eq(accepted, 4);
     cr_assert_eq(dropped, 6);
-    cr_assert_eq(bs_store_get_stats(s).dropped, 6);
+    cr_assert_eq(bsd_store_get_stats(s).dropped, 6);
     cr_assert_eq(sqlite3_exec(h, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(h);
-    cr_assert_eq(bs_store_flush(s, 10000), 0);
-    cr_assert_eq(bs_store_get_stats(s).inserted, 5);
-    bs_store_close(s);
+    cr_assert_eq(bsd_store_flush(s, 10000), 0);
+    cr_assert_eq(bsd_store_get_stats(s).inserted, 5);
+    bsd_store_close(s);
 }
 
 /* kill -9 at random moments while a child process writes: the database opens, passes
@@ -261,12 +261,12 @@ static void on_commit(void *user, int64_t last_id) {
 
 static void child_writer(const char *path, int fd) {
     bs_error err;
-    bs_store_config cfg = {.on_commit = on_commit, .on_commit_user = &fd, .queue_capacity = 256};
-    bs_store *s = bs_store_open(path, &cfg, &err);
+    bsd_store_config cfg = {.on_commit = on_commit, .on_commit_user = &fd, .queue_capacity = 256};
+    bsd_store *s = bsd_store_open(path, &cfg, &err);
     if (!s) _exit(2);
     for (uint64_t i = 0;; i++) {
-        bs_detection d = det(i % 3 ? "Parus_major" : "Sitta_europaea", 1e9 + (double)i, 0.9f);
-        while (bs_store_enqueue(s, &d) != 0) usleep(1000);
+        bsd_detection d = det(i % 3 ? "Parus_major" : "Sitta_europaea", 1e9 + (double)i, 0.9f);
+        while (bsd_store_enqueue(s, &d) != 0) usleep(1000);
         if (i % 8 == 0) usleep(200);
     }
 }
@@ -296,9 +296,9 @@ Test(store, kill_9_during_writes_loses_no_committed_detection, .timeout = 60) {
         cr_assert_gt(max_committed, prev_max, "round %d: nothing committed", round);
 
         bs_error err;
-        bs_store *s = bs_store_open(db, NULL, &err);
+        bsd_store *s = bsd_store_open(db, NULL, &err);
         cr_assert_not_null(s, "round %d: %s", round, err.msg);
-        bs_store_close(s);
+        bsd_store_close(s);
         sqlite3 *h;
         cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
         sqlite3_stmt *st;

@@ -8,6 +8,7 @@
 
 #include "birdsong/features.h"
 #include "trainer/train.h"
+#include "switches_from_env.h"
 
 enum { M = 3, T = 10 };
 

@@ -10,6 +10,7 @@
 #include "birdsong/model.h"
 #include "trainer/synth.h"
 #include "trainer/train.h"
+#include "switches_from_env.h"
 
 enum { SR = 22050, NS = 22050 };
 

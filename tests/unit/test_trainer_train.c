@@ -8,6 +8,7 @@
 
 #include "birdsong/model.h"
 #include "trainer/train.h"
+#include "switches_from_env.h"
 
 enum { M = 32, T = 16, C = 2, N = 96 };
 
