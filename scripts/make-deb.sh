@@ -30,7 +30,7 @@ done
 
 # The version: the changelog's, whose upstream part must be the programs' own.
 VERSION=$(sed -n '1s/^birdsong (\([^)]*\)).*/\1/p' $PKG/changelog)
-UPSTREAM=$(sed -n 's/^#define BIRDSONG_VERSION "\(.*\)"/\1/p' daemon/app.h | head -n1)
+UPSTREAM=$(sed -n 's/^#define BIRDSONG_VERSION "\(.*\)"/\1/p' include/birdsong/version.h | head -n1)
 [ "${VERSION%-*}" = "$UPSTREAM" ] || {
   echo "make-deb: packaging/deb/changelog is at $VERSION but the programs say $UPSTREAM: add a changelog entry" >&2
   exit 1; }
