@@ -150,6 +150,11 @@ void bsd_prom_sample(bsd_prom_buf *b, const char *name, const char *const *label
     puts_(b, "\n");
 }
 
+void bsd_prom_scalar(bsd_prom_buf *b, const char *name, const char *type, const char *help, double value) {
+    bsd_prom_family(b, name, type, help);
+    bsd_prom_sample(b, name, NULL, value);
+}
+
 void bsd_prom_histogram(bsd_prom_buf *b, const char *name, const char *const *labels, const bsd_histogram *h) {
     uint64_t cum[BSD_HISTOGRAM_MAX_BOUNDS], count;
     double sum;

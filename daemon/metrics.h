@@ -37,6 +37,8 @@ void bsd_prom_family(bsd_prom_buf *b, const char *name, const char *type, const 
 /* labels: NULL or {"key", "value", ..., NULL}. */
 void bsd_prom_sample(bsd_prom_buf *b, const char *name, const char *const *labels, double value);
 /* Writes the _bucket, _sum and _count samples (the family header is separate). */
+/* A family of one unlabelled sample: its HELP/TYPE header, then the value. */
+void bsd_prom_scalar(bsd_prom_buf *b, const char *name, const char *type, const char *help, double value);
 void bsd_prom_histogram(bsd_prom_buf *b, const char *name, const char *const *labels, const bsd_histogram *h);
 
 #endif

@@ -26,27 +26,20 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
     const char *mi[] = {"path", model.path, "arch", model.arch, "checksum", model.checksum, "species", nsp, NULL};
     bsd_prom_family(&b, "birdsong_model_info", "gauge", "Model being served (always 1)");
     bsd_prom_sample(&b, "birdsong_model_info", mi, 1);
-    bsd_prom_family(&b, "birdsong_uptime_seconds", "gauge", "Seconds since birdsongd started");
-    bsd_prom_sample(&b, "birdsong_uptime_seconds", NULL, bsd_mono_seconds() - app->started_mono);
+    bsd_prom_scalar(&b, "birdsong_uptime_seconds", "gauge", "Seconds since birdsongd started", bsd_mono_seconds() - app->started_mono);
 
-    bsd_prom_family(&b, "birdsong_windows_processed_total", "counter", "Analysis windows run through the network");
-    bsd_prom_sample(&b, "birdsong_windows_processed_total", NULL, (double)wk.windows);
-    bsd_prom_family(&b, "birdsong_worker_lag_seconds", "gauge", "Audio waiting in the ring for the worker");
-    bsd_prom_sample(&b, "birdsong_worker_lag_seconds", NULL, wk.lag_seconds);
+    bsd_prom_scalar(&b, "birdsong_windows_processed_total", "counter", "Analysis windows run through the network", (double)wk.windows);
+    bsd_prom_scalar(&b, "birdsong_worker_lag_seconds", "gauge", "Audio waiting in the ring for the worker", wk.lag_seconds);
     if (st) {
         bsd_prom_family(&b, "birdsong_inference_seconds", "histogram",
                        "Time per window for features, normalization and network");
         bsd_prom_histogram(&b, "birdsong_inference_seconds", NULL, &st->inference);
     }
-    bsd_prom_family(&b, "birdsong_capture_overruns_total", "counter",
-                   "Times the sample ring was full when the capture wrote to it");
-    bsd_prom_sample(&b, "birdsong_capture_overruns_total", NULL, (double)cap.overruns);
-    bsd_prom_family(&b, "birdsong_capture_dropped_samples_total", "counter", "Samples lost because the ring was full");
-    bsd_prom_sample(&b, "birdsong_capture_dropped_samples_total", NULL, (double)cap.dropped_samples);
-    bsd_prom_family(&b, "birdsong_capture_device_overflows_total", "counter", "Input overflows reported by the device");
-    bsd_prom_sample(&b, "birdsong_capture_device_overflows_total", NULL, (double)cap.device_overflows);
-    bsd_prom_family(&b, "birdsong_capture_failures_total", "counter", "Capture source failures (each is reopened)");
-    bsd_prom_sample(&b, "birdsong_capture_failures_total", NULL, (double)cap.failures);
+    bsd_prom_scalar(&b, "birdsong_capture_overruns_total", "counter",
+                   "Times the sample ring was full when the capture wrote to it", (double)cap.overruns);
+    bsd_prom_scalar(&b, "birdsong_capture_dropped_samples_total", "counter", "Samples lost because the ring was full", (double)cap.dropped_samples);
+    bsd_prom_scalar(&b, "birdsong_capture_device_overflows_total", "counter", "Input overflows reported by the device", (double)cap.device_overflows);
+    bsd_prom_scalar(&b, "birdsong_capture_failures_total", "counter", "Capture source failures (each is reopened)", (double)cap.failures);
 
     if (st) {
         bsd_prom_family(&b, "birdsong_detections_total", "counter", "Detections emitted, per species");
@@ -57,29 +50,21 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         }
         uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
         pthread_mutex_unlock(&st->lock);
-        bsd_prom_family(&b, "birdsong_detections_suppressed_total", "counter",
-                       "Detections dropped by suppress_seconds (repeats of a species)");
-        bsd_prom_sample(&b, "birdsong_detections_suppressed_total", NULL, (double)suppressed);
-        bsd_prom_family(&b, "birdsong_detector_config_errors_total", "counter",
-                       "Models whose labels the detection settings did not fit (no detections then)");
-        bsd_prom_sample(&b, "birdsong_detector_config_errors_total", NULL, (double)det_errors);
+        bsd_prom_scalar(&b, "birdsong_detections_suppressed_total", "counter",
+                       "Detections dropped by suppress_seconds (repeats of a species)", (double)suppressed);
+        bsd_prom_scalar(&b, "birdsong_detector_config_errors_total", "counter",
+                       "Models whose labels the detection settings did not fit (no detections then)", (double)det_errors);
         bsd_store_stats ss = {0};
         if (st->store) ss = bsd_store_get_stats(st->store);
-        bsd_prom_family(&b, "birdsong_db_errors_total", "counter", "Failed database operations");
-        bsd_prom_sample(&b, "birdsong_db_errors_total", NULL, (double)ss.errors);
-        bsd_prom_family(&b, "birdsong_db_dropped_total", "counter", "Detections not stored: the write queue was full");
-        bsd_prom_sample(&b, "birdsong_db_dropped_total", NULL, (double)ss.dropped);
-        bsd_prom_family(&b, "birdsong_db_rows_written_total", "counter", "Detections committed to the database");
-        bsd_prom_sample(&b, "birdsong_db_rows_written_total", NULL, (double)ss.inserted);
-        bsd_prom_family(&b, "birdsong_db_retention_deleted_total", "counter", "Detections deleted by retention");
-        bsd_prom_sample(&b, "birdsong_db_retention_deleted_total", NULL, (double)ss.retention_deleted);
-        bsd_prom_family(&b, "birdsong_db_queue_length", "gauge", "Detections waiting for the database writer");
-        bsd_prom_sample(&b, "birdsong_db_queue_length", NULL, (double)ss.queue_length);
+        bsd_prom_scalar(&b, "birdsong_db_errors_total", "counter", "Failed database operations", (double)ss.errors);
+        bsd_prom_scalar(&b, "birdsong_db_dropped_total", "counter", "Detections not stored: the write queue was full", (double)ss.dropped);
+        bsd_prom_scalar(&b, "birdsong_db_rows_written_total", "counter", "Detections committed to the database", (double)ss.inserted);
+        bsd_prom_scalar(&b, "birdsong_db_retention_deleted_total", "counter", "Detections deleted by retention", (double)ss.retention_deleted);
+        bsd_prom_scalar(&b, "birdsong_db_queue_length", "gauge", "Detections waiting for the database writer", (double)ss.queue_length);
         if (st->state_dir[0]) {
             struct statvfs v;
             if (statvfs(st->state_dir, &v) == 0) {
-                bsd_prom_family(&b, "birdsong_disk_free_bytes", "gauge", "Free bytes on the state_dir file system");
-                bsd_prom_sample(&b, "birdsong_disk_free_bytes", NULL, (double)v.f_bavail * (double)v.f_frsize);
+                bsd_prom_scalar(&b, "birdsong_disk_free_bytes", "gauge", "Free bytes on the state_dir file system", (double)v.f_bavail * (double)v.f_frsize);
                 bsd_prom_family(&b, "birdsong_disk_free_ratio", "gauge", "Free fraction of the state_dir file system");
                 bsd_prom_sample(&b, "birdsong_disk_free_ratio", NULL,
                                v.f_blocks ? (double)v.f_bavail / (double)v.f_blocks : 0);
@@ -87,33 +72,22 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         }
         if (st->clips) {
             bsd_clips_stats cs = bsd_clips_get_stats(st->clips);
-            bsd_prom_family(&b, "birdsong_clips_saved_total", "counter", "Clips written");
-            bsd_prom_sample(&b, "birdsong_clips_saved_total", NULL, (double)cs.saved);
-            bsd_prom_family(&b, "birdsong_clips_deleted_total", "counter", "Clips deleted by the quota");
-            bsd_prom_sample(&b, "birdsong_clips_deleted_total", NULL, (double)cs.deleted);
-            bsd_prom_family(&b, "birdsong_clips_skipped_total", "counter", "Clips not written (no room, or too many pending)");
-            bsd_prom_sample(&b, "birdsong_clips_skipped_total", NULL, (double)(cs.skipped_disk + cs.skipped_busy));
-            bsd_prom_family(&b, "birdsong_clips_bytes", "gauge", "Bytes used by clips");
-            bsd_prom_sample(&b, "birdsong_clips_bytes", NULL, (double)cs.bytes);
+            bsd_prom_scalar(&b, "birdsong_clips_saved_total", "counter", "Clips written", (double)cs.saved);
+            bsd_prom_scalar(&b, "birdsong_clips_deleted_total", "counter", "Clips deleted by the quota", (double)cs.deleted);
+            bsd_prom_scalar(&b, "birdsong_clips_skipped_total", "counter", "Clips not written (no room, or too many pending)", (double)(cs.skipped_disk + cs.skipped_busy));
+            bsd_prom_scalar(&b, "birdsong_clips_bytes", "gauge", "Bytes used by clips", (double)cs.bytes);
         }
         bsd_sse_stats es = bsd_sse_get_stats(st->hub);
-        bsd_prom_family(&b, "birdsong_stream_clients", "gauge", "Connected /api/v1/stream clients");
-        bsd_prom_sample(&b, "birdsong_stream_clients", NULL, (double)es.clients);
-        bsd_prom_family(&b, "birdsong_stream_dropped_clients_total", "counter", "Stream clients dropped for being too slow");
-        bsd_prom_sample(&b, "birdsong_stream_dropped_clients_total", NULL, (double)es.dropped_slow);
-        bsd_prom_family(&b, "birdsong_stream_rejected_clients_total", "counter", "Stream clients refused (limit reached)");
-        bsd_prom_sample(&b, "birdsong_stream_rejected_clients_total", NULL, (double)es.rejected);
-        bsd_prom_family(&b, "birdsong_stream_events_too_long_total", "counter",
-                       "Events not streamed: longer than a history slot");
-        bsd_prom_sample(&b, "birdsong_stream_events_too_long_total", NULL, (double)es.too_long);
+        bsd_prom_scalar(&b, "birdsong_stream_clients", "gauge", "Connected /api/v1/stream clients", (double)es.clients);
+        bsd_prom_scalar(&b, "birdsong_stream_dropped_clients_total", "counter", "Stream clients dropped for being too slow", (double)es.dropped_slow);
+        bsd_prom_scalar(&b, "birdsong_stream_rejected_clients_total", "counter", "Stream clients refused (limit reached)", (double)es.rejected);
+        bsd_prom_scalar(&b, "birdsong_stream_events_too_long_total", "counter",
+                       "Events not streamed: longer than a history slot", (double)es.too_long);
         if (st->mqtt) {
             bsd_mqtt_stats ms = bsd_mqtt_get_stats(st->mqtt);
-            bsd_prom_family(&b, "birdsong_mqtt_connected", "gauge", "1 when connected to the MQTT broker");
-            bsd_prom_sample(&b, "birdsong_mqtt_connected", NULL, ms.connected);
-            bsd_prom_family(&b, "birdsong_mqtt_published_total", "counter", "Detections handed to the MQTT broker");
-            bsd_prom_sample(&b, "birdsong_mqtt_published_total", NULL, (double)ms.sent);
-            bsd_prom_family(&b, "birdsong_mqtt_dropped_total", "counter", "Detections dropped from the full MQTT queue");
-            bsd_prom_sample(&b, "birdsong_mqtt_dropped_total", NULL, (double)ms.dropped);
+            bsd_prom_scalar(&b, "birdsong_mqtt_connected", "gauge", "1 when connected to the MQTT broker", ms.connected);
+            bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Detections handed to the MQTT broker", (double)ms.sent);
+            bsd_prom_scalar(&b, "birdsong_mqtt_dropped_total", "counter", "Detections dropped from the full MQTT queue", (double)ms.dropped);
         }
     }
     bsd_worker_model_info_clear(&model);
