@@ -13,6 +13,7 @@
 
 #include "birdsong/nn.h"
 #include "trainer/commands.h"
+#include "trainer/replicas.h"
 #include "trainer/train.h"
 
 static double now_s(void) {
@@ -51,7 +52,9 @@ static void usage(FILE *f) {
                "                      [--train-steps 5]\n\n"
                "Times batch-1 inference (median of --iters), training at --batch (median of\n"
                "--train-steps steps of forward + backward + Adam) and cblas_sgemm alone on the\n"
-               "inference GEMM shapes. Architectures: %s. The last line is JSON.\n",
+               "inference GEMM shapes. --threads T: OpenBLAS threads for inference; training\n"
+               "runs T data-parallel replicas of one BLAS thread each, as `birdsong train\n"
+               "--threads T` does. Architectures: %s. The last line is JSON.\n",
             bs_nn_arch_names());
 }
 
@@ -189,11 +192,17 @@ int cmd_bench(int argc, char **argv) {
         for (int n = 0; n < batch; n++) y[(size_t)n * classes + n % classes] = 1.0f;
         bs_adam_config cfg = bs_adam_defaults();
         bs_adam *adam = bs_adam_create(bs_net_n_params(net), &cfg);
+        /* --threads T trains T replicas on shards of the batch, one BLAS thread each, as
+         * `birdsong train --threads T` does */
+        bs_nn_set_threads(1);
+        ts_replicas *reps = ts_replicas_create(net, threads, &err);
+        if (!reps) {
+            fprintf(stderr, "birdsong bench: %s\n", err.msg);
+            return 1;
+        }
         for (int r = -1; r < steps; r++) {
             double t0 = now_s(), c0 = cpu_s();
-            bs_net_forward(net, x, batch, 1);
-            bs_net_loss(net, y, NULL, batch);
-            bs_net_backward(net, batch);
+            ts_replicas_step(reps, x, y, NULL, batch);
             bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
             if (r >= 0) {
                 t[r] = now_s() - t0;
@@ -203,6 +212,7 @@ int cmd_bench(int argc, char **argv) {
         step_ms = median(t, steps) * 1e3;
         step_cpu_ms = median(tc, steps) * 1e3;
         train_sps = batch / (step_ms / 1e3);
+        ts_replicas_free(reps);
         bs_adam_free(adam);
         bs_net_free(net);
     }

@@ -65,7 +65,9 @@ static void usage(FILE *f) {
             "                         each mel band's mean or median over the window: removes\n"
             "                         steady background and recorder colour) (none); the\n"
             "                         model carries it\n"
-            "  --threads N            worker threads for features and the network (2)\n"
+            "  --threads N            worker threads for features, and data-parallel replicas\n"
+            "                         of the network (one per thread, gradients summed in a\n"
+            "                         fixed order: the same N and seed give the same model) (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
             "  --report FILE.html     write the validation report\n"
@@ -507,8 +509,9 @@ int cmd_train(int argc, char **argv) {
 
     /* The trainings: one per fold, then the written model (every usable recording, a stratified
      * validation part). They are independent, so with --folds and several threads they run side
-     * by side with one BLAS thread each: the networks are small enough that OpenBLAS gains
-     * little from a second thread inside one training, while two trainings take two cores. */
+     * by side; the threads left to each training are its data-parallel replicas (replicas.h),
+     * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
+     * matrices, while replicas on shards of the batch keep every core busy. */
     n_jobs = folds + 1;
     jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) abort();
@@ -530,7 +533,8 @@ int cmd_train(int argc, char **argv) {
                     .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
                     .jobs = jobs, .n_jobs = n_jobs};
     tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
-    bs_nn_set_threads(threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1);
+    o.replicas = threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1;
+    bs_nn_set_threads(1);
     run_jobs(&tc);
     for (int j = 0; j < n_jobs; j++) {
         if (jobs[j].rc != 0) {

@@ -12,6 +12,7 @@
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
 #include "trainer/metrics.h"
+#include "trainer/replicas.h"
 #include "trainer/split.h"
 
 volatile sig_atomic_t ts_stop_requested = 0;
@@ -21,7 +22,7 @@ ts_train_options ts_train_defaults(void) {
         .arch = "convnet1", .epochs = 30, .batch_size = 32, .patience = 6, .lr = 1e-3f, .cosine = 0,
         .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f, .mix_labelled = 0.0f,
         .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .gain_db = 6.0f, .time_mask = 6, .freq_mask = 12,
-        .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0,
+        .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0, .replicas = 1,
     };
     return o;
 }
@@ -539,6 +540,14 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     ac.lr = o->lr;
     ac.weight_decay = o->weight_decay;
     bs_adam *adam = bs_adam_create(bs_net_n_params(net), &ac);
+    ts_replicas *par = ts_replicas_create(net, o->replicas > 0 ? o->replicas : 1, err);
+    if (!par) {
+        bs_adam_free(adam);
+        bs_model_free(model);
+        free(mean);
+        free(std);
+        return -1;
+    }
     size_t snap_n = snapshot_size(net);
     float *snap = xcalloc(snap_n, sizeof(float));
     snapshot_io(net, snap, 1);
@@ -560,6 +569,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
         free(ema);
         free(cur);
         free(snap);
+        ts_replicas_free(par);
         bs_adam_free(adam);
         bs_model_free(model);
         free(mean);
@@ -614,7 +624,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     for (int e = 0; e < o->epochs; e++) {
         double lr = o->cosine ? o->lr * 0.5 * (1.0 + cos(M_PI * e / o->epochs)) : o->lr;
         bs_adam_set_lr(adam, (float)lr);
-        bs_net_set_dropout_seed(net, o->seed + 1000003ull * (uint64_t)(e + 1));
+        ts_replicas_set_dropout_seed(par, o->seed + 1000003ull * (uint64_t)(e + 1));
         ts_shuffle_int(&order_rng, order, n_order);
         double t_epoch = now_s(), t_net = 0.0, loss_sum = 0.0;
         long seen = 0;
@@ -636,9 +646,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
                 if (o->augment) spec_masks(&ag, x);
             }
             double t0 = now_s();
-            bs_net_forward(net, xb, b, 1);
-            float loss = bs_net_loss(net, yb, pos_weight, b);
-            bs_net_backward(net, b);
+            float loss = ts_replicas_step(par, xb, yb, pos_weight, b);
             bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
             if (ema) snapshot_ema(net, ema, ts_ema_decay(o->ema, ++step));
             t_net += now_s() - t0;
@@ -722,6 +730,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     free(cur);
     free(mean);
     free(std);
+    ts_replicas_free(par);
     bs_adam_free(adam);
     if (rc != 0) {
         bs_model_free(model);

@@ -55,6 +55,8 @@ typedef struct ts_train_options {
     int quiet;            /* no progress output */
     const char *tag;      /* prefix of the log lines ("fold 2/5"), or NULL */
     int no_bar;           /* no progress bar even on a terminal (trainings running side by side) */
+    int replicas;         /* data-parallel replicas, one thread each (replicas.h); the same
+                           * count and seed give the same model bit for bit (1) */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);

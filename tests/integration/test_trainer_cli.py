@@ -367,6 +367,20 @@ def test_folds_side_by_side_match_one_at_a_time(trained, tmp_path):
     assert ha == hb
 
 
+@needs_data
+def test_threads_same_count_same_model(trained, tmp_path):
+    """--threads 2 trains two data-parallel replicas with a fixed-order gradient reduction: two
+    runs with the same seed write models that give the same probabilities, bit for bit."""
+    probs = []
+    for run_no in range(2):
+        model = tmp_path / f"t2_{run_no}.bsm"
+        run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite",
+            "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--threads", "2",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+        probs.append(classify_probs(model, short_files("Vireo_griseus", 1)[0]))
+    assert probs[0] and probs[0] == probs[1]
+
+
 def classify_probs(model, wav):
     j = json.loads(run("classify", "--model", str(model), "--format", "json", str(wav), check=0).stdout)
     return [p for w in j["files"][0]["windows"] for p in w["probabilities"]]

@@ -274,3 +274,27 @@ Test(train, synthetic_negatives_are_seeded_and_kept_out_of_the_zscore, .timeout 
     ts_train_result_free(&c);
     destroy(&f);
 }
+
+/* --threads N: the same replica count and seed give the same model bit for bit, and two
+ * replicas learn the task as one does. */
+Test(train, replicas_same_count_same_model, .timeout = 240) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    o.epochs = 3;
+    o.replicas = 2;
+    ts_train_result a, b;
+    train_ok(&f, &o, &a);
+    train_ok(&f, &o, &b);
+    bs_net *na = bs_model_net(a.model), *nb = bs_model_net(b.model);
+    size_t np = bs_net_n_params(na);
+    cr_assert(memcmp(bs_net_params(na), bs_net_params(nb), np * sizeof(float)) == 0);
+    bs_tensor_info ta, tb;
+    cr_assert_eq(bs_net_find_tensor(na, "bn1.running_var", &ta), 0);
+    cr_assert_eq(bs_net_find_tensor(nb, "bn1.running_var", &tb), 0);
+    cr_assert(memcmp(ta.data, tb.data, ta.size * sizeof(float)) == 0);
+    cr_assert(a.hist[2].train_loss < a.hist[0].train_loss, "loss %f -> %f", a.hist[0].train_loss, a.hist[2].train_loss);
+    ts_train_result_free(&a);
+    ts_train_result_free(&b);
+    destroy(&f);
+}
