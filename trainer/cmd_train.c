@@ -1,4 +1,5 @@
 /* birdsong train: dataset -> features (cached) -> split by recording -> network -> model file. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "birdsong/log.h"
@@ -71,6 +73,13 @@ static void usage(FILE *f) {
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
             "  --report FILE.html     write the validation report\n"
+            "  --checkpoint-dir DIR   write a checkpoint of each training to DIR after every\n"
+            "                         epoch, and on Ctrl-C or SIGTERM (then exit 1 without\n"
+            "                         writing --out)\n"
+            "  --resume               continue from the checkpoints in --checkpoint-dir (the\n"
+            "                         same command otherwise): the model written is the one an\n"
+            "                         uninterrupted run writes\n"
+            "  --log-json FILE        append one JSON object per epoch and per fold to FILE\n"
             "  --quiet                no progress output\n",
             ts_arch_names());
 }
@@ -78,7 +87,8 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
+    O_CKPT, O_RESUME, O_LOGJSON
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -186,6 +196,7 @@ static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_
 typedef struct train_job {
     int fold;               /* 0-based fold, or -1: the written model */
     char tag[32];           /* "fold 2/5", "final model" or "" */
+    char *ckpt;             /* its checkpoint file, or NULL */
     int ntr, nva, nte;
     ts_train_result r;
     ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
@@ -239,10 +250,24 @@ static void run_job(train_ctx *c, train_job *j) {
     ts_train_options o = *c->o;
     o.tag = j->tag[0] ? j->tag : NULL;
     o.no_bar = c->side_by_side > 1;
+    o.checkpoint = j->ckpt;
+    o.log_fold = j->fold + 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
-    if (j->rc != 0) goto out;
+    if (j->rc != 0 || j->r.checkpointed) goto out;
     evaluate(j->r.model, w, eval_idx, n_eval, &j->m, NULL);
     j->evaluated = 1;
+    if (j->fold >= 0 && o.log_json) {
+        json_t *fj = ts_metrics_to_json(&j->m, c->ds->labels);
+        json_object_set_new(fj, "fold", json_integer(j->fold + 1));
+        json_object_set_new(fj, "best_epoch", json_integer(j->r.best_epoch));
+        char *line = json_dumps(fj, JSON_COMPACT);
+        json_decref(fj);
+        flockfile(o.log_json);
+        fprintf(o.log_json, "%s\n", line ? line : "{}");
+        fflush(o.log_json);
+        funlockfile(o.log_json);
+        free(line);
+    }
     if (j->fold >= 0) {
         const ts_metrics *m = &j->m;
         printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
@@ -307,11 +332,13 @@ int cmd_train(int argc, char **argv) {
         {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
         {"synthetic-negatives", required_argument, 0, O_SYN},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
+        {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+        {"log-json", required_argument, 0, O_LOGJSON},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
     ts_train_options o = ts_train_defaults();
-    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL;
+    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL, *ckpt_dir = NULL, *log_json = NULL;
     char *cache_dir = NULL;
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
@@ -393,6 +420,9 @@ int cmd_train(int argc, char **argv) {
         case O_NOCACHE: no_cache = 1; break;
         case O_REPORT: report = optarg; break;
         case O_QUIET: o.quiet = 1; break;
+        case O_CKPT: ckpt_dir = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_LOGJSON: log_json = optarg; break;
         case O_HELP: usage(stdout); free(cache_dir); return 0;
         default:
             fprintf(stderr, "birdsong train: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -415,6 +445,11 @@ int cmd_train(int argc, char **argv) {
     bs_layer_spec tmp[BS_NN_MAX_LAYERS];
     if (ts_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
         fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, ts_arch_names());
+        free(cache_dir);
+        return 2;
+    }
+    if (o.resume && !ckpt_dir) {
+        fprintf(stderr, "birdsong train: --resume needs --checkpoint-dir (where the checkpoints are)\n");
         free(cache_dir);
         return 2;
     }
@@ -446,10 +481,23 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
+    if (ckpt_dir && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", ckpt_dir, strerror(errno));
+        free(cache_dir);
+        return 1;
+    }
+    FILE *log_file = NULL;
+    if (log_json && !(log_file = fopen(log_json, "a"))) {
+        fprintf(stderr, "birdsong train: --log-json %s: %s\n", log_json, strerror(errno));
+        free(cache_dir);
+        return 1;
+    }
+    o.log_json = log_file;
     ts_dataset ds;
     if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         free(cache_dir);
+        if (log_file) fclose(log_file);
         return 1;
     }
     char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
@@ -519,6 +567,14 @@ int cmd_train(int argc, char **argv) {
         jobs[j].fold = j < folds ? j : -1;
         if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
         else if (folds > 0) snprintf(jobs[j].tag, sizeof jobs[j].tag, "final model");
+        if (ckpt_dir) {
+            char name[32];
+            if (j < folds) snprintf(name, sizeof name, "fold-%d.ckpt", j + 1);
+            else snprintf(name, sizeof name, "final.ckpt");
+            jobs[j].ckpt = malloc(strlen(ckpt_dir) + strlen(name) + 2);
+            if (!jobs[j].ckpt) abort();
+            sprintf(jobs[j].ckpt, "%s/%s", ckpt_dir, name);
+        }
     }
     /* the synthetic negatives depend only on the seed and the features: made once, shared */
     if (o.synthetic_negatives > 0) {
@@ -543,6 +599,12 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
+    for (int j = 0; j < n_jobs; j++)
+        if (jobs[j].r.checkpointed || (ckpt_dir && ts_stop_requested)) {
+            fprintf(stderr, "birdsong train: interrupted; checkpoints are in %s: the same command with --resume "
+                            "continues; no model written\n", ckpt_dir);
+            goto done;
+        }
     for (int f = 0; f < folds; f++)
         if (jobs[f].r.interrupted || !jobs[f].evaluated) {
             fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
@@ -645,6 +707,7 @@ done:
     for (int j = 0; j < n_jobs; j++) {
         ts_train_result_free(&jobs[j].r);
         if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);
+        free(jobs[j].ckpt);
     }
     free(jobs);
     ts_train_result_free(&final);
@@ -659,5 +722,6 @@ done:
     free(fold_of);
     ts_dataset_free(&ds);
     free(cache_dir);
+    if (log_file) fclose(log_file);
     return rc;
 }

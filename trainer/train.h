@@ -13,6 +13,7 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
@@ -55,6 +56,13 @@ typedef struct ts_train_options {
     int quiet;            /* no progress output */
     const char *tag;      /* prefix of the log lines ("fold 2/5"), or NULL */
     int no_bar;           /* no progress bar even on a terminal (trainings running side by side) */
+    const char *checkpoint; /* write a checkpoint (checkpoint.h) to this file after every epoch
+                             * and, with ts_stop_requested, at the batch where the run stops;
+                             * NULL = none */
+    int resume;           /* 1: continue from `checkpoint` (refused if it is another run's) */
+    FILE *log_json;       /* one JSON object per epoch, a line each (shared by trainings side by
+                           * side: whole lines), or NULL */
+    int log_fold;         /* the "fold" of those lines (1-based), 0 = the written model */
     int replicas;         /* data-parallel replicas, one thread each (replicas.h); the same
                            * count and seed give the same model bit for bit (1) */
 } ts_train_options;
@@ -117,6 +125,7 @@ typedef struct ts_train_result {
     int best_epoch;        /* 1-based */
     double best_val_loss;
     int interrupted;
+    int checkpointed;      /* interrupted with a checkpoint written: model is NULL */
 } ts_train_result;
 
 int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const int *val_idx, int n_val,

@@ -200,5 +200,11 @@ void bs_adam_free(bs_adam *adam);
 float bs_adam_step(bs_adam *adam, float *params, float *grads);
 long bs_adam_t(const bs_adam *adam);
 void bs_adam_set_lr(bs_adam *adam, float lr);
+/* The state a training checkpoint saves and restores: the step count t and the moments m, v
+ * (bs_adam_n floats each, writable). */
+size_t bs_adam_n(const bs_adam *adam);
+void bs_adam_set_t(bs_adam *adam, long t);
+float *bs_adam_m(bs_adam *adam);
+float *bs_adam_v(bs_adam *adam);
 
 #endif
