@@ -14,6 +14,7 @@
 #include "birdsong/nn.h"
 #include "trainer/commands.h"
 #include "trainer/replicas.h"
+#include "trainer/dist.h"
 #include "trainer/train.h"
 
 static double now_s(void) {
@@ -61,7 +62,9 @@ static void usage(FILE *f) {
                "--train-steps steps of forward + backward + Adam) and cblas_sgemm alone on the\n"
                "inference GEMM shapes. --threads T: OpenBLAS threads for inference; training\n"
                "runs T data-parallel replicas of one BLAS thread each, as `birdsong train\n"
-               "--threads T` does. Architectures: %s. The last line is JSON.\n",
+               "--threads T` does. Under `mpirun -np K`, each rank trains its share of every\n"
+               "batch and rank 0 reports the combined samples/s. Architectures: %s. The last\n"
+               "line is JSON.\n",
             bs_nn_arch_names());
 }
 
@@ -144,8 +147,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "birdsong bench: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    bs_nn_set_threads(threads);
     bs_error err;
+    /* under mpirun: every rank trains its share of each batch, the gradients are summed over
+     * the ranks, and rank 0 reports the combined samples/s of the whole batch */
+    if (ts_dist_init(&err) != 0) {
+        fprintf(stderr, "birdsong bench: %s\n", err.msg);
+        return 1;
+    }
+    int ranks = ts_dist_size();
+    if (ts_dist_rank() > 0 && (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))) return 1;
+    bs_nn_set_threads(threads);
     /* ---- inference, batch 1 ---- */
     double rss0 = max_rss_mb();
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
@@ -207,11 +218,12 @@ int cmd_bench(int argc, char **argv) {
             fprintf(stderr, "birdsong bench: %s\n", err.msg);
             return 1;
         }
+        ts_replicas_set_first_index(reps, ts_dist_rank() * threads);
         double *tp = malloc(sizeof(double) * (steps + 1));
         if (!tp) abort();
         for (int r = -1; r < steps; r++) {
             double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
-            ts_replicas_step(reps, x, y, NULL, batch);
+            ts_replicas_step_all(reps, x, y, NULL, batch);
             bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
             if (r >= 0) {
                 t[r] = now_s() - t0;
@@ -247,7 +259,7 @@ int cmd_bench(int argc, char **argv) {
                 batch, steps, step_ms, step_cpu_ms, train_sps,
                 weights_mb, net_mb, rss_infer, rss0);
     }
-    printf("{\"arch\":\"%s\",\"classes\":%d,\"n_mels\":%d,\"n_frames\":%d,\"threads\":%d,"
+    printf("{\"arch\":\"%s\",\"classes\":%d,\"n_mels\":%d,\"n_frames\":%d,\"threads\":%d,\"ranks\":%d,"
            "\"blas_core\":\"%s\",\"gflop_per_window\":%.4f,\"infer_ms_per_window\":%.3f,"
            "\"infer_cpu_ms_per_window\":%.3f,\"sgemm_ms_per_window\":%.3f,"
            "\"sgemm_cpu_ms_per_window\":%.3f,\"sgemm_efficiency\":%.3f,\"train_batch\":%d,"
@@ -255,7 +267,7 @@ int cmd_bench(int argc, char **argv) {
            "\"train_samples_per_s\":%.2f,\"train_samples_per_cpu_s\":%.2f,"
            "\"train_process_cpu_ms_per_step\":%.1f,"
            "\"weights_mb\":%.2f,\"infer_net_mb\":%.2f,\"peak_rss_infer_mb\":%.1f}\n",
-           arch, classes, mels, frames, threads, bs_nn_blas_core(), gflop, infer_ms, infer_cpu_ms,
+           arch, classes, mels, frames, threads, ranks, bs_nn_blas_core(), gflop, infer_ms, infer_cpu_ms,
            gemm_ms, gemm_cpu_ms, eff, batch, step_ms, step_cpu_ms, train_sps,
            step_cpu_ms > 0 ? batch / (step_cpu_ms / 1e3) : 0.0, step_pcpu_ms, weights_mb, net_mb, rss_infer);
     free(x);
@@ -263,5 +275,6 @@ int cmd_bench(int argc, char **argv) {
     free(probs);
     free(t);
     free(tc);
+    ts_dist_finalize();
     return 0;
 }

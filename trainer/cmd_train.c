@@ -16,6 +16,7 @@
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
+#include "trainer/dist.h"
 #include "trainer/metrics.h"
 #include "trainer/report.h"
 #include "trainer/split.h"
@@ -312,7 +313,9 @@ static void run_jobs(train_ctx *c) {
     pthread_mutex_destroy(&c->lock);
 }
 
-int cmd_train(int argc, char **argv) {
+static int g_checkpointed; /* train_main stopped on a signal after writing checkpoints */
+
+static int train_main(int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
         {"background", required_argument, 0, O_BG}, {"arch", required_argument, 0, O_ARCH},
@@ -453,6 +456,7 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
+    if (ts_dist_rank() > 0) o.quiet = 1; /* under mpirun: rank 0 reports */
     if (no_cache) { free(cache_dir); cache_dir = NULL; }
     else if (!cache_dir) cache_dir = ts_cache_default_dir();
     ts_install_stop_handler();
@@ -481,13 +485,13 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
-    if (ckpt_dir && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
+    if (ckpt_dir && ts_dist_rank() == 0 && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", ckpt_dir, strerror(errno));
         free(cache_dir);
         return 1;
     }
     FILE *log_file = NULL;
-    if (log_json && !(log_file = fopen(log_json, "a"))) {
+    if (log_json && ts_dist_rank() == 0 && !(log_file = fopen(log_json, "a"))) {
         fprintf(stderr, "birdsong train: --log-json %s: %s\n", log_json, strerror(errno));
         free(cache_dir);
         return 1;
@@ -601,8 +605,10 @@ int cmd_train(int argc, char **argv) {
     }
     for (int j = 0; j < n_jobs; j++)
         if (jobs[j].r.checkpointed || (ckpt_dir && ts_stop_requested)) {
-            fprintf(stderr, "birdsong train: interrupted; checkpoints are in %s: the same command with --resume "
-                            "continues; no model written\n", ckpt_dir);
+            if (ts_dist_rank() == 0)
+                fprintf(stderr, "birdsong train: interrupted; checkpoints are in %s: the same command with --resume "
+                                "continues; no model written\n", ckpt_dir);
+            g_checkpointed = 1;
             goto done;
         }
     for (int f = 0; f < folds; f++)
@@ -687,13 +693,13 @@ int cmd_train(int argc, char **argv) {
         char *ps = json_dumps(prov, JSON_COMPACT);
         int src = bs_model_set_training_json(final.model, ps, &err);
         free(ps);
-        if (src != 0 || bs_model_save(final.model, out, &err) != 0) {
+        if (src != 0 || (ts_dist_rank() == 0 && bs_model_save(final.model, out, &err) != 0)) {
             fprintf(stderr, "birdsong train: %s\n", err.msg);
             ts_metrics_free(&vm);
             goto done;
         }
     }
-    if (report) {
+    if (report && ts_dist_rank() == 0) {
         ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
                         .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
@@ -723,5 +729,27 @@ done:
     ts_dataset_free(&ds);
     free(cache_dir);
     if (log_file) fclose(log_file);
+    return rc;
+}
+
+/* Under mpirun every rank runs the same command: rank 0 writes the model, the report, the
+ * checkpoints and the log; the others print nothing but errors. An error on any rank ends
+ * them all (the others would wait in a reduction). */
+int cmd_train(int argc, char **argv) {
+    bs_error err = {{0}};
+    if (ts_dist_init(&err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        return 1;
+    }
+    int K = ts_dist_size();
+    if (K > 1 && ts_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    int rc = train_main(argc, argv);
+    if (K > 1) {
+        if (rc != 0 && !g_checkpointed) {
+            fprintf(stderr, "birdsong train: rank %d of %d failed (status %d): ending every rank\n", ts_dist_rank(), K, rc);
+            ts_dist_abort(rc);
+        }
+        ts_dist_finalize();
+    }
     return rc;
 }

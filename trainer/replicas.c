@@ -1,5 +1,6 @@
 /* Data-parallel replicas with a fixed-order gradient reduction. See replicas.h. */
 #include "trainer/replicas.h"
+#include "trainer/dist.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@ typedef struct replica {
 
 struct ts_replicas {
     int n;                      /* replicas (threads: n - 1 workers + the caller) */
+    int first;                  /* global index of replica 0 (MPI rank x replicas per rank) */
     replica rep[TS_MAX_REPLICAS];
     size_t n_params;
     int n_buf;
@@ -195,8 +197,11 @@ void ts_replicas_free(ts_replicas *r) {
 
 int ts_replicas_n(const ts_replicas *r) { return r->n; }
 
+void ts_replicas_set_first_index(ts_replicas *r, int first) { r->first = first; }
+
 void ts_replicas_set_dropout_seed(ts_replicas *r, uint64_t seed) {
-    for (int i = 0; i < r->n; i++) bs_net_set_dropout_seed(r->rep[i].net, seed + (uint64_t)i * 0x9E3779B97F4A7C15ull);
+    for (int i = 0; i < r->n; i++)
+        bs_net_set_dropout_seed(r->rep[i].net, seed + (uint64_t)(r->first + i) * 0x9E3779B97F4A7C15ull);
 }
 
 float ts_replicas_step(ts_replicas *r, const float *x, const float *y, const float *pos_weight, int batch) {
@@ -239,5 +244,33 @@ float ts_replicas_step(ts_replicas *r, const float *x, const float *y, const flo
             for (size_t j = 0; j < r->buf_size[m]; j++) d[j] += wk * s[j];
         }
     }
+    return (float)(loss / batch);
+}
+
+float ts_replicas_step_all(ts_replicas *r, const float *x, const float *y, const float *pos_weight, int batch) {
+    int K = ts_dist_size();
+    if (K < 2) return ts_replicas_step(r, x, y, pos_weight, batch);
+    int rank = ts_dist_rank(), active = batch / 2 < K ? batch / 2 : K, off = 0, mine = 0;
+    for (int k = 0; k < K; k++) {
+        int bk = k < active ? batch / active + (k < batch % active) : 0;
+        if (k == rank) mine = bk;
+        if (k < rank) off += bk;
+    }
+    replica *z = &r->rep[0];
+    size_t per_x = (size_t)bs_net_in_h(z->net) * bs_net_in_w(z->net), per_y = (size_t)bs_net_n_outputs(z->net);
+    float wt = (float)mine / (float)batch;
+    double loss = 0.0;
+    if (mine > 0) {
+        loss = (double)ts_replicas_step(r, x + (size_t)off * per_x, y + (size_t)off * per_y, pos_weight, mine) * mine;
+        for (size_t j = 0; j < r->n_params; j++) z->grads[j] *= wt;
+        for (int k = 0; k < r->n_buf; k++)
+            for (size_t j = 0; j < r->buf_size[k]; j++) z->buf[k][j] *= wt;
+    } else { /* a batch too small for every rank: this one adds nothing */
+        memset(z->grads, 0, r->n_params * sizeof(float));
+        for (int k = 0; k < r->n_buf; k++) memset(z->buf[k], 0, r->buf_size[k] * sizeof(float));
+    }
+    ts_dist_sum_float(z->grads, r->n_params);
+    for (int k = 0; k < r->n_buf; k++) ts_dist_sum_float(z->buf[k], r->buf_size[k]);
+    ts_dist_sum_double(&loss, 1);
     return (float)(loss / batch);
 }

@@ -23,7 +23,8 @@
  * the replicas' in the same fixed order, written to replica 0 after every step.
  *
  * Dropout: replica i draws its masks from seed + i * 0x9E3779B97F4A7C15 (replica 0 from the
- * seed itself, so N = 1 is the plain single-net step, bit for bit).
+ * seed itself, so N = 1 is the plain single-net step, bit for bit); i counts across processes
+ * under MPI (ts_replicas_set_first_index).
  *
  * OpenBLAS must run one thread per caller when N > 1 (bs_nn_set_threads(1)): the replicas are
  * the parallelism. */
@@ -43,9 +44,22 @@ void ts_replicas_free(ts_replicas *r);
 int ts_replicas_n(const ts_replicas *r);
 /* Seeds every replica's dropout RNG (see above). */
 void ts_replicas_set_dropout_seed(ts_replicas *r, uint64_t seed);
+/* The global index of replica 0 when several processes train together (MPI rank r with N
+ * replicas each: r * N), so that replica i draws the masks of global replica first + i, as
+ * the same shard does in one process with more replicas (0). */
+void ts_replicas_set_first_index(ts_replicas *r, int first);
 /* One training step on x (batch, in_h, in_w) and targets y (batch, n_outputs), pos_weight as
  * bs_net_loss: leaves the gradient of the batch's mean loss in bs_net_grads(net) and the merged
  * running statistics in net; returns the batch's mean loss. 2 <= batch <= the net's max_batch. */
 float ts_replicas_step(ts_replicas *r, const float *x, const float *y, const float *pos_weight, int batch);
+
+/* The same over every MPI rank (dist.h): the batch (the same on every rank) is cut into one
+ * share per rank as ts_replicas_step cuts it into replicas, this process steps on its share,
+ * and the shares' gradients, running statistics and losses, each weighted by its share of the
+ * batch, are summed over the ranks (MPI_Allreduce), so every rank ends with the same result.
+ * Rank k with N replicas then computes exactly what replicas kN..kN+N-1 of one process
+ * with K*N replicas would (for K*N = 2, bit for bit; beyond, the sums may be grouped
+ * differently, within rounding). Without MPI, ts_replicas_step. */
+float ts_replicas_step_all(ts_replicas *r, const float *x, const float *y, const float *pos_weight, int batch);
 
 #endif

@@ -14,6 +14,7 @@
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
 #include "trainer/checkpoint.h"
+#include "trainer/dist.h"
 #include "trainer/metrics.h"
 #include "trainer/replicas.h"
 #include "trainer/split.h"
@@ -588,6 +589,7 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     if (!r->adam) abort();
     r->par = ts_replicas_create(r->net, o->replicas > 0 ? o->replicas : 1, err);
     if (!r->par) return -1;
+    ts_replicas_set_first_index(r->par, ts_dist_rank() * ts_replicas_n(r->par));
     r->snap_n = snapshot_size(r->net);
     r->snap = xcalloc(r->snap_n, sizeof(float));
     snapshot_io(r->net, r->snap, 1);
@@ -723,6 +725,7 @@ static void run_settings(run *r) {
     sb_kv(&b, "--synthetic-negatives", "%d", o->synthetic_negatives);
     sb_kv(&b, "--ema", "%.9g", o->ema);
     sb_kv(&b, "data-parallel replicas (--threads)", "%d", ts_replicas_n(r->par));
+    sb_kv(&b, "MPI ranks", "%d", ts_dist_size());
     json_t *fj = bs_feature_config_to_json(r->cfg);
     char *fs = fj ? json_dumps(fj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
     sb_kv(&b, "feature settings", "%s", fs ? fs : "?");
@@ -737,6 +740,7 @@ static void run_settings(run *r) {
 
 static int run_save(run *r, const ts_train_result *res, int epoch, int batch, double loss_sum, long seen,
                     bs_error *err) {
+    if (ts_dist_rank() != 0) return 0; /* under MPI rank 0 writes; every rank reads on --resume */
     float *weights = xcalloc(r->snap_n, sizeof(float));
     snapshot_io(r->net, weights, 1);
     ts_checkpoint c = {.settings = r->settings, .epoch = epoch, .batch = batch, .step = r->step,
@@ -848,6 +852,28 @@ static void log_json_epoch(const run *r, const ts_epoch_log *h, int best) {
 
 enum { RUN_NEXT, RUN_STOP, RUN_CHECKPOINTED };
 
+/* Whether to stop: ts_stop_requested, agreed by every MPI rank (each calls this at the same
+ * points, so that all stop at the same batch: mpirun forwards SIGTERM to every rank, but not
+ * at the same instant). */
+static int stop_agreed(void) {
+    if (ts_dist_size() < 2) return ts_stop_requested != 0;
+    double f = ts_stop_requested ? 1.0 : 0.0;
+    ts_dist_sum_double(&f, 1);
+    return f > 0.0;
+}
+
+static float run_step(run *r, int b) { return ts_replicas_step_all(r->par, r->xb, r->yb, r->pos_weight, b); }
+
+/* Every rank takes rank 0's weights and statistics (they are equal already: the same sums
+ * reach every rank; this keeps a reduction that rounded differently from drifting). */
+static void run_sync(run *r) {
+    if (ts_dist_size() < 2) return;
+    bs_tensor_info t;
+    for (int k = 0; k < bs_net_n_tensors(r->net); k++)
+        if (bs_net_tensor(r->net, k, &t) == 0) ts_dist_bcast_float(t.data, t.size);
+    if (r->ema) ts_dist_bcast_float(r->ema, r->snap_n);
+}
+
 /* One epoch from batch r->batch (0 unless resumed): train, validate, keep the best. */
 static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
     const ts_train_options *o = r->o;
@@ -866,7 +892,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
     double t_epoch = now_s(), t_net = 0.0;
     long seen_here = 0;
     int n_batches = r->n_order / B + (r->n_order % B >= 2), bi;
-    for (bi = first; bi < n_batches && !ts_stop_requested; bi++) {
+    for (bi = first; bi < n_batches && !stop_agreed(); bi++) {
         int s = bi * B, b = r->n_order - s < B ? r->n_order - s : B;
         for (int i = 0; i < b; i++) {
             int wi = r->order[s + i];
@@ -885,7 +911,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
         double t0 = now_s();
         /* dropout masks seeded per batch: a run resumed at any batch draws the same */
         ts_replicas_set_dropout_seed(r->par, o->seed + 1000003ull * (uint64_t)(e + 1) + 0xD1B54A32D192ED03ull * (uint64_t)bi);
-        float loss = ts_replicas_step(r->par, r->xb, r->yb, r->pos_weight, b);
+        float loss = run_step(r, b);
         bs_adam_step(r->adam, bs_net_params(r->net), bs_net_grads(r->net));
         if (r->ema) snapshot_ema(r->net, r->ema, ts_ema_decay(o->ema, ++r->step));
         t_net += now_s() - t0;
@@ -900,6 +926,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
         if (run_save(r, res, e, bi, loss_sum, seen, err) != 0) return -1;
         return RUN_CHECKPOINTED;
     }
+    run_sync(r);
     double tv = now_s();
     if (r->ema) {
         snapshot_io(r->net, r->cur, 1);
@@ -938,7 +965,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
                     100.0 * h->outside_fraction, better ? "  *best" : "");
     log_json_epoch(r, h, better);
     if (o->checkpoint && run_save(r, res, e + 1, 0, 0.0, 0, err) != 0) return -1;
-    if (ts_stop_requested) {
+    if (stop_agreed()) {
         if (o->checkpoint) return RUN_CHECKPOINTED;
         res->interrupted = 1;
         bs_log_warn("%s%sinterrupted: keeping the best weights so far (epoch %d)", tag, sep, res->best_epoch);
