@@ -467,22 +467,38 @@ float ts_ema_decay(float decay, long step) {
     return warm < decay ? warm : decay;
 }
 
-/* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. */
+/* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. Under
+ * MPI each rank computes every K-th batch and the ranks exchange the results: each value is
+ * computed by one rank and the others add zeros, and the loss is summed window by window in
+ * order afterwards, so every rank gets the bits one process would. */
 static double net_eval(bs_net *net, const bs_feature_config *cfg, const ts_windows *w,
                        const int *idx, int n, const float *mean, const float *std, float *xb,
                        float *probs) {
-    int B = bs_net_max_batch(net), C = w->C;
+    int B = bs_net_max_batch(net), C = w->C, K = ts_dist_size(), rank = ts_dist_rank();
     size_t per = (size_t)w->n_mels * w->n_frames;
-    double loss = 0.0;
+    double *wl = K > 1 ? calloc((size_t)n + 1, sizeof(double)) : NULL, loss = 0.0;
+    if (K > 1 && !wl) abort();
+    if (K > 1) memset(probs, 0, (size_t)n * C * sizeof(float));
     for (int s = 0; s < n; s += B) {
+        if (K > 1 && (s / B) % K != rank) continue;
         int b = n - s < B ? n - s : B;
         for (int i = 0; i < b; i++) {
             memcpy(xb + i * per, w->x[idx[s + i]], per * sizeof(float));
             bs_features_normalize(cfg, xb + i * per, mean, std);
         }
         const float *z = bs_net_forward(net, xb, b, 0);
-        for (int i = 0; i < b; i++) loss += bce_logits(z + (size_t)i * C, w->yf + (size_t)idx[s + i] * C, (size_t)C);
+        for (int i = 0; i < b; i++) {
+            double l = bce_logits(z + (size_t)i * C, w->yf + (size_t)idx[s + i] * C, (size_t)C);
+            if (wl) wl[s + i] = l;
+            else loss += l;
+        }
         bs_net_activate(net, b, probs + (size_t)s * C);
+    }
+    if (K > 1) {
+        ts_dist_sum_float(probs, (size_t)n * C);
+        for (int s = 0; s < n; s += 1 << 20) ts_dist_sum_double(wl + s, n - s < (1 << 20) ? n - s : 1 << 20);
+        for (int i = 0; i < n; i++) loss += wl[i];
+        free(wl);
     }
     return loss;
 }
