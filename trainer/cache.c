@@ -1,5 +1,6 @@
 /* Feature cache. See cache.h. */
 #include "trainer/cache.h"
+#include "trainer/xalloc.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -65,13 +66,11 @@ static int read_all(const char *path, unsigned char **data, size_t *size, char *
         return -1;
     }
     size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = malloc(cap);
-    if (!buf) abort();
+    unsigned char *buf = ts_xmalloc(cap);
     for (;;) {
         if (n == cap) {
             cap *= 2;
-            buf = realloc(buf, cap);
-            if (!buf) abort();
+            buf = ts_xrealloc(buf, cap);
         }
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
@@ -122,8 +121,7 @@ static int cache_map(const char *file, int n_mels, int n_frames, bs_feature_set 
     out->n_frames = t;
     out->duration_seconds = dur;
     out->source_rate = rate;
-    out->start_seconds = malloc(sizeof(double) * (n + 1));
-    if (!out->start_seconds) abort();
+    out->start_seconds = ts_xmalloc(sizeof(double) * (n + 1));
     memcpy(out->start_seconds, (unsigned char *)p + HEADER_BYTES, 8 * n);
     out->data = (float *)(void *)((unsigned char *)p + HEADER_BYTES + 8 * n); /* 4-byte aligned */
     *map = p;

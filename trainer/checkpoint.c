@@ -1,5 +1,6 @@
 /* Training checkpoints. See checkpoint.h. */
 #include "trainer/checkpoint.h"
+#include "trainer/xalloc.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -26,8 +27,7 @@ static void put_array(writer *w, const void *p, size_t count, size_t elem) {
 
 int ts_checkpoint_write(const char *path, const ts_checkpoint *c, bs_error *err) {
     size_t len = strlen(path);
-    char *tmp = malloc(len + 5);
-    if (!tmp) return bs_error_set(err, "checkpoint %s: out of memory", path);
+    char *tmp = ts_xmalloc(len + 5);
     memcpy(tmp, path, len);
     memcpy(tmp + len, ".tmp", 5);
     writer w = {fopen(tmp, "wb"), 1};
@@ -103,8 +103,7 @@ static void *get_array(reader *r, size_t want, size_t limit, size_t elem, size_t
         return NULL;
     }
     if (count) *count = (size_t)n;
-    void *p = calloc((size_t)n + 1, elem);
-    if (!p) abort();
+    void *p = ts_xcalloc((size_t)n + 1, elem);
     if (get(r, p, (size_t)n * elem, what) != 0) {
         free(p);
         return NULL;

@@ -1,6 +1,7 @@
 /* Data-parallel replicas with a fixed-order gradient reduction. See replicas.h. */
 #include "trainer/replicas.h"
 #include "trainer/dist.h"
+#include "trainer/xalloc.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -41,12 +42,6 @@ typedef struct worker_arg {
     ts_replicas *r;
     int i;
 } worker_arg;
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) abort();
-    return p;
-}
 
 static void *worker(void *arg) {
     ts_replicas *r = ((worker_arg *)arg)->r;
@@ -123,14 +118,14 @@ ts_replicas *ts_replicas_create(bs_net *net, int n, bs_error *err) {
         bs_error_set(err, "replicas need a training network");
         return NULL;
     }
-    ts_replicas *r = xcalloc(1, sizeof *r);
+    ts_replicas *r = ts_xcalloc(1, sizeof *r);
     r->n = n;
     r->n_params = bs_net_n_params(net);
     int nt = bs_net_n_tensors(net);
     bs_tensor_info t;
     for (int k = 0; k < nt; k++)
         if (bs_net_tensor(net, k, &t) == 0 && !t.grad) r->n_buf++;
-    r->buf_size = xcalloc((size_t)r->n_buf, sizeof(size_t));
+    r->buf_size = ts_xcalloc((size_t)r->n_buf, sizeof(size_t));
     int max_b = bs_net_max_batch(net), shard = (max_b + n - 1) / n;
     if (shard < 2) shard = 2;
     for (int i = 0; i < n; i++) {
@@ -145,7 +140,7 @@ ts_replicas *ts_replicas_create(bs_net *net, int n, bs_error *err) {
         }
         p->params = bs_net_params(p->net);
         p->grads = bs_net_grads(p->net);
-        p->buf = xcalloc((size_t)r->n_buf, sizeof(float *));
+        p->buf = ts_xcalloc((size_t)r->n_buf, sizeof(float *));
         for (int k = 0, m = 0; k < nt; k++)
             if (bs_net_tensor(p->net, k, &t) == 0 && !t.grad) {
                 p->buf[m] = t.data;
@@ -157,8 +152,7 @@ ts_replicas *ts_replicas_create(bs_net *net, int n, bs_error *err) {
     pthread_cond_init(&r->done, NULL);
     r->pool_init = 1;
     for (int i = 1; i < n; i++) {
-        worker_arg *a = malloc(sizeof *a);
-        if (!a) abort();
+        worker_arg *a = ts_xmalloc(sizeof *a);
         a->r = r;
         a->i = i;
         if (pthread_create(&r->th[i], NULL, worker, a) != 0) {

@@ -18,6 +18,7 @@
 #include "trainer/metrics.h"
 #include "trainer/replicas.h"
 #include "trainer/split.h"
+#include "trainer/xalloc.h"
 
 volatile sig_atomic_t ts_stop_requested = 0;
 
@@ -29,12 +30,6 @@ ts_train_options ts_train_defaults(void) {
         .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0, .replicas = 1,
     };
     return o;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) abort();
-    return p;
 }
 
 static double now_s(void) {
@@ -52,18 +47,18 @@ void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, 
     for (int i = 0; i < ds->n_items; i++)
         if (f[i].ok && f[i].set.n_mels == n_mels && f[i].set.n_frames == n_frames) total += (int)f[i].set.n_segments;
     int C = w->C;
-    w->x = xcalloc((size_t)total, sizeof *w->x);
-    w->item = xcalloc((size_t)total, sizeof(int));
-    w->group = xcalloc((size_t)total, sizeof(int));
-    w->start = xcalloc((size_t)total, sizeof(double));
-    w->y = xcalloc((size_t)total * C, 1);
-    w->yf = xcalloc((size_t)total * C, sizeof(float));
-    w->background = xcalloc((size_t)total, 1);
-    w->next = xcalloc((size_t)total, sizeof(int));
-    w->prev = xcalloc((size_t)total, sizeof(int));
-    w->next_offset = xcalloc((size_t)total, sizeof(int));
+    w->x = ts_xcalloc((size_t)total, sizeof *w->x);
+    w->item = ts_xcalloc((size_t)total, sizeof(int));
+    w->group = ts_xcalloc((size_t)total, sizeof(int));
+    w->start = ts_xcalloc((size_t)total, sizeof(double));
+    w->y = ts_xcalloc((size_t)total * C, 1);
+    w->yf = ts_xcalloc((size_t)total * C, sizeof(float));
+    w->background = ts_xcalloc((size_t)total, 1);
+    w->next = ts_xcalloc((size_t)total, sizeof(int));
+    w->prev = ts_xcalloc((size_t)total, sizeof(int));
+    w->next_offset = ts_xcalloc((size_t)total, sizeof(int));
     for (int i = 0; i < total; i++) w->next[i] = w->prev[i] = -1;
-    int *gid = xcalloc((size_t)ds->n_items, sizeof(int));
+    int *gid = ts_xcalloc((size_t)ds->n_items, sizeof(int));
     for (int i = 0; i < ds->n_items; i++) {
         gid[i] = -1;
         for (int j = 0; j < i; j++)
@@ -189,7 +184,7 @@ static double bce_logits(const float *z, const float *y, size_t n) {
 
 int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, float *probs, bs_error *err) {
     size_t per = (size_t)w->n_mels * w->n_frames;
-    float *buf = xcalloc(per, sizeof(float));
+    float *buf = ts_xcalloc(per, sizeof(float));
     int C = bs_model_n_outputs(model);
     for (int i = 0; i < n; i++) {
         memcpy(buf, w->x[idx[i]], per * sizeof(float));
@@ -429,8 +424,8 @@ float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, 
         return NULL;
     }
     int ns = bs_feature_segment_samples(cfg);
-    float *audio = xcalloc((size_t)ns, sizeof(float));
-    float *out = xcalloc((size_t)n * M * T, sizeof(float));
+    float *audio = ts_xcalloc((size_t)ns, sizeof(float));
+    float *out = ts_xcalloc((size_t)n * M * T, sizeof(float));
     /* the seed is hashed first: a state of seed * increment would make seed s + 1's stream
      * seed s's shifted by one draw */
     ts_rng h = {seed ^ 0x2545f4914f6cdd1dull};
@@ -476,8 +471,7 @@ static double net_eval(bs_net *net, const bs_feature_config *cfg, const ts_windo
                        float *probs) {
     int B = bs_net_max_batch(net), C = w->C, K = ts_dist_size(), rank = ts_dist_rank();
     size_t per = (size_t)w->n_mels * w->n_frames;
-    double *wl = K > 1 ? calloc((size_t)n + 1, sizeof(double)) : NULL, loss = 0.0;
-    if (K > 1 && !wl) abort();
+    double *wl = K > 1 ? ts_xcalloc((size_t)n + 1, sizeof(double)) : NULL, loss = 0.0;
     if (K > 1) memset(probs, 0, (size_t)n * C * sizeof(float));
     for (int s = 0; s < n; s += B) {
         if (K > 1 && (s / B) % K != rank) continue;
@@ -572,8 +566,8 @@ static int run_norm(run *r, bs_error *err) {
     if (bs_norm_stats_init(&st, M, err) != 0) return -1;
     float floor_db = 10.0f * log10f(r->cfg->amin);
     for (int i = 0; i < r->n_train; i++) bs_norm_stats_update(&st, r->w->x[r->train_idx[i]], T, floor_db);
-    r->mean = xcalloc((size_t)M, sizeof(float));
-    r->std = xcalloc((size_t)M, sizeof(float));
+    r->mean = ts_xcalloc((size_t)M, sizeof(float));
+    r->std = ts_xcalloc((size_t)M, sizeof(float));
     int rc = bs_norm_stats_finalize(&st, r->mean, r->std, err);
     bs_norm_stats_free(&st);
     if (rc != 0) return -1;
@@ -607,13 +601,13 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     if (!r->par) return -1;
     ts_replicas_set_first_index(r->par, ts_dist_rank() * ts_replicas_n(r->par));
     r->snap_n = snapshot_size(r->net);
-    r->snap = xcalloc(r->snap_n, sizeof(float));
+    r->snap = ts_xcalloc(r->snap_n, sizeof(float));
     snapshot_io(r->net, r->snap, 1);
     /* --ema: the average (ema) is what is validated, kept as best and written; the raw
      * weights (cur) are set aside while it is validated and go on training. */
     if (o->ema > 0.0f) {
-        r->ema = xcalloc(r->snap_n, sizeof(float));
-        r->cur = xcalloc(r->snap_n, sizeof(float));
+        r->ema = ts_xcalloc(r->snap_n, sizeof(float));
+        r->cur = ts_xcalloc(r->snap_n, sizeof(float));
         memcpy(r->ema, r->snap, r->snap_n * sizeof(float));
     }
     return 0;
@@ -634,18 +628,18 @@ static int run_data(run *r, bs_error *err) {
     int reps = o->bg_repeat > 1 ? o->bg_repeat : 1;
     r->n_order = r->n_syn;
     for (int i = 0; i < r->n_train; i++) r->n_order += w->background[r->train_idx[i]] ? reps : 1;
-    r->order = xcalloc((size_t)r->n_order, sizeof(int));
+    r->order = ts_xcalloc((size_t)r->n_order, sizeof(int));
     for (int j = 0; j < r->n_syn; j++) r->order[r->n_order - r->n_syn + j] = -1 - j;
-    r->noise = xcalloc((size_t)r->n_train, sizeof(int));
+    r->noise = ts_xcalloc((size_t)r->n_train, sizeof(int));
     for (int i = 0, k = 0; i < r->n_train; i++) {
         int ti = r->train_idx[i], n = w->background[ti] ? reps : 1;
         for (int j = 0; j < n; j++) r->order[k++] = ti;
         if (w->background[ti]) r->noise[r->n_noise++] = ti;
     }
     if (o->class_weights) {
-        r->pos_weight = xcalloc((size_t)C, sizeof(float));
+        r->pos_weight = ts_xcalloc((size_t)C, sizeof(float));
         double total = 0.0;
-        long *pos = xcalloc((size_t)C, sizeof(long));
+        long *pos = ts_xcalloc((size_t)C, sizeof(long));
         for (int i = 0; i < r->n_train; i++)
             for (int c = 0; c < C; c++) pos[c] += w->y[(size_t)r->train_idx[i] * C + c];
         int used = 0;
@@ -661,14 +655,14 @@ static int run_data(run *r, bs_error *err) {
         free(pos);
     }
     int B = o->batch_size;
-    r->xb = xcalloc((size_t)B * per, sizeof(float));
-    r->yb = xcalloc((size_t)B * C, sizeof(float));
-    r->vprobs = xcalloc((size_t)r->n_val * C, sizeof(float));
-    r->vy = xcalloc((size_t)r->n_val * C, 1);
+    r->xb = ts_xcalloc((size_t)B * per, sizeof(float));
+    r->yb = ts_xcalloc((size_t)B * C, sizeof(float));
+    r->vprobs = ts_xcalloc((size_t)r->n_val * C, sizeof(float));
+    r->vy = ts_xcalloc((size_t)r->n_val * C, 1);
     for (int i = 0; i < r->n_val; i++) memcpy(r->vy + (size_t)i * C, w->y + (size_t)r->val_idx[i] * C, (size_t)C);
     r->ag = (aug_ctx){.o = o, .cfg = r->cfg, .w = w, .noise = r->noise, .n_noise = r->n_noise, .pool = r->train_idx,
-                      .n_pool = r->n_train, .rng = {o->seed * 7919 + 17}, .pow_x = xcalloc(per, sizeof(float)),
-                      .pow_n = xcalloc(per, sizeof(float)), .shift_buf = xcalloc(per, sizeof(float))};
+                      .n_pool = r->n_train, .rng = {o->seed * 7919 + 17}, .pow_x = ts_xcalloc(per, sizeof(float)),
+                      .pow_n = ts_xcalloc(per, sizeof(float)), .shift_buf = ts_xcalloc(per, sizeof(float))};
     r->order_rng = (ts_rng){o->seed ^ 0x5bd1e995ull};
     return 0;
 }
@@ -689,8 +683,7 @@ __attribute__((format(printf, 3, 4))) static void sb_kv(strbuf *b, const char *k
     size_t need = strlen(key) + strlen(val) + 3;
     if (b->len + need > b->cap) {
         b->cap = (b->len + need) * 2;
-        b->s = realloc(b->s, b->cap);
-        if (!b->s) abort();
+        b->s = ts_xrealloc(b->s, b->cap);
     }
     b->len += (size_t)sprintf(b->s + b->len, "%s=%s\n", key, val);
 }
@@ -757,7 +750,7 @@ static void run_settings(run *r) {
 static int run_save(run *r, const ts_train_result *res, int epoch, int batch, double loss_sum, long seen,
                     bs_error *err) {
     if (ts_dist_rank() != 0) return 0; /* under MPI rank 0 writes; every rank reads on --resume */
-    float *weights = xcalloc(r->snap_n, sizeof(float));
+    float *weights = ts_xcalloc(r->snap_n, sizeof(float));
     snapshot_io(r->net, weights, 1);
     ts_checkpoint c = {.settings = r->settings, .epoch = epoch, .batch = batch, .step = r->step,
                        .loss_sum = loss_sum, .seen = seen, .since_best = r->since_best,
@@ -999,7 +992,7 @@ static int run_finish(run *r, bs_error *err) {
     int C = r->w->C;
     snapshot_io(r->net, r->snap, 0);
     net_eval(r->net, r->cfg, r->w, r->val_idx, r->n_val, r->mean, r->std, r->xb, r->vprobs);
-    float *thr = xcalloc((size_t)C, sizeof(float));
+    float *thr = ts_xcalloc((size_t)C, sizeof(float));
     for (int c = 0; c < C; c++) {
         thr[c] = ts_best_f1_threshold(r->vprobs, r->vy, r->n_val, C, c, NULL);
         if (thr[c] < 0.01f) thr[c] = 0.01f;
@@ -1020,7 +1013,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     if (o->resume && !o->checkpoint) return bs_error_set(err, "--resume needs --checkpoint-dir");
     run r = {.w = w, .train_idx = train_idx, .n_train = n_train, .val_idx = val_idx, .n_val = n_val, .cfg = cfg,
              .o = o, .t_start = now_s()};
-    res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
+    res->hist = ts_xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
     res->best_val_loss = INFINITY;
     int rc = run_norm(&r, err);
     if (rc == 0) rc = run_model(&r, labels, err);
