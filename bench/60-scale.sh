@@ -42,7 +42,7 @@ while kill -0 $pid 2>/dev/null; do
   kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status 2>/dev/null || echo 0)
   [ -n "$kb" ] && [ "$kb" -gt "$peak" ] && peak=$kb
   now=$(date +%s.%N)
-  if [ -z "$feat_s" ] && grep -q "info  features:" "$work/train.log"; then feat_s=$(awk -v a="$now" -v b="$start" 'BEGIN { print a - b }'); fi
+  if [ -z "$feat_s" ] && grep -q "info  features: [0-9]* files," "$work/train.log"; then feat_s=$(awk -v a="$now" -v b="$start" 'BEGIN { print a - b }'); fi
   if [ -z "$trained_since" ] && grep -q "final model:" "$work/train.log"; then trained_since=$now; fi
   if [ -n "$trained_since" ] && awk -v a="$now" -v b="$trained_since" -v t="$TRAIN_S" 'BEGIN { exit !(a - b > t) }' ; then kill -TERM $pid; fi
   sleep 0.2
