@@ -21,6 +21,7 @@
 #include "trainer/report.h"
 #include "trainer/split.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -311,6 +312,55 @@ static void run_jobs(train_ctx *c) {
     job_worker(c);
     for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
     pthread_mutex_destroy(&c->lock);
+}
+
+/* The cross-validation summary: printed (mean +- sd per figure) and as JSON for the model's
+ * provenance (per fold and mean +- sd). */
+static json_t *cv_summary(const train_job *jobs, int folds, char *const *labels) {
+    enum { NF = 7 };
+    const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
+                             "mean_active_labelled", "mean_active_background"};
+    double *vals = ts_xcalloc((size_t)NF * folds, sizeof(double));
+    json_t *fl = json_array();
+    for (int f = 0; f < folds; f++) {
+        const ts_metrics *m = &jobs[f].m;
+        double fv[NF] = {m->recording_acc, m->window_acc, m->macro_map, m->recording_map, m->ece,
+                         m->active_labelled, m->active_background};
+        for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
+        json_t *fj = ts_metrics_to_json(m, labels);
+        json_object_set_new(fj, "fold", json_integer(f + 1));
+        json_object_set_new(fj, "best_epoch", json_integer(jobs[f].r.best_epoch));
+        json_array_append_new(fl, fj);
+    }
+    json_t *cv = json_object();
+    json_object_set_new(cv, "folds", json_integer(folds));
+    json_object_set_new(cv, "per_fold", fl);
+    printf("%d-fold cross-validation by recording (mean +- sd):\n", folds);
+    for (int k = 0; k < NF; k++) {
+        double mu, sd;
+        ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
+        printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
+        json_t *x = json_object();
+        json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
+        json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
+        json_object_set_new(cv, names[k], x);
+    }
+    fflush(stdout);
+    free(vals);
+    return cv;
+}
+
+/* "birdsong train ARGS..." as typed (for the provenance) */
+static char *command_line(int argc, char **argv) {
+    size_t len = 0;
+    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *cmdline = ts_xcalloc(len + 16, 1);
+    strcpy(cmdline, "birdsong");
+    for (int i = 0; i < argc; i++) {
+        strcat(cmdline, " ");
+        strcat(cmdline, argv[i]);
+    }
+    return cmdline;
 }
 
 static int g_checkpointed; /* train_main stopped on a signal after writing checkpoints */
@@ -616,38 +666,7 @@ static int train_main(int argc, char **argv) {
             fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
             goto done;
         }
-    if (folds > 0) {
-        enum { NF = 7 };
-        const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
-                                 "mean_active_labelled", "mean_active_background"};
-        double *vals = calloc((size_t)NF * folds, sizeof(double));
-        json_t *fl = json_array();
-        for (int f = 0; f < folds; f++) {
-            const ts_metrics *m = &jobs[f].m;
-            double fv[NF] = {m->recording_acc, m->window_acc, m->macro_map, m->recording_map, m->ece,
-                             m->active_labelled, m->active_background};
-            for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
-            json_t *fj = ts_metrics_to_json(m, ds.labels);
-            json_object_set_new(fj, "fold", json_integer(f + 1));
-            json_object_set_new(fj, "best_epoch", json_integer(jobs[f].r.best_epoch));
-            json_array_append_new(fl, fj);
-        }
-        cv = json_object();
-        json_object_set_new(cv, "folds", json_integer(folds));
-        json_object_set_new(cv, "per_fold", fl);
-        printf("%d-fold cross-validation by recording (mean +- sd):\n", folds);
-        for (int k = 0; k < NF; k++) {
-            double mu, sd;
-            ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
-            printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
-            json_t *x = json_object();
-            json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
-            json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
-            json_object_set_new(cv, names[k], x);
-        }
-        fflush(stdout);
-        free(vals);
-    }
+    if (folds > 0) cv = cv_summary(jobs, folds, ds.labels);
     train_job *fj = &jobs[n_jobs - 1];
     if (!fj->evaluated) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
@@ -666,11 +685,7 @@ static int train_main(int argc, char **argv) {
 
     /* provenance */
     {
-        size_t len = 0;
-        for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-        char *cmdline = calloc(len + 16, 1);
-        strcpy(cmdline, "birdsong");
-        for (int i = 0; i < argc; i++) { strcat(cmdline, " "); strcat(cmdline, argv[i]); }
+        char *cmdline = command_line(argc, argv);
         json_object_set_new(prov, "command", json_string(cmdline));
         free(cmdline);
         json_object_set_new(prov, "data", json_string(data));
