@@ -643,6 +643,9 @@ static int train_main(int argc, char **argv) {
                     .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
                     .jobs = jobs, .n_jobs = n_jobs};
     tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
+    /* under MPI one at a time: every rank must enter the same reductions in the same order,
+     * from one thread (MPI is initialised without thread support) */
+    if (ts_dist_size() > 1) tc.side_by_side = 1;
     o.replicas = threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1;
     bs_nn_set_threads(1);
     run_jobs(&tc);

@@ -96,3 +96,20 @@ def test_two_ranks_train_the_model_of_two_threads(tmp_path):
     assert len(a) == len(b) > 0
     # the same shares, seeds and order of sums: stated tolerance 1e-5 (equal in practice)
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-5, (a, b)
+
+
+@needs_mpi
+@needs_data
+def test_two_ranks_with_folds_run_the_trainings_in_turn(tmp_path):
+    """With --folds, the trainings run one after another under MPI (every rank must enter the
+    same reductions in the same order): the run ends, with the cross-validation summary."""
+    manifest = tmp_path / "m.tsv"
+    rows = ["path\tlabels\tgroup"]
+    for sp in ("Vireo_griseus", "Cecropis_daurica"):
+        rows += [f"{f}\t{sp}\t{os.path.basename(f)}" for f in short_files(sp, 4)]
+    manifest.write_text("\n".join(rows) + "\n")
+    r = mpirun(2, "train", "--data", str(manifest), "--arch", "convnet-lite", "--epochs", "1", "--folds", "2",
+               "--val-fraction", "0.3", "--threads", "2", "--cache", str(tmp_path / "cache"),
+               "--out", str(tmp_path / "cv.bsm"))
+    assert r.returncode == 0, r.stderr
+    assert "2-fold cross-validation" in r.stdout and (tmp_path / "cv.bsm").exists()
