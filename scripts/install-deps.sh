@@ -14,6 +14,7 @@ PACKAGES=(
   libcriterion-dev libmosquitto-dev mosquitto chromium
   python3 python3-numpy python3-pytest python3-yaml
   clang libclang-rt-14-dev
+  openmpi-bin libopenmpi-dev
   systemd
   dpkg-dev lintian
 )

@@ -1,13 +1,16 @@
 /* Feature cache. See cache.h. */
 #include "trainer/cache.h"
+#include "trainer/xalloc.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -63,13 +66,11 @@ static int read_all(const char *path, unsigned char **data, size_t *size, char *
         return -1;
     }
     size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = malloc(cap);
-    if (!buf) abort();
+    unsigned char *buf = ts_xmalloc(cap);
     for (;;) {
         if (n == cap) {
             cap *= 2;
-            buf = realloc(buf, cap);
-            if (!buf) abort();
+            buf = ts_xrealloc(buf, cap);
         }
         size_t r = fread(buf + n, 1, cap - n, f);
         n += r;
@@ -88,37 +89,43 @@ static int read_all(const char *path, unsigned char **data, size_t *size, char *
 }
 
 static const char MAGIC[8] = {'B', 'S', 'F', 'E', 'A', 'T', '1', 0};
+enum { HEADER_BYTES = 36 }; /* magic, u64 n, i32 n_mels, i32 n_frames, f64 duration, i32 rate */
 
-static int cache_load(const char *file, int n_mels, int n_frames, bs_feature_set *out) {
-    FILE *f = fopen(file, "rb");
-    if (!f) return -1;
-    char magic[8];
+/* Maps a cache file read-only: out->data points into the mapping (page cache, not anonymous
+ * memory), out->start_seconds is a malloc'd copy. The file's size must be exactly what its
+ * header says. */
+static int cache_map(const char *file, int n_mels, int n_frames, bs_feature_set *out, void **map, size_t *map_len) {
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    unsigned char h[HEADER_BYTES];
+    struct stat st;
     uint64_t n;
     int32_t m, t, rate;
     double dur;
-    int ok = fread(magic, 8, 1, f) == 1 && memcmp(magic, MAGIC, 8) == 0 && fread(&n, 8, 1, f) == 1 &&
-             fread(&m, 4, 1, f) == 1 && fread(&t, 4, 1, f) == 1 && fread(&dur, 8, 1, f) == 1 &&
-             fread(&rate, 4, 1, f) == 1 && m == n_mels && t == n_frames && n < (1u << 24);
-    if (!ok) { fclose(f); return -1; }
+    int ok = pread(fd, h, sizeof h, 0) == (ssize_t)sizeof h && memcmp(h, MAGIC, 8) == 0 && fstat(fd, &st) == 0;
+    if (ok) {
+        memcpy(&n, h + 8, 8);
+        memcpy(&m, h + 16, 4);
+        memcpy(&t, h + 20, 4);
+        memcpy(&dur, h + 24, 8);
+        memcpy(&rate, h + 32, 4);
+        ok = m == n_mels && t == n_frames && n < (1u << 24) &&
+             (uint64_t)st.st_size == HEADER_BYTES + 8 * n + 4 * n * (uint64_t)m * (uint64_t)t;
+    }
+    void *p = ok ? mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+    close(fd);
+    if (p == MAP_FAILED) return -1;
     memset(out, 0, sizeof *out);
     out->n_segments = (size_t)n;
     out->n_mels = m;
     out->n_frames = t;
     out->duration_seconds = dur;
     out->source_rate = rate;
-    size_t vals = (size_t)n * (size_t)m * (size_t)t;
-    out->start_seconds = malloc(sizeof(double) * (n + 1));
-    out->data = malloc(sizeof(float) * (vals + 1));
-    if (!out->start_seconds || !out->data) abort();
-    ok = fread(out->start_seconds, sizeof(double), n, f) == n && fread(out->data, sizeof(float), vals, f) == vals;
-    char extra;
-    ok = ok && fread(&extra, 1, 1, f) == 0; /* nothing after the data */
-    fclose(f);
-    if (!ok) {
-        bs_feature_set_free(out);
-        memset(out, 0, sizeof *out);
-        return -1;
-    }
+    out->start_seconds = ts_xmalloc(sizeof(double) * (n + 1));
+    memcpy(out->start_seconds, (unsigned char *)p + HEADER_BYTES, 8 * n);
+    out->data = (float *)(void *)((unsigned char *)p + HEADER_BYTES + 8 * n); /* 4-byte aligned */
+    *map = p;
+    *map_len = (size_t)st.st_size;
     return 0;
 }
 
@@ -170,7 +177,7 @@ static void one_file(job *jb, bs_melspec *ms, int i) {
     if (jb->dir) {
         uint64_t h = ts_fnv1a(TS_FNV_OFFSET, bytes, size);
         snprintf(file, sizeof file, "%s/%016" PRIx64 "-%016" PRIx64 ".bsf", jb->dir, h, jb->cfg_hash);
-        if (cache_load(file, jb->cfg->n_mels, bs_feature_n_frames(jb->cfg), &o->set) == 0) {
+        if (cache_map(file, jb->cfg->n_mels, bs_feature_n_frames(jb->cfg), &o->set, &o->map, &o->map_len) == 0) {
             o->ok = 1;
             hit = 1;
             goto done;
@@ -191,7 +198,15 @@ static void one_file(job *jb, bs_melspec *ms, int i) {
         goto done;
     }
     o->ok = 1;
-    if (jb->dir && cache_store(file, &o->set) == 0) wrote = 1;
+    if (jb->dir && cache_store(file, &o->set) == 0) {
+        wrote = 1;
+        /* train from the file just written, not from this process's memory */
+        bs_feature_set mapped;
+        if (cache_map(file, o->set.n_mels, o->set.n_frames, &mapped, &o->map, &o->map_len) == 0) {
+            bs_feature_set_free(&o->set);
+            o->set = mapped;
+        }
+    }
 done:
     free(bytes);
     pthread_mutex_lock(&jb->lock);
@@ -251,6 +266,10 @@ int ts_cache_compute(const bs_feature_config *cfg, const char *cache_dir, char *
 }
 
 void ts_file_features_free(ts_file_features *f) {
+    if (f->map) {
+        munmap(f->map, f->map_len);
+        f->set.data = NULL;
+    }
     if (f->ok) bs_feature_set_free(&f->set);
     free(f->error);
     memset(f, 0, sizeof *f);

@@ -6,7 +6,12 @@
  * files are `<content>-<settings>.bsf` in the cache folder (default
  * $XDG_CACHE_HOME/birdsong/features, else ~/.cache/birdsong/features), written atomically.
  * Format: "BSFEAT1\0", u64 n_segments, i32 n_mels, i32 n_frames, f64 duration, i32 source
- * rate, f64 start_seconds[n], f32 data[n * n_mels * n_frames] (little-endian host order). */
+ * rate, f64 start_seconds[n], f32 data[n * n_mels * n_frames] (little-endian host order).
+ *
+ * Memory: with a cache folder, the windows are used where they lie in the cache file, mapped
+ * read-only (a computed file is written, then mapped, and its computed copy freed), so they
+ * live in the page cache, not in the process's anonymous memory: a training set larger than
+ * RAM pages in and out as the epochs read it. Without a cache (--no-cache) they are in memory. */
 #ifndef BIRDSONG_TRAINER_CACHE_H
 #define BIRDSONG_TRAINER_CACHE_H
 
@@ -18,6 +23,8 @@ typedef struct ts_file_features {
     bs_feature_set set;  /* n_segments may be 0 (file shorter than the residual limit) */
     int ok;              /* 1 when decoded (or loaded), 0 on failure */
     char *error;         /* failure reason when !ok */
+    void *map;           /* with a cache: the cache file mapped read-only, set.data inside it */
+    size_t map_len;
 } ts_file_features;
 
 typedef struct ts_cache_stats {

@@ -13,6 +13,8 @@
 
 #include "birdsong/nn_train.h"
 #include "trainer/commands.h"
+#include "trainer/replicas.h"
+#include "trainer/dist.h"
 #include "trainer/train.h"
 
 static double now_s(void) {
@@ -26,6 +28,13 @@ static double now_s(void) {
 static double cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* CPU time of every thread of the process: with replicas, the work of all of them */
+static double process_cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
     return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -51,7 +60,11 @@ static void usage(FILE *f) {
                "                      [--train-steps 5]\n\n"
                "Times batch-1 inference (median of --iters), training at --batch (median of\n"
                "--train-steps steps of forward + backward + Adam) and cblas_sgemm alone on the\n"
-               "inference GEMM shapes. Architectures: %s. The last line is JSON.\n",
+               "inference GEMM shapes. --threads T: OpenBLAS threads for inference; training\n"
+               "runs T data-parallel replicas of one BLAS thread each, as `birdsong train\n"
+               "--threads T` does. Under `mpirun -np K`, each rank trains its share of every\n"
+               "batch and rank 0 reports the combined samples/s. Architectures: %s. The last\n"
+               "line is JSON.\n",
             bs_nn_arch_names());
 }
 
@@ -134,8 +147,16 @@ int cmd_bench(int argc, char **argv) {
         fprintf(stderr, "birdsong bench: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
-    bs_nn_set_threads(threads);
     bs_error err;
+    /* under mpirun: every rank trains its share of each batch, the gradients are summed over
+     * the ranks, and rank 0 reports the combined samples/s of the whole batch */
+    if (ts_dist_init(&err) != 0) {
+        fprintf(stderr, "birdsong bench: %s\n", err.msg);
+        return 1;
+    }
+    int ranks = ts_dist_size();
+    if (ts_dist_rank() > 0 && (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))) return 1;
+    bs_nn_set_threads(threads);
     /* ---- inference, batch 1 ---- */
     double rss0 = max_rss_mb();
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
@@ -179,7 +200,7 @@ int cmd_bench(int argc, char **argv) {
     double gemm_ms = sgemm_ms(mnk, ng, iters < 10 ? iters : 10, &gemm_cpu_ms);
     bs_net_free(net);
     /* ---- training, batch B ---- */
-    double train_sps = 0.0, step_ms = 0.0, step_cpu_ms = 0.0;
+    double train_sps = 0.0, step_ms = 0.0, step_cpu_ms = 0.0, step_pcpu_ms = 0.0;
     if (steps > 0) {
         net = bs_net_create(layers, nl, mels, frames, classes, batch, 1, &err);
         if (!net) {
@@ -189,20 +210,33 @@ int cmd_bench(int argc, char **argv) {
         for (int n = 0; n < batch; n++) y[(size_t)n * classes + n % classes] = 1.0f;
         bs_adam_config cfg = bs_adam_defaults();
         bs_adam *adam = bs_adam_create(bs_net_n_params(net), &cfg);
+        /* --threads T trains T replicas on shards of the batch, one BLAS thread each, as
+         * `birdsong train --threads T` does */
+        bs_nn_set_threads(1);
+        ts_replicas *reps = ts_replicas_create(net, threads, &err);
+        if (!reps) {
+            fprintf(stderr, "birdsong bench: %s\n", err.msg);
+            return 1;
+        }
+        ts_replicas_set_first_index(reps, ts_dist_rank() * threads);
+        double *tp = malloc(sizeof(double) * (steps + 1));
+        if (!tp) abort();
         for (int r = -1; r < steps; r++) {
-            double t0 = now_s(), c0 = cpu_s();
-            bs_net_forward(net, x, batch, 1);
-            bs_net_loss(net, y, NULL, batch);
-            bs_net_backward(net, batch);
+            double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
+            ts_replicas_step_all(reps, x, y, NULL, batch);
             bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
             if (r >= 0) {
                 t[r] = now_s() - t0;
                 tc[r] = cpu_s() - c0;
+                tp[r] = process_cpu_s() - p0;
             }
         }
+        step_pcpu_ms = median(tp, steps) * 1e3;
+        free(tp);
         step_ms = median(t, steps) * 1e3;
         step_cpu_ms = median(tc, steps) * 1e3;
         train_sps = batch / (step_ms / 1e3);
+        ts_replicas_free(reps);
         bs_adam_free(adam);
         bs_net_free(net);
     }
@@ -225,20 +259,22 @@ int cmd_bench(int argc, char **argv) {
                 batch, steps, step_ms, step_cpu_ms, train_sps,
                 weights_mb, net_mb, rss_infer, rss0);
     }
-    printf("{\"arch\":\"%s\",\"classes\":%d,\"n_mels\":%d,\"n_frames\":%d,\"threads\":%d,"
+    printf("{\"arch\":\"%s\",\"classes\":%d,\"n_mels\":%d,\"n_frames\":%d,\"threads\":%d,\"ranks\":%d,"
            "\"blas_core\":\"%s\",\"gflop_per_window\":%.4f,\"infer_ms_per_window\":%.3f,"
            "\"infer_cpu_ms_per_window\":%.3f,\"sgemm_ms_per_window\":%.3f,"
            "\"sgemm_cpu_ms_per_window\":%.3f,\"sgemm_efficiency\":%.3f,\"train_batch\":%d,"
            "\"train_ms_per_step\":%.1f,\"train_cpu_ms_per_step\":%.1f,"
            "\"train_samples_per_s\":%.2f,\"train_samples_per_cpu_s\":%.2f,"
+           "\"train_process_cpu_ms_per_step\":%.1f,"
            "\"weights_mb\":%.2f,\"infer_net_mb\":%.2f,\"peak_rss_infer_mb\":%.1f}\n",
-           arch, classes, mels, frames, threads, bs_nn_blas_core(), gflop, infer_ms, infer_cpu_ms,
+           arch, classes, mels, frames, threads, ranks, bs_nn_blas_core(), gflop, infer_ms, infer_cpu_ms,
            gemm_ms, gemm_cpu_ms, eff, batch, step_ms, step_cpu_ms, train_sps,
-           step_cpu_ms > 0 ? batch / (step_cpu_ms / 1e3) : 0.0, weights_mb, net_mb, rss_infer);
+           step_cpu_ms > 0 ? batch / (step_cpu_ms / 1e3) : 0.0, step_pcpu_ms, weights_mb, net_mb, rss_infer);
     free(x);
     free(y);
     free(probs);
     free(t);
     free(tc);
+    ts_dist_finalize();
     return 0;
 }

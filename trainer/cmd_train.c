@@ -1,4 +1,5 @@
 /* birdsong train: dataset -> features (cached) -> split by recording -> network -> model file. */
+#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -6,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "birdsong/log.h"
@@ -14,10 +16,12 @@
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
+#include "trainer/dist.h"
 #include "trainer/metrics.h"
 #include "trainer/report.h"
 #include "trainer/split.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -65,10 +69,19 @@ static void usage(FILE *f) {
             "                         each mel band's mean or median over the window: removes\n"
             "                         steady background and recorder colour) (none); the\n"
             "                         model carries it\n"
-            "  --threads N            worker threads for features and the network (2)\n"
+            "  --threads N            worker threads for features, and data-parallel replicas\n"
+            "                         of the network (one per thread, gradients summed in a\n"
+            "                         fixed order: the same N and seed give the same model) (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
             "  --report FILE.html     write the validation report\n"
+            "  --checkpoint-dir DIR   write a checkpoint of each training to DIR after every\n"
+            "                         epoch, and on Ctrl-C or SIGTERM (then exit 1 without\n"
+            "                         writing --out)\n"
+            "  --resume               continue from the checkpoints in --checkpoint-dir (the\n"
+            "                         same command otherwise): the model written is the one an\n"
+            "                         uninterrupted run writes\n"
+            "  --log-json FILE        append one JSON object per epoch and per fold to FILE\n"
             "  --quiet                no progress output\n",
             bs_nn_arch_names());
 }
@@ -76,7 +89,8 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
+    O_CKPT, O_RESUME, O_LOGJSON
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -184,6 +198,7 @@ static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_
 typedef struct train_job {
     int fold;               /* 0-based fold, or -1: the written model */
     char tag[32];           /* "fold 2/5", "final model" or "" */
+    char *ckpt;             /* its checkpoint file, or NULL */
     int ntr, nva, nte;
     ts_train_result r;
     ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
@@ -237,10 +252,24 @@ static void run_job(train_ctx *c, train_job *j) {
     ts_train_options o = *c->o;
     o.tag = j->tag[0] ? j->tag : NULL;
     o.no_bar = c->side_by_side > 1;
+    o.checkpoint = j->ckpt;
+    o.log_fold = j->fold + 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
-    if (j->rc != 0) goto out;
+    if (j->rc != 0 || j->r.checkpointed) goto out;
     evaluate(j->r.model, w, eval_idx, n_eval, &j->m, NULL);
     j->evaluated = 1;
+    if (j->fold >= 0 && o.log_json) {
+        json_t *fj = ts_metrics_to_json(&j->m, c->ds->labels);
+        json_object_set_new(fj, "fold", json_integer(j->fold + 1));
+        json_object_set_new(fj, "best_epoch", json_integer(j->r.best_epoch));
+        char *line = json_dumps(fj, JSON_COMPACT);
+        json_decref(fj);
+        flockfile(o.log_json);
+        fprintf(o.log_json, "%s\n", line ? line : "{}");
+        fflush(o.log_json);
+        funlockfile(o.log_json);
+        free(line);
+    }
     if (j->fold >= 0) {
         const ts_metrics *m = &j->m;
         printf("fold %d/%d (best epoch %d): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
@@ -285,7 +314,58 @@ static void run_jobs(train_ctx *c) {
     pthread_mutex_destroy(&c->lock);
 }
 
-int cmd_train(int argc, char **argv) {
+/* The cross-validation summary: printed (mean +- sd per figure) and as JSON for the model's
+ * provenance (per fold and mean +- sd). */
+static json_t *cv_summary(const train_job *jobs, int folds, char *const *labels) {
+    enum { NF = 7 };
+    const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
+                             "mean_active_labelled", "mean_active_background"};
+    double *vals = ts_xcalloc((size_t)NF * folds, sizeof(double));
+    json_t *fl = json_array();
+    for (int f = 0; f < folds; f++) {
+        const ts_metrics *m = &jobs[f].m;
+        double fv[NF] = {m->recording_acc, m->window_acc, m->macro_map, m->recording_map, m->ece,
+                         m->active_labelled, m->active_background};
+        for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
+        json_t *fj = ts_metrics_to_json(m, labels);
+        json_object_set_new(fj, "fold", json_integer(f + 1));
+        json_object_set_new(fj, "best_epoch", json_integer(jobs[f].r.best_epoch));
+        json_array_append_new(fl, fj);
+    }
+    json_t *cv = json_object();
+    json_object_set_new(cv, "folds", json_integer(folds));
+    json_object_set_new(cv, "per_fold", fl);
+    printf("%d-fold cross-validation by recording (mean +- sd):\n", folds);
+    for (int k = 0; k < NF; k++) {
+        double mu, sd;
+        ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
+        printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
+        json_t *x = json_object();
+        json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
+        json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
+        json_object_set_new(cv, names[k], x);
+    }
+    fflush(stdout);
+    free(vals);
+    return cv;
+}
+
+/* "birdsong train ARGS..." as typed (for the provenance) */
+static char *command_line(int argc, char **argv) {
+    size_t len = 0;
+    for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
+    char *cmdline = ts_xcalloc(len + 16, 1);
+    strcpy(cmdline, "birdsong");
+    for (int i = 0; i < argc; i++) {
+        strcat(cmdline, " ");
+        strcat(cmdline, argv[i]);
+    }
+    return cmdline;
+}
+
+static int g_checkpointed; /* train_main stopped on a signal after writing checkpoints */
+
+static int train_main(int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
         {"background", required_argument, 0, O_BG}, {"arch", required_argument, 0, O_ARCH},
@@ -305,11 +385,13 @@ int cmd_train(int argc, char **argv) {
         {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
         {"synthetic-negatives", required_argument, 0, O_SYN},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
+        {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+        {"log-json", required_argument, 0, O_LOGJSON},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
     ts_train_options o = ts_train_defaults();
-    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL;
+    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL, *ckpt_dir = NULL, *log_json = NULL;
     char *cache_dir = NULL;
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
@@ -391,6 +473,9 @@ int cmd_train(int argc, char **argv) {
         case O_NOCACHE: no_cache = 1; break;
         case O_REPORT: report = optarg; break;
         case O_QUIET: o.quiet = 1; break;
+        case O_CKPT: ckpt_dir = optarg; break;
+        case O_RESUME: o.resume = 1; break;
+        case O_LOGJSON: log_json = optarg; break;
         case O_HELP: usage(stdout); free(cache_dir); return 0;
         default:
             fprintf(stderr, "birdsong train: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -416,6 +501,12 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
+    if (o.resume && !ckpt_dir) {
+        fprintf(stderr, "birdsong train: --resume needs --checkpoint-dir (where the checkpoints are)\n");
+        free(cache_dir);
+        return 2;
+    }
+    if (ts_dist_rank() > 0) o.quiet = 1; /* under mpirun: rank 0 reports */
     if (no_cache) { free(cache_dir); cache_dir = NULL; }
     else if (!cache_dir) cache_dir = ts_cache_default_dir();
     ts_install_stop_handler();
@@ -444,10 +535,23 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
+    if (ckpt_dir && ts_dist_rank() == 0 && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", ckpt_dir, strerror(errno));
+        free(cache_dir);
+        return 1;
+    }
+    FILE *log_file = NULL;
+    if (log_json && ts_dist_rank() == 0 && !(log_file = fopen(log_json, "a"))) {
+        fprintf(stderr, "birdsong train: --log-json %s: %s\n", log_json, strerror(errno));
+        free(cache_dir);
+        return 1;
+    }
+    o.log_json = log_file;
     ts_dataset ds;
     if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         free(cache_dir);
+        if (log_file) fclose(log_file);
         return 1;
     }
     char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
@@ -507,8 +611,9 @@ int cmd_train(int argc, char **argv) {
 
     /* The trainings: one per fold, then the written model (every usable recording, a stratified
      * validation part). They are independent, so with --folds and several threads they run side
-     * by side with one BLAS thread each: the networks are small enough that OpenBLAS gains
-     * little from a second thread inside one training, while two trainings take two cores. */
+     * by side; the threads left to each training are its data-parallel replicas (replicas.h),
+     * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
+     * matrices, while replicas on shards of the batch keep every core busy. */
     n_jobs = folds + 1;
     jobs = calloc((size_t)n_jobs, sizeof *jobs);
     if (!jobs) abort();
@@ -516,6 +621,14 @@ int cmd_train(int argc, char **argv) {
         jobs[j].fold = j < folds ? j : -1;
         if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
         else if (folds > 0) snprintf(jobs[j].tag, sizeof jobs[j].tag, "final model");
+        if (ckpt_dir) {
+            char name[32];
+            if (j < folds) snprintf(name, sizeof name, "fold-%d.ckpt", j + 1);
+            else snprintf(name, sizeof name, "final.ckpt");
+            jobs[j].ckpt = malloc(strlen(ckpt_dir) + strlen(name) + 2);
+            if (!jobs[j].ckpt) abort();
+            sprintf(jobs[j].ckpt, "%s/%s", ckpt_dir, name);
+        }
     }
     /* the synthetic negatives depend only on the seed and the features: made once, shared */
     if (o.synthetic_negatives > 0) {
@@ -530,7 +643,11 @@ int cmd_train(int argc, char **argv) {
                     .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
                     .jobs = jobs, .n_jobs = n_jobs};
     tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
-    bs_nn_set_threads(threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1);
+    /* under MPI one at a time: every rank must enter the same reductions in the same order,
+     * from one thread (MPI is initialised without thread support) */
+    if (ts_dist_size() > 1) tc.side_by_side = 1;
+    o.replicas = threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1;
+    bs_nn_set_threads(1);
     run_jobs(&tc);
     for (int j = 0; j < n_jobs; j++) {
         if (jobs[j].rc != 0) {
@@ -539,43 +656,20 @@ int cmd_train(int argc, char **argv) {
             goto done;
         }
     }
+    for (int j = 0; j < n_jobs; j++)
+        if (jobs[j].r.checkpointed || (ckpt_dir && ts_stop_requested)) {
+            if (ts_dist_rank() == 0)
+                fprintf(stderr, "birdsong train: interrupted; checkpoints are in %s: the same command with --resume "
+                                "continues; no model written\n", ckpt_dir);
+            g_checkpointed = 1;
+            goto done;
+        }
     for (int f = 0; f < folds; f++)
         if (jobs[f].r.interrupted || !jobs[f].evaluated) {
             fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
             goto done;
         }
-    if (folds > 0) {
-        enum { NF = 7 };
-        const char *names[NF] = {"recording_accuracy", "window_accuracy", "macro_map", "recording_macro_map", "ece",
-                                 "mean_active_labelled", "mean_active_background"};
-        double *vals = calloc((size_t)NF * folds, sizeof(double));
-        json_t *fl = json_array();
-        for (int f = 0; f < folds; f++) {
-            const ts_metrics *m = &jobs[f].m;
-            double fv[NF] = {m->recording_acc, m->window_acc, m->macro_map, m->recording_map, m->ece,
-                             m->active_labelled, m->active_background};
-            for (int k = 0; k < NF; k++) vals[(size_t)k * folds + f] = fv[k];
-            json_t *fj = ts_metrics_to_json(m, ds.labels);
-            json_object_set_new(fj, "fold", json_integer(f + 1));
-            json_object_set_new(fj, "best_epoch", json_integer(jobs[f].r.best_epoch));
-            json_array_append_new(fl, fj);
-        }
-        cv = json_object();
-        json_object_set_new(cv, "folds", json_integer(folds));
-        json_object_set_new(cv, "per_fold", fl);
-        printf("%d-fold cross-validation by recording (mean +- sd):\n", folds);
-        for (int k = 0; k < NF; k++) {
-            double mu, sd;
-            ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
-            printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
-            json_t *x = json_object();
-            json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
-            json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
-            json_object_set_new(cv, names[k], x);
-        }
-        fflush(stdout);
-        free(vals);
-    }
+    if (folds > 0) cv = cv_summary(jobs, folds, ds.labels);
     train_job *fj = &jobs[n_jobs - 1];
     if (!fj->evaluated) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
@@ -594,11 +688,7 @@ int cmd_train(int argc, char **argv) {
 
     /* provenance */
     {
-        size_t len = 0;
-        for (int i = 0; i < argc; i++) len += strlen(argv[i]) + 1;
-        char *cmdline = calloc(len + 16, 1);
-        strcpy(cmdline, "birdsong");
-        for (int i = 0; i < argc; i++) { strcat(cmdline, " "); strcat(cmdline, argv[i]); }
+        char *cmdline = command_line(argc, argv);
         json_object_set_new(prov, "command", json_string(cmdline));
         free(cmdline);
         json_object_set_new(prov, "data", json_string(data));
@@ -621,13 +711,13 @@ int cmd_train(int argc, char **argv) {
         char *ps = json_dumps(prov, JSON_COMPACT);
         int src = bs_model_set_training_json(final.model, ps, &err);
         free(ps);
-        if (src != 0 || bs_model_save(final.model, out, &err) != 0) {
+        if (src != 0 || (ts_dist_rank() == 0 && bs_model_save(final.model, out, &err) != 0)) {
             fprintf(stderr, "birdsong train: %s\n", err.msg);
             ts_metrics_free(&vm);
             goto done;
         }
     }
-    if (report) {
+    if (report && ts_dist_rank() == 0) {
         ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
                         .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
@@ -641,6 +731,7 @@ done:
     for (int j = 0; j < n_jobs; j++) {
         ts_train_result_free(&jobs[j].r);
         if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);
+        free(jobs[j].ckpt);
     }
     free(jobs);
     ts_train_result_free(&final);
@@ -655,5 +746,28 @@ done:
     free(fold_of);
     ts_dataset_free(&ds);
     free(cache_dir);
+    if (log_file) fclose(log_file);
+    return rc;
+}
+
+/* Under mpirun every rank runs the same command: rank 0 writes the model, the report, the
+ * checkpoints and the log; the others print nothing but errors. An error on any rank ends
+ * them all (the others would wait in a reduction). */
+int cmd_train(int argc, char **argv) {
+    bs_error err = {{0}};
+    if (ts_dist_init(&err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", err.msg);
+        return 1;
+    }
+    int K = ts_dist_size();
+    if (K > 1 && ts_dist_rank() > 0 && !freopen("/dev/null", "w", stdout)) return 1;
+    int rc = train_main(argc, argv);
+    if (K > 1) {
+        if (rc != 0 && !g_checkpointed) {
+            fprintf(stderr, "birdsong train: rank %d of %d failed (status %d): ending every rank\n", ts_dist_rank(), K, rc);
+            ts_dist_abort(rc);
+        }
+        ts_dist_finalize();
+    }
     return rc;
 }

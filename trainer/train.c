@@ -2,7 +2,9 @@
 #include "trainer/train.h"
 #include "trainer/synth.h"
 
+#include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +13,12 @@
 
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
+#include "trainer/checkpoint.h"
+#include "trainer/dist.h"
 #include "trainer/metrics.h"
+#include "trainer/replicas.h"
 #include "trainer/split.h"
+#include "trainer/xalloc.h"
 
 volatile sig_atomic_t ts_stop_requested = 0;
 
@@ -21,15 +27,9 @@ ts_train_options ts_train_defaults(void) {
         .arch = "convnet1", .epochs = 30, .batch_size = 32, .patience = 6, .lr = 1e-3f, .cosine = 0,
         .weight_decay = 0.0f, .class_weights = 0, .seed = 1, .augment = 1, .mix_prob = 0.5f, .mix_labelled = 0.0f,
         .snr_min = 0.0f, .snr_max = 20.0f, .shift_frames = 8, .gain_db = 6.0f, .time_mask = 6, .freq_mask = 12,
-        .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0,
+        .bg_repeat = 1, .synthetic_negatives = 0, .ema = 0.0f, .quiet = 0, .replicas = 1,
     };
     return o;
-}
-
-static void *xcalloc(size_t n, size_t size) {
-    void *p = calloc(n ? n : 1, size ? size : 1);
-    if (!p) abort();
-    return p;
 }
 
 static double now_s(void) {
@@ -47,18 +47,18 @@ void ts_windows_build(ts_windows *w, ts_dataset *ds, const ts_file_features *f, 
     for (int i = 0; i < ds->n_items; i++)
         if (f[i].ok && f[i].set.n_mels == n_mels && f[i].set.n_frames == n_frames) total += (int)f[i].set.n_segments;
     int C = w->C;
-    w->x = xcalloc((size_t)total, sizeof *w->x);
-    w->item = xcalloc((size_t)total, sizeof(int));
-    w->group = xcalloc((size_t)total, sizeof(int));
-    w->start = xcalloc((size_t)total, sizeof(double));
-    w->y = xcalloc((size_t)total * C, 1);
-    w->yf = xcalloc((size_t)total * C, sizeof(float));
-    w->background = xcalloc((size_t)total, 1);
-    w->next = xcalloc((size_t)total, sizeof(int));
-    w->prev = xcalloc((size_t)total, sizeof(int));
-    w->next_offset = xcalloc((size_t)total, sizeof(int));
+    w->x = ts_xcalloc((size_t)total, sizeof *w->x);
+    w->item = ts_xcalloc((size_t)total, sizeof(int));
+    w->group = ts_xcalloc((size_t)total, sizeof(int));
+    w->start = ts_xcalloc((size_t)total, sizeof(double));
+    w->y = ts_xcalloc((size_t)total * C, 1);
+    w->yf = ts_xcalloc((size_t)total * C, sizeof(float));
+    w->background = ts_xcalloc((size_t)total, 1);
+    w->next = ts_xcalloc((size_t)total, sizeof(int));
+    w->prev = ts_xcalloc((size_t)total, sizeof(int));
+    w->next_offset = ts_xcalloc((size_t)total, sizeof(int));
     for (int i = 0; i < total; i++) w->next[i] = w->prev[i] = -1;
-    int *gid = xcalloc((size_t)ds->n_items, sizeof(int));
+    int *gid = ts_xcalloc((size_t)ds->n_items, sizeof(int));
     for (int i = 0; i < ds->n_items; i++) {
         gid[i] = -1;
         for (int j = 0; j < i; j++)
@@ -184,7 +184,7 @@ static double bce_logits(const float *z, const float *y, size_t n) {
 
 int ts_predict(bs_model *model, const ts_windows *w, const int *idx, int n, float *probs, bs_error *err) {
     size_t per = (size_t)w->n_mels * w->n_frames;
-    float *buf = xcalloc(per, sizeof(float));
+    float *buf = ts_xcalloc(per, sizeof(float));
     int C = bs_model_n_outputs(model);
     for (int i = 0; i < n; i++) {
         memcpy(buf, w->x[idx[i]], per * sizeof(float));
@@ -369,8 +369,8 @@ float *ts_synthetic_windows(const bs_feature_config *cfg, int n, uint64_t seed, 
         return NULL;
     }
     int ns = bs_feature_segment_samples(cfg);
-    float *audio = xcalloc((size_t)ns, sizeof(float));
-    float *out = xcalloc((size_t)n * M * T, sizeof(float));
+    float *audio = ts_xcalloc((size_t)ns, sizeof(float));
+    float *out = ts_xcalloc((size_t)n * M * T, sizeof(float));
     /* the seed is hashed first: a state of seed * increment would make seed s + 1's stream
      * seed s's shifted by one draw */
     ts_rng h = {seed ^ 0x2545f4914f6cdd1dull};
@@ -407,275 +407,588 @@ float ts_ema_decay(float decay, long step) {
     return warm < decay ? warm : decay;
 }
 
-/* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. */
+/* Inference with the training net over idx: probs [n, C] and the summed BCE on logits. Under
+ * MPI each rank computes every K-th batch and the ranks exchange the results: each value is
+ * computed by one rank and the others add zeros, and the loss is summed window by window in
+ * order afterwards, so every rank gets the bits one process would. */
 static double net_eval(bs_net *net, const bs_feature_config *cfg, const ts_windows *w,
                        const int *idx, int n, const float *mean, const float *std, float *xb,
                        float *probs) {
-    int B = bs_net_max_batch(net), C = w->C;
+    int B = bs_net_max_batch(net), C = w->C, K = ts_dist_size(), rank = ts_dist_rank();
     size_t per = (size_t)w->n_mels * w->n_frames;
-    double loss = 0.0;
+    double *wl = K > 1 ? ts_xcalloc((size_t)n + 1, sizeof(double)) : NULL, loss = 0.0;
+    if (K > 1) memset(probs, 0, (size_t)n * C * sizeof(float));
     for (int s = 0; s < n; s += B) {
+        if (K > 1 && (s / B) % K != rank) continue;
         int b = n - s < B ? n - s : B;
         for (int i = 0; i < b; i++) {
             memcpy(xb + i * per, w->x[idx[s + i]], per * sizeof(float));
             bs_features_normalize(cfg, xb + i * per, mean, std);
         }
         const float *z = bs_net_forward(net, xb, b, 0);
-        for (int i = 0; i < b; i++) loss += bce_logits(z + (size_t)i * C, w->yf + (size_t)idx[s + i] * C, (size_t)C);
+        for (int i = 0; i < b; i++) {
+            double l = bce_logits(z + (size_t)i * C, w->yf + (size_t)idx[s + i] * C, (size_t)C);
+            if (wl) wl[s + i] = l;
+            else loss += l;
+        }
         bs_net_activate(net, b, probs + (size_t)s * C);
+    }
+    if (K > 1) {
+        ts_dist_sum_float(probs, (size_t)n * C);
+        for (int s = 0; s < n; s += 1 << 20) ts_dist_sum_double(wl + s, n - s < (1 << 20) ? n - s : 1 << 20);
+        for (int i = 0; i < n; i++) loss += wl[i];
+        free(wl);
     }
     return loss;
 }
 
-static void progress_line(const ts_train_options *o, int epoch, int done, int total, double loss,
-                          double sps, double eta) {
+/* ---- one training run: the state, its phases, one cleanup path ---- */
+
+typedef struct run {
+    const ts_windows *w;
+    const int *train_idx, *val_idx;
+    int n_train, n_val;
+    const bs_feature_config *cfg;
+    const ts_train_options *o;
+    float *mean, *std;          /* [n_mels] z-score from the training windows */
+    bs_model *model;            /* owns net */
+    bs_net *net;
+    bs_adam *adam;
+    ts_replicas *par;
+    size_t snap_n;
+    float *snap;                /* the best weights so far (parameters + batchnorm buffers) */
+    float *ema, *cur;           /* --ema: the average, and the raw weights set aside */
+    long step;                  /* --ema steps */
+    int n_syn;
+    const float *syn;           /* synthetic negatives: order entry -1 - j is window j */
+    float *own_syn;
+    int n_order;
+    int *order;                 /* the epoch order, shuffled in place every epoch */
+    int *noise, n_noise;        /* background windows of the training part */
+    float *pos_weight;          /* [C] or NULL */
+    float *xb, *yb, *vprobs;    /* batch inputs and targets, validation probabilities */
+    uint8_t *vy;
+    aug_ctx ag;
+    ts_rng order_rng;
+    int since_best;
+    int epoch, batch;           /* where the loop starts (0, 0 unless resumed) */
+    double loss_sum;            /* of a resumed epoch so far */
+    long seen;
+    char *settings;             /* what a checkpoint must match */
+    double t_start;             /* for the time left of the run */
+    int epochs_timed;
+    double epoch_seconds;
+} run;
+
+static void run_free(run *r) {
+    free(r->mean);
+    free(r->std);
+    ts_replicas_free(r->par);
+    bs_adam_free(r->adam);
+    bs_model_free(r->model);
+    free(r->snap);
+    free(r->ema);
+    free(r->cur);
+    free(r->own_syn);
+    free(r->order);
+    free(r->noise);
+    free(r->pos_weight);
+    free(r->xb);
+    free(r->yb);
+    free(r->vprobs);
+    free(r->vy);
+    free(r->ag.pow_x);
+    free(r->ag.pow_n);
+    free(r->ag.shift_buf);
+    free(r->settings);
+    memset(r, 0, sizeof *r);
+}
+
+/* the z-score statistics of the training windows */
+static int run_norm(run *r, bs_error *err) {
+    int M = r->w->n_mels, T = r->w->n_frames;
+    bs_norm_stats st;
+    if (bs_norm_stats_init(&st, M, err) != 0) return -1;
+    float floor_db = 10.0f * log10f(r->cfg->amin);
+    for (int i = 0; i < r->n_train; i++) bs_norm_stats_update(&st, r->w->x[r->train_idx[i]], T, floor_db);
+    r->mean = ts_xcalloc((size_t)M, sizeof(float));
+    r->std = ts_xcalloc((size_t)M, sizeof(float));
+    int rc = bs_norm_stats_finalize(&st, r->mean, r->std, err);
+    bs_norm_stats_free(&st);
+    if (rc != 0) return -1;
+    float fl = r->cfg->norm_std_floor;
+    for (int m = 0; m < M; m++)
+        if (!(r->std[m] > fl)) r->std[m] = fl > 0 ? fl : 1e-3f;
+    return 0;
+}
+
+/* the model, its net, Adam, the replicas and the weight snapshots */
+static int run_model(run *r, char *const *labels, bs_error *err) {
+    const ts_train_options *o = r->o;
+    int M = r->w->n_mels, T = r->w->n_frames;
+    bs_layer_spec layers[BS_NN_MAX_LAYERS];
+    int n_layers = bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
+    if (n_layers < 0)
+        return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, bs_nn_arch_names());
+    r->model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, r->w->C, o->batch_size,
+                                      o->seed, err);
+    if (!r->model) return -1;
+    if (bs_model_set_arch(r->model, o->arch, err) != 0 || bs_model_set_normalization(r->model, r->mean, r->std, M, err) != 0 ||
+        bs_model_set_feature_config(r->model, r->cfg, err) != 0)
+        return -1;
+    r->net = bs_model_net(r->model);
+    bs_adam_config ac = bs_adam_defaults();
+    ac.lr = o->lr;
+    ac.weight_decay = o->weight_decay;
+    r->adam = bs_adam_create(bs_net_n_params(r->net), &ac);
+    if (!r->adam) abort();
+    r->par = ts_replicas_create(r->net, o->replicas > 0 ? o->replicas : 1, err);
+    if (!r->par) return -1;
+    ts_replicas_set_first_index(r->par, ts_dist_rank() * ts_replicas_n(r->par));
+    r->snap_n = snapshot_size(r->net);
+    r->snap = ts_xcalloc(r->snap_n, sizeof(float));
+    snapshot_io(r->net, r->snap, 1);
+    /* --ema: the average (ema) is what is validated, kept as best and written; the raw
+     * weights (cur) are set aside while it is validated and go on training. */
+    if (o->ema > 0.0f) {
+        r->ema = ts_xcalloc(r->snap_n, sizeof(float));
+        r->cur = ts_xcalloc(r->snap_n, sizeof(float));
+        memcpy(r->ema, r->snap, r->snap_n * sizeof(float));
+    }
+    return 0;
+}
+
+/* the epoch order (training windows, background ones repeated, then the synthetic ones),
+ * class weights, batch buffers and augmentation state */
+static int run_data(run *r, bs_error *err) {
+    const ts_train_options *o = r->o;
+    const ts_windows *w = r->w;
+    int C = w->C, M = w->n_mels, T = w->n_frames;
+    size_t per = (size_t)M * T;
+    r->n_syn = o->synthetic_negatives > 0 ? o->synthetic_negatives : 0;
+    r->syn = o->synthetic;
+    if (r->n_syn > 0 && !r->syn &&
+        !(r->syn = r->own_syn = ts_synthetic_windows(r->cfg, r->n_syn, o->seed, M, T, o->quiet, o->tag, err)))
+        return -1;
+    int reps = o->bg_repeat > 1 ? o->bg_repeat : 1;
+    r->n_order = r->n_syn;
+    for (int i = 0; i < r->n_train; i++) r->n_order += w->background[r->train_idx[i]] ? reps : 1;
+    r->order = ts_xcalloc((size_t)r->n_order, sizeof(int));
+    for (int j = 0; j < r->n_syn; j++) r->order[r->n_order - r->n_syn + j] = -1 - j;
+    r->noise = ts_xcalloc((size_t)r->n_train, sizeof(int));
+    for (int i = 0, k = 0; i < r->n_train; i++) {
+        int ti = r->train_idx[i], n = w->background[ti] ? reps : 1;
+        for (int j = 0; j < n; j++) r->order[k++] = ti;
+        if (w->background[ti]) r->noise[r->n_noise++] = ti;
+    }
+    if (o->class_weights) {
+        r->pos_weight = ts_xcalloc((size_t)C, sizeof(float));
+        double total = 0.0;
+        long *pos = ts_xcalloc((size_t)C, sizeof(long));
+        for (int i = 0; i < r->n_train; i++)
+            for (int c = 0; c < C; c++) pos[c] += w->y[(size_t)r->train_idx[i] * C + c];
+        int used = 0;
+        for (int c = 0; c < C; c++)
+            if (pos[c]) {
+                total += pos[c];
+                used++;
+            }
+        for (int c = 0; c < C; c++) {
+            double pw = pos[c] ? (total / used) / pos[c] : 1.0;
+            r->pos_weight[c] = (float)(pw < 0.25 ? 0.25 : pw > 4.0 ? 4.0 : pw);
+        }
+        free(pos);
+    }
+    int B = o->batch_size;
+    r->xb = ts_xcalloc((size_t)B * per, sizeof(float));
+    r->yb = ts_xcalloc((size_t)B * C, sizeof(float));
+    r->vprobs = ts_xcalloc((size_t)r->n_val * C, sizeof(float));
+    r->vy = ts_xcalloc((size_t)r->n_val * C, 1);
+    for (int i = 0; i < r->n_val; i++) memcpy(r->vy + (size_t)i * C, w->y + (size_t)r->val_idx[i] * C, (size_t)C);
+    r->ag = (aug_ctx){.o = o, .cfg = r->cfg, .w = w, .noise = r->noise, .n_noise = r->n_noise, .pool = r->train_idx,
+                      .n_pool = r->n_train, .rng = {o->seed * 7919 + 17}, .pow_x = ts_xcalloc(per, sizeof(float)),
+                      .pow_n = ts_xcalloc(per, sizeof(float)), .shift_buf = ts_xcalloc(per, sizeof(float))};
+    r->order_rng = (ts_rng){o->seed ^ 0x5bd1e995ull};
+    return 0;
+}
+
+/* ---- checkpoints ---- */
+
+typedef struct strbuf {
+    char *s;
+    size_t len, cap;
+} strbuf;
+
+__attribute__((format(printf, 3, 4))) static void sb_kv(strbuf *b, const char *key, const char *fmt, ...) {
+    char val[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(val, sizeof val, fmt, ap);
+    va_end(ap);
+    size_t need = strlen(key) + strlen(val) + 3;
+    if (b->len + need > b->cap) {
+        b->cap = (b->len + need) * 2;
+        b->s = ts_xrealloc(b->s, b->cap);
+    }
+    b->len += (size_t)sprintf(b->s + b->len, "%s=%s\n", key, val);
+}
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* windows idx: their count, indices, labels, background flags and 32 values spread over each */
+static uint64_t windows_hash(const ts_windows *w, const int *idx, int n) {
+    uint64_t h = fnv(0xcbf29ce484222325ull, &n, sizeof n);
+    size_t per = (size_t)w->n_mels * w->n_frames, stride = per / 32 ? per / 32 : 1;
+    for (int i = 0; i < n; i++) {
+        int k = idx[i];
+        h = fnv(h, &k, sizeof k);
+        h = fnv(h, w->yf + (size_t)k * w->C, (size_t)w->C * sizeof(float));
+        h = fnv(h, &w->background[k], 1);
+        for (size_t j = 0; j < per; j += stride) h = fnv(h, &w->x[k][j], sizeof(float));
+    }
+    return h;
+}
+
+/* The settings a checkpoint must match, named as the options that set them. A new option
+ * that changes the result adds one line here. */
+static void run_settings(run *r) {
+    const ts_train_options *o = r->o;
+    strbuf b = {0};
+    sb_kv(&b, "--arch", "%s", o->arch);
+    sb_kv(&b, "--epochs", "%d", o->epochs);
+    sb_kv(&b, "--batch-size", "%d", o->batch_size);
+    sb_kv(&b, "--patience", "%d", o->patience);
+    sb_kv(&b, "--lr", "%.9g", o->lr);
+    sb_kv(&b, "--lr-schedule", "%s", o->cosine ? "cosine" : "constant");
+    sb_kv(&b, "--weight-decay", "%.9g", o->weight_decay);
+    sb_kv(&b, "--class-weights", "%s", o->class_weights ? "balanced" : "none");
+    sb_kv(&b, "--seed", "%llu", (unsigned long long)o->seed);
+    sb_kv(&b, "augmentation", "%s", o->augment ? "on" : "off (--no-augment)");
+    sb_kv(&b, "--mix-prob", "%.9g", o->mix_prob);
+    sb_kv(&b, "--mix-labelled", "%.9g", o->mix_labelled);
+    sb_kv(&b, "--snr-range", "%.9g,%.9g", o->snr_min, o->snr_max);
+    sb_kv(&b, "--time-shift", "%d", o->shift_frames);
+    sb_kv(&b, "--gain-db", "%.9g", o->gain_db);
+    sb_kv(&b, "--freq-shift", "%d", o->freq_shift);
+    sb_kv(&b, "time and frequency masks", "%d,%d", o->time_mask, o->freq_mask);
+    sb_kv(&b, "--background-repeat", "%d", o->bg_repeat);
+    sb_kv(&b, "--synthetic-negatives", "%d", o->synthetic_negatives);
+    sb_kv(&b, "--ema", "%.9g", o->ema);
+    sb_kv(&b, "data-parallel replicas (--threads)", "%d", ts_replicas_n(r->par));
+    sb_kv(&b, "MPI ranks", "%d", ts_dist_size());
+    json_t *fj = bs_feature_config_to_json(r->cfg);
+    char *fs = fj ? json_dumps(fj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    sb_kv(&b, "feature settings", "%s", fs ? fs : "?");
+    free(fs);
+    json_decref(fj);
+    sb_kv(&b, "training windows", "%d (hash %016llx)", r->n_train,
+          (unsigned long long)windows_hash(r->w, r->train_idx, r->n_train));
+    sb_kv(&b, "validation windows", "%d (hash %016llx)", r->n_val,
+          (unsigned long long)windows_hash(r->w, r->val_idx, r->n_val));
+    r->settings = b.s;
+}
+
+static int run_save(run *r, const ts_train_result *res, int epoch, int batch, double loss_sum, long seen,
+                    bs_error *err) {
+    if (ts_dist_rank() != 0) return 0; /* under MPI rank 0 writes; every rank reads on --resume */
+    float *weights = ts_xcalloc(r->snap_n, sizeof(float));
+    snapshot_io(r->net, weights, 1);
+    ts_checkpoint c = {.settings = r->settings, .epoch = epoch, .batch = batch, .step = r->step,
+                       .loss_sum = loss_sum, .seen = seen, .since_best = r->since_best,
+                       .best_epoch = res->best_epoch, .best_val_loss = res->best_val_loss,
+                       .order_rng = r->order_rng.s, .aug_rng = r->ag.rng.s, .n_hist = res->n_hist,
+                       .hist = res->hist, .n_order = r->n_order, .order = r->order,
+                       .adam_t = bs_adam_t(r->adam), .n_params = bs_net_n_params(r->net),
+                       .adam_m = bs_adam_m(r->adam), .adam_v = bs_adam_v(r->adam), .n_snap = r->snap_n,
+                       .weights = weights, .best = r->snap, .ema = r->ema};
+    int rc = ts_checkpoint_write(r->o->checkpoint, &c, err);
+    free(weights);
+    return rc;
+}
+
+/* --resume: the state of the checkpoint, after checking it belongs to this run */
+static int run_resume(run *r, ts_train_result *res, bs_error *err) {
+    ts_checkpoint c;
+    const char *path = r->o->checkpoint;
+    size_t np = bs_net_n_params(r->net);
+    if (ts_checkpoint_read(path, &c, r->n_order, np, r->snap_n, r->ema != NULL, err) != 0) return -1;
+    if (ts_checkpoint_compare(path, c.settings, r->settings, err) != 0) {
+        ts_checkpoint_free(&c);
+        return -1;
+    }
+    int n_batches = r->n_order / r->o->batch_size + (r->n_order % r->o->batch_size >= 2);
+    int bad = c.epoch > r->o->epochs || c.batch >= n_batches || c.n_hist > r->o->epochs;
+    for (int i = 0; i < r->n_order && !bad; i++)
+        bad = c.order[i] >= r->w->n || c.order[i] < -r->n_syn;
+    if (bad) {
+        ts_checkpoint_free(&c);
+        return bs_error_set(err, "checkpoint %s: its position or epoch order does not fit this run", path);
+    }
+    r->epoch = c.epoch;
+    r->batch = c.batch;
+    r->loss_sum = c.loss_sum;
+    r->seen = c.seen;
+    r->step = c.step;
+    r->since_best = c.since_best;
+    res->best_epoch = c.best_epoch;
+    res->best_val_loss = c.best_val_loss;
+    res->n_hist = c.n_hist;
+    memcpy(res->hist, c.hist, (size_t)c.n_hist * sizeof *c.hist);
+    r->order_rng.s = c.order_rng;
+    r->ag.rng.s = c.aug_rng;
+    memcpy(r->order, c.order, (size_t)r->n_order * sizeof(int));
+    bs_adam_set_t(r->adam, c.adam_t);
+    memcpy(bs_adam_m(r->adam), c.adam_m, np * sizeof(float));
+    memcpy(bs_adam_v(r->adam), c.adam_v, np * sizeof(float));
+    snapshot_io(r->net, c.weights, 0);
+    memcpy(r->snap, c.best, r->snap_n * sizeof(float));
+    if (r->ema) memcpy(r->ema, c.ema, r->snap_n * sizeof(float));
+    ts_checkpoint_free(&c);
+    if (!r->o->quiet)
+        bs_log_info("%s%sresumed from %s at epoch %d, batch %d", r->o->tag ? r->o->tag : "", r->o->tag ? ": " : "",
+                    path, r->epoch + 1, r->batch);
+    return 0;
+}
+
+/* ---- progress ---- */
+
+/* done of total batches, `el` seconds since the epoch (or its resumed part, from batch
+ * `first`) began */
+static void progress_line(const run *r, int epoch, int first, int done, int total, double loss, double sps,
+                          double el) {
+    const ts_train_options *o = r->o;
     if (o->quiet || o->no_bar || !isatty(STDERR_FILENO)) return;
-    int width = 24, fill = total ? done * width / total : 0;
+    double per_batch = el / (done - first), eta = per_batch * (total - done);
+    /* the run: this epoch's rest, then the epochs left at the mean time of those finished
+     * (or this one's projected length) */
+    double per_epoch = r->epochs_timed ? r->epoch_seconds / r->epochs_timed : per_batch * total;
+    double run_left = eta + per_epoch * (o->epochs - epoch);
+    int width = 20, fill = total ? done * width / total : 0;
     char bar[32];
     for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
     bar[width] = 0;
-    fprintf(stderr, "\repoch %3d/%d [%s] %5d/%d  loss %.4f  %6.1f samples/s  ETA %3.0fs ", epoch, o->epochs, bar,
-            done, total, loss, sps, eta);
+    fprintf(stderr, "\r%s%sepoch %d/%d [%s] %d/%d  loss %.4f  %.1f samples/s  left: epoch %.0fs, run %.0fs \033[K",
+            o->tag ? o->tag : "", o->tag ? ": " : "", epoch, o->epochs, bar, done, total, loss, sps, eta, run_left);
     fflush(stderr);
+}
+
+static void log_json_epoch(const run *r, const ts_epoch_log *h, int best) {
+    FILE *f = r->o->log_json;
+    if (!f) return;
+    json_t *e = json_object();
+    if (r->o->log_fold > 0) json_object_set_new(e, "fold", json_integer(r->o->log_fold));
+    else json_object_set_new(e, "model", json_string("final"));
+    json_object_set_new(e, "epoch", json_integer(h->epoch));
+    json_object_set_new(e, "epochs", json_integer(r->o->epochs));
+    json_object_set_new(e, "lr", json_real(h->lr));
+    json_object_set_new(e, "train_loss", isfinite(h->train_loss) ? json_real(h->train_loss) : json_null());
+    json_object_set_new(e, "val_loss", isfinite(h->val_loss) ? json_real(h->val_loss) : json_null());
+    json_object_set_new(e, "val_accuracy", isfinite(h->val_acc) ? json_real(h->val_acc) : json_null());
+    json_object_set_new(e, "seconds", json_real(h->seconds));
+    json_object_set_new(e, "samples_per_second", json_real(h->samples_per_s));
+    json_object_set_new(e, "best", json_boolean(best));
+    char *s = json_dumps(e, JSON_COMPACT);
+    json_decref(e);
+    if (s) {
+        flockfile(f); /* trainings side by side share the file: whole lines */
+        fprintf(f, "%s\n", s);
+        fflush(f);
+        funlockfile(f);
+        free(s);
+    }
+}
+
+/* ---- the epochs ---- */
+
+enum { RUN_NEXT, RUN_STOP, RUN_CHECKPOINTED };
+
+/* Whether to stop: ts_stop_requested, agreed by every MPI rank (each calls this at the same
+ * points, so that all stop at the same batch: mpirun forwards SIGTERM to every rank, but not
+ * at the same instant). */
+static int stop_agreed(void) {
+    if (ts_dist_size() < 2) return ts_stop_requested != 0;
+    double f = ts_stop_requested ? 1.0 : 0.0;
+    ts_dist_sum_double(&f, 1);
+    return f > 0.0;
+}
+
+static float run_step(run *r, int b) { return ts_replicas_step_all(r->par, r->xb, r->yb, r->pos_weight, b); }
+
+/* Every rank takes rank 0's weights and statistics (they are equal already: the same sums
+ * reach every rank; this keeps a reduction that rounded differently from drifting). */
+static void run_sync(run *r) {
+    if (ts_dist_size() < 2) return;
+    bs_tensor_info t;
+    for (int k = 0; k < bs_net_n_tensors(r->net); k++)
+        if (bs_net_tensor(r->net, k, &t) == 0) ts_dist_bcast_float(t.data, t.size);
+    if (r->ema) ts_dist_bcast_float(r->ema, r->snap_n);
+}
+
+/* One epoch from batch r->batch (0 unless resumed): train, validate, keep the best. */
+static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
+    const ts_train_options *o = r->o;
+    const ts_windows *w = r->w;
+    int C = w->C, B = o->batch_size;
+    size_t per = (size_t)w->n_mels * w->n_frames;
+    double lr = o->cosine ? o->lr * 0.5 * (1.0 + cos(M_PI * e / o->epochs)) : o->lr;
+    bs_adam_set_lr(r->adam, (float)lr);
+    int first = r->batch;
+    double loss_sum = r->loss_sum;
+    long seen = r->seen;
+    r->batch = 0;
+    r->loss_sum = 0.0;
+    r->seen = 0;
+    if (first == 0) ts_shuffle_int(&r->order_rng, r->order, r->n_order);
+    double t_epoch = now_s(), t_net = 0.0;
+    long seen_here = 0;
+    int n_batches = r->n_order / B + (r->n_order % B >= 2), bi;
+    for (bi = first; bi < n_batches && !stop_agreed(); bi++) {
+        int s = bi * B, b = r->n_order - s < B ? r->n_order - s : B;
+        for (int i = 0; i < b; i++) {
+            int wi = r->order[s + i];
+            float *x = r->xb + (size_t)i * per;
+            if (wi >= 0) {
+                memcpy(x, w->x[wi], per * sizeof(float));
+                memcpy(r->yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
+            } else {
+                memcpy(x, r->syn + (size_t)(-1 - wi) * per, per * sizeof(float));
+                memset(r->yb + (size_t)i * C, 0, (size_t)C * sizeof(float));
+            }
+            if (o->augment) augment_db(&r->ag, wi, x, r->yb + (size_t)i * C);
+            bs_features_normalize(r->cfg, x, r->mean, r->std);
+            if (o->augment) spec_masks(&r->ag, x);
+        }
+        double t0 = now_s();
+        /* dropout masks seeded per batch: a run resumed at any batch draws the same */
+        ts_replicas_set_dropout_seed(r->par, o->seed + 1000003ull * (uint64_t)(e + 1) + 0xD1B54A32D192ED03ull * (uint64_t)bi);
+        float loss = run_step(r, b);
+        bs_adam_step(r->adam, bs_net_params(r->net), bs_net_grads(r->net));
+        if (r->ema) snapshot_ema(r->net, r->ema, ts_ema_decay(o->ema, ++r->step));
+        t_net += now_s() - t0;
+        loss_sum += (double)loss * b;
+        seen += b;
+        seen_here += b;
+        double el = now_s() - t_epoch;
+        progress_line(r, e + 1, first, bi + 1, n_batches, loss_sum / seen, seen_here / el, el);
+    }
+    if (!o->quiet && !o->no_bar && isatty(STDERR_FILENO)) fprintf(stderr, "\r\033[K");
+    if (bi < n_batches && o->checkpoint) { /* stopped inside the epoch: save where */
+        if (run_save(r, res, e, bi, loss_sum, seen, err) != 0) return -1;
+        return RUN_CHECKPOINTED;
+    }
+    run_sync(r);
+    double tv = now_s();
+    if (r->ema) {
+        snapshot_io(r->net, r->cur, 1);
+        snapshot_io(r->net, r->ema, 0);
+    }
+    double vloss = net_eval(r->net, r->cfg, w, r->val_idx, r->n_val, r->mean, r->std, r->xb, r->vprobs) /
+                   ((double)r->n_val * C);
+    t_net += now_s() - tv;
+    double el = now_s() - t_epoch;
+    ts_epoch_log *h = &res->hist[res->n_hist++];
+    h->epoch = e + 1;
+    h->lr = lr;
+    h->train_loss = seen ? loss_sum / seen : NAN;
+    h->val_loss = vloss;
+    h->val_acc = ts_top1_accuracy(r->vprobs, r->vy, r->n_val, C);
+    h->seconds = el;
+    h->samples_per_s = seen_here / el;
+    h->outside_fraction = el > 0 ? (el - t_net) / el : 0;
+    r->epoch_seconds += el;
+    r->epochs_timed++;
+    int better = isfinite(vloss) && vloss < res->best_val_loss;
+    if (better) {
+        res->best_val_loss = vloss;
+        res->best_epoch = e + 1;
+        snapshot_io(r->net, r->snap, 1);
+        r->since_best = 0;
+    } else {
+        r->since_best++;
+    }
+    if (r->ema) snapshot_io(r->net, r->cur, 0);
+    const char *tag = o->tag ? o->tag : "", *sep = o->tag ? ": " : "";
+    if (!o->quiet)
+        bs_log_info("%s%sepoch %d/%d  lr %.2e  train loss %.4f  val loss %.4f  val acc %.3f  %.0f samples/s  "
+                    "%.1f s (%.1f%% outside the network)%s",
+                    tag, sep, e + 1, o->epochs, lr, h->train_loss, vloss, h->val_acc, h->samples_per_s, el,
+                    100.0 * h->outside_fraction, better ? "  *best" : "");
+    log_json_epoch(r, h, better);
+    if (o->checkpoint && run_save(r, res, e + 1, 0, 0.0, 0, err) != 0) return -1;
+    if (stop_agreed()) {
+        if (o->checkpoint) return RUN_CHECKPOINTED;
+        res->interrupted = 1;
+        bs_log_warn("%s%sinterrupted: keeping the best weights so far (epoch %d)", tag, sep, res->best_epoch);
+        return RUN_STOP;
+    }
+    if (o->patience > 0 && r->since_best >= o->patience) {
+        if (!o->quiet) bs_log_info("%s%searly stop: no better validation loss for %d epochs", tag, sep, o->patience);
+        return RUN_STOP;
+    }
+    return RUN_NEXT;
+}
+
+/* the best weights, and per-species thresholds at the best F1 on the validation windows */
+static int run_finish(run *r, bs_error *err) {
+    int C = r->w->C;
+    snapshot_io(r->net, r->snap, 0);
+    net_eval(r->net, r->cfg, r->w, r->val_idx, r->n_val, r->mean, r->std, r->xb, r->vprobs);
+    float *thr = ts_xcalloc((size_t)C, sizeof(float));
+    for (int c = 0; c < C; c++) {
+        thr[c] = ts_best_f1_threshold(r->vprobs, r->vy, r->n_val, C, c, NULL);
+        if (thr[c] < 0.01f) thr[c] = 0.01f;
+        if (thr[c] > 0.99f) thr[c] = 0.99f;
+    }
+    int rc = bs_model_set_thresholds(r->model, thr, err);
+    free(thr);
+    return rc;
 }
 
 int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const int *val_idx, int n_val,
                  char *const *labels, const bs_feature_config *cfg, const ts_train_options *o,
                  ts_train_result *res, bs_error *err) {
     memset(res, 0, sizeof *res);
-    int C = w->C, M = w->n_mels, T = w->n_frames;
-    size_t per = (size_t)M * T;
     if (n_train < 2) return bs_error_set(err, "the training part holds %d windows; expected at least 2", n_train);
     if (n_val < 1) return bs_error_set(err, "the validation part holds no window; expected at least 1");
     if (o->batch_size < 2) return bs_error_set(err, "--batch-size %d: expected at least 2", o->batch_size);
-
-    /* normalization statistics: training windows only */
-    bs_norm_stats st;
-    if (bs_norm_stats_init(&st, M, err) != 0) return -1;
-    float floor_db = 10.0f * log10f(cfg->amin);
-    for (int i = 0; i < n_train; i++) bs_norm_stats_update(&st, w->x[train_idx[i]], T, floor_db);
-    float *mean = xcalloc((size_t)M, sizeof(float)), *std = xcalloc((size_t)M, sizeof(float));
-    int rc = bs_norm_stats_finalize(&st, mean, std, err);
-    bs_norm_stats_free(&st);
-    if (rc != 0) { free(mean); free(std); return -1; }
-    for (int m = 0; m < M; m++)
-        if (!(std[m] > cfg->norm_std_floor)) std[m] = cfg->norm_std_floor > 0 ? cfg->norm_std_floor : 1e-3f;
-
-    bs_layer_spec layers[BS_NN_MAX_LAYERS];
-    int n_layers = bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
-    if (n_layers < 0) {
-        free(mean);
-        free(std);
-        return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, bs_nn_arch_names());
-    }
-    bs_model *model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, C, o->batch_size,
-                                             o->seed, err);
-    if (!model) { free(mean); free(std); return -1; }
-    if (bs_model_set_arch(model, o->arch, err) != 0 ||
-        bs_model_set_normalization(model, mean, std, M, err) != 0 ||
-        bs_model_set_feature_config(model, cfg, err) != 0) {
-        free(mean);
-        free(std);
-        bs_model_free(model);
-        return -1;
-    }
-    bs_net *net = bs_model_net(model);
-    bs_adam_config ac = bs_adam_defaults();
-    ac.lr = o->lr;
-    ac.weight_decay = o->weight_decay;
-    bs_adam *adam = bs_adam_create(bs_net_n_params(net), &ac);
-    size_t snap_n = snapshot_size(net);
-    float *snap = xcalloc(snap_n, sizeof(float));
-    snapshot_io(net, snap, 1);
-    /* --ema: the average (ema) is what is validated, kept as best and written; the raw
-     * weights (cur) are set aside while it is validated and go on training. */
-    float *ema = NULL, *cur = NULL;
-    long step = 0;
-    if (o->ema > 0.0f) {
-        ema = xcalloc(snap_n, sizeof(float));
-        cur = xcalloc(snap_n, sizeof(float));
-        memcpy(ema, snap, snap_n * sizeof(float));
-    }
-
-    /* synthetic negatives: window j is order entry -1 - j */
-    int n_syn = o->synthetic_negatives > 0 ? o->synthetic_negatives : 0;
-    float *own_syn = NULL;
-    const float *syn = o->synthetic;
-    if (n_syn > 0 && !syn && !(syn = own_syn = ts_synthetic_windows(cfg, n_syn, o->seed, M, T, o->quiet, o->tag, err))) {
-        free(ema);
-        free(cur);
-        free(snap);
-        bs_adam_free(adam);
-        bs_model_free(model);
-        free(mean);
-        free(std);
-        return -1;
-    }
-
-    /* epoch order: training windows, background ones repeated, then the synthetic ones */
-    int reps = o->bg_repeat > 1 ? o->bg_repeat : 1;
-    int n_order = n_syn;
-    for (int i = 0; i < n_train; i++) n_order += w->background[train_idx[i]] ? reps : 1;
-    int *order = xcalloc((size_t)n_order, sizeof(int));
-    for (int j = 0; j < n_syn; j++) order[n_order - n_syn + j] = -1 - j;
-    int *noise = xcalloc((size_t)n_train, sizeof(int));
-    int n_noise = 0, k = 0;
-    for (int i = 0; i < n_train; i++) {
-        int r = w->background[train_idx[i]] ? reps : 1;
-        for (int j = 0; j < r; j++) order[k++] = train_idx[i];
-        if (w->background[train_idx[i]]) noise[n_noise++] = train_idx[i];
-    }
-
-    float *pos_weight = NULL;
-    if (o->class_weights) {
-        pos_weight = xcalloc((size_t)C, sizeof(float));
-        double total = 0.0;
-        long *pos = xcalloc((size_t)C, sizeof(long));
-        for (int i = 0; i < n_train; i++)
-            for (int c = 0; c < C; c++) pos[c] += w->y[(size_t)train_idx[i] * C + c];
-        int used = 0;
-        for (int c = 0; c < C; c++) if (pos[c]) { total += pos[c]; used++; }
-        for (int c = 0; c < C; c++) {
-            double pw = pos[c] ? (total / used) / pos[c] : 1.0;
-            pos_weight[c] = (float)(pw < 0.25 ? 0.25 : pw > 4.0 ? 4.0 : pw);
-        }
-        free(pos);
-    }
-
-    int B = o->batch_size;
-    float *xb = xcalloc((size_t)B * per, sizeof(float));
-    float *yb = xcalloc((size_t)B * C, sizeof(float));
-    float *vprobs = xcalloc((size_t)n_val * C, sizeof(float));
-    uint8_t *vy = xcalloc((size_t)n_val * C, 1);
-    for (int i = 0; i < n_val; i++) memcpy(vy + (size_t)i * C, w->y + (size_t)val_idx[i] * C, (size_t)C);
-    aug_ctx ag = {.o = o, .cfg = cfg, .w = w, .noise = noise, .n_noise = n_noise, .pool = train_idx, .n_pool = n_train, .rng = {o->seed * 7919 + 17},
-                  .pow_x = xcalloc(per, sizeof(float)),
-                  .pow_n = xcalloc(per, sizeof(float)), .shift_buf = xcalloc(per, sizeof(float))};
-    ts_rng order_rng = {o->seed ^ 0x5bd1e995ull};
-    res->hist = xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
+    if (o->resume && !o->checkpoint) return bs_error_set(err, "--resume needs --checkpoint-dir");
+    run r = {.w = w, .train_idx = train_idx, .n_train = n_train, .val_idx = val_idx, .n_val = n_val, .cfg = cfg,
+             .o = o, .t_start = now_s()};
+    res->hist = ts_xcalloc((size_t)o->epochs + 1, sizeof(ts_epoch_log));
     res->best_val_loss = INFINITY;
-    int since_best = 0;
-
-    for (int e = 0; e < o->epochs; e++) {
-        double lr = o->cosine ? o->lr * 0.5 * (1.0 + cos(M_PI * e / o->epochs)) : o->lr;
-        bs_adam_set_lr(adam, (float)lr);
-        bs_net_set_dropout_seed(net, o->seed + 1000003ull * (uint64_t)(e + 1));
-        ts_shuffle_int(&order_rng, order, n_order);
-        double t_epoch = now_s(), t_net = 0.0, loss_sum = 0.0;
-        long seen = 0;
-        int n_batches = n_order / B + (n_order % B >= 2);
-        for (int bi = 0; bi < n_batches && !ts_stop_requested; bi++) {
-            int s = bi * B, b = n_order - s < B ? n_order - s : B;
-            for (int i = 0; i < b; i++) {
-                int wi = order[s + i];
-                float *x = xb + (size_t)i * per;
-                if (wi >= 0) {
-                    memcpy(x, w->x[wi], per * sizeof(float));
-                    memcpy(yb + (size_t)i * C, w->yf + (size_t)wi * C, (size_t)C * sizeof(float));
-                } else {
-                    memcpy(x, syn + (size_t)(-1 - wi) * per, per * sizeof(float));
-                    memset(yb + (size_t)i * C, 0, (size_t)C * sizeof(float));
-                }
-                if (o->augment) augment_db(&ag, wi, x, yb + (size_t)i * C);
-                bs_features_normalize(cfg, x, mean, std);
-                if (o->augment) spec_masks(&ag, x);
-            }
-            double t0 = now_s();
-            bs_net_forward(net, xb, b, 1);
-            float loss = bs_net_loss(net, yb, pos_weight, b);
-            bs_net_backward(net, b);
-            bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
-            if (ema) snapshot_ema(net, ema, ts_ema_decay(o->ema, ++step));
-            t_net += now_s() - t0;
-            loss_sum += (double)loss * b;
-            seen += b;
-            double el = now_s() - t_epoch;
-            progress_line(o, e + 1, bi + 1, n_batches, loss_sum / seen, seen / el,
-                          el / (bi + 1) * (n_batches - bi - 1));
-        }
-        double tv = now_s();
-        if (ema) {
-            snapshot_io(net, cur, 1);
-            snapshot_io(net, ema, 0);
-        }
-        double vloss = net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs) / ((double)n_val * C);
-        t_net += now_s() - tv;
-        double el = now_s() - t_epoch;
-        if (!o->quiet && !o->no_bar && isatty(STDERR_FILENO)) fprintf(stderr, "\r\033[K");
-        ts_epoch_log *h = &res->hist[res->n_hist++];
-        h->epoch = e + 1;
-        h->lr = lr;
-        h->train_loss = seen ? loss_sum / seen : NAN;
-        h->val_loss = vloss;
-        h->val_acc = ts_top1_accuracy(vprobs, vy, n_val, C);
-        h->seconds = el;
-        h->samples_per_s = seen / el;
-        h->outside_fraction = el > 0 ? (el - t_net) / el : 0;
-        int better = isfinite(vloss) && vloss < res->best_val_loss;
-        if (better) {
-            res->best_val_loss = vloss;
-            res->best_epoch = e + 1;
-            snapshot_io(net, snap, 1);
-            since_best = 0;
-        } else {
-            since_best++;
-        }
-        if (ema) snapshot_io(net, cur, 0);
-        if (!o->quiet)
-            bs_log_info("%s%sepoch %d/%d  lr %.2e  train loss %.4f  val loss %.4f  val acc %.3f  %.0f samples/s  "
-                        "%.1f s (%.1f%% outside the network)%s",
-                        o->tag ? o->tag : "", o->tag ? ": " : "", e + 1, o->epochs, lr, h->train_loss, vloss, h->val_acc, h->samples_per_s, el,
-                        100.0 * h->outside_fraction, better ? "  *best" : "");
-        if (ts_stop_requested) {
-            res->interrupted = 1;
-            bs_log_warn("%s%sinterrupted: keeping the best weights so far (epoch %d)", o->tag ? o->tag : "",
-                        o->tag ? ": " : "", res->best_epoch);
-            break;
-        }
-        if (o->patience > 0 && since_best >= o->patience) {
-            if (!o->quiet)
-                bs_log_info("%s%searly stop: no better validation loss for %d epochs", o->tag ? o->tag : "",
-                            o->tag ? ": " : "", o->patience);
-            break;
+    int rc = run_norm(&r, err);
+    if (rc == 0) rc = run_model(&r, labels, err);
+    if (rc == 0) rc = run_data(&r, err);
+    if (rc == 0 && o->checkpoint) run_settings(&r);
+    if (rc == 0 && o->resume) rc = run_resume(&r, res, err);
+    int status = RUN_NEXT;
+    if (rc == 0 && o->patience > 0 && res->n_hist > 0 && r.since_best >= o->patience) status = RUN_STOP;
+    for (int e = r.epoch; rc == 0 && status == RUN_NEXT && e < o->epochs; e++) {
+        status = run_epoch(&r, res, e, err);
+        if (status < 0) rc = -1;
+    }
+    if (rc == 0 && status == RUN_CHECKPOINTED) {
+        res->interrupted = res->checkpointed = 1;
+        bs_log_warn("%s%sinterrupted: checkpoint written to %s (continue with --resume)", o->tag ? o->tag : "",
+                    o->tag ? ": " : "", o->checkpoint);
+    } else if (rc == 0) {
+        rc = run_finish(&r, err);
+        if (rc == 0) {
+            res->model = r.model;
+            r.model = NULL;
+            r.net = NULL;
         }
     }
-    snapshot_io(net, snap, 0);
-
-    /* thresholds: max F1 on the validation windows, with the best weights */
-    net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs);
-    float *thr = xcalloc((size_t)C, sizeof(float));
-    for (int c = 0; c < C; c++) {
-        thr[c] = ts_best_f1_threshold(vprobs, vy, n_val, C, c, NULL);
-        if (thr[c] < 0.01f) thr[c] = 0.01f;
-        if (thr[c] > 0.99f) thr[c] = 0.99f;
-    }
-    rc = bs_model_set_thresholds(model, thr, err);
-    free(thr);
-    free(ag.pow_x);
-    free(ag.pow_n);
-    free(ag.shift_buf);
-    free(xb);
-    free(yb);
-    free(vprobs);
-    free(vy);
-    free(order);
-    free(noise);
-    free(pos_weight);
-    free(snap);
-    free(own_syn);
-    free(ema);
-    free(cur);
-    free(mean);
-    free(std);
-    bs_adam_free(adam);
+    run_free(&r);
     if (rc != 0) {
-        bs_model_free(model);
         free(res->hist);
         memset(res, 0, sizeof *res);
-        return -1;
     }
-    res->model = model;
-    return 0;
+    return rc;
 }
 
 void ts_train_result_free(ts_train_result *r) {

@@ -13,12 +13,14 @@
 
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
 #include "birdsong/nn_train.h"
 #include "trainer/cache.h"
 #include "trainer/dataset.h"
+#include "trainer/history.h"
 
 /* Set by the SIGINT handler: the loop stops after the current batch and keeps the best so far. */
 extern volatile sig_atomic_t ts_stop_requested;
@@ -55,6 +57,15 @@ typedef struct ts_train_options {
     int quiet;            /* no progress output */
     const char *tag;      /* prefix of the log lines ("fold 2/5"), or NULL */
     int no_bar;           /* no progress bar even on a terminal (trainings running side by side) */
+    const char *checkpoint; /* write a checkpoint (checkpoint.h) to this file after every epoch
+                             * and, with ts_stop_requested, at the batch where the run stops;
+                             * NULL = none */
+    int resume;           /* 1: continue from `checkpoint` (refused if it is another run's) */
+    FILE *log_json;       /* one JSON object per epoch, a line each (shared by trainings side by
+                           * side: whole lines), or NULL */
+    int log_fold;         /* the "fold" of those lines (1-based), 0 = the written model */
+    int replicas;         /* data-parallel replicas, one thread each (replicas.h); the same
+                           * count and seed give the same model bit for bit (1) */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);
@@ -98,11 +109,6 @@ void ts_window_shifted(const ts_windows *w, int k, int s, float *out);
 void ts_shift_bands(float *x, int M, int T, int f, float *tmp);
 void ts_windows_free(ts_windows *w);
 
-typedef struct ts_epoch_log {
-    int epoch;
-    double lr, train_loss, val_loss, val_acc, seconds, samples_per_s, outside_fraction;
-} ts_epoch_log;
-
 typedef struct ts_train_result {
     bs_model *model;       /* trained, best weights, thresholds and normalization set */
     ts_epoch_log *hist;
@@ -110,6 +116,7 @@ typedef struct ts_train_result {
     int best_epoch;        /* 1-based */
     double best_val_loss;
     int interrupted;
+    int checkpointed;      /* interrupted with a checkpoint written: model is NULL */
 } ts_train_result;
 
 int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const int *val_idx, int n_val,

@@ -45,6 +45,10 @@ void bs_adam_free(bs_adam *a) {
 
 long bs_adam_t(const bs_adam *a) { return a->t; }
 void bs_adam_set_lr(bs_adam *a, float lr) { a->cfg.lr = lr; }
+size_t bs_adam_n(const bs_adam *a) { return a->n; }
+void bs_adam_set_t(bs_adam *a, long t) { a->t = t; }
+float *bs_adam_m(bs_adam *a) { return a->m; }
+float *bs_adam_v(bs_adam *a) { return a->v; }
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define BS_SIMD_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))

@@ -554,6 +554,9 @@ int bs_net_in_w(const bs_net *net) { return net->in_w; }
 int bs_net_n_outputs(const bs_net *net) { return net->n_outputs; }
 int bs_net_max_batch(const bs_net *net) { return net->max_batch; }
 bs_layer_kind bs_net_output_kind(const bs_net *net) { return net->specs[net->n_layers - 1].kind; }
+int bs_net_inference_only(const bs_net *net) { return net->infer_only; }
+void bs_net_params_changed(bs_net *net) { net->wino_valid = 0; }
+
 size_t bs_net_n_params(const bs_net *net) { return net->n_params; }
 /* Every way to get at the parameters for writing marks the Winograd weights stale. */
 float *bs_net_params(bs_net *net) {

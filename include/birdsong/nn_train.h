@@ -46,9 +46,12 @@ int bs_net_gemm_shapes(const bs_net *net, int batch, int (*mnk)[3], int max);
  * from transformed weights, recomputed on the first inference forward after the parameters
  * may have changed: after bs_net_params, bs_net_tensor, bs_net_find_tensor or a training
  * forward (so code that keeps a parameter pointer must fetch it again before writing
- * through it). Training forwards use im2col + sgemm. */
+ * through it, or call bs_net_params_changed after). Training forwards use im2col + sgemm. */
 size_t bs_net_n_params(const bs_net *net);
 float *bs_net_params(bs_net *net);
+void bs_net_params_changed(bs_net *net);
+/* 1 for a net made by bs_net_create_inference (no gradients, no training forward). */
+int bs_net_inference_only(const bs_net *net);
 float *bs_net_grads(bs_net *net); /* NULL for an inference-only net */
 
 /* Named tensors: parameters ("conv1.weight", "conv1.bias", "bn1.gamma", "bn1.beta",
@@ -106,5 +109,11 @@ void bs_adam_free(bs_adam *adam);
 float bs_adam_step(bs_adam *adam, float *params, float *grads);
 long bs_adam_t(const bs_adam *adam);
 void bs_adam_set_lr(bs_adam *adam, float lr);
+/* The state a training checkpoint saves and restores: the step count t and the moments m, v
+ * (bs_adam_n floats each, writable). */
+size_t bs_adam_n(const bs_adam *adam);
+void bs_adam_set_t(bs_adam *adam, long t);
+float *bs_adam_m(bs_adam *adam);
+float *bs_adam_v(bs_adam *adam);
 
 #endif

@@ -197,6 +197,8 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--snr-range", "5"], 2, "expected LO,HI"),
     (["--data", "x", "--out", "m", "--snr-range", "10,5"], 2, "--snr-range '5'"),
     (["--data", "x", "--out", "m", "--threads", "0"], 2, "--threads '0'"),
+    (["--data", "x", "--out", "m", "--resume"], 2, "--resume needs --checkpoint-dir"),
+    (["--data", "x", "--out", "m", "--log-json", "/nonexistent-dir/l.jsonl"], 1, "--log-json /nonexistent-dir/l.jsonl"),
     (["--data", "x", "--out", "m", "--fmin", "low"], 2, "--fmin 'low'"),
     (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
@@ -367,6 +369,20 @@ def test_folds_side_by_side_match_one_at_a_time(trained, tmp_path):
     assert ha == hb
 
 
+@needs_data
+def test_threads_same_count_same_model(trained, tmp_path):
+    """--threads 2 trains two data-parallel replicas with a fixed-order gradient reduction: two
+    runs with the same seed write models that give the same probabilities, bit for bit."""
+    probs = []
+    for run_no in range(2):
+        model = tmp_path / f"t2_{run_no}.bsm"
+        run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite",
+            "--epochs", "2", "--patience", "0", "--val-fraction", "0.4", "--threads", "2",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+        probs.append(classify_probs(model, short_files("Vireo_griseus", 1)[0]))
+    assert probs[0] and probs[0] == probs[1]
+
+
 def classify_probs(model, wav):
     j = json.loads(run("classify", "--model", str(model), "--format", "json", str(wav), check=0).stdout)
     return [p for w in j["files"][0]["windows"] for p in w["probabilities"]]
@@ -423,3 +439,40 @@ def test_synthetic_negatives_and_ema_from_the_command_line(trained, tmp_path):
     f = short_files("Vireo_griseus", 1)[0]
     probs = classify_probs(model, f)
     assert probs and all(0.0 <= x <= 1.0 for x in probs)
+
+
+@needs_data
+def test_sigterm_checkpoint_then_resume_gives_the_same_model(trained, tmp_path):
+    """--checkpoint-dir: SIGTERM during training writes a checkpoint and exits non-zero without
+    writing --out; --resume then ends with the model an uninterrupted run writes (the same
+    probabilities, bit for bit); a resume with other settings is refused, naming the setting;
+    --log-json gets one line per epoch."""
+    args = ["train", "--data", str(trained["manifest"]), "--arch", "convnet-lite", "--epochs", "5",
+            "--patience", "0", "--val-fraction", "0.4", "--threads", "2", "--cache", str(trained["tmp"] / "cache")]
+    full, part, ck = tmp_path / "full.bsm", tmp_path / "part.bsm", tmp_path / "ck"
+    log = tmp_path / "log.jsonl"
+    run(*args, "--out", str(full), "--log-json", str(log), check=0)
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [x["epoch"] for x in lines] == [1, 2, 3, 4, 5] and all(x["model"] == "final" for x in lines)
+    assert all(k in lines[0] for k in ("train_loss", "val_loss", "samples_per_second", "seconds", "best"))
+    # stop once epoch 1 is logged (the run then stops inside or at the end of a later epoch)
+    plog = tmp_path / "plog.jsonl"
+    p = subprocess.Popen([BIN, *args, "--out", str(part), "--checkpoint-dir", str(ck), "--log-json", str(plog)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+    t0 = time.time()
+    while time.time() - t0 < 120 and p.poll() is None and not (plog.exists() and plog.stat().st_size > 0):
+        time.sleep(0.01)
+    p.send_signal(15)
+    out, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.skip("the training finished before SIGTERM arrived")
+    assert p.returncode == 1, err
+    assert "--resume" in err and not part.exists(), err
+    assert (ck / "final.ckpt").exists()
+    r = run(*args, "--out", str(part), "--checkpoint-dir", str(ck), "--resume", "--batch-size", "16")
+    assert r.returncode == 1 and "--batch-size is 32 there, 16 in this run" in r.stderr, r.stderr
+    r = run(*args, "--out", str(part), "--checkpoint-dir", str(ck), "--resume", check=0)
+    assert "resumed from" in r.stderr, r.stderr
+    wav = short_files("Vireo_griseus", 1)[0]
+    assert classify_probs(full, wav) == classify_probs(part, wav)

@@ -136,3 +136,47 @@ Test(cache, corrupt_cache_file_is_recomputed) {
     cr_assert(o[0].ok);
     ts_file_features_free(&o[0]);
 }
+
+static long rss_anon_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    cr_assert_not_null(f);
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "RssAnon: %ld kB", &kb) == 1) break;
+    fclose(f);
+    return kb;
+}
+
+/* The windows are read from the mapped cache file (page cache), on a miss as on a hit: reading
+ * every value of ~25 MB of windows grows the anonymous memory by far less than that. */
+Test(cache, windows_are_mapped_not_anonymous_memory, .timeout = 120) {
+    char big[320];
+    snprintf(big, sizeof big, "%s/long.wav", root);
+    write_tone(big, 2000, 1200.0); /* 20 minutes: 1200 windows of 128 x 44 floats */
+    bs_feature_config cfg = bs_feature_config_default();
+    char *paths[] = {big};
+    for (int pass = 0; pass < 2; pass++) { /* a miss (computed, written, mapped), then a hit */
+        ts_file_features o[1];
+        ts_cache_stats st;
+        run(&cfg, cache, paths, 1, 1, o, &st);
+        cr_assert_eq(pass ? st.hits : st.misses, 1);
+        cr_assert(o[0].ok && o[0].map != NULL, "pass %d: not mapped", pass);
+        size_t vals = o[0].set.n_segments * (size_t)o[0].set.n_mels * o[0].set.n_frames;
+        cr_assert(vals * sizeof(float) > 20u << 20, "%zu values", vals);
+        /* (measured from here: under ASan the decoder's freed buffers stay in quarantine) */
+        long before = rss_anon_kb();
+        double sum = 0.0;
+        for (size_t i = 0; i < vals; i++) sum += o[0].set.data[i];
+        long grown = rss_anon_kb() - before;
+        cr_assert(isfinite(sum));
+        cr_assert(grown < 8192, "pass %d: anonymous memory grew %ld kB reading %zu kB of windows", pass, grown,
+                  vals * sizeof(float) / 1024);
+        ts_file_features_free(&o[0]);
+    }
+    /* without a cache the windows are in memory */
+    ts_file_features o[1];
+    run(&cfg, NULL, paths, 1, 1, o, NULL);
+    cr_assert(o[0].ok && o[0].map == NULL);
+    ts_file_features_free(&o[0]);
+}

@@ -3,8 +3,12 @@
  * background windows push every output down, and Ctrl-C keeps the best weights. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "birdsong/model.h"
 #include "trainer/train.h"
@@ -273,5 +277,167 @@ Test(train, synthetic_negatives_are_seeded_and_kept_out_of_the_zscore, .timeout 
     ts_train_result_free(&a);
     ts_train_result_free(&b);
     ts_train_result_free(&c);
+    destroy(&f);
+}
+
+/* --threads N: the same replica count and seed give the same model bit for bit, and two
+ * replicas learn the task as one does. */
+Test(train, replicas_same_count_same_model, .timeout = 240) {
+    fixture f;
+    build(&f);
+    ts_train_options o = opts();
+    o.epochs = 3;
+    o.replicas = 2;
+    ts_train_result a, b;
+    train_ok(&f, &o, &a);
+    train_ok(&f, &o, &b);
+    bs_net *na = bs_model_net(a.model), *nb = bs_model_net(b.model);
+    size_t np = bs_net_n_params(na);
+    cr_assert(memcmp(bs_net_params(na), bs_net_params(nb), np * sizeof(float)) == 0);
+    bs_tensor_info ta, tb;
+    cr_assert_eq(bs_net_find_tensor(na, "bn1.running_var", &ta), 0);
+    cr_assert_eq(bs_net_find_tensor(nb, "bn1.running_var", &tb), 0);
+    cr_assert(memcmp(ta.data, tb.data, ta.size * sizeof(float)) == 0);
+    cr_assert(a.hist[2].train_loss < a.hist[0].train_loss, "loss %f -> %f", a.hist[0].train_loss, a.hist[2].train_loss);
+    ts_train_result_free(&a);
+    ts_train_result_free(&b);
+    destroy(&f);
+}
+
+/* ---- checkpoints (--checkpoint-dir, --resume) ---- */
+
+typedef struct stopper {
+    FILE *log;          /* the run's --log-json stream */
+    int lines;          /* stop once it holds this many lines' worth of bytes (> 0) */
+} stopper;
+
+/* sets ts_stop_requested once the first epoch has been logged: the run then stops inside a
+ * later epoch (or at its end), wherever the thread timing puts it */
+static void *stop_after_first_epoch(void *arg) {
+    stopper *s = arg;
+    for (int i = 0; i < 600000; i++) {
+        struct stat st;
+        if (fstat(fileno(s->log), &st) == 0 && st.st_size > 0) break;
+        usleep(100);
+    }
+    ts_stop_requested = 1;
+    return NULL;
+}
+
+static char *ckpt_path(void) {
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/bs_test_ckpt_%d.ckpt", (int)getpid());
+    return path;
+}
+
+static ts_train_options ckpt_opts(void) {
+    ts_train_options o = opts();
+    o.epochs = 4;
+    o.replicas = 2;
+    o.ema = 0.9f; /* the average is part of the state too */
+    o.checkpoint = ckpt_path();
+    return o;
+}
+
+Test(train, resume_ends_with_the_uninterrupted_model, .timeout = 600) {
+    fixture f;
+    build(&f);
+    ts_train_options o = ckpt_opts();
+    ts_train_result full, part, resumed;
+    train_ok(&f, &o, &full);
+    /* interrupted after epoch 1 was logged, then resumed */
+    FILE *log = tmpfile();
+    cr_assert_not_null(log);
+    o.log_json = log;
+    stopper s = {log, 1};
+    pthread_t th;
+    cr_assert_eq(pthread_create(&th, NULL, stop_after_first_epoch, &s), 0);
+    train_ok(&f, &o, &part);
+    pthread_join(th, NULL);
+    ts_stop_requested = 0;
+    cr_assert(part.checkpointed && part.interrupted && !part.model, "the run was not stopped");
+    cr_assert(part.n_hist >= 1 && part.n_hist < 4, "stopped after %d epochs", part.n_hist);
+    o.log_json = NULL;
+    o.resume = 1;
+    train_ok(&f, &o, &resumed);
+    unlink(ckpt_path());
+    fclose(log);
+    bs_net *a = bs_model_net(full.model), *b = bs_model_net(resumed.model);
+    cr_assert(memcmp(bs_net_params(a), bs_net_params(b), bs_net_n_params(a) * sizeof(float)) == 0,
+              "the resumed run's weights differ from the uninterrupted run's");
+    bs_tensor_info ta, tb;
+    cr_assert_eq(bs_net_find_tensor(a, "bn2.running_var", &ta), 0);
+    cr_assert_eq(bs_net_find_tensor(b, "bn2.running_var", &tb), 0);
+    cr_assert(memcmp(ta.data, tb.data, ta.size * sizeof(float)) == 0);
+    cr_assert(memcmp(bs_model_thresholds(full.model), bs_model_thresholds(resumed.model), C * sizeof(float)) == 0);
+    cr_assert_eq(full.best_epoch, resumed.best_epoch);
+    cr_assert_eq(resumed.n_hist, 4);
+    for (int e = 0; e < 4; e++) cr_assert_eq(full.hist[e].val_loss, resumed.hist[e].val_loss, "epoch %d", e + 1);
+    ts_train_result_free(&full);
+    ts_train_result_free(&part);
+    ts_train_result_free(&resumed);
+    destroy(&f);
+}
+
+/* a checkpoint at the start, then (with *poke changed by delta, unless NULL) a resume with `o`
+ * must fail naming `what` */
+static void refused(fixture *f, ts_train_options o, const char *what, float *poke, float delta) {
+    ts_train_options first = ckpt_opts();
+    first.epochs = o.epochs;
+    ts_train_result r;
+    ts_stop_requested = 1; /* stop at once: a checkpoint at epoch 1, batch 0 */
+    bs_error err = {{0}};
+    cr_assert_eq(ts_train_run(&f->w, f->tr, f->ntr, f->va, f->nva, k_labels, &f->cfg, &first, &r, &err), 0, "%s",
+                 err.msg);
+    ts_stop_requested = 0;
+    cr_assert(r.checkpointed);
+    ts_train_result_free(&r);
+    if (poke) *poke += delta;
+    o.resume = 1;
+    int rc = ts_train_run(&f->w, f->tr, f->ntr, f->va, f->nva, k_labels, &f->cfg, &o, &r, &err);
+    if (poke) *poke -= delta;
+    unlink(ckpt_path());
+    cr_assert_eq(rc, -1, "resumed although %s changed", what);
+    cr_assert(strstr(err.msg, what) != NULL, "expected '%s' in: %s", what, err.msg);
+}
+
+Test(train, resume_refuses_other_settings_or_data, .timeout = 240) {
+    fixture f;
+    build(&f);
+    ts_train_options o = ckpt_opts();
+    o.lr = 2e-3f;
+    refused(&f, o, "--lr is 0.001", NULL, 0);
+    o = ckpt_opts();
+    o.replicas = 1;
+    refused(&f, o, "replicas (--threads) is 2 there, 1 in this run", NULL, 0);
+    o = ckpt_opts();
+    refused(&f, o, "training windows", (float *)f.w.x[f.tr[0]], 1.0f); /* one value of one window */
+    refused(&f, o, "training windows", &f.w.yf[f.tr[3] * C], 1.0f);    /* one label */
+    refused(&f, o, "validation windows", (float *)f.w.x[f.va[2]] + 48, -3.0f); /* a sampled value */
+    destroy(&f);
+}
+
+Test(train, resume_refuses_a_damaged_checkpoint, .timeout = 120) {
+    fixture f;
+    build(&f);
+    ts_train_options o = ckpt_opts();
+    ts_train_result r;
+    bs_error err = {{0}};
+    ts_stop_requested = 1;
+    cr_assert_eq(ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, k_labels, &f.cfg, &o, &r, &err), 0, "%s", err.msg);
+    ts_stop_requested = 0;
+    ts_train_result_free(&r);
+    struct stat st;
+    cr_assert_eq(stat(ckpt_path(), &st), 0);
+    cr_assert_eq(truncate(ckpt_path(), st.st_size - 100), 0);
+    o.resume = 1;
+    int rc = ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, k_labels, &f.cfg, &o, &r, &err);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "damaged") != NULL, "%s", err.msg);
+    unlink(ckpt_path());
+    o.checkpoint = "/nonexistent-dir/x.ckpt";
+    rc = ts_train_run(&f.w, f.tr, f.ntr, f.va, f.nva, k_labels, &f.cfg, &o, &r, &err);
+    cr_assert_eq(rc, -1);
+    cr_assert(strstr(err.msg, "cannot open") != NULL, "%s", err.msg);
     destroy(&f);
 }

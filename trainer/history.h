@@ -1,0 +1,11 @@
+/* One line of a training run's history: what an epoch measured. Kept by ts_train_run
+ * (trainer/train.h), saved in checkpoints (trainer/checkpoint.h), printed by `birdsong train`. */
+#ifndef BIRDSONG_TRAINER_HISTORY_H
+#define BIRDSONG_TRAINER_HISTORY_H
+
+typedef struct ts_epoch_log {
+    int epoch;
+    double lr, train_loss, val_loss, val_acc, seconds, samples_per_s, outside_fraction;
+} ts_epoch_log;
+
+#endif

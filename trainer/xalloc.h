@@ -1,0 +1,15 @@
+/* The trainer's allocation: out of memory ends the program with one message (a training
+ * cannot go on without its buffers, and no caller could do better than stop). */
+#ifndef BIRDSONG_TRAINER_XALLOC_H
+#define BIRDSONG_TRAINER_XALLOC_H
+
+#include <stddef.h>
+
+/* calloc(n, size) (at least one byte); never NULL */
+void *ts_xcalloc(size_t n, size_t size);
+/* malloc(size) (at least one byte); never NULL */
+void *ts_xmalloc(size_t size);
+/* realloc(p, size) (at least one byte); never NULL */
+void *ts_xrealloc(void *p, size_t size);
+
+#endif
