@@ -135,19 +135,7 @@ static int windows_of(const ts_windows *w, const int *item_flag, int want, int *
 
 static json_t *history_json(const ts_train_result *r) {
     json_t *a = json_array();
-    for (int i = 0; i < r->n_hist; i++) {
-        const ts_epoch_log *h = &r->hist[i];
-        json_t *e = json_object();
-        json_object_set_new(e, "epoch", json_integer(h->epoch));
-        json_object_set_new(e, "lr", json_real(h->lr));
-        json_object_set_new(e, "train_loss", isfinite(h->train_loss) ? json_real(h->train_loss) : json_null());
-        json_object_set_new(e, "val_loss", isfinite(h->val_loss) ? json_real(h->val_loss) : json_null());
-        json_object_set_new(e, "val_accuracy", isfinite(h->val_acc) ? json_real(h->val_acc) : json_null());
-        json_object_set_new(e, "seconds", json_real(h->seconds));
-        json_object_set_new(e, "samples_per_second", json_real(h->samples_per_s));
-        json_object_set_new(e, "outside_network_fraction", json_real(h->outside_fraction));
-        json_array_append_new(a, e);
-    }
+    for (int i = 0; i < r->n_hist; i++) json_array_append_new(a, ts_epoch_log_json(&r->hist[i]));
     return a;
 }
 

@@ -779,17 +779,10 @@ static void progress_line(const run *r, int epoch, int first, int done, int tota
 static void log_json_epoch(const run *r, const ts_epoch_log *h, int best) {
     FILE *f = r->o->log_json;
     if (!f) return;
-    json_t *e = json_object();
+    json_t *e = ts_epoch_log_json(h);
     if (r->o->log_fold > 0) json_object_set_new(e, "fold", json_integer(r->o->log_fold));
     else json_object_set_new(e, "model", json_string("final"));
-    json_object_set_new(e, "epoch", json_integer(h->epoch));
     json_object_set_new(e, "epochs", json_integer(r->o->epochs));
-    json_object_set_new(e, "lr", json_real(h->lr));
-    json_object_set_new(e, "train_loss", isfinite(h->train_loss) ? json_real(h->train_loss) : json_null());
-    json_object_set_new(e, "val_loss", isfinite(h->val_loss) ? json_real(h->val_loss) : json_null());
-    json_object_set_new(e, "val_accuracy", isfinite(h->val_acc) ? json_real(h->val_acc) : json_null());
-    json_object_set_new(e, "seconds", json_real(h->seconds));
-    json_object_set_new(e, "samples_per_second", json_real(h->samples_per_s));
     json_object_set_new(e, "best", json_boolean(best));
     char *s = json_dumps(e, JSON_COMPACT);
     json_decref(e);
