@@ -13,6 +13,7 @@
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
 #include "trainer/metrics.h"
+#include "trainer/openset.h"
 #include "trainer/report.h"
 #include "trainer/train.h"
 
@@ -124,6 +125,9 @@ int cmd_eval(int argc, char **argv) {
         ts_metrics m;
         ts_metrics_compute(&m, probs, w.y, w.n, C, w.group, w.n_groups, bs_model_thresholds(model));
         m.loss = ts_bce_from_probs(probs, w.y, w.n, C);
+        ts_openset os;
+        ts_openset_init(&os, &ds);
+        ts_openset_add(&os, &ds, &w, idx, w.n, probs, bs_model_thresholds(model), cfg.segment_seconds);
         if (as_json) {
             json_t *j = ts_metrics_to_json(&m, labels);
             json_object_set_new(j, "model", json_string(model_path));
@@ -139,17 +143,19 @@ int cmd_eval(int argc, char **argv) {
                 json_array_append_new(sk, s);
             }
             json_object_set_new(j, "skipped", sk);
+            json_object_set_new(j, "open_set", ts_openset_to_json(&os));
             json_dumpf(j, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(6));
             printf("\n");
             json_decref(j);
         } else {
             printf("model %s on %s\n", model_path, data);
             ts_metrics_print(stdout, &m, labels);
+            ts_openset_print(stdout, &os);
         }
         rc = 0;
         if (report) {
             ts_report rp = {.title = "birdsong evaluation", .model_path = model_path, .data = data, .labels = labels,
-                            .metrics = &m, .training_json = bs_model_training_json(model)};
+                            .metrics = &m, .training_json = bs_model_training_json(model), .openset = &os};
             if (ts_report_write(report, &rp, &err) != 0) {
                 fprintf(stderr, "birdsong eval: %s\n", err.msg);
                 rc = 1;
@@ -158,6 +164,7 @@ int cmd_eval(int argc, char **argv) {
             }
         }
         ts_metrics_free(&m);
+        ts_openset_free(&os);
         free(idx);
         free(probs);
     }

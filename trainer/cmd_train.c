@@ -15,6 +15,7 @@
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
 #include "trainer/metrics.h"
+#include "trainer/openset.h"
 #include "trainer/report.h"
 #include "trainer/split.h"
 #include "trainer/train.h"
@@ -187,6 +188,7 @@ typedef struct train_job {
     int ntr, nva, nte;
     ts_train_result r;
     ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
+    ts_openset os;          /* open-set figures on the same windows (issue 16) */
     int evaluated;
     int rc;
     bs_error err;
@@ -239,7 +241,15 @@ static void run_job(train_ctx *c, train_job *j) {
     o.no_bar = c->side_by_side > 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
     if (j->rc != 0) goto out;
-    evaluate(j->r.model, w, eval_idx, n_eval, &j->m, NULL);
+    {
+        float *probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
+        if (!probs) abort();
+        evaluate(j->r.model, w, eval_idx, n_eval, &j->m, probs);
+        ts_openset_init(&j->os, c->ds);
+        ts_openset_add(&j->os, c->ds, w, eval_idx, n_eval, probs, bs_model_thresholds(j->r.model),
+                       c->cfg->segment_seconds);
+        free(probs);
+    }
     j->evaluated = 1;
     if (j->fold >= 0) {
         const ts_metrics *m = &j->m;
@@ -463,6 +473,7 @@ int cmd_train(int argc, char **argv) {
     int n_jobs = 0;
     json_t *prov = json_object(), *cv = NULL;
     ts_train_result final = {0};
+    ts_openset cv_os = {0};
     if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         goto done;
@@ -573,6 +584,14 @@ int cmd_train(int argc, char **argv) {
             json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
             json_object_set_new(cv, names[k], x);
         }
+        /* open set pooled over the folds' test parts: every background group (a file, or a
+         * sub-folder such as one species of other birds) is tested by a model that never
+         * trained on it, so this is the leave-out figure for unknown sounds */
+        ts_openset_init(&cv_os, &ds);
+        for (int f = 0; f < folds; f++) ts_openset_merge(&cv_os, &jobs[f].os);
+        json_object_set_new(cv, "open_set", ts_openset_to_json(&cv_os));
+        printf("cross-validation, pooled test parts: ");
+        ts_openset_print(stdout, &cv_os);
         fflush(stdout);
         free(vals);
     }
@@ -586,6 +605,7 @@ int cmd_train(int argc, char **argv) {
     int ntr = fj->ntr, nva = fj->nva;
     ts_metrics vm = fj->m;
     memset(&fj->m, 0, sizeof fj->m);
+    ts_openset_print(stdout, &fj->os);
     printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
            "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
            (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
@@ -615,6 +635,7 @@ int cmd_train(int argc, char **argv) {
         json_object_set_new(prov, "history", history_json(&final));
         json_t *mt = ts_metrics_to_json(&vm, ds.labels);
         json_t *metrics = json_object();
+        json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
         json_object_set_new(metrics, "validation", mt);
         if (cv) { json_object_set_new(metrics, "cross_validation", cv); cv = NULL; }
         json_object_set_new(prov, "metrics", metrics);
@@ -629,7 +650,12 @@ int cmd_train(int argc, char **argv) {
     }
     if (report) {
         ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
-                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
+                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model),
+                        .openset = folds > 0 ? &cv_os : &fj->os,
+                        .openset_caption = folds > 0 ? "pooled over the cross-validation folds' test parts "
+                                                       "(each background file or sub-folder tested by a model "
+                                                       "that never trained on it)"
+                                                     : "the written model's validation windows"};
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
     }
     ts_metrics_free(&vm);
@@ -640,12 +666,16 @@ done:
     free(synthetic);
     for (int j = 0; j < n_jobs; j++) {
         ts_train_result_free(&jobs[j].r);
-        if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);
+        if (jobs[j].evaluated) {
+            ts_metrics_free(&jobs[j].m);
+            ts_openset_free(&jobs[j].os);
+        }
     }
     free(jobs);
     ts_train_result_free(&final);
     json_decref(prov);
     json_decref(cv);
+    ts_openset_free(&cv_os);
     for (int i = 0; i < ds.n_items; i++) ts_file_features_free(&ff[i]);
     free(ff);
     free(paths);

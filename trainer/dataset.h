@@ -8,7 +8,11 @@
  *    "path"; columns are then found by name (path; labels|label|species; group|recording|
  *    xc_id). Relative paths are relative to the manifest's folder.
  * Background entries (`--background NAME[,NAME]`: folders or single files, resolved against
- * the data folder first, then the working directory) get all-zero targets.
+ * the data folder first, then the working directory) get all-zero targets. A background
+ * folder is read recursively; the files of each sub-folder form one group (a species of
+ * other birds), so they are never split between training and test. Each entry is a "source"
+ * (and a manifest's background rows one more, named by the manifest): the open-set figures
+ * are reported per source.
  * Files that cannot be used are kept in a skipped list with the reason, never dropped silently. */
 #ifndef BIRDSONG_TRAINER_DATASET_H
 #define BIRDSONG_TRAINER_DATASET_H
@@ -22,6 +26,7 @@ typedef struct ts_item {
     char *group;     /* recording / group id: windows of one group are never split */
     int background;  /* 1 when the item came from a --background entry */
     int primary;     /* index of the first label, -1 for background */
+    int source;      /* background: index in ts_dataset.sources; labelled: -1 */
 } ts_item;
 
 typedef struct ts_skipped {
@@ -37,6 +42,8 @@ typedef struct ts_dataset {
     uint8_t *targets;   /* [n_items, n_labels] 0/1 */
     ts_skipped *skipped;
     int n_skipped;
+    char **sources;     /* [n_sources] the background entries as given (and a manifest's path) */
+    int n_sources;
 } ts_dataset;
 
 /* Loads `data` (folder or manifest). `background` is a comma-separated list or NULL.

@@ -94,6 +94,36 @@ def test_model_provenance_has_history_and_metrics(trained):
 
 
 @needs_data
+def test_eval_open_set_per_background_source_with_nested_folders(trained, tmp_path):
+    # a folder of species folders (as other-birds/ is) gives background windows; each
+    # --background entry is reported as its own source, and the figures add up
+    nested = tmp_path / "others"
+    for sp, src in (("a", "rugr_drum.flac"), ("b", "great_plains_toad.flac")):
+        (nested / sp).mkdir(parents=True)
+        os.symlink(os.path.join(SOUNDSCAPES, "opensoundscape", src), nested / sp / src)
+    night = os.path.join(SOUNDSCAPES, "scikit-maad_24h_S4A03895", "S4A03895_20190522_000000.flac")
+    p = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+            "--background", f"{nested},{night}", "--cache", str(trained["tmp"] / "cache"), "--json",
+            "--report", str(tmp_path / "r.html"), check=0)
+    j = json.loads(p.stdout)
+    rows = {r["source"]: r for r in j["open_set"]}
+    # the manifest's background row (the drum) is a source named by the manifest
+    assert set(rows) == {str(nested), night, str(trained["manifest"]), "all background"}, rows
+    assert rows[str(nested)]["windows"] > rows[night]["windows"] > 0
+    total = rows["all background"]
+    assert total["windows"] == sum(r["windows"] for k, r in rows.items() if k != "all background")
+    for r in rows.values():
+        assert 0 <= r["species_above_half_per_window"] <= 2
+        assert r["false_detections_per_hour"] == pytest.approx(r["false_detections"] * 3600 / r["seconds"])
+    # the night hour is a 10 s file: its windows cover it
+    assert rows[night]["seconds"] == pytest.approx(10, abs=1)
+    text = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+               "--background", str(nested), "--cache", str(trained["tmp"] / "cache"), check=0).stdout
+    assert "open set" in text and str(nested) in text
+    assert "Open set" in (tmp_path / "r.html").read_text()
+
+
+@needs_data
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(trained, tmp_path):
     out = trained["tmp"] / "r2.html"
@@ -331,6 +361,12 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     cv = meta["training"]["metrics"]["cross_validation"]
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
     assert set(cv["recording_accuracy"]) == {"mean", "sd"}
+    # the open set pooled over the folds' test parts: the manifest's background row (the drum)
+    # lands in exactly one fold's test part
+    pooled = {r["source"]: r for r in cv["open_set"]}
+    assert pooled["all background"]["windows"] == pooled[str(trained["manifest"])]["windows"] > 0
+    assert "cross-validation, pooled test parts: open set" in p.stdout
+    assert "open_set" in meta["training"]["metrics"]["validation"]
     assert meta["features"]["n_mels"] == 64
     assert meta["arch"] == "convnet-lite-gp"  # the name given, not "custom"
 
