@@ -125,6 +125,19 @@ int cmd_eval(int argc, char **argv) {
         ts_metrics m;
         ts_metrics_compute(&m, probs, w.y, w.n, C, w.group, w.n_groups, bs_model_thresholds(model));
         m.loss = ts_bce_from_probs(probs, w.y, w.n, C);
+        const float *ca, *cb;
+        if (bs_model_calibration(model, &ca, &cb)) {
+            /* the network's own probabilities: the calibration undone (its inverse is
+             * again a Platt map, slope 1/a, offset -b/a) */
+            float *raw = malloc(sizeof(float) * (size_t)w.n * C);
+            if (!raw) abort();
+            for (int i = 0; i < w.n; i++)
+                for (int k = 0; k < C; k++)
+                    raw[(size_t)i * C + k] = bs_platt_apply(probs[(size_t)i * C + k], 1.0f / ca[k], -cb[k] / ca[k]);
+            ts_reliability_bin bins[TS_ECE_BINS];
+            m.ece_uncalibrated = ts_ece(raw, w.y, w.n, C, bins);
+            free(raw);
+        }
         ts_openset os;
         ts_openset_init(&os, &ds);
         ts_openset_add(&os, &ds, &w, idx, w.n, probs, bs_model_thresholds(model), cfg.segment_seconds);

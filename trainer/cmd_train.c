@@ -11,6 +11,7 @@
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
 #include "trainer/cache.h"
+#include "trainer/calibrate.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
@@ -69,6 +70,10 @@ static void usage(FILE *f) {
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
+            "  --calibration M        platt (fit per-species Platt scaling on the held-out\n"
+            "                         windows: the folds' test parts with --folds, else the\n"
+            "                         validation part; thresholds then chosen on calibrated\n"
+            "                         probabilities) or none (platt); the model carries it\n"
             "  --report FILE.html     write the validation report\n"
             "  --quiet                no progress output\n",
             ts_arch_names());
@@ -77,7 +82,8 @@ static void usage(FILE *f) {
 enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
-    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT
+    O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
+    O_CALIB
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -189,6 +195,9 @@ typedef struct train_job {
     ts_train_result r;
     ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
     ts_openset os;          /* open-set figures on the same windows (issue 16) */
+    float *probs;           /* [n_held, C] uncalibrated probabilities of those windows */
+    int *held;              /* [n_held] their window indices */
+    int n_held;
     int evaluated;
     int rc;
     bs_error err;
@@ -241,15 +250,15 @@ static void run_job(train_ctx *c, train_job *j) {
     o.no_bar = c->side_by_side > 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
     if (j->rc != 0) goto out;
-    {
-        float *probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
-        if (!probs) abort();
-        evaluate(j->r.model, w, eval_idx, n_eval, &j->m, probs);
-        ts_openset_init(&j->os, c->ds);
-        ts_openset_add(&j->os, c->ds, w, eval_idx, n_eval, probs, bs_model_thresholds(j->r.model),
-                       c->cfg->segment_seconds);
-        free(probs);
-    }
+    j->probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
+    j->held = malloc(sizeof(int) * ((size_t)n_eval + 1));
+    if (!j->probs || !j->held) abort();
+    memcpy(j->held, eval_idx, sizeof(int) * (size_t)n_eval);
+    j->n_held = n_eval;
+    evaluate(j->r.model, w, eval_idx, n_eval, &j->m, j->probs);
+    ts_openset_init(&j->os, c->ds);
+    ts_openset_add(&j->os, c->ds, w, eval_idx, n_eval, j->probs, bs_model_thresholds(j->r.model),
+                   c->cfg->segment_seconds);
     j->evaluated = 1;
     if (j->fold >= 0) {
         const ts_metrics *m = &j->m;
@@ -295,6 +304,91 @@ static void run_jobs(train_ctx *c) {
     pthread_mutex_destroy(&c->lock);
 }
 
+/* Per-species Platt scaling for the written model (issue 16): fitted on the held-out windows of
+ * the run (the folds' test parts, background included; without folds the written model's
+ * validation part), set on the written model; its thresholds are then picked again on its
+ * calibrated validation probabilities and its figures and open set measured again. Returns the
+ * provenance object ("calibration") and prints the ECE before and after. */
+static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds, const ts_windows *w,
+                               const bs_feature_config *cfg) {
+    int C = w->C, K = folds > 0 ? folds : 1;
+    train_job *fj = &jobs[folds];
+    train_job *src = folds > 0 ? jobs : fj;
+    long n = 0;
+    for (int k = 0; k < K; k++) n += src[k].n_held;
+    float *p = malloc(sizeof(float) * ((size_t)n * C + 1));
+    uint8_t *y = malloc((size_t)n * C + 1);
+    int *fold = malloc(sizeof(int) * ((size_t)n + 1));
+    float *a = malloc(sizeof(float) * (size_t)C), *b = malloc(sizeof(float) * (size_t)C);
+    float *thr = malloc(sizeof(float) * (size_t)C);
+    if (!p || !y || !fold || !a || !b || !thr) abort();
+    long r = 0;
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < src[k].n_held; i++, r++) {
+            memcpy(p + (size_t)r * C, src[k].probs + (size_t)i * C, sizeof(float) * (size_t)C);
+            memcpy(y + (size_t)r * C, w->y + (size_t)src[k].held[i] * C, (size_t)C);
+            fold[r] = k;
+        }
+    double before, after;
+    int unfitted = 0;
+    ts_calibration_fit(p, y, folds > 1 ? fold : NULL, (int)n, C, K, a, b, &before, &after, &unfitted);
+    bs_error err = {{0}};
+    bs_model *model = fj->r.model;
+    json_t *out = NULL;
+    if (bs_model_set_calibration(model, a, b, &err) != 0) {
+        bs_log_warn("calibration not stored: %s", err.msg);
+        goto done;
+    }
+    /* thresholds on the calibrated scale, from the written model's validation windows */
+    float *vp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+    uint8_t *vy = malloc((size_t)fj->n_held * C + 1);
+    if (!vp || !vy) abort();
+    for (int i = 0; i < fj->n_held; i++) {
+        memcpy(vp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
+        memcpy(vy + (size_t)i * C, w->y + (size_t)fj->held[i] * C, (size_t)C);
+    }
+    ts_reliability_bin bins[TS_ECE_BINS];
+    double val_ece_raw = ts_ece(vp, vy, fj->n_held, C, bins);
+    ts_platt_apply_rows(vp, fj->n_held, C, a, b);
+    ts_pick_thresholds(vp, vy, fj->n_held, C, thr);
+    free(vp);
+    free(vy);
+    if (bs_model_set_thresholds(model, thr, &err) != 0) bs_log_warn("%s", err.msg);
+    ts_metrics_free(&fj->m);
+    ts_openset_free(&fj->os);
+    evaluate(model, w, fj->held, fj->n_held, &fj->m, NULL);
+    fj->m.ece_uncalibrated = val_ece_raw;
+    float *cp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+    if (!cp) abort();
+    memcpy(cp, fj->probs, sizeof(float) * (size_t)fj->n_held * C);
+    ts_platt_apply_rows(cp, fj->n_held, C, a, b);
+    ts_openset_init(&fj->os, ds);
+    ts_openset_add(&fj->os, ds, w, fj->held, fj->n_held, cp, thr, cfg->segment_seconds);
+    free(cp);
+    const char *on = folds > 0 ? "the folds' test parts" : "the validation part";
+    printf("calibration: Platt scaling per species fitted on %ld held-out windows (%s); ECE %.4f before, "
+           "%.4f after (%s)%s\n",
+           n, on, before, after, folds > 1 ? "cross-fitted over the folds" : "in sample",
+           unfitted ? "; some species without positives or negatives kept a = 1, b = 0" : "");
+    fflush(stdout);
+    json_t *ja = json_array(), *jb = json_array();
+    for (int c = 0; c < C; c++) {
+        json_array_append_new(ja, json_real(a[c]));
+        json_array_append_new(jb, json_real(b[c]));
+    }
+    out = json_pack("{s:s,s:s,s:I,s:f,s:f,s:s,s:i,s:o,s:o}", "method", "platt", "fitted_on", on, "windows",
+                    (json_int_t)n, "ece_before", before, "ece_after", after, "ece_after_measured",
+                    folds > 1 ? "cross-fitted" : "in sample", "unfitted_species", unfitted, "a", ja, "b", jb);
+done:
+    free(p);
+    free(y);
+    free(fold);
+    free(a);
+    free(b);
+    free(thr);
+    return out;
+}
+
 int cmd_train(int argc, char **argv) {
     static const struct option opts[] = {
         {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
@@ -315,9 +409,11 @@ int cmd_train(int argc, char **argv) {
         {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
         {"synthetic-negatives", required_argument, 0, O_SYN},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
+        {"calibration", required_argument, 0, O_CALIB},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
+    int platt = 1;
     ts_train_options o = ts_train_defaults();
     const char *data = NULL, *out = NULL, *background = NULL, *report = NULL;
     char *cache_dir = NULL;
@@ -389,6 +485,14 @@ int cmd_train(int argc, char **argv) {
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
         case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
+        case O_CALIB:
+            if (strcmp(optarg, "platt") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "birdsong train: --calibration '%s': expected platt or none\n", optarg);
+                free(cache_dir);
+                return 2;
+            }
+            platt = strcmp(optarg, "platt") == 0;
+            break;
         case O_WNORM:
             if (bs_window_norm_parse(optarg, &window_norm)) {
                 fprintf(stderr, "birdsong train: --window-norm '%s': expected none, band_mean or band_median\n", optarg);
@@ -600,6 +704,8 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
         goto done;
     }
+    json_t *cal_json = NULL;
+    if (platt) cal_json = calibrate_model(jobs, folds, &ds, &w, &cfg);
     final = fj->r;
     memset(&fj->r, 0, sizeof fj->r);
     int ntr = fj->ntr, nva = fj->nva;
@@ -633,6 +739,8 @@ int cmd_train(int argc, char **argv) {
         json_object_set_new(prov, "validation_windows", json_integer(nva));
         json_object_set_new(prov, "skipped_files", json_integer(ds.n_skipped));
         json_object_set_new(prov, "history", history_json(&final));
+        if (cal_json) json_object_set_new(prov, "calibration", cal_json);
+        cal_json = NULL;
         json_t *mt = ts_metrics_to_json(&vm, ds.labels);
         json_t *metrics = json_object();
         json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
@@ -670,6 +778,8 @@ done:
             ts_metrics_free(&jobs[j].m);
             ts_openset_free(&jobs[j].os);
         }
+        free(jobs[j].probs);
+        free(jobs[j].held);
     }
     free(jobs);
     ts_train_result_free(&final);

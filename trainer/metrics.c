@@ -243,6 +243,7 @@ void ts_metrics_compute(ts_metrics *m, const float *probs, const uint8_t *target
     m->macro_map = n_ap ? sum_ap / n_ap : NAN;
     ts_confusion(probs, targets, n, C, m->confusion);
     m->ece = ts_ece(probs, targets, n, C, m->bins);
+    m->ece_uncalibrated = NAN;
     m->active_labelled = ts_mean_active(probs, targets, n, C, 1);
     m->active_background = ts_mean_active(probs, targets, n, C, 0);
 }
@@ -265,6 +266,8 @@ void ts_metrics_print(FILE *f, const ts_metrics *m, char *const *labels) {
     fprintf(f, "top-1 accuracy: window %.4f, recording %.4f\n", m->window_acc, m->recording_acc);
     fprintf(f, "macro mAP: window %.4f, recording %.4f   ECE (10 bins): %.4f\n", m->macro_map, m->recording_map,
             m->ece);
+    if (!isnan(m->ece_uncalibrated))
+        fprintf(f, "ECE without the model's calibration: %.4f\n", m->ece_uncalibrated);
     fprintf(f, "mean species with p > 0.5 per window: labelled %.3f, background %.3f\n",
             m->active_labelled, m->active_background);
     if (!isnan(m->loss)) fprintf(f, "mean BCE loss: %.4f\n", m->loss);

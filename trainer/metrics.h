@@ -62,6 +62,8 @@ typedef struct ts_metrics {
     double recording_map;                  /* the same over recordings (mean of their windows) */
     long *confusion;                       /* [C, C] */
     double ece;
+    double ece_uncalibrated;               /* the same before the model's calibration (NAN: the
+                                            * caller did not measure it, or no calibration) */
     ts_reliability_bin bins[TS_ECE_BINS];
     double active_labelled, active_background;
     double loss;                           /* mean BCE when the caller sets it, else NAN */

@@ -186,6 +186,10 @@ void ts_report_html(FILE *f, const ts_report *r) {
     fig(f, m->recording_map, "%.4f");
     fputs("</td></tr><tr><td>ECE (10 bins, every window &times; species)</td><td>", f);
     fig(f, m->ece, "%.4f");
+    if (isfinite(m->ece_uncalibrated)) {
+        fputs("</td></tr><tr><td>ECE without the model's calibration</td><td>", f);
+        fig(f, m->ece_uncalibrated, "%.4f");
+    }
     fputs("</td></tr><tr><td>mean species with p &gt; 0.5 per labelled window</td><td>", f);
     fig(f, m->active_labelled, "%.3f");
     fputs("</td></tr><tr><td>mean species with p &gt; 0.5 per background window</td><td>", f);

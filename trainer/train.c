@@ -11,6 +11,7 @@
 
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
+#include "trainer/calibrate.h"
 #include "trainer/metrics.h"
 #include "trainer/split.h"
 
@@ -699,11 +700,7 @@ int ts_train_run(const ts_windows *w, const int *train_idx, int n_train, const i
     /* thresholds: max F1 on the validation windows, with the best weights */
     net_eval(net, cfg, w, val_idx, n_val, mean, std, xb, vprobs);
     float *thr = xcalloc((size_t)C, sizeof(float));
-    for (int c = 0; c < C; c++) {
-        thr[c] = ts_best_f1_threshold(vprobs, vy, n_val, C, c, NULL);
-        if (thr[c] < 0.01f) thr[c] = 0.01f;
-        if (thr[c] > 0.99f) thr[c] = 0.99f;
-    }
+    ts_pick_thresholds(vprobs, vy, n_val, C, thr);
     rc = bs_model_set_thresholds(model, thr, err);
     free(thr);
     free(ag.pow_x);

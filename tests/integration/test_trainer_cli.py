@@ -223,6 +223,7 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--class-weights", "x"], 2, "expected none or balanced"),
     (["--data", "x", "--out", "m", "--val-fraction", "1.5"], 2, "--val-fraction '1.5'"),
     (["--data", "x", "--out", "m", "--folds", "1"], 2, "--folds '1'"),
+    (["--data", "x", "--out", "m", "--calibration", "isotonic"], 2, "--calibration 'isotonic': expected platt or none"),
     (["--data", "x", "--out", "m", "--seed", "-3"], 2, "--seed '-3'"),
     (["--data", "x", "--out", "m", "--snr-range", "5"], 2, "expected LO,HI"),
     (["--data", "x", "--out", "m", "--snr-range", "10,5"], 2, "--snr-range '5'"),
@@ -367,6 +368,22 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert pooled["all background"]["windows"] == pooled[str(trained["manifest"])]["windows"] > 0
     assert "cross-validation, pooled test parts: open set" in p.stdout
     assert "open_set" in meta["training"]["metrics"]["validation"]
+    # calibration (default platt): fitted on the folds' test parts, carried by the file
+    cal = meta["training"]["calibration"]
+    assert cal["method"] == "platt" and cal["ece_after_measured"] == "cross-fitted"
+    assert cal["windows"] == sum(f["windows"] for f in cv["per_fold"])
+    assert meta["calibration"]["method"] == "platt" and len(meta["calibration"]["a"]) == 2
+    assert meta["calibration"]["a"] == pytest.approx(cal["a"]) and all(a > 0 for a in cal["a"])
+    assert re.search(r"^calibration: Platt scaling per species fitted on \d+ held-out windows", p.stdout, re.M)
+    ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--json",
+                        "--cache", str(trained["tmp"] / "cache"), check=0).stdout)
+    assert 0 <= ev["ece_uncalibrated"] <= 1 and 0 <= ev["ece"] <= 1
+    # --calibration none: no calibration in the file
+    model2 = tmp_path / "raw.bsm"
+    run("train", "--data", str(trained["manifest"]), "--out", str(model2), "--arch", "convnet-lite-gp",
+        "--n-mels", "64", "--epochs", "1", "--calibration", "none", "--val-fraction", "0.3",
+        "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert "calibration" not in json.loads(run("inspect", str(model2), check=0).stdout)
     assert meta["features"]["n_mels"] == 64
     assert meta["arch"] == "convnet-lite-gp"  # the name given, not "custom"
 
