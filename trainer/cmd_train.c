@@ -70,6 +70,10 @@ static void usage(FILE *f) {
             "  --threads N            worker threads for features and the network (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
+            "  --filter-class NAME=DIR[,DIR]  a filter class (e.g. human=speech/): an output\n"
+            "                         that is not a species, trained on these recordings (mixed\n"
+            "                         with the background and the birds by the augmentation);\n"
+            "                         repeatable, at most 8\n"
             "  --calibration M        platt (fit per-species Platt scaling on the held-out\n"
             "                         windows: the folds' test parts with --folds, else the\n"
             "                         validation part; thresholds then chosen on calibrated\n"
@@ -83,7 +87,7 @@ enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
     O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
-    O_CALIB
+    O_CALIB, O_FILTER
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -111,8 +115,23 @@ static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n
         memcpy(y + (size_t)i * C, w->y + (size_t)idx[i] * C, (size_t)C);
         g[i] = w->group[idx[i]];
     }
-    ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, bs_model_thresholds(model));
-    m->loss = ts_bce_from_probs(probs, y, n, C);
+    int S = bs_model_n_species(model);
+    if (S < C) {
+        /* the species figures on the species' and background windows; filter classes apart */
+        float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
+        uint8_t *ys = malloc((size_t)n * S + 1);
+        int *gs = malloc(sizeof(int) * ((size_t)n + 1));
+        if (!ps || !ys || !gs) abort();
+        int ns = ts_species_rows(probs, y, g, n, C, S, ps, ys, gs);
+        ts_metrics_compute(m, ps, ys, ns, S, gs, w->n_groups, bs_model_thresholds(model));
+        m->loss = ts_bce_from_probs(ps, ys, ns, S);
+        free(ps);
+        free(ys);
+        free(gs);
+    } else {
+        ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, bs_model_thresholds(model));
+        m->loss = ts_bce_from_probs(probs, y, n, C);
+    }
     if (!probs_out) free(probs);
     free(y);
     free(g);
@@ -250,6 +269,10 @@ static void run_job(train_ctx *c, train_job *j) {
     o.no_bar = c->side_by_side > 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
     if (j->rc != 0) goto out;
+    if (c->ds->n_filters > 0) { /* issue 16: the last labels are filter classes */
+        j->rc = bs_model_set_filter_classes(j->r.model, c->ds->n_filters, &j->err);
+        if (j->rc != 0) goto out;
+    }
     j->probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
     j->held = malloc(sizeof(int) * ((size_t)n_eval + 1));
     if (!j->probs || !j->held) abort();
@@ -409,11 +432,13 @@ int cmd_train(int argc, char **argv) {
         {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
         {"synthetic-negatives", required_argument, 0, O_SYN},
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
-        {"calibration", required_argument, 0, O_CALIB},
+        {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
     int platt = 1;
+    const char *filter_spec[8];
+    int n_filter_spec = 0;
     ts_train_options o = ts_train_defaults();
     const char *data = NULL, *out = NULL, *background = NULL, *report = NULL;
     char *cache_dir = NULL;
@@ -485,6 +510,14 @@ int cmd_train(int argc, char **argv) {
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
         case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
+        case O_FILTER:
+            if (n_filter_spec == 8) {
+                fprintf(stderr, "birdsong train: at most 8 --filter-class options\n");
+                free(cache_dir);
+                return 2;
+            }
+            filter_spec[n_filter_spec++] = optarg;
+            break;
         case O_CALIB:
             if (strcmp(optarg, "platt") != 0 && strcmp(optarg, "none") != 0) {
                 fprintf(stderr, "birdsong train: --calibration '%s': expected platt or none\n", optarg);
@@ -564,6 +597,13 @@ int cmd_train(int argc, char **argv) {
         free(cache_dir);
         return 1;
     }
+    for (int k = 0; k < n_filter_spec; k++)
+        if (ts_dataset_add_filter_class(&ds, filter_spec[k], &err) != 0) {
+            fprintf(stderr, "birdsong train: %s\n", err.msg);
+            ts_dataset_free(&ds);
+            free(cache_dir);
+            return 1;
+        }
     char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
     ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
     if (!paths || !ff) abort();
@@ -578,6 +618,7 @@ int cmd_train(int argc, char **argv) {
     json_t *prov = json_object(), *cv = NULL;
     ts_train_result final = {0};
     ts_openset cv_os = {0};
+    json_t *filter_json = NULL;
     if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         goto done;
@@ -712,6 +753,24 @@ int cmd_train(int argc, char **argv) {
     ts_metrics vm = fj->m;
     memset(&fj->m, 0, sizeof fj->m);
     ts_openset_print(stdout, &fj->os);
+    if (ds.n_filters > 0) {
+        /* the filter classes on the written model's validation windows */
+        int C = w.C;
+        float *fp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+        uint8_t *fy = malloc((size_t)fj->n_held * C + 1);
+        if (!fp || !fy) abort();
+        for (int i = 0; i < fj->n_held; i++) {
+            memcpy(fy + (size_t)i * C, w.y + (size_t)fj->held[i] * C, (size_t)C);
+            memcpy(fp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
+            bs_model_calibrate(final.model, fp + (size_t)i * C);
+        }
+        ts_filter_figures_print(stdout, fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
+                                ds.labels);
+        filter_json = ts_filter_figures_json(fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
+                                             ds.labels);
+        free(fp);
+        free(fy);
+    }
     printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
            "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
            (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
@@ -744,6 +803,8 @@ int cmd_train(int argc, char **argv) {
         json_t *mt = ts_metrics_to_json(&vm, ds.labels);
         json_t *metrics = json_object();
         json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
+        if (filter_json) json_object_set_new(mt, "filter_classes", filter_json);
+        filter_json = NULL;
         json_object_set_new(metrics, "validation", mt);
         if (cv) { json_object_set_new(metrics, "cross_validation", cv); cv = NULL; }
         json_object_set_new(prov, "metrics", metrics);
@@ -767,7 +828,7 @@ int cmd_train(int argc, char **argv) {
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
     }
     ts_metrics_free(&vm);
-    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels, final.best_epoch,
+    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels - ds.n_filters, final.best_epoch,
            final.n_hist, final.interrupted ? ", interrupted" : "");
     rc = 0;
 done:
@@ -786,6 +847,7 @@ done:
     json_decref(prov);
     json_decref(cv);
     ts_openset_free(&cv_os);
+    json_decref(filter_json);
     for (int i = 0; i < ds.n_items; i++) ts_file_features_free(&ff[i]);
     free(ff);
     free(paths);

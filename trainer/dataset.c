@@ -102,7 +102,7 @@ static void add_item(ts_dataset *ds, pending *pd, const char *path, const char *
     for (int j = 0; j < n_labels; j++) pd->label_idx[pd->n_label_idx++] = labels[j];
     ds->items[k].path = xstrdup(path);
     ds->items[k].group = xstrdup(group ? group : path);
-    ds->items[k].background = source >= 0;
+    ds->items[k].background = n_labels == 0;
     ds->items[k].source = source;
     ds->items[k].primary = n_labels > 0 ? labels[0] : -1;
     ds->n_items++;
@@ -173,9 +173,9 @@ static void add_folder(ts_dataset *ds, pending *pd, const char *dir, const char 
  * its recordings are never split between training and test, so a K-fold split is also a
  * leave-species-out one). Deeper than TS_BG_DEPTH levels is skipped, saying so. */
 #define TS_BG_DEPTH 8
-static void add_background_tree(ts_dataset *ds, pending *pd, const char *dir, const char *group, int source,
-                                int depth) {
-    add_folder(ds, pd, dir, group, NULL, 0, source);
+static void add_tree(ts_dataset *ds, pending *pd, const char *dir, const char *group, const int *labels,
+                     int n_labels, int source, int depth) {
+    add_folder(ds, pd, dir, group, labels, n_labels, source);
     int n;
     char **dirs = list_dir(dir, 1, &n);
     for (int i = 0; i < n; i++) {
@@ -183,7 +183,7 @@ static void add_background_tree(ts_dataset *ds, pending *pd, const char *dir, co
         if (depth >= TS_BG_DEPTH)
             ts_dataset_skip(ds, full, "background folder nested more than 8 levels deep");
         else
-            add_background_tree(ds, pd, full, group ? group : full, source, depth + 1);
+            add_tree(ds, pd, full, group ? group : full, labels, n_labels, source, depth + 1);
         free(full);
     }
     free_names(dirs, n);
@@ -382,7 +382,7 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
             cand = xstrdup(bg[j]);
         }
         if (is_dir(cand)) {
-            add_background_tree(ds, &pd, cand, NULL, add_source(ds, bg[j]), 0);
+            add_tree(ds, &pd, cand, NULL, NULL, 0, add_source(ds, bg[j]), 0);
         } else if (exists(cand)) {
             add_item(ds, &pd, cand, NULL, NULL, 0, add_source(ds, bg[j]));
         } else {
@@ -428,6 +428,58 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
     free(pd.label_idx);
     free_names(bg, n_bg);
     if (rc != 0) ts_dataset_free(ds);
+    return rc;
+}
+
+int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err) {
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return bs_error_set(err, "--filter-class '%s': expected NAME=DIR[,DIR...]", spec);
+    char *name = xstrdup(spec);
+    name[eq - spec] = 0;
+    /* a label already there is accepted when nothing has it yet: a model's filter class,
+     * given as a fixed label to eval */
+    int idx = ts_dataset_label_index(ds, name), grow = idx < 0;
+    for (int i = 0; idx >= 0 && i < ds->n_items; i++)
+        if (ds->targets[(size_t)i * ds->n_labels + idx]) {
+            bs_error_set(err, "--filter-class %s: '%s' is already a label of the data", spec, name);
+            free(name);
+            return -1;
+        }
+    int L = ds->n_labels, first = ds->n_items, rc = 0;
+    if (grow) idx = add_label(ds, name);
+    pending pd = {0};
+    char *dirs = xstrdup(eq + 1);
+    for (char *tok = strtok(dirs, ","); tok && rc == 0; tok = strtok(NULL, ",")) {
+        if (!*tok) continue;
+        char *src = malloc(strlen(name) + strlen(tok) + 2);
+        if (!src) abort();
+        sprintf(src, "%s=%s", name, tok);
+        if (is_dir(tok)) add_tree(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src), 0);
+        else if (exists(tok)) add_item(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src));
+        else rc = bs_error_set(err, "--filter-class %s: %s: no such folder or file", spec, tok);
+        free(src);
+    }
+    free(dirs);
+    free(pd.labels);
+    free(pd.n_lab);
+    free(pd.label_idx);
+    if (rc == 0 && ds->n_items == first)
+        rc = bs_error_set(err, "--filter-class %s: no audio files found", spec);
+    if (rc == 0) {
+        /* one more target column (unless the label was there); the new items have exactly it */
+        int L2 = L + grow;
+        uint8_t *t = calloc((size_t)ds->n_items * (size_t)L2 + 1, 1);
+        if (!t) abort();
+        for (int i = 0; i < first; i++) memcpy(t + (size_t)i * L2, ds->targets + (size_t)i * L, (size_t)L);
+        for (int i = first; i < ds->n_items; i++) t[(size_t)i * L2 + idx] = 1;
+        free(ds->targets);
+        ds->targets = t;
+        if (grow) ds->n_filters++;
+    } else if (grow) {
+        free(ds->labels[--ds->n_labels]);
+    }
+    free(name);
     return rc;
 }
 

@@ -42,8 +42,10 @@ typedef struct ts_dataset {
     uint8_t *targets;   /* [n_items, n_labels] 0/1 */
     ts_skipped *skipped;
     int n_skipped;
-    char **sources;     /* [n_sources] the background entries as given (and a manifest's path) */
+    char **sources;     /* [n_sources] the background entries as given (and a manifest's path),
+                         * and each --filter-class folder as "NAME=DIR" */
     int n_sources;
+    int n_filters;      /* the last n_filters labels are filter classes (ts_dataset_add_filter_class) */
 } ts_dataset;
 
 /* Loads `data` (folder or manifest). `background` is a comma-separated list or NULL.
@@ -53,6 +55,13 @@ typedef struct ts_dataset {
 int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
                     char *const *fixed_labels, int n_fixed, bs_error *err);
 void ts_dataset_free(ts_dataset *ds);
+
+/* --filter-class NAME=DIR[,DIR...] (issue 16): appends the label NAME (after the species and
+ * earlier filter classes) and the audio files of the folders (recursively, a sub-folder one
+ * group) or files, labelled NAME only. Their items are labelled windows for training, and
+ * each folder is also a source of the open-set figures (species only: p > 0.5 of a species
+ * there is a false alarm). 0, or -1 with err (bad spec, NAME already a label, nothing found). */
+int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err);
 
 /* Records a skipped file (copies both strings). */
 void ts_dataset_skip(ts_dataset *ds, const char *path, const char *reason);

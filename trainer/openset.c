@@ -10,6 +10,7 @@
 void ts_openset_init(ts_openset *o, const ts_dataset *ds) {
     memset(o, 0, sizeof *o);
     o->n_sources = ds->n_sources;
+    o->n_species = ds->n_labels - ds->n_filters;
     o->names = calloc((size_t)ds->n_sources + 1, sizeof *o->names);
     o->rows = calloc((size_t)ds->n_sources + 1, sizeof *o->rows);
     if (!o->names || !o->rows) abort();
@@ -48,14 +49,14 @@ static void row_add(ts_openset_row *r, long windows, long active, long det, doub
 
 void ts_openset_add(ts_openset *o, const ts_dataset *ds, const ts_windows *w, const int *idx, int n,
                     const float *probs, const float *thr, double window_s) {
-    int C = w->C;
+    int C = w->C, S = o->n_species > 0 && o->n_species < C ? o->n_species : C;
     order_key *key = malloc(sizeof *key * ((size_t)n + 1));
     uint8_t *on = calloc((size_t)C + 1, 1);
     if (!key || !on) abort();
     int m = 0;
     for (int k = 0; k < n; k++) {
         int it = w->item[idx[k]];
-        if (!ds->items[it].background) continue;
+        if (ds->items[it].source < 0) continue;
         key[m++] = (order_key){it, w->start[idx[k]], k};
     }
     qsort(key, (size_t)m, sizeof *key, cmp_key);
@@ -66,7 +67,7 @@ void ts_openset_add(ts_openset *o, const ts_dataset *ds, const ts_windows *w, co
         memset(on, 0, (size_t)C);
         for (int i = a; i < b; i++) {
             const float *p = probs + (size_t)key[i].k * C;
-            for (int c = 0; c < C; c++) {
+            for (int c = 0; c < S; c++) {
                 active += p[c] > 0.5f;
                 int now = p[c] >= (thr ? thr[c] : 0.5f);
                 det += now && !on[c];
@@ -122,8 +123,8 @@ json_t *ts_openset_to_json(const ts_openset *o) {
 
 void ts_openset_print(FILE *f, const ts_openset *o) {
     if (o->total.windows == 0) return;
-    fprintf(f, "open set (background windows): species with p > 0.5 per window, false detections per hour "
-               "at the model's thresholds\n");
+    fprintf(f, "open set (windows with none of the species): species with p > 0.5 per window, false detections "
+               "per hour at the model's thresholds\n");
     for (int s = 0; s <= o->n_sources; s++) {
         const ts_openset_row *r = s < o->n_sources ? &o->rows[s] : &o->total;
         if (s < o->n_sources && r->windows == 0) continue;
@@ -139,7 +140,7 @@ void ts_openset_html(FILE *f, const ts_openset *o, const char *caption) {
         ts_html_escape(f, caption);
         fputs(". ", f);
     }
-    fputs("Background windows (none of the species present), per source: species with "
+    fputs("Windows with none of the species (background and filter-class recordings), per source: species with "
           "p &gt; 0.5 per window, and false detections per hour of audio at the model's thresholds "
           "(consecutive windows of one species count once, as birdsongd merges them).</p>\n"
           "<table><tr><th>source</th><th>windows</th><th>seconds</th><th>species p &gt; 0.5 per window</th>"

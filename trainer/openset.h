@@ -1,6 +1,8 @@
 /* Open-set figures: how often a model names one of its species in audio that holds none.
  *
- * Per background source (each --background entry, see dataset.h), over the windows given:
+ * Per source (each --background entry and each --filter-class folder, see dataset.h), over
+ * the windows given, counting species outputs only (a filter class is what those windows
+ * should fire):
  *  - active: mean number of species with p > 0.5 per window;
  *  - detections per hour: false detections per hour of audio at the model's thresholds, a
  *    detection being what birdsongd emits: consecutive windows of one file in which a
@@ -28,13 +30,14 @@ typedef struct ts_openset {
     int n_sources;
     char **names;          /* [n_sources] copies of the dataset's source names */
     ts_openset_row *rows;  /* [n_sources] */
-    ts_openset_row total;  /* every background window */
+    ts_openset_row total;  /* every window of a source */
+    int n_species;         /* the outputs counted (the species; filter classes are not) */
 } ts_openset;
 
 void ts_openset_init(ts_openset *o, const ts_dataset *ds);
 void ts_openset_free(ts_openset *o);
 /* Adds windows idx[0..n-1] of w (items of ds) with probabilities probs [n, C] and thresholds
- * thr [C] (NULL: 0.5). Labelled windows are ignored. */
+ * thr [C] (NULL: 0.5). Windows of labelled species recordings are ignored. */
 void ts_openset_add(ts_openset *o, const ts_dataset *ds, const ts_windows *w, const int *idx, int n,
                     const float *probs, const float *thr, double window_s);
 /* Adds src's counts to dst (the same dataset's sources). */

@@ -31,6 +31,7 @@ struct bs_model {
     char **labels;
     float *thresholds;
     float *cal_a, *cal_b; /* [n_labels] Platt scaling on the logit, or NULL (none) */
+    int n_filters;        /* the last n_filters outputs are filter classes, not species */
     int n_mels, n_frames;
     float *mean, *std;
     int have_norm;
@@ -233,6 +234,15 @@ int bs_model_set_calibration(bs_model *m, const float *a, const float *b, bs_err
     return 0;
 }
 
+int bs_model_set_filter_classes(bs_model *m, int n_filters, bs_error *err) {
+    if (n_filters < 0 || n_filters >= m->n_labels)
+        return bs_error_set(err, "%d filter classes among %d outputs: at least one output must be a species", n_filters,
+                            m->n_labels);
+    m->n_filters = n_filters;
+    refresh_meta(m);
+    return 0;
+}
+
 int bs_model_set_normalization(bs_model *m, const float *mean, const float *std, int n_mels,
                                bs_error *err) {
     if (n_mels != m->n_mels)
@@ -315,6 +325,13 @@ int bs_model_set_training_json(bs_model *m, const char *json, bs_error *err) {
 /* ---- accessors ---------------------------------------------------------------------------- */
 
 int bs_model_n_outputs(const bs_model *m) { return m->n_labels; }
+int bs_model_n_species(const bs_model *m) { return m->n_labels - m->n_filters; }
+int bs_model_n_filters(const bs_model *m) { return m->n_filters; }
+int bs_model_filter_index(const bs_model *m, const char *name) {
+    for (int i = m->n_labels - m->n_filters; i < m->n_labels; i++)
+        if (strcmp(m->labels[i], name) == 0) return i;
+    return -1;
+}
 const char *bs_model_label(const bs_model *m, int i) {
     return i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
 }
@@ -437,6 +454,11 @@ static json_t *metadata_json(const bs_model *m) {
                         json_string(bs_layer_kind_name(bs_net_output_kind(m->net))));
     json_object_set_new(root, "labels", labels);
     json_object_set_new(root, "thresholds", float_array(m->thresholds, m->n_labels));
+    if (m->n_filters > 0) {
+        json_t *fc = json_array();
+        for (int i = m->n_labels - m->n_filters; i < m->n_labels; i++) json_array_append_new(fc, json_string(m->labels[i]));
+        json_object_set_new(root, "filter_classes", fc);
+    }
     if (m->cal_a)
         json_object_set_new(root, "calibration",
                             json_pack("{s:s,s:o,s:o}", "method", "platt", "a", float_array(m->cal_a, m->n_labels), "b",
@@ -820,6 +842,26 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
             bs_error_set(err, "thresholds[%d] is %g, expected 0 to 1", i, (double)m->thresholds[i]);
             goto fail;
         }
+    json_t *fcl = json_object_get(root, "filter_classes");
+    if (fcl) { /* optional: the last outputs, named in order (files before it: all species) */
+        size_t nf = json_is_array(fcl) ? json_array_size(fcl) : 0;
+        if (!json_is_array(fcl) || nf < 1 || nf >= (size_t)n_labels) {
+            bs_error_set(err, "metadata 'filter_classes' is not an array of 1 to %d labels (at least one output must be "
+                              "a species)",
+                         n_labels - 1);
+            goto fail;
+        }
+        for (size_t k = 0; k < nf; k++) {
+            json_t *v = json_array_get(fcl, k);
+            const char *want = m->labels[n_labels - nf + k];
+            if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0) {
+                bs_error_set(err, "filter_classes[%zu] is not \"%s\": filter classes must be the last labels, in order",
+                             k, want);
+                goto fail;
+            }
+        }
+        m->n_filters = (int)nf;
+    }
     json_t *cal = json_object_get(root, "calibration");
     if (cal) { /* optional: files before it load without, as uncalibrated */
         if (!json_is_object(cal)) {

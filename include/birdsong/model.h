@@ -55,6 +55,11 @@ bs_net *bs_model_net(bs_model *model);
 int bs_model_set_thresholds(bs_model *model, const float *thresholds, bs_error *err);
 int bs_model_set_normalization(bs_model *model, const float *mean, const float *std, int n_mels,
                                bs_error *err);
+/* Filter classes (issue 16): the last n_filters outputs (e.g. "human") are not species: never
+ * reported, detected or stored as one, but they drive filters (the privacy filter). 0 <=
+ * n_filters < n_outputs. Stored as "filter_classes" (their labels); a file without it has
+ * species only. */
+int bs_model_set_filter_classes(bs_model *model, int n_filters, bs_error *err);
 /* Per-output Platt scaling (issue 16): the probability a program reports is
  * sigmoid(a[i] * logit(p) + b[i]) of the network's p (clipped to [BS_CAL_P_MIN, 1 - BS_CAL_P_MIN]
  * before the logit). 0 < a <= BS_CAL_MAX_A (monotonic: the order of the windows is kept),
@@ -75,7 +80,11 @@ int bs_model_set_training_json(bs_model *model, const char *json_object, bs_erro
 int bs_model_set_arch(bs_model *model, const char *name, bs_error *err);
 
 /* ---- accessors (pointers live as long as the model) ---- */
-int bs_model_n_outputs(const bs_model *model);
+int bs_model_n_outputs(const bs_model *model);  /* species, then filter classes */
+int bs_model_n_species(const bs_model *model);  /* outputs 0 .. n_species - 1 */
+int bs_model_n_filters(const bs_model *model);  /* outputs n_species .. n_outputs - 1 */
+/* Output index of a filter class by name, or -1. */
+int bs_model_filter_index(const bs_model *model, const char *name);
 const char *bs_model_label(const bs_model *model, int i);
 const float *bs_model_thresholds(const bs_model *model);
 /* 1 and the [n_outputs] slopes and offsets when the model is calibrated, else 0 (NULLs). */

@@ -476,3 +476,48 @@ def test_synthetic_negatives_and_ema_from_the_command_line(trained, tmp_path):
     f = short_files("Vireo_griseus", 1)[0]
     probs = classify_probs(model, f)
     assert probs and all(0.0 <= x <= 1.0 for x in probs)
+
+
+SPEECH = os.path.join(DATA, "speech")
+
+
+@needs_data
+@pytest.mark.skipif(not os.path.isdir(SPEECH), reason=f"speech recordings not found at {SPEECH}")
+def test_filter_class_in_model_classify_and_eval(trained, tmp_path):
+    """--filter-class human=...: the model carries it after the species; classify keeps
+    "species"/"probabilities" for the species and adds "filter_classes"/"filter_probabilities"
+    (CSV: one more column after the species); eval measures the species without it and reports
+    the filter apart (issue 16)."""
+    george = os.path.join(SPEECH, "speaker_george.flac")
+    model = tmp_path / "f.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+            "--n-mels", "64", "--epochs", "1", "--val-fraction", "0.3", "--filter-class", f"human={george}",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert "2 species" in p.stdout, p.stdout
+    meta = json.loads(run("inspect", str(model), check=0).stdout)
+    assert meta["labels"] == ["Cecropis_daurica", "Vireo_griseus", "human"]
+    assert meta["filter_classes"] == ["human"]
+    assert len(meta["thresholds"]) == 3
+    f = short_files("Vireo_griseus", 1)[0]
+    j = json.loads(run("classify", "--model", str(model), "--format", "json", f, check=0).stdout)
+    assert j["species"] == ["Cecropis_daurica", "Vireo_griseus"] and j["filter_classes"] == ["human"]
+    for w in j["files"][0]["windows"]:
+        assert len(w["probabilities"]) == 2 and len(w["filter_probabilities"]) == 1
+        assert 0 <= w["filter_probabilities"][0] <= 1
+    rows = list(csv.reader(io.StringIO(run("classify", "--model", str(model), "--format", "csv", f, check=0).stdout)))
+    assert rows[0] == ["path", "start", "end", "Cecropis_daurica", "Vireo_griseus", "human"]
+    assert all(len(r) == 6 for r in rows)
+    # a model without filter classes: no new keys
+    j0 = json.loads(run("classify", "--model", str(trained["model"]), "--format", "json", f, check=0).stdout)
+    assert "filter_classes" not in j0 and "filter_probabilities" not in j0["files"][0]["windows"][0]
+    ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--filter-class",
+                        f"human={george}", "--cache", str(trained["tmp"] / "cache"), "--json", check=0).stdout)
+    assert ev["species"] == ["Cecropis_daurica", "Vireo_griseus"]
+    assert len(ev["per_species"]) == 2
+    (fc,) = ev["filter_classes"]
+    assert fc["name"] == "human" and fc["windows"] > 100 and 0 <= fc["recall"] <= 1
+    rows = {r["source"]: r for r in ev["open_set"]}
+    assert rows[f"human={george}"]["windows"] == fc["windows"]
+    bad = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]), "--filter-class",
+              f"human={george}", "--cache", str(trained["tmp"] / "cache"))
+    assert bad.returncode == 1 and "the model has no filter class 'human'" in bad.stderr

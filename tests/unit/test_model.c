@@ -461,3 +461,34 @@ Test(model, calibration_round_trips_and_is_applied_by_predict) {
     bs_model_free(old);
     bs_model_free(m);
 }
+
+JSON_CASE(filter_classes_not_last, "filter_classes[0] is not \"Erithacus rubecula\"",
+          json_object_set_new(root, "filter_classes", json_pack("[s]", "Parus major")))
+JSON_CASE(filter_classes_all, "at least one output must be a species",
+          json_object_set_new(root, "filter_classes", json_pack("[sss]", "Turdus merula", "Parus major",
+                                                                "Erithacus rubecula")))
+
+static void edit_filter(json_t *root) {
+    json_object_set_new(root, "filter_classes", json_pack("[s]", "Erithacus rubecula"));
+}
+
+Test(model, filter_classes_are_the_last_outputs) {
+    size_t n;
+    uint8_t *b = with_json(edit_filter, &n);
+    bs_error err = {{0}};
+    bs_model *m = bs_model_load_buffer(b, n, "f.bsm", &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_eq(bs_model_n_outputs(m), 3);
+    cr_assert_eq(bs_model_n_species(m), 2);
+    cr_assert_eq(bs_model_n_filters(m), 1);
+    cr_assert_eq(bs_model_filter_index(m, "Erithacus rubecula"), 2);
+    cr_assert_eq(bs_model_filter_index(m, "Parus major"), -1, "a species is not a filter class");
+    cr_assert(strstr(bs_model_metadata_json(m), "\"filter_classes\""));
+    cr_assert_eq(bs_model_set_filter_classes(m, 3, &err), -1);
+    bs_model *plain = make_model();
+    cr_assert_eq(bs_model_n_filters(plain), 0);
+    cr_assert_eq(bs_model_n_species(plain), 3);
+    bs_model_free(plain);
+    bs_model_free(m);
+    free(b);
+}

@@ -229,3 +229,50 @@ Test(split, background_folder_of_folders_is_read_recursively) {
     free(fold);
     ts_dataset_free(&ds);
 }
+
+/* --filter-class NAME=DIR (issue 16): one more label after the species, its files labelled
+ * with it only, each folder a source; a bad spec or a label of the data is refused. */
+Test(split, filter_class_appends_a_label_and_its_recordings) {
+    /* the voices live beside the data folder (inside it they would be a species folder) */
+    char vroot[300], cmd[1400];
+    snprintf(vroot, sizeof vroot, "%s.voices", root);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/anna' && touch '%s/anna/a1.wav' '%s/anna/a2.wav' '%s/b.wav'", vroot, vroot,
+             vroot, vroot);
+    cr_assert_eq(system(cmd), 0);
+    char spec[320];
+    snprintf(spec, sizeof spec, "human=%s", vroot);
+    ts_dataset ds;
+    bs_error err = {{0}};
+    cr_assert_eq(ts_dataset_load(&ds, root, "noise", NULL, 0, &err), 0, "%s", err.msg);
+    int n0 = ds.n_items, src0 = ds.n_sources;
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, spec, &err), 0, "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 4);
+    cr_assert_eq(ds.n_filters, 1);
+    cr_assert_str_eq(ds.labels[3], "human");
+    cr_assert_eq(ds.n_items, n0 + 3);
+    cr_assert_eq(ds.n_sources, src0 + 1);
+    for (int i = 0; i < ds.n_items; i++) {
+        int human = ds.targets[i * 4 + 3];
+        cr_assert_eq(human, i >= n0, "item %d", i);
+        if (i >= n0) {
+            cr_assert_eq(ds.items[i].background, 0, "a filter-class file is labelled");
+            cr_assert_eq(ds.items[i].source, src0);
+            for (int c = 0; c < 3; c++) cr_assert_eq(ds.targets[i * 4 + c], 0);
+        } else {
+            /* the earlier rows keep their targets */
+            int sum = 0;
+            for (int c = 0; c < 3; c++) sum += ds.targets[i * 4 + c];
+            cr_assert_eq(sum, ds.items[i].background ? 0 : 1);
+        }
+    }
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "alpha=x", &err), -1);
+    cr_assert(strstr(err.msg, "already a label"), "%s", err.msg);
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "human", &err), -1);
+    cr_assert(strstr(err.msg, "expected NAME=DIR"), "%s", err.msg);
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "car=/nonexistent/bs", &err), -1);
+    cr_assert(strstr(err.msg, "no such folder or file"), "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 4, "a refused class adds no label");
+    ts_dataset_free(&ds);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", vroot);
+    cr_assert_eq(system(cmd), 0);
+}
