@@ -53,6 +53,9 @@ typedef struct bsd_config {
     double retention_days;         /* 0 = keep forever */
     int retention_rows;            /* 0 = no limit */
     int clips;                     /* save FLAC clips of detections */
+    char privacy[8];               /* issue 16: auto, on or off (daemon/privacy.h) */
+    char privacy_action[8];        /* drop or keep */
+    double privacy_margin;         /* seconds protected either side of a human window */
     double clip_pre_roll, clip_post_roll;
     double clips_max_mb, clips_min_free_percent;
     int stream_max_clients;

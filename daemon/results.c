@@ -14,6 +14,7 @@ struct bsd_results {
     uint64_t next_seq;      /* seq of the next publish */
     uint64_t oldest_seq;    /* oldest seq held (0 when empty) */
     int n_labels;
+    int n_species;          /* issue 16: the rest are filter classes */
     char **labels;
     float *thresholds;
     /* history ring: slot = seq % cap */
@@ -108,6 +109,7 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
     s->labels = nl;
     s->thresholds = nt;
     s->n_labels = n_labels;
+    s->n_species = n_labels;
     if (!same) {
         free(s->probs);
         s->probs = np;
@@ -127,9 +129,24 @@ void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user
     pthread_mutex_unlock(&s->lock);
 }
 
-/* One prediction object. order: label indices to emit (n of them). */
-static json_t *prediction_json(uint64_t seq, int64_t start_ns, int64_t end_ns, float inf_ms,
-                               const float *probs, char *const *labels, const int *order, int n) {
+void bsd_results_set_filters(bsd_results *s, int n_filters) {
+    pthread_mutex_lock(&s->lock);
+    if (n_filters >= 0 && n_filters < s->n_labels) s->n_species = s->n_labels - n_filters;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* The filter classes of a prediction: [{"name","probability"}] of outputs n_species..n_labels-1. */
+static json_t *filters_json(const float *probs, char *const *labels, int n_species, int n_labels) {
+    json_t *f = json_array();
+    for (int i = n_species; i < n_labels; i++)
+        json_array_append_new(f, json_pack("{s:s,s:f}", "name", labels[i], "probability", (double)probs[i]));
+    return f;
+}
+
+/* One prediction object. order: species indices to emit (n of them); then the filters
+ * (issue 16) when the model has any. */
+static json_t *prediction_json(uint64_t seq, int64_t start_ns, int64_t end_ns, float inf_ms, const float *probs,
+                                 char *const *labels, const int *order, int n, int n_species, int n_labels) {
     char t0[64], t1[64];
     bsd_format_time(start_ns, t0);
     bsd_format_time(end_ns, t1);
@@ -139,8 +156,10 @@ static json_t *prediction_json(uint64_t seq, int64_t start_ns, int64_t end_ns, f
         json_array_append_new(arr, json_pack("{s:s,s:f}", "species", labels[i], "probability",
                                              (double)probs[i]));
     }
-    return json_pack("{s:I,s:s,s:s,s:f,s:o}", "seq", (json_int_t)seq, "start", t0, "end", t1,
-                     "inference_ms", (double)inf_ms, "probabilities", arr);
+    json_t *j = json_pack("{s:I,s:s,s:s,s:f,s:o}", "seq", (json_int_t)seq, "start", t0, "end", t1,
+                          "inference_ms", (double)inf_ms, "probabilities", arr);
+    if (n_labels > n_species) json_object_set_new(j, "filters", filters_json(probs, labels, n_species, n_labels));
+    return j;
 }
 
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
@@ -164,7 +183,8 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     pthread_mutex_unlock(&s->lock);
 
     /* Serialize outside the lock (labels only change on the worker thread, which is us). */
-    json_t *j = prediction_json(seq, start_ns, end_ns, inference_ms, probs, s->labels, NULL, n_labels);
+    json_t *j = prediction_json(seq, start_ns, end_ns, inference_ms, probs, s->labels, NULL, s->n_species,
+                                s->n_species, n_labels);
     char *body = json_dumps(j, JSON_FLAGS);
     json_decref(j);
     if (body) {
@@ -178,7 +198,7 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     }
     if (fn) {
         bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns,
-                        .inference_ms = inference_ms, .n_labels = n_labels, .probs = probs};
+                        .inference_ms = inference_ms, .n_labels = n_labels, .n_species = s->n_species, .probs = probs};
         fn(&r, (const char *const *)s->labels, s->thresholds, user);
     }
     return seq;
@@ -195,7 +215,7 @@ size_t bsd_results_capacity(const bsd_results *s) { return s->cap; }
 
 int bsd_results_n_labels(bsd_results *s) {
     pthread_mutex_lock(&s->lock);
-    int n = s->n_labels;
+    int n = s->n_species; /* issue 16: the species (filter classes are not ranked) */
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -215,7 +235,7 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
     }
     uint64_t q = s->next_seq - 1;
     *seq = q;
-    if (top > s->n_labels) top = s->n_labels;
+    if (top > s->n_species) top = s->n_species;
     if (top <= 0) {
         *body = malloc(s->latest_len + 1);
         if (*body) memcpy(*body, s->latest_body, s->latest_len + 1);
@@ -229,9 +249,9 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
     int order[n];
     memcpy(probs, s->probs + slot * (size_t)n, sizeof probs);
     for (int i = 0; i < n; i++) order[i] = i;
-    qsort_r(order, (size_t)n, sizeof(int), cmp_desc, probs);
+    qsort_r(order, (size_t)s->n_species, sizeof(int), cmp_desc, probs); /* species only */
     json_t *j = prediction_json(q, s->start_ns[slot], s->end_ns[slot], s->inference_ms[slot],
-                                probs, s->labels, order, top);
+                                probs, s->labels, order, top, s->n_species, s->n_labels);
     pthread_mutex_unlock(&s->lock);
     *body = json_dumps(j, JSON_FLAGS);
     json_decref(j);
@@ -253,7 +273,8 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
             json_array_append_new(arr, prediction_json(q, s->start_ns[slot], s->end_ns[slot],
                                                        s->inference_ms[slot],
                                                        s->probs + slot * (size_t)s->n_labels,
-                                                       s->labels, NULL, s->n_labels));
+                                                       s->labels, NULL, s->n_species, s->n_species,
+                                                       s->n_labels));
         }
     }
     json_t *j = json_pack("{s:I,s:I,s:I,s:I,s:I,s:o}", "since", (json_int_t)since, "limit",
@@ -270,10 +291,16 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
 int bsd_results_species_json(bsd_results *s, char **body, size_t *len) {
     json_t *arr = json_array();
     pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < s->n_labels; i++)
+    for (int i = 0; i < s->n_species; i++)
         json_array_append_new(arr, json_pack("{s:s,s:f}", "species", s->labels[i], "threshold",
                                              (double)s->thresholds[i]));
-    json_t *j = json_pack("{s:i,s:o}", "count", s->n_labels, "species", arr);
+    json_t *j = json_pack("{s:i,s:o}", "count", s->n_species, "species", arr);
+    if (s->n_labels > s->n_species) { /* issue 16 */
+        json_t *f = json_array();
+        for (int i = s->n_species; i < s->n_labels; i++)
+            json_array_append_new(f, json_pack("{s:s,s:f}", "name", s->labels[i], "threshold", (double)s->thresholds[i]));
+        json_object_set_new(j, "filter_classes", f);
+    }
     pthread_mutex_unlock(&s->lock);
     *body = json_dumps(j, JSON_FLAGS);
     json_decref(j);

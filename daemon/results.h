@@ -20,6 +20,7 @@ typedef struct bsd_result {
     int64_t start_ns, end_ns;
     float inference_ms;
     int n_labels;
+    int n_species;    /* outputs 0..n_species-1 are species, the rest filter classes (issue 16) */
     const float *probs;
 } bsd_result;
 
@@ -37,6 +38,11 @@ void bsd_results_free(bsd_results *s);
  * current labels the history is cleared (seq keeps counting). Returns 1 when cleared. */
 int bsd_results_set_labels(bsd_results *s, const char *const *labels, const float *thresholds,
                            int n_labels);
+
+/* The last n_filters labels are filter classes (issue 16): predictions list the species
+ * under "probabilities" and the filters under "filters":[{"name","probability"}]; the
+ * species list and top-K cover species only. Call after bsd_results_set_labels. */
+void bsd_results_set_filters(bsd_results *s, int n_filters);
 
 /* Publishes r (its seq is assigned here and returned); r->probs has n_labels values. */
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
@@ -57,7 +63,7 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
 int bsd_results_species_json(bsd_results *s, char **body, size_t *len);
 
 uint64_t bsd_results_latest_seq(bsd_results *s); /* 0 before the first */
-int bsd_results_n_labels(bsd_results *s);
+int bsd_results_n_labels(bsd_results *s); /* the species: filter classes not counted */
 size_t bsd_results_capacity(const bsd_results *s);
 
 /* "2026-05-01T04:12:07.250Z" (24 chars + NUL). */

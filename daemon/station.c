@@ -17,6 +17,7 @@
 #include "birdsong/log.h"
 #include "daemon/capture.h"
 #include "daemon/clips.h"
+#include "daemon/privacy.h"
 #include "daemon/dashboard.h"
 #include "daemon/detect.h"
 #include "daemon/http.h"
@@ -31,7 +32,7 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 #endif
 
-enum { JSON_MAX = 65536 };
+enum { JSON_MAX = 65536, PRIVACY_RELEASE_MAX = 64 };
 
 struct bsd_station {
     bsd_app *app;
@@ -60,6 +61,12 @@ struct bsd_station {
     uint64_t detections_total;
     uint64_t detector_errors;
     uint64_t suppressed, suppressed_base; /* base: from detectors replaced by a reload */
+
+    /* issue 16: the privacy filter (daemon/privacy.h); its counters copied under lock */
+    bsd_privacy *privacy;
+    bs_detection released[PRIVACY_RELEASE_MAX];
+    int verdicts[PRIVACY_RELEASE_MAX];
+    bsd_privacy_stats privacy_stats;
 };
 
 /* ---- time ------------------------------------------------------------------------------ */
@@ -164,14 +171,27 @@ static int prediction_json(char *out, size_t cap, const bsd_result *r, const cha
     size_t n = (size_t)snprintf(out, cap, "{\"seq\":%" PRIu64 ",\"start\":\"%s\",\"end\":\"%s\",\"inference_ms\":%.3f,"
                                           "\"probabilities\":[",
                                 r->seq, t0, t1, (double)r->inference_ms);
-    for (int i = 0; i < r->n_labels && n < cap; i++) {
+    int S = r->n_species > 0 ? r->n_species : r->n_labels;
+    for (int i = 0; i < S && n < cap; i++) {
         n += (size_t)snprintf(out + n, cap - n, "%s{\"species\":", i ? "," : "");
         if (n >= cap) break;
         n += json_string_into(out + n, cap - n, labels[i]);
         if (n >= cap) break;
         n += (size_t)snprintf(out + n, cap - n, ",\"probability\":%.6g}", (double)r->probs[i]);
     }
-    if (n < cap) n += (size_t)snprintf(out + n, cap - n, "]}");
+    if (n < cap) n += (size_t)snprintf(out + n, cap - n, "]");
+    if (S < r->n_labels && n < cap) { /* issue 16: the filter classes, as in GET */
+        n += (size_t)snprintf(out + n, cap - n, ",\"filters\":[");
+        for (int i = S; i < r->n_labels && n < cap; i++) {
+            n += (size_t)snprintf(out + n, cap - n, "%s{\"name\":", i > S ? "," : "");
+            if (n >= cap) break;
+            n += json_string_into(out + n, cap - n, labels[i]);
+            if (n >= cap) break;
+            n += (size_t)snprintf(out + n, cap - n, ",\"probability\":%.6g}", (double)r->probs[i]);
+        }
+        if (n < cap) n += (size_t)snprintf(out + n, cap - n, "]");
+    }
+    if (n < cap) n += (size_t)snprintf(out + n, cap - n, "}");
     return n < cap ? 0 : -1;
 }
 
@@ -311,7 +331,7 @@ static int labels_differ(const bsd_station *st, const char *const *labels, int n
 
 /* ---- the worker's hooks ------------------------------------------------------------------ */
 
-static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
+static void emit_clip(bsd_station *st, uint64_t seq, bs_detection *d, int with_clip) {
     if (st->store) {
         if (bs_store_enqueue(st->store, d) != 0)
             bs_log_warn("detection of %s at seq %" PRIu64 " not stored: the store queue is full", d->species, seq);
@@ -322,7 +342,7 @@ static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0) bs_clips_request(st->clips, d);
+    if (st->clips && d->id > 0 && with_clip) bs_clips_request(st->clips, d);
     if (detection_json(st->json, JSON_MAX, d) == 0) {
         bs_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bs_mqtt_publish(st->mqtt, st->json);
@@ -331,8 +351,52 @@ static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
                 (double)d->max_probability);
 }
 
+/* ---- issue 16: the privacy filter's hooks (daemon/privacy.h) ---- */
+
+/* Releases the held detections decided once every window starting before seen_until was
+ * seen (flush: all): dropped, emitted without a clip, or emitted as they are. */
+static void privacy_release(bsd_station *st, uint64_t seq, double seen_until, int flush) {
+    int n = bsd_privacy_release(st->privacy, seen_until, flush, st->released, st->verdicts, PRIVACY_RELEASE_MAX);
+    for (int i = 0; i < n; i++) {
+        if (st->verdicts[i] == BSD_PRIVACY_DROP)
+            bs_log_info("privacy: detection of %s at %.1f-%.1f overlaps human voice: dropped", st->released[i].species,
+                        st->released[i].start, st->released[i].end);
+        else
+            emit_clip(st, seq, &st->released[i], st->verdicts[i] == BSD_PRIVACY_CLEAN);
+    }
+    bsd_privacy_stats ps = bsd_privacy_get_stats(st->privacy);
+    pthread_mutex_lock(&st->lock);
+    st->privacy_stats = ps;
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Every detection goes through here: held by an active privacy filter until decided. */
+static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
+    if (st->privacy && bsd_privacy_active(st->privacy)) {
+        if (bsd_privacy_hold(st->privacy, d) == 0) return;
+        privacy_release(st, seq, 0, 1); /* the queue is full: decide on what is known */
+        if (bsd_privacy_hold(st->privacy, d) == 0) return;
+    }
+    emit_clip(st, seq, d, 1);
+}
+
+/* The window's filter classes: "human" among outputs n_species.. drives the filter. */
+static void privacy_window(bsd_station *st, const bsd_result *r, const char *const *labels, const float *thr) {
+    if (!st->privacy) return;
+    int human = -1;
+    for (int i = r->n_species; i < r->n_labels; i++)
+        if (strcmp(labels[i], "human") == 0) human = i;
+    bsd_privacy_set_model(st->privacy, human, human >= 0 ? thr[human] : 1.0f);
+    bsd_privacy_window(st->privacy, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs);
+}
+
 static void on_result(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
     bsd_station *st = user;
+    bsd_result rs = *r; /* the detector sees the species only (issue 16) */
+    if (rs.n_species > 0 && rs.n_species < rs.n_labels) rs.n_labels = rs.n_species;
+    const bsd_result *full = r; /* every output, for the prediction event */
+    privacy_window(st, r, labels, thresholds);
+    r = &rs;
     if (labels_differ(st, labels, r->n_labels)) {
         if (st->det) { /* close what was open under the old labels */
             int n = bs_detector_flush(st->det, st->events, st->n_labels);
@@ -357,7 +421,8 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
             pthread_mutex_unlock(&st->lock);
         }
     }
-    if (prediction_json(st->json, JSON_MAX, r, labels) == 0) bs_sse_publish(st->hub, r->seq, "prediction", st->json);
+    if (st->privacy) privacy_release(st, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(st->privacy));
+    if (prediction_json(st->json, JSON_MAX, full, labels) == 0) bs_sse_publish(st->hub, r->seq, "prediction", st->json);
 }
 
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
@@ -432,6 +497,14 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     /* The detector must fit the model that is loaded now: config errors stop the start. */
     int n = init_detector(st, err);
     if (n < 0) goto fail;
+    { /* issue 16: the privacy filter (decides per window once the model's outputs are known) */
+        bsd_privacy_config pc;
+        if (bsd_privacy_parse(cfg->privacy, cfg->privacy_action, cfg->privacy_margin, &pc, err) != 0) goto fail;
+        pc.pre_roll = cfg->clip_pre_roll;
+        pc.post_roll = cfg->clip_post_roll;
+        st->privacy = bsd_privacy_new(&pc, err);
+        if (!st->privacy) goto fail;
+    }
 
     /* a stream idle for http_timeout_seconds would be closed by the server: beat faster */
     double beat = cfg->stream_heartbeat_seconds;
@@ -523,6 +596,7 @@ void bsd_station_stop(bsd_station *st) {
             int n = bs_detector_flush(st->det, st->events, st->n_labels);
             for (int i = 0; i < n; i++) emit(st, 0, &st->events[i]);
         }
+        if (st->privacy) privacy_release(st, 0, 0, 1); /* no window follows: decide on what is known */
     }
     if (st->hub) bs_sse_hub_shutdown(st->hub);
     bs_clips_close(st->clips);
@@ -530,6 +604,7 @@ void bsd_station_stop(bsd_station *st) {
     bs_mqtt_stop(st->mqtt, 2000);
     bs_sse_hub_free(st->hub);
     bs_detector_free(st->det);
+    bsd_privacy_free(st->privacy);
     free_labels(st->labels, st->n_labels);
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);
@@ -869,7 +944,18 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             bs_prom_sample(&b, "birdsong_detections_total", lab, (double)st->counts[i]);
         }
         uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
+        bsd_privacy_stats ps = st->privacy_stats;
         pthread_mutex_unlock(&st->lock);
+        /* issue 16 */
+        bs_prom_family(&b, "birdsong_privacy_windows_filtered_total", "counter",
+                       "Windows in which the human filter class reached its threshold");
+        bs_prom_sample(&b, "birdsong_privacy_windows_filtered_total", NULL, (double)ps.windows_filtered);
+        bs_prom_family(&b, "birdsong_privacy_detections_dropped_total", "counter",
+                       "Detections dropped because they overlapped human voice (privacy_action = drop)");
+        bs_prom_sample(&b, "birdsong_privacy_detections_dropped_total", NULL, (double)ps.detections_dropped);
+        bs_prom_family(&b, "birdsong_privacy_clips_withheld_total", "counter",
+                       "Detections emitted or dropped without their audio clip because it came near human voice");
+        bs_prom_sample(&b, "birdsong_privacy_clips_withheld_total", NULL, (double)ps.clips_withheld);
         bs_prom_family(&b, "birdsong_detections_suppressed_total", "counter",
                        "Detections dropped by suppress_seconds (repeats of a species)");
         bs_prom_sample(&b, "birdsong_detections_suppressed_total", NULL, (double)suppressed);

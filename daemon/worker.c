@@ -276,8 +276,9 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
     int n = bs_model_n_outputs(nm->model);
     const char *labels[n];
     for (int i = 0; i < n; i++) labels[i] = bs_model_label(nm->model, i);
-    if (bsd_results_set_labels(w->results, labels, bs_model_thresholds(nm->model), n) == 1)
-        bs_log_info("worker: the new model has other labels; prediction history cleared");
+    int cleared = bsd_results_set_labels(w->results, labels, bs_model_thresholds(nm->model), n);
+    bsd_results_set_filters(w->results, bs_model_n_filters(nm->model)); /* issue 16 */
+    if (cleared == 1) bs_log_info("worker: the new model has other labels; prediction history cleared");
     w->have_mark = 0; /* restart at the next mark or read */
     bsd_model_close(old);
     bs_log_info("worker: now serving %s (%d species, checksum %08x)", nm->path, n,
@@ -410,6 +411,7 @@ bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results 
     const char *labels[n];
     for (int i = 0; i < n; i++) labels[i] = bs_model_label(model->model, i);
     bsd_results_set_labels(results, labels, bs_model_thresholds(model->model), n);
+    bsd_results_set_filters(results, bs_model_n_filters(model->model)); /* issue 16 */
     if (cfg->debug_dump_path[0]) {
         w->dump = fopen(cfg->debug_dump_path, "wb");
         if (!w->dump) bs_log_warn("worker: cannot write debug_dump_path %s", cfg->debug_dump_path);
