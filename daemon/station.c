@@ -17,6 +17,7 @@
 #include "birdsong/log.h"
 #include "daemon/capture.h"
 #include "daemon/clips.h"
+#include "daemon/calendar.h"
 #include "daemon/privacy.h"
 #include "daemon/dashboard.h"
 #include "daemon/detect.h"
@@ -67,6 +68,8 @@ struct bsd_station {
     bs_detection released[PRIVACY_RELEASE_MAX];
     int verdicts[PRIVACY_RELEASE_MAX];
     bsd_privacy_stats privacy_stats;
+    bsd_calendar *calendar;           /* species_calendar, or NULL */
+    uint64_t calendar_blocked;        /* under lock */
 };
 
 /* ---- time ------------------------------------------------------------------------------ */
@@ -372,6 +375,12 @@ static void privacy_release(bsd_station *st, uint64_t seq, double seen_until, in
 
 /* Every detection goes through here: held by an active privacy filter until decided. */
 static void emit(bsd_station *st, uint64_t seq, bs_detection *d) {
+    if (st->calendar && !bsd_calendar_allows(st->calendar, d->species, d->start)) { /* out of season here */
+        pthread_mutex_lock(&st->lock);
+        st->calendar_blocked++;
+        pthread_mutex_unlock(&st->lock);
+        return;
+    }
     if (st->privacy && bsd_privacy_active(st->privacy)) {
         if (bsd_privacy_hold(st->privacy, d) == 0) return;
         privacy_release(st, seq, 0, 1); /* the queue is full: decide on what is known */
@@ -469,10 +478,15 @@ static int init_detector(bsd_station *st, bs_error *err) {
         json_t *arr = json_object_get(sj, "species");
         for (int i = 0; i < n && i < (int)json_array_size(arr); i++)
             thr[i] = (float)json_number_value(json_object_get(json_array_get(arr, (size_t)i), "threshold"));
+        if (json_is_array(arr) && (int)json_array_size(arr) < n) n = (int)json_array_size(arr); /* species only */
         json_decref(sj);
         free(body);
     }
     int rc = set_labels(st, labels, thr, n, err);
+    if (rc == 0 && st->app->cfg.species_calendar[0]) { /* issue 16: the site species calendar */
+        st->calendar = bsd_calendar_load(st->app->cfg.species_calendar, err);
+        if (!st->calendar || bsd_calendar_check(st->calendar, labels, n, err) != 0) rc = -1;
+    }
     json_decref(model);
     return rc == 0 ? n : -1;
 }
@@ -605,6 +619,7 @@ void bsd_station_stop(bsd_station *st) {
     bs_sse_hub_free(st->hub);
     bs_detector_free(st->det);
     bsd_privacy_free(st->privacy);
+    bsd_calendar_free(st->calendar);
     free_labels(st->labels, st->n_labels);
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);
@@ -945,7 +960,11 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         }
         uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
         bsd_privacy_stats ps = st->privacy_stats;
+        uint64_t cal_blocked = st->calendar_blocked;
         pthread_mutex_unlock(&st->lock);
+        bs_prom_family(&b, "birdsong_calendar_detections_blocked_total", "counter",
+                       "Detections not emitted: the species is outside its species_calendar window");
+        bs_prom_sample(&b, "birdsong_calendar_detections_blocked_total", NULL, (double)cal_blocked);
         /* issue 16 */
         bs_prom_family(&b, "birdsong_privacy_windows_filtered_total", "counter",
                        "Windows in which the human filter class reached its threshold");

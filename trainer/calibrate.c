@@ -78,8 +78,9 @@ void ts_platt_apply_rows(float *probs, int n, int C, const float *a, const float
         for (int c = 0; c < C; c++) probs[(size_t)i * C + c] = bs_platt_apply(probs[(size_t)i * C + c], a[c], b[c]);
 }
 
-void ts_calibration_fit(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int K, float *a,
-                        float *b, double *ece_before, double *ece_after, int *n_unfitted) {
+/* cal_out [n, C] (may be NULL): the probabilities as calibrated for the "after" figure. */
+static void fit(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int K, float *a, float *b,
+                double *ece_before, double *ece_after, int *n_unfitted, float *cal_out) {
     ts_reliability_bin bins[TS_ECE_BINS];
     *ece_before = ts_ece(probs, targets, n, C, bins);
     int bad = 0;
@@ -115,7 +116,34 @@ void ts_calibration_fit(const float *probs, const uint8_t *targets, const int *f
         ts_platt_apply_rows(cal, n, C, a, b);
     }
     *ece_after = ts_ece(cal, targets, n, C, bins);
+    if (cal_out) memcpy(cal_out, cal, sizeof(float) * (size_t)n * C);
     free(cal);
+}
+
+void ts_calibration_fit(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int K, float *a,
+                        float *b, double *ece_before, double *ece_after, int *n_unfitted) {
+    fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, NULL);
+}
+
+void ts_calibration_fit_species(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int S,
+                                int K, float *a, float *b, double *ece_before, double *ece_after, int *n_unfitted) {
+    if (S >= C) {
+        fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, NULL);
+        return;
+    }
+    float *cal = malloc(sizeof(float) * ((size_t)n * C + 1));
+    float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
+    uint8_t *ys = malloc((size_t)n * S + 1);
+    if (!cal || !ps || !ys) abort();
+    fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, cal);
+    ts_reliability_bin bins[TS_ECE_BINS];
+    int ns = ts_species_rows(probs, targets, NULL, n, C, S, ps, ys, NULL);
+    *ece_before = ts_ece(ps, ys, ns, S, bins);
+    ns = ts_species_rows(cal, targets, NULL, n, C, S, ps, ys, NULL);
+    *ece_after = ts_ece(ps, ys, ns, S, bins);
+    free(cal);
+    free(ps);
+    free(ys);
 }
 
 void ts_pick_thresholds(const float *probs, const uint8_t *targets, int n, int C, float *thr) {

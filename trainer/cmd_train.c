@@ -354,7 +354,8 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
         }
     double before, after;
     int unfitted = 0;
-    ts_calibration_fit(p, y, folds > 1 ? fold : NULL, (int)n, C, K, a, b, &before, &after, &unfitted);
+    ts_calibration_fit_species(p, y, folds > 1 ? fold : NULL, (int)n, C, C - ds->n_filters, K, a, b, &before, &after,
+                               &unfitted);
     bs_error err = {{0}};
     bs_model *model = fj->r.model;
     json_t *out = NULL;
@@ -371,7 +372,14 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
         memcpy(vy + (size_t)i * C, w->y + (size_t)fj->held[i] * C, (size_t)C);
     }
     ts_reliability_bin bins[TS_ECE_BINS];
-    double val_ece_raw = ts_ece(vp, vy, fj->n_held, C, bins);
+    int S = C - ds->n_filters;
+    float *sp = malloc(sizeof(float) * ((size_t)fj->n_held * S + 1));
+    uint8_t *sy = malloc((size_t)fj->n_held * S + 1);
+    if (!sp || !sy) abort();
+    int ns = ts_species_rows(vp, vy, NULL, fj->n_held, C, S, sp, sy, NULL);
+    double val_ece_raw = ts_ece(sp, sy, ns, S, bins); /* as the species figures: filter classes apart */
+    free(sp);
+    free(sy);
     ts_platt_apply_rows(vp, fj->n_held, C, a, b);
     ts_pick_thresholds(vp, vy, fj->n_held, C, thr);
     free(vp);
@@ -389,7 +397,7 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
     ts_openset_add(&fj->os, ds, w, fj->held, fj->n_held, cp, thr, cfg->segment_seconds);
     free(cp);
     const char *on = folds > 0 ? "the folds' test parts" : "the validation part";
-    printf("calibration: Platt scaling per species fitted on %ld held-out windows (%s); ECE %.4f before, "
+    printf("calibration: Platt scaling per output fitted on %ld held-out windows (%s); species ECE %.4f before, "
            "%.4f after (%s)%s\n",
            n, on, before, after, folds > 1 ? "cross-fitted over the folds" : "in sample",
            unfitted ? "; some species without positives or negatives kept a = 1, b = 0" : "");

@@ -374,7 +374,7 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert cal["windows"] == sum(f["windows"] for f in cv["per_fold"])
     assert meta["calibration"]["method"] == "platt" and len(meta["calibration"]["a"]) == 2
     assert meta["calibration"]["a"] == pytest.approx(cal["a"]) and all(a > 0 for a in cal["a"])
-    assert re.search(r"^calibration: Platt scaling per species fitted on \d+ held-out windows", p.stdout, re.M)
+    assert re.search(r"^calibration: Platt scaling per output fitted on \d+ held-out windows", p.stdout, re.M)
     ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--json",
                         "--cache", str(trained["tmp"] / "cache"), check=0).stdout)
     assert 0 <= ev["ece_uncalibrated"] <= 1 and 0 <= ev["ece"] <= 1
