@@ -95,6 +95,8 @@ const bsd_directive bsd_directives[] = {
      "drop: detections overlapping human voice are not emitted; keep: they are, without a clip"},
     {"privacy_margin", BSD_CFG_DOUBLE, F(privacy_margin), 0, "2", 0, 5,
      "seconds protected before and after each window with human voice"},
+    {"privacy_threshold", BSD_CFG_DOUBLE, F(privacy_threshold), 0, "0.5", 0.01, 1,
+     "a window is filtered when its human probability is at or above this (not the model's max-F1 threshold for human: a missed voice leaks audio, a false alarm only costs a bird detection)"},
     {"species_calendar", BSD_CFG_STRING, F(species_calendar), S(species_calendar), "", 0, 0,
      "CSV file 'species,first_day,last_day' (days of the year 1-366, local time; first > last wraps the new year): outside its window a species gets probabilities but no detection; unlisted species are not restricted; empty: no calendar"},
     {"clip_pre_roll", BSD_CFG_DOUBLE, F(clip_pre_roll), 0, "1", 0, 60,

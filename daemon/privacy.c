@@ -19,7 +19,8 @@ struct bsd_privacy {
     bsd_privacy_stats stats;
 };
 
-int bsd_privacy_parse(const char *mode, const char *action, double margin, bsd_privacy_config *out, bs_error *err) {
+int bsd_privacy_parse(const char *mode, const char *action, double margin, double threshold, bsd_privacy_config *out,
+                      bs_error *err) {
     memset(out, 0, sizeof *out);
     if (!strcmp(mode, "auto")) out->mode = BSD_PRIVACY_AUTO;
     else if (!strcmp(mode, "on")) out->mode = BSD_PRIVACY_ON;
@@ -32,6 +33,9 @@ int bsd_privacy_parse(const char *mode, const char *action, double margin, bsd_p
         return bs_error_set(err, "directive 'privacy_margin': %g is not between 0 and %g seconds", margin,
                             BSD_PRIVACY_MAX_MARGIN);
     out->margin = margin;
+    if (!(threshold > 0 && threshold <= 1))
+        return bs_error_set(err, "directive 'privacy_threshold': %g is not above 0 and at most 1", threshold);
+    out->threshold = threshold;
     return 0;
 }
 
@@ -48,9 +52,9 @@ bsd_privacy *bsd_privacy_new(const bsd_privacy_config *cfg, bs_error *err) {
 
 void bsd_privacy_free(bsd_privacy *p) { free(p); }
 
-int bsd_privacy_set_model(bsd_privacy *p, int human_index, float threshold) {
+int bsd_privacy_set_model(bsd_privacy *p, int human_index) {
     p->human = human_index;
-    p->threshold = threshold;
+    p->threshold = (float)p->cfg.threshold;
     p->active = human_index >= 0 && p->cfg.mode != BSD_PRIVACY_OFF;
     return p->active;
 }

@@ -29,20 +29,23 @@ typedef struct bsd_privacy_config {
     double margin;         /* seconds protected either side of a filtered window, 0..5 */
     int keep;              /* privacy_action keep: detections overlapping are kept (no clip) */
     double pre_roll, post_roll; /* of the clips */
+    double threshold;      /* privacy_threshold: a window is filtered when human >= this */
 } bsd_privacy_config;
 
-/* Parses the directives' text values; 0, or -1 with err naming the directive. */
-int bsd_privacy_parse(const char *mode, const char *action, double margin, bsd_privacy_config *out, bs_error *err);
+/* Parses the directives' values; 0, or -1 with err naming the directive. */
+int bsd_privacy_parse(const char *mode, const char *action, double margin, double threshold, bsd_privacy_config *out,
+                      bs_error *err);
 
 typedef struct bsd_privacy bsd_privacy;
 
 bsd_privacy *bsd_privacy_new(const bsd_privacy_config *cfg, bs_error *err);
 void bsd_privacy_free(bsd_privacy *p);
 
-/* For the model served now: the output index of "human" (-1: none) and its threshold.
- * Returns 1 when the filter is active (on, or auto with a human class). Pending detections
- * are kept. */
-int bsd_privacy_set_model(bsd_privacy *p, int human_index, float threshold);
+/* For the model served now: the output index of "human" (-1: none). The window threshold is
+ * the config's privacy_threshold, not the model's max-F1 threshold for human: a voice missed
+ * leaks audio, a false alarm only costs a bird detection. Returns 1 when the filter is
+ * active (on, or auto with a human class). Pending detections are kept. */
+int bsd_privacy_set_model(bsd_privacy *p, int human_index);
 int bsd_privacy_active(const bsd_privacy *p);
 
 /* One window [t0, t1] (seconds) with its outputs; returns 1 when it is filtered. */

@@ -395,7 +395,8 @@ static void privacy_window(bsd_station *st, const bsd_result *r, const char *con
     int human = -1;
     for (int i = r->n_species; i < r->n_labels; i++)
         if (strcmp(labels[i], "human") == 0) human = i;
-    bsd_privacy_set_model(st->privacy, human, human >= 0 ? thr[human] : 1.0f);
+    (void)thr;
+    bsd_privacy_set_model(st->privacy, human);
     bsd_privacy_window(st->privacy, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs);
 }
 
@@ -513,7 +514,9 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (n < 0) goto fail;
     { /* issue 16: the privacy filter (decides per window once the model's outputs are known) */
         bsd_privacy_config pc;
-        if (bsd_privacy_parse(cfg->privacy, cfg->privacy_action, cfg->privacy_margin, &pc, err) != 0) goto fail;
+        if (bsd_privacy_parse(cfg->privacy, cfg->privacy_action, cfg->privacy_margin, cfg->privacy_threshold, &pc,
+                              err) != 0)
+            goto fail;
         pc.pre_roll = cfg->clip_pre_roll;
         pc.post_roll = cfg->clip_post_roll;
         st->privacy = bsd_privacy_new(&pc, err);

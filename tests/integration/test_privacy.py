@@ -1,5 +1,6 @@
 """The privacy filter of birdsongd (issue 16) on the real binary: a model with a "human" filter
-class, clips on. With the filter's threshold at 0 every window holds "human": no clip is ever
+class, clips on. With privacy_threshold at 0.01 every window of the untrained test network
+(outputs near 0.5) holds "human": no clip is ever
 written, no detection is emitted (privacy_action = drop), every prediction (latest, history,
 SSE) carries "filters", /metrics counts the filtered windows. privacy = off on the same model
 and audio detects and writes clips (so the test can fail); keep emits without clips. With the
@@ -46,8 +47,8 @@ def run_for(d, seconds):
 
 
 def test_human_voice_everywhere_means_no_clip_no_detection_and_filters_reported(tmp_path, state):
-    model = human_model(str(tmp_path / "h.bsm"), 0.0)
-    d = Daemon(model, state, *DETECT)
+    model = human_model(str(tmp_path / "h.bsm"), 0.5)
+    d = Daemon(model, state, *DETECT, "privacy_threshold=0.01")
     try:
         sse = SSE(d.port)
         try:
@@ -80,11 +81,11 @@ def test_human_voice_everywhere_means_no_clip_no_detection_and_filters_reported(
 
 
 def test_privacy_off_and_keep_show_what_the_filter_prevents(tmp_path):
-    model = human_model(str(tmp_path / "h.bsm"), 0.0)
+    model = human_model(str(tmp_path / "h.bsm"), 0.5)
     for setting, want_dets, want_clips in (("privacy=off", True, True), ("privacy_action=keep", True, False)):
         state = str(tmp_path / setting.replace("=", "_"))
         os.mkdir(state)
-        d = Daemon(model, state, *DETECT, setting)
+        d = Daemon(model, state, *DETECT, "privacy_threshold=0.01", setting)
         try:
             d.wait_for(lambda: len(d.json("/api/v1/detections?limit=50")["detections"]) >= 2, timeout=30,
                        what="detections with " + setting)
@@ -95,10 +96,10 @@ def test_privacy_off_and_keep_show_what_the_filter_prevents(tmp_path):
 
 
 def test_no_human_no_filter(tmp_path, state):
-    # the human output never reaches its threshold (1.0 is above any sigmoid of this net): the
+    # the human output never reaches privacy_threshold 1 (above any sigmoid of this net): the
     # filter is on but never fires, detections and clips go through after the privacy delay
-    model = human_model(str(tmp_path / "h.bsm"), 1.0)
-    d = Daemon(model, state, *DETECT)
+    model = human_model(str(tmp_path / "h.bsm"), 0.5)
+    d = Daemon(model, state, *DETECT, "privacy_threshold=1")
     try:
         d.wait_for(lambda: [x for x in d.json("/api/v1/detections?limit=50")["detections"] if x["has_audio"]],
                    timeout=30, what="a detection with its clip")
@@ -113,6 +114,7 @@ def test_no_human_no_filter(tmp_path, state):
     ("privacy=maybe", ["privacy", "maybe"]),
     ("privacy_action=blur", ["privacy_action", "blur"]),
     ("privacy_margin=9", ["privacy_margin", "9"]),
+    ("privacy_threshold=0", ["privacy_threshold", "0"]),
 ])
 def test_bad_privacy_settings_stop_the_start(tmp_path, state, setting, words):
     model = human_model(str(tmp_path / "h.bsm"), 0.5)
@@ -121,3 +123,54 @@ def test_bad_privacy_settings_stop_the_start(tmp_path, state, setting, words):
     assert r.returncode == 2, r
     for w in words:
         assert w in r.stderr.decode(), r.stderr
+
+
+DEMO = os.path.join(REPO, "models", "demo.bsm")
+ESPEAK = shutil.which("espeak-ng")
+TEXT = ("Good morning. The weather station recorded rain overnight, and the river is higher than last week. "
+        "We will walk along the north trail, then stop at the bridge to count the birds we can hear.")
+
+
+def demo_has_human():
+    if not os.path.exists(DEMO):
+        return False
+    out = subprocess.run([os.path.join(os.path.dirname(DAEMON), "birdsong"), "inspect", DEMO], capture_output=True,
+                         timeout=30)
+    return out.returncode == 0 and "human" in json.loads(out.stdout).get("filter_classes", [])
+
+
+@pytest.mark.skipif(ESPEAK is None, reason="espeak-ng is not installed (scripts/install-deps.sh installs it)")
+@pytest.mark.skipif(not demo_has_human(), reason="models/demo.bsm has no human filter class")
+@pytest.mark.parametrize("voice", ["en", "en+f3"])
+def test_demo_model_fed_full_band_speech_writes_no_audio(tmp_path, state, voice):
+    """The trained demo model, clips on, default settings, fed full-band synthetic speech
+    (22050 Hz, espeak-ng, never heard in training): no clip written, no species detected,
+    human reported in the predictions."""
+    wav = str(tmp_path / "speech.wav")
+    subprocess.run([ESPEAK, "-v", voice, "-s", "150", "-w", wav, TEXT], check=True, capture_output=True, timeout=60)
+    port = free_port()
+    log = open(str(tmp_path / "d.log"), "wb")
+    proc = subprocess.Popen([DAEMON, "-m", DEMO, "-i", wav, "--input-loop", "--input-speed", "4", "-l",
+                             "127.0.0.1:%d" % port, "--state-dir", state, "-s", "clips=true"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    d = Daemon.__new__(Daemon)  # reuse the HTTP helpers on this process
+    d.port, d.base, d.proc, d.log, d.log_path = port, "http://127.0.0.1:%d" % port, proc, log, str(tmp_path / "d.log")
+    try:
+        def up():
+            try:
+                return d.status("/api/v1/predictions/latest") == 200
+            except OSError:
+                return False
+        d.wait_for(up, timeout=20, what="the first prediction")
+        # two passes over the ~13 s of speech (4x: about 7 s)
+        d.wait_for(lambda: d.json("/api/v1/predictions/latest")["seq"] >= 52, timeout=40, what="52 windows")
+        hist = d.json("/api/v1/predictions?since=0&limit=1000")["predictions"]
+        human = [p["filters"][0]["probability"] for p in hist]
+        assert all(p["filters"][0]["name"] == "human" for p in hist)
+        assert sum(h >= 0.5 for h in human) >= 5, human  # privacy_threshold's default
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_privacy_windows_filtered_total") >= 5
+        assert d.json("/api/v1/detections?limit=50")["detections"] == []
+    finally:
+        assert d.stop() == 0
+    assert clips(state) == [], "audio of speech was written"

@@ -18,7 +18,7 @@ static bs_detection det(double s, double e) {
 static bsd_privacy *make(const char *action) {
     bsd_privacy_config c;
     bs_error err = {{0}};
-    cr_assert_eq(bsd_privacy_parse("auto", action, 2.0, &c, &err), 0, "%s", err.msg);
+    cr_assert_eq(bsd_privacy_parse("auto", action, 2.0, 0.5, &c, &err), 0, "%s", err.msg);
     c.pre_roll = c.post_roll = 1.0;
     bsd_privacy *p = bsd_privacy_new(&c, &err);
     cr_assert_not_null(p);
@@ -28,7 +28,7 @@ static bsd_privacy *make(const char *action) {
 Test(privacy, verdicts_follow_the_protected_spans) {
     bsd_privacy *p = make("drop");
     float probs[3] = {0.9f, 0.1f, 0.95f}; /* species, species, human */
-    cr_assert_eq(bsd_privacy_set_model(p, 2, 0.5f), 1);
+    cr_assert_eq(bsd_privacy_set_model(p, 2), 1);
     /* human voice in [100, 101]: protected [98, 103] */
     cr_assert_eq(bsd_privacy_window(p, 100, 101, probs), 1);
     probs[2] = 0.2f;
@@ -58,24 +58,26 @@ Test(privacy, verdicts_follow_the_protected_spans) {
 Test(privacy, keep_emits_without_clip_and_off_or_no_human_never_filters) {
     bsd_privacy *p = make("keep");
     float probs[2] = {0.9f, 0.99f};
-    bsd_privacy_set_model(p, 1, 0.5f);
+    bsd_privacy_set_model(p, 1);
     bsd_privacy_window(p, 10, 11, probs);
     bs_detection a = det(10, 11), out[2];
     int v[2];
     bsd_privacy_hold(p, &a);
     cr_assert_eq(bsd_privacy_release(p, 0, 1, out, v, 2), 1);
     cr_assert_eq(v[0], BSD_PRIVACY_NO_CLIP);
-    cr_assert_eq(bsd_privacy_set_model(p, -1, 0.5f), 0, "a model without human: inactive");
+    cr_assert_eq(bsd_privacy_set_model(p, -1), 0, "a model without human: inactive");
     cr_assert_eq(bsd_privacy_window(p, 20, 21, probs), 0);
     bsd_privacy_free(p);
     bsd_privacy_config c;
     bs_error err = {{0}};
-    cr_assert_eq(bsd_privacy_parse("off", "drop", 1, &c, &err), 0);
+    cr_assert_eq(bsd_privacy_parse("off", "drop", 1, 0.5, &c, &err), 0);
     p = bsd_privacy_new(&c, &err);
-    cr_assert_eq(bsd_privacy_set_model(p, 1, 0.5f), 0, "privacy = off");
+    cr_assert_eq(bsd_privacy_set_model(p, 1), 0, "privacy = off");
     bsd_privacy_free(p);
-    cr_assert_eq(bsd_privacy_parse("on", "blur", 1, &c, &err), -1);
+    cr_assert_eq(bsd_privacy_parse("on", "blur", 1, 0.5, &c, &err), -1);
     cr_assert(strstr(err.msg, "privacy_action"), "%s", err.msg);
-    cr_assert_eq(bsd_privacy_parse("on", "drop", 6, &c, &err), -1);
+    cr_assert_eq(bsd_privacy_parse("on", "drop", 6, 0.5, &c, &err), -1);
     cr_assert(strstr(err.msg, "privacy_margin"), "%s", err.msg);
+    cr_assert_eq(bsd_privacy_parse("on", "drop", 1, 0, &c, &err), -1);
+    cr_assert(strstr(err.msg, "privacy_threshold"), "%s", err.msg);
 }
