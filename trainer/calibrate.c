@@ -126,9 +126,10 @@ void ts_calibration_fit(const float *probs, const uint8_t *targets, const int *f
 }
 
 void ts_calibration_fit_species(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int S,
-                                int K, float *a, float *b, double *ece_before, double *ece_after, int *n_unfitted) {
+                                int K, float *a, float *b, double *ece_before, double *ece_after, int *n_unfitted,
+                                float *cal_out) {
     if (S >= C) {
-        fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, NULL);
+        fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, cal_out);
         return;
     }
     float *cal = malloc(sizeof(float) * ((size_t)n * C + 1));
@@ -141,6 +142,7 @@ void ts_calibration_fit_species(const float *probs, const uint8_t *targets, cons
     *ece_before = ts_ece(ps, ys, ns, S, bins);
     ns = ts_species_rows(cal, targets, NULL, n, C, S, ps, ys, NULL);
     *ece_after = ts_ece(ps, ys, ns, S, bins);
+    if (cal_out) memcpy(cal_out, cal, sizeof(float) * (size_t)n * C);
     free(cal);
     free(ps);
     free(ys);

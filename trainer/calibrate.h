@@ -25,9 +25,13 @@ void ts_platt_apply_rows(float *probs, int n, int C, const float *a, const float
 void ts_calibration_fit(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int K, float *a,
                         float *b, double *ece_before, double *ece_after, int *n_unfitted);
 /* The same, and the ECE before and after measured on the species only (columns 0..S-1 of
- * the rows without a filter-class target, as the species figures are) when S < C. */
+ * the rows without a filter-class target, as the species figures are) when S < C.
+ * cal_out [n, C] (may be NULL): the probabilities as calibrated for the "after" figure
+ * (cross-fitted with K >= 2 folds: what each fold's model, calibrated without its own test
+ * part, gives). */
 void ts_calibration_fit_species(const float *probs, const uint8_t *targets, const int *fold, int n, int C, int S,
-                                int K, float *a, float *b, double *ece_before, double *ece_after, int *n_unfitted);
+                                int K, float *a, float *b, double *ece_before, double *ece_after, int *n_unfitted,
+                                float *cal_out);
 
 /* Per-species max-F1 thresholds on probs [n, C] (clamped to [0.01, 0.99], as training picks them). */
 void ts_pick_thresholds(const float *probs, const uint8_t *targets, int n, int C, float *thr);

@@ -115,20 +115,17 @@ static void on_progress(int done, int total, void *ctx) {
     }
 }
 
-/* The validation metrics of a trained model on windows idx. */
-static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
+/* The metrics of probabilities probs [n, C] of windows idx, of which the first S outputs
+ * are species (the rest filter classes), at thresholds thr [C]. */
+static void metrics_of(const ts_windows *w, const int *idx, int n, const float *probs, int S, const float *thr,
+                       ts_metrics *m) {
     int C = w->C;
-    float *probs = probs_out ? probs_out : malloc(sizeof(float) * ((size_t)n * C + 1));
-    uint8_t *y = malloc((size_t)n * C + 1);
-    int *g = malloc(sizeof(int) * ((size_t)n + 1));
-    if (!probs || !y || !g) abort();
-    bs_error err;
-    if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
+    uint8_t *y = ts_xmalloc((size_t)n * C);
+    int *g = ts_xmalloc(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) {
         memcpy(y + (size_t)i * C, w->y + (size_t)idx[i] * C, (size_t)C);
         g[i] = w->group[idx[i]];
     }
-    int S = bs_model_n_species(model);
     if (S < C) {
         /* the species figures on the species' and background windows; filter classes apart */
         float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
@@ -136,18 +133,27 @@ static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n
         int *gs = malloc(sizeof(int) * ((size_t)n + 1));
         if (!ps || !ys || !gs) abort();
         int ns = ts_species_rows(probs, y, g, n, C, S, ps, ys, gs);
-        ts_metrics_compute(m, ps, ys, ns, S, gs, w->n_groups, bs_model_thresholds(model));
+        ts_metrics_compute(m, ps, ys, ns, S, gs, w->n_groups, thr);
         m->loss = ts_bce_from_probs(ps, ys, ns, S);
         free(ps);
         free(ys);
         free(gs);
     } else {
-        ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, bs_model_thresholds(model));
+        ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, thr);
         m->loss = ts_bce_from_probs(probs, y, n, C);
     }
-    if (!probs_out) free(probs);
     free(y);
     free(g);
+}
+
+/* The validation metrics of a trained model on windows idx; probs_out [n, C] (may be NULL):
+ * its probabilities. */
+static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
+    float *probs = probs_out ? probs_out : ts_xmalloc(sizeof(float) * (size_t)n * w->C);
+    bs_error err;
+    if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
+    metrics_of(w, idx, n, probs, bs_model_n_species(model), bs_model_thresholds(model), m);
+    if (!probs_out) free(probs);
 }
 
 /* Splits items (by the dataset view `sub`) into train / val windows. */
@@ -355,6 +361,48 @@ static void run_jobs(train_ctx *c) {
     pthread_mutex_destroy(&c->lock);
 }
 
+/* The cross-validation figures of the calibrated models: each fold's test windows with the
+ * calibration cross-fitted on the other folds' (cal [rows of the folds in order, C]), so
+ * what a station running the calibrated model sees, out of sample. Recording accuracy per
+ * fold and the open set pooled, at the written model's calibrated thresholds thr; printed
+ * and returned as JSON. */
+static json_t *calibrated_cv(const train_job *jobs, int folds, const ts_dataset *ds, const ts_windows *w,
+                             const bs_feature_config *cfg, const float *cal, const float *thr) {
+    int C = w->C;
+    double *acc = ts_xcalloc((size_t)folds, sizeof(double)), *wacc = ts_xcalloc((size_t)folds, sizeof(double));
+    json_t *pf = json_array();
+    ts_openset os;
+    ts_openset_init(&os, ds);
+    size_t row = 0;
+    for (int k = 0; k < folds; k++) {
+        const train_job *j = &jobs[k];
+        const float *pk = cal + row * C;
+        ts_metrics m;
+        metrics_of(w, j->held, j->n_held, pk, C - ds->n_filters, thr, &m);
+        acc[k] = m.recording_acc;
+        wacc[k] = m.window_acc;
+        json_array_append_new(pf, json_real(m.recording_acc));
+        ts_metrics_free(&m);
+        ts_openset_add(&os, ds, w, j->held, j->n_held, pk, thr, cfg->segment_seconds);
+        row += (size_t)j->n_held;
+    }
+    double mu, sd, wmu, wsd;
+    ts_mean_sd(acc, folds, &mu, &sd);
+    ts_mean_sd(wacc, folds, &wmu, &wsd);
+    printf("cross-validation, calibrated (cross-fitted over the folds): recording accuracy %.4f +- %.4f, window "
+           "accuracy %.4f +- %.4f; ",
+           mu, sd, wmu, wsd);
+    ts_openset_print(stdout, &os);
+    fflush(stdout);
+    json_t *out = json_pack("{s:{s:f,s:f},s:{s:f,s:f},s:o,s:o}", "recording_accuracy", "mean", mu, "sd", sd,
+                            "window_accuracy", "mean", wmu, "sd", wsd, "per_fold_recording_accuracy", pf, "open_set",
+                            ts_openset_to_json(&os));
+    ts_openset_free(&os);
+    free(acc);
+    free(wacc);
+    return out;
+}
+
 /* Per-species Platt scaling for the written model (issue 16): fitted on the held-out windows of
  * the run (the folds' test parts, background included; without folds the written model's
  * validation part), set on the written model; its thresholds are then picked again on its
@@ -382,8 +430,9 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
         }
     double before, after;
     int unfitted = 0;
+    float *cal = folds > 1 ? ts_xmalloc(sizeof(float) * (size_t)n * C) : NULL;
     ts_calibration_fit_species(p, y, folds > 1 ? fold : NULL, (int)n, C, C - ds->n_filters, K, a, b, &before, &after,
-                               &unfitted);
+                               &unfitted, cal);
     bs_error err = {{0}};
     bs_model *model = fj->r.model;
     json_t *out = NULL;
@@ -438,7 +487,9 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
     out = json_pack("{s:s,s:s,s:I,s:f,s:f,s:s,s:i,s:o,s:o}", "method", "platt", "fitted_on", on, "windows",
                     (json_int_t)n, "ece_before", before, "ece_after", after, "ece_after_measured",
                     folds > 1 ? "cross-fitted" : "in sample", "unfitted_species", unfitted, "a", ja, "b", jb);
+    if (cal) json_object_set_new(out, "cross_validation", calibrated_cv(jobs, folds, ds, w, cfg, cal, thr));
 done:
+    free(cal);
     free(p);
     free(y);
     free(fold);

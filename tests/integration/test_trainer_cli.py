@@ -377,6 +377,15 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert meta["calibration"]["method"] == "platt" and len(meta["calibration"]["a"]) == 2
     assert meta["calibration"]["a"] == pytest.approx(cal["a"]) and all(a > 0 for a in cal["a"])
     assert re.search(r"^calibration: Platt scaling per output fitted on \d+ held-out windows", p.stdout, re.M)
+    # the calibrated fold models, calibration cross-fitted: what a station running it sees
+    ccv = cal["cross_validation"]
+    assert len(ccv["per_fold_recording_accuracy"]) == 2
+    assert all(0 <= x <= 1 for x in ccv["per_fold_recording_accuracy"])
+    assert ccv["recording_accuracy"]["mean"] == pytest.approx(sum(ccv["per_fold_recording_accuracy"]) / 2)
+    cpooled = {r["source"]: r for r in ccv["open_set"]}
+    assert cpooled["all background"]["windows"] == pooled["all background"]["windows"]
+    assert 0 <= cpooled["all background"]["species_above_half_per_window"] <= 2  # of 2 species
+    assert "cross-validation, calibrated (cross-fitted over the folds): recording accuracy" in p.stdout
     ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--json",
                         "--cache", str(trained["tmp"] / "cache"), check=0).stdout)
     assert 0 <= ev["ece_uncalibrated"] <= 1 and 0 <= ev["ece"] <= 1
