@@ -69,6 +69,8 @@ def test_human_voice_everywhere_means_no_clip_no_detection_and_filters_reported(
         assert len(top["probabilities"]) == 2, "top-K lists species only"
         sp = d.json("/api/v1/species")
         assert [s["species"] for s in sp["species"]] == SPECIES and sp["filter_classes"][0]["name"] == "human"
+        model_info = d.json("/api/v1/status")["model"]
+        assert model_info["labels"] == SPECIES + ["human"] and model_info["filter_classes"] == ["human"]
         assert d.json("/api/v1/detections?limit=50")["detections"] == []
         fams = parse_prometheus(d.request("/metrics")[2].decode())
         assert metric(fams, "birdsong_privacy_windows_filtered_total") >= 20
