@@ -118,11 +118,14 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
         return -1;
     }
     pthread_mutex_lock(&s->lock);
+    int n_species = s->n_species; /* free_labels clears it */
     free_labels(s);
     s->labels = nl;
     s->thresholds = nt;
     s->n_labels = n_labels;
-    if (!same) s->n_species = n_labels; /* until bsd_results_set_filters */
+    /* the same labels keep their filter classes; others are all species until
+     * bsd_results_set_filters */
+    s->n_species = same ? n_species : n_labels;
     /* the latest document keeps its bytes: labels that are the same write the same text */
     if (same && s->cur >= 0) memcpy(nb0, s->body[s->cur], s->body_len[s->cur] + 1);
     free(s->body[0]);
