@@ -16,6 +16,7 @@
 #include "trainer/replicas.h"
 #include "trainer/dist.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -86,11 +87,11 @@ static double sgemm_ms(int (*mnk)[3], int n, int reps, double *cpu_ms) {
     double total = 0.0, total_cpu = 0.0;
     for (int s = 0; s < n; s++) {
         int M = mnk[s][0], N = mnk[s][1], K = mnk[s][2];
-        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N),
-              *C = malloc(sizeof(float) * M * N);
+        float *A = ts_xmalloc(sizeof(float) * M * K), *B = ts_xmalloc(sizeof(float) * K * N),
+              *C = ts_xmalloc(sizeof(float) * M * N);
         for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
-        double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps);
+        double *t = ts_xmalloc(sizeof(double) * reps), *tc = ts_xmalloc(sizeof(double) * reps);
         for (int r = -2; r < reps; r++) {
             double t0 = now_s(), c0 = cpu_s();
             if (M == 1) /* batch-1 dense: the network uses sgemv too */
@@ -171,15 +172,15 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     size_t nx = (size_t)mels * frames;
-    float *x = malloc(sizeof(float) * nx * batch), *y = calloc((size_t)classes * batch, 4);
-    float *probs = malloc(sizeof(float) * classes);
+    float *x = ts_xmalloc(sizeof(float) * nx * batch), *y = ts_xcalloc((size_t)classes * batch, 4);
+    float *probs = ts_xmalloc(sizeof(float) * classes);
     uint64_t rng = 1;
     for (size_t i = 0; i < nx * batch; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((rng >> 40) & 0xFFFF) / 32768.0f - 1.0f;
     }
-    double *t = malloc(sizeof(double) * (iters > steps ? iters : steps + 1));
-    double *tc = malloc(sizeof(double) * (iters > steps ? iters : steps + 1));
+    double *t = ts_xmalloc(sizeof(double) * (iters > steps ? iters : steps + 1));
+    double *tc = ts_xmalloc(sizeof(double) * (iters > steps ? iters : steps + 1));
     for (int r = -3; r < iters; r++) {
         double t0 = now_s(), c0 = cpu_s();
         bs_net_forward(net, x, 1, 0);
@@ -219,8 +220,7 @@ int cmd_bench(int argc, char **argv) {
             return 1;
         }
         ts_replicas_set_first_index(reps, ts_dist_rank() * threads);
-        double *tp = malloc(sizeof(double) * (steps + 1));
-        if (!tp) abort();
+        double *tp = ts_xmalloc(sizeof(double) * (steps + 1));
         for (int r = -1; r < steps; r++) {
             double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
             ts_replicas_step_all(reps, x, y, NULL, batch);

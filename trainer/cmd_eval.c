@@ -15,6 +15,7 @@
 #include "trainer/metrics.h"
 #include "trainer/report.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: birdsong eval --model MODEL --data DIR|MANIFEST [options]\n"
@@ -83,19 +84,19 @@ int cmd_eval(int argc, char **argv) {
         bs_model_free(model);
         return 1;
     }
-    char **labels = ts_model_labels(model);
+    /* the model's own array (lives as long as the model); the trainer's label parameters are
+     * char *const *, as ts_dataset's own labels are */
+    char *const *labels = (char *const *)bs_model_labels(model);
     int C = bs_model_n_outputs(model);
     ts_dataset ds;
     if (ts_dataset_load(&ds, data, background, labels, C, &err) != 0) {
         fprintf(stderr, "birdsong eval: %s\n", err.msg);
-        free(labels);
         bs_model_free(model);
         return 1;
     }
-    char *cache_dir = no_cache ? NULL : cache_opt ? strdup(cache_opt) : ts_cache_default_dir();
-    char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
-    ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
-    if (!paths || !ff) abort();
+    char *cache_dir = no_cache ? NULL : cache_opt ? ts_xstrdup(cache_opt) : ts_cache_default_dir();
+    char **paths = ts_xmalloc(sizeof(char *) * ((size_t)ds.n_items + 1));
+    ts_file_features *ff = ts_xcalloc((size_t)ds.n_items + 1, sizeof *ff);
     for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
     int rc = 1;
     ts_windows w = {0};
@@ -111,9 +112,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     {
-        int *idx = malloc(sizeof(int) * (size_t)w.n);
-        float *probs = malloc(sizeof(float) * (size_t)w.n * C);
-        if (!idx || !probs) abort();
+        int *idx = ts_xmalloc(sizeof(int) * (size_t)w.n);
+        float *probs = ts_xmalloc(sizeof(float) * (size_t)w.n * C);
         for (int i = 0; i < w.n; i++) idx[i] = i;
         if (ts_predict(model, &w, idx, w.n, probs, &err) != 0) {
             fprintf(stderr, "birdsong eval: %s\n", err.msg);
@@ -168,7 +168,6 @@ done:
     ts_windows_free(&w);
     ts_dataset_free(&ds);
     free(cache_dir);
-    free(labels);
     bs_model_free(model);
     return rc;
 }

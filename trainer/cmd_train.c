@@ -108,10 +108,9 @@ static void on_progress(int done, int total, void *ctx) {
 /* The validation metrics of a trained model on windows idx. */
 static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
     int C = w->C;
-    float *probs = probs_out ? probs_out : malloc(sizeof(float) * ((size_t)n * C + 1));
-    uint8_t *y = malloc((size_t)n * C + 1);
-    int *g = malloc(sizeof(int) * ((size_t)n + 1));
-    if (!probs || !y || !g) abort();
+    float *probs = probs_out ? probs_out : ts_xmalloc(sizeof(float) * ((size_t)n * C + 1));
+    uint8_t *y = ts_xmalloc((size_t)n * C + 1);
+    int *g = ts_xmalloc(sizeof(int) * ((size_t)n + 1));
     bs_error err;
     if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
     for (int i = 0; i < n; i++) {
@@ -156,9 +155,8 @@ static void dataset_view(const ts_dataset *ds, const int *keep, ts_dataset *v, i
     memset(v, 0, sizeof *v);
     v->labels = ds->labels;
     v->n_labels = ds->n_labels;
-    v->items = malloc(sizeof *v->items * ((size_t)ds->n_items + 1));
-    v->targets = malloc((size_t)ds->n_items * ds->n_labels + 1);
-    if (!v->items || !v->targets) abort();
+    v->items = ts_xmalloc(sizeof *v->items * ((size_t)ds->n_items + 1));
+    v->targets = ts_xmalloc((size_t)ds->n_items * ds->n_labels + 1);
     for (int i = 0; i < ds->n_items; i++) {
         if (!keep[i]) continue;
         map[v->n_items] = i;
@@ -178,9 +176,8 @@ static void usable_items(const ts_dataset *ds, const ts_windows *w, int *usable)
 /* role[i] for items among `pool`: 0 train, 1 val (stratified by recording). */
 static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_t seed, int *role, bs_error *err) {
     ts_dataset v;
-    int *map = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
-    int *isv = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
-    if (!map || !isv) abort();
+    int *map = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    int *isv = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
     dataset_view(ds, pool, &v, map);
     int rc = ts_split_val_fraction(&v, frac, seed, isv, err);
     for (int i = 0; i < ds->n_items; i++) role[i] = -1;
@@ -225,10 +222,9 @@ typedef struct train_ctx {
 static void run_job(train_ctx *c, train_job *j) {
     const ts_windows *w = c->w;
     int n_items = c->ds->n_items;
-    int *pool = calloc((size_t)n_items + 1, sizeof(int)), *role = calloc((size_t)n_items + 1, sizeof(int));
-    int *tr = calloc((size_t)w->n + 1, sizeof(int)), *va = calloc((size_t)w->n + 1, sizeof(int));
-    int *te = calloc((size_t)w->n + 1, sizeof(int));
-    if (!pool || !role || !tr || !va || !te) abort();
+    int *pool = ts_xcalloc((size_t)n_items + 1, sizeof(int)), *role = ts_xcalloc((size_t)n_items + 1, sizeof(int));
+    int *tr = ts_xcalloc((size_t)w->n + 1, sizeof(int)), *va = ts_xcalloc((size_t)w->n + 1, sizeof(int));
+    int *te = ts_xcalloc((size_t)w->n + 1, sizeof(int));
     for (int i = 0; i < n_items; i++)
         pool[i] = j->fold >= 0 ? c->fold_of[i] >= 0 && c->fold_of[i] != j->fold : c->usable[i];
     uint64_t seed = j->fold >= 0 ? c->o->seed + (uint64_t)j->fold + 1 : c->o->seed;
@@ -469,7 +465,7 @@ static int train_main(int argc, char **argv) {
             }
             break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
-        case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
+        case O_CACHE: free(cache_dir); cache_dir = ts_xstrdup(optarg); break;
         case O_NOCACHE: no_cache = 1; break;
         case O_REPORT: report = optarg; break;
         case O_QUIET: o.quiet = 1; break;
@@ -554,9 +550,8 @@ static int train_main(int argc, char **argv) {
         if (log_file) fclose(log_file);
         return 1;
     }
-    char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
-    ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
-    if (!paths || !ff) abort();
+    char **paths = ts_xmalloc(sizeof(char *) * ((size_t)ds.n_items + 1));
+    ts_file_features *ff = ts_xcalloc((size_t)ds.n_items + 1, sizeof *ff);
     for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
     ts_cache_stats cs;
     int rc = 1;
@@ -582,19 +577,16 @@ static int train_main(int argc, char **argv) {
     if (!o.quiet)
         bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds.n_labels, w.n, n_bg_win,
                     w.n_groups);
-    usable = calloc((size_t)ds.n_items + 1, sizeof(int));
-    fold_of = calloc((size_t)ds.n_items + 1, sizeof(int));
-    if (!usable || !fold_of) abort();
+    usable = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
+    fold_of = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
     usable_items(&ds, &w, usable);
-    activity = calloc((size_t)w.n + 1, sizeof(float));
-    if (!activity) abort();
+    activity = ts_xcalloc((size_t)w.n + 1, sizeof(float));
     ts_window_activity(&w, &cfg, activity);
 
     if (folds > 0) {
         ts_dataset v;
-        int *map = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        int *vf = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        if (!map || !vf) abort();
+        int *map = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
+        int *vf = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
         dataset_view(&ds, usable, &v, map);
         int src = ts_split_kfold(&v, folds, o.seed, vf, &err);
         for (int i = 0; i < ds.n_items; i++) fold_of[i] = -1;
@@ -615,8 +607,7 @@ static int train_main(int argc, char **argv) {
      * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
      * matrices, while replicas on shards of the batch keep every core busy. */
     n_jobs = folds + 1;
-    jobs = calloc((size_t)n_jobs, sizeof *jobs);
-    if (!jobs) abort();
+    jobs = ts_xcalloc((size_t)n_jobs, sizeof *jobs);
     for (int j = 0; j < n_jobs; j++) {
         jobs[j].fold = j < folds ? j : -1;
         if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
@@ -625,8 +616,7 @@ static int train_main(int argc, char **argv) {
             char name[32];
             if (j < folds) snprintf(name, sizeof name, "fold-%d.ckpt", j + 1);
             else snprintf(name, sizeof name, "final.ckpt");
-            jobs[j].ckpt = malloc(strlen(ckpt_dir) + strlen(name) + 2);
-            if (!jobs[j].ckpt) abort();
+            jobs[j].ckpt = ts_xmalloc(strlen(ckpt_dir) + strlen(name) + 2);
             sprintf(jobs[j].ckpt, "%s/%s", ckpt_dir, name);
         }
     }

@@ -540,8 +540,7 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     bs_adam_config ac = bs_adam_defaults();
     ac.lr = o->lr;
     ac.weight_decay = o->weight_decay;
-    r->adam = bs_adam_create(bs_net_n_params(r->net), &ac);
-    if (!r->adam) abort();
+    r->adam = ts_xcheck(bs_adam_create(bs_net_n_params(r->net), &ac));
     r->par = ts_replicas_create(r->net, o->replicas > 0 ? o->replicas : 1, err);
     if (!r->par) return -1;
     ts_replicas_set_first_index(r->par, ts_dist_rank() * ts_replicas_n(r->par));
