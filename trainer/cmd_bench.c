@@ -224,7 +224,7 @@ int cmd_bench(int argc, char **argv) {
         for (int r = -1; r < steps; r++) {
             double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
             ts_replicas_step_all(reps, x, y, NULL, batch);
-            bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
+            ts_replicas_adam_step(reps, adam);
             if (r >= 0) {
                 t[r] = now_s() - t0;
                 tc[r] = cpu_s() - c0;

@@ -865,7 +865,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
         /* dropout masks seeded per batch: a run resumed at any batch draws the same */
         ts_replicas_set_dropout_seed(r->par, o->seed + 1000003ull * (uint64_t)(e + 1) + 0xD1B54A32D192ED03ull * (uint64_t)bi);
         float loss = run_step(r, b);
-        bs_adam_step(r->adam, bs_net_params(r->net), bs_net_grads(r->net));
+        ts_replicas_adam_step(r->par, r->adam);
         if (r->ema) snapshot_ema(r->net, r->ema, ts_ema_decay(o->ema, ++r->step));
         t_net += now_s() - t0;
         loss_sum += (double)loss * b;
