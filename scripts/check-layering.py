@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Layering check (run by `make test`): the include graph of core/, include/birdsong/,
-daemon/ and trainer/ must keep three rules.
+daemon/ and trainer/ must keep four rules.
 
 1. core (core/ and include/birdsong/) includes nothing from daemon/ or trainer/;
 2. daemon/ and trainer/ never include each other;
 3. no include cycle between modules. A module is a part's files of one base name
    (daemon/http.c + daemon/http.h; core/ring.c + include/birdsong/ring.h); a file named
-   X_impl.h is the private half of module X.
+   X_impl.h is the private half of module X, and include/birdsong/X_train.h its training half
+   (nn.h + nn_train.h, model.h + model_train.h);
+4. daemon/ includes only core's inference API: no include/birdsong/*_train.h.
 
 Prints every violation and exits 1, or prints a one-line summary and exits 0."""
 import os
@@ -24,8 +26,9 @@ def part(path):
 
 def module(path):
     base = os.path.splitext(os.path.basename(path))[0]
-    if base.endswith("_impl"):
-        base = base[: -len("_impl")]
+    for half in ("_impl", "_train"):
+        if base.endswith(half):
+            base = base[: -len(half)]
     return part(path) + ":" + base
 
 
@@ -66,6 +69,8 @@ def main():
                 errors.append(f"core includes {b}: {src} -> {dst}")
             if {a, b} == {"daemon", "trainer"}:
                 errors.append(f"{a} includes {b}: {src} -> {dst}")
+            if a == "daemon" and dst.endswith("_train.h"):
+                errors.append(f"daemon includes core's training API: {src} -> {dst}")
             ma, mb = module(src), module(dst)
             if ma != mb:
                 graph[ma].setdefault(mb, f"{src} -> {dst}")

@@ -24,13 +24,11 @@ uint64_t ts_fnv1a(uint64_t h, const void *data, size_t n) {
 }
 
 uint64_t ts_feature_config_hash(const bs_feature_config *cfg) {
-    json_t *j = bs_feature_config_to_json(cfg);
-    if (!j) abort();
+    json_t *j = ts_xcheck(bs_feature_config_to_json(cfg));
     /* The cache holds windows before normalization: window_norm does not change them. */
     json_object_del(j, "window_norm");
-    char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+    char *s = ts_xcheck(json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS));
     json_decref(j);
-    if (!s) abort();
     uint64_t h = ts_fnv1a(TS_FNV_OFFSET, s, strlen(s));
     free(s);
     return h;
@@ -43,7 +41,7 @@ char *ts_cache_default_dir(void) {
     if (x && *x) snprintf(buf, sizeof buf, "%s/birdsong/features", x);
     else if (home && *home) snprintf(buf, sizeof buf, "%s/.cache/birdsong/features", home);
     else snprintf(buf, sizeof buf, "/tmp/birdsong-cache/features");
-    return strdup(buf);
+    return ts_xstrdup(buf);
 }
 
 static int mkdir_p(const char *dir) {
@@ -170,7 +168,7 @@ static void one_file(job *jb, bs_melspec *ms, int i) {
     size_t size = 0;
     int hit = 0, miss = 0, wrote = 0;
     if (read_all(jb->paths[i], &bytes, &size, why, sizeof why) != 0) {
-        o->error = strdup(why);
+        o->error = ts_xstrdup(why);
         goto done;
     }
     char file[4200] = "";
@@ -187,14 +185,14 @@ static void one_file(job *jb, bs_melspec *ms, int i) {
     bs_audio audio;
     bs_error err = {{0}};
     if (bs_audio_read_memory(bytes, size, jb->paths[i], &audio, &err) != 0) {
-        o->error = strdup(err.msg);
+        o->error = ts_xstrdup(err.msg);
         goto done;
     }
     int rc = bs_features_from_audio(ms, &audio, &o->set, &err);
     bs_audio_free(&audio);
     if (rc != 0) {
         bs_error_prefix(&err, jb->paths[i]);
-        o->error = strdup(err.msg);
+        o->error = ts_xstrdup(err.msg);
         goto done;
     }
     o->ok = 1;
@@ -229,7 +227,7 @@ static void *worker(void *arg) {
         pthread_mutex_unlock(&jb->lock);
         if (i >= jb->n) break;
         if (!ms) {
-            jb->out[i].error = strdup(err.msg);
+            jb->out[i].error = ts_xstrdup(err.msg);
             continue;
         }
         one_file(jb, ms, i);

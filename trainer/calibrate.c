@@ -5,8 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "trainer/metrics.h"
+#include "trainer/xalloc.h"
 
 /* Negative log-likelihood of sigmoid(a f + b) against smoothed targets t, stable form. */
 static double nll(const double *f, const double *t, int n, double a, double b) {
@@ -26,8 +27,7 @@ int ts_platt_fit(const float *probs, const uint8_t *targets, int n, int C, int c
     for (int i = 0; i < n; i++) npos += targets[(size_t)i * C + c] != 0;
     long nneg = n - npos;
     if (npos == 0 || nneg == 0) return -1;
-    double *f = malloc(sizeof(double) * (size_t)n), *t = malloc(sizeof(double) * (size_t)n);
-    if (!f || !t) abort();
+    double *f = ts_xmalloc(sizeof(double) * (size_t)n), *t = ts_xmalloc(sizeof(double) * (size_t)n);
     double hi = (npos + 1.0) / (npos + 2.0), lo = 1.0 / (nneg + 2.0);
     for (int i = 0; i < n; i++) {
         f[i] = bs_prob_logit(probs[(size_t)i * C + c]);
@@ -86,14 +86,12 @@ static void fit(const float *probs, const uint8_t *targets, const int *fold, int
     int bad = 0;
     for (int c = 0; c < C; c++) bad += ts_platt_fit(probs, targets, n, C, c, &a[c], &b[c]) != 0;
     if (n_unfitted) *n_unfitted = bad;
-    float *cal = malloc(sizeof(float) * ((size_t)n * C + 1));
-    if (!cal) abort();
+    float *cal = ts_xmalloc(sizeof(float) * ((size_t)n * C + 1));
     memcpy(cal, probs, sizeof(float) * (size_t)n * C);
     if (fold && K >= 2) {
-        float *pk = malloc(sizeof(float) * ((size_t)n * C + 1));
-        uint8_t *yk = malloc((size_t)n * C + 1);
-        float *ak = malloc(sizeof(float) * (size_t)C), *bk = malloc(sizeof(float) * (size_t)C);
-        if (!pk || !yk || !ak || !bk) abort();
+        float *pk = ts_xmalloc(sizeof(float) * ((size_t)n * C + 1));
+        uint8_t *yk = ts_xmalloc((size_t)n * C + 1);
+        float *ak = ts_xmalloc(sizeof(float) * (size_t)C), *bk = ts_xmalloc(sizeof(float) * (size_t)C);
         for (int k = 0; k < K; k++) {
             int m = 0;
             for (int i = 0; i < n; i++) {
@@ -132,10 +130,9 @@ void ts_calibration_fit_species(const float *probs, const uint8_t *targets, cons
         fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, cal_out);
         return;
     }
-    float *cal = malloc(sizeof(float) * ((size_t)n * C + 1));
-    float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
-    uint8_t *ys = malloc((size_t)n * S + 1);
-    if (!cal || !ps || !ys) abort();
+    float *cal = ts_xmalloc(sizeof(float) * ((size_t)n * C + 1));
+    float *ps = ts_xmalloc(sizeof(float) * ((size_t)n * S + 1));
+    uint8_t *ys = ts_xmalloc((size_t)n * S + 1);
     fit(probs, targets, fold, n, C, K, a, b, ece_before, ece_after, n_unfitted, cal);
     ts_reliability_bin bins[TS_ECE_BINS];
     int ns = ts_species_rows(probs, targets, NULL, n, C, S, ps, ys, NULL);

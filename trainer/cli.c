@@ -125,11 +125,3 @@ void ts_install_stop_handler(void) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 }
-
-char **ts_model_labels(const bs_model *model) {
-    int C = bs_model_n_outputs(model);
-    char **l = calloc((size_t)C + 1, sizeof *l);
-    if (!l) abort();
-    for (int c = 0; c < C; c++) l[c] = (char *)bs_model_label(model, c);
-    return l;
-}

@@ -27,7 +27,4 @@ json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels);
 /* Installs SIGINT/SIGTERM handlers that only set ts_stop_requested. */
 void ts_install_stop_handler(void);
 
-/* The model's labels as a malloc'd array of borrowed pointers. */
-char **ts_model_labels(const bs_model *model);
-
 #endif

@@ -16,6 +16,7 @@
 #include "trainer/replicas.h"
 #include "trainer/dist.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static double now_s(void) {
     struct timespec ts;
@@ -86,11 +87,11 @@ static double sgemm_ms(int (*mnk)[3], int n, int reps, double *cpu_ms) {
     double total = 0.0, total_cpu = 0.0;
     for (int s = 0; s < n; s++) {
         int M = mnk[s][0], N = mnk[s][1], K = mnk[s][2];
-        float *A = malloc(sizeof(float) * M * K), *B = malloc(sizeof(float) * K * N),
-              *C = malloc(sizeof(float) * M * N);
+        float *A = ts_xmalloc(sizeof(float) * M * K), *B = ts_xmalloc(sizeof(float) * K * N),
+              *C = ts_xmalloc(sizeof(float) * M * N);
         for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.1f;
         for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.1f;
-        double *t = malloc(sizeof(double) * reps), *tc = malloc(sizeof(double) * reps);
+        double *t = ts_xmalloc(sizeof(double) * reps), *tc = ts_xmalloc(sizeof(double) * reps);
         for (int r = -2; r < reps; r++) {
             double t0 = now_s(), c0 = cpu_s();
             if (M == 1) /* batch-1 dense: the network uses sgemv too */
@@ -113,6 +114,46 @@ static double sgemm_ms(int (*mnk)[3], int n, int reps, double *cpu_ms) {
     }
     *cpu_ms = total_cpu * 1e3;
     return total * 1e3;
+}
+
+/* Training throughput: one warm-up step, then `steps` steps of forward + backward + Adam at
+ * batch `batch` with `threads` replicas (as `birdsong train --threads` runs them, one BLAS
+ * thread each; under mpirun each rank its share). ms: the medians per step of wall time, the
+ * calling thread's CPU time and the whole process's CPU time. y gets one positive per row. */
+static int bench_train(const bs_layer_spec *layers, int nl, int mels, int frames, int classes, int batch,
+                       int threads, int steps, const float *x, float *y, double ms[3], bs_error *err) {
+    bs_net *net = bs_net_create(layers, nl, mels, frames, classes, batch, 1, err);
+    if (!net) return -1;
+    for (int n = 0; n < batch; n++) y[(size_t)n * classes + n % classes] = 1.0f;
+    bs_adam_config cfg = bs_adam_defaults();
+    bs_adam *adam = ts_xcheck(bs_adam_create(bs_net_n_params(net), &cfg));
+    bs_nn_set_threads(1);
+    ts_replicas *reps = ts_replicas_create(net, threads, err);
+    if (!reps) {
+        bs_adam_free(adam);
+        bs_net_free(net);
+        return -1;
+    }
+    ts_replicas_set_first_index(reps, ts_dist_rank() * threads);
+    double *t = ts_xmalloc(sizeof(double) * (size_t)steps * 3), *tc = t + steps, *tp = tc + steps;
+    for (int r = -1; r < steps; r++) {
+        double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
+        ts_replicas_step_all(reps, x, y, NULL, batch);
+        ts_replicas_adam_step(reps, adam);
+        if (r >= 0) {
+            t[r] = now_s() - t0;
+            tc[r] = cpu_s() - c0;
+            tp[r] = process_cpu_s() - p0;
+        }
+    }
+    ms[0] = median(t, steps) * 1e3;
+    ms[1] = median(tc, steps) * 1e3;
+    ms[2] = median(tp, steps) * 1e3;
+    free(t);
+    ts_replicas_free(reps);
+    bs_adam_free(adam);
+    bs_net_free(net);
+    return 0;
 }
 
 int cmd_bench(int argc, char **argv) {
@@ -171,15 +212,15 @@ int cmd_bench(int argc, char **argv) {
         return 1;
     }
     size_t nx = (size_t)mels * frames;
-    float *x = malloc(sizeof(float) * nx * batch), *y = calloc((size_t)classes * batch, 4);
-    float *probs = malloc(sizeof(float) * classes);
+    float *x = ts_xmalloc(sizeof(float) * nx * batch), *y = ts_xcalloc((size_t)classes * batch, 4);
+    float *probs = ts_xmalloc(sizeof(float) * classes);
     uint64_t rng = 1;
     for (size_t i = 0; i < nx * batch; i++) {
         rng = rng * 6364136223846793005ull + 1442695040888963407ull;
         x[i] = (float)((rng >> 40) & 0xFFFF) / 32768.0f - 1.0f;
     }
-    double *t = malloc(sizeof(double) * (iters > steps ? iters : steps + 1));
-    double *tc = malloc(sizeof(double) * (iters > steps ? iters : steps + 1));
+    double *t = ts_xmalloc(sizeof(double) * (iters > steps ? iters : steps + 1));
+    double *tc = ts_xmalloc(sizeof(double) * (iters > steps ? iters : steps + 1));
     for (int r = -3; r < iters; r++) {
         double t0 = now_s(), c0 = cpu_s();
         bs_net_forward(net, x, 1, 0);
@@ -202,43 +243,15 @@ int cmd_bench(int argc, char **argv) {
     /* ---- training, batch B ---- */
     double train_sps = 0.0, step_ms = 0.0, step_cpu_ms = 0.0, step_pcpu_ms = 0.0;
     if (steps > 0) {
-        net = bs_net_create(layers, nl, mels, frames, classes, batch, 1, &err);
-        if (!net) {
+        double ms[3];
+        if (bench_train(layers, nl, mels, frames, classes, batch, threads, steps, x, y, ms, &err) != 0) {
             fprintf(stderr, "birdsong bench: %s\n", err.msg);
             return 1;
         }
-        for (int n = 0; n < batch; n++) y[(size_t)n * classes + n % classes] = 1.0f;
-        bs_adam_config cfg = bs_adam_defaults();
-        bs_adam *adam = bs_adam_create(bs_net_n_params(net), &cfg);
-        /* --threads T trains T replicas on shards of the batch, one BLAS thread each, as
-         * `birdsong train --threads T` does */
-        bs_nn_set_threads(1);
-        ts_replicas *reps = ts_replicas_create(net, threads, &err);
-        if (!reps) {
-            fprintf(stderr, "birdsong bench: %s\n", err.msg);
-            return 1;
-        }
-        ts_replicas_set_first_index(reps, ts_dist_rank() * threads);
-        double *tp = malloc(sizeof(double) * (steps + 1));
-        if (!tp) abort();
-        for (int r = -1; r < steps; r++) {
-            double t0 = now_s(), c0 = cpu_s(), p0 = process_cpu_s();
-            ts_replicas_step_all(reps, x, y, NULL, batch);
-            bs_adam_step(adam, bs_net_params(net), bs_net_grads(net));
-            if (r >= 0) {
-                t[r] = now_s() - t0;
-                tc[r] = cpu_s() - c0;
-                tp[r] = process_cpu_s() - p0;
-            }
-        }
-        step_pcpu_ms = median(tp, steps) * 1e3;
-        free(tp);
-        step_ms = median(t, steps) * 1e3;
-        step_cpu_ms = median(tc, steps) * 1e3;
+        step_ms = ms[0];
+        step_cpu_ms = ms[1];
+        step_pcpu_ms = ms[2];
         train_sps = batch / (step_ms / 1e3);
-        ts_replicas_free(reps);
-        bs_adam_free(adam);
-        bs_net_free(net);
     }
     /* one thread: compare CPU times (robust to a shared machine); more: wall times */
     double eff = threads == 1 ? gemm_cpu_ms / infer_cpu_ms : gemm_ms / infer_ms;

@@ -9,6 +9,7 @@
 #include "birdsong/model.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
+#include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: birdsong classify --model MODEL [--hop S] [--format csv|json] FILE...\n"
@@ -98,8 +99,7 @@ int cmd_classify(int argc, char **argv) {
      * as the last columns in CSV */
     int C = bs_model_n_outputs(model), S = bs_model_n_species(model), failed = 0;
     size_t per = (size_t)bs_model_n_mels(model) * bs_model_n_frames(model);
-    float *x = malloc(sizeof(float) * per), *p = malloc(sizeof(float) * (size_t)C);
-    if (!x || !p) abort();
+    float *x = ts_xmalloc(sizeof(float) * per), *p = ts_xmalloc(sizeof(float) * (size_t)C);
     json_t *doc = NULL, *files = NULL;
     if (json_out) {
         doc = json_object();

@@ -16,6 +16,7 @@
 #include "trainer/openset.h"
 #include "trainer/report.h"
 #include "trainer/train.h"
+#include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: birdsong eval --model MODEL --data DIR|MANIFEST [options]\n"
@@ -96,12 +97,13 @@ int cmd_eval(int argc, char **argv) {
         bs_model_free(model);
         return 1;
     }
-    char **labels = ts_model_labels(model);
+    /* the model's own array (lives as long as the model); the trainer's label parameters are
+     * char *const *, as ts_dataset's own labels are */
+    char *const *labels = (char *const *)bs_model_labels(model);
     int C = bs_model_n_outputs(model);
     ts_dataset ds;
     if (ts_dataset_load(&ds, data, background, labels, C, &err) != 0) {
         fprintf(stderr, "birdsong eval: %s\n", err.msg);
-        free(labels);
         bs_model_free(model);
         return 1;
     }
@@ -117,15 +119,13 @@ int cmd_eval(int argc, char **argv) {
                                 filter_spec[k], name);
             else fprintf(stderr, "birdsong eval: %s\n", err.msg);
             ts_dataset_free(&ds);
-            free(labels);
             bs_model_free(model);
             return 1;
         }
     }
-    char *cache_dir = no_cache ? NULL : cache_opt ? strdup(cache_opt) : ts_cache_default_dir();
-    char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
-    ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
-    if (!paths || !ff) abort();
+    char *cache_dir = no_cache ? NULL : cache_opt ? ts_xstrdup(cache_opt) : ts_cache_default_dir();
+    char **paths = ts_xmalloc(sizeof(char *) * ((size_t)ds.n_items + 1));
+    ts_file_features *ff = ts_xcalloc((size_t)ds.n_items + 1, sizeof *ff);
     for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
     int rc = 1;
     ts_windows w = {0};
@@ -141,9 +141,8 @@ int cmd_eval(int argc, char **argv) {
         goto done;
     }
     {
-        int *idx = malloc(sizeof(int) * (size_t)w.n);
-        float *probs = malloc(sizeof(float) * (size_t)w.n * C);
-        if (!idx || !probs) abort();
+        int *idx = ts_xmalloc(sizeof(int) * (size_t)w.n);
+        float *probs = ts_xmalloc(sizeof(float) * (size_t)w.n * C);
         for (int i = 0; i < w.n; i++) idx[i] = i;
         if (ts_predict(model, &w, idx, w.n, probs, &err) != 0) {
             fprintf(stderr, "birdsong eval: %s\n", err.msg);
@@ -152,10 +151,9 @@ int cmd_eval(int argc, char **argv) {
             goto done;
         }
         /* the species figures on the species' and background windows (filter classes apart) */
-        float *sp_p = malloc(sizeof(float) * ((size_t)w.n * S + 1));
-        uint8_t *sp_y = malloc((size_t)w.n * S + 1);
-        int *sp_g = malloc(sizeof(int) * ((size_t)w.n + 1));
-        if (!sp_p || !sp_y || !sp_g) abort();
+        float *sp_p = ts_xmalloc(sizeof(float) * ((size_t)w.n * S + 1));
+        uint8_t *sp_y = ts_xmalloc((size_t)w.n * S + 1);
+        int *sp_g = ts_xmalloc(sizeof(int) * ((size_t)w.n + 1));
         int ns = ts_species_rows(probs, w.y, w.group, w.n, C, S, sp_p, sp_y, sp_g);
         ts_metrics m;
         ts_metrics_compute(&m, sp_p, sp_y, ns, S, sp_g, w.n_groups, bs_model_thresholds(model));
@@ -164,8 +162,7 @@ int cmd_eval(int argc, char **argv) {
         if (bs_model_calibration(model, &ca, &cb)) {
             /* the network's own probabilities: the calibration undone (its inverse is
              * again a Platt map, slope 1/a, offset -b/a) */
-            float *raw = malloc(sizeof(float) * ((size_t)ns * S + 1));
-            if (!raw) abort();
+            float *raw = ts_xmalloc(sizeof(float) * ((size_t)ns * S + 1));
             for (int i = 0; i < ns; i++)
                 for (int k = 0; k < S; k++)
                     raw[(size_t)i * S + k] = bs_platt_apply(sp_p[(size_t)i * S + k], 1.0f / ca[k], -cb[k] / ca[k]);
@@ -230,7 +227,6 @@ done:
     ts_windows_free(&w);
     ts_dataset_free(&ds);
     free(cache_dir);
-    free(labels);
     bs_model_free(model);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "birdsong/nn_train.h"
 #include "trainer/commands.h"
 

@@ -128,10 +128,9 @@ static void metrics_of(const ts_windows *w, const int *idx, int n, const float *
     }
     if (S < C) {
         /* the species figures on the species' and background windows; filter classes apart */
-        float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
-        uint8_t *ys = malloc((size_t)n * S + 1);
-        int *gs = malloc(sizeof(int) * ((size_t)n + 1));
-        if (!ps || !ys || !gs) abort();
+        float *ps = ts_xmalloc(sizeof(float) * ((size_t)n * S + 1));
+        uint8_t *ys = ts_xmalloc((size_t)n * S + 1);
+        int *gs = ts_xmalloc(sizeof(int) * ((size_t)n + 1));
         int ns = ts_species_rows(probs, y, g, n, C, S, ps, ys, gs);
         ts_metrics_compute(m, ps, ys, ns, S, gs, w->n_groups, thr);
         m->loss = ts_bce_from_probs(ps, ys, ns, S);
@@ -175,9 +174,8 @@ static void dataset_view(const ts_dataset *ds, const int *keep, ts_dataset *v, i
     memset(v, 0, sizeof *v);
     v->labels = ds->labels;
     v->n_labels = ds->n_labels;
-    v->items = malloc(sizeof *v->items * ((size_t)ds->n_items + 1));
-    v->targets = malloc((size_t)ds->n_items * ds->n_labels + 1);
-    if (!v->items || !v->targets) abort();
+    v->items = ts_xmalloc(sizeof *v->items * ((size_t)ds->n_items + 1));
+    v->targets = ts_xmalloc((size_t)ds->n_items * ds->n_labels + 1);
     for (int i = 0; i < ds->n_items; i++) {
         if (!keep[i]) continue;
         map[v->n_items] = i;
@@ -197,9 +195,8 @@ static void usable_items(const ts_dataset *ds, const ts_windows *w, int *usable)
 /* role[i] for items among `pool`: 0 train, 1 val (stratified by recording). */
 static int split_val(const ts_dataset *ds, const int *pool, double frac, uint64_t seed, int *role, bs_error *err) {
     ts_dataset v;
-    int *map = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
-    int *isv = malloc(sizeof(int) * ((size_t)ds->n_items + 1));
-    if (!map || !isv) abort();
+    int *map = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    int *isv = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
     dataset_view(ds, pool, &v, map);
     int rc = ts_split_val_fraction(&v, frac, seed, isv, err);
     for (int i = 0; i < ds->n_items; i++) role[i] = -1;
@@ -248,10 +245,9 @@ typedef struct train_ctx {
 static void run_job(train_ctx *c, train_job *j) {
     const ts_windows *w = c->w;
     int n_items = c->ds->n_items;
-    int *pool = calloc((size_t)n_items + 1, sizeof(int)), *role = calloc((size_t)n_items + 1, sizeof(int));
-    int *tr = calloc((size_t)w->n + 1, sizeof(int)), *va = calloc((size_t)w->n + 1, sizeof(int));
-    int *te = calloc((size_t)w->n + 1, sizeof(int));
-    if (!pool || !role || !tr || !va || !te) abort();
+    int *pool = ts_xcalloc((size_t)n_items + 1, sizeof(int)), *role = ts_xcalloc((size_t)n_items + 1, sizeof(int));
+    int *tr = ts_xcalloc((size_t)w->n + 1, sizeof(int)), *va = ts_xcalloc((size_t)w->n + 1, sizeof(int));
+    int *te = ts_xcalloc((size_t)w->n + 1, sizeof(int));
     for (int i = 0; i < n_items; i++)
         pool[i] = j->fold >= 0 ? c->fold_of[i] >= 0 && c->fold_of[i] != j->fold : c->usable[i];
     uint64_t seed = j->fold >= 0 ? c->o->seed + (uint64_t)j->fold + 1 : c->o->seed;
@@ -283,9 +279,8 @@ static void run_job(train_ctx *c, train_job *j) {
         j->rc = bs_model_set_filter_classes(j->r.model, c->ds->n_filters, &j->err);
         if (j->rc != 0) goto out;
     }
-    j->probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
-    j->held = malloc(sizeof(int) * ((size_t)n_eval + 1));
-    if (!j->probs || !j->held) abort();
+    j->probs = ts_xmalloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
+    j->held = ts_xmalloc(sizeof(int) * ((size_t)n_eval + 1));
     memcpy(j->held, eval_idx, sizeof(int) * (size_t)n_eval);
     j->n_held = n_eval;
     evaluate(j->r.model, w, eval_idx, n_eval, &j->m, j->probs);
@@ -403,12 +398,11 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
     train_job *src = folds > 0 ? jobs : fj;
     long n = 0;
     for (int k = 0; k < K; k++) n += src[k].n_held;
-    float *p = malloc(sizeof(float) * ((size_t)n * C + 1));
-    uint8_t *y = malloc((size_t)n * C + 1);
-    int *fold = malloc(sizeof(int) * ((size_t)n + 1));
-    float *a = malloc(sizeof(float) * (size_t)C), *b = malloc(sizeof(float) * (size_t)C);
-    float *thr = malloc(sizeof(float) * (size_t)C);
-    if (!p || !y || !fold || !a || !b || !thr) abort();
+    float *p = ts_xmalloc(sizeof(float) * ((size_t)n * C + 1));
+    uint8_t *y = ts_xmalloc((size_t)n * C + 1);
+    int *fold = ts_xmalloc(sizeof(int) * ((size_t)n + 1));
+    float *a = ts_xmalloc(sizeof(float) * (size_t)C), *b = ts_xmalloc(sizeof(float) * (size_t)C);
+    float *thr = ts_xmalloc(sizeof(float) * (size_t)C);
     long r = 0;
     for (int k = 0; k < K; k++)
         for (int i = 0; i < src[k].n_held; i++, r++) {
@@ -429,18 +423,16 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
         goto done;
     }
     /* thresholds on the calibrated scale, from the written model's validation windows */
-    float *vp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
-    uint8_t *vy = malloc((size_t)fj->n_held * C + 1);
-    if (!vp || !vy) abort();
+    float *vp = ts_xmalloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+    uint8_t *vy = ts_xmalloc((size_t)fj->n_held * C + 1);
     for (int i = 0; i < fj->n_held; i++) {
         memcpy(vp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
         memcpy(vy + (size_t)i * C, w->y + (size_t)fj->held[i] * C, (size_t)C);
     }
     ts_reliability_bin bins[TS_ECE_BINS];
     int S = C - ds->n_filters;
-    float *sp = malloc(sizeof(float) * ((size_t)fj->n_held * S + 1));
-    uint8_t *sy = malloc((size_t)fj->n_held * S + 1);
-    if (!sp || !sy) abort();
+    float *sp = ts_xmalloc(sizeof(float) * ((size_t)fj->n_held * S + 1));
+    uint8_t *sy = ts_xmalloc((size_t)fj->n_held * S + 1);
     int ns = ts_species_rows(vp, vy, NULL, fj->n_held, C, S, sp, sy, NULL);
     double val_ece_raw = ts_ece(sp, sy, ns, S, bins); /* as the species figures: filter classes apart */
     free(sp);
@@ -454,8 +446,7 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
     ts_openset_free(&fj->os);
     evaluate(model, w, fj->held, fj->n_held, &fj->m, NULL);
     fj->m.ece_uncalibrated = val_ece_raw;
-    float *cp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
-    if (!cp) abort();
+    float *cp = ts_xmalloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
     memcpy(cp, fj->probs, sizeof(float) * (size_t)fj->n_held * C);
     ts_platt_apply_rows(cp, fj->n_held, C, a, b);
     ts_openset_init(&fj->os, ds);
@@ -662,7 +653,7 @@ static int train_main(int argc, char **argv) {
             }
             break;
         case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
-        case O_CACHE: free(cache_dir); cache_dir = strdup(optarg); break;
+        case O_CACHE: free(cache_dir); cache_dir = ts_xstrdup(optarg); break;
         case O_NOCACHE: no_cache = 1; break;
         case O_REPORT: report = optarg; break;
         case O_QUIET: o.quiet = 1; break;
@@ -764,9 +755,8 @@ static int train_main(int argc, char **argv) {
             if (log_file) fclose(log_file);
             return 1;
         }
-    char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
-    ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
-    if (!paths || !ff) abort();
+    char **paths = ts_xmalloc(sizeof(char *) * ((size_t)ds.n_items + 1));
+    ts_file_features *ff = ts_xcalloc((size_t)ds.n_items + 1, sizeof *ff);
     for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
     ts_cache_stats cs;
     int rc = 1;
@@ -794,19 +784,16 @@ static int train_main(int argc, char **argv) {
     if (!o.quiet)
         bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds.n_labels, w.n, n_bg_win,
                     w.n_groups);
-    usable = calloc((size_t)ds.n_items + 1, sizeof(int));
-    fold_of = calloc((size_t)ds.n_items + 1, sizeof(int));
-    if (!usable || !fold_of) abort();
+    usable = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
+    fold_of = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
     usable_items(&ds, &w, usable);
-    activity = calloc((size_t)w.n + 1, sizeof(float));
-    if (!activity) abort();
+    activity = ts_xcalloc((size_t)w.n + 1, sizeof(float));
     ts_window_activity(&w, &cfg, activity);
 
     if (folds > 0) {
         ts_dataset v;
-        int *map = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        int *vf = malloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        if (!map || !vf) abort();
+        int *map = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
+        int *vf = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
         dataset_view(&ds, usable, &v, map);
         int src = ts_split_kfold(&v, folds, o.seed, vf, &err);
         for (int i = 0; i < ds.n_items; i++) fold_of[i] = -1;
@@ -827,8 +814,7 @@ static int train_main(int argc, char **argv) {
      * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
      * matrices, while replicas on shards of the batch keep every core busy. */
     n_jobs = folds + 1;
-    jobs = calloc((size_t)n_jobs, sizeof *jobs);
-    if (!jobs) abort();
+    jobs = ts_xcalloc((size_t)n_jobs, sizeof *jobs);
     for (int j = 0; j < n_jobs; j++) {
         jobs[j].fold = j < folds ? j : -1;
         if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
@@ -837,8 +823,7 @@ static int train_main(int argc, char **argv) {
             char name[32];
             if (j < folds) snprintf(name, sizeof name, "fold-%d.ckpt", j + 1);
             else snprintf(name, sizeof name, "final.ckpt");
-            jobs[j].ckpt = malloc(strlen(ckpt_dir) + strlen(name) + 2);
-            if (!jobs[j].ckpt) abort();
+            jobs[j].ckpt = ts_xmalloc(strlen(ckpt_dir) + strlen(name) + 2);
             sprintf(jobs[j].ckpt, "%s/%s", ckpt_dir, name);
         }
     }
@@ -909,9 +894,8 @@ static int train_main(int argc, char **argv) {
     if (ds.n_filters > 0) {
         /* the filter classes on the written model's validation windows */
         int C = w.C;
-        float *fp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
-        uint8_t *fy = malloc((size_t)fj->n_held * C + 1);
-        if (!fp || !fy) abort();
+        float *fp = ts_xmalloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+        uint8_t *fy = ts_xmalloc((size_t)fj->n_held * C + 1);
         for (int i = 0; i < fj->n_held; i++) {
             memcpy(fy + (size_t)i * C, w.y + (size_t)fj->held[i] * C, (size_t)C);
             memcpy(fp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);

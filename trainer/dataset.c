@@ -1,5 +1,6 @@
 /* Dataset discovery: species folders or a manifest, plus background entries. See dataset.h. */
 #include "trainer/dataset.h"
+#include "trainer/xalloc.h"
 
 #include <ctype.h>
 #include <dirent.h>
@@ -11,21 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static char *xstrdup(const char *s) {
-    char *d = strdup(s ? s : "");
-    if (!d) abort();
-    return d;
-}
-
-static void *xrealloc(void *p, size_t n) {
-    void *q = realloc(p, n ? n : 1);
-    if (!q) abort();
-    return q;
-}
-
 static char *path_join(const char *a, const char *b) {
     size_t na = strlen(a), nb = strlen(b);
-    char *r = xrealloc(NULL, na + nb + 2);
+    char *r = ts_xrealloc(NULL, na + nb + 2);
     memcpy(r, a, na);
     size_t k = na;
     if (na && a[na - 1] != '/') r[k++] = '/';
@@ -44,9 +33,9 @@ int ts_is_audio_name(const char *name) {
 }
 
 void ts_dataset_skip(ts_dataset *ds, const char *path, const char *reason) {
-    ds->skipped = xrealloc(ds->skipped, (size_t)(ds->n_skipped + 1) * sizeof *ds->skipped);
-    ds->skipped[ds->n_skipped].path = xstrdup(path);
-    ds->skipped[ds->n_skipped].reason = xstrdup(reason);
+    ds->skipped = ts_xrealloc(ds->skipped, (size_t)(ds->n_skipped + 1) * sizeof *ds->skipped);
+    ds->skipped[ds->n_skipped].path = ts_xstrdup(path);
+    ds->skipped[ds->n_skipped].reason = ts_xstrdup(reason);
     ds->n_skipped++;
 }
 
@@ -59,8 +48,8 @@ int ts_dataset_label_index(const ts_dataset *ds, const char *label) {
 static int add_label(ts_dataset *ds, const char *label) {
     int i = ts_dataset_label_index(ds, label);
     if (i >= 0) return i;
-    ds->labels = xrealloc(ds->labels, (size_t)(ds->n_labels + 1) * sizeof *ds->labels);
-    ds->labels[ds->n_labels] = xstrdup(label);
+    ds->labels = ts_xrealloc(ds->labels, (size_t)(ds->n_labels + 1) * sizeof *ds->labels);
+    ds->labels[ds->n_labels] = ts_xstrdup(label);
     return ds->n_labels++;
 }
 
@@ -93,15 +82,15 @@ static void add_item(ts_dataset *ds, pending *pd, const char *path, const char *
         return;
     }
     int k = ds->n_items;
-    ds->items = xrealloc(ds->items, (size_t)(k + 1) * sizeof *ds->items);
-    pd->labels = xrealloc(pd->labels, (size_t)(k + 1) * sizeof *pd->labels);
-    pd->n_lab = xrealloc(pd->n_lab, (size_t)(k + 1) * sizeof *pd->n_lab);
+    ds->items = ts_xrealloc(ds->items, (size_t)(k + 1) * sizeof *ds->items);
+    pd->labels = ts_xrealloc(pd->labels, (size_t)(k + 1) * sizeof *pd->labels);
+    pd->n_lab = ts_xrealloc(pd->n_lab, (size_t)(k + 1) * sizeof *pd->n_lab);
     pd->labels[k] = pd->n_label_idx;
     pd->n_lab[k] = n_labels;
-    pd->label_idx = xrealloc(pd->label_idx, (size_t)(pd->n_label_idx + n_labels) * sizeof(int));
+    pd->label_idx = ts_xrealloc(pd->label_idx, (size_t)(pd->n_label_idx + n_labels) * sizeof(int));
     for (int j = 0; j < n_labels; j++) pd->label_idx[pd->n_label_idx++] = labels[j];
-    ds->items[k].path = xstrdup(path);
-    ds->items[k].group = xstrdup(group ? group : path);
+    ds->items[k].path = ts_xstrdup(path);
+    ds->items[k].group = ts_xstrdup(group ? group : path);
     ds->items[k].background = n_labels == 0;
     ds->items[k].source = source;
     ds->items[k].primary = n_labels > 0 ? labels[0] : -1;
@@ -127,8 +116,8 @@ static char **list_dir(const char *dir, int want_dirs, int *n_out) {
         int is_dir = stat(full, &st) == 0 && S_ISDIR(st.st_mode);
         free(full);
         if (is_dir != want_dirs) continue;
-        names = xrealloc(names, (size_t)(n + 1) * sizeof *names);
-        names[n++] = xstrdup(e->d_name);
+        names = ts_xrealloc(names, (size_t)(n + 1) * sizeof *names);
+        names[n++] = ts_xstrdup(e->d_name);
     }
     closedir(d);
     if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str);
@@ -190,8 +179,8 @@ static void add_tree(ts_dataset *ds, pending *pd, const char *dir, const char *g
 }
 
 static int add_source(ts_dataset *ds, const char *name) {
-    ds->sources = xrealloc(ds->sources, (size_t)(ds->n_sources + 1) * sizeof *ds->sources);
-    ds->sources[ds->n_sources] = xstrdup(name);
+    ds->sources = ts_xrealloc(ds->sources, (size_t)(ds->n_sources + 1) * sizeof *ds->sources);
+    ds->sources[ds->n_sources] = ts_xstrdup(name);
     return ds->n_sources++;
 }
 
@@ -231,7 +220,7 @@ static int load_manifest(ts_dataset *ds, pending *pd, const char *file, int fixe
     if (!f) return bs_error_set(err, "%s: cannot open the manifest: %s", file, strerror(errno));
     const char *ext = strrchr(file, '.');
     char sep = (ext && strcasecmp(ext, ".csv") == 0) ? ',' : '\t';
-    char *dir = xstrdup(file);
+    char *dir = ts_xstrdup(file);
     char *slash = strrchr(dir, '/');
     if (slash) slash[1] = 0; else strcpy(dir, "./");
     int col_path = 0, col_labels = 1, col_group = 2, have_group_col = 1;
@@ -278,11 +267,11 @@ static int load_manifest(ts_dataset *ds, pending *pd, const char *file, int fixe
         }
         const char *rel = fields[col_path];
         if (!*rel) continue;
-        char *path = rel[0] == '/' ? xstrdup(rel) : path_join(dir, rel);
+        char *path = rel[0] == '/' ? ts_xstrdup(rel) : path_join(dir, rel);
         const char *labstr = nf > col_labels ? fields[col_labels] : "";
         const char *group = (have_group_col && col_group < nf && *fields[col_group]) ? fields[col_group] : NULL;
         int labs[64], nl = 0, bad = 0;
-        char *copy = xstrdup(labstr);
+        char *copy = ts_xstrdup(labstr);
         for (char *tok = strtok(copy, ";"); tok; tok = strtok(NULL, ";")) {
             char *l = trim(tok);
             if (!*l) continue;
@@ -349,11 +338,11 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
     char **bg = NULL;
     int n_bg = 0;
     if (background && *background) {
-        char *copy = xstrdup(background);
+        char *copy = ts_xstrdup(background);
         for (char *tok = strtok(copy, ","); tok; tok = strtok(NULL, ",")) {
             if (!*tok) continue;
-            bg = xrealloc(bg, (size_t)(n_bg + 1) * sizeof *bg);
-            bg[n_bg++] = xstrdup(tok);
+            bg = ts_xrealloc(bg, (size_t)(n_bg + 1) * sizeof *bg);
+            bg[n_bg++] = ts_xstrdup(tok);
         }
         free(copy);
     }
@@ -370,16 +359,16 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
 
     /* background entries: relative to the data folder (or the manifest's folder), else as given */
     for (int j = 0; rc == 0 && j < n_bg; j++) {
-        char *base = xstrdup(data);
+        char *base = ts_xstrdup(data);
         if (!data_is_dir) {
             char *slash = strrchr(base, '/');
             if (slash) slash[1] = 0; else strcpy(base, ".");
         }
-        char *cand = bg[j][0] == '/' ? xstrdup(bg[j]) : path_join(base, bg[j]);
+        char *cand = bg[j][0] == '/' ? ts_xstrdup(bg[j]) : path_join(base, bg[j]);
         free(base);
         if (!exists(cand)) {
             free(cand);
-            cand = xstrdup(bg[j]);
+            cand = ts_xstrdup(bg[j]);
         }
         if (is_dir(cand)) {
             add_tree(ds, &pd, cand, NULL, NULL, 0, add_source(ds, bg[j]), 0);
@@ -401,9 +390,8 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
     if (rc == 0 && !fixed && ds->n_labels > 1) {
         /* labels in sorted order whatever the row order: rank[old] = new index */
         int L = ds->n_labels;
-        int *rank = calloc((size_t)L, sizeof(int));
-        char **sorted = malloc(sizeof(char *) * (size_t)L);
-        if (!rank || !sorted) abort();
+        int *rank = ts_xcalloc((size_t)L, sizeof(int));
+        char **sorted = ts_xmalloc(sizeof(char *) * (size_t)L);
         memcpy(sorted, ds->labels, sizeof(char *) * (size_t)L);
         qsort(sorted, (size_t)L, sizeof(char *), cmp_str);
         for (int a = 0; a < L; a++)
@@ -417,8 +405,7 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
         free(rank);
     }
     if (rc == 0) {
-        ds->targets = calloc((size_t)ds->n_items * (size_t)ds->n_labels + 1, 1);
-        if (!ds->targets) abort();
+        ds->targets = ts_xcalloc((size_t)ds->n_items * (size_t)ds->n_labels + 1, 1);
         for (int i = 0; i < ds->n_items; i++)
             for (int j = 0; j < pd.n_lab[i]; j++)
                 ds->targets[(size_t)i * ds->n_labels + pd.label_idx[pd.labels[i] + j]] = 1;
@@ -435,7 +422,7 @@ int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err)
     const char *eq = strchr(spec, '=');
     if (!eq || eq == spec || !eq[1])
         return bs_error_set(err, "--filter-class '%s': expected NAME=DIR[,DIR...]", spec);
-    char *name = xstrdup(spec);
+    char *name = ts_xstrdup(spec);
     name[eq - spec] = 0;
     /* a label already there is accepted when nothing has it yet: a model's filter class,
      * given as a fixed label to eval */
@@ -449,11 +436,10 @@ int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err)
     int L = ds->n_labels, first = ds->n_items, rc = 0;
     if (grow) idx = add_label(ds, name);
     pending pd = {0};
-    char *dirs = xstrdup(eq + 1);
+    char *dirs = ts_xstrdup(eq + 1);
     for (char *tok = strtok(dirs, ","); tok && rc == 0; tok = strtok(NULL, ",")) {
         if (!*tok) continue;
-        char *src = malloc(strlen(name) + strlen(tok) + 2);
-        if (!src) abort();
+        char *src = ts_xmalloc(strlen(name) + strlen(tok) + 2);
         sprintf(src, "%s=%s", name, tok);
         if (is_dir(tok)) add_tree(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src), 0);
         else if (exists(tok)) add_item(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src));
@@ -469,8 +455,7 @@ int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err)
     if (rc == 0) {
         /* one more target column (unless the label was there); the new items have exactly it */
         int L2 = L + grow;
-        uint8_t *t = calloc((size_t)ds->n_items * (size_t)L2 + 1, 1);
-        if (!t) abort();
+        uint8_t *t = ts_xcalloc((size_t)ds->n_items * (size_t)L2 + 1, 1);
         for (int i = 0; i < first; i++) memcpy(t + (size_t)i * L2, ds->targets + (size_t)i * L, (size_t)L);
         for (int i = first; i < ds->n_items; i++) t[(size_t)i * L2 + idx] = 1;
         free(ds->targets);

@@ -1,5 +1,6 @@
 /* Metric functions. See metrics.h. */
 #include "trainer/metrics.h"
+#include "trainer/xalloc.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -32,9 +33,8 @@ double ts_top1_accuracy(const float *probs, const uint8_t *targets, int n, int C
 
 void ts_group_mean(const float *probs, const uint8_t *targets, const int *group_of, int n, int C,
                    int n_groups, float *out_probs, uint8_t *out_targets) {
-    double *acc = calloc((size_t)n_groups * C + 1, sizeof(double));
-    long *cnt = calloc((size_t)n_groups + 1, sizeof(long));
-    if (!acc || !cnt) abort();
+    double *acc = ts_xcalloc((size_t)n_groups * C + 1, sizeof(double));
+    long *cnt = ts_xcalloc((size_t)n_groups + 1, sizeof(long));
     memset(out_targets, 0, (size_t)n_groups * C);
     for (int i = 0; i < n; i++) {
         int g = group_of[i];
@@ -60,8 +60,7 @@ static int cmp_desc(const void *a, const void *b) {
 }
 
 static scored *sorted_column(const float *probs, const uint8_t *targets, int n, int C, int c, long *P) {
-    scored *v = malloc(sizeof *v * (size_t)(n + 1));
-    if (!v) abort();
+    scored *v = ts_xmalloc(sizeof *v * (size_t)(n + 1));
     *P = 0;
     for (int i = 0; i < n; i++) {
         v[i].s = probs[(size_t)i * C + c];
@@ -193,16 +192,14 @@ void ts_metrics_compute(ts_metrics *m, const float *probs, const uint8_t *target
         else m->n_background++;
     }
     m->window_acc = ts_top1_accuracy(probs, targets, n, C);
-    float *gp = malloc(sizeof(float) * ((size_t)n_groups * C + 1));
-    uint8_t *gt = malloc((size_t)n_groups * C + 1);
-    if (!gp || !gt) abort();
+    float *gp = ts_xmalloc(sizeof(float) * ((size_t)n_groups * C + 1));
+    uint8_t *gt = ts_xmalloc((size_t)n_groups * C + 1);
     ts_group_mean(probs, targets, group_of, n, C, n_groups, gp, gt);
     for (int g = 0; g < n_groups; g++) m->n_recordings += n_pos(gt + (size_t)g * C, C) > 0;
     m->recording_acc = ts_top1_accuracy(gp, gt, n_groups, C);
     {
         /* groups that hold no row are left out */
-        int *has = calloc((size_t)n_groups + 1, sizeof(int));
-        if (!has) abort();
+        int *has = ts_xcalloc((size_t)n_groups + 1, sizeof(int));
         for (int i = 0; i < n; i++) has[group_of[i]] = 1;
         int k = 0;
         for (int g = 0; g < n_groups; g++) {
@@ -222,15 +219,13 @@ void ts_metrics_compute(ts_metrics *m, const float *probs, const uint8_t *target
     }
     free(gp);
     free(gt);
-    m->precision = calloc((size_t)C, sizeof(double));
-    m->recall = calloc((size_t)C, sizeof(double));
-    m->f1 = calloc((size_t)C, sizeof(double));
-    m->ap = calloc((size_t)C, sizeof(double));
-    m->threshold = calloc((size_t)C, sizeof(float));
-    m->support = calloc((size_t)C, sizeof(long));
-    m->confusion = calloc((size_t)C * C, sizeof(long));
-    if (!m->precision || !m->recall || !m->f1 || !m->ap || !m->threshold || !m->support || !m->confusion)
-        abort();
+    m->precision = ts_xcalloc((size_t)C, sizeof(double));
+    m->recall = ts_xcalloc((size_t)C, sizeof(double));
+    m->f1 = ts_xcalloc((size_t)C, sizeof(double));
+    m->ap = ts_xcalloc((size_t)C, sizeof(double));
+    m->threshold = ts_xcalloc((size_t)C, sizeof(float));
+    m->support = ts_xcalloc((size_t)C, sizeof(long));
+    m->confusion = ts_xcalloc((size_t)C * C, sizeof(long));
     double sum_ap = 0.0;
     int n_ap = 0;
     for (int c = 0; c < C; c++) {

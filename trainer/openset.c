@@ -5,17 +5,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "trainer/xalloc.h"
 
 void ts_openset_init(ts_openset *o, const ts_dataset *ds) {
     memset(o, 0, sizeof *o);
     o->n_sources = ds->n_sources;
     o->n_species = ds->n_labels - ds->n_filters;
-    o->names = calloc((size_t)ds->n_sources + 1, sizeof *o->names);
-    o->rows = calloc((size_t)ds->n_sources + 1, sizeof *o->rows);
-    if (!o->names || !o->rows) abort();
+    o->names = ts_xcalloc((size_t)ds->n_sources + 1, sizeof *o->names);
+    o->rows = ts_xcalloc((size_t)ds->n_sources + 1, sizeof *o->rows);
     for (int s = 0; s < ds->n_sources; s++) {
-        o->names[s] = strdup(ds->sources[s]);
-        if (!o->names[s]) abort();
+        o->names[s] = ts_xstrdup(ds->sources[s]);
     }
 }
 
@@ -49,9 +48,8 @@ static void row_add(ts_openset_row *r, long windows, long active, long det, doub
 void ts_openset_add(ts_openset *o, const ts_dataset *ds, const ts_windows *w, const int *idx, int n,
                     const float *probs, const float *thr, double window_s) {
     int C = w->C, S = o->n_species > 0 && o->n_species < C ? o->n_species : C;
-    order_key *key = malloc(sizeof *key * ((size_t)n + 1));
-    uint8_t *on = calloc((size_t)C + 1, 1);
-    if (!key || !on) abort();
+    order_key *key = ts_xmalloc(sizeof *key * ((size_t)n + 1));
+    uint8_t *on = ts_xcalloc((size_t)C + 1, 1);
     int m = 0;
     for (int k = 0; k < n; k++) {
         int it = w->item[idx[k]];

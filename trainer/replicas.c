@@ -36,6 +36,7 @@ struct ts_replicas {
     unsigned long gen;
     int pending, quit, pool_init;
     void (*job)(ts_replicas *, int);
+    bs_adam *adam;              /* ts_replicas_adam_step's */
 };
 
 typedef struct worker_arg {
@@ -83,14 +84,27 @@ static void run_all(ts_replicas *r, void (*job)(ts_replicas *, int)) {
     }
 }
 
-/* phase 1: replica i takes replica 0's weights, then forward, loss, backward */
+/* the slice [lo, hi) of n parameters that thread i of the pool handles */
+static void slice(const ts_replicas *r, int i, size_t *lo, size_t *hi) {
+    *lo = r->n_params * (size_t)i / (size_t)r->n;
+    *hi = r->n_params * (size_t)(i + 1) / (size_t)r->n;
+}
+
+/* phase 0: thread i copies its slice of replica 0's weights into every other replica that
+ * holds a shard (the copy split evenly, not all on the replicas' threads while replica 0
+ * already computes; replica 0 only reads its parameters meanwhile) */
+static void job_copy(ts_replicas *r, int i) {
+    size_t lo, hi;
+    slice(r, i, &lo, &hi);
+    for (int k = 1; k < r->active; k++)
+        memcpy(r->rep[k].params + lo, r->rep[0].params + lo, (hi - lo) * sizeof(float));
+}
+
+/* phase 1: forward, loss, backward of replica i on its shard */
 static void job_shard(ts_replicas *r, int i) {
     if (i >= r->active) return;
     replica *p = &r->rep[i];
-    if (i > 0) { /* replica 0 only reads its parameters while these copies run */
-        memcpy(p->params, r->rep[0].params, r->n_params * sizeof(float));
-        bs_net_params_changed(p->net);
-    }
+    if (i > 0) bs_net_params_changed(p->net); /* job_copy wrote them */
     bs_net_forward(p->net, r->x + (size_t)p->off * r->per_x, p->b, 1);
     p->loss = bs_net_loss(p->net, r->y + (size_t)p->off * r->per_y, r->pos_weight, p->b);
     bs_net_backward(p->net, p->b);
@@ -98,7 +112,8 @@ static void job_shard(ts_replicas *r, int i) {
 
 /* phase 2: thread i reduces its slice of the parameters over the replicas, in replica order */
 static void job_reduce(ts_replicas *r, int i) {
-    size_t n = r->n_params, lo = n * (size_t)i / (size_t)r->n, hi = n * (size_t)(i + 1) / (size_t)r->n;
+    size_t lo, hi;
+    slice(r, i, &lo, &hi);
     float *g0 = r->rep[0].grads;
     float w0 = (float)r->rep[0].b / (float)r->batch;
     for (size_t j = lo; j < hi; j++) g0[j] *= w0;
@@ -107,6 +122,13 @@ static void job_reduce(ts_replicas *r, int i) {
         float wk = (float)r->rep[k].b / (float)r->batch;
         for (size_t j = lo; j < hi; j++) g0[j] += wk * g[j];
     }
+}
+
+/* Adam on thread i's slice of replica 0's parameters (elementwise: same bits as one call) */
+static void job_adam(ts_replicas *r, int i) {
+    size_t lo, hi;
+    slice(r, i, &lo, &hi);
+    bs_adam_update(r->adam, r->rep[0].params, r->rep[0].grads, lo, hi);
 }
 
 ts_replicas *ts_replicas_create(bs_net *net, int n, bs_error *err) {
@@ -223,6 +245,7 @@ float ts_replicas_step(ts_replicas *r, const float *x, const float *y, const flo
     /* the running statistics (small) before any forward updates replica 0's in place */
     for (int i = 1; i < r->active; i++)
         for (int k = 0; k < r->n_buf; k++) memcpy(r->rep[i].buf[k], z->buf[k], r->buf_size[k] * sizeof(float));
+    if (r->active > 1) run_all(r, job_copy);
     run_all(r, job_shard);
     run_all(r, job_reduce);
     /* running statistics: the shard-weighted mean, replica order; and the loss likewise */
@@ -267,4 +290,17 @@ float ts_replicas_step_all(ts_replicas *r, const float *x, const float *y, const
     for (int k = 0; k < r->n_buf; k++) ts_dist_sum_float(z->buf[k], r->buf_size[k]);
     ts_dist_sum_double(&loss, 1);
     return (float)(loss / batch);
+}
+
+float ts_replicas_adam_step(ts_replicas *r, bs_adam *adam) {
+    replica *z = &r->rep[0];
+    z->params = bs_net_params(z->net); /* (tells the net its parameters change) */
+    float norm = bs_adam_begin(adam, z->grads);
+    if (r->n == 1) {
+        bs_adam_update(adam, z->params, z->grads, 0, r->n_params);
+        return norm;
+    }
+    r->adam = adam;
+    run_all(r, job_adam);
+    return norm;
 }

@@ -4,8 +4,8 @@
  * Replica 0 is the caller's net (the model's): it holds the weights Adam updates, the batchnorm
  * running statistics that are written, and after ts_replicas_step the reduced gradients.
  * Replicas 1..N-1 are nets of the same layer list with their own parameters, gradients and
- * activations; at the start of every step each copies replica 0's parameters and batchnorm
- * buffers, so whatever the caller does to replica 0 between steps (Adam, restoring the best or
+ * activations; at the start of every step they take replica 0's parameters (copied by all
+ * threads, one slice each) and batchnorm buffers, so whatever the caller does to replica 0 between steps (Adam, restoring the best or
  * the averaged weights) is what every replica trains from.
  *
  * A batch of b windows is cut into N contiguous shards, sizes differing by at most one (fewer
@@ -52,6 +52,12 @@ void ts_replicas_set_first_index(ts_replicas *r, int first);
  * bs_net_loss: leaves the gradient of the batch's mean loss in bs_net_grads(net) and the merged
  * running statistics in net; returns the batch's mean loss. 2 <= batch <= the net's max_batch. */
 float ts_replicas_step(ts_replicas *r, const float *x, const float *y, const float *pos_weight, int batch);
+
+/* The Adam step on replica 0 after ts_replicas_step(_all): bs_adam_step(adam,
+ * bs_net_params(net), bs_net_grads(net)) with the elementwise update cut into the replicas'
+ * slices of the parameters, one per thread (the norm and clipping on the caller's), so no core
+ * idles through it. Same bits as bs_adam_step; returns its norm. */
+float ts_replicas_adam_step(ts_replicas *r, bs_adam *adam);
 
 /* The same over every MPI rank (dist.h): the batch (the same on every rank) is cut into one
  * share per rank as ts_replicas_step cuts it into replicas, this process steps on its share,

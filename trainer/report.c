@@ -1,5 +1,6 @@
 /* HTML report with inline SVG. See report.h. */
 #include "trainer/report.h"
+#include "trainer/xalloc.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -74,9 +75,8 @@ static void training_curves(FILE *f, const char *training_json) {
         return;
     }
     int n = (int)json_array_size(h);
-    double *x = calloc((size_t)n, sizeof(double)), *tl = calloc((size_t)n, sizeof(double)),
-           *vl = calloc((size_t)n, sizeof(double)), *va = calloc((size_t)n, sizeof(double));
-    if (!x || !tl || !vl || !va) abort();
+    double *x = ts_xcalloc((size_t)n, sizeof(double)), *tl = ts_xcalloc((size_t)n, sizeof(double)),
+           *vl = ts_xcalloc((size_t)n, sizeof(double)), *va = ts_xcalloc((size_t)n, sizeof(double));
     for (int i = 0; i < n; i++) {
         json_t *e = json_array_get(h, (size_t)i);
         json_t *v;

@@ -1,5 +1,6 @@
 /* Stratified group K-fold and validation-fraction splits. See split.h. */
 #include "trainer/split.h"
+#include "trainer/xalloc.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -23,10 +24,9 @@ typedef struct groups {
 
 static void groups_build(const ts_dataset *ds, groups *g) {
     g->n = 0;
-    g->of_item = malloc(sizeof(int) * (size_t)(ds->n_items + 1));
-    g->stratum = malloc(sizeof(int) * (size_t)(ds->n_items + 1));
-    g->size = calloc((size_t)ds->n_items + 1, sizeof(int));
-    if (!g->of_item || !g->stratum || !g->size) abort();
+    g->of_item = ts_xmalloc(sizeof(int) * (size_t)(ds->n_items + 1));
+    g->stratum = ts_xmalloc(sizeof(int) * (size_t)(ds->n_items + 1));
+    g->size = ts_xcalloc((size_t)ds->n_items + 1, sizeof(int));
     /* O(n^2) matching is fine for datasets of thousands of recordings */
     for (int i = 0; i < ds->n_items; i++) {
         int found = -1;
@@ -58,11 +58,10 @@ int ts_split_kfold(const ts_dataset *ds, int k, uint64_t seed, int *fold_of, bs_
         return bs_error_set(err, "--folds %d: the data holds only %d recordings; expected at least one per fold", k, n);
     }
     int S = ds->n_labels + 1;
-    int *order = malloc(sizeof(int) * (size_t)g.n);
-    int *gfold = malloc(sizeof(int) * (size_t)g.n);
-    long *fold_items = calloc((size_t)k, sizeof(long));
-    long *fold_stratum = calloc((size_t)k * (size_t)S, sizeof(long));
-    if (!order || !gfold || !fold_items || !fold_stratum) abort();
+    int *order = ts_xmalloc(sizeof(int) * (size_t)g.n);
+    int *gfold = ts_xmalloc(sizeof(int) * (size_t)g.n);
+    long *fold_items = ts_xcalloc((size_t)k, sizeof(long));
+    long *fold_stratum = ts_xcalloc((size_t)k * (size_t)S, sizeof(long));
     ts_rng rng = {seed};
     for (int s = 0; s < S; s++) {
         int n = 0;
@@ -104,9 +103,8 @@ int ts_split_val_fraction(const ts_dataset *ds, double fraction, uint64_t seed, 
         groups_free(&g);
         return bs_error_set(err, "the data holds only one recording; a validation split needs at least two");
     }
-    int *order = malloc(sizeof(int) * (size_t)g.n);
-    int *gval = calloc((size_t)g.n, sizeof(int));
-    if (!order || !gval) abort();
+    int *order = ts_xmalloc(sizeof(int) * (size_t)g.n);
+    int *gval = ts_xcalloc((size_t)g.n, sizeof(int));
     ts_rng rng = {seed};
     int S = ds->n_labels + 1;
     for (int s = 0; s < S; s++) {

@@ -541,8 +541,7 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     bs_adam_config ac = bs_adam_defaults();
     ac.lr = o->lr;
     ac.weight_decay = o->weight_decay;
-    r->adam = bs_adam_create(bs_net_n_params(r->net), &ac);
-    if (!r->adam) abort();
+    r->adam = ts_xcheck(bs_adam_create(bs_net_n_params(r->net), &ac));
     r->par = ts_replicas_create(r->net, o->replicas > 0 ? o->replicas : 1, err);
     if (!r->par) return -1;
     ts_replicas_set_first_index(r->par, ts_dist_rank() * ts_replicas_n(r->par));
@@ -870,7 +869,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
         /* dropout masks seeded per batch: a run resumed at any batch draws the same */
         ts_replicas_set_dropout_seed(r->par, o->seed + 1000003ull * (uint64_t)(e + 1) + 0xD1B54A32D192ED03ull * (uint64_t)bi);
         float loss = run_step(r, b);
-        bs_adam_step(r->adam, bs_net_params(r->net), bs_net_grads(r->net));
+        ts_replicas_adam_step(r->par, r->adam);
         if (r->ema) snapshot_ema(r->net, r->ema, ts_ema_decay(o->ema, ++r->step));
         t_net += now_s() - t0;
         loss_sum += (double)loss * b;

@@ -17,6 +17,7 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "birdsong/nn_train.h"
 #include "trainer/cache.h"
 #include "trainer/dataset.h"

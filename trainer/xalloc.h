@@ -11,5 +11,10 @@ void *ts_xcalloc(size_t n, size_t size);
 void *ts_xmalloc(size_t size);
 /* realloc(p, size) (at least one byte); never NULL */
 void *ts_xrealloc(void *p, size_t size);
+/* strdup(s), NULL read as ""; never NULL */
+char *ts_xstrdup(const char *s);
+/* p itself, for a library call that returns NULL only when out of memory (jansson's
+ * builders, bs_adam_create); never NULL */
+void *ts_xcheck(void *p);
 
 #endif

@@ -15,6 +15,7 @@ struct bs_adam {
     size_t n;
     long t;
     float *m, *v;
+    float step, rbc2;  /* this step's lr / (1 - beta1^t) and 1 / sqrt(1 - beta2^t) (bs_adam_begin) */
 };
 
 bs_adam_config bs_adam_defaults(void) {
@@ -83,7 +84,7 @@ static void adam_update(float *restrict params, const float *restrict grads, flo
     }
 }
 
-float bs_adam_step(bs_adam *a, float *params, float *grads) {
+float bs_adam_begin(bs_adam *a, float *grads) {
     const bs_adam_config *c = &a->cfg;
     double ss = sum_sq(grads, a->n);
     float norm = (float)sqrt(ss);
@@ -94,8 +95,21 @@ float bs_adam_step(bs_adam *a, float *params, float *grads) {
     a->t++;
     const float bc1 = 1.0f - powf(c->beta1, (float)a->t);
     const float bc2 = 1.0f - powf(c->beta2, (float)a->t);
-    const float step = c->lr / bc1, rbc2 = 1.0f / sqrtf(bc2);
-    adam_update(params, grads, a->m, a->v, a->n, c->beta1, c->beta2, c->weight_decay, step, rbc2,
-                c->eps);
+    a->step = c->lr / bc1;
+    a->rbc2 = 1.0f / sqrtf(bc2);
+    return norm;
+}
+
+void bs_adam_update(bs_adam *a, float *params, const float *grads, size_t lo, size_t hi) {
+    const bs_adam_config *c = &a->cfg;
+    if (hi > a->n) hi = a->n;
+    if (lo >= hi) return;
+    adam_update(params + lo, grads + lo, a->m + lo, a->v + lo, hi - lo, c->beta1, c->beta2,
+                c->weight_decay, a->step, a->rbc2, c->eps);
+}
+
+float bs_adam_step(bs_adam *a, float *params, float *grads) {
+    float norm = bs_adam_begin(a, grads);
+    bs_adam_update(a, params, grads, 0, a->n);
     return norm;
 }

@@ -2,6 +2,7 @@
  * JSON reals are written by jansson with 17 significant digits, so doubles (feature config)
  * and float32 values (thresholds, mean/std) read back bit-identical. */
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "birdsong/nn_train.h"
 
 #include <errno.h>

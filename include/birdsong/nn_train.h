@@ -107,6 +107,13 @@ void bs_adam_free(bs_adam *adam);
 /* One step on params with grads (both n_params; grads may be scaled by clipping).
  * Returns the global gradient norm before clipping. */
 float bs_adam_step(bs_adam *adam, float *params, float *grads);
+/* bs_adam_step in two parts, for updating slices of the parameters on several threads:
+ * bs_adam_begin once per step on one thread (the global norm, which it returns, clipping,
+ * the step count), then bs_adam_update on slices [lo, hi) that together cover 0..n_params
+ * once, in any order or concurrently. The update is elementwise: the same bits as
+ * bs_adam_step. */
+float bs_adam_begin(bs_adam *adam, float *grads);
+void bs_adam_update(bs_adam *adam, float *params, const float *grads, size_t lo, size_t hi);
 long bs_adam_t(const bs_adam *adam);
 void bs_adam_set_lr(bs_adam *adam, float lr);
 /* The state a training checkpoint saves and restores: the step count t and the moments m, v

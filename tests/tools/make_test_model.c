@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 
 int main(int argc, char **argv) {
     if (argc < 3 || argc > 5) {

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "birdsong/nn_train.h"
 #include "switches_from_env.h"
 

@@ -11,6 +11,7 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "birdsong/nn.h"
 #include "daemon/mqtt.h"
 #include "daemon/privacy.h"

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 #include "trainer/train.h"
 #include "switches_from_env.h"
 

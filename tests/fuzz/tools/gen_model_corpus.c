@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "birdsong/model.h"
+#include "birdsong/model_train.h"
 
 static void write_file(const char *dir, const char *name, const uint8_t *b, size_t n) {
     char path[1024];
