@@ -56,6 +56,10 @@ static json_t *worker_json(const bsd_worker_stats *s) {
                                   "recent_windows", (json_int_t)s->inference_recent_windows));
     json_object_set_new(j, "real_time_factor", json_real(s->real_time_factor));
     json_object_set_new(j, "seconds_since_last_window", since_json(s->seconds_since_last_window));
+    json_t *lv = json_pack("{s:f,s:f}", "silent_seconds", s->silent_seconds, "clipping_seconds", s->clipping_seconds);
+    json_object_set_new(lv, "rms_dbfs", s->has_level ? json_real(s->level.rms_dbfs) : json_null());
+    json_object_set_new(lv, "peak_dbfs", s->has_level ? json_real(s->level.peak_dbfs) : json_null());
+    json_object_set_new(j, "sound_level", lv);
     return j;
 }
 

@@ -120,6 +120,9 @@ const bsd_directive bsd_directives[] = {
      "MQTT quality of service: 0, 1 or 2"},
     {"mqtt_queue", BSD_CFG_INT, F(mqtt_queue), 0, "256", 1, 100000,
      "detections kept while the broker is unreachable; the oldest are dropped beyond"},
+    /* what station owners look at and wire up: sound level, exports, notifications */
+    {"level_alarm_seconds", BSD_CFG_DOUBLE, F(level_alarm_seconds), 0, "60", 0, 86400,
+     "health turns 503 when the input has been digital silence (every sample 0) or clipping for this long (0: never)"},
 };
 const size_t bsd_n_directives = sizeof bsd_directives / sizeof bsd_directives[0];
 

@@ -68,6 +68,8 @@ typedef struct bsd_config {
     char mqtt_password[256];
     int mqtt_qos;
     int mqtt_queue;
+    /* what station owners look at and wire up (#20) */
+    double level_alarm_seconds;    /* digital silence / clipping this long: unhealthy (0 = never) */
 } bsd_config;
 
 typedef enum bsd_config_type { BSD_CFG_STRING, BSD_CFG_INT, BSD_CFG_DOUBLE, BSD_CFG_BOOL } bsd_config_type;

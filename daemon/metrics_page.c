@@ -30,6 +30,14 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
 
     bsd_prom_scalar(&b, "birdsong_windows_processed_total", "counter", "Analysis windows run through the network", (double)wk.windows);
     bsd_prom_scalar(&b, "birdsong_worker_lag_seconds", "gauge", "Audio waiting in the ring for the worker", wk.lag_seconds);
+    if (wk.has_level) {
+        bsd_prom_scalar(&b, "birdsong_sound_rms_dbfs", "gauge", "RMS level of the latest window, dBFS", (double)wk.level.rms_dbfs);
+        bsd_prom_scalar(&b, "birdsong_sound_peak_dbfs", "gauge", "Peak level of the latest window, dBFS", (double)wk.level.peak_dbfs);
+    }
+    bsd_prom_scalar(&b, "birdsong_sound_silent_seconds", "gauge",
+                   "Seconds the input has been digital silence without a break (0: not silent)", wk.silent_seconds);
+    bsd_prom_scalar(&b, "birdsong_sound_clipping_seconds", "gauge",
+                   "Seconds the input has been clipping without a break (0: not clipping)", wk.clipping_seconds);
     if (st) {
         bsd_prom_family(&b, "birdsong_inference_seconds", "histogram",
                        "Time per window for features, normalization and network");

@@ -373,6 +373,8 @@ PAGE_STATE_JS = (
     " disabled: [...document.querySelectorAll('#bars .bar.disabled')].map(b => b.dataset.species),"
     " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
     " status: document.getElementById('status').textContent,"
+    " level: document.querySelector('#level .val').textContent,"
+    " level_width: document.querySelector('#level .rms').style.width,"
     " clock: document.getElementById('clock').textContent})")
 
 
@@ -458,6 +460,8 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
                     assert 0.0 <= float(v) <= 1.0
                 assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen
                 assert "ms mean" in seen["status"] and "windows" in seen["status"], seen
+                assert seen["level"].endswith("dBFS"), seen  # the meter: "RMS / peak dBFS" of a recording
+                assert 0 < float(seen["level_width"].rstrip("%")) < 100, seen
                 timeline = cdp.evaluate("(() => { const c = document.getElementById('timeline');"
                                         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
                                         " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()")

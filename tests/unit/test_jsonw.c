@@ -77,7 +77,7 @@ Test(jsonw, a_prediction_is_the_document_jansson_would_write) {
     const char *labels[] = {"Parus_major", "Sitta \"europaea\"", "Turdus\tmerula", "Ñandú"};
     float probs[] = {0.511221f, 1.0f, 0.0f, 1.25e-6f};
     bsd_result r = {.seq = 18446744073709551615ULL, .start_ns = 1764362867598000000LL,
-                    .end_ns = 1764362868598000000LL, .inference_ms = 3.99193f, .n_labels = 4, .probs = probs};
+                    .end_ns = 1764362868598000000LL, .inference_ms = 3.99193f, .level = {-23.456f, 0.0f}, .n_labels = 4, .probs = probs};
     size_t cap = bsd_results_prediction_bytes(labels, 4);
     char *buf = malloc(cap);
     bsd_jsonw w = {.buf = buf, .cap = cap};
@@ -90,14 +90,15 @@ Test(jsonw, a_prediction_is_the_document_jansson_would_write) {
     json_t *arr = json_array();
     for (int i = 0; i < 4; i++)
         json_array_append_new(arr, json_pack("{s:s,s:f}", "species", labels[i], "probability", (double)probs[i]));
-    json_t *j = json_pack("{s:I,s:s,s:s,s:f,s:o}", "seq", (json_int_t)0, "start", t0, "end", t1, "inference_ms",
-                          0.0, "probabilities", arr);
+    json_t *j = json_pack("{s:I,s:s,s:s,s:f,s:f,s:f,s:o}", "seq", (json_int_t)0, "start", t0, "end", t1,
+                          "inference_ms", 0.0, "rms_dbfs", -23.46, "peak_dbfs", 0.0, "probabilities", arr);
     char *ref = jansson_text(j);
     /* jansson holds signed 64-bit integers and the fixed %.3f of inference_ms is ours
      * (docs/api.md): compare around those two fields. */
     const char *ours_tail = strstr(buf, ",\"start\""), *ref_tail = strstr(ref, ",\"start\"");
     cr_assert(strncmp(buf, "{\"seq\":18446744073709551615,", 28) == 0, "%s", buf);
-    const char *ours_p = strstr(buf, ",\"probabilities\""), *ref_p = strstr(ref, ",\"probabilities\"");
+    const char *ours_p = strstr(buf, ",\"rms_dbfs\""), *ref_p = strstr(ref, ",\"rms_dbfs\"");
+    cr_assert(ours_p && strstr(ours_p, "\"rms_dbfs\":-23.46,\"peak_dbfs\":0.0,") == ours_p + 1, "%s", buf);
     cr_assert_str_eq(ours_p, ref_p);
     cr_assert(strstr(buf, "\"inference_ms\":3.992,") != NULL, "%s", buf);
     cr_assert_eq(strncmp(ours_tail, ref_tail, (size_t)(strstr(ref_tail, "\"inference_ms\"") - ref_tail)), 0);
@@ -113,7 +114,7 @@ Test(jsonw, prediction_bytes_hold_the_worst_case) {
     const char *labels[] = {ctl, "x"};
     float probs[] = {-1.17549435e-38f, -3.40282347e+38f};
     bsd_result r = {.seq = UINT64_MAX, .start_ns = INT64_MAX, .end_ns = INT64_MIN, .inference_ms = -3.40282347e+38f,
-                    .n_labels = 2, .probs = probs};
+                    .level = {-3.40282347e+38f, 3.40282347e+38f}, .n_labels = 2, .probs = probs};
     size_t cap = bsd_results_prediction_bytes(labels, 2);
     char *buf = malloc(cap);
     bsd_jsonw w = {.buf = buf, .cap = cap};

@@ -149,14 +149,14 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     cr_assert_not_null(f.mqtt, "%s", err.msg);
     bsd_results_set_listener(res, fanout, &f);
     float p[4] = {0.1f, 0.9f, 1.0f, 1e-6f};
-    bsd_results_publish(res, 0, 1000000000LL, 2.5f, p, 4); /* the first, outside the count */
+    bsd_results_publish(res, 0, 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 4); /* the first, outside the count */
 
     __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
     n_mallocs_here = 0;
     counting_here = 1;
     for (int w = 1; w <= 50; w++) { /* more windows than the SSE history and the MQTT queue hold */
         p[0] = (float)w / 64.0f;
-        bsd_results_publish(res, (int64_t)w * 500000000LL, (int64_t)w * 500000000LL + 1000000000LL, 2.5f, p, 4);
+        bsd_results_publish(res, (int64_t)w * 500000000LL, (int64_t)w * 500000000LL + 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 4);
     }
     counting_here = 0;
     cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 50 publishes", n_mallocs_here);
