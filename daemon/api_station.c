@@ -14,6 +14,7 @@
 #include "daemon/api.h"
 #include "daemon/dashboard.h"
 #include "daemon/http.h"
+#include "daemon/jsonw.h"
 #include "daemon/station_impl.h"
 
 /* Error messages quote URLs and paths into fixed buffers; truncating them is intended. */
@@ -64,15 +65,19 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_fil
     return 0;
 }
 
-static json_t *detection_object(bsd_station *st, const bsd_detection *d) {
-    char t0[64], t1[64], path[BSD_PATH_MAX + 64];
-    bsd_format_seconds(d->start, t0);
-    bsd_format_seconds(d->end, t1);
-    int audio = st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path);
-    return json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d->id, "species", d->species,
-                     "start", t0, "end", t1, "max_probability", (double)d->max_probability, "mean_probability",
-                     (double)d->mean_probability, "n_windows", d->n_windows, "seq_first", (json_int_t)d->seq_first,
-                     "seq_last", (json_int_t)d->seq_last, "has_audio", audio);
+/* d through the one detection serializer (daemon/detect.h); has_audio: its clip is on disk. */
+static void write_detection(bsd_station *st, bsd_jsonw *w, const bsd_detection *d) {
+    char path[BSD_PATH_MAX + 64];
+    bsd_detection_write_json(w, d, st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path));
+}
+
+/* A growing writer's text as a 200 JSON reply (the body is handed over). */
+static enum MHD_Result reply_jsonw(struct MHD_Connection *c, const char *url, bsd_jsonw *w) {
+    if (w->failed) {
+        free(w->buf);
+        return bsd_http_error(c, 500, url, "out of memory writing the response");
+    }
+    return bsd_http_reply(c, 200, w->buf, w->len, NULL);
 }
 
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url) {
@@ -88,12 +93,21 @@ enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const
     bsd_store_page page;
     bs_error err;
     if (bsd_store_query(st->store, &f, &page, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
-    json_t *arr = json_array();
-    for (int i = 0; i < page.n; i++) json_array_append_new(arr, detection_object(st, &page.rows[i]));
-    json_t *j = json_pack("{s:o,s:I,s:I,s:I}", "detections", arr, "total", (json_int_t)page.total, "limit",
-                          (json_int_t)limit, "offset", (json_int_t)offset);
+    bsd_jsonw w = {.grow = 1};
+    bsd_jsonw_lit(&w, "{\"detections\":[");
+    for (int i = 0; i < page.n; i++) {
+        if (i) bsd_jsonw_lit(&w, ",");
+        write_detection(st, &w, &page.rows[i]);
+    }
+    bsd_jsonw_lit(&w, "],\"total\":");
+    bsd_jsonw_int(&w, page.total);
+    bsd_jsonw_lit(&w, ",\"limit\":");
+    bsd_jsonw_uint(&w, limit);
+    bsd_jsonw_lit(&w, ",\"offset\":");
+    bsd_jsonw_uint(&w, offset);
+    bsd_jsonw_lit(&w, "}");
     bsd_store_page_free(&page);
-    return bsd_http_reply_json(c, 200, j);
+    return reply_jsonw(c, url, &w);
 }
 
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url) {
@@ -153,7 +167,11 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     int found = bsd_store_get(st->store, id, &d, &err);
     if (found < 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     if (!found) return bsd_http_error(c, 404, url, "no detection with id %lld", id);
-    if (!audio) return bsd_http_reply_json(c, 200, detection_object(st, &d));
+    if (!audio) {
+        bsd_jsonw w = {.grow = 1};
+        write_detection(st, &w, &d);
+        return reply_jsonw(c, url, &w);
+    }
     if (!st->clips) return bsd_http_error(c, 404, url, "no audio: clips are off (directive 'clips')");
     char path[BSD_PATH_MAX + 64];
     if (!bsd_clips_path(st->clips, id, path, sizeof path))

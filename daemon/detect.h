@@ -81,4 +81,13 @@ int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out);
 
 bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d);
 
+/* The one detection serializer (GET /api/v1/detections and /detections/{id}, the SSE
+ * "detection" event, MQTT): {"id":..,"species":..,"start":"..","end":"..",
+ * "max_probability":..,"mean_probability":..,"n_windows":..,"seq_first":..,"seq_last":..,
+ * "has_audio":true|false}, reals as jansson writes them (daemon/jsonw.h). Allocates
+ * nothing with a fixed writer of BSD_DETECTION_JSON_MAX bytes, which holds any detection. */
+#define BSD_DETECTION_JSON_MAX (6 * BSD_SPECIES_NAME_MAX + 512)
+struct bsd_jsonw;
+void bsd_detection_write_json(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
+
 #endif

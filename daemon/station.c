@@ -24,28 +24,6 @@
 
 enum { JSON_MAX = 65536 };
 
-/* ---- JSON formatting on the worker thread (no allocation) ------------------------------- */
-
-static int detection_json(char *out, size_t cap, const bsd_detection *d) {
-    char t0[64], t1[64], num[160];
-    bsd_format_seconds(d->start, t0);
-    bsd_format_seconds(d->end, t1);
-    bsd_jsonw w = {.buf = out, .cap = cap};
-    snprintf(num, sizeof num, "{\"id\":%" PRId64 ",\"species\":", d->id);
-    bsd_jsonw_lit(&w, num);
-    bsd_jsonw_string(&w, d->species);
-    bsd_jsonw_lit(&w, ",\"start\":\"");
-    bsd_jsonw_lit(&w, t0);
-    bsd_jsonw_lit(&w, "\",\"end\":\"");
-    bsd_jsonw_lit(&w, t1);
-    snprintf(num, sizeof num,
-             "\",\"max_probability\":%.6g,\"mean_probability\":%.6g,\"n_windows\":%d,\"seq_first\":%" PRIu64
-             ",\"seq_last\":%" PRIu64 "}",
-             (double)d->max_probability, (double)d->mean_probability, d->n_windows, d->seq_first, d->seq_last);
-    bsd_jsonw_lit(&w, num);
-    return w.failed ? -1 : 0;
-}
-
 /* ---- detector from the config ---------------------------------------------------------- */
 
 /* "Label:value, Label:value" -> set(label, value). */
@@ -193,8 +171,11 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0) bsd_clips_request(st->clips, d);
-    if (detection_json(st->json, JSON_MAX, d) == 0) {
+    /* has_audio: its clip is being saved (GET says whether it was, once written) */
+    int has_audio = st->clips && d->id > 0 && bsd_clips_request(st->clips, d) == 0;
+    bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
+    bsd_detection_write_json(&w, d, has_audio);
+    if (!w.failed) { /* cannot fail: the buffer holds any detection */
         bsd_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
     }
@@ -278,7 +259,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     pthread_mutex_init(&st->lock, NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
     bsd_histogram_init(&st->inference, bounds, (int)(sizeof bounds / sizeof bounds[0]));
-    st->json = malloc(JSON_MAX);
+    st->json = malloc(BSD_DETECTION_JSON_MAX);
     if (!st->json) {
         bs_error_set(err, "station: out of memory");
         goto fail;

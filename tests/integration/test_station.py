@@ -191,10 +191,14 @@ def test_sse_stream_resumes_from_last_event_id(model, state):
         seqs2 = _prediction_seqs(again)
         assert seqs2[0] == last + 1, "resume must start right after Last-Event-ID (%d), got %d" % (last, seqs2[0])
         assert seqs2 == list(range(seqs2[0], seqs2[0] + len(seqs2)))
-        for e in again:
+        for e in again + first:
             if e["event"] == "detection":
                 det = json.loads(e["data"])
                 assert det["species"] == "Parus_major" and det["id"] > 0
+                # one detection serializer: the event's bytes are what GET serves (clips off)
+                got = d.wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+                    d.request("/api/v1/detections/%d" % det["id"])), what="the streamed detection in the store")
+                assert got[2].decode() == e["data"]
         # the client limit: a third stream is refused
         other = SSE(d.port)
         st, _, body = d.request("/api/v1/stream")
@@ -353,6 +357,9 @@ def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
         stored = d.wait_for(lambda: d.request("/api/v1/detections/%d" % last["id"])[0] == 200 and
                             d.json("/api/v1/detections/%d" % last["id"]), what="the published detection in the store")
         assert stored["start"] == last["start"] and stored["max_probability"] == pytest.approx(last["max_probability"])
+        for _, payload in msgs:  # one detection serializer: the bytes GET serves (clips off)
+            det = json.loads(payload)
+            assert d.request("/api/v1/detections/%d" % det["id"])[2].decode() == payload
         fams = parse_prometheus(d.request("/metrics")[2].decode())
         assert metric(fams, "birdsong_mqtt_connected") == 1
         assert metric(fams, "birdsong_mqtt_published_total") >= 3

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/detect.h"
 #include "daemon/jsonw.h"
 #include "daemon/results.h"
 
@@ -121,4 +122,43 @@ Test(jsonw, prediction_bytes_hold_the_worst_case) {
     bsd_results_write_prediction(&w, &r, labels, NULL, 2);
     cr_assert_eq(w.failed, 0, "%zu bytes were not enough", cap);
     free(buf);
+}
+
+/* The detection writer against the same document built with jansson (what GET
+ * /api/v1/detections wrote before it used the one serializer): the same bytes. */
+Test(jsonw, a_detection_is_the_document_jansson_would_write) {
+    bsd_detection d = {.id = 9007199254740993LL, .species = "Sitta \"europaea\"\tÑandú", .start = 1764362867.598,
+                       .end = 1764362869.098, .max_probability = 1.0f, .mean_probability = 0.51234567f,
+                       .n_windows = 4, .seq_first = 17, .seq_last = 20};
+    for (int audio = 0; audio < 2; audio++) {
+        char buf[BSD_DETECTION_JSON_MAX];
+        bsd_jsonw w = {.buf = buf, .cap = sizeof buf};
+        bsd_detection_write_json(&w, &d, audio);
+        cr_assert_eq(w.failed, 0);
+        char t0[64], t1[64];
+        bsd_format_seconds(d.start, t0);
+        bsd_format_seconds(d.end, t1);
+        json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d.id, "species",
+                              d.species, "start", t0, "end", t1, "max_probability", (double)d.max_probability,
+                              "mean_probability", (double)d.mean_probability, "n_windows", d.n_windows,
+                              "seq_first", (json_int_t)d.seq_first, "seq_last", (json_int_t)d.seq_last,
+                              "has_audio", audio);
+        char *ref = jansson_text(j);
+        cr_assert_str_eq(buf, ref);
+        cr_assert(strstr(buf, "\"max_probability\":1.0,") != NULL, "%s", buf);
+        free(ref);
+    }
+}
+
+/* BSD_DETECTION_JSON_MAX holds the longest detection: a label of escaped control bytes and
+ * the widest numbers. */
+Test(jsonw, detection_bytes_hold_the_worst_case) {
+    bsd_detection d = {.id = INT64_MIN, .start = -1e300, .end = 1e300, .max_probability = -3.40282347e+38f,
+                       .mean_probability = -1.17549435e-38f, .n_windows = INT32_MIN, .seq_first = UINT64_MAX,
+                       .seq_last = UINT64_MAX};
+    memset(d.species, 1, BSD_SPECIES_NAME_MAX - 1);
+    char buf[BSD_DETECTION_JSON_MAX];
+    bsd_jsonw w = {.buf = buf, .cap = sizeof buf};
+    bsd_detection_write_json(&w, &d, 0);
+    cr_assert_eq(w.failed, 0, "%d bytes were not enough", BSD_DETECTION_JSON_MAX);
 }

@@ -12,6 +12,8 @@
 #include "birdsong/features.h"
 #include "birdsong/model.h"
 #include "birdsong/nn.h"
+#include "daemon/detect.h"
+#include "daemon/jsonw.h"
 #include "daemon/mqtt.h"
 #include "daemon/results.h"
 #include "daemon/sse.h"
@@ -121,6 +123,7 @@ struct fanout {
     bsd_mqtt *mqtt;
     int calls;
     char last[2048]; /* the last event's data */
+    char det[BSD_DETECTION_JSON_MAX];
 };
 
 static void fanout(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
@@ -132,6 +135,14 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     f->calls++;
     cr_assert_lt(r->json_len, sizeof f->last);
     memcpy(f->last, r->json, r->json_len + 1);
+    /* and a detection, through the one detection serializer into the station's fixed buffer */
+    bsd_detection d = {.id = (int64_t)r->seq, .species = "Parus_major", .start = 1.5, .end = 3.0,
+                       .max_probability = 0.9f, .mean_probability = 0.7f, .n_windows = 3};
+    bsd_jsonw w = {.buf = f->det, .cap = sizeof f->det};
+    bsd_detection_write_json(&w, &d, 1);
+    cr_assert_eq(w.failed, 0);
+    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "detection", f->det), 0);
+    cr_assert_eq(bsd_mqtt_publish(f->mqtt, f->det), 0);
 }
 
 Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
