@@ -187,6 +187,7 @@ static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, c
 static const char *const a_top[] = {"top", NULL};
 static const char *const a_page[] = {"since", "limit", NULL};
 static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
+static const char *const a_filter[] = {"from", "to", "species", "min_confidence", NULL};
 static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
 static const char *const a_dashboard[] = {"poll", NULL};
 
@@ -198,6 +199,7 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/predictions", "GET", 0, a_page, api_predictions},
     {"/api/v1/reload", "POST", BSD_ROUTE_TOKEN, NULL, bsd_api_reload},
     {"/api/v1/detections", "GET", BSD_ROUTE_STORE, a_detections, bsd_api_detections},
+    {"/api/v1/detections.csv", "GET", BSD_ROUTE_STORE, a_filter, bsd_api_detections_csv},
     {"/api/v1/detections/summary", "GET", BSD_ROUTE_STORE, a_summary, bsd_api_detections_summary},
     {"/api/v1/detections/settings", "GET", 0, NULL, bsd_api_detection_settings},
     {"/api/v1/detections/*", "GET", 0, NULL, bsd_api_detection_item}, /* the store: after the id is checked */

@@ -1,5 +1,5 @@
 /* The station's HTTP handlers (rows of the route table in daemon/api.c): detections, their
- * summary, one detection and its audio, the detection settings, the SSE stream and the
+ * CSV export, their summary, one detection and its audio, the detection settings, the SSE stream and the
  * dashboard page (docs/api.md). */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "birdsong/log.h"
 #include "daemon/api.h"
 #include "daemon/dashboard.h"
 #include "daemon/http.h"
@@ -108,6 +109,86 @@ enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const
     bsd_jsonw_lit(&w, "}");
     bsd_store_page_free(&page);
     return reply_jsonw(c, url, &w);
+}
+
+/* GET /api/v1/detections.csv: every match, streamed in pieces of CSV_ROWS rows read through
+ * a store cursor (bsd_store_scan), so that memory does not grow with the detections. */
+enum { CSV_ROWS = 256 };
+
+typedef struct csv_export {
+    bsd_station *st;
+    bsd_store_filter f;
+    char *species;           /* f.species, copied: the request's arguments go with its first call */
+    bsd_store_cursor cur;
+    bsd_detection *rows;     /* CSV_ROWS */
+    bsd_jsonw text;          /* the piece being sent (growing writer, reused) */
+    size_t sent;             /* bytes of text already handed over */
+    int done;                /* the last piece is in text */
+} csv_export;
+
+static ssize_t csv_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    csv_export *x = cls;
+    while (x->sent == x->text.len) {
+        if (x->done) return MHD_CONTENT_READER_END_OF_STREAM;
+        bs_error err;
+        int n = bsd_store_scan(x->st->store, &x->f, &x->cur, x->rows, CSV_ROWS, &err);
+        if (n < 0) {
+            bs_log_warn("detections.csv: %s; the export is cut short", err.msg);
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees a truncated body */
+        }
+        x->done = n < CSV_ROWS;
+        x->text.len = 0;
+        x->sent = 0;
+        char path[BSD_PATH_MAX + 64];
+        for (int i = 0; i < n; i++)
+            bsd_detection_write_csv(&x->text, &x->rows[i],
+                                    x->st->clips && bsd_clips_path(x->st->clips, x->rows[i].id, path, sizeof path));
+        if (x->text.failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t k = x->text.len - x->sent < max ? x->text.len - x->sent : max;
+    memcpy(buf, x->text.buf + x->sent, k);
+    x->sent += k;
+    return (ssize_t)k;
+}
+
+static void csv_free(void *cls) {
+    csv_export *x = cls;
+    free(x->species);
+    free(x->rows);
+    free(x->text.buf);
+    free(x);
+}
+
+enum MHD_Result bsd_api_detections_csv(bsd_app *app, struct MHD_Connection *c, const char *url) {
+    enum MHD_Result r;
+    csv_export *x = calloc(1, sizeof *x);
+    if (!x) return bsd_http_error(c, 500, url, "out of memory");
+    x->st = app->station;
+    x->text.grow = 1;
+    if (parse_filter(c, url, &x->f, &r)) {
+        csv_free(x);
+        return r;
+    }
+    int lost = x->f.species && !(x->species = strdup(x->f.species));
+    x->f.species = x->species;
+    x->rows = malloc(CSV_ROWS * sizeof *x->rows);
+    bsd_jsonw_lit(&x->text, BSD_DETECTION_CSV_HEADER);
+    if (lost || !x->rows || x->text.failed) {
+        csv_free(x);
+        return bsd_http_error(c, 500, url, "out of memory");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, csv_read, x, csv_free);
+    if (!resp) {
+        csv_free(x);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/csv; charset=utf-8; header=present");
+    MHD_add_response_header(resp, "Content-Disposition", "attachment; filename=\"detections.csv\"");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result ret = bsd_http_queue(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url) {

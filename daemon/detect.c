@@ -299,3 +299,41 @@ void bsd_detection_write_json(bsd_jsonw *w, const bsd_detection *d, int has_audi
     bsd_jsonw_uint(w, d->seq_last);
     bsd_jsonw_lit(w, has_audio ? ",\"has_audio\":true}" : ",\"has_audio\":false}");
 }
+
+/* An RFC 4180 field: as it is, or quoted with its quotes doubled when it holds a separator. */
+static void csv_field(bsd_jsonw *w, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
+        bsd_jsonw_lit(w, s);
+        return;
+    }
+    bsd_jsonw_raw(w, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') bsd_jsonw_raw(w, "\"", 1); /* "" stands for " */
+        bsd_jsonw_raw(w, p, 1);
+    }
+    bsd_jsonw_raw(w, "\"", 1);
+}
+
+void bsd_detection_write_csv(bsd_jsonw *w, const bsd_detection *d, int has_audio) {
+    char t[64];
+    bsd_jsonw_int(w, d->id);
+    bsd_jsonw_raw(w, ",", 1);
+    csv_field(w, d->species);
+    bsd_format_seconds(d->start, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_lit(w, t);
+    bsd_format_seconds(d->end, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_lit(w, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_real(w, (double)d->max_probability);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_real(w, (double)d->mean_probability);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_int(w, d->n_windows);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_uint(w, d->seq_first);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_uint(w, d->seq_last);
+    bsd_jsonw_lit(w, has_audio ? ",true\r\n" : ",false\r\n");
+}

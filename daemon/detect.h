@@ -90,4 +90,11 @@ bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d);
 struct bsd_jsonw;
 void bsd_detection_write_json(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
 
+/* The same fields as one CSV record (RFC 4180: a field holding a comma, a quote, CR or LF is
+ * quoted, quotes doubled; CRLF ends the record), under the header BSD_DETECTION_CSV_HEADER;
+ * numbers and times as the JSON has them. */
+#define BSD_DETECTION_CSV_HEADER \
+    "id,species,start,end,max_probability,mean_probability,n_windows,seq_first,seq_last,has_audio\r\n"
+void bsd_detection_write_csv(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
+
 #endif

@@ -162,3 +162,19 @@ Test(jsonw, detection_bytes_hold_the_worst_case) {
     bsd_detection_write_json(&w, &d, 0);
     cr_assert_eq(w.failed, 0, "%d bytes were not enough", BSD_DETECTION_JSON_MAX);
 }
+
+/* A CSV record (RFC 4180): a label with a comma, quotes and a line break is quoted, its
+ * quotes doubled; a plain one is not; CRLF ends it; numbers as the JSON has them. */
+Test(jsonw, a_detection_as_a_csv_record) {
+    bsd_detection d = {.id = 12, .species = "Odd, \"quoted\"\nname", .start = 1764362867.598, .end = 1764362869.098,
+                       .max_probability = 1.0f, .mean_probability = 0.5f, .n_windows = 4, .seq_first = 17, .seq_last = 20};
+    char buf[BSD_DETECTION_JSON_MAX];
+    bsd_jsonw w = {.buf = buf, .cap = sizeof buf};
+    bsd_detection_write_csv(&w, &d, 1);
+    cr_assert_str_eq(buf, "12,\"Odd, \"\"quoted\"\"\nname\",2025-11-28T20:47:47.598Z,2025-11-28T20:47:49.098Z,1.0,0.5,4,17,20,"
+                          "true\r\n");
+    strcpy(d.species, "Parus_major");
+    w.len = 0;
+    bsd_detection_write_csv(&w, &d, 0);
+    cr_assert(strncmp(buf, "12,Parus_major,2025", 19) == 0 && strstr(buf, ",false\r\n"), "%s", buf);
+}
