@@ -123,6 +123,22 @@ const bsd_directive bsd_directives[] = {
     /* what station owners look at and wire up: sound level, exports, notifications */
     {"level_alarm_seconds", BSD_CFG_DOUBLE, F(level_alarm_seconds), 0, "60", 0, 86400,
      "health turns 503 when the input has been digital silence (every sample 0) or clipping for this long (0: never)"},
+    {"public_url", BSD_CFG_STRING, F(public_url), S(public_url), "", 0, 0,
+     "the station's address as others reach it, for links in webhooks, e.g. 'http://station.local:8080' (empty: http://<listen>)"},
+    {"webhook_url", BSD_CFG_STRING, F(webhook_url), S(webhook_url), "", 0, 0,
+     "space-separated http(s) URLs each new detection is POSTed to as JSON (at most 8; empty: no webhooks)"},
+    {"webhook_token", BSD_CFG_STRING, F(webhook_token), S(webhook_token), "", 0, 0,
+     "sent as 'Authorization: Bearer <token>' with each webhook (empty: no header)"},
+    {"webhook_secret", BSD_CFG_STRING, F(webhook_secret), S(webhook_secret), "", 0, 0,
+     "key of the 'X-Birdsong-Signature: sha256=<HMAC-SHA256 of the body>' header (empty: unsigned)"},
+    {"webhook_queue", BSD_CFG_INT, F(webhook_queue), 0, "256", 1, 100000,
+     "detections waiting per webhook URL; more are dropped and counted"},
+    {"webhook_timeout_seconds", BSD_CFG_DOUBLE, F(webhook_timeout_seconds), 0, "10", 0.1, 300,
+     "a webhook POST not answered within this is a failure"},
+    {"webhook_retries", BSD_CFG_INT, F(webhook_retries), 0, "8", 0, 1000,
+     "a failed webhook POST is retried this many times (after 0.5 s, doubling), then given up"},
+    {"webhook_retry_max_seconds", BSD_CFG_DOUBLE, F(webhook_retry_max_seconds), 0, "60", 0.1, 3600,
+     "longest wait between webhook retries"},
 };
 const size_t bsd_n_directives = sizeof bsd_directives / sizeof bsd_directives[0];
 

@@ -97,6 +97,14 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Detections handed to the MQTT broker", (double)ms.sent);
             bsd_prom_scalar(&b, "birdsong_mqtt_dropped_total", "counter", "Detections dropped from the full MQTT queue", (double)ms.dropped);
         }
+        if (st->hooks) {
+            bsd_webhook_stats hs = bsd_webhooks_get_stats(st->hooks);
+            bsd_prom_scalar(&b, "birdsong_webhook_delivered_total", "counter", "Webhook POSTs answered 2xx (one per detection and URL)", (double)hs.delivered);
+            bsd_prom_scalar(&b, "birdsong_webhook_retries_total", "counter", "Webhook POSTs retried after a failure", (double)hs.retries);
+            bsd_prom_scalar(&b, "birdsong_webhook_failed_total", "counter", "Webhook payloads given up after webhook_retries", (double)hs.failed);
+            bsd_prom_scalar(&b, "birdsong_webhook_dropped_total", "counter", "Webhook payloads dropped: the queue was full", (double)hs.dropped);
+            bsd_prom_scalar(&b, "birdsong_webhook_queue_length", "gauge", "Webhook payloads waiting, every URL", (double)hs.queue_length);
+        }
     }
     bsd_worker_model_info_clear(&model);
     if (b.failed) {

@@ -23,6 +23,28 @@
 #endif
 
 enum { JSON_MAX = 65536 };
+/* a webhook: the detection and links of at most 3 x (public_url + 64) bytes */
+enum { BSD_WEBHOOK_BODY_MAX = BSD_DETECTION_JSON_MAX + 3 * (600 + 64) + 64 };
+
+/* The webhook payload: {"detection":<the detection's JSON>,"links":{"detection":URL,
+ * "audio":URL}}, links only for a stored detection, audio only when its clip is being saved. */
+static void webhook_body(bsd_jsonw *w, const bsd_station *st, const bsd_detection *d, const char *json, int has_audio) {
+    char url[700];
+    bsd_jsonw_lit(w, "{\"detection\":");
+    bsd_jsonw_lit(w, json);
+    bsd_jsonw_lit(w, ",\"links\":{");
+    if (st->store && d->id > 0) {
+        snprintf(url, sizeof url, "%s/api/v1/detections/%" PRId64, st->public_url, d->id);
+        bsd_jsonw_lit(w, "\"detection\":");
+        bsd_jsonw_string(w, url);
+        if (has_audio) {
+            snprintf(url, sizeof url, "%s/api/v1/detections/%" PRId64 "/audio", st->public_url, d->id);
+            bsd_jsonw_lit(w, ",\"audio\":");
+            bsd_jsonw_string(w, url);
+        }
+    }
+    bsd_jsonw_lit(w, "}}");
+}
 
 /* ---- detector from the config ---------------------------------------------------------- */
 
@@ -178,6 +200,13 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
         bsd_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
+        if (st->hooks) {
+            bsd_jsonw hw = {.buf = st->hook_body, .cap = BSD_WEBHOOK_BODY_MAX};
+            webhook_body(&hw, st, d, st->json, has_audio);
+            if (hw.failed || bsd_webhooks_post(st->hooks, hw.buf, hw.len) != 0)
+                bs_log_warn("detection %" PRId64 ": not sent to every webhook (queue full: webhook_queue = %d)", d->id,
+                            st->app->cfg.webhook_queue);
+        }
     }
     bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f", d->id, d->species, d->n_windows,
                 (double)d->max_probability);
@@ -324,6 +353,31 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
     }
+    if (cfg->webhook_url[0]) {
+        if (cfg->public_url[0]) {
+            snprintf(st->public_url, sizeof st->public_url, "%s", cfg->public_url);
+        } else {
+            char host[64];
+            int port;
+            bs_error e2;
+            if (bsd_parse_listen(cfg->listen, host, sizeof host, &port, &e2) == 0)
+                snprintf(st->public_url, sizeof st->public_url, strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+                         host, port);
+        }
+        size_t n = strlen(st->public_url);
+        while (n > 0 && st->public_url[n - 1] == '/') st->public_url[--n] = '\0';
+        bsd_webhook_config wc = {.urls = cfg->webhook_url, .token = cfg->webhook_token, .secret = cfg->webhook_secret,
+                                 .queue = cfg->webhook_queue, .max_payload = BSD_WEBHOOK_BODY_MAX,
+                                 .timeout_seconds = cfg->webhook_timeout_seconds, .retries = cfg->webhook_retries,
+                                 .retry_max_seconds = cfg->webhook_retry_max_seconds};
+        st->hook_body = malloc(BSD_WEBHOOK_BODY_MAX);
+        if (!st->hook_body) {
+            bs_error_set(err, "station: out of memory");
+            goto fail;
+        }
+        st->hooks = bsd_webhooks_start(&wc, err);
+        if (!st->hooks) goto fail;
+    }
     bsd_results_set_listener(app->results, on_result, st);
     bsd_worker_set_audio_tap(app->worker, on_audio, st);
     app->station = st;
@@ -362,6 +416,8 @@ void bsd_station_stop(bsd_station *st) {
     bsd_clips_close(st->clips);
     bsd_store_close(st->store);
     bsd_mqtt_stop(st->mqtt, 2000);
+    bsd_webhooks_stop(st->hooks, 2000);
+    free(st->hook_body);
     bsd_sse_hub_free(st->hub);
     bsd_detector_free(st->det);
     free_labels(st->labels, st->n_labels);

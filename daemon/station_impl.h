@@ -15,6 +15,7 @@
 #include "daemon/sse.h"
 #include "daemon/station.h"
 #include "daemon/store.h"
+#include "daemon/webhook.h"
 
 struct bsd_station {
     bsd_app *app;
@@ -25,6 +26,8 @@ struct bsd_station {
     bsd_clips *clips; /* NULL when clips are off */
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt; /* NULL when MQTT is off */
+    bsd_webhooks *hooks; /* NULL without webhook_url */
+    char public_url[600]; /* base of the links sent out, without a trailing '/' */
     bsd_histogram inference;
 
     /* worker thread only */
@@ -33,6 +36,7 @@ struct bsd_station {
     int n_labels;
     bsd_detection *events;
     char *json;
+    char *hook_body; /* BSD_WEBHOOK_BODY_MAX */
     int64_t local_id; /* ids when nothing is stored */
 
     /* detections per species, for /metrics */

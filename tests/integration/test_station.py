@@ -670,3 +670,99 @@ def test_reload_is_refused_when_the_settings_do_not_fit_the_new_labels(state, tm
         assert metric(fams, "birdsong_model_info", species="4") == 1
     finally:
         assert d.stop() == 0
+
+
+# ---- webhooks ------------------------------------------------------------------------------
+
+class _Receiver:
+    """A local HTTP server taking webhook POSTs; the first `fail_first` get 503."""
+
+    def __init__(self, fail_first=0):
+        import http.server
+        import threading
+        rec = self
+        self.posts, self.attempts, self.fail_first = [], 0, fail_first
+        self.lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with rec.lock:
+                    rec.attempts += 1
+                    fail = rec.attempts <= rec.fail_first
+                    if not fail:
+                        rec.posts.append((self.path, dict(self.headers), body))
+                self.send_response(503 if fail else 204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhooks_deliver_each_detection_once_signed_and_retry_a_failing_receiver(model, state):
+    import hashlib
+    import hmac
+    good, flaky = _Receiver(), _Receiver(fail_first=3)
+    secret, token = "s3cret-for-hmac", "bearer-token-0123456789"
+    d = Daemon(model, state, *DETECT, "webhook_url=%s %s" % (good.url, flaky.url), "webhook_secret=" + secret,
+               "webhook_token=" + token, "webhook_retry_max_seconds=0.3", "public_url=http://station.example:8080/")
+    try:
+        d.wait_for(lambda: len(good.posts) >= 3 and len(flaky.posts) >= 3, timeout=30, what="3 webhooks at each URL")
+        assert flaky.attempts >= len(flaky.posts) + 3  # the three 503s were retried
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_webhook_retries_total") >= 3
+        assert metric(fams, "birdsong_webhook_delivered_total") >= 6
+        assert metric(fams, "birdsong_webhook_dropped_total") == 0 and metric(fams, "birdsong_webhook_failed_total") == 0
+    finally:
+        assert d.stop() == 0
+        good.close()
+        flaky.close()
+    for rec in (good, flaky):
+        ids = []
+        for path, headers, body in rec.posts:
+            assert path == "/hook" and headers["Content-Type"] == "application/json"
+            assert headers["Authorization"] == "Bearer " + token
+            want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Birdsong-Signature"] == want
+            p = json.loads(body)
+            det = p["detection"]
+            ids.append(det["id"])
+            assert det["species"] == "Parus_major"
+            assert p["links"]["detection"] == "http://station.example:8080/api/v1/detections/%d" % det["id"]
+            assert "audio" not in p["links"]  # clips are off
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), ids  # in order, nothing duplicated
+        assert ids[:3] == list(range(ids[0], ids[0] + 3)), ids  # nothing skipped
+    # the payload's detection is the stored one, byte for byte (the one serializer)
+    d2 = Daemon(model, state, *DETECT)
+    try:
+        for _, _, body in good.posts[:3]:
+            det = json.loads(body)["detection"]
+            assert body.startswith(b'{"detection":' + d2.request("/api/v1/detections/%d" % det["id"])[2] + b',')
+    finally:
+        assert d2.stop() == 0
+
+
+def test_a_dead_webhook_never_blocks_the_worker_and_drops_are_counted(model, state):
+    dead = "http://127.0.0.1:%d/hook" % free_port()  # nobody listens
+    d = Daemon(model, state, *DETECT, "webhook_url=" + dead, "webhook_queue=2", "webhook_retries=1000",
+               "webhook_retry_max_seconds=5")
+    try:
+        d.wait_for(lambda: metric(parse_prometheus(d.request("/metrics")[2].decode()),
+                                  "birdsong_webhook_dropped_total") >= 2, timeout=30, what="dropped webhooks")
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_webhook_queue_length") == 2
+        assert metric(fams, "birdsong_webhook_delivered_total") == 0
+        w0 = metric(fams, "birdsong_windows_processed_total")
+        time.sleep(1.0)
+        assert metric(parse_prometheus(d.request("/metrics")[2].decode()), "birdsong_windows_processed_total") > w0
+        assert d.status("/api/v1/health") == 200
+    finally:
+        assert d.stop() == 0

@@ -17,6 +17,7 @@
 #include "daemon/mqtt.h"
 #include "daemon/results.h"
 #include "daemon/sse.h"
+#include "daemon/webhook.h"
 #include "switches_from_env.h"
 
 /* From the sanitizer runtime (sanitizer/allocator_interface.h, not shipped by GCC 12). */
@@ -121,6 +122,7 @@ Test(noalloc, convnet1_window_path, .timeout = 120) {
 struct fanout {
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt;
+    bsd_webhooks *hooks;
     int calls;
     char last[2048]; /* the last event's data */
     char det[BSD_DETECTION_JSON_MAX];
@@ -143,6 +145,7 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     cr_assert_eq(w.failed, 0);
     cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "detection", f->det), 0);
     cr_assert_eq(bsd_mqtt_publish(f->mqtt, f->det), 0);
+    bsd_webhooks_post(f->hooks, f->det, strlen(f->det)); /* refused once the queue is full: no matter */
 }
 
 Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
@@ -158,6 +161,9 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     bsd_mqtt_config mc = {.host = "127.0.0.1", .port = 1, .queue = 8}; /* nobody listens: messages queue */
     f.mqtt = bsd_mqtt_start(&mc, &err);
     cr_assert_not_null(f.mqtt, "%s", err.msg);
+    bsd_webhook_config wc = {.urls = "http://127.0.0.1:1/hook", .queue = 8, .retry_max_seconds = 30};
+    f.hooks = bsd_webhooks_start(&wc, &err);
+    cr_assert_not_null(f.hooks, "%s", err.msg);
     bsd_results_set_listener(res, fanout, &f);
     float p[4] = {0.1f, 0.9f, 1.0f, 1e-6f};
     bsd_results_publish(res, 0, 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 4); /* the first, outside the count */
@@ -185,6 +191,7 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     free(body);
     bsd_results_set_listener(res, NULL, NULL);
     bsd_mqtt_stop(f.mqtt, 0);
+    bsd_webhooks_stop(f.hooks, 0);
     bsd_sse_hub_free(f.hub);
     bsd_results_free(res);
 }
