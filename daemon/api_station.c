@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "birdsong/audio.h"
 #include "birdsong/log.h"
 #include "daemon/api.h"
 #include "daemon/dashboard.h"
@@ -232,22 +233,132 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
     return bsd_http_reply_json(c, 200, j);
 }
 
-/* /api/v1/detections/{id} and /api/v1/detections/{id}/audio */
+/* A PNG reply with the validators of a detection's spectrogram (its pixels depend only on
+ * the detection's audio, which never changes). body is handed over. */
+static enum MHD_Result reply_png(struct MHD_Connection *c, unsigned char *png, size_t len, const char *etag) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, png, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(png);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "image/png");
+    MHD_add_response_header(r, "Cache-Control", "public, max-age=86400");
+    MHD_add_response_header(r, "ETag", etag);
+    enum MHD_Result ret = bsd_http_queue(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Reads a whole file (malloc'd). 0, or -1. */
+static int read_file(const char *path, unsigned char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char *b = NULL;
+    size_t n = 0, cap = 0;
+    int oom = 0;
+    for (;;) {
+        if (n == cap) {
+            unsigned char *nb = realloc(b, cap ? 2 * cap : 65536);
+            if (!nb) {
+                oom = 1;
+                break;
+            }
+            b = nb;
+            cap = cap ? 2 * cap : 65536;
+        }
+        size_t k = fread(b + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int ok = !oom && !ferror(f) && n > 0;
+    fclose(f);
+    if (!ok) {
+        free(b);
+        return -1;
+    }
+    *data = b;
+    *len = n;
+    return 0;
+}
+
+/* /api/v1/detections/{id}/spectrogram.png: from the clip (and cached beside it as {id}.png),
+ * else from the audio history when clips are off. */
+static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connection *c, const char *url,
+                                             const bsd_detection *d) {
+    char etag[64];
+    snprintf(etag, sizeof etag, "\"spectrogram-%lld\"", (long long)d->id);
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    if (inm && strcmp(inm, etag) == 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "ETag", etag);
+        MHD_add_response_header(r, "Cache-Control", "public, max-age=86400");
+        enum MHD_Result ret = bsd_http_queue(c, 304, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    const bsd_config *cfg = &st->app->cfg;
+    unsigned char *png = NULL;
+    size_t len = 0;
+    bs_error err;
+    char clip[BSD_PATH_MAX + 64], cache[BSD_PATH_MAX + 64];
+    if (st->clips) {
+        if (!bsd_clips_path(st->clips, d->id, clip, sizeof clip))
+            return bsd_http_error(c, 404, url, "no audio for detection %lld (not saved yet, skipped, or deleted by the quota)",
+                                  (long long)d->id);
+        snprintf(cache, sizeof cache, "%s/%lld.png", st->clips_dir, (long long)d->id);
+        if (read_file(cache, &png, &len) == 0) return reply_png(c, png, len, etag);
+        bs_audio a;
+        if (bs_audio_read(clip, &a, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+        int rc = bsd_spectrogram_png(a.samples, a.n_samples, a.sample_rate, &png, &len, &err);
+        bs_audio_free(&a);
+        if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+        char tmp[BSD_PATH_MAX + 96];
+        snprintf(tmp, sizeof tmp, "%s.%lu.tmp", cache, (unsigned long)pthread_self());
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(png, 1, len, f) == len;
+        if (f) ok = (fclose(f) == 0) && ok;
+        if (!ok || rename(tmp, cache) != 0) { /* served anyway; drawn again next time */
+            bs_log_warn("spectrogram: cannot cache %s: %s", cache, strerror(errno));
+            unlink(tmp);
+        }
+        return reply_png(c, png, len, etag);
+    }
+    float *x;
+    size_t n;
+    if (!st->has_history)
+        return bsd_http_error(c, 404, url, "no audio for detection %lld: clips are off and audio_history_seconds is 0",
+                              (long long)d->id);
+    if (bsd_audio_history_copy(&st->history, d->start - cfg->clip_pre_roll, d->end + cfg->clip_post_roll, &x, &n) != 0 &&
+        bsd_audio_history_copy(&st->history, d->start, d->end, &x, &n) != 0) /* without the rolls */
+        return bsd_http_error(c, 404, url,
+                              "no audio for detection %lld: clips are off and it is older than the %g s of audio kept in "
+                              "memory (audio_history_seconds), or its end is not heard yet",
+                              (long long)d->id, cfg->audio_history_seconds);
+    int rc = bsd_spectrogram_png(x, n, st->history.rate, &png, &len, &err);
+    free(x);
+    if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+    return reply_png(c, png, len, etag);
+}
+
+/* /api/v1/detections/{id}, /api/v1/detections/{id}/audio and .../spectrogram.png */
 enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     const char *p = url + strlen("/api/v1/detections/");
     char *end;
     errno = 0;
     long long id = strtoll(p, &end, 10);
-    int audio = strcmp(end, "/audio") == 0;
-    if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio))
-        return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id} or /api/v1/detections/{id}/audio");
+    int audio = strcmp(end, "/audio") == 0, picture = strcmp(end, "/spectrogram.png") == 0;
+    if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio && !picture))
+        return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id}, "
+                                           "/api/v1/detections/{id}/audio or /api/v1/detections/{id}/spectrogram.png");
     if (!bsd_app_stores_detections(app)) return bsd_http_error(c, 503, url, BSD_HTTP_NO_STORE);
     bsd_detection d;
     bs_error err;
     int found = bsd_store_get(st->store, id, &d, &err);
     if (found < 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     if (!found) return bsd_http_error(c, 404, url, "no detection with id %lld", id);
+    if (picture) return detection_spectrogram(st, c, url, &d);
     if (!audio) {
         bsd_jsonw w = {.grow = 1};
         write_detection(st, &w, &d);

@@ -123,6 +123,8 @@ const bsd_directive bsd_directives[] = {
     /* what station owners look at and wire up: sound level, exports, notifications */
     {"level_alarm_seconds", BSD_CFG_DOUBLE, F(level_alarm_seconds), 0, "60", 0, 86400,
      "health turns 503 when the input has been digital silence (every sample 0) or clipping for this long (0: never)"},
+    {"audio_history_seconds", BSD_CFG_DOUBLE, F(audio_history_seconds), 0, "120", 0, 3600,
+     "with clips off, this much recent audio is kept in memory to draw detection spectrograms from (0: none)"},
     {"public_url", BSD_CFG_STRING, F(public_url), S(public_url), "", 0, 0,
      "the station's address as others reach it, for links in webhooks, e.g. 'http://station.local:8080' (empty: http://<listen>)"},
     {"webhook_url", BSD_CFG_STRING, F(webhook_url), S(webhook_url), "", 0, 0,

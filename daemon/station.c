@@ -244,6 +244,7 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
     bsd_station *st = user;
     if (st->clips) bsd_clips_feed(st->clips, x, n, (double)end_ns / 1e9);
+    if (st->has_history) bsd_audio_history_feed(&st->history, x, n, (double)end_ns / 1e9);
 }
 
 /* ---- start / stop ------------------------------------------------------------------------- */
@@ -353,6 +354,15 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
     }
+    if (!cfg->clips && st->store && cfg->audio_history_seconds > 0) {
+        if (bsd_audio_history_init(&st->history, (int)lround(bsd_worker_model_rate(app->worker)),
+                                   cfg->audio_history_seconds) != 0) {
+            bs_error_set(err, "directive 'audio_history_seconds': out of memory for %g s of audio", cfg->audio_history_seconds);
+            bsd_audio_history_free(&st->history);
+            goto fail;
+        }
+        st->has_history = 1;
+    }
     if (cfg->webhook_url[0]) {
         if (cfg->public_url[0]) {
             snprintf(st->public_url, sizeof st->public_url, "%s", cfg->public_url);
@@ -418,6 +428,7 @@ void bsd_station_stop(bsd_station *st) {
     bsd_mqtt_stop(st->mqtt, 2000);
     bsd_webhooks_stop(st->hooks, 2000);
     free(st->hook_body);
+    if (st->has_history) bsd_audio_history_free(&st->history);
     bsd_sse_hub_free(st->hub);
     bsd_detector_free(st->det);
     free_labels(st->labels, st->n_labels);

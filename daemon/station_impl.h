@@ -12,6 +12,7 @@
 #include "daemon/detect.h"
 #include "daemon/metrics.h"
 #include "daemon/mqtt.h"
+#include "daemon/spectrogram.h"
 #include "daemon/sse.h"
 #include "daemon/station.h"
 #include "daemon/store.h"
@@ -27,6 +28,8 @@ struct bsd_station {
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt; /* NULL when MQTT is off */
     bsd_webhooks *hooks; /* NULL without webhook_url */
+    bsd_audio_history history; /* spectrograms' audio when clips are off (buf NULL: none) */
+    int has_history;
     char public_url[600]; /* base of the links sent out, without a trailing '/' */
     bsd_histogram inference;
 

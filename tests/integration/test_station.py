@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from station_helpers import (AUDIO, DAEMON, LABELS, MAKE_MODEL, REPO, SSE, CDP, Daemon, MQTTSubscriber,
-                             check_schema, free_port, make_model, metric, parse_prometheus)
+                             check_schema, decode_png, free_port, make_model, metric, parse_prometheus, viridis_like)
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(DAEMON) and os.path.exists(MAKE_MODEL) and os.path.exists(AUDIO)),
                                 reason="birdsongd, make_test_model or the soundscape is missing (run make)")
@@ -228,6 +228,61 @@ def test_csv_export_matches_the_json_endpoint_with_the_same_filters(model, state
                         ("limit=5", b"limit"), ("species=", b"species")]:
             st, _, body = d.request("/api/v1/detections.csv?" + q)
             assert st == 400 and word in body, (q, st, body)
+    finally:
+        assert d.stop() == 0
+
+
+PLOT = (60, 22, 600, 256)  # x, y, width, height of the plot inside the picture (daemon/spectrogram.h)
+
+
+def check_spectrogram(png):
+    """Decoded: the size, a plot that is not blank and in viridis, and axis labels drawn in
+    the margins (light pixels left of and below the plot)."""
+    w, h, rows = decode_png(png)
+    assert w >= 400 and (w, h) == (672, 312), (w, h)
+    x0, y0, pw, ph = PLOT
+    plot = [rows[y][x] for y in range(y0, y0 + ph, 4) for x in range(x0, x0 + pw, 4)]
+    assert len(set(plot)) > 50, "the plot is (nearly) blank"
+    assert sum(map(viridis_like, plot)) > 0.95 * len(plot), "the plot is not in viridis"
+    light = lambda px: min(px) > 200
+    left = sum(light(rows[y][x]) for y in range(y0, y0 + ph) for x in range(0, x0 - 8))
+    below = sum(light(rows[y][x]) for y in range(y0 + ph + 6, h) for x in range(x0, x0 + pw))
+    assert left > 100 and below > 100, "no axis labels (%d px left, %d px below)" % (left, below)
+    return rows
+
+
+def test_detection_spectrogram_png_from_the_clip_cached_and_from_memory(model, state, tmp_path):
+    d = Daemon(model, state, *DETECT, "clips=true", "clip_post_roll=0.5")
+    try:
+        det = d.wait_for(lambda: next((x for x in d.json("/api/v1/detections?limit=50")["detections"]
+                                       if x["has_audio"]), None), what="a detection with its clip")
+        url = "/api/v1/detections/%d/spectrogram.png" % det["id"]
+        st, headers, png = d.request(url)
+        assert st == 200 and headers["Content-Type"] == "image/png", (st, png[:300])
+        assert headers["ETag"] == '"spectrogram-%d"' % det["id"] and "max-age" in headers["Cache-Control"]
+        check_spectrogram(png)
+        cached = os.path.join(state, "clips", "%d.png" % det["id"])
+        assert open(cached, "rb").read() == png  # cached beside the clip
+        assert d.request(url)[2] == png
+        assert d.request(url, headers={"If-None-Match": headers["ETag"]})[0] == 304
+        assert d.status("/api/v1/detections/%d/spectrogram.jpg" % det["id"]) == 404
+        assert d.status("/api/v1/detections/999999/spectrogram.png") == 404
+    finally:
+        assert d.stop() == 0
+    # clips off: drawn from the audio kept in memory; without it, a 404 that says why
+    d = Daemon(model, str(tmp_path / "noclips"), *DETECT)
+    try:
+        det = d.wait_for(lambda: (d.json("/api/v1/detections?limit=1")["detections"] or [None])[0], what="a detection")
+        st, headers, png = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 200, png[:300]
+        check_spectrogram(png)
+    finally:
+        assert d.stop() == 0
+    d = Daemon(model, str(tmp_path / "nohistory"), *DETECT, "audio_history_seconds=0")
+    try:
+        det = d.wait_for(lambda: (d.json("/api/v1/detections?limit=1")["detections"] or [None])[0], what="a detection")
+        st, _, body = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 404 and b"audio_history_seconds" in body
     finally:
         assert d.stop() == 0
 
@@ -617,6 +672,39 @@ def test_dashboard_shows_the_species_of_a_real_recording(state, tmp_path):
         proc.terminate()
         assert proc.wait(timeout=15) == 0
         log.close()
+
+
+@needs_chromium
+def test_dashboard_shows_a_clicked_detections_spectrogram_with_a_play_button(model, state, tmp_path):
+    import base64
+    d = Daemon(model, state, *DETECT, "clips=true", "clip_post_roll=0.5")
+    try:
+        d.wait_for(lambda: any(x["has_audio"] for x in d.json("/api/v1/detections?limit=20")["detections"]),
+                   what="a detection with its clip")
+        with chromium(tmp_path) as cdp:
+            open_page(cdp, d.base + "/", lambda s: s.get("det"))
+            cdp.evaluate("document.querySelector('#detections tr[data-id]').click()")
+            deadline, shown = time.time() + 15, None
+            while time.time() < deadline:
+                cdp.pump(0.3)
+                shown = cdp.evaluate("(() => { const i = document.getElementById('detail-img');"
+                                     " const a = document.getElementById('detail-audio');"
+                                     " return {w: i.naturalWidth, done: i.complete, src: i.getAttribute('src'),"
+                                     " audio: !a.hidden && !!a.getAttribute('src'), controls: a.controls,"
+                                     " hidden: document.getElementById('detail').hidden}; })()")
+                if shown["done"] and shown["w"] > 0:
+                    break
+            assert shown["w"] == 672 and not shown["hidden"], shown
+            assert shown["src"].endswith("/spectrogram.png") and shown["audio"] and shown["controls"], shown
+            cdp.evaluate("document.getElementById('detail-img').scrollIntoView()")
+            cdp.pump(0.3)
+            shot = base64.b64decode(cdp.call("Page.captureScreenshot", format="png")["data"])
+            w, h, rows = decode_png(shot)
+            seen = sum(viridis_like(rows[y][x], tol=8) for y in range(0, h, 3) for x in range(0, w, 3))
+            assert seen > 2000, "the screenshot shows no spectrogram (%d viridis pixels sampled)" % seen
+            assert page_errors(cdp) == [], page_errors(cdp)
+    finally:
+        assert d.stop() == 0
 
 
 @pytest.mark.parametrize("setting, words", [
