@@ -84,9 +84,7 @@ static json_t *capture_json(const bsd_capture_stats *s) {
 
 static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_health h = {0};
-    int bad = bsd_capture_health(app->capture, &h) != 0;
-    bad |= bsd_worker_health(app->worker, &h) != 0;
-    bad |= bsd_station_health(app->station, &h) != 0; /* detections being lost */
+    int bad = bsd_app_health(app, &h) != 0;
     json_t *reasons = json_array();
     for (int i = 0; i < h.n; i++) json_array_append_new(reasons, json_string(h.reason[i]));
     bsd_capture_stats cap = bsd_capture_get_stats(app->capture);

@@ -71,6 +71,9 @@ typedef struct bsd_config {
     /* what station owners look at and wire up (#20) */
     double level_alarm_seconds;    /* digital silence / clipping this long: unhealthy (0 = never) */
     double audio_history_seconds;  /* audio kept in memory for spectrograms when clips are off */
+    int mqtt_homeassistant;        /* Home Assistant MQTT discovery (needs mqtt) */
+    char mqtt_homeassistant_prefix[64];
+    char mqtt_homeassistant_node[48];
     char public_url[512];          /* the API's base URL in links sent out ("" = http://<listen>) */
     char webhook_url[2048];        /* space-separated URLs each new detection is POSTed to */
     char webhook_token[256];       /* bearer token sent with each POST ("" = none) */

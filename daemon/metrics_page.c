@@ -94,7 +94,7 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         if (st->mqtt) {
             bsd_mqtt_stats ms = bsd_mqtt_get_stats(st->mqtt);
             bsd_prom_scalar(&b, "birdsong_mqtt_connected", "gauge", "1 when connected to the MQTT broker", ms.connected);
-            bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Detections handed to the MQTT broker", (double)ms.sent);
+            bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Messages handed to the MQTT broker (detections, and Home Assistant's with mqtt_homeassistant)", (double)ms.sent);
             bsd_prom_scalar(&b, "birdsong_mqtt_dropped_total", "counter", "Detections dropped from the full MQTT queue", (double)ms.dropped);
         }
         if (st->hooks) {

@@ -14,6 +14,7 @@
 
 #include "birdsong/log.h"
 #include "daemon/jsonw.h"
+#include "daemon/capture.h"
 #include "daemon/station_impl.h"
 #include "daemon/worker.h"
 
@@ -23,6 +24,7 @@
 #endif
 
 enum { JSON_MAX = 65536 };
+#define BSD_HA_STATE_SECONDS 10.0 /* Home Assistant's health and sound level states, at most this often */
 /* a webhook: the detection and links of at most 3 x (public_url + 64) bytes */
 enum { BSD_WEBHOOK_BODY_MAX = BSD_DETECTION_JSON_MAX + 3 * (600 + 64) + 64 };
 
@@ -200,6 +202,7 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
         bsd_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
+        if (st->ha) bsd_ha_detection(st->ha, d->species, st->json);
         if (st->hooks) {
             bsd_jsonw hw = {.buf = st->hook_body, .cap = BSD_WEBHOOK_BODY_MAX};
             webhook_body(&hw, st, d, st->json, has_audio);
@@ -225,6 +228,15 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
             bs_log_error("station: no detections with the new model's labels: %s", err.msg);
         else
             bs_log_info("station: detector rebuilt for %d species", r->n_labels);
+        if (st->ha && bsd_ha_set_species(st->ha, labels, r->n_labels) != 0)
+            bs_log_error("homeassistant: out of memory for the new model's species");
+    }
+    double now = bsd_mono_seconds();
+    if (st->ha && now - st->ha_last >= BSD_HA_STATE_SECONDS) {
+        st->ha_last = now;
+        bsd_health h = {0};
+        bsd_app_health(st->app, &h);
+        bsd_ha_state(st->ha, &h, 1, r->level);
     }
     bsd_histogram_observe(&st->inference, r->inference_ms / 1000.0);
     if (st->det) {
@@ -347,12 +359,26 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->clips = bsd_clips_open(st->clips_dir, &cc, err);
         if (!st->clips) goto fail;
     }
+    if (cfg->mqtt_homeassistant && !cfg->mqtt) {
+        bs_error_set(err, "directive 'mqtt_homeassistant': Home Assistant discovery goes through MQTT; set mqtt = true");
+        goto fail;
+    }
     if (cfg->mqtt) {
         bsd_mqtt_config mc = {.host = cfg->mqtt_host, .port = cfg->mqtt_port, .topic = cfg->mqtt_topic,
                              .client_id = cfg->mqtt_client_id, .username = cfg->mqtt_username,
                              .password = cfg->mqtt_password, .qos = cfg->mqtt_qos, .queue = cfg->mqtt_queue};
+        if (cfg->mqtt_homeassistant) {
+            st->ha = bsd_ha_new(cfg->mqtt_homeassistant_prefix, cfg->mqtt_homeassistant_node, err);
+            if (!st->ha) goto fail;
+            if (bsd_ha_set_species(st->ha, (const char *const *)st->labels, st->n_labels) != 0) {
+                bs_error_set(err, "station: out of memory");
+                goto fail;
+            }
+            bsd_ha_mqtt_hooks(st->ha, &mc);
+        }
         st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
+        if (st->ha) bsd_ha_attach(st->ha, st->mqtt);
     }
     if (!cfg->clips && st->store && cfg->audio_history_seconds > 0) {
         if (bsd_audio_history_init(&st->history, (int)lround(bsd_worker_model_rate(app->worker)),
@@ -426,6 +452,7 @@ void bsd_station_stop(bsd_station *st) {
     bsd_clips_close(st->clips);
     bsd_store_close(st->store);
     bsd_mqtt_stop(st->mqtt, 2000);
+    bsd_ha_free(st->ha); /* after the client: its hooks use it */
     bsd_webhooks_stop(st->hooks, 2000);
     free(st->hook_body);
     if (st->has_history) bsd_audio_history_free(&st->history);
@@ -439,6 +466,13 @@ void bsd_station_stop(bsd_station *st) {
     pthread_mutex_destroy(&st->lock);
     if (st->app && st->app->station == st) st->app->station = NULL;
     free(st);
+}
+
+int bsd_app_health(bsd_app *app, bsd_health *h) {
+    int bad = bsd_capture_health(app->capture, h) != 0;
+    bad |= bsd_worker_health(app->worker, h) != 0;
+    bad |= bsd_station_health(app->station, h) != 0; /* detections being lost */
+    return bad ? -1 : 0;
 }
 
 int bsd_app_stores_detections(const bsd_app *app) { return app && app->station && app->station->store; }

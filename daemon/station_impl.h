@@ -10,6 +10,7 @@
 
 #include "daemon/clips.h"
 #include "daemon/detect.h"
+#include "daemon/homeassistant.h"
 #include "daemon/metrics.h"
 #include "daemon/mqtt.h"
 #include "daemon/spectrogram.h"
@@ -27,6 +28,8 @@ struct bsd_station {
     bsd_clips *clips; /* NULL when clips are off */
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt; /* NULL when MQTT is off */
+    bsd_ha *ha;     /* NULL without mqtt_homeassistant */
+    double ha_last; /* bsd_mono_seconds of the last health / level state (worker thread) */
     bsd_webhooks *hooks; /* NULL without webhook_url */
     bsd_audio_history history; /* spectrograms' audio when clips are off (buf NULL: none) */
     int has_history;

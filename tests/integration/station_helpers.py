@@ -326,9 +326,10 @@ def _mqtt_packet(kind, body):
 
 
 class MQTTSubscriber:
-    def __init__(self, port, topic):
+    def __init__(self, port, topic, name="sub"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        body = _mqtt_str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60) + _mqtt_str("station-test-%d" % os.getpid())
+        body = (_mqtt_str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60)
+                + _mqtt_str("station-test-%s-%d" % (name, os.getpid())))
         self.sock.sendall(_mqtt_packet(0x10, body))
         kind, payload = self._read()
         assert kind >> 4 == 2 and payload[1] == 0, "CONNACK refused"
@@ -368,6 +369,29 @@ class MQTTSubscriber:
             if (kind >> 1) & 3:  # QoS > 0: skip the packet id
                 rest = rest[2:]
             out.append((topic, rest.decode()))
+        return out
+
+    def publish(self, topic, payload, retain=True):
+        """QoS 0."""
+        self.sock.sendall(_mqtt_packet(0x31 if retain else 0x30, _mqtt_str(topic) + payload.encode()))
+
+    def retained(self, seconds=2.0):
+        """{topic: payload} of the retained messages (the broker's copies, sent on subscribing)
+        read within `seconds`."""
+        out, deadline = {}, time.time() + seconds
+        while time.time() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.time()))
+            try:
+                kind, p = self._read()
+            except (socket.timeout, TimeoutError):
+                break
+            if kind >> 4 != 3 or not kind & 1:
+                continue
+            tlen = struct.unpack("!H", p[:2])[0]
+            topic, rest = p[2:2 + tlen].decode(), p[2 + tlen:]
+            if (kind >> 1) & 3:
+                rest = rest[2:]
+            out[topic] = rest.decode()
         return out
 
     def close(self):

@@ -452,22 +452,37 @@ def test_clips_are_flac_with_pre_and_post_roll(model, state):
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-@pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
-def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
+@pytest.fixture
+def broker(tmp_path):
+    """A mosquitto broker on a free loopback port (no persistence): its port."""
+    if not os.path.exists(MOSQUITTO):
+        pytest.skip("mosquitto is not installed")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    d = None
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 10
-        sub = None
-        while sub is None:
-            try:
-                sub = MQTTSubscriber(port, "birdsong/test/#")
-            except OSError:
-                assert time.time() < deadline, "mosquitto did not start"
-                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def mqtt_client(port, topic, name="sub"):
+    """A subscriber, once the broker takes connections (10 s at most)."""
+    deadline = time.time() + 10
+    while True:
+        try:
+            return MQTTSubscriber(port, topic, name=name)
+        except OSError:
+            assert time.time() < deadline, "mosquitto did not start"
+            time.sleep(0.1)
+
+
+def test_mqtt_round_trip_through_mosquitto(model, state, broker):
+    port, d = broker, None
+    try:
+        sub = mqtt_client(port, "birdsong/test/#")
         d = Daemon(model, state, *DETECT, "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
                    "mqtt_topic=birdsong/test/detections", "mqtt_qos=1")
         msgs = sub.messages(3)
@@ -490,8 +505,55 @@ def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
     finally:
         if d:
             assert d.stop() == 0
-        broker.terminate()
-        broker.wait(timeout=10)
+
+
+def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(model, state, broker):
+    port, d = broker, None
+    try:
+        pub = mqtt_client(port, "unused/#", name="pub")
+        # left by an earlier run whose model had another species, and another station's
+        stale = "homeassistant/sensor/garden/corvus_corax/config"
+        other = "homeassistant/sensor/attic/parus_major/config"
+        pub.publish(stale, '{"name":"Corvus corax"}')
+        pub.publish(other, '{"name":"Parus major"}')
+        time.sleep(0.3)
+        d = Daemon(model, state, *DETECT, "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
+                   "mqtt_homeassistant=true", "mqtt_homeassistant_node=garden")
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 1, what="a detection")
+        time.sleep(BSD_HA_WAIT)
+
+        def retained():
+            sub = mqtt_client(port, "#", name="check")
+            try:
+                return sub.retained(2.0)
+            finally:
+                sub.close()
+        got = d.wait_for(lambda: (lambda r: r if "birdsong/garden/health" in r and stale not in r else None)(retained()),
+                         timeout=20, what="the health state and the stale config removed")
+        assert other in got  # another node's configs are not ours to remove
+        for label in LABELS:
+            obj = label.lower()
+            cfg = json.loads(got["homeassistant/sensor/garden/%s/config" % obj])
+            assert cfg["name"] == label.replace("_", " ")
+            assert cfg["unique_id"] == "birdsong_garden_" + obj and cfg["device_class"] == "timestamp"
+            assert cfg["state_topic"] == "birdsong/garden/species/" + obj
+            assert cfg["device"]["identifiers"] == ["birdsong_garden"]
+        health = json.loads(got["homeassistant/binary_sensor/garden/health/config"])
+        assert health["device_class"] == "problem" and health["state_topic"] == "birdsong/garden/health"
+        level = json.loads(got["homeassistant/sensor/garden/sound_level/config"])
+        assert level["unit_of_measurement"] == "dBFS" and level["state_class"] == "measurement"
+        assert json.loads(got["birdsong/garden/health"])["status"] == "ok"
+        assert -150 <= json.loads(got["birdsong/garden/sound_level"])["rms_dbfs"] < 0
+        # the species' state is its latest detection, byte for byte as GET serves it
+        det = got["birdsong/garden/species/parus_major"]
+        assert d.request("/api/v1/detections/%d" % json.loads(det)["id"])[2].decode() == det
+        pub.close()
+    finally:
+        if d:
+            assert d.stop() == 0
+
+
+BSD_HA_WAIT = 0.5  # the daemon's states come every 10 s; the first with the first window
 
 
 CHROMIUM = shutil.which("chromium")
