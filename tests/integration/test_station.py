@@ -507,8 +507,9 @@ def test_mqtt_round_trip_through_mosquitto(model, state, broker):
             assert d.stop() == 0
 
 
-def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(model, state, broker):
+def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(state, broker, tmp_path):
     port, d = broker, None
+    model = make_model(str(tmp_path / "ha.bsm"))  # replaced below: a reload with other species
     try:
         pub = mqtt_client(port, "unused/#", name="pub")
         # left by an earlier run whose model had another species, and another station's
@@ -517,7 +518,7 @@ def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(model,
         pub.publish(stale, '{"name":"Corvus corax"}')
         pub.publish(other, '{"name":"Parus major"}')
         time.sleep(0.3)
-        d = Daemon(model, state, *DETECT, "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
+        d = Daemon(model, state, "species_thresholds=Parus_major:0", "max_event_seconds=2", "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
                    "mqtt_homeassistant=true", "mqtt_homeassistant_node=garden")
         d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 1, what="a detection")
         time.sleep(BSD_HA_WAIT)
@@ -525,7 +526,7 @@ def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(model,
         def retained():
             sub = mqtt_client(port, "#", name="check")
             try:
-                return sub.retained(2.0)
+                return sub.retained(1.5)
             finally:
                 sub.close()
         got = d.wait_for(lambda: (lambda r: r if "birdsong/garden/health" in r and stale not in r else None)(retained()),
@@ -547,6 +548,13 @@ def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(model,
         # the species' state is its latest detection, byte for byte as GET serves it
         det = got["birdsong/garden/species/parus_major"]
         assert d.request("/api/v1/detections/%d" % json.loads(det)["id"])[2].decode() == det
+        # a reload without Turdus merula and with Pica pica: its sensor goes, the new one comes
+        subprocess.run([MAKE_MODEL, model, "Parus_major,Sitta_europaea,Pica_pica"], check=True, capture_output=True)
+        d.proc.send_signal(signal.SIGHUP)
+        gone = "homeassistant/sensor/garden/turdus_merula/config"
+        got = d.wait_for(lambda: (lambda r: r if gone not in r and "homeassistant/sensor/garden/pica_pica/config" in r
+                                  else None)(retained()), timeout=20, what="the sensors of the new model's species")
+        assert "homeassistant/sensor/garden/parus_major/config" in got
         pub.close()
     finally:
         if d:
