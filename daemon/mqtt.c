@@ -116,7 +116,9 @@ static void *client_main(void *arg) {
         /* publish what we can */
         for (;;) {
             pthread_mutex_lock(&m->lock);
-            int can = m->stats.connected && m->head != m->tail && m->stats.sent - m->stats.acked < MAX_UNACKED;
+            /* at QoS 0 the publish callback may count a message after acked was set to sent */
+            uint64_t inflight = m->stats.sent > m->stats.acked ? m->stats.sent - m->stats.acked : 0;
+            int can = m->stats.connected && m->head != m->tail && inflight < MAX_UNACKED;
             uint64_t idx = m->tail;
             if (can) memcpy(msg, m->slots + (idx % (uint64_t)m->cfg.queue) * slot, slot);
             pthread_mutex_unlock(&m->lock);
