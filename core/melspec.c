@@ -92,6 +92,8 @@ static double hz_to_mel(double f) {
     if (f >= min_log_hz) return min_log_mel + log(f / min_log_hz) / logstep;
     return f / f_sp;
 }
+double bs_mel_from_hz(double hz) { return hz_to_mel(hz); }
+
 static double mel_to_hz(double m) {
     const double f_sp = 200.0 / 3.0, min_log_hz = 1000.0, min_log_mel = min_log_hz / f_sp;
     const double logstep = log(6.4) / 27.0;

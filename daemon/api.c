@@ -61,6 +61,10 @@ static json_t *worker_json(const bsd_worker_stats *s) {
                                   "recent_windows", (json_int_t)s->inference_recent_windows));
     json_object_set_new(j, "real_time_factor", json_real(s->real_time_factor));
     json_object_set_new(j, "seconds_since_last_window", since_json(s->seconds_since_last_window));
+    json_t *lv = json_pack("{s:f,s:f}", "silent_seconds", s->silent_seconds, "clipping_seconds", s->clipping_seconds);
+    json_object_set_new(lv, "rms_dbfs", s->has_level ? json_real(s->level.rms_dbfs) : json_null());
+    json_object_set_new(lv, "peak_dbfs", s->has_level ? json_real(s->level.peak_dbfs) : json_null());
+    json_object_set_new(j, "sound_level", lv);
     return j;
 }
 
@@ -85,9 +89,7 @@ static json_t *capture_json(const bsd_capture_stats *s) {
 
 static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_health h = {0};
-    int bad = bsd_capture_health(app->capture, &h) != 0;
-    bad |= bsd_worker_health(app->worker, &h) != 0;
-    bad |= bsd_station_health(app->station, &h) != 0; /* detections being lost */
+    int bad = bsd_app_health(app, &h) != 0;
     json_t *reasons = json_array();
     for (int i = 0; i < h.n; i++) json_array_append_new(reasons, json_string(h.reason[i]));
     bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
@@ -188,6 +190,7 @@ static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, c
 static const char *const a_top[] = {"top", NULL};
 static const char *const a_page[] = {"since", "limit", NULL};
 static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
+static const char *const a_filter[] = {"from", "to", "species", "min_confidence", NULL};
 static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
 static const char *const a_dashboard[] = {"poll", NULL};
 
@@ -199,6 +202,7 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/predictions", "GET", 0, a_page, api_predictions},
     {"/api/v1/reload", "POST", BSD_ROUTE_TOKEN, NULL, bsd_api_reload},
     {"/api/v1/detections", "GET", BSD_ROUTE_STORE, a_detections, bsd_api_detections},
+    {"/api/v1/detections.csv", "GET", BSD_ROUTE_STORE, a_filter, bsd_api_detections_csv},
     {"/api/v1/detections/summary", "GET", BSD_ROUTE_STORE, a_summary, bsd_api_detections_summary},
     {"/api/v1/detections/settings", "GET", 0, NULL, bsd_api_detection_settings},
     {"/api/v1/detections/*", "GET", 0, NULL, bsd_api_detection_item}, /* the store: after the id is checked */

@@ -19,6 +19,7 @@ enum MHD_Result bsd_api_reload(bsd_app *app, struct MHD_Connection *c, const cha
 
 /* The station's handlers (daemon/api_station.c, daemon/metrics_page.c). */
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url);
+enum MHD_Result bsd_api_detections_csv(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url);
 enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url);

@@ -1,5 +1,5 @@
 /* The station's HTTP handlers (rows of the route table in daemon/api.c): detections, their
- * summary, one detection and its audio, the detection settings, the SSE stream and the
+ * CSV export, their summary, one detection and its audio, the detection settings, the SSE stream and the
  * dashboard page (docs/api.md). */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,9 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "birdsong/audio.h"
+#include "birdsong/log.h"
 #include "daemon/api.h"
 #include "daemon/dashboard.h"
 #include "daemon/http.h"
+#include "daemon/jsonw.h"
 #include "daemon/station_impl.h"
 
 /* Error messages quote URLs and paths into fixed buffers; truncating them is intended. */
@@ -64,15 +67,19 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_fil
     return 0;
 }
 
-static json_t *detection_object(bsd_station *st, const bsd_detection *d) {
-    char t0[64], t1[64], path[BSD_PATH_MAX + 64];
-    bsd_format_seconds(d->start, t0);
-    bsd_format_seconds(d->end, t1);
-    int audio = st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path);
-    return json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d->id, "species", d->species,
-                     "start", t0, "end", t1, "max_probability", (double)d->max_probability, "mean_probability",
-                     (double)d->mean_probability, "n_windows", d->n_windows, "seq_first", (json_int_t)d->seq_first,
-                     "seq_last", (json_int_t)d->seq_last, "has_audio", audio);
+/* d through the one detection serializer (daemon/detect.h); has_audio: its clip is on disk. */
+static void write_detection(bsd_station *st, bsd_jsonw *w, const bsd_detection *d) {
+    char path[BSD_PATH_MAX + 64];
+    bsd_detection_write_json(w, d, st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path));
+}
+
+/* A growing writer's text as a 200 JSON reply (the body is handed over). */
+static enum MHD_Result reply_jsonw(struct MHD_Connection *c, const char *url, bsd_jsonw *w) {
+    if (w->failed) {
+        free(w->buf);
+        return bsd_http_error(c, 500, url, "out of memory writing the response");
+    }
+    return bsd_http_reply(c, 200, w->buf, w->len, NULL);
 }
 
 enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const char *url) {
@@ -88,12 +95,101 @@ enum MHD_Result bsd_api_detections(bsd_app *app, struct MHD_Connection *c, const
     bsd_store_page page;
     bs_error err;
     if (bsd_store_query(st->store, &f, &page, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
-    json_t *arr = json_array();
-    for (int i = 0; i < page.n; i++) json_array_append_new(arr, detection_object(st, &page.rows[i]));
-    json_t *j = json_pack("{s:o,s:I,s:I,s:I}", "detections", arr, "total", (json_int_t)page.total, "limit",
-                          (json_int_t)limit, "offset", (json_int_t)offset);
+    bsd_jsonw w = {.grow = 1};
+    bsd_jsonw_lit(&w, "{\"detections\":[");
+    for (int i = 0; i < page.n; i++) {
+        if (i) bsd_jsonw_lit(&w, ",");
+        write_detection(st, &w, &page.rows[i]);
+    }
+    bsd_jsonw_lit(&w, "],\"total\":");
+    bsd_jsonw_int(&w, page.total);
+    bsd_jsonw_lit(&w, ",\"limit\":");
+    bsd_jsonw_uint(&w, limit);
+    bsd_jsonw_lit(&w, ",\"offset\":");
+    bsd_jsonw_uint(&w, offset);
+    bsd_jsonw_lit(&w, "}");
     bsd_store_page_free(&page);
-    return bsd_http_reply_json(c, 200, j);
+    return reply_jsonw(c, url, &w);
+}
+
+/* GET /api/v1/detections.csv: every match, streamed in pieces of CSV_ROWS rows read through
+ * a store cursor (bsd_store_scan), so that memory does not grow with the detections. */
+enum { CSV_ROWS = 256 };
+
+typedef struct csv_export {
+    bsd_station *st;
+    bsd_store_filter f;
+    char *species;           /* f.species, copied: the request's arguments go with its first call */
+    bsd_store_cursor cur;
+    bsd_detection *rows;     /* CSV_ROWS */
+    bsd_jsonw text;          /* the piece being sent (growing writer, reused) */
+    size_t sent;             /* bytes of text already handed over */
+    int done;                /* the last piece is in text */
+} csv_export;
+
+static ssize_t csv_read(void *cls, uint64_t pos, char *buf, size_t max) {
+    (void)pos;
+    csv_export *x = cls;
+    while (x->sent == x->text.len) {
+        if (x->done) return MHD_CONTENT_READER_END_OF_STREAM;
+        bs_error err;
+        int n = bsd_store_scan(x->st->store, &x->f, &x->cur, x->rows, CSV_ROWS, &err);
+        if (n < 0) {
+            bs_log_warn("detections.csv: %s; the export is cut short", err.msg);
+            return MHD_CONTENT_READER_END_WITH_ERROR; /* the client sees a truncated body */
+        }
+        x->done = n < CSV_ROWS;
+        x->text.len = 0;
+        x->sent = 0;
+        char path[BSD_PATH_MAX + 64];
+        for (int i = 0; i < n; i++)
+            bsd_detection_write_csv(&x->text, &x->rows[i],
+                                    x->st->clips && bsd_clips_path(x->st->clips, x->rows[i].id, path, sizeof path));
+        if (x->text.failed) return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    size_t k = x->text.len - x->sent < max ? x->text.len - x->sent : max;
+    memcpy(buf, x->text.buf + x->sent, k);
+    x->sent += k;
+    return (ssize_t)k;
+}
+
+static void csv_free(void *cls) {
+    csv_export *x = cls;
+    free(x->species);
+    free(x->rows);
+    free(x->text.buf);
+    free(x);
+}
+
+enum MHD_Result bsd_api_detections_csv(bsd_app *app, struct MHD_Connection *c, const char *url) {
+    enum MHD_Result r;
+    csv_export *x = calloc(1, sizeof *x);
+    if (!x) return bsd_http_error(c, 500, url, "out of memory");
+    x->st = app->station;
+    x->text.grow = 1;
+    if (parse_filter(c, url, &x->f, &r)) {
+        csv_free(x);
+        return r;
+    }
+    int lost = x->f.species && !(x->species = strdup(x->f.species));
+    x->f.species = x->species;
+    x->rows = malloc(CSV_ROWS * sizeof *x->rows);
+    bsd_jsonw_lit(&x->text, BSD_DETECTION_CSV_HEADER);
+    if (lost || !x->rows || x->text.failed) {
+        csv_free(x);
+        return bsd_http_error(c, 500, url, "out of memory");
+    }
+    struct MHD_Response *resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 32 * 1024, csv_read, x, csv_free);
+    if (!resp) {
+        csv_free(x);
+        return MHD_NO;
+    }
+    MHD_add_response_header(resp, "Content-Type", "text/csv; charset=utf-8; header=present");
+    MHD_add_response_header(resp, "Content-Disposition", "attachment; filename=\"detections.csv\"");
+    MHD_add_response_header(resp, "Cache-Control", "no-cache");
+    enum MHD_Result ret = bsd_http_queue(c, 200, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }
 
 enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *c, const char *url) {
@@ -137,23 +233,154 @@ enum MHD_Result bsd_api_detections_summary(bsd_app *app, struct MHD_Connection *
     return bsd_http_reply_json(c, 200, j);
 }
 
-/* /api/v1/detections/{id} and /api/v1/detections/{id}/audio */
+/* A PNG reply with the validators of a detection's spectrogram (its pixels depend only on
+ * the detection's audio, which never changes). body is handed over. */
+static enum MHD_Result reply_png(struct MHD_Connection *c, unsigned char *png, size_t len, const char *etag) {
+    struct MHD_Response *r = MHD_create_response_from_buffer(len, png, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(png);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", "image/png");
+    MHD_add_response_header(r, "Cache-Control", "public, max-age=86400");
+    MHD_add_response_header(r, "ETag", etag);
+    enum MHD_Result ret = bsd_http_queue(c, 200, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Reads a whole file (malloc'd). 0, or -1. */
+static int read_file(const char *path, unsigned char **data, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    unsigned char *b = NULL;
+    size_t n = 0, cap = 0;
+    int oom = 0;
+    for (;;) {
+        if (n == cap) {
+            unsigned char *nb = realloc(b, cap ? 2 * cap : 65536);
+            if (!nb) {
+                oom = 1;
+                break;
+            }
+            b = nb;
+            cap = cap ? 2 * cap : 65536;
+        }
+        size_t k = fread(b + n, 1, cap - n, f);
+        n += k;
+        if (k == 0) break;
+    }
+    int ok = !oom && !ferror(f) && n > 0;
+    fclose(f);
+    if (!ok) {
+        free(b);
+        return -1;
+    }
+    *data = b;
+    *len = n;
+    return 0;
+}
+
+/* 1 when the privacy filter released detection `id` without audio (or it is older than the
+ * station's record of those, once the record has wrapped). */
+static int withheld_by_privacy(bsd_station *st, int64_t id) {
+    int found = 0;
+    pthread_mutex_lock(&st->lock);
+    uint64_t n = st->n_withheld, kept = n < BSD_WITHHELD_MAX ? n : BSD_WITHHELD_MAX;
+    for (uint64_t k = 0; k < kept && !found; k++) found = st->withheld[(n - 1 - k) % BSD_WITHHELD_MAX] == id;
+    if (n > BSD_WITHHELD_MAX && id <= st->withheld[n % BSD_WITHHELD_MAX]) found = 1;
+    pthread_mutex_unlock(&st->lock);
+    return found;
+}
+
+/* /api/v1/detections/{id}/spectrogram.png: from the clip (and cached beside it as {id}.png),
+ * else from the audio history when clips are off (not for a detection the privacy filter
+ * released without a clip). */
+static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connection *c, const char *url,
+                                             const bsd_detection *d) {
+    char etag[64];
+    snprintf(etag, sizeof etag, "\"spectrogram-%lld\"", (long long)d->id);
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
+    if (inm && strcmp(inm, etag) == 0) {
+        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        if (!r) return MHD_NO;
+        MHD_add_response_header(r, "ETag", etag);
+        MHD_add_response_header(r, "Cache-Control", "public, max-age=86400");
+        enum MHD_Result ret = bsd_http_queue(c, 304, r);
+        MHD_destroy_response(r);
+        return ret;
+    }
+    const bsd_config *cfg = &st->app->cfg;
+    unsigned char *png = NULL;
+    size_t len = 0;
+    bs_error err;
+    char clip[BSD_PATH_MAX + 64], cache[BSD_PATH_MAX + 64];
+    if (st->clips) {
+        if (!bsd_clips_path(st->clips, d->id, clip, sizeof clip))
+            return bsd_http_error(c, 404, url, "no audio for detection %lld (not saved yet, skipped, or deleted by the quota)",
+                                  (long long)d->id);
+        snprintf(cache, sizeof cache, "%s/%lld.png", st->clips_dir, (long long)d->id);
+        if (read_file(cache, &png, &len) == 0) return reply_png(c, png, len, etag);
+        bs_audio a;
+        if (bs_audio_read(clip, &a, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+        int rc = bsd_spectrogram_png(a.samples, a.n_samples, a.sample_rate, &png, &len, &err);
+        bs_audio_free(&a);
+        if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+        char tmp[BSD_PATH_MAX + 96];
+        snprintf(tmp, sizeof tmp, "%s.%lu.tmp", cache, (unsigned long)pthread_self());
+        FILE *f = fopen(tmp, "wb");
+        int ok = f && fwrite(png, 1, len, f) == len;
+        if (f) ok = (fclose(f) == 0) && ok;
+        if (!ok || rename(tmp, cache) != 0) { /* served anyway; drawn again next time */
+            bs_log_warn("spectrogram: cannot cache %s: %s", cache, strerror(errno));
+            unlink(tmp);
+        }
+        return reply_png(c, png, len, etag);
+    }
+    float *x;
+    size_t n;
+    if (!st->has_history)
+        return bsd_http_error(c, 404, url, "no audio for detection %lld: clips are off and audio_history_seconds is 0",
+                              (long long)d->id);
+    if (withheld_by_privacy(st, d->id))
+        return bsd_http_error(c, 404, url,
+                              "no audio for detection %lld: the privacy filter withheld it (a human voice was near it)",
+                              (long long)d->id);
+    if (bsd_audio_history_copy(&st->history, d->start - cfg->clip_pre_roll, d->end + cfg->clip_post_roll, &x, &n) != 0 &&
+        bsd_audio_history_copy(&st->history, d->start, d->end, &x, &n) != 0) /* without the rolls */
+        return bsd_http_error(c, 404, url,
+                              "no audio for detection %lld: clips are off and it is older than the %g s of audio kept in "
+                              "memory (audio_history_seconds), or its end is not heard yet",
+                              (long long)d->id, cfg->audio_history_seconds);
+    int rc = bsd_spectrogram_png(x, n, st->history.rate, &png, &len, &err);
+    free(x);
+    if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
+    return reply_png(c, png, len, etag);
+}
+
+/* /api/v1/detections/{id}, /api/v1/detections/{id}/audio and .../spectrogram.png */
 enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     const char *p = url + strlen("/api/v1/detections/");
     char *end;
     errno = 0;
     long long id = strtoll(p, &end, 10);
-    int audio = strcmp(end, "/audio") == 0;
-    if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio))
-        return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id} or /api/v1/detections/{id}/audio");
+    int audio = strcmp(end, "/audio") == 0, picture = strcmp(end, "/spectrogram.png") == 0;
+    if (end == p || *p == '-' || *p == '+' || errno || id <= 0 || (*end && !audio && !picture))
+        return bsd_http_error(c, 404, url, "no such resource: expected /api/v1/detections/{id}, "
+                                           "/api/v1/detections/{id}/audio or /api/v1/detections/{id}/spectrogram.png");
     if (!bsd_app_stores_detections(app)) return bsd_http_error(c, 503, url, BSD_HTTP_NO_STORE);
     bsd_detection d;
     bs_error err;
     int found = bsd_store_get(st->store, id, &d, &err);
     if (found < 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     if (!found) return bsd_http_error(c, 404, url, "no detection with id %lld", id);
-    if (!audio) return bsd_http_reply_json(c, 200, detection_object(st, &d));
+    if (picture) return detection_spectrogram(st, c, url, &d);
+    if (!audio) {
+        bsd_jsonw w = {.grow = 1};
+        write_detection(st, &w, &d);
+        return reply_jsonw(c, url, &w);
+    }
     if (!st->clips) return bsd_http_error(c, 404, url, "no audio: clips are off (directive 'clips')");
     char path[BSD_PATH_MAX + 64];
     if (!bsd_clips_path(st->clips, id, path, sizeof path))

@@ -97,6 +97,8 @@ static void delete_oldest(bsd_clips *c) {
         bs_log_warn("clips: cannot delete %s: %s", path, strerror(errno));
         c->stats.errors++;
     }
+    snprintf(path, sizeof path, "%s/%" PRId64 ".png", c->dir, c->files[0].id); /* its cached spectrogram */
+    unlink(path);
     c->bytes -= c->files[0].bytes;
     memmove(c->files, c->files + 1, (size_t)(c->n_files - 1) * sizeof *c->files);
     c->n_files--;

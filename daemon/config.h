@@ -73,6 +73,20 @@ typedef struct bsd_config {
     char mqtt_password[256];
     int mqtt_qos;
     int mqtt_queue;
+    /* what station owners look at and wire up (#20) */
+    double level_alarm_seconds;    /* digital silence / clipping this long: unhealthy (0 = never) */
+    double audio_history_seconds;  /* audio kept in memory for spectrograms when clips are off */
+    int mqtt_homeassistant;        /* Home Assistant MQTT discovery (needs mqtt) */
+    char mqtt_homeassistant_prefix[64];
+    char mqtt_homeassistant_node[48];
+    char public_url[512];          /* the API's base URL in links sent out ("" = http://<listen>) */
+    char webhook_url[2048];        /* space-separated URLs each new detection is POSTed to */
+    char webhook_token[256];       /* bearer token sent with each POST ("" = none) */
+    char webhook_secret[256];      /* HMAC-SHA256 key of X-Birdsong-Signature ("" = unsigned) */
+    int webhook_queue;             /* detections waiting per URL; beyond: dropped, counted */
+    double webhook_timeout_seconds;
+    int webhook_retries;
+    double webhook_retry_max_seconds;
 } bsd_config;
 
 typedef enum bsd_config_type { BSD_CFG_STRING, BSD_CFG_INT, BSD_CFG_DOUBLE, BSD_CFG_BOOL } bsd_config_type;

@@ -5,6 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/clock.h"
+#include "daemon/jsonw.h"
+
 typedef struct species_state {
     char label[BSD_SPECIES_NAME_MAX];
     float model_threshold;
@@ -271,3 +274,66 @@ int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out) {
 }
 
 bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d) { return d->stats; }
+
+void bsd_detection_write_json(bsd_jsonw *w, const bsd_detection *d, int has_audio) {
+    char t[64];
+    bsd_jsonw_lit(w, "{\"id\":");
+    bsd_jsonw_int(w, d->id);
+    bsd_jsonw_lit(w, ",\"species\":");
+    bsd_jsonw_string(w, d->species);
+    bsd_format_seconds(d->start, t);
+    bsd_jsonw_lit(w, ",\"start\":\"");
+    bsd_jsonw_lit(w, t);
+    bsd_format_seconds(d->end, t);
+    bsd_jsonw_lit(w, "\",\"end\":\"");
+    bsd_jsonw_lit(w, t);
+    bsd_jsonw_lit(w, "\",\"max_probability\":");
+    bsd_jsonw_real(w, (double)d->max_probability);
+    bsd_jsonw_lit(w, ",\"mean_probability\":");
+    bsd_jsonw_real(w, (double)d->mean_probability);
+    bsd_jsonw_lit(w, ",\"n_windows\":");
+    bsd_jsonw_int(w, d->n_windows);
+    bsd_jsonw_lit(w, ",\"seq_first\":");
+    bsd_jsonw_uint(w, d->seq_first);
+    bsd_jsonw_lit(w, ",\"seq_last\":");
+    bsd_jsonw_uint(w, d->seq_last);
+    bsd_jsonw_lit(w, has_audio ? ",\"has_audio\":true}" : ",\"has_audio\":false}");
+}
+
+/* An RFC 4180 field: as it is, or quoted with its quotes doubled when it holds a separator. */
+static void csv_field(bsd_jsonw *w, const char *s) {
+    if (!strpbrk(s, ",\"\r\n")) {
+        bsd_jsonw_lit(w, s);
+        return;
+    }
+    bsd_jsonw_raw(w, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"') bsd_jsonw_raw(w, "\"", 1); /* "" stands for " */
+        bsd_jsonw_raw(w, p, 1);
+    }
+    bsd_jsonw_raw(w, "\"", 1);
+}
+
+void bsd_detection_write_csv(bsd_jsonw *w, const bsd_detection *d, int has_audio) {
+    char t[64];
+    bsd_jsonw_int(w, d->id);
+    bsd_jsonw_raw(w, ",", 1);
+    csv_field(w, d->species);
+    bsd_format_seconds(d->start, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_lit(w, t);
+    bsd_format_seconds(d->end, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_lit(w, t);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_real(w, (double)d->max_probability);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_real(w, (double)d->mean_probability);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_int(w, d->n_windows);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_uint(w, d->seq_first);
+    bsd_jsonw_raw(w, ",", 1);
+    bsd_jsonw_uint(w, d->seq_last);
+    bsd_jsonw_lit(w, has_audio ? ",true\r\n" : ",false\r\n");
+}

@@ -81,4 +81,20 @@ int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out);
 
 bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d);
 
+/* The one detection serializer (GET /api/v1/detections and /detections/{id}, the SSE
+ * "detection" event, MQTT): {"id":..,"species":..,"start":"..","end":"..",
+ * "max_probability":..,"mean_probability":..,"n_windows":..,"seq_first":..,"seq_last":..,
+ * "has_audio":true|false}, reals as jansson writes them (daemon/jsonw.h). Allocates
+ * nothing with a fixed writer of BSD_DETECTION_JSON_MAX bytes, which holds any detection. */
+#define BSD_DETECTION_JSON_MAX (6 * BSD_SPECIES_NAME_MAX + 512)
+struct bsd_jsonw;
+void bsd_detection_write_json(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
+
+/* The same fields as one CSV record (RFC 4180: a field holding a comma, a quote, CR or LF is
+ * quoted, quotes doubled; CRLF ends the record), under the header BSD_DETECTION_CSV_HEADER;
+ * numbers and times as the JSON has them. */
+#define BSD_DETECTION_CSV_HEADER \
+    "id,species,start,end,max_probability,mean_probability,n_windows,seq_first,seq_last,has_audio\r\n"
+void bsd_detection_write_csv(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
+
 #endif

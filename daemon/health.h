@@ -6,7 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-#define BSD_HEALTH_MAX 8         /* room for every check: capture 1, worker 2, station 1 */
+#define BSD_HEALTH_MAX 8         /* room for every check: capture 1, worker 4, station 1 */
 #define BSD_HEALTH_LEN 640       /* bytes per reason, NUL included (longer ones are cut) */
 
 typedef struct bsd_health {

@@ -94,6 +94,12 @@ void bsd_jsonw_uint(bsd_jsonw *w, uint64_t v) {
     bsd_jsonw_raw(w, b, (size_t)n);
 }
 
+void bsd_jsonw_int(bsd_jsonw *w, int64_t v) {
+    char b[24];
+    int n = snprintf(b, sizeof b, "%" PRId64, v);
+    bsd_jsonw_raw(w, b, (size_t)n);
+}
+
 void bsd_jsonw_fixed3(bsd_jsonw *w, double v) {
     char b[352]; /* %.3f of the largest double */
     int n = snprintf(b, sizeof b, "%.3f", v);

@@ -26,6 +26,7 @@ void bsd_jsonw_lit(bsd_jsonw *w, const char *s);                /* a NUL-termina
 void bsd_jsonw_string(bsd_jsonw *w, const char *s);             /* "..." escaped as jansson does */
 void bsd_jsonw_real(bsd_jsonw *w, double v);                    /* %.6g, with ".0" when integral */
 void bsd_jsonw_uint(bsd_jsonw *w, uint64_t v);
+void bsd_jsonw_int(bsd_jsonw *w, int64_t v);
 void bsd_jsonw_fixed3(bsd_jsonw *w, double v);                  /* %.3f (inference_ms) */
 
 #endif

@@ -30,6 +30,14 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
 
     bsd_prom_scalar(&b, "birdsong_windows_processed_total", "counter", "Analysis windows run through the network", (double)wk.windows);
     bsd_prom_scalar(&b, "birdsong_worker_lag_seconds", "gauge", "Audio waiting in the ring for the worker", wk.lag_seconds);
+    if (wk.has_level) {
+        bsd_prom_scalar(&b, "birdsong_sound_rms_dbfs", "gauge", "RMS level of the latest window, dBFS", (double)wk.level.rms_dbfs);
+        bsd_prom_scalar(&b, "birdsong_sound_peak_dbfs", "gauge", "Peak level of the latest window, dBFS", (double)wk.level.peak_dbfs);
+    }
+    bsd_prom_scalar(&b, "birdsong_sound_silent_seconds", "gauge",
+                   "Seconds the input has been digital silence without a break (0: not silent)", wk.silent_seconds);
+    bsd_prom_scalar(&b, "birdsong_sound_clipping_seconds", "gauge",
+                   "Seconds the input has been clipping without a break (0: not clipping)", wk.clipping_seconds);
     if (st) {
         bsd_prom_family(&b, "birdsong_inference_seconds", "histogram",
                        "Time per window for features, normalization and network");
@@ -98,8 +106,16 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         if (st->mqtt) {
             bsd_mqtt_stats ms = bsd_mqtt_get_stats(st->mqtt);
             bsd_prom_scalar(&b, "birdsong_mqtt_connected", "gauge", "1 when connected to the MQTT broker", ms.connected);
-            bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Detections handed to the MQTT broker", (double)ms.sent);
+            bsd_prom_scalar(&b, "birdsong_mqtt_published_total", "counter", "Messages handed to the MQTT broker (detections, and Home Assistant's with mqtt_homeassistant)", (double)ms.sent);
             bsd_prom_scalar(&b, "birdsong_mqtt_dropped_total", "counter", "Detections dropped from the full MQTT queue", (double)ms.dropped);
+        }
+        if (st->hooks) {
+            bsd_webhook_stats hs = bsd_webhooks_get_stats(st->hooks);
+            bsd_prom_scalar(&b, "birdsong_webhook_delivered_total", "counter", "Webhook POSTs answered 2xx (one per detection and URL)", (double)hs.delivered);
+            bsd_prom_scalar(&b, "birdsong_webhook_retries_total", "counter", "Webhook POSTs retried after a failure", (double)hs.retries);
+            bsd_prom_scalar(&b, "birdsong_webhook_failed_total", "counter", "Webhook payloads given up after webhook_retries", (double)hs.failed);
+            bsd_prom_scalar(&b, "birdsong_webhook_dropped_total", "counter", "Webhook payloads dropped: the queue was full", (double)hs.dropped);
+            bsd_prom_scalar(&b, "birdsong_webhook_queue_length", "gauge", "Webhook payloads waiting, every URL", (double)hs.queue_length);
         }
     }
     bsd_worker_model_info_clear(&model);

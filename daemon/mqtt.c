@@ -11,7 +11,11 @@
 
 #include "birdsong/log.h"
 
-enum { MAX_UNACKED = 32 };
+enum { MAX_UNACKED = 32, TOPIC_MAX = 256 };
+
+/* A queue slot: the topic ("" = the configured one, TOPIC_MAX bytes), the retain flag (one
+ * byte), the payload (max_payload + 1 bytes). */
+#define SLOT_SIZE(m) ((size_t)TOPIC_MAX + 1 + (size_t)(m)->cfg.max_payload + 1)
 
 struct bsd_mqtt {
     bsd_mqtt_config cfg;
@@ -25,6 +29,7 @@ struct bsd_mqtt {
     pthread_t thread;
     int thread_started;
     bsd_mqtt_stats stats;
+    char *subscription; /* cfg.subscription, copied */
 };
 
 static pthread_once_t lib_once = PTHREAD_ONCE_INIT;
@@ -40,10 +45,18 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc) {
         pthread_cond_broadcast(&m->cond);
     }
     pthread_mutex_unlock(&m->lock);
-    if (rc == 0)
+    if (rc == 0) {
         bs_log_info("mqtt: connected to %s:%d", m->host, m->cfg.port);
-    else
+        if (m->subscription) mosquitto_subscribe(mosq, NULL, m->subscription, 1);
+        if (m->cfg.on_connected) m->cfg.on_connected(m, m->cfg.hook_user);
+    } else
         bs_log_warn("mqtt: %s:%d refused the connection: %s", m->host, m->cfg.port, mosquitto_connack_string(rc));
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *msg) {
+    (void)mosq;
+    bsd_mqtt *m = obj;
+    if (m->cfg.on_message) m->cfg.on_message(m, msg->topic, msg->payload, (size_t)msg->payloadlen, m->cfg.hook_user);
 }
 
 static void on_disconnect(struct mosquitto *mosq, void *obj, int rc) {
@@ -69,7 +82,7 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid) {
  * and publishing from the queue while connected. */
 static void *client_main(void *arg) {
     bsd_mqtt *m = arg;
-    size_t slot = (size_t)m->cfg.max_payload + 1;
+    size_t slot = SLOT_SIZE(m);
     char *msg = malloc(slot);
     int have_socket = 0, first = 1;
     double backoff = 1.0;
@@ -103,12 +116,16 @@ static void *client_main(void *arg) {
         /* publish what we can */
         for (;;) {
             pthread_mutex_lock(&m->lock);
-            int can = m->stats.connected && m->head != m->tail && m->stats.sent - m->stats.acked < MAX_UNACKED;
+            /* at QoS 0 the publish callback may count a message after acked was set to sent */
+            uint64_t inflight = m->stats.sent > m->stats.acked ? m->stats.sent - m->stats.acked : 0;
+            int can = m->stats.connected && m->head != m->tail && inflight < MAX_UNACKED;
             uint64_t idx = m->tail;
             if (can) memcpy(msg, m->slots + (idx % (uint64_t)m->cfg.queue) * slot, slot);
             pthread_mutex_unlock(&m->lock);
             if (!can) break;
-            int rc = mosquitto_publish(m->mosq, NULL, m->topic, (int)strlen(msg), msg, m->cfg.qos, m->cfg.retain != 0);
+            const char *topic = msg[0] ? msg : m->topic, *payload = msg + TOPIC_MAX + 1;
+            int rc = mosquitto_publish(m->mosq, NULL, topic, (int)strlen(payload), payload, m->cfg.qos,
+                                       msg[TOPIC_MAX] != 0);
             pthread_mutex_lock(&m->lock);
             if (rc == MOSQ_ERR_SUCCESS) {
                 if (m->tail == idx) m->tail++;
@@ -174,10 +191,11 @@ bsd_mqtt *bsd_mqtt_start(const bsd_mqtt_config *cfg, bs_error *err) {
     m->host = strdup(c.host);
     m->topic = strdup(c.topic);
     m->client_id = strdup(c.client_id);
-    m->slots = malloc((size_t)c.queue * ((size_t)c.max_payload + 1));
+    m->subscription = c.subscription ? strdup(c.subscription) : NULL;
+    m->slots = malloc((size_t)c.queue * SLOT_SIZE(m));
     pthread_mutex_init(&m->lock, NULL);
     pthread_cond_init(&m->cond, NULL);
-    if (!m->host || !m->topic || !m->client_id || !m->slots) {
+    if (!m->host || !m->topic || !m->client_id || !m->slots || (c.subscription && !m->subscription)) {
         bs_error_set(err, "mqtt: out of memory");
         bsd_mqtt_stop(m, 0);
         return NULL;
@@ -191,6 +209,7 @@ bsd_mqtt *bsd_mqtt_start(const bsd_mqtt_config *cfg, bs_error *err) {
     mosquitto_connect_callback_set(m->mosq, on_connect);
     mosquitto_disconnect_callback_set(m->mosq, on_disconnect);
     mosquitto_publish_callback_set(m->mosq, on_publish);
+    mosquitto_message_callback_set(m->mosq, on_message);
     mosquitto_max_inflight_messages_set(m->mosq, MAX_UNACKED);
     if (c.username && *c.username) mosquitto_username_pw_set(m->mosq, c.username, c.password);
     if (pthread_create(&m->thread, NULL, client_main, m) != 0) {
@@ -226,13 +245,16 @@ void bsd_mqtt_stop(bsd_mqtt *m, int timeout_ms) {
     free(m->host);
     free(m->topic);
     free(m->client_id);
+    free(m->subscription);
     free(m);
 }
 
-int bsd_mqtt_publish(bsd_mqtt *m, const char *payload) {
-    size_t n = strlen(payload);
+int bsd_mqtt_publish(bsd_mqtt *m, const char *payload) { return bsd_mqtt_publish_to(m, NULL, payload, m->cfg.retain); }
+
+int bsd_mqtt_publish_to(bsd_mqtt *m, const char *topic, const char *payload, int retain) {
+    size_t n = strlen(payload), tn = topic ? strlen(topic) : 0;
     pthread_mutex_lock(&m->lock);
-    if (n > (size_t)m->cfg.max_payload) {
+    if (n > (size_t)m->cfg.max_payload || tn >= TOPIC_MAX) {
         m->stats.too_long++;
         pthread_mutex_unlock(&m->lock);
         return -1;
@@ -241,11 +263,23 @@ int bsd_mqtt_publish(bsd_mqtt *m, const char *payload) {
         m->tail++;
         m->stats.dropped++;
     }
-    size_t slot = (size_t)m->cfg.max_payload + 1;
-    memcpy(m->slots + (m->head % (uint64_t)m->cfg.queue) * slot, payload, n + 1);
+    char *slot = m->slots + (m->head % (uint64_t)m->cfg.queue) * SLOT_SIZE(m);
+    memcpy(slot, topic ? topic : "", tn + 1);
+    slot[TOPIC_MAX] = (char)(retain != 0);
+    memcpy(slot + TOPIC_MAX + 1, payload, n + 1);
     m->head++;
     m->stats.queued++;
     pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+int bsd_mqtt_publish_now(bsd_mqtt *m, const char *topic, const char *payload, int retain) {
+    int rc = mosquitto_publish(m->mosq, NULL, topic, (int)strlen(payload), payload, m->cfg.qos, retain != 0);
+    if (rc != MOSQ_ERR_SUCCESS) return -1;
+    pthread_mutex_lock(&m->lock);
+    m->stats.sent++; /* its acknowledgement counts in acked */
+    if (m->cfg.qos == 0) m->stats.acked = m->stats.sent;
     pthread_mutex_unlock(&m->lock);
     return 0;
 }

@@ -2,6 +2,7 @@
 
 #include <inttypes.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +25,7 @@ struct bsd_results {
     /* history ring: slot = seq % cap */
     int64_t *start_ns, *end_ns;
     float *inference_ms;
+    bsd_sound_level *level;
     uint64_t *seqs;
     float *probs;           /* cap * n_labels */
     /* The latest prediction's JSON, every label: written by publish into body[1 - cur]
@@ -47,8 +49,9 @@ bsd_results *bsd_results_create(size_t capacity) {
     s->start_ns = calloc(capacity, sizeof(int64_t));
     s->end_ns = calloc(capacity, sizeof(int64_t));
     s->inference_ms = calloc(capacity, sizeof(float));
+    s->level = calloc(capacity, sizeof(bsd_sound_level));
     s->seqs = calloc(capacity, sizeof(uint64_t));
-    if (!s->start_ns || !s->end_ns || !s->inference_ms || !s->seqs) {
+    if (!s->start_ns || !s->end_ns || !s->inference_ms || !s->level || !s->seqs) {
         bsd_results_free(s);
         return NULL;
     }
@@ -70,6 +73,7 @@ void bsd_results_free(bsd_results *s) {
     free(s->start_ns);
     free(s->end_ns);
     free(s->inference_ms);
+    free(s->level);
     free(s->seqs);
     free(s->probs);
     free(s->body[0]);
@@ -79,9 +83,9 @@ void bsd_results_free(bsd_results *s) {
 }
 
 size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels) {
-    /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"probabilities":[],
-     * "filters":[]} */
-    size_t n = 160 + 24 + 2 * 30 + 48 + 16;
+    /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"rms_dbfs":R,
+     * "peak_dbfs":R,"probabilities":[],"filters":[]} */
+    size_t n = 160 + 24 + 2 * 30 + 48 + 2 * 32 + 16;
     /* {"species":"<label, each byte escaped to at most 6>","probability":<%.6g, <= 13>}, or
      * {"name":..} for a filter class (shorter) */
     for (int i = 0; i < n_labels; i++) n += 6 * strlen(labels[i]) + 48;
@@ -159,6 +163,24 @@ void bsd_results_set_filters(bsd_results *s, int n_filters) {
     pthread_mutex_unlock(&s->lock);
 }
 
+bsd_sound_level bsd_sound_level_measure(const float *x, size_t n) {
+    double sum = 0, peak = 0;
+    for (size_t i = 0; i < n; i++) {
+        double v = fabs((double)x[i]);
+        sum += v * v;
+        if (v > peak) peak = v;
+    }
+    double rms = n ? sqrt(sum / (double)n) : 0;
+    double floor_lin = pow(10.0, BSD_LEVEL_FLOOR_DBFS / 20.0);
+    return (bsd_sound_level){
+        .rms_dbfs = rms > floor_lin ? (float)(20.0 * log10(rms)) : BSD_LEVEL_FLOOR_DBFS,
+        .peak_dbfs = peak > floor_lin ? (float)(20.0 * log10(peak)) : BSD_LEVEL_FLOOR_DBFS};
+}
+
+/* dB to 0.01, as the serializer writes them (a non-finite level, which the worker never
+ * publishes, as the floor: JSON has no infinity). */
+static double level_db(float v) { return isfinite(v) ? round((double)v * 100.0) / 100.0 : BSD_LEVEL_FLOOR_DBFS; }
+
 void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char *const *labels,
                                   const int *order, int n) {
     char t[64];
@@ -172,6 +194,10 @@ void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char 
     bsd_jsonw_lit(w, t);
     bsd_jsonw_lit(w, "\",\"inference_ms\":");
     bsd_jsonw_fixed3(w, (double)r->inference_ms);
+    bsd_jsonw_lit(w, ",\"rms_dbfs\":");
+    bsd_jsonw_real(w, level_db(r->level.rms_dbfs));
+    bsd_jsonw_lit(w, ",\"peak_dbfs\":");
+    bsd_jsonw_real(w, level_db(r->level.peak_dbfs));
     bsd_jsonw_lit(w, ",\"probabilities\":[");
     for (int k = 0; k < n; k++) {
         int i = order ? order[k] : k;
@@ -200,12 +226,12 @@ void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char 
 /* The result in history slot `slot` (lock held). */
 static bsd_result slot_result(const bsd_results *s, uint64_t seq, size_t slot) {
     return (bsd_result){.seq = seq, .start_ns = s->start_ns[slot], .end_ns = s->end_ns[slot],
-                        .inference_ms = s->inference_ms[slot], .n_labels = s->n_labels,
+                        .inference_ms = s->inference_ms[slot], .level = s->level[slot], .n_labels = s->n_labels,
                         .n_species = s->n_species, .probs = s->probs + slot * (size_t)s->n_labels};
 }
 
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
-                             const float *probs, int n_labels) {
+                             bsd_sound_level level, const float *probs, int n_labels) {
     pthread_mutex_lock(&s->lock);
     if (n_labels != s->n_labels || !s->probs) {
         pthread_mutex_unlock(&s->lock);
@@ -217,6 +243,7 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     s->start_ns[slot] = start_ns;
     s->end_ns[slot] = end_ns;
     s->inference_ms[slot] = inference_ms;
+    s->level[slot] = level;
     memcpy(s->probs + slot * (size_t)n_labels, probs, (size_t)n_labels * sizeof(float));
     if (s->oldest_seq == 0) s->oldest_seq = seq;
     if (seq - s->oldest_seq >= s->cap) s->oldest_seq = seq - s->cap + 1;
@@ -228,7 +255,7 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     /* Serialize outside the lock into the buffer readers do not see (labels and buffers
      * only change on the worker thread, which is us). */
     bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns, .inference_ms = inference_ms,
-                    .n_labels = n_labels, .n_species = n_species, .probs = probs};
+                    .level = level, .n_labels = n_labels, .n_species = n_species, .probs = probs};
     int next = s->cur == 0 ? 1 : 0;
     bsd_jsonw w = {.buf = s->body[next], .cap = s->body_cap};
     bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, n_species);

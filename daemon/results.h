@@ -7,6 +7,7 @@
  *   start_ns     capture time of the window's first sample, ns since 1970-01-01 UTC
  *   end_ns       start_ns + window length
  *   inference_ms features + normalization + network, wall time
+ *   level        the window's sound level (bsd_sound_level_measure)
  *   probs        one probability per label, in model order
  * Labels belong to the store: a model reload with other labels clears the history. */
 #ifndef BIRDSONGD_RESULTS_H
@@ -17,10 +18,26 @@
 
 #include "daemon/clock.h"
 
+/* A window's sound level in dBFS (full scale = a sample of magnitude 1.0, so a full-scale
+ * sine has an RMS of -3.01 dBFS): the RMS over the window and its largest |sample|, each
+ * floored at BSD_LEVEL_FLOOR_DBFS. Digital silence (every sample 0) reads as the floor on
+ * both. */
+#define BSD_LEVEL_FLOOR_DBFS (-150.0f)
+/* A window whose peak reaches this is clipping (|x| >= 0.99885; a 16-bit full-scale sample
+ * is -0.0003 dBFS). */
+#define BSD_LEVEL_CLIP_DBFS (-0.01f)
+typedef struct bsd_sound_level {
+    float rms_dbfs, peak_dbfs;
+} bsd_sound_level;
+
+/* The level of n samples (n = 0: the floor). Allocates nothing. */
+bsd_sound_level bsd_sound_level_measure(const float *x, size_t n);
+
 typedef struct bsd_result {
     uint64_t seq;
     int64_t start_ns, end_ns;
     float inference_ms;
+    bsd_sound_level level;
     int n_labels;
     int n_species; /* outputs 0..n_species-1 are species, the rest filter classes */
     const float *probs;
@@ -52,10 +69,11 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
 void bsd_results_set_filters(bsd_results *s, int n_filters);
 
 /* The one prediction serializer (GET /api/v1/predictions..., the SSE "prediction" event):
- * {"seq":..,"start":"..","end":"..","inference_ms":%.3f,"probabilities":[{"species":..,
- * "probability":..},..]} with the species order[0..n-1] (order NULL: the first n in model
- * order), then, when r has filter classes, "filters":[{"name":..,"probability":..},..].
- * Reals as jansson writes them (daemon/jsonw.h). */
+ * {"seq":..,"start":"..","end":"..","inference_ms":%.3f,"rms_dbfs":..,"peak_dbfs":..,
+ * "probabilities":[{"species":..,"probability":..},..]} with the species order[0..n-1] (order
+ * NULL: the first n in model order), then, when r has filter classes,
+ * "filters":[{"name":..,"probability":..},..]. Reals as jansson writes them (daemon/jsonw.h);
+ * the levels rounded to 0.01 dB. */
 struct bsd_jsonw;
 void bsd_results_write_prediction(struct bsd_jsonw *w, const bsd_result *r, const char *const *labels,
                                   const int *order, int n);
@@ -66,7 +84,7 @@ size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels);
  * labels' count): stores it in the history, writes its JSON into a preallocated buffer and
  * calls the listener. Allocates nothing. */
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
-                             const float *probs, int n_labels);
+                             bsd_sound_level level, const float *probs, int n_labels);
 
 void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user);
 

@@ -14,6 +14,7 @@
 
 #include "birdsong/log.h"
 #include "daemon/jsonw.h"
+#include "daemon/capture.h"
 #include "daemon/station_impl.h"
 #include "daemon/worker.h"
 
@@ -23,27 +24,28 @@
 #endif
 
 enum { JSON_MAX = 65536 };
+#define BSD_HA_STATE_SECONDS 10.0 /* Home Assistant's health and sound level states, at most this often */
+/* a webhook: the detection and links of at most 3 x (public_url + 64) bytes */
+enum { BSD_WEBHOOK_BODY_MAX = BSD_DETECTION_JSON_MAX + 3 * (600 + 64) + 64 };
 
-/* ---- JSON formatting on the worker thread (no allocation) ------------------------------- */
-
-static int detection_json(char *out, size_t cap, const bsd_detection *d) {
-    char t0[64], t1[64], num[160];
-    bsd_format_seconds(d->start, t0);
-    bsd_format_seconds(d->end, t1);
-    bsd_jsonw w = {.buf = out, .cap = cap};
-    snprintf(num, sizeof num, "{\"id\":%" PRId64 ",\"species\":", d->id);
-    bsd_jsonw_lit(&w, num);
-    bsd_jsonw_string(&w, d->species);
-    bsd_jsonw_lit(&w, ",\"start\":\"");
-    bsd_jsonw_lit(&w, t0);
-    bsd_jsonw_lit(&w, "\",\"end\":\"");
-    bsd_jsonw_lit(&w, t1);
-    snprintf(num, sizeof num,
-             "\",\"max_probability\":%.6g,\"mean_probability\":%.6g,\"n_windows\":%d,\"seq_first\":%" PRIu64
-             ",\"seq_last\":%" PRIu64 "}",
-             (double)d->max_probability, (double)d->mean_probability, d->n_windows, d->seq_first, d->seq_last);
-    bsd_jsonw_lit(&w, num);
-    return w.failed ? -1 : 0;
+/* The webhook payload: {"detection":<the detection's JSON>,"links":{"detection":URL,
+ * "audio":URL}}, links only for a stored detection, audio only when its clip is being saved. */
+static void webhook_body(bsd_jsonw *w, const bsd_station *st, const bsd_detection *d, const char *json, int has_audio) {
+    char url[700];
+    bsd_jsonw_lit(w, "{\"detection\":");
+    bsd_jsonw_lit(w, json);
+    bsd_jsonw_lit(w, ",\"links\":{");
+    if (st->store && d->id > 0) {
+        snprintf(url, sizeof url, "%s/api/v1/detections/%" PRId64, st->public_url, d->id);
+        bsd_jsonw_lit(w, "\"detection\":");
+        bsd_jsonw_string(w, url);
+        if (has_audio) {
+            snprintf(url, sizeof url, "%s/api/v1/detections/%" PRId64 "/audio", st->public_url, d->id);
+            bsd_jsonw_lit(w, ",\"audio\":");
+            bsd_jsonw_string(w, url);
+        }
+    }
+    bsd_jsonw_lit(w, "}}");
 }
 
 /* ---- detector from the config ---------------------------------------------------------- */
@@ -193,11 +195,23 @@ static void emit_decided(bsd_station *st, uint64_t seq, bsd_detection *d, int wi
     pthread_mutex_lock(&st->lock);
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
+    if (!with_clip) st->withheld[st->n_withheld++ % BSD_WITHHELD_MAX] = d->id;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0 && with_clip) bsd_clips_request(st->clips, d);
-    if (detection_json(st->json, JSON_MAX, d) == 0) {
+    /* has_audio: its clip is being saved (GET says whether it was, once written) */
+    int has_audio = st->clips && d->id > 0 && with_clip && bsd_clips_request(st->clips, d) == 0;
+    bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
+    bsd_detection_write_json(&w, d, has_audio);
+    if (!w.failed) { /* cannot fail: the buffer holds any detection */
         bsd_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
+        if (st->ha) bsd_ha_detection(st->ha, d->species, st->json);
+        if (st->hooks) {
+            bsd_jsonw hw = {.buf = st->hook_body, .cap = BSD_WEBHOOK_BODY_MAX};
+            webhook_body(&hw, st, d, st->json, has_audio);
+            if (hw.failed || bsd_webhooks_post(st->hooks, hw.buf, hw.len) != 0)
+                bs_log_warn("detection %" PRId64 ": not sent to every webhook (queue full: webhook_queue = %d)", d->id,
+                            st->app->cfg.webhook_queue);
+        }
     }
     bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f", d->id, d->species, d->n_windows,
                 (double)d->max_probability);
@@ -264,6 +278,15 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
             bs_log_error("station: no detections with the new model's labels: %s", err.msg);
         else
             bs_log_info("station: detector rebuilt for %d species", r->n_labels);
+        if (st->ha && bsd_ha_set_species(st->ha, labels, r->n_labels) != 0)
+            bs_log_error("homeassistant: out of memory for the new model's species");
+    }
+    double now = bsd_mono_seconds();
+    if (st->ha && now - st->ha_last >= BSD_HA_STATE_SECONDS) {
+        st->ha_last = now;
+        bsd_health h = {0};
+        bsd_app_health(st->app, &h);
+        bsd_ha_state(st->ha, &h, 1, r->level);
     }
     bsd_histogram_observe(&st->inference, r->inference_ms / 1000.0);
     if (st->det) {
@@ -284,6 +307,7 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
     bsd_station *st = user;
     if (st->clips) bsd_clips_feed(st->clips, x, n, (double)end_ns / 1e9);
+    if (st->has_history) bsd_audio_history_feed(&st->history, x, n, (double)end_ns / 1e9);
 }
 
 /* ---- start / stop ------------------------------------------------------------------------- */
@@ -335,7 +359,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     pthread_mutex_init(&st->lock, NULL);
     static const double bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5};
     bsd_histogram_init(&st->inference, bounds, (int)(sizeof bounds / sizeof bounds[0]));
-    st->json = malloc(JSON_MAX);
+    st->json = malloc(BSD_DETECTION_JSON_MAX);
     if (!st->json) {
         bs_error_set(err, "station: out of memory");
         goto fail;
@@ -402,12 +426,60 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->clips = bsd_clips_open(st->clips_dir, &cc, err);
         if (!st->clips) goto fail;
     }
+    if (cfg->mqtt_homeassistant && !cfg->mqtt) {
+        bs_error_set(err, "directive 'mqtt_homeassistant': Home Assistant discovery goes through MQTT; set mqtt = true");
+        goto fail;
+    }
     if (cfg->mqtt) {
         bsd_mqtt_config mc = {.host = cfg->mqtt_host, .port = cfg->mqtt_port, .topic = cfg->mqtt_topic,
                              .client_id = cfg->mqtt_client_id, .username = cfg->mqtt_username,
                              .password = cfg->mqtt_password, .qos = cfg->mqtt_qos, .queue = cfg->mqtt_queue};
+        if (cfg->mqtt_homeassistant) {
+            st->ha = bsd_ha_new(cfg->mqtt_homeassistant_prefix, cfg->mqtt_homeassistant_node, err);
+            if (!st->ha) goto fail;
+            if (bsd_ha_set_species(st->ha, (const char *const *)st->labels, st->n_labels) != 0) {
+                bs_error_set(err, "station: out of memory");
+                goto fail;
+            }
+            bsd_ha_mqtt_hooks(st->ha, &mc);
+        }
         st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
+        if (st->ha) bsd_ha_attach(st->ha, st->mqtt);
+    }
+    if (!cfg->clips && st->store && cfg->audio_history_seconds > 0) {
+        if (bsd_audio_history_init(&st->history, (int)lround(bsd_worker_model_rate(app->worker)),
+                                   cfg->audio_history_seconds) != 0) {
+            bs_error_set(err, "directive 'audio_history_seconds': out of memory for %g s of audio", cfg->audio_history_seconds);
+            bsd_audio_history_free(&st->history);
+            goto fail;
+        }
+        st->has_history = 1;
+    }
+    if (cfg->webhook_url[0]) {
+        if (cfg->public_url[0]) {
+            snprintf(st->public_url, sizeof st->public_url, "%s", cfg->public_url);
+        } else {
+            char host[64];
+            int port;
+            bs_error e2;
+            if (bsd_parse_listen(cfg->listen, host, sizeof host, &port, &e2) == 0)
+                snprintf(st->public_url, sizeof st->public_url, strchr(host, ':') ? "http://[%s]:%d" : "http://%s:%d",
+                         host, port);
+        }
+        size_t n = strlen(st->public_url);
+        while (n > 0 && st->public_url[n - 1] == '/') st->public_url[--n] = '\0';
+        bsd_webhook_config wc = {.urls = cfg->webhook_url, .token = cfg->webhook_token, .secret = cfg->webhook_secret,
+                                 .queue = cfg->webhook_queue, .max_payload = BSD_WEBHOOK_BODY_MAX,
+                                 .timeout_seconds = cfg->webhook_timeout_seconds, .retries = cfg->webhook_retries,
+                                 .retry_max_seconds = cfg->webhook_retry_max_seconds};
+        st->hook_body = malloc(BSD_WEBHOOK_BODY_MAX);
+        if (!st->hook_body) {
+            bs_error_set(err, "station: out of memory");
+            goto fail;
+        }
+        st->hooks = bsd_webhooks_start(&wc, err);
+        if (!st->hooks) goto fail;
     }
     bsd_results_set_listener(app->results, on_result, st);
     bsd_worker_set_audio_tap(app->worker, on_audio, st);
@@ -448,6 +520,10 @@ void bsd_station_stop(bsd_station *st) {
     bsd_clips_close(st->clips);
     bsd_store_close(st->store);
     bsd_mqtt_stop(st->mqtt, 2000);
+    bsd_ha_free(st->ha); /* after the client: its hooks use it */
+    bsd_webhooks_stop(st->hooks, 2000);
+    free(st->hook_body);
+    if (st->has_history) bsd_audio_history_free(&st->history);
     bsd_sse_hub_free(st->hub);
     bsd_detector_free(st->det);
     bsd_privacy_free(st->privacy);
@@ -460,6 +536,13 @@ void bsd_station_stop(bsd_station *st) {
     pthread_mutex_destroy(&st->lock);
     if (st->app && st->app->station == st) st->app->station = NULL;
     free(st);
+}
+
+int bsd_app_health(bsd_app *app, bsd_health *h) {
+    int bad = bsd_capture_health(app->capture, h) != 0;
+    bad |= bsd_worker_health(app->worker, h) != 0;
+    bad |= bsd_station_health(app->station, h) != 0; /* detections being lost */
+    return bad ? -1 : 0;
 }
 
 int bsd_app_stores_detections(const bsd_app *app) { return app && app->station && app->station->store; }

@@ -34,4 +34,8 @@ void bsd_station_stop(bsd_station *st);
  * the last 10 s); 0 otherwise (also for NULL). */
 int bsd_station_health(bsd_station *st, bsd_health *h);
 
+/* Every health check of the daemon (capture, worker, station) into h: /api/v1/health and
+ * Home Assistant's health sensor. -1 when unhealthy, else 0. */
+int bsd_app_health(bsd_app *app, bsd_health *h);
+
 #endif

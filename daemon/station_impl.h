@@ -11,12 +11,17 @@
 #include "daemon/calendar.h"
 #include "daemon/clips.h"
 #include "daemon/detect.h"
+#include "daemon/homeassistant.h"
 #include "daemon/metrics.h"
 #include "daemon/mqtt.h"
 #include "daemon/privacy.h"
+#include "daemon/spectrogram.h"
 #include "daemon/sse.h"
 #include "daemon/station.h"
 #include "daemon/store.h"
+#include "daemon/webhook.h"
+
+enum { BSD_WITHHELD_MAX = 4096 };
 
 struct bsd_station {
     bsd_app *app;
@@ -27,6 +32,12 @@ struct bsd_station {
     bsd_clips *clips; /* NULL when clips are off */
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt; /* NULL when MQTT is off */
+    bsd_ha *ha;     /* NULL without mqtt_homeassistant */
+    double ha_last; /* bsd_mono_seconds of the last health / level state (worker thread) */
+    bsd_webhooks *hooks; /* NULL without webhook_url */
+    bsd_audio_history history; /* spectrograms' audio when clips are off (buf NULL: none) */
+    int has_history;
+    char public_url[600]; /* base of the links sent out, without a trailing '/' */
     bsd_histogram inference;
 
     /* worker thread only */
@@ -35,6 +46,7 @@ struct bsd_station {
     int n_labels;
     bsd_detection *events;
     char *json;
+    char *hook_body; /* BSD_WEBHOOK_BODY_MAX */
     int64_t local_id; /* ids when nothing is stored */
 
     /* detections per species, for /metrics */
@@ -49,6 +61,11 @@ struct bsd_station {
      * its release buffers are the worker's; the counters are copied under the lock */
     bsd_privacy *privacy;
     bsd_detection released[BSD_PRIVACY_HELD_MAX];
+    /* the ids of the detections the privacy filter released without a clip (a ring, under
+     * `lock`; ids only grow): a spectrogram from the audio history is refused for them as the
+     * clip was, and for any id older than the ring once it has wrapped */
+    int64_t withheld[BSD_WITHHELD_MAX];
+    uint64_t n_withheld;
     int verdicts[BSD_PRIVACY_HELD_MAX];
     bsd_privacy_stats privacy_stats;
     bsd_calendar *calendar; /* species_calendar, or NULL */

@@ -367,6 +367,32 @@ static int reader_fail(bsd_store *s, const char *what, bs_error *err) {
     return -1;
 }
 
+/* Up to limit rows matching f after offset, in the list's order (newest first), only those
+ * after the row `after` names when it is not NULL, into rows (read lock held). 0 or -1. */
+static int list_rows(bsd_store *s, const bsd_store_filter *f, const bsd_store_cursor *after, int limit, int offset,
+                     bsd_detection *rows, int *n) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->rdb,
+                           "SELECT " COLUMNS " FROM detections" WHERE
+                           " AND (?7 IS NULL OR start_time < ?7 OR (start_time = ?7 AND id < ?8))"
+                           " ORDER BY start_time DESC, id DESC LIMIT ?5 OFFSET ?6",
+                           -1, &st, NULL) != SQLITE_OK)
+        return -1;
+    bind_filter(st, f);
+    sqlite3_bind_int(st, 5, limit);
+    sqlite3_bind_int(st, 6, offset);
+    if (after) {
+        sqlite3_bind_double(st, 7, after->start);
+        sqlite3_bind_int64(st, 8, after->id);
+    }
+    int rc = SQLITE_DONE;
+    *n = 0;
+    while (*n < limit && (rc = sqlite3_step(st)) == SQLITE_ROW) row_to_detection(st, &rows[(*n)++]);
+    if (*n == limit) rc = SQLITE_DONE;
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int bsd_store_query(bsd_store *s, const bsd_store_filter *f, bsd_store_page *out, bs_error *err) {
     memset(out, 0, sizeof *out);
     int limit = f->limit > 0 ? f->limit : 100;
@@ -388,25 +414,22 @@ int bsd_store_query(bsd_store *s, const bsd_store_filter *f, bsd_store_page *out
     }
     out->total = sqlite3_column_int64(st, 0);
     sqlite3_finalize(st);
-    if (sqlite3_prepare_v2(s->rdb,
-                           "SELECT " COLUMNS " FROM detections" WHERE
-                           " ORDER BY start_time DESC, id DESC LIMIT ?5 OFFSET ?6",
-                           -1, &st, NULL) != SQLITE_OK) {
-        bsd_store_page_free(out);
-        return reader_fail(s, "listing detections", err);
-    }
-    bind_filter(st, f);
-    sqlite3_bind_int(st, 5, limit);
-    sqlite3_bind_int(st, 6, offset);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW && out->n < limit) row_to_detection(st, &out->rows[out->n++]);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+    if (list_rows(s, f, NULL, limit, offset, out->rows, &out->n) != 0) {
         bsd_store_page_free(out);
         return reader_fail(s, "listing detections", err);
     }
     pthread_mutex_unlock(&s->rlock);
     return 0;
+}
+
+int bsd_store_scan(bsd_store *s, const bsd_store_filter *f, bsd_store_cursor *cur, bsd_detection *rows, int max,
+                   bs_error *err) {
+    int n = 0;
+    pthread_mutex_lock(&s->rlock);
+    if (list_rows(s, f, cur->id ? cur : NULL, max, 0, rows, &n) != 0) return reader_fail(s, "listing detections", err);
+    pthread_mutex_unlock(&s->rlock);
+    if (n > 0) *cur = (bsd_store_cursor){.start = rows[n - 1].start, .id = rows[n - 1].id};
+    return n;
 }
 
 void bsd_store_page_free(bsd_store_page *p) {

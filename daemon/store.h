@@ -70,6 +70,18 @@ typedef struct bsd_store_page {
 int bsd_store_query(bsd_store *s, const bsd_store_filter *f, bsd_store_page *out, bs_error *err);
 void bsd_store_page_free(bsd_store_page *p);
 
+/* Reading every match in pieces (exports): up to max rows matching f (limit and offset
+ * ignored) in the list's order, newest first, that come after the row the cursor names
+ * ({0}: from the newest); the cursor moves to the last row returned. Rows stored meanwhile
+ * are newer than the first piece and do not shift the rest. Returns the number of rows
+ * (0: no more), or -1 with err. */
+typedef struct bsd_store_cursor {
+    double start; /* start_time of the last row read */
+    int64_t id;   /* its id; 0: nothing read yet */
+} bsd_store_cursor;
+int bsd_store_scan(bsd_store *s, const bsd_store_filter *f, bsd_store_cursor *cur, bsd_detection *rows, int max,
+                   bs_error *err);
+
 /* Returns 1 and fills out when found, 0 when not, -1 on error. */
 int bsd_store_get(bsd_store *s, int64_t id, bsd_detection *out, bs_error *err);
 

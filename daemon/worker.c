@@ -131,6 +131,11 @@ struct bsd_worker {
     int behind, paused;
     double lag_seconds;
     double last_window_mono;
+    /* sound level: the latest window's, and the runs of silent / clipping windows going on
+     * now (start of the run's first window, end of its latest; since < 0: no run) */
+    bsd_sound_level level;
+    int has_level;
+    int64_t silent_since_ns, silent_until_ns, clipping_since_ns, clipping_until_ns;
     char reload_error[600];
     char reload_path[BSD_PATH_MAX];
     int64_t reload_ns;
@@ -188,6 +193,26 @@ static void restart_window(bsd_worker *w, const bs_ring_mark *mk) {
     if (w->rs) bs_resampler_reset(w->rs);
 }
 
+/* A run of windows with some property: extended by a window that has it, ended by one
+ * that does not. */
+static void track_run(int on, int64_t start_ns, int64_t end_ns, int64_t *since, int64_t *until) {
+    if (!on) {
+        *since = -1;
+        return;
+    }
+    if (*since < 0) *since = start_ns;
+    *until = end_ns;
+}
+
+static void record_level(bsd_worker *w, bsd_sound_level lv, int64_t start_ns, int64_t end_ns) {
+    pthread_mutex_lock(&w->lock);
+    w->level = lv;
+    w->has_level = 1;
+    track_run(lv.peak_dbfs <= BSD_LEVEL_FLOOR_DBFS, start_ns, end_ns, &w->silent_since_ns, &w->silent_until_ns);
+    track_run(lv.peak_dbfs >= BSD_LEVEL_CLIP_DBFS, start_ns, end_ns, &w->clipping_since_ns, &w->clipping_until_ns);
+    pthread_mutex_unlock(&w->lock);
+}
+
 static void record_inference(bsd_worker *w, float ms) {
     pthread_mutex_lock(&w->lock);
     w->inf_ms[w->inf_n % INF_HISTORY] = ms;
@@ -199,6 +224,7 @@ static void record_inference(bsd_worker *w, float ms) {
 }
 
 static void run_window(bsd_worker *w) {
+    bsd_sound_level lv = bsd_sound_level_measure(w->window, (size_t)w->seg);
     double t0 = bsd_mono_seconds();
     bs_melspec_compute(w->mel, w->window, w->feat);
     if (w->dump && w->dumped < DUMP_WINDOWS) {
@@ -220,7 +246,8 @@ static void run_window(bsd_worker *w) {
     }
     int64_t start_ns = w->mark_t_ns + (int64_t)llround((double)w->win_start / w->model_rate * 1e9);
     int64_t end_ns = start_ns + (int64_t)llround((double)w->seg / w->model_rate * 1e9);
-    bsd_results_publish(w->results, start_ns, end_ns, ms, w->probs, w->n_out);
+    record_level(w, lv, start_ns, end_ns);
+    bsd_results_publish(w->results, start_ns, end_ns, ms, lv, w->probs, w->n_out);
     record_inference(w, ms);
 }
 
@@ -402,6 +429,7 @@ bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results 
     w->ring = ring;
     w->results = results;
     pthread_mutex_init(&w->lock, NULL);
+    w->silent_since_ns = w->clipping_since_ns = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->heartbeat, 0);
     atomic_init(&w->pending, NULL);
@@ -496,6 +524,10 @@ bsd_worker_stats bsd_worker_get_stats(bsd_worker *w) {
     s.hop_seconds = w->cfg->hop_seconds;
     s.segment_seconds = (double)w->seg / w->model_rate;
     s.model_swaps = w->model_swaps;
+    s.has_level = w->has_level;
+    s.level = w->level;
+    s.silent_seconds = w->silent_since_ns >= 0 ? (double)(w->silent_until_ns - w->silent_since_ns) / 1e9 : 0;
+    s.clipping_seconds = w->clipping_since_ns >= 0 ? (double)(w->clipping_until_ns - w->clipping_since_ns) / 1e9 : 0;
     pthread_mutex_unlock(&w->lock);
     if (n > 0) {
         double mean = 0;
@@ -567,6 +599,15 @@ int bsd_worker_health(bsd_worker *w, bsd_health *h) {
     if (w->behind)
         bad = bsd_health_add(h, "worker: %.2f s behind real time (max_lag_seconds %.2f)", w->lag_seconds,
                              w->cfg->max_lag_seconds);
+    double alarm = w->cfg->level_alarm_seconds;
+    double silent = w->silent_since_ns >= 0 ? (double)(w->silent_until_ns - w->silent_since_ns) / 1e9 : 0;
+    double clipping = w->clipping_since_ns >= 0 ? (double)(w->clipping_until_ns - w->clipping_since_ns) / 1e9 : 0;
+    if (alarm > 0 && silent >= alarm)
+        bad = bsd_health_add(h, "sound: digital silence (every sample 0) for %.1f s (level_alarm_seconds %.1f): "
+                                "microphone unplugged or muted?", silent, alarm);
+    if (alarm > 0 && clipping >= alarm)
+        bad = bsd_health_add(h, "sound: clipping (peak at full scale) for %.1f s (level_alarm_seconds %.1f): "
+                                "input gain too high?", clipping, alarm);
     pthread_mutex_unlock(&w->lock);
     return bad;
 }

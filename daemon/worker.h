@@ -74,6 +74,11 @@ typedef struct bsd_worker_stats {
     uint64_t inference_recent_windows;
     double real_time_factor;     /* processing time per second of audio analysed (hop) */
     double seconds_since_last_window; /* -1 before the first window */
+    /* the latest window's sound level (has_level 0 before the first window), and for how
+     * long the windows have been digitally silent / clipping without a break (0: not now) */
+    int has_level;
+    bsd_sound_level level;
+    double silent_seconds, clipping_seconds;
 } bsd_worker_stats;
 
 bsd_worker_stats bsd_worker_get_stats(bsd_worker *w);
@@ -104,7 +109,8 @@ void bsd_worker_model_info_clear(bsd_worker_model_info *info);
 /* Reload attempts so far (succeeded + failed), without copying the labels. */
 uint64_t bsd_worker_reload_attempts(bsd_worker *w);
 
-/* Adds a reason while the worker is paused or behind; returns -1 then, else 0. */
+/* Adds a reason while the worker is paused or behind, or the sound has been digital
+ * silence or clipping for level_alarm_seconds; returns -1 then, else 0. */
 int bsd_worker_health(bsd_worker *w, bsd_health *h);
 
 #endif

@@ -12,6 +12,7 @@ PACKAGES=(
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
   libcriterion-dev libmosquitto-dev mosquitto chromium
+  libcurl4-openssl-dev libssl-dev libpng-dev
   python3 python3-numpy python3-pytest python3-yaml espeak-ng
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev

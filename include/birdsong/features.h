@@ -162,6 +162,9 @@ bs_simd_level bs_melspec_simd_level(const bs_melspec *ms);
 /* Mel filterbank as a dense (n_mels, n_freqs) float32 matrix, for tests and tools; the
  * caller frees it. NULL with err on bad cfg. */
 float *bs_mel_filterbank(const bs_feature_config *cfg, bs_error *err);
+/* The Slaney mel scale the filterbank uses (librosa htk=False): mel of a frequency in Hz.
+ * Band m's centre is point m + 1 of n_mels + 2 points evenly spaced in mel from fmin to fmax. */
+double bs_mel_from_hz(double hz);
 
 /* ---- file -> features (the trainer's path, `birdsong features`) ------------------------- */
 

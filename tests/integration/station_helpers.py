@@ -326,9 +326,10 @@ def _mqtt_packet(kind, body):
 
 
 class MQTTSubscriber:
-    def __init__(self, port, topic):
+    def __init__(self, port, topic, name="sub"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        body = _mqtt_str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60) + _mqtt_str("station-test-%d" % os.getpid())
+        body = (_mqtt_str("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 60)
+                + _mqtt_str("station-test-%s-%d" % (name, os.getpid())))
         self.sock.sendall(_mqtt_packet(0x10, body))
         kind, payload = self._read()
         assert kind >> 4 == 2 and payload[1] == 0, "CONNACK refused"
@@ -370,11 +371,91 @@ class MQTTSubscriber:
             out.append((topic, rest.decode()))
         return out
 
+    def publish(self, topic, payload, retain=True):
+        """QoS 0."""
+        self.sock.sendall(_mqtt_packet(0x31 if retain else 0x30, _mqtt_str(topic) + payload.encode()))
+
+    def retained(self, seconds=2.0):
+        """{topic: payload} of the retained messages (the broker's copies, sent on subscribing)
+        read within `seconds`."""
+        out, deadline = {}, time.time() + seconds
+        while time.time() < deadline:
+            self.sock.settimeout(max(0.05, deadline - time.time()))
+            try:
+                kind, p = self._read()
+            except (socket.timeout, TimeoutError):
+                break
+            if kind >> 4 != 3 or not kind & 1:
+                continue
+            tlen = struct.unpack("!H", p[:2])[0]
+            topic, rest = p[2:2 + tlen].decode(), p[2 + tlen:]
+            if (kind >> 1) & 3:
+                rest = rest[2:]
+            out[topic] = rest.decode()
+        return out
+
     def close(self):
         try:
             self.sock.sendall(b"\xe0\x00")
         finally:
             self.sock.close()
+
+
+# ---- PNG decoding (standard library: zlib) ---------------------------------------------------
+
+def decode_png(data):
+    """(width, height, rows of (r, g, b) tuples) of an 8-bit RGB or RGBA, non-interlaced PNG."""
+    import zlib
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, ihdr = 8, b"", None
+    while pos < len(data):
+        n, kind = struct.unpack("!I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        assert zlib.crc32(kind + body) == struct.unpack("!I", data[pos + 8 + n:pos + 12 + n])[0], "bad CRC"
+        if kind == b"IHDR":
+            ihdr = struct.unpack("!IIBBBBB", body)
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    w, h, depth, ctype, _, _, interlace = ihdr
+    assert depth == 8 and ctype in (2, 6) and interlace == 0, ihdr
+    bpp = 3 if ctype == 2 else 4
+    raw, stride, prev, rows = zlib.decompress(idat), w * bpp, bytearray(w * bpp), []
+    for y in range(h):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append([tuple(line[i:i + 3]) for i in range(0, stride, bpp)])
+        prev = line
+    return w, h, rows
+
+
+# The viridis anchors (matplotlib's 11-step hex codes): a pixel is viridis-like when it lies
+# near the polyline through them.
+VIRIDIS = [(0x44, 0x01, 0x54), (0x48, 0x24, 0x75), (0x41, 0x44, 0x87), (0x35, 0x5f, 0x8d), (0x2a, 0x78, 0x8e),
+           (0x21, 0x91, 0x8c), (0x22, 0xa8, 0x84), (0x44, 0xbf, 0x70), (0x7a, 0xd1, 0x51), (0xbd, 0xdf, 0x26),
+           (0xfd, 0xe7, 0x25)]
+
+
+def viridis_like(px, tol=12):
+    for a, b in zip(VIRIDIS, VIRIDIS[1:]):
+        d = [b[k] - a[k] for k in range(3)]
+        dd = sum(x * x for x in d)
+        t = max(0.0, min(1.0, sum((px[k] - a[k]) * d[k] for k in range(3)) / dd))
+        if sum((px[k] - a[k] - t * d[k]) ** 2 for k in range(3)) <= tol * tol:
+            return True
+    return False
 
 
 # ---- a minimal Chrome DevTools Protocol client (WebSocket) --------------------------------

@@ -484,3 +484,67 @@ def test_input_file_that_ends_is_reported_and_the_daemon_stays(files, tmp_path):
         time.sleep(0.3)
         assert d.latest_seq() == 2, "1.5 s gives windows at 0 and 0.5 s only"
     assert d.proc.returncode == 0
+
+
+# ---- sound level ---------------------------------------------------------------------------
+
+def _write_pcm(path, pcm, sr=22050):
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+    return str(path)
+
+
+def test_sound_level_in_predictions_status_and_metrics(files, tmp_path):
+    """Each window's RMS and peak in dBFS, against the same figures computed with numpy over
+    every 1 s window of the file (the loop makes any start possible)."""
+    from station_helpers import metric, parse_prometheus
+    x = files["samples"].astype(np.float64)
+    seg = 22050
+    rms = [20 * np.log10(np.sqrt(np.mean(np.roll(x, -k)[:seg] ** 2))) for k in range(0, x.size, 2205)]
+    peak = [20 * np.log10(np.max(np.abs(np.roll(x, -k)[:seg]))) for k in range(0, x.size, 2205)]
+    with file_daemon(files, tmp_path) as d:
+        d.wait_for(lambda: d.latest_seq() >= 4, what="windows")
+        page = d.json("/api/v1/predictions?since=0&limit=20")["predictions"]
+        for p in page:
+            assert min(rms) - 0.05 <= p["rms_dbfs"] <= max(rms) + 0.05, (p, min(rms), max(rms))
+            assert min(peak) - 0.05 <= p["peak_dbfs"] <= max(peak) + 0.05, (p, min(peak), max(peak))
+            assert p["peak_dbfs"] > p["rms_dbfs"]
+            assert round(p["rms_dbfs"], 2) == p["rms_dbfs"]
+        lv = d.json("/api/v1/status")["worker"]["sound_level"]
+        assert lv["silent_seconds"] == 0 and lv["clipping_seconds"] == 0
+        assert min(rms) - 0.05 <= lv["rms_dbfs"] <= max(rms) + 0.05, lv
+        _, _, body = d.request("GET", "/metrics")
+        fams = parse_prometheus(body.decode())
+        assert min(rms) - 0.05 <= metric(fams, "birdsong_sound_rms_dbfs") <= max(rms) + 0.05
+        assert min(peak) - 0.05 <= metric(fams, "birdsong_sound_peak_dbfs") <= max(peak) + 0.05
+        assert metric(fams, "birdsong_sound_silent_seconds") == 0
+        assert d.get("/api/v1/health")[0] == 200
+
+
+@pytest.mark.parametrize("kind", ["silent", "clipping"])
+def test_silence_or_clipping_longer_than_level_alarm_seconds_is_unhealthy(files, tmp_path, kind):
+    n = 22050 * 3
+    if kind == "silent":
+        pcm = np.zeros(n)
+    else:  # a square wave at full scale: every window's peak is 32767/32768
+        pcm = np.where((np.arange(n) // 50) % 2, 32767, -32768)
+    wav = _write_pcm(tmp_path / (kind + ".wav"), pcm)
+    d = Daemon(["--model", files["model"], "--input", wav, "--input-loop", "--input-speed", "4",
+                "-s", "level_alarm_seconds=2"], tmp=tmp_path)
+    with d:
+        p = d.wait_for(lambda: d.get("/api/v1/predictions/latest")[2] if d.latest_seq() >= 1 else None,
+                       what="a window")
+        if kind == "silent":
+            assert p["rms_dbfs"] == -150 and p["peak_dbfs"] == -150, p
+        else:
+            assert p["peak_dbfs"] >= -0.01 and p["rms_dbfs"] > -0.1, p
+        status, _, h = d.wait_for(lambda: (lambda r: r if r[0] == 503 else None)(d.get("/api/v1/health")),
+                                  timeout=15, what="health 503")
+        words = "digital silence" if kind == "silent" else "clipping"
+        assert any(words in r and "level_alarm_seconds 2.0" in r for r in h["reasons"]), h
+        lv = d.json("/api/v1/status")["worker"]["sound_level"]
+        assert lv[kind + "_seconds"] >= 2, lv

@@ -176,3 +176,27 @@ def test_demo_model_fed_full_band_speech_writes_no_audio(tmp_path, state, voice)
     finally:
         assert d.stop() == 0
     assert clips(state) == [], "audio of speech was written"
+
+
+def test_keep_with_clips_off_serves_no_spectrogram_from_memory(tmp_path, state):
+    """Clips off, the audio history on: a detection the privacy filter kept without a clip gets
+    no spectrogram either (404 naming the filter), while privacy = off on the same audio draws
+    one from memory (so the test can fail)."""
+    model = human_model(str(tmp_path / "h.bsm"), 0.5)
+    no_clips = [s for s in DETECT if s != "clips=true"] + ["clips=false", "audio_history_seconds=120",
+                                                            "privacy_threshold=0.01"]
+    for setting, want in (("privacy=off", 200), ("privacy_action=keep", 404)):
+        st = str(tmp_path / ("h_" + setting.replace("=", "_")))
+        os.mkdir(st)
+        d = Daemon(model, st, *no_clips, setting)
+        try:
+            d.wait_for(lambda: len(d.json("/api/v1/detections?limit=50")["detections"]) >= 2, timeout=30,
+                       what="detections with " + setting)
+            run_for(d, 3)
+            det = d.json("/api/v1/detections?limit=50")["detections"][-1]
+            code, _, body = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        finally:
+            assert d.stop() == 0
+        assert code == want, (setting, code, body[:200])
+        if want == 404:
+            assert b"privacy filter" in body

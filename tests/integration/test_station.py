@@ -19,7 +19,7 @@ import urllib.request
 import pytest
 
 from station_helpers import (AUDIO, DAEMON, LABELS, MAKE_MODEL, REPO, SSE, CDP, Daemon, MQTTSubscriber,
-                             check_schema, free_port, make_model, metric, parse_prometheus)
+                             check_schema, decode_png, free_port, make_model, metric, parse_prometheus, viridis_like)
 
 pytestmark = pytest.mark.skipif(not (os.path.exists(DAEMON) and os.path.exists(MAKE_MODEL) and os.path.exists(AUDIO)),
                                 reason="birdsongd, make_test_model or the soundscape is missing (run make)")
@@ -163,6 +163,130 @@ def test_detections_survive_kill_9_and_restart(model, state):
         assert d2.stop() == 0
 
 
+ODD = 'Odd, "quoted"\nname'  # every character RFC 4180 quotes
+
+
+def _csv(d, query=""):
+    import csv
+    import io
+    st, headers, body = d.request("/api/v1/detections.csv" + query)
+    assert st == 200, (query, st, body[:300])
+    assert headers["Content-Type"].startswith("text/csv; charset=utf-8")
+    assert body.endswith(b"\r\n") and b"\r\n" in body.split(b"\n")[0] + b"\n"  # CRLF records
+    rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
+    assert rows[0] == ["id", "species", "start", "end", "max_probability", "mean_probability", "n_windows",
+                       "seq_first", "seq_last", "has_audio"]
+    return [dict(zip(rows[0], r)) for r in rows[1:]]
+
+
+def _as_csv(x):
+    """A detection of the JSON endpoint as the CSV should give it (csv.reader's strings)."""
+    return {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in x.items()}
+
+
+def test_csv_export_matches_the_json_endpoint_with_the_same_filters(model, state):
+    """More rows than one piece of the stream (256), with ties on start time and a species
+    name that needs quoting, put in the store while the daemon is stopped; the CSV parsed
+    with Python's csv module is the JSON endpoint's list, field for field, for each filter."""
+    import sqlite3
+    d = Daemon(model, state, *DETECT)
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 1, what="a detection")
+    finally:
+        assert d.stop() == 0
+    db = sqlite3.connect(os.path.join(state, "detections.db"))
+    t0 = 1577836800.0  # 2020-01-01
+    rows = [(["Parus_major", "Sitta_europaea", ODD][i % 3], t0 + 60 * (i // 2), t0 + 60 * (i // 2) + 1.5,
+             0.5 + (i % 50) / 100, 0.5, 2, i, i + 1) for i in range(600)]
+    db.executemany("INSERT INTO detections (species, start_time, end_time, max_probability, mean_probability,"
+                   " n_windows, seq_first, seq_last) VALUES (?,?,?,?,?,?,?,?)", rows)
+    db.commit()
+    db.close()
+    d = Daemon(model, state, *DETECT)
+    try:
+        def json_all(query):
+            out, off = [], 0
+            while True:
+                page = d.json("/api/v1/detections?limit=1000&offset=%d%s" % (off, query))["detections"]
+                out += page
+                off += len(page)
+                if not page:
+                    return out
+        for query in ("&to=2021-01-01", "&to=2021-01-01&species=" + urllib.request.quote(ODD),
+                      "&to=2021-01-01&min_confidence=0.9", "&from=2020-01-01T02:00:00Z&to=2020-01-01T03:00:00Z"):
+            want = [_as_csv(x) for x in json_all(query)]
+            got = _csv(d, "?" + query[1:])
+            assert got == want, query
+            assert want, query
+        assert len(_csv(d, "?to=2021-01-01")) == 600
+        assert {r["species"] for r in _csv(d, "?to=2021-01-01")} == {"Parus_major", "Sitta_europaea", ODD}
+        # the live detections too, newest first like the list
+        live = _csv(d)
+        assert len(live) >= 601 and live[0]["start"] > "2021" and live[-1]["start"].startswith("2020-01-01T00:00")
+        # bad parameters name themselves, as on the JSON endpoint
+        for q, word in [("from=yesterday", b"from"), ("min_confidence=2", b"min_confidence"),
+                        ("limit=5", b"limit"), ("species=", b"species")]:
+            st, _, body = d.request("/api/v1/detections.csv?" + q)
+            assert st == 400 and word in body, (q, st, body)
+    finally:
+        assert d.stop() == 0
+
+
+PLOT = (60, 22, 600, 256)  # x, y, width, height of the plot inside the picture (daemon/spectrogram.h)
+
+
+def check_spectrogram(png):
+    """Decoded: the size, a plot that is not blank and in viridis, and axis labels drawn in
+    the margins (light pixels left of and below the plot)."""
+    w, h, rows = decode_png(png)
+    assert w >= 400 and (w, h) == (672, 312), (w, h)
+    x0, y0, pw, ph = PLOT
+    plot = [rows[y][x] for y in range(y0, y0 + ph, 4) for x in range(x0, x0 + pw, 4)]
+    assert len(set(plot)) > 50, "the plot is (nearly) blank"
+    assert sum(map(viridis_like, plot)) > 0.95 * len(plot), "the plot is not in viridis"
+    light = lambda px: min(px) > 200
+    left = sum(light(rows[y][x]) for y in range(y0, y0 + ph) for x in range(0, x0 - 8))
+    below = sum(light(rows[y][x]) for y in range(y0 + ph + 6, h) for x in range(x0, x0 + pw))
+    assert left > 100 and below > 100, "no axis labels (%d px left, %d px below)" % (left, below)
+    return rows
+
+
+def test_detection_spectrogram_png_from_the_clip_cached_and_from_memory(model, state, tmp_path):
+    d = Daemon(model, state, *DETECT, "clips=true", "clip_post_roll=0.5")
+    try:
+        det = d.wait_for(lambda: next((x for x in d.json("/api/v1/detections?limit=50")["detections"]
+                                       if x["has_audio"]), None), what="a detection with its clip")
+        url = "/api/v1/detections/%d/spectrogram.png" % det["id"]
+        st, headers, png = d.request(url)
+        assert st == 200 and headers["Content-Type"] == "image/png", (st, png[:300])
+        assert headers["ETag"] == '"spectrogram-%d"' % det["id"] and "max-age" in headers["Cache-Control"]
+        check_spectrogram(png)
+        cached = os.path.join(state, "clips", "%d.png" % det["id"])
+        assert open(cached, "rb").read() == png  # cached beside the clip
+        assert d.request(url)[2] == png
+        assert d.request(url, headers={"If-None-Match": headers["ETag"]})[0] == 304
+        assert d.status("/api/v1/detections/%d/spectrogram.jpg" % det["id"]) == 404
+        assert d.status("/api/v1/detections/999999/spectrogram.png") == 404
+    finally:
+        assert d.stop() == 0
+    # clips off: drawn from the audio kept in memory; without it, a 404 that says why
+    d = Daemon(model, str(tmp_path / "noclips"), *DETECT)
+    try:
+        det = d.wait_for(lambda: (d.json("/api/v1/detections?limit=1")["detections"] or [None])[0], what="a detection")
+        st, headers, png = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 200, png[:300]
+        check_spectrogram(png)
+    finally:
+        assert d.stop() == 0
+    d = Daemon(model, str(tmp_path / "nohistory"), *DETECT, "audio_history_seconds=0")
+    try:
+        det = d.wait_for(lambda: (d.json("/api/v1/detections?limit=1")["detections"] or [None])[0], what="a detection")
+        st, _, body = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 404 and b"audio_history_seconds" in body
+    finally:
+        assert d.stop() == 0
+
+
 def _prediction_seqs(events):
     return [json.loads(e["data"])["seq"] for e in events if e["event"] == "prediction"]
 
@@ -191,10 +315,14 @@ def test_sse_stream_resumes_from_last_event_id(model, state):
         seqs2 = _prediction_seqs(again)
         assert seqs2[0] == last + 1, "resume must start right after Last-Event-ID (%d), got %d" % (last, seqs2[0])
         assert seqs2 == list(range(seqs2[0], seqs2[0] + len(seqs2)))
-        for e in again:
+        for e in again + first:
             if e["event"] == "detection":
                 det = json.loads(e["data"])
                 assert det["species"] == "Parus_major" and det["id"] > 0
+                # one detection serializer: the event's bytes are what GET serves (clips off)
+                got = d.wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+                    d.request("/api/v1/detections/%d" % det["id"])), what="the streamed detection in the store")
+                assert got[2].decode() == e["data"]
         # the client limit: a third stream is refused
         other = SSE(d.port)
         st, _, body = d.request("/api/v1/stream")
@@ -324,22 +452,37 @@ def test_clips_are_flac_with_pre_and_post_roll(model, state):
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-@pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
-def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
+@pytest.fixture
+def broker(tmp_path):
+    """A mosquitto broker on a free loopback port (no persistence): its port."""
+    if not os.path.exists(MOSQUITTO):
+        pytest.skip("mosquitto is not installed")
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n" % port)
-    broker = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    d = None
+    proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 10
-        sub = None
-        while sub is None:
-            try:
-                sub = MQTTSubscriber(port, "birdsong/test/#")
-            except OSError:
-                assert time.time() < deadline, "mosquitto did not start"
-                time.sleep(0.1)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def mqtt_client(port, topic, name="sub"):
+    """A subscriber, once the broker takes connections (10 s at most)."""
+    deadline = time.time() + 10
+    while True:
+        try:
+            return MQTTSubscriber(port, topic, name=name)
+        except OSError:
+            assert time.time() < deadline, "mosquitto did not start"
+            time.sleep(0.1)
+
+
+def test_mqtt_round_trip_through_mosquitto(model, state, broker):
+    port, d = broker, None
+    try:
+        sub = mqtt_client(port, "birdsong/test/#")
         d = Daemon(model, state, *DETECT, "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
                    "mqtt_topic=birdsong/test/detections", "mqtt_qos=1")
         msgs = sub.messages(3)
@@ -353,14 +496,72 @@ def test_mqtt_round_trip_through_mosquitto(model, state, tmp_path):
         stored = d.wait_for(lambda: d.request("/api/v1/detections/%d" % last["id"])[0] == 200 and
                             d.json("/api/v1/detections/%d" % last["id"]), what="the published detection in the store")
         assert stored["start"] == last["start"] and stored["max_probability"] == pytest.approx(last["max_probability"])
+        for _, payload in msgs:  # one detection serializer: the bytes GET serves (clips off)
+            det = json.loads(payload)
+            assert d.request("/api/v1/detections/%d" % det["id"])[2].decode() == payload
         fams = parse_prometheus(d.request("/metrics")[2].decode())
         assert metric(fams, "birdsong_mqtt_connected") == 1
         assert metric(fams, "birdsong_mqtt_published_total") >= 3
     finally:
         if d:
             assert d.stop() == 0
-        broker.terminate()
-        broker.wait(timeout=10)
+
+
+def test_home_assistant_discovery_on_mosquitto_with_stale_species_removed(state, broker, tmp_path):
+    port, d = broker, None
+    model = make_model(str(tmp_path / "ha.bsm"))  # replaced below: a reload with other species
+    try:
+        pub = mqtt_client(port, "unused/#", name="pub")
+        # left by an earlier run whose model had another species, and another station's
+        stale = "homeassistant/sensor/garden/corvus_corax/config"
+        other = "homeassistant/sensor/attic/parus_major/config"
+        pub.publish(stale, '{"name":"Corvus corax"}')
+        pub.publish(other, '{"name":"Parus major"}')
+        time.sleep(0.3)
+        d = Daemon(model, state, "species_thresholds=Parus_major:0", "max_event_seconds=2", "mqtt=true", "mqtt_host=127.0.0.1", "mqtt_port=%d" % port,
+                   "mqtt_homeassistant=true", "mqtt_homeassistant_node=garden")
+        d.wait_for(lambda: d.json("/api/v1/detections")["total"] >= 1, what="a detection")
+        time.sleep(BSD_HA_WAIT)
+
+        def retained():
+            sub = mqtt_client(port, "#", name="check")
+            try:
+                return sub.retained(1.5)
+            finally:
+                sub.close()
+        got = d.wait_for(lambda: (lambda r: r if "birdsong/garden/health" in r and stale not in r else None)(retained()),
+                         timeout=20, what="the health state and the stale config removed")
+        assert other in got  # another node's configs are not ours to remove
+        for label in LABELS:
+            obj = label.lower()
+            cfg = json.loads(got["homeassistant/sensor/garden/%s/config" % obj])
+            assert cfg["name"] == label.replace("_", " ")
+            assert cfg["unique_id"] == "birdsong_garden_" + obj and cfg["device_class"] == "timestamp"
+            assert cfg["state_topic"] == "birdsong/garden/species/" + obj
+            assert cfg["device"]["identifiers"] == ["birdsong_garden"]
+        health = json.loads(got["homeassistant/binary_sensor/garden/health/config"])
+        assert health["device_class"] == "problem" and health["state_topic"] == "birdsong/garden/health"
+        level = json.loads(got["homeassistant/sensor/garden/sound_level/config"])
+        assert level["unit_of_measurement"] == "dBFS" and level["state_class"] == "measurement"
+        assert json.loads(got["birdsong/garden/health"])["status"] == "ok"
+        assert -150 <= json.loads(got["birdsong/garden/sound_level"])["rms_dbfs"] < 0
+        # the species' state is its latest detection, byte for byte as GET serves it
+        det = got["birdsong/garden/species/parus_major"]
+        assert d.request("/api/v1/detections/%d" % json.loads(det)["id"])[2].decode() == det
+        # a reload without Turdus merula and with Pica pica: its sensor goes, the new one comes
+        subprocess.run([MAKE_MODEL, model, "Parus_major,Sitta_europaea,Pica_pica"], check=True, capture_output=True)
+        d.proc.send_signal(signal.SIGHUP)
+        gone = "homeassistant/sensor/garden/turdus_merula/config"
+        got = d.wait_for(lambda: (lambda r: r if gone not in r and "homeassistant/sensor/garden/pica_pica/config" in r
+                                  else None)(retained()), timeout=20, what="the sensors of the new model's species")
+        assert "homeassistant/sensor/garden/parus_major/config" in got
+        pub.close()
+    finally:
+        if d:
+            assert d.stop() == 0
+
+
+BSD_HA_WAIT = 0.5  # the daemon's states come every 10 s; the first with the first window
 
 
 CHROMIUM = shutil.which("chromium")
@@ -373,6 +574,8 @@ PAGE_STATE_JS = (
     " disabled: [...document.querySelectorAll('#bars .bar.disabled')].map(b => b.dataset.species),"
     " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
     " status: document.getElementById('status').textContent,"
+    " level: document.querySelector('#level .val').textContent,"
+    " level_width: document.querySelector('#level .rms').style.width,"
     " clock: document.getElementById('clock').textContent})")
 
 
@@ -458,6 +661,8 @@ def test_dashboard_in_headless_chromium(model, state, tmp_path):
                     assert 0.0 <= float(v) <= 1.0
                 assert "Parus_major" in seen["det"] and "Turdus_merula" not in seen["det"], seen
                 assert "ms mean" in seen["status"] and "windows" in seen["status"], seen
+                assert seen["level"].endswith("dBFS"), seen  # the meter: "RMS / peak dBFS" of a recording
+                assert 0 < float(seen["level_width"].rstrip("%")) < 100, seen
                 timeline = cdp.evaluate("(() => { const c = document.getElementById('timeline');"
                                         " const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
                                         " let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; })()")
@@ -539,6 +744,39 @@ def test_dashboard_shows_the_species_of_a_real_recording(state, tmp_path):
         log.close()
 
 
+@needs_chromium
+def test_dashboard_shows_a_clicked_detections_spectrogram_with_a_play_button(model, state, tmp_path):
+    import base64
+    d = Daemon(model, state, *DETECT, "clips=true", "clip_post_roll=0.5")
+    try:
+        d.wait_for(lambda: any(x["has_audio"] for x in d.json("/api/v1/detections?limit=20")["detections"]),
+                   what="a detection with its clip")
+        with chromium(tmp_path) as cdp:
+            open_page(cdp, d.base + "/", lambda s: s.get("det"))
+            cdp.evaluate("document.querySelector('#detections tr[data-id]').click()")
+            deadline, shown = time.time() + 15, None
+            while time.time() < deadline:
+                cdp.pump(0.3)
+                shown = cdp.evaluate("(() => { const i = document.getElementById('detail-img');"
+                                     " const a = document.getElementById('detail-audio');"
+                                     " return {w: i.naturalWidth, done: i.complete, src: i.getAttribute('src'),"
+                                     " audio: !a.hidden && !!a.getAttribute('src'), controls: a.controls,"
+                                     " hidden: document.getElementById('detail').hidden}; })()")
+                if shown["done"] and shown["w"] > 0:
+                    break
+            assert shown["w"] == 672 and not shown["hidden"], shown
+            assert shown["src"].endswith("/spectrogram.png") and shown["audio"] and shown["controls"], shown
+            cdp.evaluate("document.getElementById('detail-img').scrollIntoView()")
+            cdp.pump(0.3)
+            shot = base64.b64decode(cdp.call("Page.captureScreenshot", format="png")["data"])
+            w, h, rows = decode_png(shot)
+            seen = sum(viridis_like(rows[y][x], tol=8) for y in range(0, h, 3) for x in range(0, w, 3))
+            assert seen > 2000, "the screenshot shows no spectrogram (%d viridis pixels sampled)" % seen
+            assert page_errors(cdp) == [], page_errors(cdp)
+    finally:
+        assert d.stop() == 0
+
+
 @pytest.mark.parametrize("setting, words", [
     ("species_thresholds=Nope:0.5", ["species_thresholds", "Nope"]),
     ("species_thresholds=Parus_major", ["species_thresholds", "Label:value"]),
@@ -588,5 +826,101 @@ def test_reload_is_refused_when_the_settings_do_not_fit_the_new_labels(state, tm
         fams = parse_prometheus(d.request("/metrics")[2].decode())
         assert metric(fams, "birdsong_detections_total", species="Pica_pica") >= 0
         assert metric(fams, "birdsong_model_info", species="4") == 1
+    finally:
+        assert d.stop() == 0
+
+
+# ---- webhooks ------------------------------------------------------------------------------
+
+class _Receiver:
+    """A local HTTP server taking webhook POSTs; the first `fail_first` get 503."""
+
+    def __init__(self, fail_first=0):
+        import http.server
+        import threading
+        rec = self
+        self.posts, self.attempts, self.fail_first = [], 0, fail_first
+        self.lock = threading.Lock()
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with rec.lock:
+                    rec.attempts += 1
+                    fail = rec.attempts <= rec.fail_first
+                    if not fail:
+                        rec.posts.append((self.path, dict(self.headers), body))
+                self.send_response(503 if fail else 204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.url = "http://127.0.0.1:%d/hook" % self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_webhooks_deliver_each_detection_once_signed_and_retry_a_failing_receiver(model, state):
+    import hashlib
+    import hmac
+    good, flaky = _Receiver(), _Receiver(fail_first=3)
+    secret, token = "s3cret-for-hmac", "bearer-token-0123456789"
+    d = Daemon(model, state, *DETECT, "webhook_url=%s %s" % (good.url, flaky.url), "webhook_secret=" + secret,
+               "webhook_token=" + token, "webhook_retry_max_seconds=0.3", "public_url=http://station.example:8080/")
+    try:
+        d.wait_for(lambda: len(good.posts) >= 3 and len(flaky.posts) >= 3, timeout=30, what="3 webhooks at each URL")
+        assert flaky.attempts >= len(flaky.posts) + 3  # the three 503s were retried
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_webhook_retries_total") >= 3
+        assert metric(fams, "birdsong_webhook_delivered_total") >= 6
+        assert metric(fams, "birdsong_webhook_dropped_total") == 0 and metric(fams, "birdsong_webhook_failed_total") == 0
+    finally:
+        assert d.stop() == 0
+        good.close()
+        flaky.close()
+    for rec in (good, flaky):
+        ids = []
+        for path, headers, body in rec.posts:
+            assert path == "/hook" and headers["Content-Type"] == "application/json"
+            assert headers["Authorization"] == "Bearer " + token
+            want = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            assert headers["X-Birdsong-Signature"] == want
+            p = json.loads(body)
+            det = p["detection"]
+            ids.append(det["id"])
+            assert det["species"] == "Parus_major"
+            assert p["links"]["detection"] == "http://station.example:8080/api/v1/detections/%d" % det["id"]
+            assert "audio" not in p["links"]  # clips are off
+        assert ids == sorted(ids) and len(set(ids)) == len(ids), ids  # in order, nothing duplicated
+        assert ids[:3] == list(range(ids[0], ids[0] + 3)), ids  # nothing skipped
+    # the payload's detection is the stored one, byte for byte (the one serializer)
+    d2 = Daemon(model, state, *DETECT)
+    try:
+        for _, _, body in good.posts[:3]:
+            det = json.loads(body)["detection"]
+            assert body.startswith(b'{"detection":' + d2.request("/api/v1/detections/%d" % det["id"])[2] + b',')
+    finally:
+        assert d2.stop() == 0
+
+
+def test_a_dead_webhook_never_blocks_the_worker_and_drops_are_counted(model, state):
+    dead = "http://127.0.0.1:%d/hook" % free_port()  # nobody listens
+    d = Daemon(model, state, *DETECT, "webhook_url=" + dead, "webhook_queue=2", "webhook_retries=1000",
+               "webhook_retry_max_seconds=5")
+    try:
+        d.wait_for(lambda: metric(parse_prometheus(d.request("/metrics")[2].decode()),
+                                  "birdsong_webhook_dropped_total") >= 2, timeout=30, what="dropped webhooks")
+        fams = parse_prometheus(d.request("/metrics")[2].decode())
+        assert metric(fams, "birdsong_webhook_queue_length") == 2
+        assert metric(fams, "birdsong_webhook_delivered_total") == 0
+        w0 = metric(fams, "birdsong_windows_processed_total")
+        time.sleep(1.0)
+        assert metric(parse_prometheus(d.request("/metrics")[2].decode()), "birdsong_windows_processed_total") > w0
+        assert d.status("/api/v1/health") == 200
     finally:
         assert d.stop() == 0

@@ -13,10 +13,13 @@
 #include "birdsong/model.h"
 #include "birdsong/model_train.h"
 #include "birdsong/nn.h"
+#include "daemon/detect.h"
+#include "daemon/jsonw.h"
 #include "daemon/mqtt.h"
 #include "daemon/privacy.h"
 #include "daemon/results.h"
 #include "daemon/sse.h"
+#include "daemon/webhook.h"
 #include "switches_from_env.h"
 
 /* From the sanitizer runtime (sanitizer/allocator_interface.h, not shipped by GCC 12). */
@@ -124,8 +127,10 @@ Test(noalloc, convnet1_window_path, .timeout = 120) {
 struct fanout {
     bsd_sse_hub *hub;
     bsd_mqtt *mqtt;
+    bsd_webhooks *hooks;
     int calls;
     char last[2048]; /* the last event's data */
+    char det[BSD_DETECTION_JSON_MAX];
 };
 
 static void fanout(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
@@ -137,6 +142,15 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     f->calls++;
     cr_assert_lt(r->json_len, sizeof f->last);
     memcpy(f->last, r->json, r->json_len + 1);
+    /* and a detection, through the one detection serializer into the station's fixed buffer */
+    bsd_detection d = {.id = (int64_t)r->seq, .species = "Parus_major", .start = 1.5, .end = 3.0,
+                       .max_probability = 0.9f, .mean_probability = 0.7f, .n_windows = 3};
+    bsd_jsonw w = {.buf = f->det, .cap = sizeof f->det};
+    bsd_detection_write_json(&w, &d, 1);
+    cr_assert_eq(w.failed, 0);
+    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "detection", f->det), 0);
+    cr_assert_eq(bsd_mqtt_publish(f->mqtt, f->det), 0);
+    bsd_webhooks_post(f->hooks, f->det, strlen(f->det)); /* refused once the queue is full: no matter */
 }
 
 Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
@@ -152,16 +166,19 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     bsd_mqtt_config mc = {.host = "127.0.0.1", .port = 1, .queue = 8}; /* nobody listens: messages queue */
     f.mqtt = bsd_mqtt_start(&mc, &err);
     cr_assert_not_null(f.mqtt, "%s", err.msg);
+    bsd_webhook_config wc = {.urls = "http://127.0.0.1:1/hook", .queue = 8, .retry_max_seconds = 30};
+    f.hooks = bsd_webhooks_start(&wc, &err);
+    cr_assert_not_null(f.hooks, "%s", err.msg);
     bsd_results_set_listener(res, fanout, &f);
     float p[4] = {0.1f, 0.9f, 1.0f, 1e-6f};
-    bsd_results_publish(res, 0, 1000000000LL, 2.5f, p, 4); /* the first, outside the count */
+    bsd_results_publish(res, 0, 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 4); /* the first, outside the count */
 
     __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
     n_mallocs_here = 0;
     counting_here = 1;
     for (int w = 1; w <= 50; w++) { /* more windows than the SSE history and the MQTT queue hold */
         p[0] = (float)w / 64.0f;
-        bsd_results_publish(res, (int64_t)w * 500000000LL, (int64_t)w * 500000000LL + 1000000000LL, 2.5f, p, 4);
+        bsd_results_publish(res, (int64_t)w * 500000000LL, (int64_t)w * 500000000LL + 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 4);
     }
     counting_here = 0;
     cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 50 publishes", n_mallocs_here);
@@ -179,6 +196,7 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     free(body);
     bsd_results_set_listener(res, NULL, NULL);
     bsd_mqtt_stop(f.mqtt, 0);
+    bsd_webhooks_stop(f.hooks, 0);
     bsd_sse_hub_free(f.hub);
     bsd_results_free(res);
 }

@@ -1,6 +1,7 @@
 /* Unit tests of the birdsongd results store (daemon/results.c). */
 #include <criterion/criterion.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +9,7 @@
 
 static const char *labels3[] = {"a", "b", "c"};
 static const float th3[] = {0.5f, 0.25f, 0.75f};
+static const bsd_sound_level LV0 = {-40.0f, -20.0f};
 
 static json_t *parse(char *body) {
     json_error_t e;
@@ -33,7 +35,7 @@ Test(results, latest_top_and_etag_seq) {
     uint64_t seq;
     cr_assert_eq(bsd_results_latest_json(s, 0, &body, &len, &seq), -1, "nothing published yet");
     float p1[] = {0.1f, 0.9f, 0.4f};
-    cr_assert_eq(bsd_results_publish(s, 1000000000LL, 2000000000LL, 3.5f, p1, 3), 1u);
+    cr_assert_eq(bsd_results_publish(s, 1000000000LL, 2000000000LL, 3.5f, (bsd_sound_level){-23.456f, -6.0f}, p1, 3), 1u);
     cr_assert_eq(bsd_results_latest_json(s, 0, &body, &len, &seq), 0);
     cr_assert_eq(seq, 1u);
     cr_assert_eq(strlen(body), len);
@@ -41,6 +43,8 @@ Test(results, latest_top_and_etag_seq) {
     cr_assert_eq(json_integer_value(json_object_get(j, "seq")), 1);
     cr_assert_str_eq(json_string_value(json_object_get(j, "start")), "1970-01-01T00:00:01.000Z");
     cr_assert_str_eq(json_string_value(json_object_get(j, "end")), "1970-01-01T00:00:02.000Z");
+    cr_assert_float_eq(json_real_value(json_object_get(j, "rms_dbfs")), -23.46, 1e-9, "rounded to 0.01 dB");
+    cr_assert_float_eq(json_real_value(json_object_get(j, "peak_dbfs")), -6.0, 1e-9);
     json_t *pr = json_object_get(j, "probabilities");
     cr_assert_eq(json_array_size(pr), 3u);
     cr_assert_str_eq(json_string_value(json_object_get(json_array_get(pr, 0), "species")), "a");
@@ -61,7 +65,7 @@ Test(results, since_pages_in_order_and_history_keeps_the_last_capacity) {
     bsd_results *s = bsd_results_create(4);
     bsd_results_set_labels(s, labels3, th3, 3);
     float p[] = {0.1f, 0.2f, 0.3f};
-    for (int i = 0; i < 6; i++) bsd_results_publish(s, i * 500000000LL, i * 500000000LL + 1000000000LL, 1, p, 3);
+    for (int i = 0; i < 6; i++) bsd_results_publish(s, i * 500000000LL, i * 500000000LL + 1000000000LL, 1, LV0, p, 3);
     cr_assert_eq(bsd_results_latest_seq(s), 6u);
     char *body;
     size_t len;
@@ -90,16 +94,16 @@ Test(results, other_labels_clear_the_history_but_seq_keeps_counting) {
     bsd_results *s = bsd_results_create(8);
     bsd_results_set_labels(s, labels3, th3, 3);
     float p[] = {0.1f, 0.2f, 0.3f};
-    bsd_results_publish(s, 0, 1, 1, p, 3);
-    bsd_results_publish(s, 0, 1, 1, p, 3);
+    bsd_results_publish(s, 0, 1, 1, LV0, p, 3);
+    bsd_results_publish(s, 0, 1, 1, LV0, p, 3);
     cr_assert_eq(bsd_results_set_labels(s, labels3, th3, 3), 0, "same labels keep the history");
     cr_assert_eq(bsd_results_latest_seq(s), 2u);
     const char *l2[] = {"x", "y"};
     cr_assert_eq(bsd_results_set_labels(s, l2, th3, 2), 1);
     cr_assert_eq(bsd_results_latest_seq(s), 0u);
     cr_assert_eq(bsd_results_n_labels(s), 2);
-    cr_assert_eq(bsd_results_publish(s, 0, 1, 1, p, 3), 0u, "a result with the old label count is refused");
-    cr_assert_eq(bsd_results_publish(s, 0, 1, 1, p, 2), 3u);
+    cr_assert_eq(bsd_results_publish(s, 0, 1, 1, LV0, p, 3), 0u, "a result with the old label count is refused");
+    cr_assert_eq(bsd_results_publish(s, 0, 1, 1, LV0, p, 2), 3u);
     char *body;
     size_t len;
     cr_assert_eq(bsd_results_species_json(s, &body, &len), 0);
@@ -165,8 +169,36 @@ Test(results, listener_sees_each_publish) {
     bsd_results_set_labels(s, labels3, th3, 3);
     bsd_results_set_listener(s, listener, &calls);
     float p[] = {0.1f, 0.2f, 0.3f};
-    bsd_results_publish(s, 0, 1, 1, p, 3);
-    bsd_results_publish(s, 0, 1, 1, p, 3);
+    bsd_results_publish(s, 0, 1, 1, LV0, p, 3);
+    bsd_results_publish(s, 0, 1, 1, LV0, p, 3);
     cr_assert_eq(calls, 2);
     bsd_results_free(s);
+}
+
+/* Levels against values worked out by hand: a full-scale sine has an RMS of 1/sqrt(2)
+ * (-3.0103 dBFS) and a peak of 1 (0 dBFS); a constant 0.1 is -20 dBFS on both; zeros and
+ * nothing are the floor; NaN is not a level. */
+Test(results, sound_level_against_references) {
+    enum { N = 22000 };
+    static float x[N];
+    for (int i = 0; i < N; i++) x[i] = (float)sin(2 * M_PI * i / 100.0); /* 220 periods, peaks sampled */
+    bsd_sound_level lv = bsd_sound_level_measure(x, N);
+    cr_assert_float_eq(lv.rms_dbfs, -3.0103f, 1e-3);
+    cr_assert_float_eq(lv.peak_dbfs, 0.0f, 1e-3);
+    cr_assert(lv.peak_dbfs >= BSD_LEVEL_CLIP_DBFS, "a full-scale sine counts as clipping");
+    for (int i = 0; i < N; i++) x[i] = (i & 1) ? -0.1f : 0.1f;
+    lv = bsd_sound_level_measure(x, N);
+    cr_assert_float_eq(lv.rms_dbfs, -20.0f, 1e-4);
+    cr_assert_float_eq(lv.peak_dbfs, -20.0f, 1e-4);
+    cr_assert(lv.peak_dbfs < BSD_LEVEL_CLIP_DBFS);
+    x[7] = -0.5f; /* the peak is of |x| */
+    cr_assert_float_eq(bsd_sound_level_measure(x, N).peak_dbfs, -6.0206f, 1e-4);
+    memset(x, 0, sizeof x);
+    lv = bsd_sound_level_measure(x, N);
+    cr_assert_eq(lv.rms_dbfs, BSD_LEVEL_FLOOR_DBFS);
+    cr_assert_eq(lv.peak_dbfs, BSD_LEVEL_FLOOR_DBFS);
+    cr_assert_eq(bsd_sound_level_measure(x, 0).rms_dbfs, BSD_LEVEL_FLOOR_DBFS);
+    x[0] = NAN;
+    lv = bsd_sound_level_measure(x, N);
+    cr_assert(isfinite(lv.rms_dbfs) && isfinite(lv.peak_dbfs));
 }
