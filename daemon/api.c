@@ -189,9 +189,9 @@ static enum MHD_Result api_predictions(bsd_app *app, struct MHD_Connection *c, c
  * The server checks method, token, parameters and store before a handler runs. */
 static const char *const a_top[] = {"top", NULL};
 static const char *const a_page[] = {"since", "limit", NULL};
-static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
-static const char *const a_filter[] = {"from", "to", "species", "min_confidence", NULL};
-static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
+static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "min_probability", "limit", "offset", NULL};
+static const char *const a_filter[] = {"from", "to", "species", "min_confidence", "min_probability", NULL};
+static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "min_probability", "bucket", NULL};
 static const char *const a_dashboard[] = {"poll", NULL};
 
 const bsd_route bsd_routes[] = {

@@ -32,7 +32,7 @@ static const char *arg(struct MHD_Connection *c, const char *name) {
     return v ? v : "";
 }
 
-/* from, to, species, min_confidence into f; queues 400 and returns -1 on a bad value. */
+/* from, to, species, min_confidence (or min_probability) into f; queues 400 and returns -1 on a bad value. */
 static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_filter *f, enum MHD_Result *r) {
     const char *names[2] = {"from", "to"};
     double *dst[2] = {&f->from, &f->to};
@@ -54,12 +54,14 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_fil
         *r = bsd_http_error(c, 400, url, "parameter 'species': expected a species label, found an empty value");
         return -1;
     }
-    const char *mc = arg(c, "min_confidence");
+    /* min_probability: the same filter under the name of the field it compares */
+    const char *mc_name = arg(c, "min_confidence") ? "min_confidence" : "min_probability";
+    const char *mc = arg(c, mc_name);
     if (mc) {
         char *end;
         double v = strtod(mc, &end);
         if (!*mc || *end || !(v >= 0 && v <= 1)) {
-            *r = bsd_http_error(c, 400, url, "parameter 'min_confidence': expected a number in [0, 1], found '%s'", mc);
+            *r = bsd_http_error(c, 400, url, "parameter '%s': expected a number in [0, 1], found '%s'", mc_name, mc);
             return -1;
         }
         f->min_confidence = (float)v;

@@ -59,6 +59,8 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
         # species, min_confidence, from / to
         assert d.json("/api/v1/detections?species=Sitta_europaea")["total"] == 0
         assert d.json("/api/v1/detections?min_confidence=1")["total"] == 0
+        assert d.json("/api/v1/detections?min_probability=1")["total"] == 0
+        assert d.json("/api/v1/detections?min_probability=0")["total"] >= len(dets)
         mid = dets[len(dets) // 2]["start"]
         newer = d.json("/api/v1/detections?limit=1000&from=" + mid)["detections"]
         older = d.json("/api/v1/detections?limit=1000&to=" + mid)["detections"]
@@ -75,6 +77,7 @@ def test_detections_are_stored_filtered_and_summarized(model, state):
         assert d.status("/api/v1/detections/abc") == 404
         # bad parameters name themselves
         for q, word in [("from=yesterday", b"from"), ("min_confidence=2", b"min_confidence"),
+                        ("min_probability=-1", b"min_probability"),
                         ("limit=0", b"limit"), ("colour=red", b"colour"), ("to=2026-02-31", b"to"),
                         ("species=", b"species"), ("from", b"from")]:
             st, _, body = d.request("/api/v1/detections?" + q)
@@ -225,6 +228,7 @@ def test_csv_export_matches_the_json_endpoint_with_the_same_filters(model, state
         assert len(live) >= 601 and live[0]["start"] > "2021" and live[-1]["start"].startswith("2020-01-01T00:00")
         # bad parameters name themselves, as on the JSON endpoint
         for q, word in [("from=yesterday", b"from"), ("min_confidence=2", b"min_confidence"),
+                        ("min_probability=-1", b"min_probability"),
                         ("limit=5", b"limit"), ("species=", b"species")]:
             st, _, body = d.request("/api/v1/detections.csv?" + q)
             assert st == 400 and word in body, (q, st, body)

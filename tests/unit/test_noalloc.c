@@ -249,14 +249,14 @@ Test(noalloc, filters_and_privacy_on_the_publish_path) {
     cr_assert_not_null(f.pv, "%s", err.msg);
     bsd_results_set_listener(res, privacy_fanout, &f);
     float p[3] = {0.9f, 0.1f, 0.0f};
-    bsd_results_publish(res, 0, 1000000000LL, 2.5f, p, 3); /* the first, outside the count */
+    bsd_results_publish(res, 0, 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 3); /* the first, outside the count */
 
     __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
     n_mallocs_here = 0;
     counting_here = 1;
     for (int w = 1; w <= 60; w++) { /* speech in windows 20..29 */
         p[2] = w >= 20 && w < 30 ? 0.95f : 0.02f;
-        bsd_results_publish(res, (int64_t)w * 1000000000LL, (int64_t)w * 1000000000LL + 1000000000LL, 2.5f, p, 3);
+        bsd_results_publish(res, (int64_t)w * 1000000000LL, (int64_t)w * 1000000000LL + 1000000000LL, 2.5f, (bsd_sound_level){-30.0f, -10.0f}, p, 3);
     }
     counting_here = 0;
     cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 60 publishes with a privacy filter", n_mallocs_here);

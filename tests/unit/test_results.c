@@ -123,7 +123,7 @@ Test(results, filter_classes_apart_and_kept_over_a_same_labels_reload) {
     bsd_results_set_filters(s, 1);
     cr_assert_eq(bsd_results_n_labels(s), 2, "the species only");
     float p[] = {0.1f, 0.9f, 0.75f};
-    bsd_results_publish(s, 0, 1, 1, p, 3);
+    bsd_results_publish(s, 0, 1, 1, LV0, p, 3);
     for (int reload = 0; reload < 2; reload++) {
         char *body;
         size_t len;
