@@ -28,6 +28,7 @@ PACKAGES=(
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
   libmosquitto-dev libcriterion-dev
+  libhdf5-dev libzip-dev nettle-dev
 )
 
 mkdir -p "$R/apt/state/lists/partial" "$R/apt/cache" "$R/debs/partial" "$R/apt/etc"
