@@ -360,7 +360,7 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
                   !strcmp(cls, "GlobalMaxPooling2D") || !strcmp(cls, "Flatten");
     if (spatial && f->flat) return fail(r, "%s comes after the data was flattened; expected a (H, W, C) input", what);
     nw = layer_weights(r, lname, what, w, MAX_WEIGHTS);
-    if (nw < 0) return -1;
+    if (nw < 0) goto out; /* the weights read before the failure are freed there */
 
     if (!strcmp(cls, "Conv2D")) {
         int kh, kw, sh, sw, dh, dw;
