@@ -44,6 +44,7 @@ static void usage(FILE *f) {
             "  --segment SECONDS      window length (default: what the input's frame count implies,\n"
             "                         (frames - 1) * hop / rate)\n"
             "  --top-db DB            dynamic range per window, 0 = off (%g)\n"
+            "  --window-norm M        none (default), band_mean or band_median after the z-score\n"
             "n_mels is the model's mel axis. The window hop defaults to the window length.\n",
             d.sample_rate, d.n_fft, d.hop_length, d.fmin, (double)d.top_db);
 }
@@ -85,7 +86,7 @@ static void sha256_hex(const unsigned char *data, size_t size, char *hex) {
     for (int i = 0; i < SHA256_DIGEST_SIZE; i++) sprintf(hex + 2 * i, "%02x", d[i]);
 }
 
-enum { O_OUT = 1000, O_LABELS, O_LAYOUT, O_STATS, O_NONORM, O_SR, O_NFFT, O_HOP, O_FMIN, O_FMAX, O_SEG, O_TOPDB, O_HELP };
+enum { O_OUT = 1000, O_LABELS, O_LAYOUT, O_STATS, O_NONORM, O_SR, O_NFFT, O_HOP, O_FMIN, O_FMAX, O_SEG, O_TOPDB, O_WNORM, O_HELP };
 
 int cmd_import_keras(int argc, char **argv) {
     static const struct option opts[] = {
@@ -95,7 +96,8 @@ int cmd_import_keras(int argc, char **argv) {
         {"n-fft", required_argument, 0, O_NFFT},        {"hop-length", required_argument, 0, O_HOP},
         {"fmin", required_argument, 0, O_FMIN},         {"fmax", required_argument, 0, O_FMAX},
         {"segment", required_argument, 0, O_SEG},       {"top-db", required_argument, 0, O_TOPDB},
-        {"help", no_argument, 0, O_HELP},               {0, 0, 0, 0},
+        {"window-norm", required_argument, 0, O_WNORM}, {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0},
     };
     const char *out = NULL, *labels_path = NULL, *stats = NULL;
     int no_norm = 0, frames_mels = 0, c;
@@ -125,6 +127,13 @@ int cmd_import_keras(int argc, char **argv) {
         case O_FMAX: if (ts_opt_double("import-keras", "--fmax", optarg, 1, 192000, &fmax)) return 2; break;
         case O_SEG: if (ts_opt_double("import-keras", "--segment", optarg, 1e-3, 3600, &segment)) return 2; break;
         case O_TOPDB: if (ts_opt_double("import-keras", "--top-db", optarg, 0, 1000, &top_db)) return 2; break;
+        case O_WNORM:
+            if (bs_window_norm_parse(optarg, &cfg.window_norm)) {
+                fprintf(stderr, "birdsong import-keras: --window-norm '%s': expected none, band_mean or band_median\n",
+                        optarg);
+                return 2;
+            }
+            break;
         case O_HELP: usage(stdout); return 0;
         default:
             fprintf(stderr, "birdsong import-keras: unknown or incomplete option '%s'\n", argv[optind - 1]);

@@ -547,6 +547,11 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     flow f = {.c = 1, .h = in_h, .w = in_w};
     for (int i = 0; i < n_layers; i++)
         if (plan_layer(net, i, &f, &z, err)) goto fail;
+    for (int i = 1; i < n_layers; i++)
+        if (net->specs[i].frozen && !net->specs[i - 1].frozen) {
+            bs_error_set(err, "layer %d is frozen but layer %d before it is not: frozen layers must be a prefix", i, i - 1);
+            goto fail;
+        }
     const layer *pre = &net->L[n_layers - 2];
     if (net->specs[n_layers - 1].kind == BS_LAYER_LINEAR) {
         if (pre->out_size != (size_t)n_outputs) {
@@ -723,7 +728,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             break;
         case BS_LAYER_BATCHNORM: {
             float *rm = net->buffers + l->r_off, *rv = rm + l->oc;
-            if (training)
+            if (training && !l->s.frozen)
                 batchnorm_forward_train(out, l->mean, l->invstd, rm, rv, in, W, Bv, B, l->oc,
                                         l->oh * l->ow, bn_eps(&l->s));
             else
@@ -742,7 +747,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
         case BS_LAYER_FLATTEN:
             break;
         case BS_LAYER_DROPOUT:
-            if (training && l->s.rate > 0.0f)
+            if (training && !l->s.frozen && l->s.rate > 0.0f)
                 dropout_forward(out, l->mask, in, l->out_size * B, l->s.rate, &net->drop_rng);
             else if (out != in)
                 memcpy(out, in, sizeof(float) * l->out_size * B);
@@ -798,7 +803,8 @@ static void backward_from(bs_net *net, const float *dlogits, int batch) {
         const float *in = layer_input(net, i, net->x);
         float *W = net->params + l->w_off;
         float *dW = net->grads + l->w_off, *dB = net->grads + l->b_off;
-        float *din = i > 0 ? spare : NULL; /* no gradient for the network input */
+        if (l->s.frozen) break; /* a frozen prefix: no gradient below */
+        float *din = i > 0 && !net->L[i - 1].s.frozen ? spare : NULL; /* none for the input or a frozen layer */
         int swap = 1;
         switch (l->s.kind) {
         case BS_LAYER_CONV2D:
@@ -843,7 +849,7 @@ static void backward_from(bs_net *net, const float *dlogits, int batch) {
             swap = 0;
             break;
         case BS_LAYER_DROPOUT:
-            if (net->last_training && l->s.rate > 0.0f)
+            if (net->last_training && !l->s.frozen && l->s.rate > 0.0f)
                 dropout_backward(dout, dout, l->mask, l->out_size * B);
             swap = 0;
             break;

@@ -71,6 +71,9 @@ typedef struct bs_layer_spec {
     int sh, sw;       /* conv2d, maxpool, avgpool: strides; 0 = default (conv 1, pools = window) */
     int padding;      /* conv2d, maxpool, avgpool: BS_PAD_* */
     float eps;        /* batchnorm: epsilon; 0 = 1e-3 */
+    int frozen;       /* training only, never stored: the layer behaves as at inference
+                         (batchnorm running statistics, no dropout) and gets no gradient; the
+                         frozen layers must be a prefix of the list (fine-tuning a head) */
 } bs_layer_spec;
 
 #define BS_NN_MAX_LAYERS 64

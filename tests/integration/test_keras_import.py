@@ -331,3 +331,53 @@ def test_birdsongd_links_no_hdf5_or_zip():
     assert r.returncode == 0, r.stderr
     needed = [l for l in r.stdout.splitlines() if "NEEDED" in l]
     assert needed and not [l for l in needed if "hdf5" in l or "libzip" in l], needed
+
+
+# ---- repair: train --init-from an imported model ---------------------------------------------
+
+DATA = os.environ.get("BIRDSONG_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+BIRDS = os.path.join(DATA, "birds-6sp")
+
+
+def tensors(model):
+    sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
+    import bsm_to_keras
+    return bsm_to_keras.read_bsm(str(model))
+
+
+def test_init_from_imported_softmax_head_freeze_features(tmp_path):
+    if not os.path.isdir(BIRDS):
+        pytest.skip("real data not found at %s" % BIRDS)
+    rows = ["path\tlabels\tgroup"]
+    for sp in ("Vireo_griseus", "Cecropis_daurica"):
+        d = os.path.join(BIRDS, sp)
+        files = sorted((f for f in os.listdir(d) if f.endswith(".flac")), key=lambda f: (os.path.getsize(os.path.join(d, f)), f))
+        rows += ["%s\t%s\t%s" % (os.path.join(d, f), sp, f) for f in files[:4]]
+    (tmp_path / "m.tsv").write_text("\n".join(rows) + "\n")
+    common = ["--data", tmp_path / "m.tsv", "--epochs", "2", "--patience", "0", "--val-fraction", "0.4",
+              "--no-augment", "--cache", tmp_path / "cache", "--threads", "2", "--n-mels", "32"]
+    r = run("train", *common, "--arch", "convnet-lite", "--out", tmp_path / "start.bsm")
+    assert r.returncode == 0, r.stderr
+    # the start model as a Keras file with a saturating softmax head, imported back
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "tools", "bsm_to_keras.py"), tmp_path / "start.bsm",
+                    tmp_path / "k.h5", "--head", "softmax", "--head-scale", "3"], check=True, timeout=120)
+    meta, _ = tensors(tmp_path / "start.bsm")
+    np.savez(tmp_path / "s.npz", mean=np.array(meta["normalization"]["mean"], np.float32),
+             std=np.array(meta["normalization"]["std"], np.float32))
+    (tmp_path / "labels.txt").write_text("".join(l + "\n" for l in meta["labels"]))
+    r = run("import-keras", tmp_path / "k.h5", "--out", tmp_path / "imp.bsm", "--labels", tmp_path / "labels.txt",
+            "--stats", tmp_path / "s.npz", "--segment", "1.0")
+    assert r.returncode == 0, r.stderr
+    r = run("train", *common, "--init-from", tmp_path / "imp.bsm", "--freeze-features", "--out", tmp_path / "fixed.bsm")
+    assert r.returncode == 0, r.stderr
+    m0, t0 = tensors(tmp_path / "imp.bsm")
+    m1, t1 = tensors(tmp_path / "fixed.bsm")
+    assert m0["output"] == "softmax" and m1["output"] == "sigmoid"
+    assert m1["training"]["init_from"]["training"]["imported_from"]["format"] == "keras"
+    for name in t0:
+        if name.startswith("dense"):
+            assert not np.array_equal(t0[name], t1[name]), name + " did not train"
+        else:
+            np.testing.assert_array_equal(t0[name], t1[name], err_msg=name + " moved although frozen")
+    r = run("train", *common, "--freeze-features", "--out", tmp_path / "x.bsm")
+    assert r.returncode == 2 and "--init-from" in r.stderr

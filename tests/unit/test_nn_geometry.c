@@ -268,3 +268,59 @@ Test(model, new_layer_fields_survive_save_and_load) {
     bs_model_free(m);
     bs_model_free(r);
 }
+
+/* Fine-tuning a head: a frozen prefix behaves as at inference (batchnorm running statistics
+ * untouched and used, no dropout) and gets no gradient; the head's gradient is right. */
+Test(network, frozen_prefix_trains_only_the_head) {
+    bs_layer_spec L[9];
+    memcpy(L, geo_net, sizeof L);
+    L[6] = (bs_layer_spec){.kind = BS_LAYER_GLOBAL_AVGPOOL};
+    for (int i = 0; i < 7; i++) L[i].frozen = 1;
+    bs_error err;
+    bs_net *net = bs_net_create(L, 9, GH, GW, GO, GB, 5, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    bs_net *ref = bs_net_create_inference(L, 9, GH, GW, GO, GB, &err);
+    cr_assert_not_null(ref, "%s", err.msg);
+    bs_tensor_info rm;
+    cr_assert_eq(bs_net_find_tensor(net, "bn1.running_mean", &rm), 0);
+    for (size_t i = 0; i < rm.size; i++) rm.data[i] = 0.1f * (float)i; /* not what a batch gives */
+    float before[8];
+    memcpy(before, rm.data, sizeof(float) * rm.size);
+    for (int t = 0; t < bs_net_n_tensors(net); t++) { /* the same weights in the inference net */
+        bs_tensor_info a, b;
+        bs_net_tensor(net, t, &a);
+        bs_net_tensor(ref, t, &b);
+        memcpy(b.data, a.data, sizeof(float) * a.size);
+    }
+    float x[GB * GH * GW], y[GB * GO] = {1, 0, 0, 1, 1, 1};
+    fill(x, GB * GH * GW);
+    net_ctx c = {net, x, y};
+    net_loss(&c);
+    const float *zt = bs_net_forward(net, x, GB, 1), *zi;
+    float z1[GB * GO];
+    memcpy(z1, zt, sizeof z1);
+    zi = bs_net_forward(ref, x, GB, 0);
+    for (int i = 0; i < GB * GO; i++) cr_assert_float_eq(z1[i], zi[i], 1e-5, "logit %d: frozen layers run as at inference", i);
+    for (size_t i = 0; i < rm.size; i++) cr_assert_eq(rm.data[i], before[i], "running mean changed");
+    bs_net_backward(net, GB);
+    size_t np = bs_net_n_params(net);
+    float *g = malloc(4 * np);
+    memcpy(g, bs_net_grads(net), 4 * np);
+    for (int t = 0; t < bs_net_n_tensors(net); t++) {
+        bs_tensor_info ti;
+        bs_net_tensor(net, t, &ti);
+        if (!ti.grad) continue;
+        const float *gt = g + (ti.grad - bs_net_grads(net));
+        if (strncmp(ti.name, "dense", 5) != 0) {
+            for (size_t i = 0; i < ti.size; i++) cr_assert_eq(gt[i], 0.0f, "%s gets a gradient", ti.name);
+        } else {
+            check_grad(ti.name, ti.data, gt, ti.size, net_loss, &c, 1e-3f, 1e-2);
+        }
+    }
+    free(g);
+    bs_net_free(net);
+    bs_net_free(ref);
+    L[3].frozen = 0; /* a hole in the prefix */
+    cr_assert_null(bs_net_create(L, 9, GH, GW, GO, GB, 5, &err));
+    cr_assert(strstr(err.msg, "prefix"), "%s", err.msg);
+}
