@@ -381,3 +381,22 @@ def test_init_from_imported_softmax_head_freeze_features(tmp_path):
             np.testing.assert_array_equal(t0[name], t1[name], err_msg=name + " moved although frozen")
     r = run("train", *common, "--freeze-features", "--out", tmp_path / "x.bsm")
     assert r.returncode == 2 and "--init-from" in r.stderr
+
+
+def test_demo_model_through_keras_classifies_identically(tmp_path):
+    # models/demo.bsm written as a Keras 2 .h5 and imported back: the same network
+    demo = os.path.join(ROOT, "models", "demo.bsm")
+    subprocess.run([sys.executable, os.path.join(ROOT, "tests", "tools", "bsm_to_keras.py"), demo, tmp_path / "d.h5"],
+                   check=True, timeout=120)
+    meta, _ = tensors(demo)
+    f = meta["features"]
+    np.savez(tmp_path / "s.npz", mean=np.array(meta["normalization"]["mean"], np.float32),
+             std=np.array(meta["normalization"]["std"], np.float32))
+    (tmp_path / "l.txt").write_text("".join(l + "\n" for l in meta["labels"]))
+    r = run("import-keras", tmp_path / "d.h5", "--out", tmp_path / "d.bsm", "--labels", tmp_path / "l.txt",
+            "--stats", tmp_path / "s.npz", "--sample-rate", f["sample_rate"], "--n-fft", f["n_fft"],
+            "--hop-length", f["hop_length"], "--segment", f["segment_seconds"], "--window-norm", f["window_norm"])
+    assert r.returncode == 0, r.stderr
+    x = rnd(4, meta["input"]["n_mels"], meta["input"]["n_frames"]) * 20 - 40
+    a, b = classify_npy(demo, x, tmp_path), classify_npy(tmp_path / "d.bsm", x, tmp_path)
+    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
