@@ -11,31 +11,12 @@
 #include "birdsong/model.h"
 #include "birdsong/nn_train.h"
 #include "nn/layers.h"
+#include "tests/unit/gradcheck.h"
 
 static uint64_t rs = 777;
 static void fill(float *x, size_t n) {
     /* apart from each other so that max-pool choices are not crossed by the step h */
     for (size_t i = 0; i < n; i++) x[i] = 2.0f * bs_rng_uniform(&rs) - 1.0f + 0.003f * (float)(i % 331);
-}
-static double dot(const float *a, const float *b, size_t n) {
-    double s = 0;
-    for (size_t i = 0; i < n; i++) s += (double)a[i] * b[i];
-    return s;
-}
-typedef double (*loss_fn)(void *ctx);
-static void check_grad(const char *what, float *v, const float *g, size_t n, loss_fn f, void *ctx,
-                       float h, double tol) {
-    for (size_t i = 0; i < n; i++) {
-        float old = v[i];
-        v[i] = old + h;
-        double lp = f(ctx);
-        v[i] = old - h;
-        double lm = f(ctx);
-        v[i] = old;
-        double num = (lp - lm) / (2.0 * h);
-        double err = fabs(num - g[i]) / fmax(1e-2, fabs(num) + fabs(g[i]));
-        cr_assert(err < tol, "%s[%zu]: numeric %.6g analytic %.6g", what, i, num, (double)g[i]);
-    }
 }
 
 Test(geometry, output_sizes_and_padding_follow_tensorflow) {
