@@ -33,6 +33,11 @@ json_t *bsd_api_model_json(const bsd_worker_model_info *m) {
         json_object_set_new(reload, "last_error", m->reload_error[0] ? json_string(m->reload_error) : json_null());
     }
     json_object_set_new(j, "reload", reload);
+    if (m->n_species < m->n_labels) { /* the last labels are filter classes, never species */
+        json_t *fc = json_array();
+        for (int i = m->n_species; i < m->n_labels; i++) json_array_append_new(fc, json_string(m->labels[i]));
+        json_object_set_new(j, "filter_classes", fc);
+    }
     return j;
 }
 

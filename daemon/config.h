@@ -54,6 +54,11 @@ typedef struct bsd_config {
     double retention_days;         /* 0 = keep forever */
     int retention_rows;            /* 0 = no limit */
     int clips;                     /* save FLAC clips of detections */
+    char privacy[8];               /* issue 16: auto, on or off (daemon/privacy.h) */
+    char privacy_action[8];        /* drop or keep */
+    double privacy_margin;         /* seconds protected either side of a human window */
+    double privacy_threshold;      /* human probability at or above which a window is filtered */
+    char species_calendar[BSD_PATH_MAX]; /* issue 16: CSV species,first_day,last_day ("" = none) */
     double clip_pre_roll, clip_post_roll;
     double clips_max_mb, clips_min_free_percent;
     int stream_max_clients;

@@ -49,7 +49,19 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             bsd_prom_sample(&b, "birdsong_detections_total", lab, (double)st->counts[i]);
         }
         uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
+        bsd_privacy_stats ps = st->privacy_stats;
+        uint64_t cal_blocked = st->calendar_blocked;
         pthread_mutex_unlock(&st->lock);
+        bsd_prom_scalar(&b, "birdsong_privacy_windows_filtered_total", "counter",
+                        "Windows in which the human filter class reached privacy_threshold", (double)ps.windows_filtered);
+        bsd_prom_scalar(&b, "birdsong_privacy_detections_dropped_total", "counter",
+                        "Detections dropped because they overlapped human voice (privacy_action = drop)",
+                        (double)ps.detections_dropped);
+        bsd_prom_scalar(&b, "birdsong_privacy_clips_withheld_total", "counter",
+                        "Detections emitted or dropped without their audio clip because it came near human voice",
+                        (double)ps.clips_withheld);
+        bsd_prom_scalar(&b, "birdsong_calendar_detections_blocked_total", "counter",
+                        "Detections not emitted: the species is outside its species_calendar window", (double)cal_blocked);
         bsd_prom_scalar(&b, "birdsong_detections_suppressed_total", "counter",
                        "Detections dropped by suppress_seconds (repeats of a species)", (double)suppressed);
         bsd_prom_scalar(&b, "birdsong_detector_config_errors_total", "counter",

@@ -18,6 +18,7 @@ struct bsd_results {
     uint64_t next_seq;      /* seq of the next publish */
     uint64_t oldest_seq;    /* oldest seq held (0 when empty) */
     int n_labels;
+    int n_species;          /* the rest of the labels are filter classes */
     char **labels;
     float *thresholds;
     /* history ring: slot = seq % cap */
@@ -60,7 +61,7 @@ static void free_labels(bsd_results *s) {
     free(s->thresholds);
     s->labels = NULL;
     s->thresholds = NULL;
-    s->n_labels = 0;
+    s->n_labels = s->n_species = 0;
 }
 
 void bsd_results_free(bsd_results *s) {
@@ -78,9 +79,11 @@ void bsd_results_free(bsd_results *s) {
 }
 
 size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels) {
-    /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"probabilities":[]} */
-    size_t n = 160 + 24 + 2 * 30 + 48;
-    /* {"species":"<label, each byte escaped to at most 6>","probability":<%.6g, <= 13>}, */
+    /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"probabilities":[],
+     * "filters":[]} */
+    size_t n = 160 + 24 + 2 * 30 + 48 + 16;
+    /* {"species":"<label, each byte escaped to at most 6>","probability":<%.6g, <= 13>}, or
+     * {"name":..} for a filter class (shorter) */
     for (int i = 0; i < n_labels; i++) n += 6 * strlen(labels[i]) + 48;
     return n;
 }
@@ -115,10 +118,14 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
         return -1;
     }
     pthread_mutex_lock(&s->lock);
+    int n_species = s->n_species; /* free_labels clears it */
     free_labels(s);
     s->labels = nl;
     s->thresholds = nt;
     s->n_labels = n_labels;
+    /* the same labels keep their filter classes; others are all species until
+     * bsd_results_set_filters */
+    s->n_species = same ? n_species : n_labels;
     /* the latest document keeps its bytes: labels that are the same write the same text */
     if (same && s->cur >= 0) memcpy(nb0, s->body[s->cur], s->body_len[s->cur] + 1);
     free(s->body[0]);
@@ -144,6 +151,14 @@ void bsd_results_set_listener(bsd_results *s, bsd_result_listener fn, void *user
     pthread_mutex_unlock(&s->lock);
 }
 
+void bsd_results_set_filters(bsd_results *s, int n_filters) {
+    pthread_mutex_lock(&s->lock);
+    int ns = n_filters > 0 && n_filters < s->n_labels ? s->n_labels - n_filters : s->n_labels;
+    if (ns != s->n_species) s->cur = -1; /* the latest document listed them otherwise */
+    s->n_species = ns;
+    pthread_mutex_unlock(&s->lock);
+}
+
 void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char *const *labels,
                                   const int *order, int n) {
     char t[64];
@@ -166,14 +181,27 @@ void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char 
         bsd_jsonw_real(w, (double)r->probs[i]);
         bsd_jsonw_lit(w, "}");
     }
-    bsd_jsonw_lit(w, "]}");
+    bsd_jsonw_lit(w, "]");
+    int ns = r->n_species > 0 ? r->n_species : r->n_labels;
+    if (ns < r->n_labels) {
+        bsd_jsonw_lit(w, ",\"filters\":[");
+        for (int i = ns; i < r->n_labels; i++) {
+            bsd_jsonw_lit(w, i > ns ? ",{\"name\":" : "{\"name\":");
+            bsd_jsonw_string(w, labels[i]);
+            bsd_jsonw_lit(w, ",\"probability\":");
+            bsd_jsonw_real(w, (double)r->probs[i]);
+            bsd_jsonw_lit(w, "}");
+        }
+        bsd_jsonw_lit(w, "]");
+    }
+    bsd_jsonw_lit(w, "}");
 }
 
 /* The result in history slot `slot` (lock held). */
 static bsd_result slot_result(const bsd_results *s, uint64_t seq, size_t slot) {
     return (bsd_result){.seq = seq, .start_ns = s->start_ns[slot], .end_ns = s->end_ns[slot],
                         .inference_ms = s->inference_ms[slot], .n_labels = s->n_labels,
-                        .probs = s->probs + slot * (size_t)s->n_labels};
+                        .n_species = s->n_species, .probs = s->probs + slot * (size_t)s->n_labels};
 }
 
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
@@ -194,15 +222,16 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     if (seq - s->oldest_seq >= s->cap) s->oldest_seq = seq - s->cap + 1;
     bsd_result_listener fn = s->listener;
     void *user = s->listener_user;
+    int n_species = s->n_species;
     pthread_mutex_unlock(&s->lock);
 
     /* Serialize outside the lock into the buffer readers do not see (labels and buffers
      * only change on the worker thread, which is us). */
     bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns, .inference_ms = inference_ms,
-                    .n_labels = n_labels, .probs = probs};
+                    .n_labels = n_labels, .n_species = n_species, .probs = probs};
     int next = s->cur == 0 ? 1 : 0;
     bsd_jsonw w = {.buf = s->body[next], .cap = s->body_cap};
-    bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, n_labels);
+    bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, n_species);
     if (!w.failed) { /* cannot happen: body_cap fits every prediction of these labels */
         pthread_mutex_lock(&s->lock);
         s->body_len[next] = w.len;
@@ -226,7 +255,7 @@ size_t bsd_results_capacity(const bsd_results *s) { return s->cap; }
 
 int bsd_results_n_labels(bsd_results *s) {
     pthread_mutex_lock(&s->lock);
-    int n = s->n_labels;
+    int n = s->n_species;
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -246,7 +275,7 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
     }
     uint64_t q = s->next_seq - 1;
     *seq = q;
-    if (top > s->n_labels) top = s->n_labels;
+    if (top > s->n_species) top = s->n_species;
     if (top <= 0) {
         *len = s->body_len[s->cur];
         *body = malloc(*len + 1);
@@ -254,7 +283,7 @@ int bsd_results_latest_json(bsd_results *s, int top, char **body, size_t *len, u
         pthread_mutex_unlock(&s->lock);
         return *body ? 0 : -1;
     }
-    int n = s->n_labels;
+    int n = s->n_species; /* top-K ranks the species only */
     size_t slot = (size_t)(q % s->cap);
     bsd_result r = slot_result(s, q, slot);
     int order[n];
@@ -290,7 +319,7 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
         uint64_t q = first + k;
         bsd_result r = slot_result(s, q, (size_t)(q % s->cap));
         if (k) bsd_jsonw_lit(&w, ",");
-        bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, s->n_labels);
+        bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, s->n_species);
     }
     pthread_mutex_unlock(&s->lock);
     bsd_jsonw_lit(&w, "]}");
@@ -306,10 +335,16 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
 int bsd_results_species_json(bsd_results *s, char **body, size_t *len) {
     json_t *arr = json_array();
     pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < s->n_labels; i++)
+    for (int i = 0; i < s->n_species; i++)
         json_array_append_new(arr, json_pack("{s:s,s:f}", "species", s->labels[i], "threshold",
                                              (double)s->thresholds[i]));
-    json_t *j = json_pack("{s:i,s:o}", "count", s->n_labels, "species", arr);
+    json_t *j = json_pack("{s:i,s:o}", "count", s->n_species, "species", arr);
+    if (s->n_labels > s->n_species) {
+        json_t *f = json_array();
+        for (int i = s->n_species; i < s->n_labels; i++)
+            json_array_append_new(f, json_pack("{s:s,s:f}", "name", s->labels[i], "threshold", (double)s->thresholds[i]));
+        json_object_set_new(j, "filter_classes", f);
+    }
     pthread_mutex_unlock(&s->lock);
     *body = json_dumps(j, JSON_FLAGS);
     json_decref(j);

@@ -22,6 +22,7 @@ typedef struct bsd_result {
     int64_t start_ns, end_ns;
     float inference_ms;
     int n_labels;
+    int n_species; /* outputs 0..n_species-1 are species, the rest filter classes */
     const float *probs;
     /* Its JSON (bsd_results_write_prediction, every label in model order), written once by
      * the publish that made it; valid during the listener call. NULL elsewhere. */
@@ -45,10 +46,16 @@ void bsd_results_free(bsd_results *s);
 int bsd_results_set_labels(bsd_results *s, const char *const *labels, const float *thresholds,
                            int n_labels);
 
+/* The last n_filters labels are filter classes (human voice, ...): predictions list the
+ * species under "probabilities" and the filters apart under "filters"; the species list and
+ * top-K cover species only. Call after bsd_results_set_labels, on the worker thread. */
+void bsd_results_set_filters(bsd_results *s, int n_filters);
+
 /* The one prediction serializer (GET /api/v1/predictions..., the SSE "prediction" event):
  * {"seq":..,"start":"..","end":"..","inference_ms":%.3f,"probabilities":[{"species":..,
- * "probability":..},..]} with the labels order[0..n-1] (order NULL: the first n in model
- * order). Reals as jansson writes them (daemon/jsonw.h). */
+ * "probability":..},..]} with the species order[0..n-1] (order NULL: the first n in model
+ * order), then, when r has filter classes, "filters":[{"name":..,"probability":..},..].
+ * Reals as jansson writes them (daemon/jsonw.h). */
 struct bsd_jsonw;
 void bsd_results_write_prediction(struct bsd_jsonw *w, const bsd_result *r, const char *const *labels,
                                   const int *order, int n);
@@ -76,7 +83,7 @@ int bsd_results_since_json(bsd_results *s, uint64_t since, size_t limit, char **
 int bsd_results_species_json(bsd_results *s, char **body, size_t *len);
 
 uint64_t bsd_results_latest_seq(bsd_results *s); /* 0 before the first */
-int bsd_results_n_labels(bsd_results *s);
+int bsd_results_n_labels(bsd_results *s); /* the species: filter classes not counted */
 size_t bsd_results_capacity(const bsd_results *s);
 
 #endif

@@ -182,7 +182,8 @@ static int labels_differ(const bsd_station *st, const char *const *labels, int n
 
 /* ---- the worker's hooks ------------------------------------------------------------------ */
 
-static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
+/* Stores and publishes a decided detection, with its clip or (privacy) without. */
+static void emit_decided(bsd_station *st, uint64_t seq, bsd_detection *d, int with_clip) {
     if (st->store) {
         if (bsd_store_enqueue(st->store, d) != 0)
             bs_log_warn("detection of %s at seq %" PRIu64 " not stored: the store queue is full", d->species, seq);
@@ -193,7 +194,7 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0) bsd_clips_request(st->clips, d);
+    if (st->clips && d->id > 0 && with_clip) bsd_clips_request(st->clips, d);
     if (detection_json(st->json, JSON_MAX, d) == 0) {
         bsd_sse_publish(st->hub, seq, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
@@ -202,8 +203,56 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
                 (double)d->max_probability);
 }
 
-static void on_result(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
+/* Releases the detections the privacy filter has decided once every window starting before
+ * seen_until was seen (flush: all of them): dropped, emitted without a clip, or as they are. */
+static void privacy_release(bsd_station *st, uint64_t seq, double seen_until, int flush) {
+    int n = bsd_privacy_release(st->privacy, seen_until, flush, st->released, st->verdicts, BSD_PRIVACY_HELD_MAX);
+    for (int i = 0; i < n; i++) {
+        if (st->verdicts[i] == BSD_PRIVACY_DROP)
+            bs_log_info("privacy: detection of %s at %.1f-%.1f overlaps human voice: dropped", st->released[i].species,
+                        st->released[i].start, st->released[i].end);
+        else
+            emit_decided(st, seq, &st->released[i], st->verdicts[i] == BSD_PRIVACY_CLEAN);
+    }
+    bsd_privacy_stats ps = bsd_privacy_get_stats(st->privacy);
+    pthread_mutex_lock(&st->lock);
+    st->privacy_stats = ps;
+    pthread_mutex_unlock(&st->lock);
+}
+
+/* Every detection goes through here: none outside its species_calendar window; held by an
+ * active privacy filter until its verdict is known. */
+static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
+    if (st->calendar && !bsd_calendar_allows(st->calendar, d->species, d->start)) {
+        pthread_mutex_lock(&st->lock);
+        st->calendar_blocked++;
+        pthread_mutex_unlock(&st->lock);
+        return;
+    }
+    if (st->privacy && bsd_privacy_active(st->privacy)) {
+        if (bsd_privacy_hold(st->privacy, d) == 0) return;
+        privacy_release(st, seq, 0, 1); /* the queue is full: decide on what is known */
+        if (bsd_privacy_hold(st->privacy, d) == 0) return;
+    }
+    emit_decided(st, seq, d, 1);
+}
+
+/* The window's filter classes: "human" among the outputs after the species drives the
+ * privacy filter. */
+static void privacy_window(bsd_station *st, const bsd_result *r, const char *const *labels) {
+    int human = -1;
+    for (int i = r->n_species > 0 ? r->n_species : r->n_labels; i < r->n_labels; i++)
+        if (strcmp(labels[i], "human") == 0) human = i;
+    bsd_privacy_set_model(st->privacy, human);
+    bsd_privacy_window(st->privacy, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs);
+}
+
+static void on_result(const bsd_result *full, const char *const *labels, const float *thresholds, void *user) {
     bsd_station *st = user;
+    if (st->privacy) privacy_window(st, full, labels);
+    bsd_result species = *full; /* the detector sees the species only */
+    if (species.n_species > 0 && species.n_species < species.n_labels) species.n_labels = species.n_species;
+    const bsd_result *r = &species;
     if (labels_differ(st, labels, r->n_labels)) {
         if (st->det) { /* close what was open under the old labels */
             int n = bsd_detector_flush(st->det, st->events, st->n_labels);
@@ -228,6 +277,7 @@ static void on_result(const bsd_result *r, const char *const *labels, const floa
             pthread_mutex_unlock(&st->lock);
         }
     }
+    if (st->privacy) privacy_release(st, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(st->privacy));
     if (r->json) bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
 }
 
@@ -256,12 +306,19 @@ static int mkdir_p(const char *path, bs_error *err, const char *directive) {
     return 0;
 }
 
-/* Builds the detector for the model loaded now. Returns the number of species, or -1. */
-static int init_detector(bsd_station *st, bs_error *err) {
+/* Builds the detector for the model loaded now. Returns the number of species, or -1;
+ * *filter_bytes: what the filter classes add to a prediction event. */
+static int init_detector(bsd_station *st, int *filter_bytes, bs_error *err) {
     bsd_worker_model_info m;
     if (bsd_worker_get_model_info(st->app->worker, &m) != 0) return bs_error_set(err, "station: out of memory");
-    int rc = set_labels(st, (const char *const *)m.labels, m.thresholds, m.n_labels, err);
-    int n = m.n_labels;
+    int n = m.n_species; /* filter classes make no detections */
+    *filter_bytes = 16;
+    for (int i = n; i < m.n_labels; i++) *filter_bytes += (int)strlen(m.labels[i]) + 48;
+    int rc = set_labels(st, (const char *const *)m.labels, m.thresholds, n, err);
+    if (rc == 0 && st->app->cfg.species_calendar[0]) {
+        st->calendar = bsd_calendar_load(st->app->cfg.species_calendar, err);
+        if (!st->calendar || bsd_calendar_check(st->calendar, (const char *const *)m.labels, n, err) != 0) rc = -1;
+    }
     bsd_worker_model_info_clear(&m);
     return rc == 0 ? n : -1;
 }
@@ -285,8 +342,16 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     }
 
     /* The detector must fit the model that is loaded now: config errors stop the start. */
-    int n = init_detector(st, err);
+    int filter_bytes = 0;
+    int n = init_detector(st, &filter_bytes, err);
     if (n < 0) goto fail;
+    bsd_privacy_config pc;
+    if (bsd_privacy_parse(cfg->privacy, cfg->privacy_action, cfg->privacy_margin, cfg->privacy_threshold, &pc, err))
+        goto fail;
+    pc.pre_roll = cfg->clip_pre_roll;
+    pc.post_roll = cfg->clip_post_roll;
+    st->privacy = bsd_privacy_new(&pc, err);
+    if (!st->privacy) goto fail;
 
     /* a stream idle for http_timeout_seconds would be closed by the server: beat faster */
     double beat = cfg->stream_heartbeat_seconds;
@@ -295,6 +360,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
                         .heartbeat_ms = (int)(beat * 1000.0),
                         .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
     for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->labels[i]) + 48);
+    sc.max_event_bytes += 2 * filter_bytes;
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
     enum { HISTORY_BYTES_MAX = 32 << 20 };
     if ((double)sc.history * (sc.max_event_bytes + 96) > HISTORY_BYTES_MAX) {
@@ -353,7 +419,7 @@ fail:
 }
 
 int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error *err) {
-    int n = bs_model_n_outputs(m->model);
+    int n = bs_model_n_species(m->model);
     bsd_detector *d = build_detector(cfg, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
     if (!d) {
         bs_error_prefix(err, m->path);
@@ -376,6 +442,7 @@ void bsd_station_stop(bsd_station *st) {
             int n = bsd_detector_flush(st->det, st->events, st->n_labels);
             for (int i = 0; i < n; i++) emit(st, 0, &st->events[i]);
         }
+        if (st->privacy) privacy_release(st, 0, 0, 1); /* no window follows: decide on what is known */
     }
     if (st->hub) bsd_sse_hub_shutdown(st->hub);
     bsd_clips_close(st->clips);
@@ -383,6 +450,8 @@ void bsd_station_stop(bsd_station *st) {
     bsd_mqtt_stop(st->mqtt, 2000);
     bsd_sse_hub_free(st->hub);
     bsd_detector_free(st->det);
+    bsd_privacy_free(st->privacy);
+    bsd_calendar_free(st->calendar);
     free_labels(st->labels, st->n_labels);
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);

@@ -8,10 +8,12 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "daemon/calendar.h"
 #include "daemon/clips.h"
 #include "daemon/detect.h"
 #include "daemon/metrics.h"
 #include "daemon/mqtt.h"
+#include "daemon/privacy.h"
 #include "daemon/sse.h"
 #include "daemon/station.h"
 #include "daemon/store.h"
@@ -43,6 +45,14 @@ struct bsd_station {
     uint64_t detections_total;
     uint64_t detector_errors;
     uint64_t suppressed, suppressed_base; /* base: from detectors replaced by a reload */
+    /* the privacy filter (daemon/privacy.h) and the site species calendar: the filter and
+     * its release buffers are the worker's; the counters are copied under the lock */
+    bsd_privacy *privacy;
+    bsd_detection released[BSD_PRIVACY_HELD_MAX];
+    int verdicts[BSD_PRIVACY_HELD_MAX];
+    bsd_privacy_stats privacy_stats;
+    bsd_calendar *calendar; /* species_calendar, or NULL */
+    uint64_t calendar_blocked;
     /* storage failures last seen by bsd_station_health, and when they last grew (-1: never) */
     uint64_t seen_errors, seen_dropped, seen_skipped;
     double t_fail;

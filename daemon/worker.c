@@ -260,6 +260,7 @@ static void feed(bsd_worker *w, const float *x, size_t n) {
 static int publish_labels(bsd_results *results, const bsd_model *m, bs_error *err) {
     int n = bs_model_n_outputs(m->model);
     int rc = bsd_results_set_labels(results, bs_model_labels(m->model), bs_model_thresholds(m->model), n);
+    if (rc >= 0) bsd_results_set_filters(results, bs_model_n_filters(m->model));
     if (rc < 0) bs_error_set(err, "%s: out of memory for the results of %d species", m->path, n);
     return rc;
 }
@@ -531,6 +532,7 @@ int bsd_worker_get_model_info(bsd_worker *w, bsd_worker_model_info *info) {
         ok = info->labels[i] != NULL;
     }
     if (ok) memcpy(info->thresholds, bs_model_thresholds(m), (size_t)n * sizeof *info->thresholds);
+    info->n_species = bs_model_n_species(m);
     snprintf(info->path, sizeof info->path, "%s", w->m->path);
     snprintf(info->arch, sizeof info->arch, "%s", bs_model_arch(m));
     snprintf(info->checksum, sizeof info->checksum, "%08x", bs_model_checksum(m));

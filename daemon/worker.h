@@ -89,6 +89,7 @@ typedef struct bsd_worker_model_info {
     int sample_rate;
     double segment_seconds;
     int n_labels;
+    int n_species;               /* labels 0..n_species-1 are species, the rest filter classes */
     char **labels;
     float *thresholds;
     uint64_t reloads_ok, reloads_failed;

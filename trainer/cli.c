@@ -74,6 +74,7 @@ json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels) {
     json_object_set_new(o, "macro_map", num(m->macro_map));
     json_object_set_new(o, "recording_macro_map", num(m->recording_map));
     json_object_set_new(o, "ece", num(m->ece));
+    if (isfinite(m->ece_uncalibrated)) json_object_set_new(o, "ece_uncalibrated", json_real(m->ece_uncalibrated));
     json_object_set_new(o, "mean_active_labelled", num(m->active_labelled));
     json_object_set_new(o, "mean_active_background", num(m->active_background));
     if (isfinite(m->loss)) json_object_set_new(o, "loss", json_real(m->loss));

@@ -125,7 +125,9 @@ int cmd_classify(int argc, char **argv) {
         bs_model_free(model);
         return 2;
     }
-    int C = bs_model_n_outputs(model), failed = 0;
+    /* outputs: S species, then the model's filter classes (issue 16), kept apart in JSON and
+     * as the last columns in CSV */
+    int C = bs_model_n_outputs(model), S = bs_model_n_species(model), failed = 0;
     size_t per = (size_t)bs_model_n_mels(model) * bs_model_n_frames(model);
     float *x = malloc(sizeof(float) * per), *p = malloc(sizeof(float) * (size_t)C);
     if (!x || !p) abort();
@@ -133,8 +135,13 @@ int cmd_classify(int argc, char **argv) {
     if (json_out) {
         doc = json_object();
         json_t *sp = json_array();
-        for (int k = 0; k < C; k++) json_array_append_new(sp, json_string(bs_model_label(model, k)));
+        for (int k = 0; k < S; k++) json_array_append_new(sp, json_string(bs_model_label(model, k)));
         json_object_set_new(doc, "species", sp);
+        if (S < C) {
+            json_t *fc = json_array();
+            for (int k = S; k < C; k++) json_array_append_new(fc, json_string(bs_model_label(model, k)));
+            json_object_set_new(doc, "filter_classes", fc);
+        }
         files = json_array();
         json_object_set_new(doc, "files", files);
     } else {
@@ -175,8 +182,13 @@ int cmd_classify(int argc, char **argv) {
                 json_t *wj = json_object(), *pr = json_array();
                 json_object_set_new(wj, "start", json_real(st));
                 json_object_set_new(wj, "end", json_real(en));
-                for (int k = 0; k < C; k++) json_array_append_new(pr, json_real(p[k]));
+                for (int k = 0; k < S; k++) json_array_append_new(pr, json_real(p[k]));
                 json_object_set_new(wj, "probabilities", pr);
+                if (S < C) {
+                    json_t *fp = json_array();
+                    for (int k = S; k < C; k++) json_array_append_new(fp, json_real(p[k]));
+                    json_object_set_new(wj, "filter_probabilities", fp);
+                }
                 json_array_append_new(wins, wj);
             } else {
                 csv_field(stdout, argv[a]);

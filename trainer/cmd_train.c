@@ -13,11 +13,13 @@
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
 #include "trainer/cache.h"
+#include "trainer/calibrate.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/dataset.h"
 #include "trainer/dist.h"
 #include "trainer/metrics.h"
+#include "trainer/openset.h"
 #include "trainer/report.h"
 #include "trainer/split.h"
 #include "trainer/train.h"
@@ -81,6 +83,14 @@ static void usage(FILE *f) {
             "                         fixed order: the same N and seed give the same model) (2)\n"
             "  --cache DIR            feature cache folder (default ~/.cache/birdsong/features)\n"
             "  --no-cache             compute features without the cache\n"
+            "  --filter-class NAME=DIR[,DIR]  a filter class (e.g. human=speech/): an output\n"
+            "                         that is not a species, trained on these recordings (mixed\n"
+            "                         with the background and the birds by the augmentation);\n"
+            "                         repeatable, at most 8\n"
+            "  --calibration M        platt (fit per-species Platt scaling on the held-out\n"
+            "                         windows: the folds' test parts with --folds, else the\n"
+            "                         validation part; thresholds then chosen on calibrated\n"
+            "                         probabilities) or none (platt); the model carries it\n"
             "  --report FILE.html     write the validation report\n"
             "  --checkpoint-dir DIR   write a checkpoint of each training to DIR after every\n"
             "                         epoch, and on Ctrl-C or SIGTERM (then exit 1 without\n"
@@ -97,7 +107,7 @@ enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
     O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
-    O_CKPT, O_RESUME, O_LOGJSON, O_INIT, O_FREEZE
+    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -112,24 +122,45 @@ static void on_progress(int done, int total, void *ctx) {
     }
 }
 
-/* The validation metrics of a trained model on windows idx. */
-static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
+/* The metrics of probabilities probs [n, C] of windows idx, of which the first S outputs
+ * are species (the rest filter classes), at thresholds thr [C]. */
+static void metrics_of(const ts_windows *w, const int *idx, int n, const float *probs, int S, const float *thr,
+                       ts_metrics *m) {
     int C = w->C;
-    float *probs = probs_out ? probs_out : malloc(sizeof(float) * ((size_t)n * C + 1));
-    uint8_t *y = malloc((size_t)n * C + 1);
-    int *g = malloc(sizeof(int) * ((size_t)n + 1));
-    if (!probs || !y || !g) abort();
-    bs_error err;
-    if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
+    uint8_t *y = ts_xmalloc((size_t)n * C);
+    int *g = ts_xmalloc(sizeof(int) * (size_t)n);
     for (int i = 0; i < n; i++) {
         memcpy(y + (size_t)i * C, w->y + (size_t)idx[i] * C, (size_t)C);
         g[i] = w->group[idx[i]];
     }
-    ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, bs_model_thresholds(model));
-    m->loss = ts_bce_from_probs(probs, y, n, C);
-    if (!probs_out) free(probs);
+    if (S < C) {
+        /* the species figures on the species' and background windows; filter classes apart */
+        float *ps = malloc(sizeof(float) * ((size_t)n * S + 1));
+        uint8_t *ys = malloc((size_t)n * S + 1);
+        int *gs = malloc(sizeof(int) * ((size_t)n + 1));
+        if (!ps || !ys || !gs) abort();
+        int ns = ts_species_rows(probs, y, g, n, C, S, ps, ys, gs);
+        ts_metrics_compute(m, ps, ys, ns, S, gs, w->n_groups, thr);
+        m->loss = ts_bce_from_probs(ps, ys, ns, S);
+        free(ps);
+        free(ys);
+        free(gs);
+    } else {
+        ts_metrics_compute(m, probs, y, n, C, g, w->n_groups, thr);
+        m->loss = ts_bce_from_probs(probs, y, n, C);
+    }
     free(y);
     free(g);
+}
+
+/* The validation metrics of a trained model on windows idx; probs_out [n, C] (may be NULL):
+ * its probabilities. */
+static void evaluate(bs_model *model, const ts_windows *w, const int *idx, int n, ts_metrics *m, float *probs_out) {
+    float *probs = probs_out ? probs_out : ts_xmalloc(sizeof(float) * (size_t)n * w->C);
+    bs_error err;
+    if (ts_predict(model, w, idx, n, probs, &err) != 0) bs_log_warn("%s", err.msg);
+    metrics_of(w, idx, n, probs, bs_model_n_species(model), bs_model_thresholds(model), m);
+    if (!probs_out) free(probs);
 }
 
 /* Splits items (by the dataset view `sub`) into train / val windows. */
@@ -209,6 +240,10 @@ typedef struct train_job {
     int ntr, nva, nte;
     ts_train_result r;
     ts_metrics m;           /* on the fold's test windows, or the written model's validation windows */
+    ts_openset os;          /* open-set figures on the same windows (issue 16) */
+    float *probs;           /* [n_held, C] uncalibrated probabilities of those windows */
+    int *held;              /* [n_held] their window indices */
+    int n_held;
     int evaluated;
     int rc;
     bs_error err;
@@ -263,7 +298,19 @@ static void run_job(train_ctx *c, train_job *j) {
     o.log_fold = j->fold + 1;
     j->rc = ts_train_run(w, tr, j->ntr, va, j->nva, c->ds->labels, c->cfg, &o, &j->r, &j->err);
     if (j->rc != 0 || j->r.checkpointed) goto out;
-    evaluate(j->r.model, w, eval_idx, n_eval, &j->m, NULL);
+    if (c->ds->n_filters > 0) { /* issue 16: the last labels are filter classes */
+        j->rc = bs_model_set_filter_classes(j->r.model, c->ds->n_filters, &j->err);
+        if (j->rc != 0) goto out;
+    }
+    j->probs = malloc(sizeof(float) * ((size_t)n_eval * w->C + 1));
+    j->held = malloc(sizeof(int) * ((size_t)n_eval + 1));
+    if (!j->probs || !j->held) abort();
+    memcpy(j->held, eval_idx, sizeof(int) * (size_t)n_eval);
+    j->n_held = n_eval;
+    evaluate(j->r.model, w, eval_idx, n_eval, &j->m, j->probs);
+    ts_openset_init(&j->os, c->ds);
+    ts_openset_add(&j->os, c->ds, w, eval_idx, n_eval, j->probs, bs_model_thresholds(j->r.model),
+                   c->cfg->segment_seconds);
     j->evaluated = 1;
     if (j->fold >= 0 && o.log_json) {
         json_t *fj = ts_metrics_to_json(&j->m, c->ds->labels);
@@ -319,6 +366,144 @@ static void run_jobs(train_ctx *c) {
     job_worker(c);
     for (int i = 1; i <= started; i++) pthread_join(th[i], NULL);
     pthread_mutex_destroy(&c->lock);
+}
+
+/* The cross-validation figures of the calibrated models: each fold's test windows with the
+ * calibration cross-fitted on the other folds' (cal [rows of the folds in order, C]), so
+ * what a station running the calibrated model sees, out of sample. Recording accuracy per
+ * fold and the open set pooled, at the written model's calibrated thresholds thr; printed
+ * and returned as JSON. */
+static json_t *calibrated_cv(const train_job *jobs, int folds, const ts_dataset *ds, const ts_windows *w,
+                             const bs_feature_config *cfg, const float *cal, const float *thr) {
+    int C = w->C;
+    double *acc = ts_xcalloc((size_t)folds, sizeof(double)), *wacc = ts_xcalloc((size_t)folds, sizeof(double));
+    json_t *pf = json_array();
+    ts_openset os;
+    ts_openset_init(&os, ds);
+    size_t row = 0;
+    for (int k = 0; k < folds; k++) {
+        const train_job *j = &jobs[k];
+        const float *pk = cal + row * C;
+        ts_metrics m;
+        metrics_of(w, j->held, j->n_held, pk, C - ds->n_filters, thr, &m);
+        acc[k] = m.recording_acc;
+        wacc[k] = m.window_acc;
+        json_array_append_new(pf, json_real(m.recording_acc));
+        ts_metrics_free(&m);
+        ts_openset_add(&os, ds, w, j->held, j->n_held, pk, thr, cfg->segment_seconds);
+        row += (size_t)j->n_held;
+    }
+    double mu, sd, wmu, wsd;
+    ts_mean_sd(acc, folds, &mu, &sd);
+    ts_mean_sd(wacc, folds, &wmu, &wsd);
+    printf("cross-validation, calibrated (cross-fitted over the folds): recording accuracy %.4f +- %.4f, window "
+           "accuracy %.4f +- %.4f; ",
+           mu, sd, wmu, wsd);
+    ts_openset_print(stdout, &os);
+    fflush(stdout);
+    json_t *out = json_pack("{s:{s:f,s:f},s:{s:f,s:f},s:o,s:o}", "recording_accuracy", "mean", mu, "sd", sd,
+                            "window_accuracy", "mean", wmu, "sd", wsd, "per_fold_recording_accuracy", pf, "open_set",
+                            ts_openset_to_json(&os));
+    ts_openset_free(&os);
+    free(acc);
+    free(wacc);
+    return out;
+}
+
+/* Per-species Platt scaling for the written model (issue 16): fitted on the held-out windows of
+ * the run (the folds' test parts, background included; without folds the written model's
+ * validation part), set on the written model; its thresholds are then picked again on its
+ * calibrated validation probabilities and its figures and open set measured again. Returns the
+ * provenance object ("calibration") and prints the ECE before and after. */
+static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds, const ts_windows *w,
+                               const bs_feature_config *cfg) {
+    int C = w->C, K = folds > 0 ? folds : 1;
+    train_job *fj = &jobs[folds];
+    train_job *src = folds > 0 ? jobs : fj;
+    long n = 0;
+    for (int k = 0; k < K; k++) n += src[k].n_held;
+    float *p = malloc(sizeof(float) * ((size_t)n * C + 1));
+    uint8_t *y = malloc((size_t)n * C + 1);
+    int *fold = malloc(sizeof(int) * ((size_t)n + 1));
+    float *a = malloc(sizeof(float) * (size_t)C), *b = malloc(sizeof(float) * (size_t)C);
+    float *thr = malloc(sizeof(float) * (size_t)C);
+    if (!p || !y || !fold || !a || !b || !thr) abort();
+    long r = 0;
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < src[k].n_held; i++, r++) {
+            memcpy(p + (size_t)r * C, src[k].probs + (size_t)i * C, sizeof(float) * (size_t)C);
+            memcpy(y + (size_t)r * C, w->y + (size_t)src[k].held[i] * C, (size_t)C);
+            fold[r] = k;
+        }
+    double before, after;
+    int unfitted = 0;
+    float *cal = folds > 1 ? ts_xmalloc(sizeof(float) * (size_t)n * C) : NULL;
+    ts_calibration_fit_species(p, y, folds > 1 ? fold : NULL, (int)n, C, C - ds->n_filters, K, a, b, &before, &after,
+                               &unfitted, cal);
+    bs_error err = {{0}};
+    bs_model *model = fj->r.model;
+    json_t *out = NULL;
+    if (bs_model_set_calibration(model, a, b, &err) != 0) {
+        bs_log_warn("calibration not stored: %s", err.msg);
+        goto done;
+    }
+    /* thresholds on the calibrated scale, from the written model's validation windows */
+    float *vp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+    uint8_t *vy = malloc((size_t)fj->n_held * C + 1);
+    if (!vp || !vy) abort();
+    for (int i = 0; i < fj->n_held; i++) {
+        memcpy(vp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
+        memcpy(vy + (size_t)i * C, w->y + (size_t)fj->held[i] * C, (size_t)C);
+    }
+    ts_reliability_bin bins[TS_ECE_BINS];
+    int S = C - ds->n_filters;
+    float *sp = malloc(sizeof(float) * ((size_t)fj->n_held * S + 1));
+    uint8_t *sy = malloc((size_t)fj->n_held * S + 1);
+    if (!sp || !sy) abort();
+    int ns = ts_species_rows(vp, vy, NULL, fj->n_held, C, S, sp, sy, NULL);
+    double val_ece_raw = ts_ece(sp, sy, ns, S, bins); /* as the species figures: filter classes apart */
+    free(sp);
+    free(sy);
+    ts_platt_apply_rows(vp, fj->n_held, C, a, b);
+    ts_pick_thresholds(vp, vy, fj->n_held, C, thr);
+    free(vp);
+    free(vy);
+    if (bs_model_set_thresholds(model, thr, &err) != 0) bs_log_warn("%s", err.msg);
+    ts_metrics_free(&fj->m);
+    ts_openset_free(&fj->os);
+    evaluate(model, w, fj->held, fj->n_held, &fj->m, NULL);
+    fj->m.ece_uncalibrated = val_ece_raw;
+    float *cp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+    if (!cp) abort();
+    memcpy(cp, fj->probs, sizeof(float) * (size_t)fj->n_held * C);
+    ts_platt_apply_rows(cp, fj->n_held, C, a, b);
+    ts_openset_init(&fj->os, ds);
+    ts_openset_add(&fj->os, ds, w, fj->held, fj->n_held, cp, thr, cfg->segment_seconds);
+    free(cp);
+    const char *on = folds > 0 ? "the folds' test parts" : "the validation part";
+    printf("calibration: Platt scaling per output fitted on %ld held-out windows (%s); species ECE %.4f before, "
+           "%.4f after (%s)%s\n",
+           n, on, before, after, folds > 1 ? "cross-fitted over the folds" : "in sample",
+           unfitted ? "; some species without positives or negatives kept a = 1, b = 0" : "");
+    fflush(stdout);
+    json_t *ja = json_array(), *jb = json_array();
+    for (int c = 0; c < C; c++) {
+        json_array_append_new(ja, json_real(a[c]));
+        json_array_append_new(jb, json_real(b[c]));
+    }
+    out = json_pack("{s:s,s:s,s:I,s:f,s:f,s:s,s:i,s:o,s:o}", "method", "platt", "fitted_on", on, "windows",
+                    (json_int_t)n, "ece_before", before, "ece_after", after, "ece_after_measured",
+                    folds > 1 ? "cross-fitted" : "in sample", "unfitted_species", unfitted, "a", ja, "b", jb);
+    if (cal) json_object_set_new(out, "cross_validation", calibrated_cv(jobs, folds, ds, w, cfg, cal, thr));
+done:
+    free(cal);
+    free(p);
+    free(y);
+    free(fold);
+    free(a);
+    free(b);
+    free(thr);
+    return out;
 }
 
 /* The cross-validation summary: printed (mean +- sd per figure) and as JSON for the model's
@@ -394,10 +579,14 @@ static int train_main(int argc, char **argv) {
         {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
         {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
         {"log-json", required_argument, 0, O_LOGJSON},
+        {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
         {"init-from", required_argument, 0, O_INIT}, {"freeze-features", no_argument, 0, O_FREEZE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
+    int platt = 1;
+    const char *filter_spec[8];
+    int n_filter_spec = 0;
     ts_train_options o = ts_train_defaults();
     const char *data = NULL, *out = NULL, *background = NULL, *report = NULL, *ckpt_dir = NULL, *log_json = NULL;
     char *cache_dir = NULL;
@@ -472,6 +661,22 @@ static int train_main(int argc, char **argv) {
         case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
         case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
         case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
+        case O_FILTER:
+            if (n_filter_spec == 8) {
+                fprintf(stderr, "birdsong train: at most 8 --filter-class options\n");
+                free(cache_dir);
+                return 2;
+            }
+            filter_spec[n_filter_spec++] = optarg;
+            break;
+        case O_CALIB:
+            if (strcmp(optarg, "platt") != 0 && strcmp(optarg, "none") != 0) {
+                fprintf(stderr, "birdsong train: --calibration '%s': expected platt or none\n", optarg);
+                free(cache_dir);
+                return 2;
+            }
+            platt = strcmp(optarg, "platt") == 0;
+            break;
         case O_WNORM:
             if (bs_window_norm_parse(optarg, &window_norm)) {
                 fprintf(stderr, "birdsong train: --window-norm '%s': expected none, band_mean or band_median\n", optarg);
@@ -583,6 +788,15 @@ static int train_main(int argc, char **argv) {
         return 1;
     }
     o.log_json = log_file;
+    /* the options of this command that change the trained weights or the model written:
+     * a checkpoint made with others is refused */
+    char settings_extra[4096];
+    size_t se = (size_t)snprintf(settings_extra, sizeof settings_extra, "--background=%s\n--calibration=%s\n",
+                                 background ? background : "", platt ? "platt" : "none");
+    for (int k = 0; k < n_filter_spec && se < sizeof settings_extra; k++)
+        se += (size_t)snprintf(settings_extra + se, sizeof settings_extra - se, "--filter-class %d=%s\n", k + 1,
+                               filter_spec[k]);
+    o.settings_extra = settings_extra;
     ts_dataset ds;
     if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
@@ -591,6 +805,14 @@ static int train_main(int argc, char **argv) {
         if (log_file) fclose(log_file);
         return 1;
     }
+    for (int k = 0; k < n_filter_spec; k++)
+        if (ts_dataset_add_filter_class(&ds, filter_spec[k], &err) != 0) {
+            fprintf(stderr, "birdsong train: %s\n", err.msg);
+            ts_dataset_free(&ds);
+            free(cache_dir);
+            if (log_file) fclose(log_file);
+            return 1;
+        }
     char **paths = malloc(sizeof(char *) * ((size_t)ds.n_items + 1));
     ts_file_features *ff = calloc((size_t)ds.n_items + 1, sizeof *ff);
     if (!paths || !ff) abort();
@@ -604,6 +826,8 @@ static int train_main(int argc, char **argv) {
     int n_jobs = 0;
     json_t *prov = json_object(), *cv = NULL;
     ts_train_result final = {0};
+    ts_openset cv_os = {0};
+    json_t *filter_json = NULL;
     if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         goto done;
@@ -706,17 +930,49 @@ static int train_main(int argc, char **argv) {
             fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
             goto done;
         }
-    if (folds > 0) cv = cv_summary(jobs, folds, ds.labels);
+    if (folds > 0) {
+        cv = cv_summary(jobs, folds, ds.labels);
+        /* open set pooled over the folds' test parts: every background group (a file, or a
+         * sub-folder such as one species of other birds) is tested by a model that never
+         * trained on it, so this is the leave-out figure for unknown sounds */
+        ts_openset_init(&cv_os, &ds);
+        for (int f = 0; f < folds; f++) ts_openset_merge(&cv_os, &jobs[f].os);
+        json_object_set_new(cv, "open_set", ts_openset_to_json(&cv_os));
+        printf("cross-validation, pooled test parts: ");
+        ts_openset_print(stdout, &cv_os);
+        fflush(stdout);
+    }
     train_job *fj = &jobs[n_jobs - 1];
     if (!fj->evaluated) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
         goto done;
     }
+    json_t *cal_json = NULL;
+    if (platt) cal_json = calibrate_model(jobs, folds, &ds, &w, &cfg);
     final = fj->r;
     memset(&fj->r, 0, sizeof fj->r);
     int ntr = fj->ntr, nva = fj->nva;
     ts_metrics vm = fj->m;
     memset(&fj->m, 0, sizeof fj->m);
+    ts_openset_print(stdout, &fj->os);
+    if (ds.n_filters > 0) {
+        /* the filter classes on the written model's validation windows */
+        int C = w.C;
+        float *fp = malloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
+        uint8_t *fy = malloc((size_t)fj->n_held * C + 1);
+        if (!fp || !fy) abort();
+        for (int i = 0; i < fj->n_held; i++) {
+            memcpy(fy + (size_t)i * C, w.y + (size_t)fj->held[i] * C, (size_t)C);
+            memcpy(fp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
+            bs_model_calibrate(final.model, fp + (size_t)i * C);
+        }
+        ts_filter_figures_print(stdout, fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
+                                ds.labels);
+        filter_json = ts_filter_figures_json(fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
+                                             ds.labels);
+        free(fp);
+        free(fy);
+    }
     printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
            "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
            (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
@@ -746,8 +1002,13 @@ static int train_main(int argc, char **argv) {
         json_object_set_new(prov, "validation_windows", json_integer(nva));
         json_object_set_new(prov, "skipped_files", json_integer(ds.n_skipped));
         json_object_set_new(prov, "history", history_json(&final));
+        if (cal_json) json_object_set_new(prov, "calibration", cal_json);
+        cal_json = NULL;
         json_t *mt = ts_metrics_to_json(&vm, ds.labels);
         json_t *metrics = json_object();
+        json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
+        if (filter_json) json_object_set_new(mt, "filter_classes", filter_json);
+        filter_json = NULL;
         json_object_set_new(metrics, "validation", mt);
         if (cv) { json_object_set_new(metrics, "cross_validation", cv); cv = NULL; }
         json_object_set_new(prov, "metrics", metrics);
@@ -762,24 +1023,36 @@ static int train_main(int argc, char **argv) {
     }
     if (report && ts_dist_rank() == 0) {
         ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
-                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model)};
+                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model),
+                        .openset = folds > 0 ? &cv_os : &fj->os,
+                        .openset_caption = folds > 0 ? "pooled over the cross-validation folds' test parts "
+                                                       "(each background file or sub-folder tested by a model "
+                                                       "that never trained on it)"
+                                                     : "the written model's validation windows"};
         if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
     }
     ts_metrics_free(&vm);
-    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels, final.best_epoch,
+    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels - ds.n_filters, final.best_epoch,
            final.n_hist, final.interrupted ? ", interrupted" : "");
     rc = 0;
 done:
     free(synthetic);
     for (int j = 0; j < n_jobs; j++) {
         ts_train_result_free(&jobs[j].r);
-        if (jobs[j].evaluated) ts_metrics_free(&jobs[j].m);
+        if (jobs[j].evaluated) {
+            ts_metrics_free(&jobs[j].m);
+            ts_openset_free(&jobs[j].os);
+        }
         free(jobs[j].ckpt);
+        free(jobs[j].probs);
+        free(jobs[j].held);
     }
     free(jobs);
     ts_train_result_free(&final);
     json_decref(prov);
     json_decref(cv);
+    ts_openset_free(&cv_os);
+    json_decref(filter_json);
     for (int i = 0; i < ds.n_items; i++) ts_file_features_free(&ff[i]);
     free(ff);
     free(paths);

@@ -79,8 +79,9 @@ static int item_exists(const ts_dataset *ds, const char *path) {
     return 0;
 }
 
+/* source: index in ds->sources for a background item, -1 for a labelled one. */
 static void add_item(ts_dataset *ds, pending *pd, const char *path, const char *group,
-                     const int *labels, int n_labels, int background) {
+                     const int *labels, int n_labels, int source) {
     if (item_exists(ds, path)) {
         ts_dataset_skip(ds, path, "listed twice; the first entry is used");
         return;
@@ -101,7 +102,8 @@ static void add_item(ts_dataset *ds, pending *pd, const char *path, const char *
     for (int j = 0; j < n_labels; j++) pd->label_idx[pd->n_label_idx++] = labels[j];
     ds->items[k].path = xstrdup(path);
     ds->items[k].group = xstrdup(group ? group : path);
-    ds->items[k].background = background;
+    ds->items[k].background = n_labels == 0;
+    ds->items[k].source = source;
     ds->items[k].primary = n_labels > 0 ? labels[0] : -1;
     ds->n_items++;
 }
@@ -129,7 +131,7 @@ static char **list_dir(const char *dir, int want_dirs, int *n_out) {
         names[n++] = xstrdup(e->d_name);
     }
     closedir(d);
-    qsort(names, (size_t)n, sizeof *names, cmp_str);
+    if (n > 1) qsort(names, (size_t)n, sizeof *names, cmp_str);
     *n_out = n;
     return names;
 }
@@ -149,20 +151,48 @@ static int exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-/* Adds every audio file of folder `dir` with the given labels; other files are skipped. */
-static void add_folder(ts_dataset *ds, pending *pd, const char *dir, const int *labels,
-                       int n_labels, int background) {
+/* Adds every audio file of folder `dir` with the given labels; other files are skipped.
+ * group: the group of every file (NULL: each file is its own). */
+static void add_folder(ts_dataset *ds, pending *pd, const char *dir, const char *group, const int *labels,
+                       int n_labels, int source) {
     int n;
     char **files = list_dir(dir, 0, &n);
     for (int i = 0; i < n; i++) {
         char *full = path_join(dir, files[i]);
         if (ts_is_audio_name(files[i]))
-            add_item(ds, pd, full, NULL, labels, n_labels, background);
+            add_item(ds, pd, full, group, labels, n_labels, source);
         else
             ts_dataset_skip(ds, full, "not an audio file name (expected .wav, .flac, .ogg, .mp3 or .aiff)");
         free(full);
     }
     free_names(files, n);
+}
+
+/* A background folder, recursively: its own files (one group each) and, in every sub-folder
+ * at any depth, the files as one group named by the sub-folder (a species of other-birds/:
+ * its recordings are never split between training and test, so a K-fold split is also a
+ * leave-species-out one). Deeper than TS_BG_DEPTH levels is skipped, saying so. */
+#define TS_BG_DEPTH 8
+static void add_tree(ts_dataset *ds, pending *pd, const char *dir, const char *group, const int *labels,
+                     int n_labels, int source, int depth) {
+    add_folder(ds, pd, dir, group, labels, n_labels, source);
+    int n;
+    char **dirs = list_dir(dir, 1, &n);
+    for (int i = 0; i < n; i++) {
+        char *full = path_join(dir, dirs[i]);
+        if (depth >= TS_BG_DEPTH)
+            ts_dataset_skip(ds, full, "background folder nested more than 8 levels deep");
+        else
+            add_tree(ds, pd, full, group ? group : full, labels, n_labels, source, depth + 1);
+        free(full);
+    }
+    free_names(dirs, n);
+}
+
+static int add_source(ts_dataset *ds, const char *name) {
+    ds->sources = xrealloc(ds->sources, (size_t)(ds->n_sources + 1) * sizeof *ds->sources);
+    ds->sources[ds->n_sources] = xstrdup(name);
+    return ds->n_sources++;
 }
 
 /* Splits a line into fields in place; returns the count (at most max). */
@@ -208,7 +238,7 @@ static int load_manifest(ts_dataset *ds, pending *pd, const char *file, int fixe
     char *line = NULL;
     size_t cap = 0;
     long lineno = 0;
-    int rows = 0;
+    int rows = 0, manifest_source = -1;
     enum { MAXF = 64 };
     char *fields[MAXF];
     while (getline(&line, &cap, f) > 0) {
@@ -269,7 +299,10 @@ static int load_manifest(ts_dataset *ds, pending *pd, const char *file, int fixe
             if (!dup && nl < 64) labs[nl++] = idx;
         }
         free(copy);
-        if (!bad) add_item(ds, pd, path, group, labs, nl, nl == 0);
+        if (!bad) {
+            if (nl == 0 && manifest_source < 0) manifest_source = add_source(ds, file);
+            add_item(ds, pd, path, group, labs, nl, nl == 0 ? manifest_source : -1);
+        }
         free(path);
     }
     free(line);
@@ -295,7 +328,7 @@ static int load_folder(ts_dataset *ds, pending *pd, const char *data, int fixed,
             snprintf(reason, sizeof reason, "folder '%s' is not one of the model's species", dirs[i]);
             ts_dataset_skip(ds, full, reason);
         } else {
-            add_folder(ds, pd, full, &idx, 1, 0);
+            add_folder(ds, pd, full, NULL, &idx, 1, -1);
             used++;
         }
         free(full);
@@ -349,9 +382,9 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
             cand = xstrdup(bg[j]);
         }
         if (is_dir(cand)) {
-            add_folder(ds, &pd, cand, NULL, 0, 1);
+            add_tree(ds, &pd, cand, NULL, NULL, 0, add_source(ds, bg[j]), 0);
         } else if (exists(cand)) {
-            add_item(ds, &pd, cand, NULL, NULL, 0, 1);
+            add_item(ds, &pd, cand, NULL, NULL, 0, add_source(ds, bg[j]));
         } else {
             rc = bs_error_set(err, "--background %s: no such folder or file, neither under %s nor in the working directory",
                               bg[j], data);
@@ -398,6 +431,58 @@ int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
     return rc;
 }
 
+int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err) {
+    const char *eq = strchr(spec, '=');
+    if (!eq || eq == spec || !eq[1])
+        return bs_error_set(err, "--filter-class '%s': expected NAME=DIR[,DIR...]", spec);
+    char *name = xstrdup(spec);
+    name[eq - spec] = 0;
+    /* a label already there is accepted when nothing has it yet: a model's filter class,
+     * given as a fixed label to eval */
+    int idx = ts_dataset_label_index(ds, name), grow = idx < 0;
+    for (int i = 0; idx >= 0 && i < ds->n_items; i++)
+        if (ds->targets[(size_t)i * ds->n_labels + idx]) {
+            bs_error_set(err, "--filter-class %s: '%s' is already a label of the data", spec, name);
+            free(name);
+            return -1;
+        }
+    int L = ds->n_labels, first = ds->n_items, rc = 0;
+    if (grow) idx = add_label(ds, name);
+    pending pd = {0};
+    char *dirs = xstrdup(eq + 1);
+    for (char *tok = strtok(dirs, ","); tok && rc == 0; tok = strtok(NULL, ",")) {
+        if (!*tok) continue;
+        char *src = malloc(strlen(name) + strlen(tok) + 2);
+        if (!src) abort();
+        sprintf(src, "%s=%s", name, tok);
+        if (is_dir(tok)) add_tree(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src), 0);
+        else if (exists(tok)) add_item(ds, &pd, tok, NULL, &idx, 1, add_source(ds, src));
+        else rc = bs_error_set(err, "--filter-class %s: %s: no such folder or file", spec, tok);
+        free(src);
+    }
+    free(dirs);
+    free(pd.labels);
+    free(pd.n_lab);
+    free(pd.label_idx);
+    if (rc == 0 && ds->n_items == first)
+        rc = bs_error_set(err, "--filter-class %s: no audio files found", spec);
+    if (rc == 0) {
+        /* one more target column (unless the label was there); the new items have exactly it */
+        int L2 = L + grow;
+        uint8_t *t = calloc((size_t)ds->n_items * (size_t)L2 + 1, 1);
+        if (!t) abort();
+        for (int i = 0; i < first; i++) memcpy(t + (size_t)i * L2, ds->targets + (size_t)i * L, (size_t)L);
+        for (int i = first; i < ds->n_items; i++) t[(size_t)i * L2 + idx] = 1;
+        free(ds->targets);
+        ds->targets = t;
+        if (grow) ds->n_filters++;
+    } else if (grow) {
+        free(ds->labels[--ds->n_labels]);
+    }
+    free(name);
+    return rc;
+}
+
 void ts_dataset_free(ts_dataset *ds) {
     for (int i = 0; i < ds->n_labels; i++) free(ds->labels[i]);
     free(ds->labels);
@@ -412,5 +497,7 @@ void ts_dataset_free(ts_dataset *ds) {
         free(ds->skipped[i].reason);
     }
     free(ds->skipped);
+    for (int i = 0; i < ds->n_sources; i++) free(ds->sources[i]);
+    free(ds->sources);
     memset(ds, 0, sizeof *ds);
 }

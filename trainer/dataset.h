@@ -8,7 +8,11 @@
  *    "path"; columns are then found by name (path; labels|label|species; group|recording|
  *    xc_id). Relative paths are relative to the manifest's folder.
  * Background entries (`--background NAME[,NAME]`: folders or single files, resolved against
- * the data folder first, then the working directory) get all-zero targets.
+ * the data folder first, then the working directory) get all-zero targets. A background
+ * folder is read recursively; the files of each sub-folder form one group (a species of
+ * other birds), so they are never split between training and test. Each entry is a "source"
+ * (and a manifest's background rows one more, named by the manifest): the open-set figures
+ * are reported per source.
  * Files that cannot be used are kept in a skipped list with the reason, never dropped silently. */
 #ifndef BIRDSONG_TRAINER_DATASET_H
 #define BIRDSONG_TRAINER_DATASET_H
@@ -22,6 +26,7 @@ typedef struct ts_item {
     char *group;     /* recording / group id: windows of one group are never split */
     int background;  /* 1 when the item came from a --background entry */
     int primary;     /* index of the first label, -1 for background */
+    int source;      /* background: index in ts_dataset.sources; labelled: -1 */
 } ts_item;
 
 typedef struct ts_skipped {
@@ -37,6 +42,10 @@ typedef struct ts_dataset {
     uint8_t *targets;   /* [n_items, n_labels] 0/1 */
     ts_skipped *skipped;
     int n_skipped;
+    char **sources;     /* [n_sources] the background entries as given (and a manifest's path),
+                         * and each --filter-class folder as "NAME=DIR" */
+    int n_sources;
+    int n_filters;      /* the last n_filters labels are filter classes (ts_dataset_add_filter_class) */
 } ts_dataset;
 
 /* Loads `data` (folder or manifest). `background` is a comma-separated list or NULL.
@@ -46,6 +55,13 @@ typedef struct ts_dataset {
 int ts_dataset_load(ts_dataset *ds, const char *data, const char *background,
                     char *const *fixed_labels, int n_fixed, bs_error *err);
 void ts_dataset_free(ts_dataset *ds);
+
+/* --filter-class NAME=DIR[,DIR...] (issue 16): appends the label NAME (after the species and
+ * earlier filter classes) and the audio files of the folders (recursively, a sub-folder one
+ * group) or files, labelled NAME only. Their items are labelled windows for training, and
+ * each folder is also a source of the open-set figures (species only: p > 0.5 of a species
+ * there is a false alarm). 0, or -1 with err (bad spec, NAME already a label, nothing found). */
+int ts_dataset_add_filter_class(ts_dataset *ds, const char *spec, bs_error *err);
 
 /* Records a skipped file (copies both strings). */
 void ts_dataset_skip(ts_dataset *ds, const char *path, const char *reason);

@@ -1,6 +1,7 @@
 /* Metric functions. See metrics.h. */
 #include "trainer/metrics.h"
 
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,6 +244,7 @@ void ts_metrics_compute(ts_metrics *m, const float *probs, const uint8_t *target
     m->macro_map = n_ap ? sum_ap / n_ap : NAN;
     ts_confusion(probs, targets, n, C, m->confusion);
     m->ece = ts_ece(probs, targets, n, C, m->bins);
+    m->ece_uncalibrated = NAN;
     m->active_labelled = ts_mean_active(probs, targets, n, C, 1);
     m->active_background = ts_mean_active(probs, targets, n, C, 0);
 }
@@ -265,6 +267,8 @@ void ts_metrics_print(FILE *f, const ts_metrics *m, char *const *labels) {
     fprintf(f, "top-1 accuracy: window %.4f, recording %.4f\n", m->window_acc, m->recording_acc);
     fprintf(f, "macro mAP: window %.4f, recording %.4f   ECE (10 bins): %.4f\n", m->macro_map, m->recording_map,
             m->ece);
+    if (!isnan(m->ece_uncalibrated))
+        fprintf(f, "ECE without the model's calibration: %.4f\n", m->ece_uncalibrated);
     fprintf(f, "mean species with p > 0.5 per window: labelled %.3f, background %.3f\n",
             m->active_labelled, m->active_background);
     if (!isnan(m->loss)) fprintf(f, "mean BCE loss: %.4f\n", m->loss);
@@ -295,4 +299,63 @@ void ts_mean_sd(const double *x, int n, double *mean, double *sd) {
         if (!isnan(x[i])) v += (x[i] - mu) * (x[i] - mu);
     *mean = mu;
     *sd = k > 1 ? sqrt(v / (k - 1)) : 0.0;
+}
+
+int ts_species_rows(const float *probs, const uint8_t *targets, const int *group_of, int n, int C, int S,
+                    float *po, uint8_t *yo, int *go) {
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        int filt = 0;
+        for (int c = S; c < C; c++) filt |= targets[(size_t)i * C + c];
+        if (filt) continue;
+        memcpy(po + (size_t)m * S, probs + (size_t)i * C, sizeof(float) * (size_t)S);
+        memcpy(yo + (size_t)m * S, targets + (size_t)i * C, (size_t)S);
+        if (go) go[m] = group_of ? group_of[i] : 0;
+        m++;
+    }
+    return m;
+}
+
+static void filter_figures(const float *probs, const uint8_t *targets, int n, int C, int c, float t, long *pos,
+                           double *recall, double *false_alarm) {
+    long tp = 0, fp = 0, np = 0, nn = 0;
+    for (int i = 0; i < n; i++) {
+        int y = targets[(size_t)i * C + c], on = probs[(size_t)i * C + c] >= t;
+        np += y;
+        nn += !y;
+        tp += y && on;
+        fp += !y && on;
+    }
+    *pos = np;
+    *recall = np ? (double)tp / np : NAN;
+    *false_alarm = nn ? (double)fp / nn : NAN;
+}
+
+void ts_filter_figures_print(FILE *f, const float *probs, const uint8_t *targets, int n, int C, int S,
+                             const float *thr, char *const *labels) {
+    for (int c = S; c < C; c++) {
+        long pos;
+        double r, fa;
+        filter_figures(probs, targets, n, C, c, thr ? thr[c] : 0.5f, &pos, &r, &fa);
+        fprintf(f, "filter class %s (threshold %.3f): recall %.3f on its %ld windows, fires on %.4f of the others\n",
+                labels[c], thr ? thr[c] : 0.5f, r, pos, fa);
+    }
+}
+
+json_t *ts_filter_figures_json(const float *probs, const uint8_t *targets, int n, int C, int S, const float *thr,
+                               char *const *labels) {
+    json_t *a = json_array();
+    for (int c = S; c < C; c++) {
+        long pos;
+        double r, fa;
+        filter_figures(probs, targets, n, C, c, thr ? thr[c] : 0.5f, &pos, &r, &fa);
+        json_t *o = json_object();
+        json_object_set_new(o, "name", json_string(labels[c]));
+        json_object_set_new(o, "threshold", json_real(thr ? thr[c] : 0.5));
+        json_object_set_new(o, "windows", json_integer(pos));
+        json_object_set_new(o, "recall", isfinite(r) ? json_real(r) : json_null());
+        json_object_set_new(o, "false_alarm_rate", isfinite(fa) ? json_real(fa) : json_null());
+        json_array_append_new(a, o);
+    }
+    return a;
 }

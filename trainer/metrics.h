@@ -62,6 +62,8 @@ typedef struct ts_metrics {
     double recording_map;                  /* the same over recordings (mean of their windows) */
     long *confusion;                       /* [C, C] */
     double ece;
+    double ece_uncalibrated;               /* the same before the model's calibration (NAN: the
+                                            * caller did not measure it, or no calibration) */
     ts_reliability_bin bins[TS_ECE_BINS];
     double active_labelled, active_background;
     double loss;                           /* mean BCE when the caller sets it, else NAN */
@@ -74,6 +76,21 @@ void ts_metrics_free(ts_metrics *m);
 
 /* Human-readable summary (labels [C]). */
 void ts_metrics_print(FILE *f, const ts_metrics *m, char *const *labels);
+
+/* Species-only view for a model with filter classes (issue 16): of rows [n, C], the rows with
+ * no filter-class target (columns S..C-1), and of those the first S columns, into po [n, S],
+ * yo [n, S], go [n] (group_of may be NULL). Returns the rows kept. */
+int ts_species_rows(const float *probs, const uint8_t *targets, const int *group_of, int n, int C, int S,
+                    float *po, uint8_t *yo, int *go);
+
+/* Per filter class (columns S..C-1): at thresholds thr [C], recall on the rows that hold it
+ * and the share of the other rows where it fires, printed one line each / as a JSON array of
+ * {"name","threshold","windows","recall","false_alarm_rate"}. */
+void ts_filter_figures_print(FILE *f, const float *probs, const uint8_t *targets, int n, int C, int S,
+                             const float *thr, char *const *labels);
+struct json_t;
+struct json_t *ts_filter_figures_json(const float *probs, const uint8_t *targets, int n, int C, int S,
+                                      const float *thr, char *const *labels);
 
 /* mean and sample standard deviation of x[0..n-1] ignoring NANs (sd = 0 for one value). */
 void ts_mean_sd(const double *x, int n, double *mean, double *sd);

@@ -9,6 +9,7 @@
 
 #include "birdsong/error.h"
 #include "trainer/metrics.h"
+#include "trainer/openset.h"
 
 typedef struct ts_report {
     const char *title;
@@ -17,6 +18,8 @@ typedef struct ts_report {
     char *const *labels;          /* [metrics->C] */
     const ts_metrics *metrics;
     const char *training_json;    /* the model's training provenance (may be NULL) */
+    const ts_openset *openset;    /* per background source (may be NULL) */
+    const char *openset_caption;  /* which windows it was measured on (may be NULL) */
 } ts_report;
 
 /* Writes the page to f. */

@@ -13,6 +13,7 @@
 
 #include "birdsong/log.h"
 #include "birdsong/nn.h"
+#include "trainer/calibrate.h"
 #include "trainer/checkpoint.h"
 #include "trainer/dist.h"
 #include "trainer/metrics.h"
@@ -763,6 +764,16 @@ static void run_settings(run *r) {
     sb_kv(&b, "--background-repeat", "%d", o->bg_repeat);
     sb_kv(&b, "--synthetic-negatives", "%d", o->synthetic_negatives);
     sb_kv(&b, "--ema", "%.9g", o->ema);
+    for (const char *p = o->settings_extra; p && *p;) {
+        const char *eq = strchr(p, '='), *eol = strchr(p, '\n');
+        if (!eol) eol = p + strlen(p);
+        if (eq && eq < eol) {
+            char key[96];
+            snprintf(key, sizeof key, "%.*s", (int)(eq - p), p);
+            sb_kv(&b, key, "%.*s", (int)(eol - eq - 1), eq + 1);
+        }
+        p = *eol ? eol + 1 : eol;
+    }
     sb_kv(&b, "data-parallel replicas (--threads)", "%d", ts_replicas_n(r->par));
     sb_kv(&b, "MPI ranks", "%d", ts_dist_size());
     json_t *fj = bs_feature_config_to_json(r->cfg);
@@ -1024,11 +1035,7 @@ static int run_finish(run *r, bs_error *err) {
     snapshot_io(r->net, r->snap, 0);
     net_eval(r->net, r->cfg, r->w, r->val_idx, r->n_val, r->mean, r->std, r->xb, r->vprobs);
     float *thr = ts_xcalloc((size_t)C, sizeof(float));
-    for (int c = 0; c < C; c++) {
-        thr[c] = ts_best_f1_threshold(r->vprobs, r->vy, r->n_val, C, c, NULL);
-        if (thr[c] < 0.01f) thr[c] = 0.01f;
-        if (thr[c] > 0.99f) thr[c] = 0.99f;
-    }
+    ts_pick_thresholds(r->vprobs, r->vy, r->n_val, C, thr);
     int rc = bs_model_set_thresholds(r->model, thr, err);
     free(thr);
     return rc;

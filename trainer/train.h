@@ -61,6 +61,9 @@ typedef struct ts_train_options {
                              * and, with ts_stop_requested, at the batch where the run stops;
                              * NULL = none */
     int resume;           /* 1: continue from `checkpoint` (refused if it is another run's) */
+    const char *settings_extra; /* "option=value\n" lines of the caller's options that change the
+                                 * result (--background, --filter-class, --calibration): a
+                                 * checkpoint must match them too; NULL = none */
     FILE *log_json;       /* one JSON object per epoch, a line each (shared by trainings side by
                            * side: whole lines), or NULL */
     int log_fold;         /* the "fold" of those lines (1-based), 0 = the written model */

@@ -31,6 +31,8 @@ struct bs_model {
     int n_labels;
     char **labels;
     float *thresholds;
+    float *cal_a, *cal_b; /* [n_labels] Platt scaling on the logit, or NULL (none) */
+    int n_filters;        /* the last n_filters outputs are filter classes, not species */
     int n_mels, n_frames;
     float *mean, *std;
     int have_norm;
@@ -86,6 +88,8 @@ void bs_model_free(bs_model *m) {
         for (int i = 0; i < m->n_labels; i++) free(m->labels[i]);
     free(m->labels);
     free(m->thresholds);
+    free(m->cal_a);
+    free(m->cal_b);
     free(m->mean);
     free(m->std);
     if (m->features) json_decref(m->features);
@@ -206,6 +210,40 @@ int bs_model_set_thresholds(bs_model *m, const float *thr, bs_error *err) {
     return 0;
 }
 
+int bs_model_set_calibration(bs_model *m, const float *a, const float *b, bs_error *err) {
+    if (!a || !b) {
+        free(m->cal_a);
+        free(m->cal_b);
+        m->cal_a = m->cal_b = NULL;
+        refresh_meta(m);
+        return 0;
+    }
+    for (int i = 0; i < m->n_labels; i++) {
+        if (!(a[i] > 0.0f && a[i] <= BS_CAL_MAX_A))
+            return bs_error_set(err, "calibration slope a[%d] (%s) is %g, expected above 0 and at most %g", i,
+                                m->labels[i], (double)a[i], BS_CAL_MAX_A);
+        if (!(fabsf(b[i]) <= BS_CAL_MAX_B))
+            return bs_error_set(err, "calibration offset b[%d] (%s) is %g, expected -%g to %g", i, m->labels[i],
+                                (double)b[i], BS_CAL_MAX_B, BS_CAL_MAX_B);
+    }
+    if (!m->cal_a) m->cal_a = malloc(sizeof(float) * (size_t)m->n_labels);
+    if (!m->cal_b) m->cal_b = malloc(sizeof(float) * (size_t)m->n_labels);
+    if (!m->cal_a || !m->cal_b) return bs_error_set(err, "out of memory for the calibration");
+    memcpy(m->cal_a, a, sizeof(float) * (size_t)m->n_labels);
+    memcpy(m->cal_b, b, sizeof(float) * (size_t)m->n_labels);
+    refresh_meta(m);
+    return 0;
+}
+
+int bs_model_set_filter_classes(bs_model *m, int n_filters, bs_error *err) {
+    if (n_filters < 0 || n_filters >= m->n_labels)
+        return bs_error_set(err, "%d filter classes among %d outputs: at least one output must be a species", n_filters,
+                            m->n_labels);
+    m->n_filters = n_filters;
+    refresh_meta(m);
+    return 0;
+}
+
 int bs_model_set_normalization(bs_model *m, const float *mean, const float *std, int n_mels,
                                bs_error *err) {
     if (n_mels != m->n_mels)
@@ -288,11 +326,23 @@ int bs_model_set_training_json(bs_model *m, const char *json, bs_error *err) {
 /* ---- accessors ---------------------------------------------------------------------------- */
 
 int bs_model_n_outputs(const bs_model *m) { return m->n_labels; }
+int bs_model_n_species(const bs_model *m) { return m->n_labels - m->n_filters; }
+int bs_model_n_filters(const bs_model *m) { return m->n_filters; }
+int bs_model_filter_index(const bs_model *m, const char *name) {
+    for (int i = m->n_labels - m->n_filters; i < m->n_labels; i++)
+        if (strcmp(m->labels[i], name) == 0) return i;
+    return -1;
+}
 const char *bs_model_label(const bs_model *m, int i) {
     return i >= 0 && i < m->n_labels ? m->labels[i] : NULL;
 }
 const char *const *bs_model_labels(const bs_model *m) { return (const char *const *)m->labels; }
 const float *bs_model_thresholds(const bs_model *m) { return m->thresholds; }
+int bs_model_calibration(const bs_model *m, const float **a, const float **b) {
+    if (a) *a = m->cal_a;
+    if (b) *b = m->cal_b;
+    return m->cal_a != NULL;
+}
 int bs_model_n_mels(const bs_model *m) { return m->n_mels; }
 int bs_model_n_frames(const bs_model *m) { return m->n_frames; }
 const float *bs_model_norm_mean(const bs_model *m) { return m->mean; }
@@ -323,11 +373,27 @@ uint32_t bs_model_checksum(const bs_model *m) { return m->crc; }
 
 /* ---- inference ---------------------------------------------------------------------------- */
 
+double bs_prob_logit(float p) {
+    double q = p < BS_CAL_P_MIN ? BS_CAL_P_MIN : p > 1.0 - BS_CAL_P_MIN ? 1.0 - BS_CAL_P_MIN : (double)p;
+    return log(q) - log1p(-q);
+}
+
+float bs_platt_apply(float p, float a, float b) {
+    double z = (double)a * bs_prob_logit(p) + (double)b;
+    return (float)(1.0 / (1.0 + exp(-z)));
+}
+
+void bs_model_calibrate(const bs_model *m, float *probs) {
+    if (!m->cal_a) return;
+    for (int i = 0; i < m->n_labels; i++) probs[i] = bs_platt_apply(probs[i], m->cal_a[i], m->cal_b[i]);
+}
+
 int bs_model_predict(bs_model *m, const float *features, float *probs) {
     bs_net_forward(m->net, features, 1, 0);
     bs_net_activate(m->net, 1, probs);
     for (int i = 0; i < m->n_labels; i++)
         if (!isfinite(probs[i])) return -1;
+    bs_model_calibrate(m, probs);
     return 0;
 }
 
@@ -404,6 +470,15 @@ static json_t *metadata_json(const bs_model *m) {
                         json_string(bs_layer_kind_name(bs_net_output_kind(m->net))));
     json_object_set_new(root, "labels", labels);
     json_object_set_new(root, "thresholds", float_array(m->thresholds, m->n_labels));
+    if (m->n_filters > 0) {
+        json_t *fc = json_array();
+        for (int i = m->n_labels - m->n_filters; i < m->n_labels; i++) json_array_append_new(fc, json_string(m->labels[i]));
+        json_object_set_new(root, "filter_classes", fc);
+    }
+    if (m->cal_a)
+        json_object_set_new(root, "calibration",
+                            json_pack("{s:s,s:o,s:o}", "method", "platt", "a", float_array(m->cal_a, m->n_labels), "b",
+                                      float_array(m->cal_b, m->n_labels)));
     json_object_set_new(root, "features", m->features ? json_incref(m->features) : json_object());
     json_object_set_new(root, "normalization",
                         json_pack("{s:o,s:o}", "mean", float_array(m->mean, m->n_mels), "std",
@@ -782,6 +857,44 @@ static int read_labels(bs_model *m, json_t *root, bs_error *err) {
     return 0;
 }
 
+/* Filter classes (optional: the last outputs, named in order; files before them: all
+ * species) and the per-output Platt calibration (optional: files before it load as
+ * uncalibrated). */
+static int read_filters_calibration(bs_model *m, json_t *root, bs_error *err) {
+    const int n_labels = m->n_labels;
+    json_t *fcl = json_object_get(root, "filter_classes");
+    if (fcl) {
+        size_t nf = json_is_array(fcl) ? json_array_size(fcl) : 0;
+        if (!json_is_array(fcl) || nf < 1 || nf >= (size_t)n_labels)
+            return bs_error_set(err,
+                                "metadata 'filter_classes' is not an array of 1 to %d labels (at least one output "
+                                "must be a species)",
+                                n_labels - 1);
+        for (size_t k = 0; k < nf; k++) {
+            json_t *v = json_array_get(fcl, k);
+            const char *want = m->labels[n_labels - nf + k];
+            if (!json_is_string(v) || strcmp(json_string_value(v), want) != 0)
+                return bs_error_set(err,
+                                    "filter_classes[%zu] is not \"%s\": filter classes must be the last labels, in order",
+                                    k, want);
+        }
+        m->n_filters = (int)nf;
+    }
+    json_t *cal = json_object_get(root, "calibration");
+    if (!cal) return 0;
+    if (!json_is_object(cal)) return bs_error_set(err, "metadata 'calibration' is not an object");
+    json_t *method = json_object_get(cal, "method");
+    if (!json_is_string(method) || strcmp(json_string_value(method), "platt") != 0)
+        return bs_error_set(err, "metadata calibration.method is not \"platt\"");
+    float *ab = malloc(sizeof(float) * 2 * (size_t)n_labels + 1);
+    if (!ab) return bs_error_set(err, "out of memory for the calibration");
+    int bad = read_floats(json_object_get(cal, "a"), "calibration.a", n_labels, ab, err) ||
+              read_floats(json_object_get(cal, "b"), "calibration.b", n_labels, ab + n_labels, err) ||
+              bs_model_set_calibration(m, ab, ab + n_labels, err);
+    free(ab);
+    return bad ? -1 : 0;
+}
+
 /* The feature settings (matching the network's input), the normalization, the training
  * record. */
 static int read_settings(bs_model *m, json_t *root, bs_error *err) {
@@ -893,7 +1006,7 @@ static bs_model *load_checked(const uint8_t *p, size_t size, bs_error *err) {
         return NULL;
     }
     bs_model *m = model_from_metadata(root, err);
-    if (!m || read_labels(m, root, err) || read_settings(m, root, err) ||
+    if (!m || read_labels(m, root, err) || read_filters_calibration(m, root, err) || read_settings(m, root, err) ||
         read_tensors(m, root, p + fl.data_offset, fl.data_size, err)) {
         bs_model_free(m);
         json_decref(root);

@@ -55,6 +55,20 @@ bs_net *bs_model_net(bs_model *model);
 int bs_model_set_thresholds(bs_model *model, const float *thresholds, bs_error *err);
 int bs_model_set_normalization(bs_model *model, const float *mean, const float *std, int n_mels,
                                bs_error *err);
+/* Filter classes (issue 16): the last n_filters outputs (e.g. "human") are not species: never
+ * reported, detected or stored as one, but they drive filters (the privacy filter). 0 <=
+ * n_filters < n_outputs. Stored as "filter_classes" (their labels); a file without it has
+ * species only. */
+int bs_model_set_filter_classes(bs_model *model, int n_filters, bs_error *err);
+/* Per-output Platt scaling (issue 16): the probability a program reports is
+ * sigmoid(a[i] * logit(p) + b[i]) of the network's p (clipped to [BS_CAL_P_MIN, 1 - BS_CAL_P_MIN]
+ * before the logit). 0 < a <= BS_CAL_MAX_A (monotonic: the order of the windows is kept),
+ * |b| <= BS_CAL_MAX_B. a = b = NULL removes it (the network's probabilities as they are, which
+ * is what a file without "calibration" means). Thresholds are on the calibrated scale. */
+#define BS_CAL_MAX_A 100.0
+#define BS_CAL_MAX_B 100.0
+#define BS_CAL_P_MIN 1e-7
+int bs_model_set_calibration(bs_model *model, const float *a, const float *b, bs_error *err);
 /* Feature settings (validated; cfg->n_mels and bs_feature_n_frames(cfg) must match the
  * network input). Stored in the file through bs_feature_config_to_json/from_json. */
 int bs_model_set_feature_config(bs_model *model, const bs_feature_config *cfg, bs_error *err);
@@ -66,10 +80,16 @@ int bs_model_set_training_json(bs_model *model, const char *json_object, bs_erro
 int bs_model_set_arch(bs_model *model, const char *name, bs_error *err);
 
 /* ---- accessors (pointers live as long as the model) ---- */
-int bs_model_n_outputs(const bs_model *model);
+int bs_model_n_outputs(const bs_model *model);  /* species, then filter classes */
+int bs_model_n_species(const bs_model *model);  /* outputs 0 .. n_species - 1 */
+int bs_model_n_filters(const bs_model *model);  /* outputs n_species .. n_outputs - 1 */
+/* Output index of a filter class by name, or -1. */
+int bs_model_filter_index(const bs_model *model, const char *name);
 const char *bs_model_label(const bs_model *model, int i);
 const char *const *bs_model_labels(const bs_model *model); /* n_outputs of them */
 const float *bs_model_thresholds(const bs_model *model);
+/* 1 and the [n_outputs] slopes and offsets when the model is calibrated, else 0 (NULLs). */
+int bs_model_calibration(const bs_model *model, const float **a, const float **b);
 int bs_model_n_mels(const bs_model *model);    /* input height */
 int bs_model_n_frames(const bs_model *model);  /* input width */
 const float *bs_model_norm_mean(const bs_model *model);  /* n_mels */
@@ -90,9 +110,17 @@ uint32_t bs_crc32(uint32_t crc, const void *data, size_t n);
 /* ---- inference ----
  * features: one window as bs_model_normalize left it (n_mels * n_frames floats, mel-major:
  * x[mel*n_frames+frame]);
- * probs: n_outputs sigmoid (or softmax) probabilities. Allocates nothing; one thread at a
+ * probs: n_outputs sigmoid (or softmax) probabilities, calibrated (bs_model_calibrate). Allocates nothing; one thread at a
  * time per model. Returns 0, or -1 if an output is not finite (corrupt input). */
 int bs_model_predict(bs_model *model, const float *features, float *probs);
+/* The one calibration function: maps n_outputs network probabilities to calibrated ones in
+ * place (nothing when the model has no calibration). bs_model_predict applies it; a program
+ * that runs the network itself must call it. */
+void bs_model_calibrate(const bs_model *model, float *probs);
+/* sigmoid(a * logit(clip(p)) + b), in double inside. */
+float bs_platt_apply(float p, float a, float b);
+/* log(p / (1 - p)) of p clipped to [BS_CAL_P_MIN, 1 - BS_CAL_P_MIN] (finite for any p). */
+double bs_prob_logit(float p);
 /* Normalizes a raw log-mel dB window in place (mel-major), exactly as training did
  * (bs_features_normalize): the z-score with the model's mean/std and the feature config's
  * norm_std_floor, then the config's window_norm (none, band_mean or band_median). */

@@ -373,6 +373,7 @@ def test_init_from_imported_softmax_head_freeze_features(tmp_path):
     m0, t0 = tensors(tmp_path / "imp.bsm")
     m1, t1 = tensors(tmp_path / "fixed.bsm")
     assert m0["output"] == "softmax" and m1["output"] == "sigmoid"
+    assert m1["calibration"]["method"] == "platt" and len(m1["calibration"]["a"]) == 2  # #9's, after the fine-tune
     assert m1["training"]["init_from"]["training"]["imported_from"]["format"] == "keras"
     for name in t0:
         if name.startswith("dense"):
@@ -398,5 +399,15 @@ def test_demo_model_through_keras_classifies_identically(tmp_path):
             "--hop-length", f["hop_length"], "--segment", f["segment_seconds"], "--window-norm", f["window_norm"])
     assert r.returncode == 0, r.stderr
     x = rnd(4, meta["input"]["n_mels"], meta["input"]["n_frames"]) * 20 - 40
-    a, b = classify_npy(demo, x, tmp_path), classify_npy(tmp_path / "d.bsm", x, tmp_path)
-    np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+    p = tmp_path / "x.npy"
+    np.save(p, x)
+    r = run("classify", "--model", demo, "--format", "json", p)
+    assert r.returncode == 0, r.stderr
+    wins = json.loads(r.stdout)["files"][0]["windows"]
+    want = np.array([w["probabilities"] + w.get("filter_probabilities", []) for w in wins])
+    got = classify_npy(tmp_path / "d.bsm", x, tmp_path)  # every output a label, uncalibrated
+    cal = meta.get("calibration")
+    if cal:  # the demo's Platt scaling (bs_platt_apply): sigmoid(a logit(p) + b), p clipped
+        q = np.clip(got.astype(np.float64), 1e-7, 1 - 1e-7)
+        got = 1 / (1 + np.exp(-(np.array(cal["a"]) * np.log(q / (1 - q)) + np.array(cal["b"]))))
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)

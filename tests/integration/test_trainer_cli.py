@@ -94,6 +94,36 @@ def test_model_provenance_has_history_and_metrics(trained):
 
 
 @needs_data
+def test_eval_open_set_per_background_source_with_nested_folders(trained, tmp_path):
+    # a folder of species folders (as other-birds/ is) gives background windows; each
+    # --background entry is reported as its own source, and the figures add up
+    nested = tmp_path / "others"
+    for sp, src in (("a", "rugr_drum.flac"), ("b", "great_plains_toad.flac")):
+        (nested / sp).mkdir(parents=True)
+        os.symlink(os.path.join(SOUNDSCAPES, "opensoundscape", src), nested / sp / src)
+    night = os.path.join(SOUNDSCAPES, "scikit-maad_24h_S4A03895", "S4A03895_20190522_000000.flac")
+    p = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+            "--background", f"{nested},{night}", "--cache", str(trained["tmp"] / "cache"), "--json",
+            "--report", str(tmp_path / "r.html"), check=0)
+    j = json.loads(p.stdout)
+    rows = {r["source"]: r for r in j["open_set"]}
+    # the manifest's background row (the drum) is a source named by the manifest
+    assert set(rows) == {str(nested), night, str(trained["manifest"]), "all background"}, rows
+    assert rows[str(nested)]["windows"] > rows[night]["windows"] > 0
+    total = rows["all background"]
+    assert total["windows"] == sum(r["windows"] for k, r in rows.items() if k != "all background")
+    for r in rows.values():
+        assert 0 <= r["species_above_half_per_window"] <= 2
+        assert r["false_detections_per_hour"] == pytest.approx(r["false_detections"] * 3600 / r["seconds"])
+    # the night hour is a 10 s file: its windows cover it
+    assert rows[night]["seconds"] == pytest.approx(10, abs=1)
+    text = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]),
+               "--background", str(nested), "--cache", str(trained["tmp"] / "cache"), check=0).stdout
+    assert "open set" in text and str(nested) in text
+    assert "Open set" in (tmp_path / "r.html").read_text()
+
+
+@needs_data
 @pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian chromium not installed")
 def test_report_renders_in_headless_chromium(trained, tmp_path):
     out = trained["tmp"] / "r2.html"
@@ -193,6 +223,7 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--class-weights", "x"], 2, "expected none or balanced"),
     (["--data", "x", "--out", "m", "--val-fraction", "1.5"], 2, "--val-fraction '1.5'"),
     (["--data", "x", "--out", "m", "--folds", "1"], 2, "--folds '1'"),
+    (["--data", "x", "--out", "m", "--calibration", "isotonic"], 2, "--calibration 'isotonic': expected platt or none"),
     (["--data", "x", "--out", "m", "--seed", "-3"], 2, "--seed '-3'"),
     (["--data", "x", "--out", "m", "--snr-range", "5"], 2, "expected LO,HI"),
     (["--data", "x", "--out", "m", "--snr-range", "10,5"], 2, "--snr-range '5'"),
@@ -333,6 +364,37 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     cv = meta["training"]["metrics"]["cross_validation"]
     assert cv["folds"] == 2 and len(cv["per_fold"]) == 2
     assert set(cv["recording_accuracy"]) == {"mean", "sd"}
+    # the open set pooled over the folds' test parts: the manifest's background row (the drum)
+    # lands in exactly one fold's test part
+    pooled = {r["source"]: r for r in cv["open_set"]}
+    assert pooled["all background"]["windows"] == pooled[str(trained["manifest"])]["windows"] > 0
+    assert "cross-validation, pooled test parts: open set" in p.stdout
+    assert "open_set" in meta["training"]["metrics"]["validation"]
+    # calibration (default platt): fitted on the folds' test parts, carried by the file
+    cal = meta["training"]["calibration"]
+    assert cal["method"] == "platt" and cal["ece_after_measured"] == "cross-fitted"
+    assert cal["windows"] == sum(f["windows"] for f in cv["per_fold"])
+    assert meta["calibration"]["method"] == "platt" and len(meta["calibration"]["a"]) == 2
+    assert meta["calibration"]["a"] == pytest.approx(cal["a"]) and all(a > 0 for a in cal["a"])
+    assert re.search(r"^calibration: Platt scaling per output fitted on \d+ held-out windows", p.stdout, re.M)
+    # the calibrated fold models, calibration cross-fitted: what a station running it sees
+    ccv = cal["cross_validation"]
+    assert len(ccv["per_fold_recording_accuracy"]) == 2
+    assert all(0 <= x <= 1 for x in ccv["per_fold_recording_accuracy"])
+    assert ccv["recording_accuracy"]["mean"] == pytest.approx(sum(ccv["per_fold_recording_accuracy"]) / 2)
+    cpooled = {r["source"]: r for r in ccv["open_set"]}
+    assert cpooled["all background"]["windows"] == pooled["all background"]["windows"]
+    assert 0 <= cpooled["all background"]["species_above_half_per_window"] <= 2  # of 2 species
+    assert "cross-validation, calibrated (cross-fitted over the folds): recording accuracy" in p.stdout
+    ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--json",
+                        "--cache", str(trained["tmp"] / "cache"), check=0).stdout)
+    assert 0 <= ev["ece_uncalibrated"] <= 1 and 0 <= ev["ece"] <= 1
+    # --calibration none: no calibration in the file
+    model2 = tmp_path / "raw.bsm"
+    run("train", "--data", str(trained["manifest"]), "--out", str(model2), "--arch", "convnet-lite-gp",
+        "--n-mels", "64", "--epochs", "1", "--calibration", "none", "--val-fraction", "0.3",
+        "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert "calibration" not in json.loads(run("inspect", str(model2), check=0).stdout)
     assert meta["features"]["n_mels"] == 64
     assert meta["arch"] == "convnet-lite-gp"  # the name given, not "custom"
 
@@ -472,7 +534,54 @@ def test_sigterm_checkpoint_then_resume_gives_the_same_model(trained, tmp_path):
     assert (ck / "final.ckpt").exists()
     r = run(*args, "--out", str(part), "--checkpoint-dir", str(ck), "--resume", "--batch-size", "16")
     assert r.returncode == 1 and "--batch-size is 32 there, 16 in this run" in r.stderr, r.stderr
+    r = run(*args, "--out", str(part), "--checkpoint-dir", str(ck), "--resume", "--calibration", "none")
+    assert r.returncode == 1 and "--calibration is platt there, none in this run" in r.stderr, r.stderr
     r = run(*args, "--out", str(part), "--checkpoint-dir", str(ck), "--resume", check=0)
     assert "resumed from" in r.stderr, r.stderr
     wav = short_files("Vireo_griseus", 1)[0]
     assert classify_probs(full, wav) == classify_probs(part, wav)
+
+
+SPEECH = os.path.join(DATA, "speech")
+
+
+@needs_data
+@pytest.mark.skipif(not os.path.isdir(SPEECH), reason=f"speech recordings not found at {SPEECH}")
+def test_filter_class_in_model_classify_and_eval(trained, tmp_path):
+    """--filter-class human=...: the model carries it after the species; classify keeps
+    "species"/"probabilities" for the species and adds "filter_classes"/"filter_probabilities"
+    (CSV: one more column after the species); eval measures the species without it and reports
+    the filter apart (issue 16)."""
+    george = os.path.join(SPEECH, "speaker_george.flac")
+    model = tmp_path / "f.bsm"
+    p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
+            "--n-mels", "64", "--epochs", "1", "--val-fraction", "0.3", "--filter-class", f"human={george}",
+            "--cache", str(trained["tmp"] / "cache"), check=0)
+    assert "2 species" in p.stdout, p.stdout
+    meta = json.loads(run("inspect", str(model), check=0).stdout)
+    assert meta["labels"] == ["Cecropis_daurica", "Vireo_griseus", "human"]
+    assert meta["filter_classes"] == ["human"]
+    assert len(meta["thresholds"]) == 3
+    f = short_files("Vireo_griseus", 1)[0]
+    j = json.loads(run("classify", "--model", str(model), "--format", "json", f, check=0).stdout)
+    assert j["species"] == ["Cecropis_daurica", "Vireo_griseus"] and j["filter_classes"] == ["human"]
+    for w in j["files"][0]["windows"]:
+        assert len(w["probabilities"]) == 2 and len(w["filter_probabilities"]) == 1
+        assert 0 <= w["filter_probabilities"][0] <= 1
+    rows = list(csv.reader(io.StringIO(run("classify", "--model", str(model), "--format", "csv", f, check=0).stdout)))
+    assert rows[0] == ["path", "start", "end", "Cecropis_daurica", "Vireo_griseus", "human"]
+    assert all(len(r) == 6 for r in rows)
+    # a model without filter classes: no new keys
+    j0 = json.loads(run("classify", "--model", str(trained["model"]), "--format", "json", f, check=0).stdout)
+    assert "filter_classes" not in j0 and "filter_probabilities" not in j0["files"][0]["windows"][0]
+    ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--filter-class",
+                        f"human={george}", "--cache", str(trained["tmp"] / "cache"), "--json", check=0).stdout)
+    assert ev["species"] == ["Cecropis_daurica", "Vireo_griseus"]
+    assert len(ev["per_species"]) == 2
+    (fc,) = ev["filter_classes"]
+    assert fc["name"] == "human" and fc["windows"] > 100 and 0 <= fc["recall"] <= 1
+    rows = {r["source"]: r for r in ev["open_set"]}
+    assert rows[f"human={george}"]["windows"] == fc["windows"]
+    bad = run("eval", "--model", str(trained["model"]), "--data", str(trained["manifest"]), "--filter-class",
+              f"human={george}", "--cache", str(trained["tmp"] / "cache"))
+    assert bad.returncode == 1 and "the model has no filter class 'human'" in bad.stderr

@@ -5,7 +5,8 @@
  * The network (default "convnet-lite") is initialised from SEED and never trained: its
  * probabilities are meaningless but deterministic. Feature settings are the library's
  * defaults (22050 Hz, 128 mels, 1 s windows); thresholds 0.5; normalization mean -40 dB,
- * std 20 dB for every mel bin. */
+ * std 20 dB for every mel bin. A label may carry its threshold (LABEL=0.2), and labels written
+ * ~NAME at the end are filter classes (issue 16), e.g. "Parus_major=0,~human=0". */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +26,21 @@ int main(int argc, char **argv) {
     char *list = strdup(argv[2]);
     const char *labels[256];
     int n = 0;
-    for (char *tok = strtok(list, ","); tok && n < 256; tok = strtok(NULL, ",")) labels[n++] = tok;
+    float given[256];
+    int n_filters = 0;
+    for (char *tok = strtok(list, ","); tok && n < 256; tok = strtok(NULL, ",")) {
+        given[n] = 0.5f;
+        char *eq = strchr(tok, '=');
+        if (eq) {
+            *eq = 0;
+            given[n] = strtof(eq + 1, NULL);
+        }
+        if (tok[0] == '~') {
+            tok++;
+            n_filters++;
+        }
+        labels[n++] = tok;
+    }
     bs_feature_config fc = bs_feature_config_default();
     int n_mels = fc.n_mels, n_frames = bs_feature_n_frames(&fc);
     bs_error err;
@@ -35,7 +50,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     float th[256], mean[1024], std[1024];
-    for (int i = 0; i < n; i++) th[i] = 0.5f;
+    for (int i = 0; i < n; i++) th[i] = given[i];
     for (int i = 0; i < n_mels; i++) {
         mean[i] = -40.0f;
         std[i] = 20.0f;
@@ -51,7 +66,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "make_test_model: could not build the training metadata\n");
         return 1;
     }
-    if (bs_model_set_thresholds(m, th, &err) || bs_model_set_normalization(m, mean, std, n_mels, &err) ||
+    if ((n_filters && bs_model_set_filter_classes(m, n_filters, &err)) || bs_model_set_thresholds(m, th, &err) ||
+        bs_model_set_normalization(m, mean, std, n_mels, &err) ||
         bs_model_set_feature_config(m, &fc, &err) || bs_model_set_training_json(m, training, &err) ||
         bs_model_save(m, argv[1], &err)) {
         fprintf(stderr, "make_test_model: %s\n", err.msg);

@@ -411,3 +411,108 @@ Test(loader_check, running_var_negative) {
     expect_refused(buf, n, "bn1.running_var value 1 is -0.5, a variance must be >= 0");
     free(buf);
 }
+
+/* ---- per-species calibration (issue 16) ---- */
+
+#define CAL(a0, a1, a2, b0, b1, b2) \
+    json_pack("{s:s,s:[fff],s:[fff]}", "method", "platt", "a", a0, a1, a2, "b", b0, b1, b2)
+JSON_CASE(calibration_type, "'calibration' is not an object",
+          json_object_set_new(root, "calibration", json_integer(1)))
+JSON_CASE(calibration_method, "calibration.method is not \"platt\"",
+          json_object_set_new(root, "calibration", json_pack("{s:s,s:[fff],s:[fff]}", "method", "isotonic", "a", 1.0,
+                                                             1.0, 1.0, "b", 0.0, 0.0, 0.0)))
+JSON_CASE(calibration_count, "'calibration.b' has 2 values, expected 3",
+          json_object_set_new(root, "calibration", json_pack("{s:s,s:[fff],s:[ff]}", "method", "platt", "a", 1.0, 1.0,
+                                                             1.0, "b", 0.0, 0.0)))
+JSON_CASE(calibration_slope, "calibration slope a[1] (Parus major) is -0.5",
+          json_object_set_new(root, "calibration", CAL(1.0, -0.5, 1.0, 0.0, 0.0, 0.0)))
+JSON_CASE(calibration_offset, "calibration offset b[2] (Erithacus rubecula) is 1000",
+          json_object_set_new(root, "calibration", CAL(1.0, 1.0, 1.0, 0.0, 0.0, 1000.0)))
+
+static void edit_calibrated(json_t *root) {
+    json_object_set_new(root, "calibration", CAL(0.5, 1.0, 2.0, -1.0, 0.0, 0.25));
+}
+
+Test(model, calibration_round_trips_and_is_applied_by_predict) {
+    /* a file without "calibration" (every model before issue 16) loads uncalibrated */
+    bs_model *m = make_model();
+    size_t n;
+    uint8_t *plain = serialize(m, &n);
+    bs_error err = {{0}};
+    bs_model *old = bs_model_load_buffer(plain, n, "old.bsm", &err);
+    cr_assert_not_null(old, "%s", err.msg);
+    cr_assert_eq(bs_model_calibration(old, NULL, NULL), 0);
+    cr_assert_null(strstr(bs_model_metadata_json(old), "calibration"));
+
+    size_t cn;
+    uint8_t *cal = with_json(edit_calibrated, &cn);
+    bs_model *cm = bs_model_load_buffer(cal, cn, "cal.bsm", &err);
+    cr_assert_not_null(cm, "%s", err.msg);
+    const float *a, *b;
+    cr_assert_eq(bs_model_calibration(cm, &a, &b), 1);
+    cr_assert(a[0] == 0.5f && a[2] == 2.0f && b[0] == -1.0f && b[2] == 0.25f);
+    /* saved and loaded again: the same values, bit for bit */
+    size_t rn;
+    uint8_t *again = serialize(cm, &rn);
+    bs_model *cm2 = bs_model_load_buffer(again, rn, "again.bsm", &err);
+    cr_assert_not_null(cm2, "%s", err.msg);
+    const float *a2, *b2;
+    cr_assert_eq(bs_model_calibration(cm2, &a2, &b2), 1);
+    cr_assert(memcmp(a, a2, sizeof(float) * 3) == 0 && memcmp(b, b2, sizeof(float) * 3) == 0);
+    cr_assert(strstr(bs_model_metadata_json(cm2), "\"calibration\""));
+    bs_model_free(cm2);
+
+    /* predict = the network's probabilities through the one calibration function */
+    int F = bs_model_n_mels(old) * bs_model_n_frames(old);
+    float *x = malloc(sizeof(float) * F), *y = malloc(sizeof(float) * F);
+    for (int i = 0; i < F; i++) x[i] = y[i] = (float)sin(0.37 * i);
+    float p_old[3], p_cal[3];
+    cr_assert_eq(bs_model_predict(old, x, p_old), 0);
+    cr_assert_eq(bs_model_predict(cm, y, p_cal), 0);
+    for (int k = 0; k < 3; k++)
+        cr_assert_float_eq(p_cal[k], bs_platt_apply(p_old[k], a[k], b[k]), 1e-6, "output %d", k);
+    bs_model_calibrate(old, p_old); /* no calibration: unchanged */
+    cr_assert_eq(bs_model_set_calibration(old, NULL, NULL, &err), 0);
+    float bad_a[3] = {1, 0, 1}, zero[3] = {0};
+    cr_assert_eq(bs_model_set_calibration(old, bad_a, zero, &err), -1);
+    cr_assert(strstr(err.msg, "a[1]"), "%s", err.msg);
+    free(x);
+    free(y);
+    free(again);
+    free(cal);
+    free(plain);
+    bs_model_free(cm);
+    bs_model_free(old);
+    bs_model_free(m);
+}
+
+JSON_CASE(filter_classes_not_last, "filter_classes[0] is not \"Erithacus rubecula\"",
+          json_object_set_new(root, "filter_classes", json_pack("[s]", "Parus major")))
+JSON_CASE(filter_classes_all, "at least one output must be a species",
+          json_object_set_new(root, "filter_classes", json_pack("[sss]", "Turdus merula", "Parus major",
+                                                                "Erithacus rubecula")))
+
+static void edit_filter(json_t *root) {
+    json_object_set_new(root, "filter_classes", json_pack("[s]", "Erithacus rubecula"));
+}
+
+Test(model, filter_classes_are_the_last_outputs) {
+    size_t n;
+    uint8_t *b = with_json(edit_filter, &n);
+    bs_error err = {{0}};
+    bs_model *m = bs_model_load_buffer(b, n, "f.bsm", &err);
+    cr_assert_not_null(m, "%s", err.msg);
+    cr_assert_eq(bs_model_n_outputs(m), 3);
+    cr_assert_eq(bs_model_n_species(m), 2);
+    cr_assert_eq(bs_model_n_filters(m), 1);
+    cr_assert_eq(bs_model_filter_index(m, "Erithacus rubecula"), 2);
+    cr_assert_eq(bs_model_filter_index(m, "Parus major"), -1, "a species is not a filter class");
+    cr_assert(strstr(bs_model_metadata_json(m), "\"filter_classes\""));
+    cr_assert_eq(bs_model_set_filter_classes(m, 3, &err), -1);
+    bs_model *plain = make_model();
+    cr_assert_eq(bs_model_n_filters(plain), 0);
+    cr_assert_eq(bs_model_n_species(plain), 3);
+    bs_model_free(plain);
+    bs_model_free(m);
+    free(b);
+}

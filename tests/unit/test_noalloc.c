@@ -1,5 +1,5 @@
 /* The daemon's per-window path allocates nothing after start-up (ARCHITECTURE.md):
- * log-mel -> z-score -> network forward -> sigmoid, for the demo's light network and for
+ * log-mel -> z-score -> network forward -> sigmoid -> calibration, for the demo's light network and for
  * convnet1 (whose convolutions take the Winograd path). Counted with the sanitizer
  * allocator's malloc/free hooks: the unit tests always run under ASan (Makefile). */
 #include <criterion/criterion.h>
@@ -13,6 +13,7 @@
 #include "birdsong/model.h"
 #include "birdsong/nn.h"
 #include "daemon/mqtt.h"
+#include "daemon/privacy.h"
 #include "daemon/results.h"
 #include "daemon/sse.h"
 #include "switches_from_env.h"
@@ -46,6 +47,7 @@ static long allocations_per_windows(const char *arch, int windows, bs_window_nor
     bs_model *m = bs_model_create(arch, nm, nf, labels, 6, 1, 7, &err);
     cr_assert_not_null(m, "%s", err.msg);
     float th[6] = {0.5f, 0.5f, 0.5f, 0.5f, 0.5f, 0.5f};
+    float cal_a[6] = {1.2f, 0.8f, 1.0f, 1.5f, 0.9f, 1.1f}, cal_b[6] = {-0.1f, 0.2f, 0.0f, -0.5f, 0.3f, 0.1f};
     float *mean = calloc((size_t)nm, sizeof *mean), *std = malloc((size_t)nm * sizeof *std);
     for (int i = 0; i < nm; i++) mean[i] = -40.0f, std[i] = 20.0f;
     char path[] = "/tmp/bs-noalloc-XXXXXX";
@@ -54,6 +56,7 @@ static long allocations_per_windows(const char *arch, int windows, bs_window_nor
     close(fd);
     cr_assert_eq(bs_model_set_thresholds(m, th, &err) || bs_model_set_normalization(m, mean, std, nm, &err) ||
                      bs_model_set_feature_config(m, &fc, &err) ||
+                     bs_model_set_calibration(m, cal_a, cal_b, &err) ||
                      bs_model_set_training_json(m, "{\"date\":\"2026-01-01T00:00:00Z\"}", &err) ||
                      bs_model_save(m, path, &err),
                  0, "%s", err.msg);
@@ -61,6 +64,7 @@ static long allocations_per_windows(const char *arch, int windows, bs_window_nor
     bs_model *loaded = bs_model_load(path, &err);
     unlink(path);
     cr_assert_not_null(loaded, "%s", err.msg);
+    cr_assert_eq(bs_model_calibration(loaded, NULL, NULL), 1); /* the calibration is on the path */
     bs_melspec *ms = bs_melspec_create(&fc, &err);
     cr_assert_not_null(ms, "%s", err.msg);
 
@@ -175,5 +179,74 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     bsd_results_set_listener(res, NULL, NULL);
     bsd_mqtt_stop(f.mqtt, 0);
     bsd_sse_hub_free(f.hub);
+    bsd_results_free(res);
+}
+
+/* With a filter class: the prediction carries "filters" from the same preallocated buffer,
+ * and the station's privacy filter (daemon/privacy.h) takes each window and holds and
+ * releases detections without allocating. */
+struct privacy_fanout {
+    bsd_privacy *pv;
+    bsd_detection released[BSD_PRIVACY_HELD_MAX];
+    int verdicts[BSD_PRIVACY_HELD_MAX];
+    int n_released, n_dropped, filtered;
+    char last[2048];
+};
+
+static void privacy_fanout(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
+    (void)thresholds;
+    struct privacy_fanout *f = user;
+    int human = -1;
+    for (int i = r->n_species; i < r->n_labels; i++)
+        if (strcmp(labels[i], "human") == 0) human = i;
+    bsd_privacy_set_model(f->pv, human);
+    double t0 = (double)r->start_ns / 1e9, t1 = (double)r->end_ns / 1e9;
+    f->filtered += bsd_privacy_window(f->pv, t0, t1, r->probs);
+    if (r->seq % 4 == 0) {
+        bsd_detection d = {.species_index = 0, .start = t0, .end = t1, .max_probability = 0.9f, .n_windows = 1};
+        snprintf(d.species, sizeof d.species, "%s", labels[0]);
+        cr_assert_eq(bsd_privacy_hold(f->pv, &d), 0);
+    }
+    int n = bsd_privacy_release(f->pv, t0, 0, f->released, f->verdicts, BSD_PRIVACY_HELD_MAX);
+    f->n_released += n;
+    for (int i = 0; i < n; i++) f->n_dropped += f->verdicts[i] == BSD_PRIVACY_DROP;
+    cr_assert_not_null(r->json);
+    cr_assert_lt(r->json_len, sizeof f->last);
+    memcpy(f->last, r->json, r->json_len + 1);
+}
+
+Test(noalloc, filters_and_privacy_on_the_publish_path) {
+    const char *labels[] = {"Parus_major", "Sitta_europaea", "human"};
+    const float th[] = {0.5f, 0.5f, 0.7f};
+    bsd_results *res = bsd_results_create(64);
+    cr_assert_not_null(res);
+    cr_assert_eq(bsd_results_set_labels(res, labels, th, 3), 1);
+    bsd_results_set_filters(res, 1);
+    bs_error err;
+    bsd_privacy_config pc;
+    cr_assert_eq(bsd_privacy_parse("auto", "drop", 1.0, 0.5, &pc, &err), 0, "%s", err.msg);
+    pc.pre_roll = pc.post_roll = 1.0;
+    struct privacy_fanout f = {.pv = bsd_privacy_new(&pc, &err)};
+    cr_assert_not_null(f.pv, "%s", err.msg);
+    bsd_results_set_listener(res, privacy_fanout, &f);
+    float p[3] = {0.9f, 0.1f, 0.0f};
+    bsd_results_publish(res, 0, 1000000000LL, 2.5f, p, 3); /* the first, outside the count */
+
+    __sanitizer_install_malloc_and_free_hooks(on_malloc, on_free);
+    n_mallocs_here = 0;
+    counting_here = 1;
+    for (int w = 1; w <= 60; w++) { /* speech in windows 20..29 */
+        p[2] = w >= 20 && w < 30 ? 0.95f : 0.02f;
+        bsd_results_publish(res, (int64_t)w * 1000000000LL, (int64_t)w * 1000000000LL + 1000000000LL, 2.5f, p, 3);
+    }
+    counting_here = 0;
+    cr_assert_eq(n_mallocs_here, 0, "%ld allocations in 60 publishes with a privacy filter", n_mallocs_here);
+    cr_assert_eq(f.filtered, 10);
+    cr_assert_gt(f.n_dropped, 0, "detections overlapping speech are dropped");
+    cr_assert_gt(f.n_released, f.n_dropped, "the others are released");
+    cr_assert(strstr(f.last, ",\"filters\":[{\"name\":\"human\",\"probability\":0.02}]}") != NULL, "%s", f.last);
+    cr_assert(strstr(f.last, "\"species\":\"human\"") == NULL, "%s", f.last);
+    bsd_results_set_listener(res, NULL, NULL);
+    bsd_privacy_free(f.pv);
     bsd_results_free(res);
 }

@@ -110,6 +110,47 @@ Test(results, other_labels_clear_the_history_but_seq_keeps_counting) {
     bsd_results_free(s);
 }
 
+/* A model with a filter class: species and filters apart in every document; a reload of the
+ * same labels (SIGHUP of the same file) keeps the latest prediction servable and the filter
+ * classes, as the worker calls it (set_labels, then set_filters). */
+Test(results, filter_classes_apart_and_kept_over_a_same_labels_reload) {
+    bsd_results *s = bsd_results_create(8);
+    cr_assert_eq(bsd_results_set_labels(s, labels3, th3, 3), 1);
+    bsd_results_set_filters(s, 1);
+    cr_assert_eq(bsd_results_n_labels(s), 2, "the species only");
+    float p[] = {0.1f, 0.9f, 0.75f};
+    bsd_results_publish(s, 0, 1, 1, p, 3);
+    for (int reload = 0; reload < 2; reload++) {
+        char *body;
+        size_t len;
+        uint64_t seq;
+        cr_assert_eq(bsd_results_latest_json(s, 0, &body, &len, &seq), 0, "reload %d: latest still served", reload);
+        json_t *j = parse(body);
+        cr_assert_eq(json_array_size(json_object_get(j, "probabilities")), 2);
+        json_t *f = json_array_get(json_object_get(j, "filters"), 0);
+        cr_assert_str_eq(json_string_value(json_object_get(f, "name")), "c");
+        cr_assert_float_eq(json_real_value(json_object_get(f, "probability")), 0.75, 1e-6);
+        json_decref(j);
+        cr_assert_eq(bsd_results_latest_json(s, 5, &body, &len, &seq), 0);
+        j = parse(body);
+        cr_assert_eq(json_array_size(json_object_get(j, "probabilities")), 2, "top-K ranks species only");
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "probabilities"), 0),
+                                                           "species")),
+                         "b");
+        json_decref(j);
+        cr_assert_eq(bsd_results_species_json(s, &body, &len), 0);
+        j = parse(body);
+        cr_assert_eq(json_integer_value(json_object_get(j, "count")), 2);
+        cr_assert_str_eq(json_string_value(json_object_get(json_array_get(json_object_get(j, "filter_classes"), 0),
+                                                           "name")),
+                         "c");
+        json_decref(j);
+        cr_assert_eq(bsd_results_set_labels(s, labels3, th3, 3), 0, "the same labels");
+        bsd_results_set_filters(s, 1);
+    }
+    bsd_results_free(s);
+}
+
 static int calls;
 static void listener(const bsd_result *r, const char *const *labels, const float *th, void *user) {
     calls++;

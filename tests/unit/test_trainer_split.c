@@ -173,3 +173,106 @@ Test(split, fixed_labels_skip_unknown_and_errors) {
     cr_assert_eq(ts_dataset_load(&ds, root, "nothere", NULL, 0, &err), -1);
     cr_assert(strstr(err.msg, "--background nothere"));
 }
+
+/* --background takes folders recursively: each sub-folder (a species of other birds) is one
+ * group, never split between folds; each entry is a source of its own (issue 16). */
+Test(split, background_folder_of_folders_is_read_recursively) {
+    mk("others");
+    mk("others/sp1");
+    mk("others/sp2");
+    mk("others/sp2/deep");
+    touch("others/top.wav");
+    touch("others/sp1/a.flac");
+    touch("others/sp1/b.flac");
+    touch("others/sp2/c.flac");
+    touch("others/sp2/deep/d.flac");
+    touch("others/sp2/readme.txt");
+    ts_dataset ds;
+    bs_error err = {{0}};
+    cr_assert_eq(ts_dataset_load(&ds, root, "noise,others", NULL, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 3, "a background folder is not a species");
+    cr_assert_eq(ds.n_sources, 2);
+    cr_assert_str_eq(ds.sources[0], "noise");
+    cr_assert_str_eq(ds.sources[1], "others");
+    int n_bg = 0, n_others = 0;
+    const char *g_sp1 = NULL, *g_sp2 = NULL;
+    for (int i = 0; i < ds.n_items; i++) {
+        const ts_item *it = &ds.items[i];
+        if (!it->background) {
+            cr_assert_eq(it->source, -1);
+            continue;
+        }
+        n_bg++;
+        if (it->source != 1) continue;
+        n_others++;
+        if (strstr(it->path, "/sp1/")) {
+            if (!g_sp1) g_sp1 = it->group;
+            cr_assert_str_eq(it->group, g_sp1, "the files of one sub-folder are one group");
+        } else if (strstr(it->path, "/sp2/")) {
+            if (!g_sp2) g_sp2 = it->group;
+            cr_assert_str_eq(it->group, g_sp2, "a sub-folder's own sub-folders join its group");
+        } else {
+            cr_assert_str_eq(it->group, it->path, "a file directly in the folder is its own group");
+        }
+    }
+    cr_assert_eq(n_others, 5);
+    cr_assert_eq(n_bg, 8);
+    cr_assert(g_sp1 && g_sp2 && strcmp(g_sp1, g_sp2) != 0);
+    int skipped_txt = 0;
+    for (int k = 0; k < ds.n_skipped; k++) skipped_txt += strstr(ds.skipped[k].path, "readme.txt") != NULL;
+    cr_assert_eq(skipped_txt, 1, "a non-audio file in a background sub-folder is reported as skipped");
+    int *fold = malloc(sizeof(int) * ds.n_items);
+    cr_assert_eq(ts_split_kfold(&ds, 3, 1, fold, &err), 0, "%s", err.msg);
+    for (int i = 0; i < ds.n_items; i++)
+        for (int j = 0; j < ds.n_items; j++)
+            if (strcmp(ds.items[i].group, ds.items[j].group) == 0) cr_assert_eq(fold[i], fold[j]);
+    free(fold);
+    ts_dataset_free(&ds);
+}
+
+/* --filter-class NAME=DIR (issue 16): one more label after the species, its files labelled
+ * with it only, each folder a source; a bad spec or a label of the data is refused. */
+Test(split, filter_class_appends_a_label_and_its_recordings) {
+    /* the voices live beside the data folder (inside it they would be a species folder) */
+    char vroot[300], cmd[1400];
+    snprintf(vroot, sizeof vroot, "%s.voices", root);
+    snprintf(cmd, sizeof cmd, "mkdir -p '%s/anna' && touch '%s/anna/a1.wav' '%s/anna/a2.wav' '%s/b.wav'", vroot, vroot,
+             vroot, vroot);
+    cr_assert_eq(system(cmd), 0);
+    char spec[320];
+    snprintf(spec, sizeof spec, "human=%s", vroot);
+    ts_dataset ds;
+    bs_error err = {{0}};
+    cr_assert_eq(ts_dataset_load(&ds, root, "noise", NULL, 0, &err), 0, "%s", err.msg);
+    int n0 = ds.n_items, src0 = ds.n_sources;
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, spec, &err), 0, "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 4);
+    cr_assert_eq(ds.n_filters, 1);
+    cr_assert_str_eq(ds.labels[3], "human");
+    cr_assert_eq(ds.n_items, n0 + 3);
+    cr_assert_eq(ds.n_sources, src0 + 1);
+    for (int i = 0; i < ds.n_items; i++) {
+        int human = ds.targets[i * 4 + 3];
+        cr_assert_eq(human, i >= n0, "item %d", i);
+        if (i >= n0) {
+            cr_assert_eq(ds.items[i].background, 0, "a filter-class file is labelled");
+            cr_assert_eq(ds.items[i].source, src0);
+            for (int c = 0; c < 3; c++) cr_assert_eq(ds.targets[i * 4 + c], 0);
+        } else {
+            /* the earlier rows keep their targets */
+            int sum = 0;
+            for (int c = 0; c < 3; c++) sum += ds.targets[i * 4 + c];
+            cr_assert_eq(sum, ds.items[i].background ? 0 : 1);
+        }
+    }
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "alpha=x", &err), -1);
+    cr_assert(strstr(err.msg, "already a label"), "%s", err.msg);
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "human", &err), -1);
+    cr_assert(strstr(err.msg, "expected NAME=DIR"), "%s", err.msg);
+    cr_assert_eq(ts_dataset_add_filter_class(&ds, "car=/nonexistent/bs", &err), -1);
+    cr_assert(strstr(err.msg, "no such folder or file"), "%s", err.msg);
+    cr_assert_eq(ds.n_labels, 4, "a refused class adds no label");
+    ts_dataset_free(&ds);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", vroot);
+    cr_assert_eq(system(cmd), 0);
+}
