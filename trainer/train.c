@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -539,6 +540,10 @@ static int run_norm(run *r, bs_error *err) {
     return 0;
 }
 
+/* --folds trainings run side by side and all read the --init-from model: bs_net_tensor marks
+ * its Winograd weights stale (a write), so they take turns */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
 /* --init-from: the model's layer list with a sigmoid output (a softmax or linear head becomes
  * per-species sigmoids), the layers before the last dense frozen with --freeze-features, and
  * where each data label is among its outputs (out_of[c]). */
@@ -603,8 +608,10 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     int M = r->w->n_mels, T = r->w->n_frames;
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
     int *out_of = ts_xcalloc((size_t)r->w->C, sizeof(int));
+    pthread_mutex_lock(&init_lock);
     int n_layers = o->init_from ? init_layers(o, labels, r->w->C, layers, out_of, err)
                                 : bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
+    pthread_mutex_unlock(&init_lock);
     if (n_layers < 0) {
         free(out_of);
         if (o->init_from) return -1;
@@ -612,7 +619,11 @@ static int run_model(run *r, char *const *labels, bs_error *err) {
     }
     r->model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, r->w->C, o->batch_size,
                                       o->seed, err);
-    if (r->model && o->init_from) init_weights(o, bs_model_net(r->model), out_of, r->w->C);
+    if (r->model && o->init_from) {
+        pthread_mutex_lock(&init_lock);
+        init_weights(o, bs_model_net(r->model), out_of, r->w->C);
+        pthread_mutex_unlock(&init_lock);
+    }
     free(out_of);
     if (!r->model) return -1;
     if (bs_model_set_arch(r->model, o->init_from ? bs_model_arch(o->init_from) : o->arch, err) != 0 || bs_model_set_normalization(r->model, r->mean, r->std, M, err) != 0 ||
