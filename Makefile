@@ -26,6 +26,8 @@ FUZZ_SECONDS ?= 60
 
 CORE_PKGS   := sndfile soxr fftw3f openblas jansson
 DAEMON_PKGS := portaudio-2.0 libmicrohttpd inih sqlite3 libsystemd jansson alsa
+# the Keras importer (trainer/keras.c): `birdsong` links these, birdsongd never does
+TRAINER_PKGS := hdf5-serial libzip nettle
 TEST_PKGS   := criterion
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(1) 2>/dev/null)
@@ -46,13 +48,14 @@ endif
 # contraction off under -std=c11 but turns it on under -std=gnu11, and clang contracts
 # within expressions by default, so it is stated here rather than left to a default.
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -ffp-contract=off -g $(WARN) -Iinclude -Icore -I. -MMD -MP
-CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS)) $(CFLAGS)
+CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TRAINER_PKGS)) $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TEST_PKGS)) $(CFLAGS)
+CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TRAINER_PKGS) $(TEST_PKGS)) $(CFLAGS)
 
 CORE_LIBS    = $(call PKG_LIBS,$(CORE_PKGS)) -lm -lpthread
 DAEMON_LIBS  = $(call PKG_LIBS,$(DAEMON_PKGS)) $(CORE_LIBS)
-TEST_LIBS    = $(call PKG_LIBS,$(TEST_PKGS)) $(DAEMON_LIBS)
+TRAINER_LIBS = $(call PKG_LIBS,$(TRAINER_PKGS)) $(CORE_LIBS)
+TEST_LIBS    = $(call PKG_LIBS,$(TEST_PKGS) $(TRAINER_PKGS)) $(DAEMON_LIBS)
 
 # Sources are found by wildcard: a new module is a new file, no Makefile edit needed.
 CORE_SRC     := $(shell find core -name '*.c' | sort)
@@ -113,7 +116,7 @@ $(BUILD)/san/libbirdsongd.a: $(call sanobj,$(DAEMON_SRC))
 # ---- programs --------------------------------------------------------------
 $(BUILD)/birdsong: $(call obj,trainer/main.c) $(LIBTRAINER) $(LIBCORE)
 	@$(if $(Q),echo "  LD      $@")
-	$(Q)$(CC) $(OPT) -g -o $@ $^ $(CORE_LIBS) $(LDFLAGS)
+	$(Q)$(CC) $(OPT) -g -o $@ $^ $(TRAINER_LIBS) $(LDFLAGS)
 
 $(BUILD)/birdsongd: $(call obj,daemon/main.c) $(LIBDAEMON) $(LIBCORE)
 	@$(if $(Q),echo "  LD      $@")
@@ -137,6 +140,13 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(DAEMON_SRC)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
+
+# the Keras importer's readers (trainer side): core + trainer/keras.c, libhdf5 and libzip
+$(BUILD)/fuzz/fuzz_keras_%: tests/fuzz/fuzz_keras_%.c $(CORE_SRC) trainer/keras.c
+	@mkdir -p $(dir $@)
+	@$(if $(Q),echo "  FUZZ    $@")
+	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  $(call PKG_CFLAGS,$(CORE_PKGS) $(TRAINER_PKGS)) -o $@ $< $(CORE_SRC) trainer/keras.c $(TRAINER_LIBS)
 
 fuzz-corpus: $(FUZZ_BINS)
 	$(Q)set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); \

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int bs_npy_write_f32(const char *path, const float *data, const size_t *shape, int ndim,
@@ -47,4 +48,102 @@ int bs_npy_write_f32(const char *path, const float *data, const size_t *shape, i
         return bs_error_set(err, "%s: write failed: %s", path, strerror(saved));
     }
     return 0;
+}
+
+/* ---- reader ---------------------------------------------------------------------------- */
+
+/* The value of 'key' in the header dict: a pointer just after "'key':" and spaces. */
+static const char *dict_value(const char *dict, const char *key) {
+    char pat[32];
+    snprintf(pat, sizeof pat, "'%s':", key);
+    const char *p = strstr(dict, pat);
+    if (!p) return NULL;
+    p += strlen(pat);
+    while (*p == ' ') p++;
+    return p;
+}
+
+int bs_npy_parse_f32(const void *buf, size_t n, const char *name, float **data, size_t *shape,
+                     int *ndim, bs_error *err) {
+    const unsigned char *b = buf;
+    *data = NULL;
+    if (n < 10 || memcmp(b, "\x93NUMPY", 6) != 0)
+        return bs_error_set(err, "%s: not a .npy file (no \\x93NUMPY magic)", name);
+    size_t hl, off;
+    if (b[6] == 1) {
+        hl = (size_t)b[8] | (size_t)b[9] << 8;
+        off = 10;
+    } else if ((b[6] == 2 || b[6] == 3) && n >= 12) {
+        hl = (size_t)b[8] | (size_t)b[9] << 8 | (size_t)b[10] << 16 | (size_t)b[11] << 24;
+        off = 12;
+    } else {
+        return bs_error_set(err, "%s: .npy version %d is not supported", name, b[6]);
+    }
+    if (hl > 65536 || off + hl > n) return bs_error_set(err, "%s: .npy header is truncated", name);
+    char dict[65537];
+    memcpy(dict, b + off, hl);
+    dict[hl] = '\0';
+    const char *d = dict_value(dict, "descr"), *f = dict_value(dict, "fortran_order"),
+               *s = dict_value(dict, "shape");
+    if (!d || !f || !s) return bs_error_set(err, "%s: .npy header lacks descr, fortran_order or shape", name);
+    const uint16_t probe = 1;
+    const int little = *(const unsigned char *)&probe == 1;
+    if (!(strncmp(d, little ? "'<f4'" : "'>f4'", 5) == 0 || (strncmp(d, "'=f4'", 5) == 0)))
+        return bs_error_set(err, "%s: .npy dtype is %.12s, expected float32 (%s)", name, d,
+                            little ? "'<f4'" : "'>f4'");
+    if (strncmp(f, "False", 5) != 0)
+        return bs_error_set(err, "%s: .npy data is in Fortran order, expected C order", name);
+    if (*s != '(') return bs_error_set(err, "%s: .npy shape is not a tuple", name);
+    s++;
+    size_t count = 1;
+    int nd = 0;
+    for (;;) {
+        while (*s == ' ' || *s == ',') s++;
+        if (*s == ')') break;
+        if (*s < '0' || *s > '9' || nd == 8)
+            return bs_error_set(err, "%s: .npy shape is not a tuple of up to 8 sizes", name);
+        char *end;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (v > (1ull << 40) || (v && count > (SIZE_MAX / sizeof(float)) / v))
+            return bs_error_set(err, "%s: .npy shape is too large", name);
+        shape[nd++] = (size_t)v;
+        count *= (size_t)v;
+        s = end;
+    }
+    *ndim = nd;
+    size_t start = off + hl;
+    if (n - start < count * sizeof(float))
+        return bs_error_set(err, "%s: .npy data is truncated: %zu bytes for %zu floats", name, n - start, count);
+    *data = malloc(count ? count * sizeof(float) : 1);
+    if (!*data) return bs_error_set(err, "%s: out of memory for %zu floats", name, count);
+    memcpy(*data, b + start, count * sizeof(float));
+    return 0;
+}
+
+int bs_npy_read_f32(const char *path, float **data, size_t *shape, int *ndim, bs_error *err) {
+    *data = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return bs_error_set(err, "%s: cannot open: %s", path, strerror(errno));
+    unsigned char *buf = NULL;
+    size_t n = 0, cap = 0;
+    for (;;) {
+        if (n == cap) {
+            cap = cap ? 2 * cap : 65536;
+            unsigned char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return bs_error_set(err, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) break;
+    }
+    int bad = ferror(f);
+    fclose(f);
+    int rc = bad ? bs_error_set(err, "%s: read error", path) : bs_npy_parse_f32(buf, n, path, data, shape, ndim, err);
+    free(buf);
+    return rc;
 }

@@ -29,6 +29,7 @@ PACKAGES=(
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
   libmosquitto-dev libcriterion-dev
   libcurl4-openssl-dev libssl-dev libpng-dev
+  libhdf5-dev libzip-dev nettle-dev
 )
 
 mkdir -p "$R/apt/state/lists/partial" "$R/apt/cache" "$R/debs/partial" "$R/apt/etc"

@@ -12,8 +12,9 @@ PACKAGES=(
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
   libcriterion-dev libmosquitto-dev mosquitto chromium
+  python3 python3-numpy python3-pytest python3-yaml espeak-ng python3-h5py
   libcurl4-openssl-dev libssl-dev libpng-dev
-  python3 python3-numpy python3-pytest python3-yaml espeak-ng
+  libhdf5-dev libzip-dev nettle-dev
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev
   systemd

@@ -7,12 +7,17 @@
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
+#include "birdsong/npy.h"
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/xalloc.h"
 
 static void usage(FILE *f) {
     fprintf(f, "usage: birdsong classify --model MODEL [--hop S] [--format csv|json] FILE...\n"
+               "\n"
+               "FILE is audio (anything libsndfile reads) or a .npy of log-mel dB windows of shape\n"
+               "(S, mels, frames), float32, exactly what `birdsong features` writes: the model's\n"
+               "normalization and network are applied to each window (window s starts at s * hop).\n"
                "\n"
                "  --model MODEL      model file (.bsm)\n"
                "  --hop S            seconds between window starts (default: the model's window hop)\n"
@@ -34,6 +39,32 @@ static void csv_field(FILE *f, const char *s) {
         fputc(*s, f);
     }
     fputc('"', f);
+}
+
+/* A .npy of windows (S, mels, frames) as a feature set (start s * segment hop), or audio
+ * through the model's feature settings. */
+static int read_windows(const bs_feature_config *cfg, const char *path, const bs_model *model, bs_feature_set *fs,
+                        bs_error *err) {
+    size_t len = strlen(path);
+    if (len < 4 || strcmp(path + len - 4, ".npy") != 0) return bs_features_from_file(cfg, path, fs, err);
+    memset(fs, 0, sizeof *fs);
+    size_t shape[8];
+    int nd;
+    if (bs_npy_read_f32(path, &fs->data, shape, &nd, err)) return -1;
+    if (nd != 3 || shape[1] != (size_t)bs_model_n_mels(model) || shape[2] != (size_t)bs_model_n_frames(model)) {
+        free(fs->data);
+        fs->data = NULL;
+        if (nd != 3) return bs_error_set(err, "%s: .npy has %d dimensions, expected 3 (windows, mels, frames)", path, nd);
+        return bs_error_set(err, "%s: .npy windows are %zux%zu, the model takes %dx%d (mels x frames)", path, shape[1],
+                            shape[2], bs_model_n_mels(model), bs_model_n_frames(model));
+    }
+    fs->n_segments = shape[0];
+    fs->n_mels = (int)shape[1];
+    fs->n_frames = (int)shape[2];
+    fs->start_seconds = malloc(sizeof(double) * (shape[0] ? shape[0] : 1));
+    if (!fs->start_seconds) abort();
+    for (size_t i = 0; i < shape[0]; i++) fs->start_seconds[i] = (double)i * cfg->segment_hop_seconds;
+    return 0;
 }
 
 enum { O_MODEL = 1000, O_HOP, O_FORMAT, O_HELP };
@@ -123,7 +154,7 @@ int cmd_classify(int argc, char **argv) {
     }
     for (int a = optind; a < argc; a++) {
         bs_feature_set fs;
-        if (bs_features_from_file(&cfg, argv[a], &fs, &err) != 0) {
+        if (read_windows(&cfg, argv[a], model, &fs, &err) != 0) {
             fprintf(stderr, "birdsong classify: %s\n", err.msg);
             failed++;
             continue;

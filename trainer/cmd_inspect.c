@@ -15,7 +15,8 @@ int cmd_inspect(int argc, char **argv) {
         printf("usage: birdsong inspect MODEL\n\n"
                "Checks MODEL (a .bsm file) completely and prints its metadata as JSON: feature\n"
                "settings, normalization, labels, thresholds, layer list, training provenance,\n"
-               "plus crc32, parameters and GFLOP per window. A damaged file gets one sentence\n"
+               "plus crc32, parameters and GFLOP per window, and for a model made by import-keras a\n"
+               "\"provenance\" line (Keras version, file, sha256). A damaged file gets one sentence\n"
                "on stderr and exit status 1.\n");
         return 0;
     }
@@ -42,6 +43,16 @@ int cmd_inspect(int argc, char **argv) {
     json_object_set_new(root, "crc32", json_string(crc));
     json_object_set_new(root, "parameters", json_integer((json_int_t)bs_net_n_params(net)));
     json_object_set_new(root, "gflop_per_window", json_real(bs_net_flops(net) / 1e9));
+    /* an imported model (birdsong import-keras) says where it came from in one line */
+    json_t *imp = json_object_get(json_object_get(root, "training"), "imported_from");
+    if (json_is_object(imp)) {
+        const char *v = json_string_value(json_object_get(imp, "keras_version"));
+        const char *f = json_string_value(json_object_get(imp, "file"));
+        const char *h = json_string_value(json_object_get(imp, "sha256"));
+        json_object_set_new(root, "provenance",
+                            json_sprintf("imported from Keras %s, file %s, sha256 %s", v ? v : "?", f ? f : "?",
+                                         h ? h : "?"));
+    }
     char *s = json_dumps(root, JSON_INDENT(2));
     json_decref(root);
     int rc = s && puts(s) >= 0 ? 0 : 1;

@@ -35,6 +35,13 @@ static void usage(FILE *f) {
             "  --background LIST      comma-separated folders or files whose windows get\n"
             "                         all-zero targets (relative to --data, else to the cwd)\n"
             "  --arch NAME            network: %s (default convnet1)\n"
+            "  --init-from MODEL      start from MODEL (.bsm, e.g. from import-keras): its layers, weights,\n"
+            "                         normalization and feature settings (--n-mels, --fmin, --fmax and\n"
+            "                         --window-norm are then ignored); its labels must be the data's\n"
+            "                         species; a softmax or linear output becomes per-species sigmoids\n"
+            "                         trained with BCE on logits\n"
+            "  --freeze-features      with --init-from: train only the last dense layer (the layers\n"
+            "                         before it run as at inference)\n"
             "  --epochs N             at most N epochs (30)\n"
             "  --batch-size N         (32)\n"
             "  --lr X                 Adam learning rate (0.001)\n"
@@ -100,7 +107,7 @@ enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
     O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
-    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER
+    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -552,6 +559,7 @@ static int train_main(int argc, char **argv) {
         {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
         {"log-json", required_argument, 0, O_LOGJSON},
         {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
+        {"init-from", required_argument, 0, O_INIT}, {"freeze-features", no_argument, 0, O_FREEZE},
         {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
     };
     const char *C_ = "train";
@@ -564,6 +572,7 @@ static int train_main(int argc, char **argv) {
     int no_cache = 0, folds = 0, threads = 2;
     double val_fraction = 0.2, hop = 1.0, d;
     int n_mels = 0;
+    const char *init_path = NULL;
     double fmin = -1, fmax = -1;
     bs_window_norm window_norm = BS_WINDOW_NORM_NONE;
     double active = 1.0;
@@ -577,6 +586,8 @@ static int train_main(int argc, char **argv) {
         case O_OUT: out = optarg; break;
         case O_BG: background = optarg; break;
         case O_ARCH: o.arch = optarg; break;
+        case O_INIT: init_path = optarg; break;
+        case O_FREEZE: o.freeze_features = 1; break;
         case O_EPOCHS: if (ts_opt_int(C_, "--epochs", optarg, 1, 100000, &o.epochs)) return 2; break;
         case O_BATCH: if (ts_opt_int(C_, "--batch-size", optarg, 2, 4096, &o.batch_size)) return 2; break;
         case O_LR: if (ts_opt_double(C_, "--lr", optarg, 1e-9, 10, &d)) return 2; o.lr = (float)d; break;
@@ -679,8 +690,18 @@ static int train_main(int argc, char **argv) {
         free(cache_dir);
         return 2;
     }
+    if (o.freeze_features && !init_path) {
+        fprintf(stderr, "birdsong train: --freeze-features needs --init-from MODEL\n");
+        free(cache_dir);
+        return 2;
+    }
+    if (o.freeze_features && o.weight_decay > 0) {
+        fprintf(stderr, "birdsong train: --weight-decay would move the frozen layers; not with --freeze-features\n");
+        free(cache_dir);
+        return 2;
+    }
     bs_layer_spec tmp[BS_NN_MAX_LAYERS];
-    if (bs_nn_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
+    if (!init_path && bs_nn_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
         fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, bs_nn_arch_names());
         free(cache_dir);
         return 2;
@@ -697,37 +718,52 @@ static int train_main(int argc, char **argv) {
 
     bs_error err = {{0}};
     bs_feature_config cfg = bs_feature_config_default();
-    cfg.segment_hop_seconds = hop;
     if (n_mels > 0) cfg.n_mels = n_mels;
     if (fmin >= 0) cfg.fmin = fmin;
     if (fmax >= 0) cfg.fmax = fmax;
     cfg.window_norm = window_norm;
+    if (init_path) { /* the model's features: its network was trained on them */
+        o.init_from = bs_model_load(init_path, &err);
+        if (!o.init_from || ts_model_feature_config(o.init_from, &cfg, &err) != 0) {
+            fprintf(stderr, "birdsong train: --init-from %s: %s\n", init_path, err.msg);
+            bs_model_free(o.init_from);
+            free(cache_dir);
+            return 1;
+        }
+        o.arch = bs_model_arch(o.init_from);
+    }
+    cfg.segment_hop_seconds = hop;
     if (bs_feature_config_validate(&cfg, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         free(cache_dir);
+        bs_model_free(o.init_from);
         return 2;
     }
     if (o.shift_frames >= bs_feature_n_frames(&cfg)) {
         fprintf(stderr, "birdsong train: --time-shift %d: a window has %d frames; expected 0 to %d\n", o.shift_frames,
                 bs_feature_n_frames(&cfg), bs_feature_n_frames(&cfg) - 1);
         free(cache_dir);
+        bs_model_free(o.init_from);
         return 2;
     }
     if (o.freq_shift > 0 && o.freq_shift >= cfg.n_mels / 4) {
         fprintf(stderr, "birdsong train: --freq-shift %d: expected 0 to %d (a quarter of the %d mel bands, less one)\n",
                 o.freq_shift, cfg.n_mels / 4 - 1, cfg.n_mels);
         free(cache_dir);
+        bs_model_free(o.init_from);
         return 2;
     }
     if (ckpt_dir && ts_dist_rank() == 0 && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
         fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", ckpt_dir, strerror(errno));
         free(cache_dir);
+        bs_model_free(o.init_from);
         return 1;
     }
     FILE *log_file = NULL;
     if (log_json && ts_dist_rank() == 0 && !(log_file = fopen(log_json, "a"))) {
         fprintf(stderr, "birdsong train: --log-json %s: %s\n", log_json, strerror(errno));
         free(cache_dir);
+        bs_model_free(o.init_from);
         return 1;
     }
     o.log_json = log_file;
@@ -744,6 +780,7 @@ static int train_main(int argc, char **argv) {
     if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
         fprintf(stderr, "birdsong train: %s\n", err.msg);
         free(cache_dir);
+        bs_model_free(o.init_from);
         if (log_file) fclose(log_file);
         return 1;
     }
@@ -922,6 +959,12 @@ static int train_main(int argc, char **argv) {
         json_object_set_new(prov, "data", json_string(data));
         if (background) json_object_set_new(prov, "background", json_string(background));
         json_object_set_new(prov, "arch", json_string(o.arch));
+        if (o.init_from) { /* what it started from, with that model's own provenance */
+            json_t *src = json_loads(bs_model_training_json(o.init_from), 0, NULL);
+            json_object_set_new(prov, "init_from", json_pack("{s:s,s:o,s:b}", "file", init_path, "training",
+                                                             src ? src : json_object(), "freeze_features",
+                                                             o.freeze_features));
+        }
         json_object_set_new(prov, "seed", json_integer((json_int_t)o.seed));
         json_object_set_new(prov, "epochs_run", json_integer(final.n_hist));
         json_object_set_new(prov, "best_epoch", json_integer(final.best_epoch));
@@ -992,6 +1035,7 @@ done:
     ts_dataset_free(&ds);
     free(cache_dir);
     if (log_file) fclose(log_file);
+    bs_model_free(o.init_from);
     return rc;
 }
 

@@ -11,5 +11,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_import_keras(int argc, char **argv);
 
 #endif

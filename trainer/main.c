@@ -17,12 +17,13 @@ static const struct {
     {"features", cmd_features, "write log-mel dB segments of an audio file as a float32 .npy"},
     {"inspect", cmd_inspect, "check a model file and print its metadata as JSON"},
     {"bench", cmd_bench, "time network inference and training against the sgemm ceiling"},
+    {"import-keras", cmd_import_keras, "convert a Keras model (.h5 or .keras) into a birdsong model"},
 };
 
 static void usage(FILE *f) {
     fprintf(f, "usage: birdsong COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\n'birdsong COMMAND --help' describes a command's options.\n");
 }
 

@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -476,6 +477,10 @@ typedef struct run {
     double loss_sum;            /* of a resumed epoch so far */
     long seen;
     char *settings;             /* what a checkpoint must match */
+    float *frozen;              /* --freeze-features: every tensor before the last dense layer,
+                                   put back after each step (the replicas' weighted mean of the
+                                   running statistics and weight decay would move them) */
+    size_t frozen_n;
     double t_start;             /* for the time left of the run */
     int epochs_timed;
     double epoch_seconds;
@@ -502,12 +507,24 @@ static void run_free(run *r) {
     free(r->ag.pow_n);
     free(r->ag.shift_buf);
     free(r->settings);
+    free(r->frozen);
     memset(r, 0, sizeof *r);
 }
 
-/* the z-score statistics of the training windows */
+/* the z-score statistics of the training windows (--init-from: the model's, which its
+ * network was trained with) */
 static int run_norm(run *r, bs_error *err) {
     int M = r->w->n_mels, T = r->w->n_frames;
+    if (r->o->init_from) {
+        if (bs_model_n_mels(r->o->init_from) != M || bs_model_n_frames(r->o->init_from) != T)
+            return bs_error_set(err, "--init-from: the model takes %dx%d windows, the data gives %dx%d",
+                                bs_model_n_mels(r->o->init_from), bs_model_n_frames(r->o->init_from), M, T);
+        r->mean = ts_xcalloc((size_t)M, sizeof(float));
+        r->std = ts_xcalloc((size_t)M, sizeof(float));
+        memcpy(r->mean, bs_model_norm_mean(r->o->init_from), sizeof(float) * (size_t)M);
+        memcpy(r->std, bs_model_norm_std(r->o->init_from), sizeof(float) * (size_t)M);
+        return 0;
+    }
     bs_norm_stats st;
     if (bs_norm_stats_init(&st, M, err) != 0) return -1;
     float floor_db = 10.0f * log10f(r->cfg->amin);
@@ -523,21 +540,100 @@ static int run_norm(run *r, bs_error *err) {
     return 0;
 }
 
+/* --folds trainings run side by side and all read the --init-from model: bs_net_tensor marks
+ * its Winograd weights stale (a write), so they take turns */
+static pthread_mutex_t init_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* --init-from: the model's layer list with a sigmoid output (a softmax or linear head becomes
+ * per-species sigmoids), the layers before the last dense frozen with --freeze-features, and
+ * where each data label is among its outputs (out_of[c]). */
+static int init_layers(const ts_train_options *o, char *const *labels, int C, bs_layer_spec *layers, int *out_of,
+                       bs_error *err) {
+    bs_net *src = bs_model_net(o->init_from);
+    int n = bs_net_n_layers(src);
+    memcpy(layers, bs_net_layers(src), sizeof(bs_layer_spec) * (size_t)n);
+    if (layers[n - 2].kind != BS_LAYER_DENSE)
+        return bs_error_set(err, "--init-from: the layer before the output is %s; a dense layer is needed to train "
+                            "per-species sigmoids", bs_layer_kind_name(layers[n - 2].kind));
+    layers[n - 1].kind = BS_LAYER_SIGMOID;
+    for (int i = 0; i < n; i++) layers[i].frozen = o->freeze_features && i < n - 2;
+    if (bs_model_n_outputs(o->init_from) != C)
+        return bs_error_set(err, "--init-from: the model has %d outputs, the data %d species",
+                            bs_model_n_outputs(o->init_from), C);
+    for (int c = 0; c < C; c++) {
+        out_of[c] = -1;
+        for (int k = 0; k < C; k++)
+            if (strcmp(labels[c], bs_model_label(o->init_from, k)) == 0) out_of[c] = k;
+        if (out_of[c] < 0)
+            return bs_error_set(err, "--init-from: species '%s' of the data is not among the model's labels", labels[c]);
+    }
+    return n;
+}
+
+/* Every tensor of the --init-from model into the new one; the last dense layer's rows (and
+ * biases) in the data's label order. */
+static void init_weights(const ts_train_options *o, bs_net *dst, const int *out_of, int C) {
+    bs_net *src = bs_model_net(o->init_from);
+    int nt = bs_net_n_tensors(dst);
+    for (int t = 0; t < nt; t++) {
+        bs_tensor_info a, b;
+        bs_net_tensor(src, t, &a);
+        bs_net_tensor(dst, t, &b);
+        if (t < nt - 2) {
+            memcpy(b.data, a.data, sizeof(float) * a.size);
+            continue;
+        }
+        size_t row = a.size / (size_t)C; /* dense weight (C, in) or bias (C) */
+        for (int c = 0; c < C; c++) memcpy(b.data + (size_t)c * row, a.data + (size_t)out_of[c] * row, sizeof(float) * row);
+    }
+    bs_net_params_changed(dst);
+}
+
+/* --freeze-features: copy the frozen tensors out (save) or back */
+static void frozen_io(run *r, int save) {
+    size_t off = 0;
+    for (int t = 0; t < bs_net_n_tensors(r->net) - 2; t++) {
+        bs_tensor_info ti;
+        bs_net_tensor(r->net, t, &ti);
+        if (save) memcpy(r->frozen + off, ti.data, sizeof(float) * ti.size);
+        else memcpy(ti.data, r->frozen + off, sizeof(float) * ti.size);
+        off += ti.size;
+    }
+    r->frozen_n = off;
+}
+
 /* the model, its net, Adam, the replicas and the weight snapshots */
 static int run_model(run *r, char *const *labels, bs_error *err) {
     const ts_train_options *o = r->o;
     int M = r->w->n_mels, T = r->w->n_frames;
     bs_layer_spec layers[BS_NN_MAX_LAYERS];
-    int n_layers = bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
-    if (n_layers < 0)
+    int *out_of = ts_xcalloc((size_t)r->w->C, sizeof(int));
+    pthread_mutex_lock(&init_lock);
+    int n_layers = o->init_from ? init_layers(o, labels, r->w->C, layers, out_of, err)
+                                : bs_nn_arch_layers(o->arch, layers, BS_NN_MAX_LAYERS);
+    pthread_mutex_unlock(&init_lock);
+    if (n_layers < 0) {
+        free(out_of);
+        if (o->init_from) return -1;
         return bs_error_set(err, "--arch %s: unknown architecture (expected one of %s)", o->arch, bs_nn_arch_names());
+    }
     r->model = bs_model_create_layers(layers, n_layers, M, T, (const char *const *)labels, r->w->C, o->batch_size,
                                       o->seed, err);
+    if (r->model && o->init_from) {
+        pthread_mutex_lock(&init_lock);
+        init_weights(o, bs_model_net(r->model), out_of, r->w->C);
+        pthread_mutex_unlock(&init_lock);
+    }
+    free(out_of);
     if (!r->model) return -1;
-    if (bs_model_set_arch(r->model, o->arch, err) != 0 || bs_model_set_normalization(r->model, r->mean, r->std, M, err) != 0 ||
+    if (bs_model_set_arch(r->model, o->init_from ? bs_model_arch(o->init_from) : o->arch, err) != 0 || bs_model_set_normalization(r->model, r->mean, r->std, M, err) != 0 ||
         bs_model_set_feature_config(r->model, r->cfg, err) != 0)
         return -1;
     r->net = bs_model_net(r->model);
+    if (o->freeze_features) {
+        r->frozen = ts_xcalloc(snapshot_size(r->net) + 1, sizeof(float));
+        frozen_io(r, 1);
+    }
     bs_adam_config ac = bs_adam_defaults();
     ac.lr = o->lr;
     ac.weight_decay = o->weight_decay;
@@ -870,6 +966,7 @@ static int run_epoch(run *r, ts_train_result *res, int e, bs_error *err) {
         ts_replicas_set_dropout_seed(r->par, o->seed + 1000003ull * (uint64_t)(e + 1) + 0xD1B54A32D192ED03ull * (uint64_t)bi);
         float loss = run_step(r, b);
         ts_replicas_adam_step(r->par, r->adam);
+        if (r->frozen) frozen_io(r, 0);
         if (r->ema) snapshot_ema(r->net, r->ema, ts_ema_decay(o->ema, ++r->step));
         t_net += now_s() - t0;
         loss_sum += (double)loss * b;

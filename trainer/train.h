@@ -70,6 +70,12 @@ typedef struct ts_train_options {
     int log_fold;         /* the "fold" of those lines (1-based), 0 = the written model */
     int replicas;         /* data-parallel replicas, one thread each (replicas.h); the same
                            * count and seed give the same model bit for bit (1) */
+    bs_model *init_from;  /* start from this model's layers, weights and normalization (an
+                           * imported one, or any): its labels must be the data's (any order);
+                           * a softmax or linear output becomes per-species sigmoids (BCE on
+                           * logits); its features must be the data's (NULL = --arch) */
+    int freeze_features;  /* with init_from: only the last dense layer trains; the layers
+                           * before it run as at inference (bs_layer_spec.frozen) */
 } ts_train_options;
 
 ts_train_options ts_train_defaults(void);

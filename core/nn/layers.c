@@ -209,7 +209,7 @@ static inline __attribute__((always_inline)) double row_sq_dev(const float *rest
 BS_SIMD_CLONES
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
-                             const float *beta, int B, int C, int HW) {
+                             const float *beta, int B, int C, int HW, float eps) {
     const double n = (double)B * HW;
     for (int c = 0; c < C; c++) {
         double s = 0.0;
@@ -217,7 +217,7 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *runn
         double m = s / n, v = 0.0;
         for (int b = 0; b < B; b++) v += row_sq_dev(inp + ((size_t)b * C + c) * HW, HW, (float)m);
         v /= n;
-        float is = (float)(1.0 / sqrt(v + BS_BN_EPS));
+        float is = (float)(1.0 / sqrt(v + eps));
         mean[c] = (float)m;
         invstd[c] = is;
         running_mean[c] = BS_BN_MOMENTUM * running_mean[c] + (1.0f - BS_BN_MOMENTUM) * (float)m;
@@ -233,9 +233,9 @@ void batchnorm_forward_train(float *out, float *mean, float *invstd, float *runn
 
 void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int B, int C,
-                             int HW) {
+                             int HW, float eps) {
     for (int c = 0; c < C; c++) {
-        float g = gamma[c] / sqrtf(running_var[c] + BS_BN_EPS);
+        float g = gamma[c] / sqrtf(running_var[c] + eps);
         float sh = beta[c] - running_mean[c] * g;
         for (int b = 0; b < B; b++) {
             const float *x = inp + ((size_t)b * C + c) * HW;
@@ -1098,4 +1098,156 @@ void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r
             for (int j = 0; j < nc; j++) /* dw += dg */
                 for (int q = 0; q < rr; q++) dw[((size_t)o * IC + c0 + j) * rr + q] += dg[q][j];
         }
+}
+
+/* ---- strided / padded convolution and pooling (imported Keras layers) ----------------- */
+
+int conv_out_size(int n, int k, int s, int same, int *pad_before) {
+    if (!same) {
+        *pad_before = 0;
+        return n >= k ? (n - k) / s + 1 : 0;
+    }
+    int out = (n + s - 1) / s;
+    int total = (out - 1) * s + k - n;
+    *pad_before = total > 0 ? total / 2 : 0;
+    return out;
+}
+
+void im2col_strided(float *col, const float *inp, const conv_geom *g) {
+    const int OHW = g->oh * g->ow;
+    for (int c = 0; c < g->ic; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                float *dst = col + ((size_t)(c * g->kh + i) * g->kw + j) * OHW;
+                const float *src = inp + (size_t)c * g->h * g->w;
+                for (int oy = 0; oy < g->oh; oy++) {
+                    int y = oy * g->sh - g->pt + i;
+                    float *d = dst + (size_t)oy * g->ow;
+                    if (y < 0 || y >= g->h) {
+                        memset(d, 0, sizeof(float) * g->ow);
+                        continue;
+                    }
+                    for (int ox = 0; ox < g->ow; ox++) {
+                        int x = ox * g->sw - g->pl + j;
+                        d[ox] = (x >= 0 && x < g->w) ? src[(size_t)y * g->w + x] : 0.0f;
+                    }
+                }
+            }
+}
+
+void col2im_strided(float *dinp, const float *col, const conv_geom *g) {
+    const int OHW = g->oh * g->ow;
+    memset(dinp, 0, sizeof(float) * g->ic * g->h * g->w);
+    for (int c = 0; c < g->ic; c++)
+        for (int i = 0; i < g->kh; i++)
+            for (int j = 0; j < g->kw; j++) {
+                const float *s = col + ((size_t)(c * g->kh + i) * g->kw + j) * OHW;
+                float *dst = dinp + (size_t)c * g->h * g->w;
+                for (int oy = 0; oy < g->oh; oy++) {
+                    int y = oy * g->sh - g->pt + i;
+                    if (y < 0 || y >= g->h) continue;
+                    for (int ox = 0; ox < g->ow; ox++) {
+                        int x = ox * g->sw - g->pl + j;
+                        if (x >= 0 && x < g->w) dst[(size_t)y * g->w + x] += s[(size_t)oy * g->ow + ox];
+                    }
+                }
+            }
+}
+
+void conv2d_strided_forward(float *out, const float *inp, const float *w, const float *b,
+                            float *col, int B, const conv_geom *g, int fuse_relu) {
+    const int OHW = g->oh * g->ow, K = g->ic * g->kh * g->kw;
+    for (int n = 0; n < B; n++) {
+        float *y = out + (size_t)n * g->oc * OHW;
+        im2col_strided(col, inp + (size_t)n * g->ic * g->h * g->w, g);
+        for (int o = 0; o < g->oc; o++)
+            for (int p = 0; p < OHW; p++) y[(size_t)o * OHW + p] = b[o];
+        /* y (OC, OHW) += w (OC, K) @ col (K, OHW) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g->oc, OHW, K, 1.0f, w, K, col, OHW,
+                    1.0f, y, OHW);
+        if (fuse_relu) relu_inplace(y, (size_t)g->oc * OHW);
+    }
+}
+
+void conv2d_strided_backward(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w, float *col, int B,
+                             const conv_geom *g) {
+    const int OHW = g->oh * g->ow, K = g->ic * g->kh * g->kw;
+    for (int n = 0; n < B; n++) {
+        const float *dy = dout + (size_t)n * g->oc * OHW;
+        for (int o = 0; o < g->oc; o++) {
+            float s = 0.0f;
+            for (int p = 0; p < OHW; p++) s += dy[(size_t)o * OHW + p];
+            db[o] += s;
+        }
+        im2col_strided(col, inp + (size_t)n * g->ic * g->h * g->w, g);
+        /* dw (OC, K) += dy (OC, OHW) @ col^T (OHW, K) */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g->oc, K, OHW, 1.0f, dy, OHW, col, OHW,
+                    1.0f, dw, K);
+        if (dinp) {
+            /* dcol (K, OHW) = w^T (K, OC) @ dy (OC, OHW) */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, OHW, g->oc, 1.0f, w, K, dy, OHW,
+                        0.0f, col, OHW);
+            col2im_strided(dinp + (size_t)n * g->ic * g->h * g->w, col, g);
+        }
+    }
+}
+
+/* The input rows [*y0, *y1) and columns [*x0, *x1) of output pixel (oy, ox): the window
+ * clipped to the input (padding is never part of a window). */
+static void pool_window(const conv_geom *g, int oy, int ox, int *y0, int *y1, int *x0, int *x1) {
+    *y0 = oy * g->sh - g->pt;
+    *x0 = ox * g->sw - g->pl;
+    *y1 = *y0 + g->kh < g->h ? *y0 + g->kh : g->h;
+    *x1 = *x0 + g->kw < g->w ? *x0 + g->kw : g->w;
+    if (*y0 < 0) *y0 = 0;
+    if (*x0 < 0) *x0 = 0;
+}
+
+void pool2d_forward(float *out, const float *inp, int B, const conv_geom *g, int avg) {
+    for (size_t bc = 0; bc < (size_t)B * g->ic; bc++) {
+        const float *x = inp + bc * g->h * g->w;
+        float *y = out + bc * g->oh * g->ow;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                int y0, y1, x0, x1;
+                pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
+                float m = x[(size_t)y0 * g->w + x0];
+                double s = 0.0;
+                for (int i = y0; i < y1; i++)
+                    for (int j = x0; j < x1; j++) {
+                        float v = x[(size_t)i * g->w + j];
+                        s += v;
+                        if (!(v <= m)) m = v; /* NaN wins */
+                    }
+                y[oy * g->ow + ox] = avg ? (float)(s / ((y1 - y0) * (x1 - x0))) : m;
+            }
+    }
+}
+
+void pool2d_backward(float *dinp, const float *dout, const float *inp, int B, const conv_geom *g,
+                     int avg) {
+    memset(dinp, 0, sizeof(float) * (size_t)B * g->ic * g->h * g->w);
+    for (size_t bc = 0; bc < (size_t)B * g->ic; bc++) {
+        const float *x = inp + bc * g->h * g->w;
+        float *dx = dinp + bc * g->h * g->w;
+        const float *dy = dout + bc * g->oh * g->ow;
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                int y0, y1, x0, x1;
+                pool_window(g, oy, ox, &y0, &y1, &x0, &x1);
+                float d = dy[oy * g->ow + ox];
+                if (avg) {
+                    d /= (float)((y1 - y0) * (x1 - x0));
+                    for (int i = y0; i < y1; i++)
+                        for (int j = x0; j < x1; j++) dx[(size_t)i * g->w + j] += d;
+                    continue;
+                }
+                size_t best = (size_t)y0 * g->w + x0; /* the first maximum, as the forward */
+                for (int i = y0; i < y1; i++)
+                    for (int j = x0; j < x1; j++)
+                        if (!(x[(size_t)i * g->w + j] <= x[best])) best = (size_t)i * g->w + j;
+                dx[best] += d;
+            }
+    }
 }

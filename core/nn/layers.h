@@ -56,18 +56,18 @@ void relu_inplace(float *x, size_t N);
 /* dinp (N) = dout * (out > 0); may be in place (dinp == dout). */
 void relu_backward(float *dinp, const float *dout, const float *out, size_t N);
 
-#define BS_BN_EPS 1e-3f
+#define BS_BN_EPS 1e-3f /* the default; a layer may carry its own (bs_layer_spec.eps) */
 #define BS_BN_MOMENTUM 0.99f
 /* Training: out (B, C, HW) = gamma (x - mean) / sqrt(var + eps) + beta with batch mean and
  * biased var over (B, HW); saves mean, invstd (C) for backward; running_mean/var (C) updated
  * r = momentum r + (1 - momentum) batch. */
 void batchnorm_forward_train(float *out, float *mean, float *invstd, float *running_mean,
                              float *running_var, const float *inp, const float *gamma,
-                             const float *beta, int B, int C, int HW);
+                             const float *beta, int B, int C, int HW, float eps);
 /* Inference with running statistics. May be in place. */
 void batchnorm_forward_infer(float *out, const float *inp, const float *gamma, const float *beta,
                              const float *running_mean, const float *running_var, int B, int C,
-                             int HW);
+                             int HW, float eps);
 /* dinp (B, C, HW) =, dgamma (C) +=, dbeta (C) +=; may be in place (dinp == dout). */
 void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout,
                         const float *inp, const float *mean, const float *invstd,
@@ -96,6 +96,39 @@ void dense_forward(float *out, const float *inp, const float *w, const float *b,
 /* dw (O, I) +=, db (O) +=, dinp (B, I) = (NULL to skip). */
 void dense_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                     const float *w, int B, int Ni, int O);
+
+/* Strided convolution and pooling with TensorFlow's padding (imported Keras layers; the
+ * stride-1 'same' convolution above stays the fast path). One image is (IC, H, W); the output
+ * (OC, OH, OW) pixel (oy, ox) reads input rows oy*sh - pt + [0, kh) and columns
+ * ox*sw - pl + [0, kw); rows/columns outside the input are zeros (conv) or not part of the
+ * window (pooling: max over, average over, only the input pixels inside). */
+typedef struct conv_geom {
+    int ic, h, w;   /* input */
+    int oc, oh, ow; /* output (pooling: oc = ic) */
+    int kh, kw, sh, sw, pt, pl;
+} conv_geom;
+/* Output size of an n-long axis with kernel k and stride s, 'same' (ceil(n/s), the padding
+ * before = floor(total/2), TensorFlow's rule: the odd extra goes after) or 'valid'
+ * (floor((n-k)/s)+1, no padding; 0 when k > n). */
+int conv_out_size(int n, int k, int s, int same, int *pad_before);
+/* col (IC*kh*kw, OH*OW) from one image; col2im_strided: dinp (IC, H, W) = the sum of the col
+ * entries that came from each pixel. */
+void im2col_strided(float *col, const float *inp, const conv_geom *g);
+void col2im_strided(float *dinp, const float *col, const conv_geom *g);
+/* out (B, OC, OH, OW) = conv(inp (B, IC, H, W), w (OC, IC, kh, kw)) + b (OC) [then relu];
+ * col: scratch of IC*kh*kw*OH*OW floats. */
+void conv2d_strided_forward(float *out, const float *inp, const float *w, const float *b,
+                            float *col, int B, const conv_geom *g, int fuse_relu);
+/* dw +=, db +=, dinp (B, IC, H, W) = (NULL to skip). */
+void conv2d_strided_backward(float *dinp, float *dw, float *db, const float *dout,
+                             const float *inp, const float *w, float *col, int B,
+                             const conv_geom *g);
+/* out (B, C, OH, OW) = max (avg = 0) or mean (avg = 1) over each window of inp (B, C, H, W).
+ * Backward: dinp = (max) dout routed to the first maximum of each window, (avg) dout spread
+ * evenly over the window; windows may overlap (stride < kernel), gradients add up. */
+void pool2d_forward(float *out, const float *inp, int B, const conv_geom *g, int avg);
+void pool2d_backward(float *dinp, const float *dout, const float *inp, int B, const conv_geom *g,
+                     int avg);
 
 /* probs (N) = 1 / (1 + e^-z), stable for large |z|. */
 void sigmoid_forward(float *probs, const float *logits, size_t N);

@@ -416,6 +416,13 @@ static json_t *float_array(const float *v, int n) {
     return a;
 }
 
+/* Strides and padding only when set: files of the built-in architectures stay as they were. */
+static void geometry_json(json_t *o, const bs_layer_spec *s) {
+    if (s->sh || s->sw) json_object_set_new(o, "strides", json_pack("[ii]", s->sh, s->sw));
+    if (s->padding != BS_PAD_DEFAULT)
+        json_object_set_new(o, "padding", json_string(s->padding == BS_PAD_SAME ? "same" : "valid"));
+}
+
 static json_t *layers_json(const bs_net *net) {
     json_t *a = json_array();
     const bs_layer_spec *L = bs_net_layers(net);
@@ -426,9 +433,15 @@ static json_t *layers_json(const bs_net *net) {
         case BS_LAYER_CONV2D:
             json_object_set_new(o, "filters", json_integer(L[i].filters));
             json_object_set_new(o, "kernel", json_pack("[ii]", L[i].kh, L[i].kw));
+            geometry_json(o, &L[i]);
             break;
         case BS_LAYER_MAXPOOL:
+        case BS_LAYER_AVGPOOL:
             json_object_set_new(o, "pool", json_pack("[ii]", L[i].kh, L[i].kw));
+            geometry_json(o, &L[i]);
+            break;
+        case BS_LAYER_BATCHNORM:
+            if (L[i].eps > 0.0f) json_object_set_new(o, "epsilon", json_real(L[i].eps));
             break;
         case BS_LAYER_DROPOUT:
             json_object_set_new(o, "rate", json_real(L[i].rate));
@@ -638,6 +651,21 @@ static int get_pair(json_t *o, const char *key, const char *where, int *a, int *
     return 0;
 }
 
+/* The optional "strides" [sh, sw] and "padding" "same" | "valid" of conv2d and pools. */
+static int parse_geometry(json_t *o, const char *where, bs_layer_spec *s, bs_error *err) {
+    if (json_object_get(o, "strides") && get_pair(o, "strides", where, &s->sh, &s->sw, err)) return -1;
+    json_t *p = json_object_get(o, "padding");
+    if (!p) return 0;
+    const char *v = json_string_value(p);
+    if (v && strcmp(v, "same") == 0)
+        s->padding = BS_PAD_SAME;
+    else if (v && strcmp(v, "valid") == 0)
+        s->padding = BS_PAD_VALID;
+    else
+        return bs_error_set(err, "%s.padding is not \"same\" or \"valid\"", where);
+    return 0;
+}
+
 static int parse_layers(json_t *arr, bs_layer_spec *out, int *n_out, bs_error *err) {
     if (!json_is_array(arr)) return bs_error_set(err, "metadata 'layers' is not an array");
     size_t n = json_array_size(arr);
@@ -654,20 +682,28 @@ static int parse_layers(json_t *arr, bs_layer_spec *out, int *n_out, bs_error *e
         bs_layer_spec *s = &out[i];
         memset(s, 0, sizeof *s);
         int k;
-        for (k = 0; k <= BS_LAYER_SOFTMAX; k++)
+        for (k = 0; k <= BS_LAYER_LAST_KIND; k++)
             if (strcmp(type, bs_layer_kind_name((bs_layer_kind)k)) == 0) break;
-        if (k > BS_LAYER_SOFTMAX)
+        if (k > BS_LAYER_LAST_KIND)
             return bs_error_set(err, "%s.type is '%.40s', not a known layer", where, type);
         s->kind = (bs_layer_kind)k;
         switch (s->kind) {
         case BS_LAYER_CONV2D:
             if (get_int(o, "filters", where, 1, 4096, &s->filters, err) ||
-                get_pair(o, "kernel", where, &s->kh, &s->kw, err))
+                get_pair(o, "kernel", where, &s->kh, &s->kw, err) || parse_geometry(o, where, s, err))
                 return -1;
             break;
         case BS_LAYER_MAXPOOL:
-            if (get_pair(o, "pool", where, &s->kh, &s->kw, err)) return -1;
+        case BS_LAYER_AVGPOOL:
+            if (get_pair(o, "pool", where, &s->kh, &s->kw, err) || parse_geometry(o, where, s, err)) return -1;
             break;
+        case BS_LAYER_BATCHNORM: {
+            json_t *e = json_object_get(o, "epsilon");
+            if (e && !(json_is_number(e) && json_number_value(e) > 0.0 && json_number_value(e) <= 1.0))
+                return bs_error_set(err, "%s.epsilon is not a number in (0, 1]", where);
+            s->eps = e ? (float)json_number_value(e) : 0.0f;
+            break;
+        }
         case BS_LAYER_DROPOUT: {
             json_t *r = json_object_get(o, "rate");
             if (!json_is_number(r)) return bs_error_set(err, "%s.rate is not a number", where);

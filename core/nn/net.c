@@ -36,6 +36,8 @@ typedef struct layer {
     int wino_r;         /* conv2d: kernel size when inference uses Winograd F(2x2, r x r), else 0 */
     float *wino_U;      /* (n*n, OC, IC) transformed weights */
     int wino_g;         /* training: images per Winograd GEMM; 0: im2col backward */
+    int strided;        /* conv2d/pools: the general geometry g (strides, TF padding) */
+    conv_geom g;
 } layer;
 
 struct bs_net {
@@ -149,6 +151,10 @@ const char *bs_layer_kind_name(bs_layer_kind kind) {
     case BS_LAYER_DENSE: return "dense";
     case BS_LAYER_SIGMOID: return "sigmoid";
     case BS_LAYER_SOFTMAX: return "softmax";
+    case BS_LAYER_AVGPOOL: return "avgpool";
+    case BS_LAYER_GLOBAL_AVGPOOL: return "global_avgpool";
+    case BS_LAYER_GLOBAL_MAXPOOL: return "global_maxpool";
+    case BS_LAYER_LINEAR: return "linear";
     }
     return "unknown";
 }
@@ -200,6 +206,35 @@ static int check_dims(int n_layers, int in_h, int in_w, int n_outputs, int max_b
     return 0;
 }
 
+/* The geometry of conv2d / pooling layer i on a (c, h, w) input with oc outputs channels:
+ * l->strided when it is not the fast path's (conv: stride 1 'same' with odd kernels; maxpool:
+ * stride = window, 'valid'). dflt_stride: the stride when the spec says 0 (conv 1, pools the
+ * window; 0 here). */
+static int plan_geometry(int i, layer *l, const bs_layer_spec *s, int c, int h, int w, int oc,
+                         int dflt_stride, bs_error *err) {
+    const char *kn = bs_layer_kind_name(s->kind);
+    int conv = s->kind == BS_LAYER_CONV2D;
+    int sh = s->sh ? s->sh : (dflt_stride ? dflt_stride : s->kh);
+    int sw = s->sw ? s->sw : (dflt_stride ? dflt_stride : s->kw);
+    if (sh < 1 || sw < 1 || sh > MAX_KERNEL || sw > MAX_KERNEL)
+        return bs_error_set(err, "layer %d (%s) has strides %dx%d, expected 1 to %d", i, kn, sh, sw, MAX_KERNEL);
+    if (s->padding < BS_PAD_DEFAULT || s->padding > BS_PAD_VALID)
+        return bs_error_set(err, "layer %d (%s) has padding code %d, expected same or valid", i, kn, s->padding);
+    int same = s->padding == BS_PAD_SAME || (s->padding == BS_PAD_DEFAULT && conv);
+    conv_geom *g = &l->g;
+    *g = (conv_geom){.ic = c, .h = h, .w = w, .oc = oc, .kh = s->kh, .kw = s->kw, .sh = sh, .sw = sw};
+    g->oh = conv_out_size(h, s->kh, sh, same, &g->pt);
+    g->ow = conv_out_size(w, s->kw, sw, same, &g->pl);
+    if (g->oh < 1 || g->ow < 1)
+        return bs_error_set(err, "layer %d (%s) has window %dx%d on a %dx%d input, which leaves no output",
+                            i, kn, s->kh, s->kw, h, w);
+    if (conv)
+        l->strided = !(sh == 1 && sw == 1 && same && s->kh % 2 == 1 && s->kw % 2 == 1);
+    else
+        l->strided = s->kind != BS_LAYER_MAXPOOL || same || sh != s->kh || sw != s->kw;
+    return 0;
+}
+
 /* conv2d layer i on a (c, h, w) input: weights, blocking, and the Winograd path with its
  * scratch where it pays (3x3 and 5x5 with enough input channels). */
 static int plan_conv(bs_net *net, int i, layer *l, const bs_layer_spec *s, int c, int h, int w, net_sizes *z,
@@ -208,13 +243,17 @@ static int plan_conv(bs_net *net, int i, layer *l, const bs_layer_spec *s, int c
         return bs_error_set(err, "layer %d (conv2d) has %d filters, expected 1 to %d", i,
                      s->filters, MAX_DIM);
     }
-    if (s->kh < 1 || s->kw < 1 || s->kh > MAX_KERNEL || s->kw > MAX_KERNEL ||
-        s->kh % 2 == 0 || s->kw % 2 == 0) {
-        return bs_error_set(err, "layer %d (conv2d) has kernel %dx%d, expected odd sizes 1 to %d",
+    if (s->kh < 1 || s->kw < 1 || s->kh > MAX_KERNEL || s->kw > MAX_KERNEL)
+        return bs_error_set(err, "layer %d (conv2d) has kernel %dx%d, expected sizes 1 to %d",
                      i, s->kh, s->kw, MAX_KERNEL);
-    }
     l->w_n = (size_t)s->filters * c * s->kh * s->kw;
     l->b_n = (size_t)s->filters;
+    if (plan_geometry(i, l, s, c, h, w, s->filters, 1, err)) return -1;
+    if (l->strided) { /* im2col of one whole image + sgemm, forward and backward */
+        size_t need = (size_t)c * s->kh * s->kw * l->g.oh * l->g.ow;
+        if (need > z->col) z->col = need;
+        return 0;
+    }
     l->block_rows = (CONV_BLOCK_COLS + w - 1) / w;
     if (l->block_rows > h) l->block_rows = h;
     /* Winograd for inference where it pays: 3x3 and 5x5 with enough input channels */
@@ -262,12 +301,16 @@ static int plan_layer(bs_net *net, int i, flow *f, net_sizes *z, bs_error *err) 
     l->in_size = (size_t)f->c * f->h * f->w;
     const char *kn = bs_layer_kind_name(s->kind);
     int last = (i == n_layers - 1);
-    if (f->flat && (s->kind == BS_LAYER_CONV2D || s->kind == BS_LAYER_BATCHNORM || s->kind == BS_LAYER_MAXPOOL))
+    if (f->flat && (s->kind == BS_LAYER_CONV2D || s->kind == BS_LAYER_BATCHNORM || s->kind == BS_LAYER_MAXPOOL ||
+                    s->kind == BS_LAYER_AVGPOOL || s->kind == BS_LAYER_GLOBAL_AVGPOOL ||
+                    s->kind == BS_LAYER_GLOBAL_MAXPOOL))
         return bs_error_set(err, "layer %d (%s) comes after flatten, expected a (C, H, W) input", i, kn);
     switch (s->kind) {
     case BS_LAYER_CONV2D:
         if (plan_conv(net, i, l, s, f->c, f->h, f->w, z, err)) return -1;
         f->c = s->filters;
+        f->h = l->g.oh;
+        f->w = l->g.ow;
         break;
     case BS_LAYER_RELU:
         l->inplace = i > 0; /* never overwrite the caller's input */
@@ -278,11 +321,21 @@ static int plan_layer(bs_net *net, int i, flow *f, net_sizes *z, bs_error *err) 
         z->nb += 2 * (size_t)f->c;
         break;
     case BS_LAYER_MAXPOOL:
+    case BS_LAYER_AVGPOOL:
         if (s->kh < 1 || s->kw < 1 || s->kh > f->h || s->kw > f->w)
-            return bs_error_set(err, "layer %d (maxpool) has window %dx%d on a %dx%d input", i, s->kh, s->kw, f->h,
+            return bs_error_set(err, "layer %d (%s) has window %dx%d on a %dx%d input", i, kn, s->kh, s->kw, f->h,
                                 f->w);
-        f->h /= s->kh;
-        f->w /= s->kw;
+        if (plan_geometry(i, l, s, f->c, f->h, f->w, f->c, 0, err)) return -1;
+        f->h = l->g.oh;
+        f->w = l->g.ow;
+        break;
+    case BS_LAYER_GLOBAL_AVGPOOL:
+    case BS_LAYER_GLOBAL_MAXPOOL:
+        l->strided = 1;
+        l->g = (conv_geom){.ic = f->c, .h = f->h, .w = f->w, .oc = f->c, .oh = 1, .ow = 1,
+                           .kh = f->h, .kw = f->w, .sh = f->h, .sw = f->w};
+        f->h = f->w = 1;
+        f->flat = 1;
         break;
     case BS_LAYER_FLATTEN:
         l->inplace = 1;
@@ -308,14 +361,15 @@ static int plan_layer(bs_net *net, int i, flow *f, net_sizes *z, bs_error *err) 
     }
     case BS_LAYER_SIGMOID:
     case BS_LAYER_SOFTMAX:
+    case BS_LAYER_LINEAR:
         if (!last)
             return bs_error_set(err, "layer %d (%s) is an output activation but is not the last layer", i, kn);
         break;
     default:
         return bs_error_set(err, "layer %d has unknown kind %d", i, (int)s->kind);
     }
-    if (last && s->kind != BS_LAYER_SIGMOID && s->kind != BS_LAYER_SOFTMAX)
-        return bs_error_set(err, "the last layer is %s, expected sigmoid or softmax", kn);
+    if (last && s->kind != BS_LAYER_SIGMOID && s->kind != BS_LAYER_SOFTMAX && s->kind != BS_LAYER_LINEAR)
+        return bs_error_set(err, "the last layer is %s, expected sigmoid, softmax or linear", kn);
     l->oc = f->c;
     l->oh = f->h;
     l->ow = f->w;
@@ -388,7 +442,7 @@ static void lay_out_arena(bs_net *net, const net_sizes *z) {
             bs_layer_kind k = l->s.kind;
             int inplace = cur && (k == BS_LAYER_RELU || k == BS_LAYER_BATCHNORM ||
                                   k == BS_LAYER_FLATTEN || k == BS_LAYER_DROPOUT);
-            if (k == BS_LAYER_SIGMOID || k == BS_LAYER_SOFTMAX) inplace = 1;
+            if (k == BS_LAYER_SIGMOID || k == BS_LAYER_SOFTMAX || k == BS_LAYER_LINEAR) inplace = 1;
             l->inplace = inplace;
             l->out = inplace ? cur : (cur == A ? Bf : A);
             cur = l->out;
@@ -493,8 +547,19 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     flow f = {.c = 1, .h = in_h, .w = in_w};
     for (int i = 0; i < n_layers; i++)
         if (plan_layer(net, i, &f, &z, err)) goto fail;
+    for (int i = 1; i < n_layers; i++)
+        if (net->specs[i].frozen && !net->specs[i - 1].frozen) {
+            bs_error_set(err, "layer %d is frozen but layer %d before it is not: frozen layers must be a prefix", i, i - 1);
+            goto fail;
+        }
     const layer *pre = &net->L[n_layers - 2];
-    if (pre->s.kind != BS_LAYER_DENSE || pre->oc != n_outputs) {
+    if (net->specs[n_layers - 1].kind == BS_LAYER_LINEAR) {
+        if (pre->out_size != (size_t)n_outputs) {
+            bs_error_set(err, "the layer before the linear output gives %zu values, expected %d (one per output)",
+                         pre->out_size, n_outputs);
+            goto fail;
+        }
+    } else if (pre->s.kind != BS_LAYER_DENSE || pre->oc != n_outputs) {
         bs_error_set(err, "the layer before the output activation must be dense with %d units "
                      "(one per output), found %s with %d outputs",
                      n_outputs, bs_layer_kind_name(pre->s.kind), (int)pre->out_size);
@@ -618,6 +683,9 @@ int bs_net_find_tensor(bs_net *net, const char *name, bs_tensor_info *out) {
 
 /* ---- forward / loss / backward ------------------------------------------------------- */
 
+static float bn_eps(const bs_layer_spec *s) { return s->eps > 0.0f ? s->eps : BS_BN_EPS; }
+static int is_avg(bs_layer_kind k) { return k == BS_LAYER_AVGPOOL || k == BS_LAYER_GLOBAL_AVGPOOL; }
+
 static const float *layer_input(const bs_net *net, int i, const float *x) {
     return i == 0 ? x : (net->L[i - 1].out ? net->L[i - 1].out : x);
 }
@@ -641,7 +709,9 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
         switch (l->s.kind) {
         case BS_LAYER_CONV2D: {
             int relu = net->L[i + 1].s.kind == BS_LAYER_RELU && net->L[i + 1].inplace;
-            if (l->wino_r)
+            if (l->strided)
+                conv2d_strided_forward(out, in, W, Bv, net->col, B, &l->g, relu);
+            else if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
                                         net->wino_X, B, training && l->wino_g ? l->wino_g : 1,
                                         l->ic, l->oc, l->ih, l->iw, l->wino_r, relu);
@@ -658,20 +728,26 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             break;
         case BS_LAYER_BATCHNORM: {
             float *rm = net->buffers + l->r_off, *rv = rm + l->oc;
-            if (training)
+            if (training && !l->s.frozen)
                 batchnorm_forward_train(out, l->mean, l->invstd, rm, rv, in, W, Bv, B, l->oc,
-                                        l->oh * l->ow);
+                                        l->oh * l->ow, bn_eps(&l->s));
             else
-                batchnorm_forward_infer(out, in, W, Bv, rm, rv, B, l->oc, l->oh * l->ow);
+                batchnorm_forward_infer(out, in, W, Bv, rm, rv, B, l->oc, l->oh * l->ow, bn_eps(&l->s));
             break;
         }
         case BS_LAYER_MAXPOOL:
-            maxpool_forward(out, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
+        case BS_LAYER_AVGPOOL:
+        case BS_LAYER_GLOBAL_AVGPOOL:
+        case BS_LAYER_GLOBAL_MAXPOOL:
+            if (l->strided)
+                pool2d_forward(out, in, B, &l->g, is_avg(l->s.kind));
+            else
+                maxpool_forward(out, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
             break;
         case BS_LAYER_FLATTEN:
             break;
         case BS_LAYER_DROPOUT:
-            if (training && l->s.rate > 0.0f)
+            if (training && !l->s.frozen && l->s.rate > 0.0f)
                 dropout_forward(out, l->mask, in, l->out_size * B, l->s.rate, &net->drop_rng);
             else if (out != in)
                 memcpy(out, in, sizeof(float) * l->out_size * B);
@@ -695,6 +771,8 @@ void bs_net_activate(const bs_net *net, int batch, float *probs) {
     const float *z = net->L[net->n_layers - 2].out;
     if (bs_net_output_kind(net) == BS_LAYER_SOFTMAX)
         softmax_forward(probs, z, batch, net->n_outputs);
+    else if (bs_net_output_kind(net) == BS_LAYER_LINEAR)
+        memcpy(probs, z, sizeof(float) * (size_t)batch * net->n_outputs);
     else
         sigmoid_forward(probs, z, (size_t)batch * net->n_outputs);
 }
@@ -725,11 +803,14 @@ static void backward_from(bs_net *net, const float *dlogits, int batch) {
         const float *in = layer_input(net, i, net->x);
         float *W = net->params + l->w_off;
         float *dW = net->grads + l->w_off, *dB = net->grads + l->b_off;
-        float *din = i > 0 ? spare : NULL; /* no gradient for the network input */
+        if (l->s.frozen) break; /* a frozen prefix: no gradient below */
+        float *din = i > 0 && !net->L[i - 1].s.frozen ? spare : NULL; /* none for the input or a frozen layer */
         int swap = 1;
         switch (l->s.kind) {
         case BS_LAYER_CONV2D:
-            if (l->wino_g) { /* Winograd: both gradients from one transformed dout */
+            if (l->strided) {
+                conv2d_strided_backward(din, dW, dB, dout, in, W, net->col, B, &l->g);
+            } else if (l->wino_g) { /* Winograd: both gradients from one transformed dout */
                 size_t nu = (size_t)(l->wino_r + 1) * (l->wino_r + 1) * l->oc * l->ic;
                 memset(net->wino_dU, 0, sizeof(float) * nu);
                 conv2d_winograd_backward(din, net->wino_dU, dB, dout, in, l->wino_U, net->wino_V,
@@ -756,13 +837,19 @@ static void backward_from(bs_net *net, const float *dlogits, int batch) {
             swap = 0;
             break;
         case BS_LAYER_MAXPOOL:
-            if (din) maxpool_backward(din, dout, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
+        case BS_LAYER_AVGPOOL:
+        case BS_LAYER_GLOBAL_AVGPOOL:
+        case BS_LAYER_GLOBAL_MAXPOOL:
+            if (din && l->strided)
+                pool2d_backward(din, dout, in, B, &l->g, is_avg(l->s.kind));
+            else if (din)
+                maxpool_backward(din, dout, in, B, l->ic, l->ih, l->iw, l->s.kh, l->s.kw);
             break;
         case BS_LAYER_FLATTEN:
             swap = 0;
             break;
         case BS_LAYER_DROPOUT:
-            if (net->last_training && l->s.rate > 0.0f)
+            if (net->last_training && !l->s.frozen && l->s.rate > 0.0f)
                 dropout_backward(dout, dout, l->mask, l->out_size * B);
             swap = 0;
             break;

@@ -13,10 +13,18 @@
  *             r = 0.99 r + 0.01 batch (Keras momentum 0.99); inference: running statistics;
  *             epsilon 1e-3. Parameters gamma, beta (C); buffers running_mean, running_var (C).
  *   maxpool   window = stride (ph, pw), 'valid'
+ *   conv2d and maxpool may also carry strides and 'same'/'valid' padding (TensorFlow's
+ *             rule, the odd extra pixel after), any kernel size 1-31: imported Keras layers
+ *   avgpool   the same geometry, mean over the input pixels inside each window
+ *   global_avgpool / global_maxpool   mean / max over (H, W) of each channel -> (C), flat
+ *   batchnorm's epsilon is the layer's own (spec.eps, 0 = 1e-3)
  *   flatten   no-op on the memory layout
  *   dropout   inverted (kept values scaled by 1/(1-rate) in training), seeded; identity at inference
  *   dense     y = x W^T + b, weight (out, in), bias (out)   (PyTorch Linear layout)
  *   sigmoid / softmax   the output activation; only as the last layer.
+ *   linear    identity output (an imported model whose last layer has no activation); the
+ *             layer before it may be any that gives n_outputs values; trains as sigmoid does
+ *             (BCE on logits).
  *
  * Memory: one allocation for parameters, one for gradients, one for batchnorm buffers, one
  * for activations and scratch, all sized at creation for `max_batch`. bs_net_forward with
@@ -43,7 +51,15 @@ typedef enum bs_layer_kind {
     BS_LAYER_DENSE,
     BS_LAYER_SIGMOID,
     BS_LAYER_SOFTMAX,
+    BS_LAYER_AVGPOOL,
+    BS_LAYER_GLOBAL_AVGPOOL,
+    BS_LAYER_GLOBAL_MAXPOOL,
+    BS_LAYER_LINEAR,
 } bs_layer_kind;
+#define BS_LAYER_LAST_KIND BS_LAYER_LINEAR
+
+/* Padding of conv2d, maxpool, avgpool. DEFAULT: conv2d 'same', pools 'valid'. */
+enum { BS_PAD_DEFAULT = 0, BS_PAD_SAME = 1, BS_PAD_VALID = 2 };
 
 /* One entry of a layer list. Unused fields are 0. */
 typedef struct bs_layer_spec {
@@ -52,6 +68,12 @@ typedef struct bs_layer_spec {
     int kh, kw;       /* conv2d: odd kernel size; maxpool: window (= stride) */
     int units;        /* dense: outputs; 0 = the network's n_outputs */
     float rate;       /* dropout: drop probability in [0, 1) */
+    int sh, sw;       /* conv2d, maxpool, avgpool: strides; 0 = default (conv 1, pools = window) */
+    int padding;      /* conv2d, maxpool, avgpool: BS_PAD_* */
+    float eps;        /* batchnorm: epsilon; 0 = 1e-3 */
+    int frozen;       /* training only, never stored: the layer behaves as at inference
+                         (batchnorm running statistics, no dropout) and gets no gradient; the
+                         frozen layers must be a prefix of the list (fine-tuning a head) */
 } bs_layer_spec;
 
 #define BS_NN_MAX_LAYERS 64
@@ -105,7 +127,7 @@ int bs_net_in_h(const bs_net *net);
 int bs_net_in_w(const bs_net *net);
 int bs_net_n_outputs(const bs_net *net);
 int bs_net_max_batch(const bs_net *net);
-bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID or BS_LAYER_SOFTMAX */
+bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID, _SOFTMAX or _LINEAR */
 /* Forward pass over `batch` inputs x (batch, in_h, in_w) -> (batch, n_outputs) LOGITS (before
  * the output activation), valid until the next call. training = 1 uses batch statistics,
  * updates running averages and applies dropout, and keeps a pointer to x for
@@ -113,7 +135,7 @@ bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID or BS_L
 const float *bs_net_forward(bs_net *net, const float *x, int batch, int training);
 
 /* Output activation of the last forward's logits into probs (batch, n_outputs):
- * sigmoid per output or softmax per row. */
+ * sigmoid per output, softmax per row, or a copy (linear). */
 void bs_net_activate(const bs_net *net, int batch, float *probs);
 
 #endif

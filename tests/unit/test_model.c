@@ -321,8 +321,12 @@ JSON_CASE(input_range, "input.n_frames is 0",
 JSON_CASE(layers_type, "'layers' is not an array", json_object_set_new(root, "layers", json_null()))
 JSON_CASE(layer_kind, "not a known layer",
           json_object_set_new(layer(root, 1), "type", json_string("gelu")))
-JSON_CASE(layer_kernel_even, "kernel 4x3",
-          json_object_set_new(layer(root, 0), "kernel", json_pack("[ii]", 4, 3)))
+JSON_CASE(layer_kernel_large, "kernel 40x3",
+          json_object_set_new(layer(root, 0), "kernel", json_pack("[ii]", 40, 3)))
+JSON_CASE(layer_padding, "layers[0].padding is not \"same\" or \"valid\"",
+          json_object_set_new(layer(root, 0), "padding", json_string("full")))
+JSON_CASE(layer_strides, "layers[0].strides is not an array of 2 integers",
+          json_object_set_new(layer(root, 0), "strides", json_integer(2)))
 JSON_CASE(layer_kernel_type, "layers[0].kernel is not an array of 2 integers",
           json_object_set_new(layer(root, 0), "kernel", json_pack("[i]", 3)))
 JSON_CASE(layer_rate, "layers[5].rate is 1.5",
