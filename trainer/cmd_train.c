@@ -536,96 +536,159 @@ static char *command_line(int argc, char **argv) {
 
 static int g_checkpointed; /* train_main stopped on a signal after writing checkpoints */
 
-static int train_main(int argc, char **argv) {
-    static const struct option opts[] = {
-        {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
-        {"background", required_argument, 0, O_BG}, {"arch", required_argument, 0, O_ARCH},
-        {"epochs", required_argument, 0, O_EPOCHS}, {"batch-size", required_argument, 0, O_BATCH},
-        {"lr", required_argument, 0, O_LR}, {"lr-schedule", required_argument, 0, O_SCHED},
-        {"weight-decay", required_argument, 0, O_WD}, {"patience", required_argument, 0, O_PATIENCE},
-        {"class-weights", required_argument, 0, O_CW}, {"val-fraction", required_argument, 0, O_VAL},
-        {"folds", required_argument, 0, O_FOLDS}, {"seed", required_argument, 0, O_SEED},
-        {"no-augment", no_argument, 0, O_NOAUG}, {"mix-prob", required_argument, 0, O_MIX},
-        {"snr-range", required_argument, 0, O_SNR}, {"background-repeat", required_argument, 0, O_BGREP},
-        {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
-        {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
-        {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
-        {"gain-db", required_argument, 0, O_GAIN}, {"time-shift", required_argument, 0, O_SHIFT},
-        {"freq-shift", required_argument, 0, O_FSHIFT}, {"n-mels", required_argument, 0, O_NMELS},
-        {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
-        {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
-        {"synthetic-negatives", required_argument, 0, O_SYN},
-        {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
-        {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
-        {"log-json", required_argument, 0, O_LOGJSON},
-        {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
-        {"init-from", required_argument, 0, O_INIT}, {"freeze-features", no_argument, 0, O_FREEZE},
-        {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
-    };
-    const char *C_ = "train";
-    int platt = 1;
+static const struct option train_opts[] = {
+    {"data", required_argument, 0, O_DATA}, {"out", required_argument, 0, O_OUT},
+    {"background", required_argument, 0, O_BG}, {"arch", required_argument, 0, O_ARCH},
+    {"epochs", required_argument, 0, O_EPOCHS}, {"batch-size", required_argument, 0, O_BATCH},
+    {"lr", required_argument, 0, O_LR}, {"lr-schedule", required_argument, 0, O_SCHED},
+    {"weight-decay", required_argument, 0, O_WD}, {"patience", required_argument, 0, O_PATIENCE},
+    {"class-weights", required_argument, 0, O_CW}, {"val-fraction", required_argument, 0, O_VAL},
+    {"folds", required_argument, 0, O_FOLDS}, {"seed", required_argument, 0, O_SEED},
+    {"no-augment", no_argument, 0, O_NOAUG}, {"mix-prob", required_argument, 0, O_MIX},
+    {"snr-range", required_argument, 0, O_SNR}, {"background-repeat", required_argument, 0, O_BGREP},
+    {"segment-hop", required_argument, 0, O_HOP}, {"threads", required_argument, 0, O_THREADS},
+    {"cache", required_argument, 0, O_CACHE}, {"no-cache", no_argument, 0, O_NOCACHE},
+    {"report", required_argument, 0, O_REPORT}, {"quiet", no_argument, 0, O_QUIET},
+    {"gain-db", required_argument, 0, O_GAIN}, {"time-shift", required_argument, 0, O_SHIFT},
+    {"freq-shift", required_argument, 0, O_FSHIFT}, {"n-mels", required_argument, 0, O_NMELS},
+    {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
+    {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
+    {"synthetic-negatives", required_argument, 0, O_SYN},
+    {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
+    {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+    {"log-json", required_argument, 0, O_LOGJSON},
+    {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
+    {"init-from", required_argument, 0, O_INIT}, {"freeze-features", no_argument, 0, O_FREEZE},
+    {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
+};
+
+/* The command line of birdsong train, beside the training options it fills in. */
+typedef struct train_args {
+    ts_train_options o;
+    const char *data, *out, *background, *report, *ckpt_dir, *log_json, *init_path;
     const char *filter_spec[8];
-    int n_filter_spec = 0;
-    ts_train_options o = ts_train_defaults();
-    const char *data = NULL, *out = NULL, *background = NULL, *report = NULL, *ckpt_dir = NULL, *log_json = NULL;
-    char *cache_dir = NULL;
-    int no_cache = 0, folds = 0, threads = 2;
-    double val_fraction = 0.2, hop = 1.0, d;
-    int n_mels = 0;
-    const char *init_path = NULL;
-    double fmin = -1, fmax = -1;
-    bs_window_norm window_norm = BS_WINDOW_NORM_NONE;
-    double active = 1.0;
-    float *activity = NULL;
+    int n_filter_spec;
+    char *cache_dir;        /* owned; NULL with --no-cache */
+    int no_cache, folds, threads, platt, n_mels;
+    double val_fraction, hop, fmin, fmax, active;
+    bs_window_norm window_norm;
+} train_args;
+
+/* One run of birdsong train: owns everything it allocates, freed in one place (train_run_free). */
+typedef struct train_run {
+    train_args a;
+    bs_feature_config cfg;
+    FILE *log_file;
+    char settings_extra[4096];
+    ts_dataset ds;
+    int ds_loaded;
+    char **paths;           /* [ds.n_items] borrowed from ds */
+    ts_file_features *ff;   /* [ds.n_items] */
+    ts_windows w;
+    int *usable, *fold_of;  /* [ds.n_items] */
+    float *activity;        /* [w.n] */
+    train_job *jobs;        /* [n_jobs]: one per fold, then the written model */
+    int n_jobs;
+    float *synthetic;       /* shared by the trainings */
+    json_t *prov, *cv, *filter_json, *cal_json;
+    ts_train_result final;
+    ts_metrics vm;          /* the written model's validation figures */
+    ts_openset cv_os;
+    bs_error err;
+} train_run;
+
+static void train_run_free(train_run *r) {
+    free(r->synthetic);
+    for (int j = 0; j < r->n_jobs; j++) {
+        ts_train_result_free(&r->jobs[j].r);
+        if (r->jobs[j].evaluated) {
+            ts_metrics_free(&r->jobs[j].m);
+            ts_openset_free(&r->jobs[j].os);
+        }
+        free(r->jobs[j].ckpt);
+        free(r->jobs[j].probs);
+        free(r->jobs[j].held);
+    }
+    free(r->jobs);
+    ts_train_result_free(&r->final);
+    ts_metrics_free(&r->vm);
+    json_decref(r->prov);
+    json_decref(r->cv);
+    json_decref(r->cal_json);
+    ts_openset_free(&r->cv_os);
+    json_decref(r->filter_json);
+    if (r->ff)
+        for (int i = 0; i < r->ds.n_items; i++) ts_file_features_free(&r->ff[i]);
+    free(r->ff);
+    free(r->paths);
+    ts_windows_free(&r->w);
+    free(r->usable);
+    free(r->activity);
+    free(r->fold_of);
+    if (r->ds_loaded) ts_dataset_free(&r->ds);
+    free(r->a.cache_dir);
+    if (r->log_file) fclose(r->log_file);
+    bs_model_free(r->a.o.init_from);
+}
+
+/* --snr-range LO,HI (cuts arg at the comma). Returns 0, or 2 after saying what is wrong. */
+static int parse_snr(char *arg, ts_train_options *o) {
+    double lo, hi;
+    char *comma = strchr(arg, ',');
+    if (!comma) { fprintf(stderr, "birdsong train: --snr-range '%s': expected LO,HI in dB\n", arg); return 2; }
+    *comma = 0;
+    if (ts_opt_double("train", "--snr-range", arg, -60, 100, &lo) ||
+        ts_opt_double("train", "--snr-range", comma + 1, lo, 100, &hi)) return 2;
+    o->snr_min = (float)lo;
+    o->snr_max = (float)hi;
+    return 0;
+}
+
+/* Reads the options into a. Returns -1 to go on, else the exit status (0 after --help, 2 on
+ * a bad option). */
+static int parse_options(train_args *a, int argc, char **argv) {
+    const char *C_ = "train";
+    ts_train_options *o = &a->o;
+    double d;
     optind = 0;
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", train_opts, NULL)) != -1) {
         switch (c) {
-        case O_DATA: data = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_BG: background = optarg; break;
-        case O_ARCH: o.arch = optarg; break;
-        case O_INIT: init_path = optarg; break;
-        case O_FREEZE: o.freeze_features = 1; break;
-        case O_EPOCHS: if (ts_opt_int(C_, "--epochs", optarg, 1, 100000, &o.epochs)) return 2; break;
-        case O_BATCH: if (ts_opt_int(C_, "--batch-size", optarg, 2, 4096, &o.batch_size)) return 2; break;
-        case O_LR: if (ts_opt_double(C_, "--lr", optarg, 1e-9, 10, &d)) return 2; o.lr = (float)d; break;
+        case O_DATA: a->data = optarg; break;
+        case O_OUT: a->out = optarg; break;
+        case O_BG: a->background = optarg; break;
+        case O_ARCH: o->arch = optarg; break;
+        case O_INIT: a->init_path = optarg; break;
+        case O_FREEZE: o->freeze_features = 1; break;
+        case O_EPOCHS: if (ts_opt_int(C_, "--epochs", optarg, 1, 100000, &o->epochs)) return 2; break;
+        case O_BATCH: if (ts_opt_int(C_, "--batch-size", optarg, 2, 4096, &o->batch_size)) return 2; break;
+        case O_LR: if (ts_opt_double(C_, "--lr", optarg, 1e-9, 10, &d)) return 2; o->lr = (float)d; break;
         case O_SCHED:
-            if (!strcmp(optarg, "constant")) o.cosine = 0;
-            else if (!strcmp(optarg, "cosine")) o.cosine = 1;
+            if (!strcmp(optarg, "constant")) o->cosine = 0;
+            else if (!strcmp(optarg, "cosine")) o->cosine = 1;
             else { fprintf(stderr, "birdsong train: --lr-schedule '%s': expected constant or cosine\n", optarg); return 2; }
             break;
-        case O_WD: if (ts_opt_double(C_, "--weight-decay", optarg, 0, 1, &d)) return 2; o.weight_decay = (float)d; break;
-        case O_PATIENCE: if (ts_opt_int(C_, "--patience", optarg, 0, 100000, &o.patience)) return 2; break;
+        case O_WD: if (ts_opt_double(C_, "--weight-decay", optarg, 0, 1, &d)) return 2; o->weight_decay = (float)d; break;
+        case O_PATIENCE: if (ts_opt_int(C_, "--patience", optarg, 0, 100000, &o->patience)) return 2; break;
         case O_CW:
-            if (!strcmp(optarg, "none")) o.class_weights = 0;
-            else if (!strcmp(optarg, "balanced")) o.class_weights = 1;
+            if (!strcmp(optarg, "none")) o->class_weights = 0;
+            else if (!strcmp(optarg, "balanced")) o->class_weights = 1;
             else { fprintf(stderr, "birdsong train: --class-weights '%s': expected none or balanced\n", optarg); return 2; }
             break;
-        case O_VAL: if (ts_opt_double(C_, "--val-fraction", optarg, 0.01, 0.9, &val_fraction)) return 2; break;
-        case O_FOLDS: if (ts_opt_int(C_, "--folds", optarg, 2, 100, &folds)) return 2; break;
-        case O_SEED: if (ts_opt_u64(C_, "--seed", optarg, &o.seed)) return 2; break;
-        case O_NOAUG: o.augment = 0; break;
-        case O_SHIFT: if (ts_opt_int(C_, "--time-shift", optarg, 0, 1000, &o.shift_frames)) return 2; break;
-        case O_FSHIFT: if (ts_opt_int(C_, "--freq-shift", optarg, 0, 1000, &o.freq_shift)) return 2; break;
-        case O_GAIN: if (ts_opt_double(C_, "--gain-db", optarg, 0, 60, &d)) return 2; o.gain_db = (float)d; break;
-        case O_MIX: if (ts_opt_double(C_, "--mix-prob", optarg, 0, 1, &d)) return 2; o.mix_prob = (float)d; break;
-        case O_SNR: {
-            double lo, hi;
-            char *comma = strchr(optarg, ',');
-            if (!comma) { fprintf(stderr, "birdsong train: --snr-range '%s': expected LO,HI in dB\n", optarg); return 2; }
-            *comma = 0;
-            if (ts_opt_double(C_, "--snr-range", optarg, -60, 100, &lo) ||
-                ts_opt_double(C_, "--snr-range", comma + 1, lo, 100, &hi)) return 2;
-            o.snr_min = (float)lo;
-            o.snr_max = (float)hi;
-            break;
-        }
-        case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o.bg_repeat)) return 2; break;
-        case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &hop)) return 2; break;
+        case O_VAL: if (ts_opt_double(C_, "--val-fraction", optarg, 0.01, 0.9, &a->val_fraction)) return 2; break;
+        case O_FOLDS: if (ts_opt_int(C_, "--folds", optarg, 2, 100, &a->folds)) return 2; break;
+        case O_SEED: if (ts_opt_u64(C_, "--seed", optarg, &o->seed)) return 2; break;
+        case O_NOAUG: o->augment = 0; break;
+        case O_SHIFT: if (ts_opt_int(C_, "--time-shift", optarg, 0, 1000, &o->shift_frames)) return 2; break;
+        case O_FSHIFT: if (ts_opt_int(C_, "--freq-shift", optarg, 0, 1000, &o->freq_shift)) return 2; break;
+        case O_GAIN: if (ts_opt_double(C_, "--gain-db", optarg, 0, 60, &d)) return 2; o->gain_db = (float)d; break;
+        case O_MIX: if (ts_opt_double(C_, "--mix-prob", optarg, 0, 1, &d)) return 2; o->mix_prob = (float)d; break;
+        case O_SNR: if (parse_snr(optarg, o)) return 2; break;
+        case O_BGREP: if (ts_opt_int(C_, "--background-repeat", optarg, 1, 100, &o->bg_repeat)) return 2; break;
+        case O_HOP: if (ts_opt_double(C_, "--segment-hop", optarg, 0.05, 60, &a->hop)) return 2; break;
         case O_SYN:
-            if (ts_opt_int(C_, "--synthetic-negatives", optarg, 0, 20000, &o.synthetic_negatives)) return 2;
+            if (ts_opt_int(C_, "--synthetic-negatives", optarg, 0, 20000, &o->synthetic_negatives)) return 2;
             break;
         case O_EMA:
             if (ts_opt_double(C_, "--ema", optarg, 0, 0.99999, &d)) return 2;
@@ -633,409 +696,437 @@ static int train_main(int argc, char **argv) {
                 fprintf(stderr, "birdsong train: --ema '%s': expected 0 (off) or a decay from 1e-6 to 0.99999\n", optarg);
                 return 2;
             }
-            o.ema = (float)d;
+            o->ema = (float)d;
             break;
-        case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o.mix_labelled = (float)d; break;
-        case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &active)) return 2; break;
-        case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &n_mels)) return 2; break;
-        case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &fmin)) return 2; break;
-        case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &fmax)) return 2; break;
+        case O_MIXLAB: if (ts_opt_double(C_, "--mix-labelled", optarg, 0, 1, &d)) return 2; o->mix_labelled = (float)d; break;
+        case O_ACTIVE: if (ts_opt_double(C_, "--active-fraction", optarg, 0.05, 1, &a->active)) return 2; break;
+        case O_NMELS: if (ts_opt_int(C_, "--n-mels", optarg, 8, 512, &a->n_mels)) return 2; break;
+        case O_FMIN: if (ts_opt_double(C_, "--fmin", optarg, 0, 384000, &a->fmin)) return 2; break;
+        case O_FMAX: if (ts_opt_double(C_, "--fmax", optarg, 1, 384000, &a->fmax)) return 2; break;
         case O_FILTER:
-            if (n_filter_spec == 8) {
+            if (a->n_filter_spec == 8) {
                 fprintf(stderr, "birdsong train: at most 8 --filter-class options\n");
-                free(cache_dir);
                 return 2;
             }
-            filter_spec[n_filter_spec++] = optarg;
+            a->filter_spec[a->n_filter_spec++] = optarg;
             break;
         case O_CALIB:
             if (strcmp(optarg, "platt") != 0 && strcmp(optarg, "none") != 0) {
                 fprintf(stderr, "birdsong train: --calibration '%s': expected platt or none\n", optarg);
-                free(cache_dir);
                 return 2;
             }
-            platt = strcmp(optarg, "platt") == 0;
+            a->platt = strcmp(optarg, "platt") == 0;
             break;
         case O_WNORM:
-            if (bs_window_norm_parse(optarg, &window_norm)) {
+            if (bs_window_norm_parse(optarg, &a->window_norm)) {
                 fprintf(stderr, "birdsong train: --window-norm '%s': expected none, band_mean or band_median\n", optarg);
-                free(cache_dir);
                 return 2;
             }
             break;
-        case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &threads)) return 2; break;
-        case O_CACHE: free(cache_dir); cache_dir = ts_xstrdup(optarg); break;
-        case O_NOCACHE: no_cache = 1; break;
-        case O_REPORT: report = optarg; break;
-        case O_QUIET: o.quiet = 1; break;
-        case O_CKPT: ckpt_dir = optarg; break;
-        case O_RESUME: o.resume = 1; break;
-        case O_LOGJSON: log_json = optarg; break;
-        case O_HELP: usage(stdout); free(cache_dir); return 0;
+        case O_THREADS: if (ts_opt_int(C_, "--threads", optarg, 1, 64, &a->threads)) return 2; break;
+        case O_CACHE: free(a->cache_dir); a->cache_dir = ts_xstrdup(optarg); break;
+        case O_NOCACHE: a->no_cache = 1; break;
+        case O_REPORT: a->report = optarg; break;
+        case O_QUIET: o->quiet = 1; break;
+        case O_CKPT: a->ckpt_dir = optarg; break;
+        case O_RESUME: o->resume = 1; break;
+        case O_LOGJSON: a->log_json = optarg; break;
+        case O_HELP: usage(stdout); return 0;
         default:
             fprintf(stderr, "birdsong train: unknown or incomplete option '%s'\n", argv[optind - 1]);
             usage(stderr);
-            free(cache_dir);
             return 2;
         }
     }
     if (optind < argc) {
         fprintf(stderr, "birdsong train: unexpected argument '%s'\n", argv[optind]);
-        free(cache_dir);
         return 2;
     }
-    if (!data || !out) {
-        fprintf(stderr, "birdsong train: %s is required\n", !data ? "--data" : "--out");
+    return -1;
+}
+
+/* The checks across options. Returns -1 to go on, else 2. */
+static int check_options(train_args *a) {
+    if (!a->data || !a->out) {
+        fprintf(stderr, "birdsong train: %s is required\n", !a->data ? "--data" : "--out");
         usage(stderr);
-        free(cache_dir);
         return 2;
     }
-    if (o.freeze_features && !init_path) {
+    if (a->o.freeze_features && !a->init_path) {
         fprintf(stderr, "birdsong train: --freeze-features needs --init-from MODEL\n");
-        free(cache_dir);
         return 2;
     }
-    if (o.freeze_features && o.weight_decay > 0) {
+    if (a->o.freeze_features && a->o.weight_decay > 0) {
         fprintf(stderr, "birdsong train: --weight-decay would move the frozen layers; not with --freeze-features\n");
-        free(cache_dir);
         return 2;
     }
     bs_layer_spec tmp[BS_NN_MAX_LAYERS];
-    if (!init_path && bs_nn_arch_layers(o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
-        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", o.arch, bs_nn_arch_names());
-        free(cache_dir);
+    if (!a->init_path && bs_nn_arch_layers(a->o.arch, tmp, BS_NN_MAX_LAYERS) < 0) {
+        fprintf(stderr, "birdsong train: --arch '%s': expected one of %s\n", a->o.arch, bs_nn_arch_names());
         return 2;
     }
-    if (o.resume && !ckpt_dir) {
+    if (a->o.resume && !a->ckpt_dir) {
         fprintf(stderr, "birdsong train: --resume needs --checkpoint-dir (where the checkpoints are)\n");
-        free(cache_dir);
         return 2;
     }
-    if (ts_dist_rank() > 0) o.quiet = 1; /* under mpirun: rank 0 reports */
-    if (no_cache) { free(cache_dir); cache_dir = NULL; }
-    else if (!cache_dir) cache_dir = ts_cache_default_dir();
-    ts_install_stop_handler();
+    if (ts_dist_rank() > 0) a->o.quiet = 1; /* under mpirun: rank 0 reports */
+    if (a->no_cache) { free(a->cache_dir); a->cache_dir = NULL; }
+    else if (!a->cache_dir) a->cache_dir = ts_cache_default_dir();
+    return -1;
+}
 
-    bs_error err = {{0}};
-    bs_feature_config cfg = bs_feature_config_default();
-    if (n_mels > 0) cfg.n_mels = n_mels;
-    if (fmin >= 0) cfg.fmin = fmin;
-    if (fmax >= 0) cfg.fmax = fmax;
-    cfg.window_norm = window_norm;
-    if (init_path) { /* the model's features: its network was trained on them */
-        o.init_from = bs_model_load(init_path, &err);
-        if (!o.init_from || ts_model_feature_config(o.init_from, &cfg, &err) != 0) {
-            fprintf(stderr, "birdsong train: --init-from %s: %s\n", init_path, err.msg);
-            bs_model_free(o.init_from);
-            free(cache_dir);
+/* The feature settings (of --init-from's model, else of the options), checked against the
+ * options that depend on them. Returns -1 to go on, else the exit status. */
+static int setup_features(train_run *r) {
+    train_args *a = &r->a;
+    bs_feature_config *cfg = &r->cfg;
+    *cfg = bs_feature_config_default();
+    if (a->n_mels > 0) cfg->n_mels = a->n_mels;
+    if (a->fmin >= 0) cfg->fmin = a->fmin;
+    if (a->fmax >= 0) cfg->fmax = a->fmax;
+    cfg->window_norm = a->window_norm;
+    if (a->init_path) { /* the model's features: its network was trained on them */
+        a->o.init_from = bs_model_load(a->init_path, &r->err);
+        if (!a->o.init_from || ts_model_feature_config(a->o.init_from, cfg, &r->err) != 0) {
+            fprintf(stderr, "birdsong train: --init-from %s: %s\n", a->init_path, r->err.msg);
             return 1;
         }
-        o.arch = bs_model_arch(o.init_from);
+        a->o.arch = bs_model_arch(a->o.init_from);
     }
-    cfg.segment_hop_seconds = hop;
-    if (bs_feature_config_validate(&cfg, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
-        free(cache_dir);
-        bs_model_free(o.init_from);
+    cfg->segment_hop_seconds = a->hop;
+    if (bs_feature_config_validate(cfg, &r->err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", r->err.msg);
         return 2;
     }
-    if (o.shift_frames >= bs_feature_n_frames(&cfg)) {
-        fprintf(stderr, "birdsong train: --time-shift %d: a window has %d frames; expected 0 to %d\n", o.shift_frames,
-                bs_feature_n_frames(&cfg), bs_feature_n_frames(&cfg) - 1);
-        free(cache_dir);
-        bs_model_free(o.init_from);
+    if (a->o.shift_frames >= bs_feature_n_frames(cfg)) {
+        fprintf(stderr, "birdsong train: --time-shift %d: a window has %d frames; expected 0 to %d\n", a->o.shift_frames,
+                bs_feature_n_frames(cfg), bs_feature_n_frames(cfg) - 1);
         return 2;
     }
-    if (o.freq_shift > 0 && o.freq_shift >= cfg.n_mels / 4) {
+    if (a->o.freq_shift > 0 && a->o.freq_shift >= cfg->n_mels / 4) {
         fprintf(stderr, "birdsong train: --freq-shift %d: expected 0 to %d (a quarter of the %d mel bands, less one)\n",
-                o.freq_shift, cfg.n_mels / 4 - 1, cfg.n_mels);
-        free(cache_dir);
-        bs_model_free(o.init_from);
+                a->o.freq_shift, cfg->n_mels / 4 - 1, cfg->n_mels);
         return 2;
     }
-    if (ckpt_dir && ts_dist_rank() == 0 && mkdir(ckpt_dir, 0777) != 0 && errno != EEXIST) {
-        fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", ckpt_dir, strerror(errno));
-        free(cache_dir);
-        bs_model_free(o.init_from);
+    return -1;
+}
+
+/* The checkpoint folder, the JSON log and the settings a checkpoint must match. Returns -1 to
+ * go on, else 1. */
+static int setup_outputs(train_run *r) {
+    train_args *a = &r->a;
+    if (a->ckpt_dir && ts_dist_rank() == 0 && mkdir(a->ckpt_dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "birdsong train: --checkpoint-dir %s: %s\n", a->ckpt_dir, strerror(errno));
         return 1;
     }
-    FILE *log_file = NULL;
-    if (log_json && ts_dist_rank() == 0 && !(log_file = fopen(log_json, "a"))) {
-        fprintf(stderr, "birdsong train: --log-json %s: %s\n", log_json, strerror(errno));
-        free(cache_dir);
-        bs_model_free(o.init_from);
+    if (a->log_json && ts_dist_rank() == 0 && !(r->log_file = fopen(a->log_json, "a"))) {
+        fprintf(stderr, "birdsong train: --log-json %s: %s\n", a->log_json, strerror(errno));
         return 1;
     }
-    o.log_json = log_file;
+    a->o.log_json = r->log_file;
     /* the options of this command that change the trained weights or the model written:
      * a checkpoint made with others is refused */
-    char settings_extra[4096];
-    size_t se = (size_t)snprintf(settings_extra, sizeof settings_extra, "--background=%s\n--calibration=%s\n",
-                                 background ? background : "", platt ? "platt" : "none");
-    for (int k = 0; k < n_filter_spec && se < sizeof settings_extra; k++)
-        se += (size_t)snprintf(settings_extra + se, sizeof settings_extra - se, "--filter-class %d=%s\n", k + 1,
-                               filter_spec[k]);
-    o.settings_extra = settings_extra;
-    ts_dataset ds;
-    if (ts_dataset_load(&ds, data, background, NULL, 0, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
-        free(cache_dir);
-        bs_model_free(o.init_from);
-        if (log_file) fclose(log_file);
-        return 1;
+    size_t se = (size_t)snprintf(r->settings_extra, sizeof r->settings_extra, "--background=%s\n--calibration=%s\n",
+                                 a->background ? a->background : "", a->platt ? "platt" : "none");
+    for (int k = 0; k < a->n_filter_spec && se < sizeof r->settings_extra; k++)
+        se += (size_t)snprintf(r->settings_extra + se, sizeof r->settings_extra - se, "--filter-class %d=%s\n", k + 1,
+                               a->filter_spec[k]);
+    a->o.settings_extra = r->settings_extra;
+    return -1;
+}
+
+/* The dataset with --background and the --filter-class recordings. Returns 0 or -1. */
+static int load_data(train_run *r) {
+    train_args *a = &r->a;
+    if (ts_dataset_load(&r->ds, a->data, a->background, NULL, 0, &r->err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+        return -1;
     }
-    for (int k = 0; k < n_filter_spec; k++)
-        if (ts_dataset_add_filter_class(&ds, filter_spec[k], &err) != 0) {
-            fprintf(stderr, "birdsong train: %s\n", err.msg);
-            ts_dataset_free(&ds);
-            free(cache_dir);
-            if (log_file) fclose(log_file);
-            return 1;
+    r->ds_loaded = 1;
+    for (int k = 0; k < a->n_filter_spec; k++)
+        if (ts_dataset_add_filter_class(&r->ds, a->filter_spec[k], &r->err) != 0) {
+            fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+            return -1;
         }
-    char **paths = ts_xmalloc(sizeof(char *) * ((size_t)ds.n_items + 1));
-    ts_file_features *ff = ts_xcalloc((size_t)ds.n_items + 1, sizeof *ff);
-    for (int i = 0; i < ds.n_items; i++) paths[i] = ds.items[i].path;
+    return 0;
+}
+
+/* The features of every file (from the cache where it has them), cut into windows, with the
+ * recordings that can be used and each window's activity. Returns 0 or -1. */
+static int extract_features(train_run *r) {
+    train_args *a = &r->a;
+    ts_dataset *ds = &r->ds;
+    ts_windows *w = &r->w;
+    r->paths = ts_xmalloc(sizeof(char *) * ((size_t)ds->n_items + 1));
+    r->ff = ts_xcalloc((size_t)ds->n_items + 1, sizeof *r->ff);
+    for (int i = 0; i < ds->n_items; i++) r->paths[i] = ds->items[i].path;
     ts_cache_stats cs;
-    int rc = 1;
-    ts_windows w = {0};
-    int *usable = NULL, *fold_of = NULL;
-    train_job *jobs = NULL;
-    float *synthetic = NULL; /* shared by the trainings, freed at done */
-    int n_jobs = 0;
-    json_t *prov = json_object(), *cv = NULL;
-    ts_train_result final = {0};
-    ts_openset cv_os = {0};
-    json_t *filter_json = NULL;
-    if (ts_cache_compute(&cfg, cache_dir, paths, ds.n_items, threads, ff, &cs, on_progress, &o.quiet, &err) != 0) {
-        fprintf(stderr, "birdsong train: %s\n", err.msg);
-        goto done;
+    if (ts_cache_compute(&r->cfg, a->cache_dir, r->paths, ds->n_items, a->threads, r->ff, &cs, on_progress, &a->o.quiet,
+                         &r->err) != 0) {
+        fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+        return -1;
     }
-    if (!o.quiet)
-        bs_log_info("features: %d files, %d from the cache, %d computed, %d failed", ds.n_items, cs.hits,
+    if (!a->o.quiet)
+        bs_log_info("features: %d files, %d from the cache, %d computed, %d failed", ds->n_items, cs.hits,
                     cs.misses - cs.failures, cs.failures);
-    ts_windows_build(&w, &ds, ff, cfg.n_mels, bs_feature_n_frames(&cfg));
-    ts_windows_link(&w, (double)cfg.sample_rate / cfg.hop_length);
-    ts_print_skipped(C_, &ds);
+    ts_windows_build(w, ds, r->ff, r->cfg.n_mels, bs_feature_n_frames(&r->cfg));
+    ts_windows_link(w, (double)r->cfg.sample_rate / r->cfg.hop_length);
+    ts_print_skipped("train", ds);
     int n_bg_win = 0;
-    for (int i = 0; i < w.n; i++) n_bg_win += w.background[i];
-    if (!o.quiet)
-        bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds.n_labels, w.n, n_bg_win,
-                    w.n_groups);
-    usable = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
-    fold_of = ts_xcalloc((size_t)ds.n_items + 1, sizeof(int));
-    usable_items(&ds, &w, usable);
-    activity = ts_xcalloc((size_t)w.n + 1, sizeof(float));
-    ts_window_activity(&w, &cfg, activity);
+    for (int i = 0; i < w->n; i++) n_bg_win += w->background[i];
+    if (!a->o.quiet)
+        bs_log_info("data: %d species, %d windows (%d background) from %d recordings", ds->n_labels, w->n, n_bg_win,
+                    w->n_groups);
+    r->usable = ts_xcalloc((size_t)ds->n_items + 1, sizeof(int));
+    r->fold_of = ts_xcalloc((size_t)ds->n_items + 1, sizeof(int));
+    usable_items(ds, w, r->usable);
+    r->activity = ts_xcalloc((size_t)w->n + 1, sizeof(float));
+    ts_window_activity(w, &r->cfg, r->activity);
+    return 0;
+}
 
-    if (folds > 0) {
-        ts_dataset v;
-        int *map = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        int *vf = ts_xmalloc(sizeof(int) * ((size_t)ds.n_items + 1));
-        dataset_view(&ds, usable, &v, map);
-        int src = ts_split_kfold(&v, folds, o.seed, vf, &err);
-        for (int i = 0; i < ds.n_items; i++) fold_of[i] = -1;
-        for (int j = 0; j < v.n_items; j++) fold_of[map[j]] = vf[j];
-        free(v.items);
-        free(v.targets);
-        free(map);
-        free(vf);
-        if (src != 0) {
-            fprintf(stderr, "birdsong train: %s\n", err.msg);
-            goto done;
-        }
+/* With --folds: each usable recording's fold (fold_of, -1 = in none). Returns 0 or -1. */
+static int assign_folds(train_run *r) {
+    const ts_dataset *ds = &r->ds;
+    if (r->a.folds <= 0) return 0;
+    ts_dataset v;
+    int *map = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    int *vf = ts_xmalloc(sizeof(int) * ((size_t)ds->n_items + 1));
+    dataset_view(ds, r->usable, &v, map);
+    int src = ts_split_kfold(&v, r->a.folds, r->a.o.seed, vf, &r->err);
+    for (int i = 0; i < ds->n_items; i++) r->fold_of[i] = -1;
+    for (int j = 0; j < v.n_items; j++) r->fold_of[map[j]] = vf[j];
+    free(v.items);
+    free(v.targets);
+    free(map);
+    free(vf);
+    if (src != 0) {
+        fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+        return -1;
     }
+    return 0;
+}
 
-    /* The trainings: one per fold, then the written model (every usable recording, a stratified
-     * validation part). They are independent, so with --folds and several threads they run side
-     * by side; the threads left to each training are its data-parallel replicas (replicas.h),
-     * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
-     * matrices, while replicas on shards of the batch keep every core busy. */
-    n_jobs = folds + 1;
-    jobs = ts_xcalloc((size_t)n_jobs, sizeof *jobs);
-    for (int j = 0; j < n_jobs; j++) {
-        jobs[j].fold = j < folds ? j : -1;
-        if (j < folds) snprintf(jobs[j].tag, sizeof jobs[j].tag, "fold %d/%d", j + 1, folds);
-        else if (folds > 0) snprintf(jobs[j].tag, sizeof jobs[j].tag, "final model");
-        if (ckpt_dir) {
+/* The trainings: one per fold, then the written model (every usable recording, a stratified
+ * validation part). They are independent, so with --folds and several threads they run side
+ * by side; the threads left to each training are its data-parallel replicas (replicas.h),
+ * each with one BLAS thread: OpenBLAS gains little from a second thread on these small
+ * matrices, while replicas on shards of the batch keep every core busy. Returns 0 or -1. */
+static int run_trainings(train_run *r) {
+    train_args *a = &r->a;
+    int folds = a->folds;
+    r->n_jobs = folds + 1;
+    r->jobs = ts_xcalloc((size_t)r->n_jobs, sizeof *r->jobs);
+    for (int j = 0; j < r->n_jobs; j++) {
+        train_job *jb = &r->jobs[j];
+        jb->fold = j < folds ? j : -1;
+        if (j < folds) snprintf(jb->tag, sizeof jb->tag, "fold %d/%d", j + 1, folds);
+        else if (folds > 0) snprintf(jb->tag, sizeof jb->tag, "final model");
+        if (a->ckpt_dir) {
             char name[32];
             if (j < folds) snprintf(name, sizeof name, "fold-%d.ckpt", j + 1);
             else snprintf(name, sizeof name, "final.ckpt");
-            jobs[j].ckpt = ts_xmalloc(strlen(ckpt_dir) + strlen(name) + 2);
-            sprintf(jobs[j].ckpt, "%s/%s", ckpt_dir, name);
+            jb->ckpt = ts_xmalloc(strlen(a->ckpt_dir) + strlen(name) + 2);
+            sprintf(jb->ckpt, "%s/%s", a->ckpt_dir, name);
         }
     }
     /* the synthetic negatives depend only on the seed and the features: made once, shared */
-    if (o.synthetic_negatives > 0) {
-        synthetic = ts_synthetic_windows(&cfg, o.synthetic_negatives, o.seed, w.n_mels, w.n_frames, o.quiet, NULL, &err);
-        if (!synthetic) {
-            fprintf(stderr, "birdsong train: %s\n", err.msg);
-            goto done;
+    if (a->o.synthetic_negatives > 0) {
+        r->synthetic = ts_synthetic_windows(&r->cfg, a->o.synthetic_negatives, a->o.seed, r->w.n_mels, r->w.n_frames,
+                                            a->o.quiet, NULL, &r->err);
+        if (!r->synthetic) {
+            fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+            return -1;
         }
-        o.synthetic = synthetic;
+        a->o.synthetic = r->synthetic;
     }
-    train_ctx tc = {.ds = &ds, .w = &w, .usable = usable, .fold_of = fold_of, .activity = activity,
-                    .active = active, .val_fraction = val_fraction, .cfg = &cfg, .o = &o, .folds = folds,
-                    .jobs = jobs, .n_jobs = n_jobs};
-    tc.side_by_side = folds > 0 ? (threads < n_jobs ? threads : n_jobs) : 1;
+    train_ctx tc = {.ds = &r->ds, .w = &r->w, .usable = r->usable, .fold_of = r->fold_of, .activity = r->activity,
+                    .active = a->active, .val_fraction = a->val_fraction, .cfg = &r->cfg, .o = &a->o, .folds = folds,
+                    .jobs = r->jobs, .n_jobs = r->n_jobs};
+    tc.side_by_side = folds > 0 ? (a->threads < r->n_jobs ? a->threads : r->n_jobs) : 1;
     /* under MPI one at a time: every rank must enter the same reductions in the same order,
      * from one thread (MPI is initialised without thread support) */
     if (ts_dist_size() > 1) tc.side_by_side = 1;
-    o.replicas = threads / tc.side_by_side > 0 ? threads / tc.side_by_side : 1;
+    a->o.replicas = a->threads / tc.side_by_side > 0 ? a->threads / tc.side_by_side : 1;
     bs_nn_set_threads(1);
     run_jobs(&tc);
-    for (int j = 0; j < n_jobs; j++) {
+    return 0;
+}
+
+/* Whether the trainings all ended with a model to write: reports a failed job, a stop that
+ * left checkpoints (g_checkpointed) or an interruption. Returns 0 or -1. */
+static int check_trainings(train_run *r) {
+    train_job *jobs = r->jobs;
+    for (int j = 0; j < r->n_jobs; j++) {
         if (jobs[j].rc != 0) {
             if (jobs[j].fold >= 0) fprintf(stderr, "birdsong train: fold %d: %s\n", jobs[j].fold + 1, jobs[j].err.msg);
             else fprintf(stderr, "birdsong train: %s\n", jobs[j].err.msg);
-            goto done;
+            return -1;
         }
     }
-    for (int j = 0; j < n_jobs; j++)
-        if (jobs[j].r.checkpointed || (ckpt_dir && ts_stop_requested)) {
+    for (int j = 0; j < r->n_jobs; j++)
+        if (jobs[j].r.checkpointed || (r->a.ckpt_dir && ts_stop_requested)) {
             if (ts_dist_rank() == 0)
                 fprintf(stderr, "birdsong train: interrupted; checkpoints are in %s: the same command with --resume "
-                                "continues; no model written\n", ckpt_dir);
+                                "continues; no model written\n", r->a.ckpt_dir);
             g_checkpointed = 1;
-            goto done;
+            return -1;
         }
-    for (int f = 0; f < folds; f++)
+    for (int f = 0; f < r->a.folds; f++)
         if (jobs[f].r.interrupted || !jobs[f].evaluated) {
             fprintf(stderr, "birdsong train: interrupted during cross-validation; no model written\n");
-            goto done;
+            return -1;
         }
-    if (folds > 0) {
-        cv = cv_summary(jobs, folds, ds.labels);
-        /* open set pooled over the folds' test parts: every background group (a file, or a
-         * sub-folder such as one species of other birds) is tested by a model that never
-         * trained on it, so this is the leave-out figure for unknown sounds */
-        ts_openset_init(&cv_os, &ds);
-        for (int f = 0; f < folds; f++) ts_openset_merge(&cv_os, &jobs[f].os);
-        json_object_set_new(cv, "open_set", ts_openset_to_json(&cv_os));
-        printf("cross-validation, pooled test parts: ");
-        ts_openset_print(stdout, &cv_os);
-        fflush(stdout);
-    }
-    train_job *fj = &jobs[n_jobs - 1];
+    return 0;
+}
+
+/* With --folds: the per-fold and mean figures, and the open set pooled over the folds' test
+ * parts: every background group (a file, or a sub-folder such as one species of other birds)
+ * is tested by a model that never trained on it, so this is the leave-out figure for unknown
+ * sounds. */
+static void cross_validation(train_run *r) {
+    int folds = r->a.folds;
+    if (folds <= 0) return;
+    r->cv = cv_summary(r->jobs, folds, r->ds.labels);
+    ts_openset_init(&r->cv_os, &r->ds);
+    for (int f = 0; f < folds; f++) ts_openset_merge(&r->cv_os, &r->jobs[f].os);
+    json_object_set_new(r->cv, "open_set", ts_openset_to_json(&r->cv_os));
+    printf("cross-validation, pooled test parts: ");
+    ts_openset_print(stdout, &r->cv_os);
+    fflush(stdout);
+}
+
+/* The written model (from the last job) with --calibration, and its validation figures,
+ * printed; the filter classes' figures on its validation windows. Returns 0 or -1. */
+static int final_model(train_run *r) {
+    const ts_dataset *ds = &r->ds;
+    const ts_windows *w = &r->w;
+    train_job *fj = &r->jobs[r->n_jobs - 1];
     if (!fj->evaluated) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
-        goto done;
+        return -1;
     }
-    json_t *cal_json = NULL;
-    if (platt) cal_json = calibrate_model(jobs, folds, &ds, &w, &cfg);
-    final = fj->r;
+    if (r->a.platt) r->cal_json = calibrate_model(r->jobs, r->a.folds, ds, w, &r->cfg);
+    r->final = fj->r;
     memset(&fj->r, 0, sizeof fj->r);
-    int ntr = fj->ntr, nva = fj->nva;
-    ts_metrics vm = fj->m;
+    r->vm = fj->m;
     memset(&fj->m, 0, sizeof fj->m);
     ts_openset_print(stdout, &fj->os);
-    if (ds.n_filters > 0) {
+    if (ds->n_filters > 0) {
         /* the filter classes on the written model's validation windows */
-        int C = w.C;
+        int C = w->C;
         float *fp = ts_xmalloc(sizeof(float) * ((size_t)fj->n_held * C + 1));
         uint8_t *fy = ts_xmalloc((size_t)fj->n_held * C + 1);
         for (int i = 0; i < fj->n_held; i++) {
-            memcpy(fy + (size_t)i * C, w.y + (size_t)fj->held[i] * C, (size_t)C);
+            memcpy(fy + (size_t)i * C, w->y + (size_t)fj->held[i] * C, (size_t)C);
             memcpy(fp + (size_t)i * C, fj->probs + (size_t)i * C, sizeof(float) * (size_t)C);
-            bs_model_calibrate(final.model, fp + (size_t)i * C);
+            bs_model_calibrate(r->final.model, fp + (size_t)i * C);
         }
-        ts_filter_figures_print(stdout, fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
-                                ds.labels);
-        filter_json = ts_filter_figures_json(fp, fy, fj->n_held, C, C - ds.n_filters, bs_model_thresholds(final.model),
-                                             ds.labels);
+        ts_filter_figures_print(stdout, fp, fy, fj->n_held, C, C - ds->n_filters, bs_model_thresholds(r->final.model),
+                                ds->labels);
+        r->filter_json = ts_filter_figures_json(fp, fy, fj->n_held, C, C - ds->n_filters,
+                                                bs_model_thresholds(r->final.model), ds->labels);
         free(fp);
         free(fy);
     }
+    const ts_metrics *vm = &r->vm;
     printf("validation (%d recordings held out): recording accuracy %.4f, window accuracy %.4f, macro mAP %.4f "
            "(recordings %.4f), ECE %.4f, species p>0.5 per window: labelled %.3f, background %.3f\n",
-           (int)vm.n_recordings, vm.recording_acc, vm.window_acc, vm.macro_map, vm.recording_map, vm.ece,
-           vm.active_labelled,
-           vm.active_background);
+           (int)vm->n_recordings, vm->recording_acc, vm->window_acc, vm->macro_map, vm->recording_map, vm->ece,
+           vm->active_labelled,
+           vm->active_background);
+    return 0;
+}
 
-    /* provenance */
-    {
-        char *cmdline = command_line(argc, argv);
-        json_object_set_new(prov, "command", json_string(cmdline));
-        free(cmdline);
-        json_object_set_new(prov, "data", json_string(data));
-        if (background) json_object_set_new(prov, "background", json_string(background));
-        json_object_set_new(prov, "arch", json_string(o.arch));
-        if (o.init_from) { /* what it started from, with that model's own provenance */
-            json_t *src = json_loads(bs_model_training_json(o.init_from), 0, NULL);
-            json_object_set_new(prov, "init_from", json_pack("{s:s,s:o,s:b}", "file", init_path, "training",
-                                                             src ? src : json_object(), "freeze_features",
-                                                             o.freeze_features));
-        }
-        json_object_set_new(prov, "seed", json_integer((json_int_t)o.seed));
-        json_object_set_new(prov, "epochs_run", json_integer(final.n_hist));
-        json_object_set_new(prov, "best_epoch", json_integer(final.best_epoch));
-        json_object_set_new(prov, "interrupted", json_boolean(final.interrupted));
-        json_object_set_new(prov, "windows", json_integer(w.n));
-        json_object_set_new(prov, "training_windows", json_integer(ntr));
-        json_object_set_new(prov, "validation_windows", json_integer(nva));
-        json_object_set_new(prov, "skipped_files", json_integer(ds.n_skipped));
-        json_object_set_new(prov, "history", history_json(&final));
-        if (cal_json) json_object_set_new(prov, "calibration", cal_json);
-        cal_json = NULL;
-        json_t *mt = ts_metrics_to_json(&vm, ds.labels);
-        json_t *metrics = json_object();
-        json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
-        if (filter_json) json_object_set_new(mt, "filter_classes", filter_json);
-        filter_json = NULL;
-        json_object_set_new(metrics, "validation", mt);
-        if (cv) { json_object_set_new(metrics, "cross_validation", cv); cv = NULL; }
-        json_object_set_new(prov, "metrics", metrics);
-        char *ps = json_dumps(prov, JSON_COMPACT);
-        int src = bs_model_set_training_json(final.model, ps, &err);
-        free(ps);
-        if (src != 0 || (ts_dist_rank() == 0 && bs_model_save(final.model, out, &err) != 0)) {
-            fprintf(stderr, "birdsong train: %s\n", err.msg);
-            ts_metrics_free(&vm);
-            goto done;
-        }
+/* The provenance (the command, the data, the training and its figures) into the model, and
+ * the model written to --out (by rank 0). Returns 0 or -1. */
+static int write_model(train_run *r, int argc, char **argv) {
+    const train_args *a = &r->a;
+    const train_job *fj = &r->jobs[r->n_jobs - 1];
+    json_t *prov = r->prov = json_object();
+    char *cmdline = command_line(argc, argv);
+    json_object_set_new(prov, "command", json_string(cmdline));
+    free(cmdline);
+    json_object_set_new(prov, "data", json_string(a->data));
+    if (a->background) json_object_set_new(prov, "background", json_string(a->background));
+    json_object_set_new(prov, "arch", json_string(a->o.arch));
+    if (a->o.init_from) { /* what it started from, with that model's own provenance */
+        json_t *from = json_loads(bs_model_training_json(a->o.init_from), 0, NULL);
+        json_object_set_new(prov, "init_from", json_pack("{s:s,s:o,s:b}", "file", a->init_path, "training",
+                                                         from ? from : json_object(), "freeze_features",
+                                                         a->o.freeze_features));
     }
-    if (report && ts_dist_rank() == 0) {
-        ts_report rp = {.title = "birdsong training: validation", .model_path = out, .data = data,
-                        .labels = ds.labels, .metrics = &vm, .training_json = bs_model_training_json(final.model),
-                        .openset = folds > 0 ? &cv_os : &fj->os,
-                        .openset_caption = folds > 0 ? "pooled over the cross-validation folds' test parts "
-                                                       "(each background file or sub-folder tested by a model "
-                                                       "that never trained on it)"
-                                                     : "the written model's validation windows"};
-        if (ts_report_write(report, &rp, &err) != 0) fprintf(stderr, "birdsong train: %s\n", err.msg);
+    json_object_set_new(prov, "seed", json_integer((json_int_t)a->o.seed));
+    json_object_set_new(prov, "epochs_run", json_integer(r->final.n_hist));
+    json_object_set_new(prov, "best_epoch", json_integer(r->final.best_epoch));
+    json_object_set_new(prov, "interrupted", json_boolean(r->final.interrupted));
+    json_object_set_new(prov, "windows", json_integer(r->w.n));
+    json_object_set_new(prov, "training_windows", json_integer(fj->ntr));
+    json_object_set_new(prov, "validation_windows", json_integer(fj->nva));
+    json_object_set_new(prov, "skipped_files", json_integer(r->ds.n_skipped));
+    json_object_set_new(prov, "history", history_json(&r->final));
+    if (r->cal_json) json_object_set_new(prov, "calibration", r->cal_json);
+    r->cal_json = NULL;
+    json_t *mt = ts_metrics_to_json(&r->vm, r->ds.labels);
+    json_t *metrics = json_object();
+    json_object_set_new(mt, "open_set", ts_openset_to_json(&fj->os));
+    if (r->filter_json) json_object_set_new(mt, "filter_classes", r->filter_json);
+    r->filter_json = NULL;
+    json_object_set_new(metrics, "validation", mt);
+    if (r->cv) { json_object_set_new(metrics, "cross_validation", r->cv); r->cv = NULL; }
+    json_object_set_new(prov, "metrics", metrics);
+    char *ps = json_dumps(prov, JSON_COMPACT);
+    int src = bs_model_set_training_json(r->final.model, ps, &r->err);
+    free(ps);
+    if (src != 0 || (ts_dist_rank() == 0 && bs_model_save(r->final.model, a->out, &r->err) != 0)) {
+        fprintf(stderr, "birdsong train: %s\n", r->err.msg);
+        return -1;
     }
-    ts_metrics_free(&vm);
-    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", out, o.arch, ds.n_labels - ds.n_filters, final.best_epoch,
-           final.n_hist, final.interrupted ? ", interrupted" : "");
-    rc = 0;
-done:
-    free(synthetic);
-    for (int j = 0; j < n_jobs; j++) {
-        ts_train_result_free(&jobs[j].r);
-        if (jobs[j].evaluated) {
-            ts_metrics_free(&jobs[j].m);
-            ts_openset_free(&jobs[j].os);
-        }
-        free(jobs[j].ckpt);
-        free(jobs[j].probs);
-        free(jobs[j].held);
+    return 0;
+}
+
+/* --report (by rank 0; a failure to write it is reported, not fatal), then the closing line. */
+static void write_report(train_run *r) {
+    const train_args *a = &r->a;
+    const train_job *fj = &r->jobs[r->n_jobs - 1];
+    if (a->report && ts_dist_rank() == 0) {
+        ts_report rp = {.title = "birdsong training: validation", .model_path = a->out, .data = a->data,
+                        .labels = r->ds.labels, .metrics = &r->vm,
+                        .training_json = bs_model_training_json(r->final.model),
+                        .openset = a->folds > 0 ? &r->cv_os : &fj->os,
+                        .openset_caption = a->folds > 0 ? "pooled over the cross-validation folds' test parts "
+                                                          "(each background file or sub-folder tested by a model "
+                                                          "that never trained on it)"
+                                                        : "the written model's validation windows"};
+        if (ts_report_write(a->report, &rp, &r->err) != 0) fprintf(stderr, "birdsong train: %s\n", r->err.msg);
     }
-    free(jobs);
-    ts_train_result_free(&final);
-    json_decref(prov);
-    json_decref(cv);
-    ts_openset_free(&cv_os);
-    json_decref(filter_json);
-    for (int i = 0; i < ds.n_items; i++) ts_file_features_free(&ff[i]);
-    free(ff);
-    free(paths);
-    ts_windows_free(&w);
-    free(usable);
-    free(activity);
-    free(fold_of);
-    ts_dataset_free(&ds);
-    free(cache_dir);
-    if (log_file) fclose(log_file);
-    bs_model_free(o.init_from);
+    printf("wrote %s (%s, %d species, best epoch %d of %d%s)\n", a->out, a->o.arch, r->ds.n_labels - r->ds.n_filters,
+           r->final.best_epoch, r->final.n_hist, r->final.interrupted ? ", interrupted" : "");
+}
+
+/* The phases after the setup, in order. Returns the exit status. */
+static int train_phases(train_run *r, int argc, char **argv) {
+    if (load_data(r) || extract_features(r) || assign_folds(r) || run_trainings(r) || check_trainings(r)) return 1;
+    cross_validation(r);
+    if (final_model(r) || write_model(r, argc, argv)) return 1;
+    write_report(r);
+    return 0;
+}
+
+/* Each phase returns -1 to go on, else the exit status; everything allocated is freed in
+ * train_run_free, on every path. */
+static int train_main(int argc, char **argv) {
+    train_run r = {.a = {.o = ts_train_defaults(), .threads = 2, .platt = 1, .val_fraction = 0.2, .hop = 1.0,
+                         .fmin = -1, .fmax = -1, .window_norm = BS_WINDOW_NORM_NONE, .active = 1.0}};
+    int rc = parse_options(&r.a, argc, argv);
+    if (rc < 0) rc = check_options(&r.a);
+    if (rc < 0) {
+        ts_install_stop_handler();
+        rc = setup_features(&r);
+    }
+    if (rc < 0) rc = setup_outputs(&r);
+    if (rc < 0) rc = train_phases(&r, argc, argv);
+    train_run_free(&r);
     return rc;
 }
 
