@@ -12,7 +12,7 @@
 enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     bsd_prom_buf b = {0};
-    bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker, 0);
     bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
     bsd_worker_model_info model;
     if (bsd_worker_get_model_info(app->worker, &model) != 0)

@@ -344,7 +344,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         if (!st->mqtt) goto fail;
     }
     bsd_results_set_listener(app->results, on_result, st);
-    bsd_worker_set_audio_tap(app->worker, on_audio, st);
+    bsd_worker_set_audio_tap(app->worker, 0, on_audio, st);
     app->station = st;
     return st;
 fail:
