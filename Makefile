@@ -25,7 +25,7 @@ OPT      ?= -O2
 FUZZ_SECONDS ?= 60
 
 CORE_PKGS   := sndfile soxr fftw3f openblas jansson
-DAEMON_PKGS := portaudio-2.0 libmicrohttpd inih sqlite3 libsystemd jansson alsa
+DAEMON_PKGS := portaudio-2.0 libmicrohttpd inih sqlite3 libsystemd jansson alsa libavformat libavcodec libswresample libavutil
 TEST_PKGS   := criterion
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(1) 2>/dev/null)

@@ -62,7 +62,7 @@ static json_t *worker_json(const bsd_worker_stats *s) {
 static json_t *capture_json(const bsd_capture_stats *s) {
     json_t *j = json_pack(
         "{s:s,s:s,s:s,s:s,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:{s:I,s:f,s:f}}", "source",
-        s->is_file ? "file" : "device", "requested", s->requested, "device", s->device, "state",
+        s->is_url ? "url" : s->is_file ? "file" : "device", "requested", s->requested, "device", s->device, "state",
         bsd_capture_state_name(s->state), "sample_rate", s->sample_rate, "frames_captured",
         (json_int_t)s->frames_captured, "samples_in_ring_total", (json_int_t)s->samples_in_ring_total, "overruns",
         (json_int_t)s->overruns, "dropped_samples", (json_int_t)s->dropped_samples, "device_overflows",
@@ -270,8 +270,8 @@ static enum MHD_Result api_source_item(bsd_app *app, struct MHD_Connection *c, c
  * The server checks method, token, parameters and store before a handler runs. */
 static const char *const a_top[] = {"top", NULL};
 static const char *const a_page[] = {"since", "limit", NULL};
-static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", NULL};
-static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", NULL};
+static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", "source", NULL};
+static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", "source", NULL};
 static const char *const a_dashboard[] = {"poll", NULL};
 static const char *const a_source[] = {"top", "since", "limit", NULL};
 

@@ -29,7 +29,7 @@ static const char *arg(struct MHD_Connection *c, const char *name) {
     return v ? v : "";
 }
 
-/* from, to, species, min_confidence into f; queues 400 and returns -1 on a bad value. */
+/* from, to, species, source, min_confidence into f; queues 400 and returns -1 on a bad value. */
 static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_filter *f, enum MHD_Result *r) {
     const char *names[2] = {"from", "to"};
     double *dst[2] = {&f->from, &f->to};
@@ -51,6 +51,11 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_fil
         *r = bsd_http_error(c, 400, url, "parameter 'species': expected a species label, found an empty value");
         return -1;
     }
+    f->source = arg(c, "source"); /* any name: sources once configured keep their rows */
+    if (f->source && !*f->source) {
+        *r = bsd_http_error(c, 400, url, "parameter 'source': expected a source name, found an empty value");
+        return -1;
+    }
     const char *mc = arg(c, "min_confidence");
     if (mc) {
         char *end;
@@ -69,8 +74,8 @@ static json_t *detection_object(bsd_station *st, const bsd_detection *d) {
     bsd_format_seconds(d->start, t0);
     bsd_format_seconds(d->end, t1);
     int audio = st->clips && bsd_clips_path(st->clips, d->id, path, sizeof path);
-    return json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d->id, "species", d->species,
-                     "start", t0, "end", t1, "max_probability", (double)d->max_probability, "mean_probability",
+    return json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d->id, "species", d->species,
+                     "source", d->source, "start", t0, "end", t1, "max_probability", (double)d->max_probability, "mean_probability",
                      (double)d->mean_probability, "n_windows", d->n_windows, "seq_first", (json_int_t)d->seq_first,
                      "seq_last", (json_int_t)d->seq_last, "has_audio", audio);
 }
@@ -185,12 +190,13 @@ enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *
     const bsd_config *cfg = &app->cfg;
     json_t *arr = json_array();
     pthread_mutex_lock(&st->lock);
-    int active = st->det != NULL;
-    for (int i = 0; st->det && i < bsd_detector_n_species(st->det); i++) {
-        int on = bsd_detector_enabled(st->det, i);
-        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bsd_detector_label(st->det, i), "enabled", on,
-                              "suppress_seconds", bsd_detector_suppress_seconds(st->det, i));
-        json_object_set_new(o, "threshold", on ? json_real(bsd_detector_threshold(st->det, i)) : json_null());
+    const bsd_detector *det = st->lanes[0].det; /* the first source's settings */
+    int active = det != NULL;
+    for (int i = 0; det && i < bsd_detector_n_species(det); i++) {
+        int on = bsd_detector_enabled(det, i);
+        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bsd_detector_label(det, i), "enabled", on,
+                              "suppress_seconds", bsd_detector_suppress_seconds(det, i));
+        json_object_set_new(o, "threshold", on ? json_real(bsd_detector_threshold(det, i)) : json_null());
         json_array_append_new(arr, o);
     }
     pthread_mutex_unlock(&st->lock);

@@ -20,6 +20,7 @@
 
 #include "birdsong/log.h"
 #include "daemon/app.h"
+#include "daemon/netsource.h"
 
 static const char *const state_names[] = {"starting", "running", "reopening", "ended", "stopped"};
 
@@ -29,7 +30,8 @@ struct bsd_capture {
     const bsd_config *cfg;
     bs_ring *ring;
     double preferred_rate;
-    int is_file;
+    int is_file, is_url;
+    uint64_t jitter_state;             /* xorshift64 for the backoff's jitter */
     pthread_t thread;
     int thread_started, leaked;
     _Atomic int stop;
@@ -344,7 +346,44 @@ static int run_file(bsd_capture *c, char *why, size_t why_size) {
     return rc;
 }
 
+/* ---- network source -------------------------------------------------------------------- */
+
+static void on_url_open(void *user, double rate, const char *desc) {
+    bsd_capture *c = user;
+    char shown[1024];
+    bsd_netsource_redact(c->cfg->input, shown, sizeof shown);
+    pthread_mutex_lock(&c->lock);
+    snprintf(c->device_name, sizeof c->device_name, "%s", desc);
+    c->rate = rate;
+    c->opens++;
+    pthread_mutex_unlock(&c->lock);
+    set_state(c, BSD_CAP_RUNNING, NULL);
+    bs_log_info("capture: stream %s running: %s", shown, desc);
+}
+
+/* Reads the stream until it fails or stops: 0 on stop, -1 with why. *opened: audio came. */
+static int run_url(bsd_capture *c, int *opened, char *why, size_t why_size) {
+    uint64_t before = c->opens;
+    bsd_netsource_io io = {.ring = c->ring, .stop = &c->stop, .frames = &c->frames,
+                           .last_frames_mono_ns = &c->last_frames_mono_ns, .timeout = c->cfg->source_timeout,
+                           .on_open = on_url_open, .user = c};
+    int rc = bsd_netsource_run(c->cfg->input, &io, why, why_size);
+    pthread_mutex_lock(&c->lock);
+    *opened = c->opens != before;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 /* ---- supervisor ------------------------------------------------------------------------ */
+
+/* The wait before the next attempt: backoff (doubling, capped by the caller) scaled by a
+ * random factor in [0.5, 1), so that sources that failed together do not retry together. */
+static double jittered(bsd_capture *c, double backoff) {
+    uint64_t x = c->jitter_state;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c->jitter_state = x;
+    return backoff * (0.5 + 0.5 * (double)(x >> 11) / 9007199254740992.0);
+}
 
 static void *supervisor(void *arg) {
     bsd_capture *c = arg;
@@ -352,7 +391,11 @@ static void *supervisor(void *arg) {
     char why[512];
     while (!atomic_load(&c->stop)) {
         why[0] = '\0';
-        if (c->is_file) {
+        if (c->is_url) {
+            int opened = 0;
+            if (run_url(c, &opened, why, sizeof why) == 0) break;
+            if (opened) backoff = 0.25; /* it ran: start the backoff over */
+        } else if (c->is_file) {
             if (run_file(c, why, sizeof why) == 0) {
                 if (!atomic_load(&c->stop)) {
                     bs_log_info("capture: input '%s' ended after %llu frames", c->cfg->input,
@@ -369,16 +412,24 @@ static void *supervisor(void *arg) {
             close_device(c);
             if (atomic_load(&c->stop)) break;
         }
+        double wait = jittered(c, backoff);
         pthread_mutex_lock(&c->lock);
+        /* one log line per change of state or of error, not per retry */
+        int changed = c->state != BSD_CAP_REOPENING || strcmp(c->last_error, why) != 0;
         c->failures++;
         c->state = BSD_CAP_REOPENING;
         snprintf(c->last_error, sizeof c->last_error, "%s", why);
-        c->next_attempt_mono = bsd_mono_seconds() + backoff;
+        c->next_attempt_mono = bsd_mono_seconds() + wait;
+        uint64_t failures = c->failures;
         pthread_mutex_unlock(&c->lock);
-        bs_log_warn("capture: %s; retrying in %.2f s", why, backoff);
-        if (nap(c, backoff)) break;
+        if (changed)
+            bs_log_warn("capture: %s; reopening with backoff (up to %.1f s between attempts)", why,
+                        c->cfg->reopen_max_seconds);
+        else
+            bs_log_debug("capture: %s; attempt %llu, next in %.2f s", why, (unsigned long long)failures, wait);
+        if (nap(c, wait)) break;
         backoff = backoff * 2 > c->cfg->reopen_max_seconds ? c->cfg->reopen_max_seconds : backoff * 2;
-        if (!c->is_file) {
+        if (!c->is_file && !c->is_url) {
             /* Refresh PortAudio's device list: a device may have come back under a new index. */
             Pa_Terminate();
             PaError e = Pa_Initialize();
@@ -399,14 +450,22 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     c->cfg = cfg;
     c->ring = ring;
     c->preferred_rate = preferred_rate;
-    c->is_file = cfg->input[0] != '\0';
+    bsd_source_kind kind = BSD_SRC_FILE;
+    char target[BSD_PATH_MAX];
+    bs_error e2;
+    c->is_url = cfg->input[0] != '\0' && bsd_source_parse_spec(cfg->input, &kind, target, sizeof target, &e2) == 0 &&
+                kind == BSD_SRC_URL;
+    c->is_file = cfg->input[0] != '\0' && !c->is_url;
+    c->jitter_state = (uint64_t)bsd_mono_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ULL;
+    if (!c->jitter_state) c->jitter_state = 1;
     c->state = BSD_CAP_STARTING;
     atomic_init(&c->stop, 0);
     atomic_init(&c->frames, 0);
     atomic_init(&c->last_frames_mono_ns, bsd_mono_ns());
     atomic_init(&c->device_overflows, 0);
     pthread_mutex_init(&c->lock, NULL);
-    snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
+    if (c->is_url) bsd_netsource_redact(cfg->input, c->device_name, sizeof c->device_name);
+    else snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
     if (pthread_create(&c->thread, NULL, supervisor, c) != 0) {
         bs_error_set(err, "capture: cannot start the capture thread");
         pthread_mutex_destroy(&c->lock);
@@ -449,8 +508,11 @@ bsd_capture_stats bsd_capture_get_stats(bsd_capture *c) {
     size_t cap = bs_ring_capacity(c->ring), fill = bs_ring_available(c->ring);
     pthread_mutex_lock(&c->lock);
     s.is_file = c->is_file;
-    snprintf(s.requested, sizeof s.requested, "%s",
-             c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"));
+    s.is_url = c->is_url;
+    if (c->is_url) bsd_netsource_redact(c->cfg->input, s.requested, sizeof s.requested);
+    else
+        snprintf(s.requested, sizeof s.requested, "%s",
+                 c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"));
     snprintf(s.device, sizeof s.device, "%s", c->device_name);
     s.state = c->state;
     s.sample_rate = c->rate;
@@ -482,7 +544,8 @@ int bsd_capture_health(bsd_capture *c, bsd_health *h) {
     else if (c->state == BSD_CAP_ENDED) bad = bsd_health_add(h, "capture: input file ended");
     else if (c->state == BSD_CAP_STARTING) bad = bsd_health_add(h, "capture: starting");
     else if (c->state == BSD_CAP_STOPPED) bad = bsd_health_add(h, "capture: stopped");
-    else if (idle > 1.0 + 1.0 / c->cfg->input_speed) bad = bsd_health_add(h, "capture: no samples for %.1f s", idle);
+    else if (idle > (c->is_url ? c->cfg->source_timeout / 2 : 1.0 + 1.0 / c->cfg->input_speed)) /* streams come in bursts */
+        bad = bsd_health_add(h, "capture: no samples for %.1f s", idle);
     pthread_mutex_unlock(&c->lock);
     return bad;
 }

@@ -1,7 +1,10 @@
-/* birdsongd audio in: a PortAudio input stream (callback mode, float32 mono) or a file
- * source, both feeding the one sample ring. A supervisor thread opens the source, watches
- * it (stream errors, no samples for device_stall_seconds) and closes and reopens it with
- * backoff (0.25 s doubling to reopen_max_seconds); the daemon never exits on a device error.
+/* birdsongd audio in: a PortAudio input stream (callback mode, float32 mono), a file or a
+ * network stream (daemon/netsource.h), each feeding its source's sample ring. A supervisor
+ * thread per source opens it, watches it (stream errors, no samples for
+ * device_stall_seconds, or source_timeout for a network stream) and closes and reopens it
+ * with backoff (0.25 s doubling to reopen_max_seconds, each wait scaled by a random factor
+ * in [0.5, 1)), logging one line per change of state or error, not per attempt; the daemon
+ * never exits on a source error.
  *
  * The PortAudio callback only copies into the ring (bs_ring_write, wait-free) and updates
  * atomic counters: it never blocks, allocates or logs. */
@@ -36,7 +39,7 @@ const char *bsd_capture_state_name(bsd_capture_state s);
 
 /* The source, its state and its counters, copied under the capture's lock. */
 typedef struct bsd_capture_stats {
-    int is_file;
+    int is_file, is_url;
     char requested[BSD_PATH_MAX];  /* input file, device name, or "(default)" */
     char device[256];              /* the device opened ("" before the first open) */
     bsd_capture_state state;

@@ -32,7 +32,9 @@ const bsd_directive bsd_directives[] = {
     {"device_stall_seconds", BSD_CFG_DOUBLE, F(device_stall_seconds), 0, "3", 0.5, 60,
      "a device that delivers no samples for this long is closed and reopened"},
     {"reopen_max_seconds", BSD_CFG_DOUBLE, F(reopen_max_seconds), 0, "30", 0.1, 3600,
-     "longest wait between attempts to reopen a failed device (backoff doubles from 0.25 s)"},
+     "longest wait between attempts to reopen a failed source (backoff doubles from 0.25 s, each wait x a random 0.5-1)"},
+    {"source_timeout", BSD_CFG_DOUBLE, F(source_timeout), 0, "10", 0.2, 3600,
+     "a network source that delivers no audio for this long is dead (whatever its connection says) and is reopened"},
     {"hop_seconds", BSD_CFG_DOUBLE, F(hop_seconds), 0, "0.5", 0.05, 60,
      "the analysis window advances by this much; the window length comes from the model"},
     {"history_seconds", BSD_CFG_DOUBLE, F(history_seconds), 0, "3600", 1, 604800,
@@ -331,8 +333,11 @@ int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
 
 /* What a [source NAME] section may override: how its audio is read and cut into windows. */
 static const char *const per_source[] = {
-    "input_loop", "input_speed", "ring_seconds", "device_stall_seconds", "reopen_max_seconds",
-    "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path", NULL,
+    "input_loop", "input_speed", "ring_seconds", "device_stall_seconds", "reopen_max_seconds", "source_timeout",
+    "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
+    /* and how its detections are decided */
+    "min_confidence", "species_thresholds", "include_species", "exclude_species", "suppress_seconds",
+    "species_suppress_seconds", "max_event_seconds", NULL,
 };
 
 int bsd_config_per_source(const char *name) {
@@ -431,7 +436,12 @@ int bsd_config_source(const bsd_config *cfg, int i, char name[BSD_SOURCE_NAME_MA
     out->n_sources = 0;
     if (dflt && i == 0) {
         snprintf(name, BSD_SOURCE_NAME_MAX, "%s", BSD_DEFAULT_SOURCE);
-        *kind = cfg->input[0] ? BSD_SRC_FILE : BSD_SRC_DEVICE;
+        *kind = BSD_SRC_DEVICE;
+        if (!cfg->input[0]) return 0;
+        char target[BSD_PATH_MAX]; /* input may be a URL too (or file:PATH) */
+        if (bsd_source_parse_spec(cfg->input, kind, target, sizeof target, err) != 0) return -1;
+        if (*kind == BSD_SRC_DEVICE) *kind = BSD_SRC_FILE; /* "input = device" is a file named so */
+        else snprintf(out->input, sizeof out->input, "%s", target);
         return 0;
     }
     const bsd_source_def *s = &cfg->sources[i - dflt];
@@ -498,10 +508,6 @@ int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
             bs_error_set(err, "%s%s%sdirective 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",
                          n > 1 ? "source '" : "", n > 1 ? name : "", n > 1 ? "': " : "",
                          sc->history_seconds, sc->hop_seconds, windows, BSD_HISTORY_MAX_WINDOWS);
-            break;
-        }
-        if (kind == BSD_SRC_URL) {
-            bs_error_set(err, "source '%s': network streams (%s) are not supported by this build", name, sc->input);
             break;
         }
         if (i == n - 1) {

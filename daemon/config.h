@@ -48,6 +48,7 @@ typedef struct bsd_config {
     double ring_seconds;           /* sample ring length (>= 10 s) */
     double device_stall_seconds;   /* no samples for this long: the device is reopened */
     double reopen_max_seconds;     /* backoff cap between reopen attempts */
+    double source_timeout;         /* a network stream without audio this long is dead */
     /* worker */
     char model[BSD_PATH_MAX];      /* .bsm model file */
     double hop_seconds;            /* window hop */

@@ -21,6 +21,7 @@
 #include "birdsong/error.h"
 
 #define BSD_SPECIES_NAME_MAX 96
+#define BSD_DETECTION_SOURCE_MAX 32 /* = BSD_SOURCE_NAME_MAX (daemon/config.h) */
 
 typedef struct bsd_detection {
     int64_t id;        /* assigned by the store (bsd_store_enqueue); 0 before */
@@ -30,6 +31,7 @@ typedef struct bsd_detection {
     float max_probability, mean_probability;
     int n_windows;
     uint64_t seq_first, seq_last; /* worker sequence numbers of the first and last window */
+    char source[BSD_DETECTION_SOURCE_MAX]; /* the source's name; set by the station, not the detector */
 } bsd_detection;
 
 typedef struct bsd_detector_stats {

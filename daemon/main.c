@@ -25,6 +25,7 @@
 #include "daemon/capture.h"
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/netsource.h"
 #include "daemon/station.h"
 #include "daemon/worker.h"
 
@@ -286,7 +287,9 @@ static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
          * a device the higher of the model rate and the device's default rate (48 kHz when
          * the device is not there yet). Sized once: a device that later reopens faster gets
          * fewer seconds, which the capture logs and /status shows (ring.capacity_seconds). */
-        double ring_rate = s->kind == BSD_SRC_FILE ? bsd_input_rate(s->cfg.input) : bsd_device_rate(s->cfg.device);
+        double ring_rate = s->kind == BSD_SRC_FILE     ? bsd_input_rate(s->cfg.input)
+                           : s->kind == BSD_SRC_DEVICE ? bsd_device_rate(s->cfg.device)
+                                                       : 0; /* a stream's rate is known once it plays */
         if (ring_rate <= 0) ring_rate = 48000;
         if (ring_rate < model_rate) ring_rate = model_rate;
         s->ring = bs_ring_create((size_t)ceil(s->cfg.ring_seconds * ring_rate));
@@ -312,9 +315,12 @@ static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
         bsd_source *s = &app->sources[i];
         s->capture = bsd_capture_start(&s->cfg, s->ring, model_rate, &err);
         if (!s->capture) return fail(BSD_EXIT_RUNTIME, "source '%s': %s", s->name, err.msg);
-        if (app->n_sources > 1)
-            bs_log_info("source '%s': %s %s", s->name, bsd_source_kind_name(s->kind),
-                        s->kind == BSD_SRC_FILE ? s->cfg.input : s->cfg.device[0] ? s->cfg.device : "(default)");
+        if (app->n_sources > 1) {
+            char shown[BSD_PATH_MAX];
+            bsd_netsource_redact(s->kind == BSD_SRC_DEVICE ? (s->cfg.device[0] ? s->cfg.device : "(default)") : s->cfg.input,
+                                 shown, sizeof shown);
+            bs_log_info("source '%s': %s %s", s->name, bsd_source_kind_name(s->kind), shown);
+        }
     }
     app->capture = app->sources[0].capture;
     *http = bsd_http_start(app, &err);

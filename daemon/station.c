@@ -34,6 +34,8 @@ static int detection_json(char *out, size_t cap, const bsd_detection *d) {
     snprintf(num, sizeof num, "{\"id\":%" PRId64 ",\"species\":", d->id);
     bsd_jsonw_lit(&w, num);
     bsd_jsonw_string(&w, d->species);
+    bsd_jsonw_lit(&w, ",\"source\":");
+    bsd_jsonw_string(&w, d->source);
     bsd_jsonw_lit(&w, ",\"start\":\"");
     bsd_jsonw_lit(&w, t0);
     bsd_jsonw_lit(&w, "\",\"end\":\"");
@@ -137,13 +139,29 @@ static char **copy_labels(const char *const *labels, int n) {
     return c;
 }
 
-/* (Re)builds the detector and counters for these labels; worker thread or start-up. */
-static int set_labels(bsd_station *st, const char *const *labels, const float *thr, int n, bs_error *err) {
-    bsd_detector *d = build_detector(&st->app->cfg, labels, thr, n, err);
-    char **mine = copy_labels(labels, n), **counted = copy_labels(labels, n);
+static int labels_differ(char *const *have, int n_have, const char *const *labels, int n) {
+    if (n != n_have) return 1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(labels[i], have[i]) != 0) return 1;
+    return 0;
+}
+
+/* (Re)builds a lane's detector for these labels, and the per-species counters when the
+ * labels are new to them (every lane serves the same model); worker thread or start-up. */
+static int set_labels(bsd_station_lane *ln, const char *const *labels, const float *thr, int n, bs_error *err) {
+    bsd_station *st = ln->st;
+    bsd_detector *d = build_detector(ln->cfg, labels, thr, n, err);
+    char **mine = copy_labels(labels, n), **counted = NULL;
     bsd_detection *ev = calloc((size_t)n, sizeof *ev);
-    uint64_t *counts = calloc((size_t)n, sizeof *counts);
-    if (!mine || !counted || !ev || !counts) {
+    uint64_t *counts = NULL;
+    pthread_mutex_lock(&st->lock);
+    int new_counts = labels_differ(st->count_labels, st->n_counts, labels, n);
+    pthread_mutex_unlock(&st->lock);
+    if (new_counts) {
+        counted = copy_labels(labels, n);
+        counts = calloc((size_t)n, sizeof *counts);
+    }
+    if (!mine || !ev || (new_counts && (!counted || !counts))) {
         if (d) bs_error_set(err, "station: out of memory for %d species", n);
         bsd_detector_free(d);
         free_labels(mine, n);
@@ -153,36 +171,40 @@ static int set_labels(bsd_station *st, const char *const *labels, const float *t
         return -1;
     }
     pthread_mutex_lock(&st->lock); /* the settings handler reads the detector under it */
-    bsd_detector *old = st->det;
-    st->det = d; /* NULL when the config does not fit these labels: no detections */
+    bsd_detector *old = ln->det;
+    ln->det = d; /* NULL when the config does not fit these labels: no detections */
     pthread_mutex_unlock(&st->lock);
     bsd_detector_free(old);
-    free_labels(st->labels, st->n_labels);
-    st->labels = mine;
-    st->n_labels = n;
-    free(st->events);
-    st->events = ev;
+    free_labels(ln->labels, ln->n_labels);
+    ln->labels = mine;
+    ln->n_labels = n;
+    free(ln->events);
+    ln->events = ev;
     pthread_mutex_lock(&st->lock);
-    free_labels(st->count_labels, st->n_counts);
-    free(st->counts);
-    st->count_labels = counted;
-    st->counts = counts;
-    st->n_counts = n;
+    if (new_counts) {
+        free_labels(st->count_labels, st->n_counts);
+        free(st->counts);
+        st->count_labels = counted;
+        st->counts = counts;
+        st->n_counts = n;
+    }
     if (!d) st->detector_errors++;
     pthread_mutex_unlock(&st->lock);
     return d ? 0 : -1;
 }
 
-static int labels_differ(const bsd_station *st, const char *const *labels, int n) {
-    if (n != st->n_labels) return 1;
-    for (int i = 0; i < n; i++)
-        if (strcmp(labels[i], st->labels[i]) != 0) return 1;
-    return 0;
+/* "source 'NAME': " before err's message. */
+static void prefix_source(bs_error *err, const char *name) {
+    char pre[BSD_SOURCE_NAME_MAX + 16];
+    snprintf(pre, sizeof pre, "source '%s'", name);
+    bs_error_prefix(err, pre);
 }
 
 /* ---- the worker's hooks ------------------------------------------------------------------ */
 
-static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
+static void emit(bsd_station_lane *ln, uint64_t seq, bsd_detection *d) {
+    bsd_station *st = ln->st;
+    snprintf(d->source, sizeof d->source, "%s", ln->name);
     if (st->store) {
         if (bsd_store_enqueue(st->store, d) != 0)
             bs_log_warn("detection of %s at seq %" PRIu64 " not stored: the store queue is full", d->species, seq);
@@ -193,42 +215,52 @@ static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
     pthread_mutex_unlock(&st->lock);
-    if (st->clips && d->id > 0) bsd_clips_request(st->clips, d);
+    if (st->clips && d->id > 0 && ln->source == 0) bsd_clips_request(st->clips, d); /* clips: the first source's */
     if (detection_json(st->json, JSON_MAX, d) == 0) {
-        bsd_sse_publish(st->hub, seq, "detection", st->json);
+        /* event ids are the first source's seq; another source's detection takes the
+         * latest id so that ids never decrease */
+        uint64_t id = ln->source == 0 && seq > st->last_event_id ? seq : st->last_event_id;
+        st->last_event_id = id;
+        bsd_sse_publish(st->hub, id, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
     }
-    bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f", d->id, d->species, d->n_windows,
-                (double)d->max_probability);
+    bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f, source %s", d->id, d->species, d->n_windows,
+                (double)d->max_probability, ln->name);
 }
 
 static void on_result(const bsd_result *r, const char *const *labels, const float *thresholds, void *user) {
-    bsd_station *st = user;
-    if (labels_differ(st, labels, r->n_labels)) {
-        if (st->det) { /* close what was open under the old labels */
-            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
-            for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
+    bsd_station_lane *ln = user;
+    bsd_station *st = ln->st;
+    if (labels_differ(ln->labels, ln->n_labels, labels, r->n_labels)) {
+        if (ln->det) { /* close what was open under the old labels */
+            int n = bsd_detector_flush(ln->det, ln->events, ln->n_labels);
+            for (int i = 0; i < n; i++) emit(ln, r->seq, &ln->events[i]);
         }
-        st->suppressed_base = st->suppressed;
+        ln->suppressed_base = ln->suppressed;
         bs_error err;
-        if (set_labels(st, labels, thresholds, r->n_labels, &err) != 0)
-            bs_log_error("station: no detections with the new model's labels: %s", err.msg);
+        if (set_labels(ln, labels, thresholds, r->n_labels, &err) != 0)
+            bs_log_error("station: source '%s': no detections with the new model's labels: %s", ln->name, err.msg);
         else
-            bs_log_info("station: detector rebuilt for %d species", r->n_labels);
+            bs_log_info("station: source '%s': detector rebuilt for %d species", ln->name, r->n_labels);
     }
     bsd_histogram_observe(&st->inference, r->inference_ms / 1000.0);
-    if (st->det) {
-        int n = bsd_detector_push(st->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
-                                 st->events, st->n_labels);
-        for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
-        uint64_t sup = bsd_detector_get_stats(st->det).suppressed;
-        if (sup + st->suppressed_base != st->suppressed) {
+    if (ln->det) {
+        int n = bsd_detector_push(ln->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
+                                 ln->events, ln->n_labels);
+        for (int i = 0; i < n; i++) emit(ln, r->seq, &ln->events[i]);
+        uint64_t sup = ln->suppressed_base + bsd_detector_get_stats(ln->det).suppressed;
+        if (sup != ln->suppressed) {
             pthread_mutex_lock(&st->lock);
-            st->suppressed = st->suppressed_base + sup;
+            st->suppressed += sup - ln->suppressed;
             pthread_mutex_unlock(&st->lock);
+            ln->suppressed = sup;
         }
     }
-    if (r->json) bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
+    /* the stream's predictions are the first source's (their seq is the event id) */
+    if (r->json && ln->source == 0) {
+        if (r->seq > st->last_event_id) st->last_event_id = r->seq;
+        bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
+    }
 }
 
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
@@ -256,11 +288,22 @@ static int mkdir_p(const char *path, bs_error *err, const char *directive) {
     return 0;
 }
 
-/* Builds the detector for the model loaded now. Returns the number of species, or -1. */
+/* Builds every source's detector for the model loaded now. Returns the number of species,
+ * or -1. */
 static int init_detector(bsd_station *st, bs_error *err) {
     bsd_worker_model_info m;
     if (bsd_worker_get_model_info(st->app->worker, &m) != 0) return bs_error_set(err, "station: out of memory");
-    int rc = set_labels(st, (const char *const *)m.labels, m.thresholds, m.n_labels, err);
+    int rc = 0;
+    st->n_lanes = st->app->n_sources;
+    for (int i = 0; i < st->n_lanes && rc == 0; i++) {
+        bsd_station_lane *ln = &st->lanes[i];
+        ln->st = st;
+        ln->source = i;
+        ln->cfg = &st->app->sources[i].cfg;
+        ln->name = st->app->sources[i].name;
+        rc = set_labels(ln, (const char *const *)m.labels, m.thresholds, m.n_labels, err);
+        if (rc != 0 && st->n_lanes > 1) prefix_source(err, ln->name);
+    }
     int n = m.n_labels;
     bsd_worker_model_info_clear(&m);
     return rc == 0 ? n : -1;
@@ -294,7 +337,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     bsd_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
                         .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
-    for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->labels[i]) + 48);
+    for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->lanes[0].labels[i]) + 48);
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
     enum { HISTORY_BYTES_MAX = 32 << 20 };
     if ((double)sc.history * (sc.max_event_bytes + 96) > HISTORY_BYTES_MAX) {
@@ -343,7 +386,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->mqtt = bsd_mqtt_start(&mc, err);
         if (!st->mqtt) goto fail;
     }
-    bsd_results_set_listener(app->results, on_result, st);
+    for (int i = 0; i < st->n_lanes; i++) bsd_results_set_listener(app->sources[i].results, on_result, &st->lanes[i]);
     bsd_worker_set_audio_tap(app->worker, 0, on_audio, st);
     app->station = st;
     return st;
@@ -353,13 +396,24 @@ fail:
 }
 
 int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error *err) {
-    int n = bs_model_n_outputs(m->model);
-    bsd_detector *d = build_detector(cfg, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
-    if (!d) {
-        bs_error_prefix(err, m->path);
-        return -1;
+    int n = bs_model_n_outputs(m->model), ns = bsd_config_n_sources(cfg);
+    bsd_config *sc = malloc(sizeof *sc); /* each source's detection settings */
+    if (!sc) return bs_error_set(err, "out of memory");
+    for (int i = 0; i < ns; i++) {
+        char name[BSD_SOURCE_NAME_MAX];
+        bsd_source_kind kind;
+        bsd_detector *d = NULL;
+        if (bsd_config_source(cfg, i, name, &kind, sc, err) == 0)
+            d = build_detector(sc, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
+        if (!d) {
+            if (ns > 1) prefix_source(err, name);
+            bs_error_prefix(err, m->path);
+            free(sc);
+            return -1;
+        }
+        bsd_detector_free(d);
     }
-    bsd_detector_free(d);
+    free(sc);
     return 0;
 }
 
@@ -370,11 +424,14 @@ void bsd_station_stop_streams(bsd_station *st) {
 void bsd_station_stop(bsd_station *st) {
     if (!st) return;
     if (st->app && st->app->station == st) {
-        bsd_results_set_listener(st->app->results, NULL, NULL);
-        /* the worker has stopped: close the open detections so that they are kept */
-        if (st->det) {
-            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
-            for (int i = 0; i < n; i++) emit(st, 0, &st->events[i]);
+        for (int k = 0; k < st->n_lanes; k++) {
+            bsd_station_lane *ln = &st->lanes[k];
+            bsd_results_set_listener(st->app->sources[k].results, NULL, NULL);
+            /* the worker has stopped: close the open detections so that they are kept */
+            if (ln->det) {
+                int n = bsd_detector_flush(ln->det, ln->events, ln->n_labels);
+                for (int i = 0; i < n; i++) emit(ln, 0, &ln->events[i]);
+            }
         }
     }
     if (st->hub) bsd_sse_hub_shutdown(st->hub);
@@ -382,11 +439,13 @@ void bsd_station_stop(bsd_station *st) {
     bsd_store_close(st->store);
     bsd_mqtt_stop(st->mqtt, 2000);
     bsd_sse_hub_free(st->hub);
-    bsd_detector_free(st->det);
-    free_labels(st->labels, st->n_labels);
+    for (int k = 0; k < st->n_lanes; k++) {
+        bsd_detector_free(st->lanes[k].det);
+        free_labels(st->lanes[k].labels, st->lanes[k].n_labels);
+        free(st->lanes[k].events);
+    }
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);
-    free(st->events);
     free(st->json);
     pthread_mutex_destroy(&st->lock);
     if (st->app && st->app->station == st) st->app->station = NULL;

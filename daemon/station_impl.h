@@ -16,6 +16,20 @@
 #include "daemon/station.h"
 #include "daemon/store.h"
 
+/* One source's detections: its detector (built from the source's configuration), on the
+ * worker thread. */
+typedef struct bsd_station_lane {
+    struct bsd_station *st;
+    int source;               /* index in app->sources */
+    const bsd_config *cfg;    /* the source's */
+    const char *name;
+    bsd_detector *det;        /* read by the settings handler under st->lock */
+    char **labels;
+    int n_labels;
+    bsd_detection *events;
+    uint64_t suppressed, suppressed_base; /* this lane's; base: from detectors a reload replaced */
+} bsd_station_lane;
+
 struct bsd_station {
     bsd_app *app;
     char state_dir[BSD_PATH_MAX];    /* "" when nothing is stored */
@@ -28,10 +42,9 @@ struct bsd_station {
     bsd_histogram inference;
 
     /* worker thread only */
-    bsd_detector *det;
-    char **labels;
-    int n_labels;
-    bsd_detection *events;
+    bsd_station_lane lanes[BSD_MAX_SOURCES];
+    int n_lanes;
+    uint64_t last_event_id; /* the stream's ids never decrease (daemon/sse.h) */
     char *json;
     int64_t local_id; /* ids when nothing is stored */
 
@@ -42,7 +55,7 @@ struct bsd_station {
     int n_counts;
     uint64_t detections_total;
     uint64_t detector_errors;
-    uint64_t suppressed, suppressed_base; /* base: from detectors replaced by a reload */
+    uint64_t suppressed; /* every lane's */
     /* storage failures last seen by bsd_station_health, and when they last grew (-1: never) */
     uint64_t seen_errors, seen_dropped, seen_skipped;
     double t_fail;

@@ -2,7 +2,9 @@
 model shared by every source, per-source results and endpoints, the first source behind the
 single-source endpoints, and each source's windows equal to `birdsong features` on its file."""
 import os
+import re
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -147,3 +149,314 @@ def test_source_sections_in_the_config_file(files, tmp_path):
         r = subprocess.run([DAEMON, "--config", str(conf), "--check-config"], capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == 2 and needle in r.stderr, (body, r.stderr)
+
+
+# ---- detections per source ----------------------------------------------------------------
+
+def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
+    """The soundscape as the default source (Parus_major always on) and again as [source
+    yard] with its own thresholds (Sitta_europaea always on, Parus_major never): every
+    detection says its source, ?source= filters the list and the summary, and the stream
+    carries both with ids that never decrease."""
+    import json
+    from station_helpers import AUDIO, SSE, Daemon as StationDaemon, make_model as station_model
+    if not os.path.exists(AUDIO):
+        pytest.skip("the bundled soundscape is missing")
+    model = station_model(str(tmp_path / "station.bsm"))
+    conf = tmp_path / "yard.conf"
+    conf.write_text("[source yard]\ninput = %s\nspecies_thresholds = Parus_major:1, Sitta_europaea:0\n" % AUDIO)
+    d = StationDaemon(model, str(tmp_path / "state"), "species_thresholds=Parus_major:0, Sitta_europaea:1",
+                      "exclude_species=Turdus_merula", "max_event_seconds=2", extra=["--config", str(conf)])
+    try:
+        sse = SSE(d.port)
+        d.wait_for(lambda: d.json("/api/v1/detections?source=yard")["total"] >= 2 and
+                   d.json("/api/v1/detections?source=default")["total"] >= 2, timeout=30,
+                   what="2 detections from each source")
+        page = d.json("/api/v1/detections?limit=1000")
+        by = {}
+        for x in page["detections"]:
+            by.setdefault(x["source"], set()).add(x["species"])
+        assert by == {"default": {"Parus_major"}, "yard": {"Sitta_europaea"}}, by
+        yard = d.json("/api/v1/detections?source=yard&limit=1000")
+        assert yard["total"] >= sum(1 for x in page["detections"] if x["source"] == "yard")  # more may come
+        assert all(x["source"] == "yard" for x in yard["detections"])
+        assert d.json("/api/v1/detections?source=nowhere")["total"] == 0
+        assert d.status("/api/v1/detections?source=") == 400
+        summ = d.json("/api/v1/detections/summary?source=yard&bucket=day")
+        assert summ["total"] >= 2 and all(set(b["counts"]) == {"Sitta_europaea"} for b in summ["buckets"])
+        one = d.json("/api/v1/detections/%d" % yard["detections"][0]["id"])
+        assert one["source"] == "yard"
+        # the stream: detections of both sources, ids never decreasing
+        events, ids, deadline = [], [], time.time() + 20
+        while time.time() < deadline and {e.get("source") for e in events} != {"default", "yard"}:
+            ev = sse.next()
+            if "id" not in ev:
+                continue  # a comment (retry:, heartbeat)
+            ids.append(int(ev["id"]))
+            if ev.get("event") == "detection":
+                events.append(json.loads(ev["data"]))
+        assert {e["source"] for e in events} == {"default", "yard"}, events
+        assert ids == sorted(ids), ids
+        sse.close()
+    finally:
+        d.stop()
+
+
+# ---- network sources: real servers on loopback ----------------------------------------------
+
+class StreamServer:
+    """An HTTP audio server on 127.0.0.1 (a thread of this process, real sockets): each GET
+    gets a WAV stream of `samples` (16-bit mono, looped) paced at `speed` x real time.
+    mode "silent": accepts, reads the request and sends nothing (half-open); "garbage": a
+    200 and random bytes. stop() closes the listener and every connection (a server that
+    dies); start() again on the same port."""
+
+    def __init__(self, samples, sr, mode="wav", speed=4.0, port=None):
+        import socket as so
+        self.so = so
+        self.pcm = (np.clip(np.round(samples * 32768.0), -32768, 32767)).astype("<i2").tobytes()
+        self.sr, self.mode, self.speed = sr, mode, speed
+        self.port = port or free_port_here()
+        self.conns = []
+
+    def start(self):
+        import threading
+        self.lsock = self.so.socket()
+        self.lsock.setsockopt(self.so.SOL_SOCKET, self.so.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", self.port))
+        self.lsock.listen(8)
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        return self
+
+    def _accept(self):
+        import threading
+        while self.running:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        import struct
+        try:
+            c.settimeout(5)
+            req = b""
+            while b"\r\n\r\n" not in req:
+                d = c.recv(4096)
+                if not d:
+                    return
+                req += d
+            if self.mode == "silent":
+                while self.running:
+                    time.sleep(0.05)
+                return
+            if self.mode == "garbage":
+                c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n")
+                rng = np.random.default_rng(7)
+                while self.running:
+                    c.sendall(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
+                    time.sleep(0.05)
+                return
+            hdr = (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " +
+                   struct.pack("<IHHIIHH", 16, 1, 1, self.sr, self.sr * 2, 2, 16) +
+                   b"data" + struct.pack("<I", 0xFFFFFFFF))
+            c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n" + hdr)
+            chunk = self.sr // 20 * 2          # 50 ms of audio per send
+            t0, sent, pos = time.time(), 0, 0
+            while self.running:
+                part = self.pcm[pos:pos + chunk]
+                pos = (pos + chunk) % len(self.pcm) if pos + chunk < len(self.pcm) else 0
+                c.sendall(part)
+                sent += len(part) // 2
+                wait = t0 + sent / (self.sr * self.speed) - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+        except OSError:
+            pass
+        finally:
+            c.close()
+
+    def stop(self):
+        import socket as so
+        self.running = False
+        self.lsock.close()
+        for c in self.conns:
+            try:
+                c.shutdown(so.SHUT_RDWR)
+            except OSError:
+                pass
+            c.close()
+        self.conns = []
+
+
+def free_port_here():
+    import socket as so
+    s = so.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def source(d, name):
+    return d.json("/api/v1/sources/" + name)
+
+
+def test_http_stream_predicts_reconnects_after_the_server_dies_and_the_other_source_never_pauses(files, tmp_path):
+    """A WAV stream over HTTP from a real server on loopback as [source cam] next to a file:
+    the stream's windows hold its samples bit for bit; the server is killed and started
+    again: cam goes to reopening, comes back by itself and its predictions resume, while
+    the file source's windows keep coming all along."""
+    xa = files["xa"]
+    srv = StreamServer(xa, 22050).start()
+    dump = tmp_path / "cam.bin"
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\ninput = %s\ninput_loop = true\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = http://127.0.0.1:%d/live.wav\nsource_timeout = 2\n"
+                    "input_speed = 4\ndebug_dump_path = %s\n" % (files["model"], files["b"], srv.port, dump))
+    d = Daemon(["--config", str(conf)], tmp=tmp_path)
+    try:
+        with d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 4, timeout=20, what="4 windows from the stream")
+            cam = source(d, "cam")
+            assert cam["kind"] == "url" and cam["state"] == "running" and cam["sample_rate"] == 22050
+            srv.stop()
+            d.wait_for(lambda: source(d, "cam")["state"] == "reopening", timeout=10, what="cam reopening")
+            down = source(d, "cam")
+            assert down["last_error"] and "127.0.0.1:%d" % srv.port in down["last_error"]
+            status, _, h = d.get("/api/v1/health")
+            assert status == 503 and any(r.startswith("source 'cam'") for r in h["reasons"]), h
+            f0 = source(d, "default")["latest_seq"]
+            time.sleep(1.5)
+            assert source(d, "default")["latest_seq"] >= f0 + 2, "the file source paused while cam was down"
+            seq_down = source(d, "cam")["latest_seq"]
+            srv.start()
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= seq_down + 3, timeout=20,
+                       what="cam's predictions to resume")
+            back = source(d, "cam")
+            assert back["reconnects"] >= 1 and back["state"] == "running"
+            log = d.output()
+            assert log.count("reopening with backoff") <= 3, log  # one line per change, not per retry
+    finally:
+        srv.stop()
+    rec = 8 + 4 * SEG + 4 * N_FEAT
+    raw = dump.read_bytes()
+    n = 0
+    for k in range(len(raw) // rec):
+        b = raw[k * rec:(k + 1) * rec]
+        start = int(np.frombuffer(b[:8], "<u8")[0])
+        if start + SEG > len(xa) or (k > 0 and start == 0):
+            break  # the end of the first pass (the server loops), or the reconnect's new mark
+        np.testing.assert_array_equal(np.frombuffer(b[8:8 + 4 * SEG], "<f4"), xa[start:start + SEG],
+                                      err_msg="stream window %d" % k)
+        n += 1
+    assert n >= 3
+
+
+def test_half_open_server_is_detected_within_source_timeout_and_retried(files, tmp_path):
+    srv = StreamServer(files["xa"], 22050, mode="silent").start()
+    try:
+        with Daemon(["--model", files["model"], "--source", "cam=http://127.0.0.1:%d/x.wav" % srv.port,
+                     "--set", "source_timeout=0.5", "--set", "reopen_max_seconds=0.5"], tmp=tmp_path) as d:
+            t0 = time.time()
+            d.wait_for(lambda: source(d, "cam")["state"] == "reopening", timeout=5, what="the watchdog")
+            assert time.time() - t0 < 3
+            cam = source(d, "cam")
+            assert "no audio for 0.5 s" in cam["last_error"], cam
+            d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 3, timeout=10,
+                       what="three attempts")
+            assert len(srv.conns) >= 2, "it reconnected"
+    finally:
+        srv.stop()
+
+
+def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_why(files, tmp_path):
+    port = free_port_here()  # nothing listens there
+    with Daemon(["--model", files["model"], "--source", "cam=http://127.0.0.1:%d/live" % port,
+                 "--set", "reopen_max_seconds=1"], tmp=tmp_path) as d:
+        d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 3, timeout=10, what="attempts")
+        status, _, h = d.get("/api/v1/health")
+        assert status == 503
+        assert any("cam" in r or "127.0.0.1:%d" % port in r for r in h["reasons"]), h
+        assert "refused" in source(d, "cam")["last_error"].lower(), source(d, "cam")
+        def cpu():
+            with open("/proc/%d/stat" % d.proc.pid) as f:
+                v = f.read().rsplit(")", 1)[1].split()
+            return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
+        c0, t0 = cpu(), time.time()
+        time.sleep(4)
+        share = (cpu() - c0) / (time.time() - t0)
+        print("never-up source: %.2f %% of a core" % (100 * share))
+        assert share < 0.01, "%.2f %% of a core" % (100 * share)
+        f = d.json("/api/v1/status")["audio"]["failures"]
+        assert f < 20, "backoff: %d attempts" % f
+        _, _, page = d.request("GET", "/metrics")
+        page = page.decode()
+        assert 'birdsong_source_running{source="cam"} 0' in page, page
+        fails = re.search(r'^birdsong_source_failures_total\{source="cam"\} (\d+)', page, re.M)
+        assert fails and int(fails.group(1)) >= 3, page
+        assert d.output().count("reopening with backoff") == 1
+
+
+def test_garbage_stream_gets_a_clear_error_and_a_retry(files, tmp_path):
+    srv = StreamServer(files["xa"], 22050, mode="garbage").start()
+    try:
+        with Daemon(["--model", files["model"], "--source", "cam=http://127.0.0.1:%d/x" % srv.port,
+                     "--set", "source_timeout=1", "--set", "reopen_max_seconds=0.5"], tmp=tmp_path) as d:
+            d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 2, timeout=15, what="two failures")
+            cam = source(d, "cam")
+            assert cam["state"] == "reopening" and "127.0.0.1:%d" % srv.port in cam["last_error"], cam
+            assert d.proc.poll() is None
+    finally:
+        srv.stop()
+
+
+def rtsp_available():
+    r = subprocess.run(["/usr/bin/python3", "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
+                        "from gi.repository import GstRtspServer"], capture_output=True, timeout=30)
+    return r.returncode == 0
+
+
+def start_rtsp(port):
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    line = p.stdout.readline()
+    assert line.strip() == "ready", "rtsp_server: %s %s" % (line, p.stderr.read() if p.poll() is not None else "")
+    return p
+
+
+@pytest.mark.skipif(not rtsp_available(), reason="python3-gi with gir1.2-gst-rtsp-server-1.0 missing "
+                    "(scripts/install-deps.sh installs it)")
+def test_rtsp_camera_reconnects_after_the_server_restarts(files, tmp_path):
+    """An RTSP server (gst-rtsp-server, 16 kHz L16 over RTP/TCP) as [source cam] next to a
+    file: predictions from both; the server is killed and started again on the same port:
+    cam reconnects by itself and its predictions resume; the file source never pauses."""
+    port = free_port_here()
+    srv = start_rtsp(port)
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\ninput = %s\ninput_loop = true\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = rtsp://127.0.0.1:%d/birds\nsource_timeout = 3\n"
+                    % (files["model"], files["b"], port))
+    try:
+        with Daemon(["--config", str(conf)], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=30, what="3 windows from the camera")
+            cam = source(d, "cam")
+            assert cam["state"] == "running" and cam["sample_rate"] == 16000 and cam["dropped_samples"] == 0
+            srv.kill()
+            srv.wait()
+            d.wait_for(lambda: source(d, "cam")["state"] == "reopening", timeout=15, what="cam reopening")
+            f0 = source(d, "default")["latest_seq"]
+            time.sleep(1.5)
+            assert source(d, "default")["latest_seq"] >= f0 + 2, "the file source paused while cam was down"
+            seq_down = source(d, "cam")["latest_seq"]
+            srv = start_rtsp(port)
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= seq_down + 3, timeout=30,
+                       what="cam's predictions to resume")
+            assert source(d, "cam")["reconnects"] >= 1
+    finally:
+        srv.kill()
+        srv.wait()
