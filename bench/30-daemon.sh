@@ -68,7 +68,10 @@ echo "wrk -t2 -c64 -d10s /api/v1/predictions/latest: $rps req/s, latency $lat; e
 # ---- two sources in one daemon -------------------------------------------------------------
 kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
 secs2=$(( SECS / 2 > 5 ? SECS / 2 : 5 ))
-"$B/birdsongd" "${args[@]}" --source second="file:$sound" --set input_loop=true 2>"$tmp/log2" &
+# with a [source], the top-level device is a source only when named: the default device is "default"
+two=("${args[@]}")
+[ -n "${ALSA_CONFIG_PATH:-}" ] && two+=(--device default)
+"$B/birdsongd" "${two[@]}" --source second="file:$sound" --set input_loop=true 2>"$tmp/log2" &
 pid=$!
 for _ in $(seq 100); do curl -sf "$url/health" >/dev/null 2>&1 && break; sleep 0.1; done
 sleep 5
@@ -78,6 +81,7 @@ sleep "$secs2"
 c1=$(cpu); t1=$(date +%s.%N); dr1=$(srcs 'sum(x["dropped_samples"] for x in s)'); ww1=$(srcs '" ".join(str(x["windows"]) for x in s)')
 cpu2=$(awk -v a="$c0" -v b="$c1" -v s="$t0" -v e="$t1" -v k="$tck" 'BEGIN{printf "%.1f", 100*(b-a)/k/(e-s)}')
 rss2=$(awk '/VmRSS/{printf "%.1f", $2/1024}' "/proc/$pid/status")
+[ "$(srcs 'len(s)')" -eq 2 ] || { echo "30-daemon: the two-source daemon has $(srcs 'len(s)') source(s)"; exit 1; }
 echo "two sources (the one above + the soundscape file) over ${secs2} s: CPU $cpu2 % of one core = $(awk -v c="$cpu2" 'BEGIN{printf "%.1f", c/2}') % per source;" \
      "x$(awk -v a="$cpu2" -v b="$cpu_pct" 'BEGIN{printf "%.2f", (b > 0 ? a/b : 0)}') the one-source run; windows per source $ww0 -> $ww1;" \
      "RSS $rss2 MB (one model: +$(awk -v a="$rss2" -v b="$rss_mb" 'BEGIN{printf "%.1f", a-b}') MB over one source); dropped samples $((dr1 - dr0))"

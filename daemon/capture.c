@@ -101,6 +101,8 @@ void bsd_audio_shutdown(void) {
     pa_ready = 0;
 }
 
+static int alsa_card_id(int n, char *id, size_t size);
+
 int bsd_list_devices(FILE *out) {
     int n = Pa_GetDeviceCount();
     if (n < 0) {
@@ -109,16 +111,22 @@ int bsd_list_devices(FILE *out) {
     }
     PaDeviceIndex def = Pa_GetDefaultInputDevice();
     int shown = 0;
-    fprintf(out, "%-5s %-8s %-8s %-10s %s\n", "index", "default", "inputs", "rate", "name (host API)");
+    fprintf(out, "%-5s %-8s %-8s %-10s %-12s %s\n", "index", "default", "inputs", "rate", "card id", "name (host API)");
     for (int i = 0; i < n; i++) {
         const PaDeviceInfo *d = Pa_GetDeviceInfo(i);
         if (!d || d->maxInputChannels < 1) continue;
         const PaHostApiInfo *api = Pa_GetHostApiInfo(d->hostApi);
-        fprintf(out, "%-5d %-8s %-8d %-10.0f %s (%s)\n", i, i == def ? "yes" : "", d->maxInputChannels,
-                d->defaultSampleRate, d->name, api ? api->name : "?");
+        char id[64] = "-";
+        int card = bsd_alsa_card_of_name(d->name);
+        if (card >= 0 && alsa_card_id(card, id, sizeof id) != 0) snprintf(id, sizeof id, "-");
+        fprintf(out, "%-5d %-8s %-8d %-10.0f %-12s %s (%s)\n", i, i == def ? "yes" : "", d->maxInputChannels,
+                d->defaultSampleRate, id, d->name, api ? api->name : "?");
         shown++;
     }
     if (shown == 0) fprintf(out, "(no capture devices)\n");
+    else
+        fprintf(out, "device = takes the index, (part of) the name, or the card id (stable across reboots, unlike\n"
+                     "the number in hw:N); the name or id is looked up again at every reopen.\n");
     return shown;
 }
 
@@ -139,8 +147,34 @@ static int pa_callback(const void *input, void *output, unsigned long frames,
     return atomic_load_explicit(&c->stop, memory_order_relaxed) ? paComplete : paContinue;
 }
 
+/* The ALSA card number in a PortAudio ALSA device name ("USB Audio: - (hw:2,0)"), or -1. */
+int bsd_alsa_card_of_name(const char *name) {
+    const char *p = strstr(name, "(hw:");
+    if (!p || !isdigit((unsigned char)p[4])) return -1;
+    char *end;
+    long card = strtol(p + 4, &end, 10);
+    return (*end == ',' || *end == ')') && card < 1000 ? (int)card : -1;
+}
+
+/* The ALSA card id ("Device", "PCH": stable across reboots, unlike the number) of card
+ * number n into id; 0, or -1 when the card does not exist. */
+static int alsa_card_id(int n, char *id, size_t size) {
+    char hw[32];
+    snprintf(hw, sizeof hw, "hw:%d", n);
+    snd_ctl_t *ctl;
+    if (snd_ctl_open(&ctl, hw, 0) < 0) return -1;
+    snd_ctl_card_info_t *info;
+    snd_ctl_card_info_alloca(&info);
+    int rc = snd_ctl_card_info(ctl, info);
+    if (rc == 0) snprintf(id, size, "%s", snd_ctl_card_info_get_id(info));
+    snd_ctl_close(ctl);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Finds the configured device: "" = default, digits = index, else exact then substring
- * (case-insensitive) match on the name among input devices. */
+ * (case-insensitive) match on the name among input devices, else an ALSA card id
+ * ("Device", or "CARD=Device") naming the card of an input device. Called at every
+ * (re)open, so a card that comes back under another number is found again. */
 static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
     int n = Pa_GetDeviceCount();
     if (n < 0) {
@@ -171,7 +205,15 @@ static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
         if (strcmp(d->name, want) == 0) return i;
         if (partial == paNoDevice && strcasestr(d->name, want)) partial = i;
     }
-    if (partial == paNoDevice) snprintf(why, why_size, "device '%s': no capture device has this name (see --list-devices)", want);
+    const char *card_id = strncasecmp(want, "CARD=", 5) == 0 ? want + 5 : want;
+    for (int i = 0; partial == paNoDevice && i < n; i++) {
+        const PaDeviceInfo *d = Pa_GetDeviceInfo(i);
+        char id[64];
+        int card = d && d->maxInputChannels > 0 ? bsd_alsa_card_of_name(d->name) : -1;
+        if (card >= 0 && alsa_card_id(card, id, sizeof id) == 0 && strcasecmp(id, card_id) == 0) partial = i;
+    }
+    if (partial == paNoDevice)
+        snprintf(why, why_size, "device '%s': no capture device has this name or ALSA card id (see --list-devices)", want);
     return partial;
 }
 

@@ -62,8 +62,11 @@ int bsd_capture_health(bsd_capture *c, bsd_health *h);
 double bsd_input_rate(const char *path);
 double bsd_device_rate(const char *device);
 
-/* Prints PortAudio's input devices (index, name, host API, channels, default rate). */
+/* Prints PortAudio's input devices (index, whether default, channels, default rate, the
+ * ALSA card id of hardware devices, name and host API), then how to name one. */
 int bsd_list_devices(FILE *out);
+/* The ALSA card number in a PortAudio ALSA device name ("USB Audio: - (hw:2,0)"), or -1. */
+int bsd_alsa_card_of_name(const char *name);
 
 /* Silences ALSA/JACK probing noise and initialises PortAudio (once per process). */
 int bsd_audio_init(bs_error *err);

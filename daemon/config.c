@@ -20,7 +20,7 @@ const bsd_directive bsd_directives[] = {
     {"model", BSD_CFG_STRING, F(model), S(model), "models/demo.bsm", 0, 0,
      "model file (.bsm) to serve; reloaded on SIGHUP"},
     {"device", BSD_CFG_STRING, F(device), S(device), "", 0, 0,
-     "capture device: empty for the default, a device index, or (part of) its name; see --list-devices"},
+     "capture device: empty for the default, a device index, (part of) its name, or its ALSA card id; looked up at every reopen; see --list-devices"},
     {"input", BSD_CFG_STRING, F(input), S(input), "", 0, 0,
      "read this audio file instead of a device (demos, replaying field recordings, tests)"},
     {"input_loop", BSD_CFG_BOOL, F(input_loop), 0, "false", 0, 1,

@@ -33,6 +33,10 @@ typedef struct bsd_netsource_io {
  * stream that ends is a failure too, to be reopened. */
 int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, size_t why_size);
 
+/* 1 when FFmpeg's libraries could be loaded (on first use, dlopen), else 0 with why naming
+ * the missing library and its Debian package. */
+int bsd_netsource_available(char *why, size_t why_size);
+
 /* url with any "user:password@" replaced by "user:***@" (for logs and the API). */
 void bsd_netsource_redact(const char *url, char *out, size_t size);
 

@@ -460,3 +460,27 @@ def test_rtsp_camera_reconnects_after_the_server_restarts(files, tmp_path):
     finally:
         srv.kill()
         srv.wait()
+
+
+# ---- devices by name, looked up again at every reopen ----------------------------------------
+
+def test_a_device_that_appears_later_is_found_by_name_at_a_reopen(files, tmp_path):
+    """--device fieldmic while no such device exists: the source retries; the device then
+    appears (the ALSA configuration gains it, as a USB card plugged in or renumbered would):
+    the next reopen finds it by name and predictions start."""
+    from birdsongd_helpers import PLUGIN, alsa_config
+    if not os.path.exists(PLUGIN):
+        pytest.skip("ALSA test plugin not built")
+    conf = tmp_path / "asound.conf"
+    alsa_config(conf, {"default": {"file": files["a"], "loop": True}})
+    with Daemon(["--model", files["model"], "--device", "fieldmic", "--set", "reopen_max_seconds=0.5"],
+                env={"ALSA_CONFIG_PATH": str(conf)}, tmp=tmp_path) as d:
+        d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 2, timeout=10, what="failed opens")
+        assert "fieldmic" in d.json("/api/v1/status")["audio"]["last_error"]
+        time.sleep(1.1)  # a new mtime for ALSA's configuration check
+        alsa_config(conf, {"default": {"file": files["a"], "loop": True},
+                           "fieldmic": {"file": files["a"], "loop": True}})
+        d.wait_for(lambda: d.json("/api/v1/status")["audio"]["state"] == "running", timeout=15,
+                   what="the device found at a reopen")
+        assert d.json("/api/v1/status")["audio"]["device"] == "fieldmic"
+        d.wait_for(lambda: d.latest_seq() >= 2, timeout=10, what="predictions")
