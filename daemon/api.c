@@ -272,7 +272,7 @@ static const char *const a_top[] = {"top", NULL};
 static const char *const a_page[] = {"since", "limit", NULL};
 static const char *const a_detections[] = {"from", "to", "species", "min_confidence", "limit", "offset", "source", NULL};
 static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "bucket", "source", NULL};
-static const char *const a_dashboard[] = {"poll", NULL};
+static const char *const a_dashboard[] = {"poll", "source", NULL};
 static const char *const a_source[] = {"top", "since", "limit", NULL};
 
 const bsd_route bsd_routes[] = {

@@ -1,6 +1,7 @@
 """birdsongd with several sources in one daemon: [source NAME] sections and --source, one
 model shared by every source, per-source results and endpoints, the first source behind the
 single-source endpoints, and each source's windows equal to `birdsong features` on its file."""
+import json
 import os
 import re
 import subprocess
@@ -158,7 +159,6 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
     yard] with its own thresholds (Sitta_europaea always on, Parus_major never): every
     detection says its source, ?source= filters the list and the summary, and the stream
     carries both with ids that never decrease."""
-    import json
     from station_helpers import AUDIO, SSE, Daemon as StationDaemon, make_model as station_model
     if not os.path.exists(AUDIO):
         pytest.skip("the bundled soundscape is missing")
@@ -484,3 +484,65 @@ def test_a_device_that_appears_later_is_found_by_name_at_a_reopen(files, tmp_pat
                    what="the device found at a reopen")
         assert d.json("/api/v1/status")["audio"]["device"] == "fieldmic"
         d.wait_for(lambda: d.latest_seq() >= 2, timeout=10, what="predictions")
+
+
+# ---- the dashboard's source picker ------------------------------------------------------------
+
+def test_dashboard_picks_a_source_and_shows_each_sources_state(tmp_path):
+    """Two sources (the soundscape as default: Parus_major detects; again as [source yard]:
+    Sitta_europaea detects) and a never-up stream [source cam]: the page lists the three with
+    their state, the picker switches to yard (bars from yard's own predictions, detections
+    of yard only), and ?source=yard opens on it."""
+    from station_helpers import AUDIO, Daemon as StationDaemon, make_model as station_model
+    import test_station as ts
+    if not ts.CHROMIUM:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    if not os.path.exists(AUDIO):
+        pytest.skip("the bundled soundscape is missing")
+    model = station_model(str(tmp_path / "station.bsm"))
+    conf = tmp_path / "two.conf"
+    conf.write_text("[source yard]\ninput = %s\nspecies_thresholds = Parus_major:1, Sitta_europaea:0\n"
+                    "[source cam]\ninput = http://127.0.0.1:%d/none\n" % (AUDIO, free_port_here()))
+    d = StationDaemon(model, str(tmp_path / "state"), "species_thresholds=Parus_major:0, Sitta_europaea:1",
+                      "exclude_species=Turdus_merula", "max_event_seconds=2", "reopen_max_seconds=1",
+                      extra=["--config", str(conf)])
+    rows_js = ("!document.getElementById('source') ? '{}' : "
+               "JSON.stringify({rows: [...document.querySelectorAll('#sources tr')].map(r => [...r.children]"
+               ".map(c => c.textContent)), pick: document.getElementById('source').value,"
+               " options: [...document.getElementById('source').options].map(o => o.value),"
+               " det: [...document.querySelectorAll('#detections tr[data-id]')].map(r => r.children[1].textContent),"
+               " bars: [...document.querySelectorAll('#bars .bar .val')].map(v => v.textContent)})")
+    try:
+        d.wait_for(lambda: d.json("/api/v1/detections?source=yard")["total"] >= 1 and
+                   d.json("/api/v1/detections?source=default")["total"] >= 1, timeout=30, what="detections")
+        def until(ready, timeout=20):
+            deadline, page = time.time() + timeout, {}
+            while time.time() < deadline:
+                cdp.pump(0.5)
+                page = json.loads(cdp.evaluate(rows_js))
+                if page and ready(page):
+                    break
+            return page
+
+        with ts.chromium(tmp_path) as cdp:
+            cdp.call("Page.navigate", url=d.base + "/")
+            page = until(lambda p: p["det"] and len(p["rows"]) == 3)
+            assert page["options"] == ["default", "yard", "cam"] and page["pick"] == "default", page
+            by = {r[0]: r for r in page["rows"]}
+            assert by["default"][3] == "running" and by["yard"][3] == "running", page
+            assert by["cam"][3] == "reopening" and by["cam"][6], page  # its last error is shown
+            assert set(page["det"]) == {"Parus_major"}, page
+            cdp.evaluate("(() => { const s = document.getElementById('source'); s.value = 'yard';"
+                         " s.dispatchEvent(new Event('change')); })()")
+            page = until(lambda p: p["det"] and set(p["det"]) == {"Sitta_europaea"} and p["bars"] and
+                         all(v not in ("", "\u2013") for v in p["bars"]))
+            assert set(page["det"]) == {"Sitta_europaea"}, page
+            assert all(0 <= float(v) <= 1 for v in page["bars"]), page
+            assert "source=yard" in cdp.evaluate("location.search")
+            cdp.call("Page.navigate", url=d.base + "/?source=yard")
+            time.sleep(0.5)
+            page = until(lambda p: p["det"] and p["pick"] == "yard")
+            assert set(page["det"]) == {"Sitta_europaea"} and page["pick"] == "yard", page
+            assert ts.page_errors(cdp) == [] or all("/api/v1/" in e for e in ts.page_errors(cdp)), ts.page_errors(cdp)
+    finally:
+        d.stop()
