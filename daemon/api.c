@@ -106,8 +106,7 @@ static json_t *source_json(bsd_app *app, int i) {
     bsd_capture_stats cap = bsd_capture_get_stats(src->capture);
     bsd_worker_stats wk = bsd_worker_get_stats(app->worker, i);
     json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:I,s:f,s:I,s:I,s:I,s:f,s:f}", "name", src->name, "kind",
-                          bsd_source_kind_name(src->kind), "input",
-                          src->kind == BSD_SRC_DEVICE ? (src->cfg.device[0] ? src->cfg.device : "(default)") : src->cfg.input,
+                          bsd_source_kind_name(src->kind), "input", cap.requested, /* a URL's password as *** */
                           "state", bsd_capture_state_name(cap.state), "reconnects",
                           (json_int_t)(cap.opens > 0 ? cap.opens - 1 : 0), "seconds_since_last_sample",
                           cap.seconds_since_last_sample, "dropped_samples", (json_int_t)cap.dropped_samples,

@@ -376,7 +376,7 @@ def test_half_open_server_is_detected_within_source_timeout_and_retried(files, t
 
 def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_why(files, tmp_path):
     port = free_port_here()  # nothing listens there
-    with Daemon(["--model", files["model"], "--source", "cam=http://127.0.0.1:%d/live" % port,
+    with Daemon(["--model", files["model"], "--source", "cam=http://birds:s3cret@127.0.0.1:%d/live" % port,
                  "--set", "reopen_max_seconds=1"], tmp=tmp_path) as d:
         d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 3, timeout=10, what="attempts")
         status, _, h = d.get("/api/v1/health")
@@ -400,6 +400,11 @@ def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_w
         fails = re.search(r'^birdsong_source_failures_total\{source="cam"\} (\d+)', page, re.M)
         assert fails and int(fails.group(1)) >= 3, page
         assert d.output().count("reopening with backoff") == 1
+        # the password never leaves the process: not in the API, the metrics or the log
+        assert source(d, "cam")["input"] == "http://birds:***@127.0.0.1:%d/live" % port
+        for text in (json.dumps(d.json("/api/v1/sources")), json.dumps(d.json("/api/v1/status")),
+                     json.dumps(d.get("/api/v1/health")[2]), page, d.output()):
+            assert "s3cret" not in text
 
 
 def test_garbage_stream_gets_a_clear_error_and_a_retry(files, tmp_path):
