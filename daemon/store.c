@@ -31,9 +31,10 @@ static const char *const MIGRATIONS[BSD_STORE_SCHEMA_VERSION + 1] = {
     "ALTER TABLE detections ADD COLUMN seq_first INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE detections ADD COLUMN seq_last INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX detections_species_start ON detections(species, start_time);",
-    /* v3: several sources in one daemon: each detection names its source. */
-    "ALTER TABLE detections ADD COLUMN source TEXT NOT NULL DEFAULT 'default';"
-    "CREATE INDEX detections_source_start ON detections(source, start_time);",
+    /* v3: several sources in one daemon: each detection names its source. No index of its
+     * own: a source filter rides on the time and species indexes (another index would
+     * write one more b-tree page per detection). */
+    "ALTER TABLE detections ADD COLUMN source TEXT NOT NULL DEFAULT 'default';",
 };
 
 const char *bsd_store_migration_sql(int v) {
