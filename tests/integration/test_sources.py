@@ -261,8 +261,9 @@ class StreamServer:
                     c.sendall(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
                     time.sleep(0.05)
                 return
+            tag = 0x7A7A if self.mode == "badcodec" else 1  # 1: PCM; 0x7a7a: no such codec
             hdr = (b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " +
-                   struct.pack("<IHHIIHH", 16, 1, 1, self.sr, self.sr * 2, 2, 16) +
+                   struct.pack("<IHHIIHH", 16, tag, 1, self.sr, self.sr * 2, 2, 16) +
                    b"data" + struct.pack("<I", 0xFFFFFFFF))
             c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n" + hdr)
             chunk = self.sr // 20 * 2          # 50 ms of audio per send
@@ -407,14 +408,16 @@ def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_w
             assert "s3cret" not in text
 
 
-def test_garbage_stream_gets_a_clear_error_and_a_retry(files, tmp_path):
-    srv = StreamServer(files["xa"], 22050, mode="garbage").start()
+@pytest.mark.parametrize("mode,needle", [("garbage", ""), ("badcodec", "no decoder")])
+def test_garbage_or_undecodable_stream_gets_a_clear_error_and_a_retry(files, tmp_path, mode, needle):
+    srv = StreamServer(files["xa"], 22050, mode=mode).start()
     try:
         with Daemon(["--model", files["model"], "--source", "cam=http://127.0.0.1:%d/x" % srv.port,
                      "--set", "source_timeout=1", "--set", "reopen_max_seconds=0.5"], tmp=tmp_path) as d:
             d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 2, timeout=15, what="two failures")
             cam = source(d, "cam")
             assert cam["state"] == "reopening" and "127.0.0.1:%d" % srv.port in cam["last_error"], cam
+            assert needle in cam["last_error"], cam
             assert d.proc.poll() is None
     finally:
         srv.stop()
