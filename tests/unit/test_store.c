@@ -316,6 +316,37 @@ Test(store, scan_pieces_are_the_query_in_order_each_row_once) {
     bsd_store_close(s);
 }
 
+/* The same with a source filter (the CSV export's source=): every piece after the first
+ * still keeps to the source, as the cursor's parameters are bound apart from the filter's. */
+Test(store, scan_pieces_keep_the_source_filter) {
+    bs_error err;
+    bsd_store *s = bsd_store_open(db, NULL, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    for (int i = 0; i < 20; i++) {
+        bsd_detection d = det("A", 1700000000.0 + i, 0.9f);
+        snprintf(d.source, sizeof d.source, "%s", i % 3 ? "yard" : "cam");
+        bsd_store_enqueue(s, &d);
+    }
+    bsd_store_flush(s, 5000);
+    bsd_store_filter f = {.limit = 1000, .source = "yard"};
+    bsd_store_page page;
+    cr_assert_eq(bsd_store_query(s, &f, &page, &err), 0, "%s", err.msg);
+    cr_assert_eq(page.n, 13);
+    bsd_store_cursor cur = {0};
+    bsd_detection rows[3];
+    int got = 0, n;
+    while ((n = bsd_store_scan(s, &f, &cur, rows, 3, &err)) > 0)
+        for (int i = 0; i < n; i++, got++) {
+            cr_assert_lt(got, page.n);
+            cr_assert_eq(rows[i].id, page.rows[got].id, "row %d", got);
+            cr_assert_str_eq(rows[i].source, "yard");
+        }
+    cr_assert_eq(n, 0, "%s", err.msg);
+    cr_assert_eq(got, page.n, "every yard row, in pieces of 3");
+    bsd_store_page_free(&page);
+    bsd_store_close(s);
+}
+
 Test(store, a_full_queue_drops_and_counts_without_blocking) {
     bs_error err;
     bsd_store_config cfg = {.queue_capacity = 4};
