@@ -248,9 +248,10 @@ static void privacy_release(bsd_station_lane *ln, uint64_t seq, double seen_unti
     bsd_station *st = ln->st;
     int n = bsd_privacy_release(ln->privacy, seen_until, flush, ln->released, ln->verdicts, BSD_PRIVACY_HELD_MAX);
     for (int i = 0; i < n; i++) {
-        if (ln->verdicts[i] == BSD_PRIVACY_DROP)
-            bs_log_info("privacy: source '%s': detection of %s at %.1f-%.1f overlaps human voice: dropped", ln->name,
-                        ln->released[i].species, ln->released[i].start, ln->released[i].end);
+        if (ln->verdicts[i] == BSD_PRIVACY_DROP) /* the source named only when there are several */
+            bs_log_info("privacy: detection of %s at %.1f-%.1f overlaps human voice: dropped%s%s%s",
+                        ln->released[i].species, ln->released[i].start, ln->released[i].end,
+                        st->n_lanes > 1 ? " (source " : "", st->n_lanes > 1 ? ln->name : "", st->n_lanes > 1 ? ")" : "");
         else
             emit_decided(ln, seq, &ln->released[i], ln->verdicts[i] == BSD_PRIVACY_CLEAN);
     }
