@@ -28,6 +28,8 @@ CORE_PKGS   := sndfile soxr fftw3f openblas jansson
 DAEMON_PKGS := portaudio-2.0 libmicrohttpd inih sqlite3 libsystemd jansson alsa
 # the Keras importer (trainer/keras.c): `birdsong` links these, birdsongd never does
 TRAINER_PKGS := hdf5-serial libzip nettle
+# FFmpeg: headers only; daemon/netsource.c loads the libraries when a stream is opened
+AV_PKGS     := libavformat libavcodec libswresample libavutil
 TEST_PKGS   := criterion
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(1) 2>/dev/null)
@@ -48,12 +50,12 @@ endif
 # contraction off under -std=c11 but turns it on under -std=gnu11, and clang contracts
 # within expressions by default, so it is stated here rather than left to a default.
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -ffp-contract=off -g $(WARN) -Iinclude -Icore -I. -MMD -MP
-CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TRAINER_PKGS)) $(CFLAGS)
+CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS) $(TRAINER_PKGS)) $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(TRAINER_PKGS) $(TEST_PKGS)) $(CFLAGS)
+CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS) $(TRAINER_PKGS) $(TEST_PKGS)) $(CFLAGS)
 
 CORE_LIBS    = $(call PKG_LIBS,$(CORE_PKGS)) -lm -lpthread
-DAEMON_LIBS  = $(call PKG_LIBS,$(DAEMON_PKGS)) $(CORE_LIBS)
+DAEMON_LIBS  = $(call PKG_LIBS,$(DAEMON_PKGS)) $(CORE_LIBS) -ldl
 TRAINER_LIBS = $(call PKG_LIBS,$(TRAINER_PKGS)) $(CORE_LIBS)
 TEST_LIBS    = $(call PKG_LIBS,$(TEST_PKGS) $(TRAINER_PKGS)) $(DAEMON_LIBS)
 
@@ -139,7 +141,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(DAEMON_SRC)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
+	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
 
 # the Keras importer's readers (trainer side): core + trainer/keras.c, libhdf5 and libzip
 $(BUILD)/fuzz/fuzz_keras_%: tests/fuzz/fuzz_keras_%.c $(CORE_SRC) trainer/keras.c

@@ -32,7 +32,8 @@ static const char *arg(struct MHD_Connection *c, const char *name) {
     return v ? v : "";
 }
 
-/* from, to, species, min_confidence (or min_probability) into f; queues 400 and returns -1 on a bad value. */
+/* from, to, species, source, min_confidence (or min_probability) into f; queues 400 and
+ * returns -1 on a bad value. */
 static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_filter *f, enum MHD_Result *r) {
     const char *names[2] = {"from", "to"};
     double *dst[2] = {&f->from, &f->to};
@@ -52,6 +53,11 @@ static int parse_filter(struct MHD_Connection *c, const char *url, bsd_store_fil
     f->species = arg(c, "species");
     if (f->species && !*f->species) {
         *r = bsd_http_error(c, 400, url, "parameter 'species': expected a species label, found an empty value");
+        return -1;
+    }
+    f->source = arg(c, "source"); /* any name: sources once configured keep their rows */
+    if (f->source && !*f->source) {
+        *r = bsd_http_error(c, 400, url, "parameter 'source': expected a source name, found an empty value");
         return -1;
     }
     /* min_probability: the same filter under the name of the field it compares */
@@ -341,20 +347,26 @@ static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connect
     }
     float *x;
     size_t n;
-    if (!st->has_history)
+    bsd_station_lane *ln = NULL; /* the detection's source's audio history */
+    for (int i = 0; i < st->n_lanes && !ln; i++)
+        if (strcmp(st->lanes[i].name, d->source) == 0) ln = &st->lanes[i];
+    if (!ln)
+        return bsd_http_error(c, 404, url, "no audio for detection %lld: its source '%s' is not configured now",
+                              (long long)d->id, d->source);
+    if (!ln->has_history)
         return bsd_http_error(c, 404, url, "no audio for detection %lld: clips are off and audio_history_seconds is 0",
                               (long long)d->id);
     if (withheld_by_privacy(st, d->id))
         return bsd_http_error(c, 404, url,
                               "no audio for detection %lld: the privacy filter withheld it (a human voice was near it)",
                               (long long)d->id);
-    if (bsd_audio_history_copy(&st->history, d->start - cfg->clip_pre_roll, d->end + cfg->clip_post_roll, &x, &n) != 0 &&
-        bsd_audio_history_copy(&st->history, d->start, d->end, &x, &n) != 0) /* without the rolls */
+    if (bsd_audio_history_copy(&ln->history, d->start - cfg->clip_pre_roll, d->end + cfg->clip_post_roll, &x, &n) != 0 &&
+        bsd_audio_history_copy(&ln->history, d->start, d->end, &x, &n) != 0) /* without the rolls */
         return bsd_http_error(c, 404, url,
                               "no audio for detection %lld: clips are off and it is older than the %g s of audio kept in "
                               "memory (audio_history_seconds), or its end is not heard yet",
                               (long long)d->id, cfg->audio_history_seconds);
-    int rc = bsd_spectrogram_png(x, n, st->history.rate, &png, &len, &err);
+    int rc = bsd_spectrogram_png(x, n, ln->history.rate, &png, &len, &err);
     free(x);
     if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
     return reply_png(c, png, len, etag);
@@ -414,12 +426,13 @@ enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *
     const bsd_config *cfg = &app->cfg;
     json_t *arr = json_array();
     pthread_mutex_lock(&st->lock);
-    int active = st->det != NULL;
-    for (int i = 0; st->det && i < bsd_detector_n_species(st->det); i++) {
-        int on = bsd_detector_enabled(st->det, i);
-        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bsd_detector_label(st->det, i), "enabled", on,
-                              "suppress_seconds", bsd_detector_suppress_seconds(st->det, i));
-        json_object_set_new(o, "threshold", on ? json_real(bsd_detector_threshold(st->det, i)) : json_null());
+    const bsd_detector *det = st->lanes[0].det; /* the first source's settings */
+    int active = det != NULL;
+    for (int i = 0; det && i < bsd_detector_n_species(det); i++) {
+        int on = bsd_detector_enabled(det, i);
+        json_t *o = json_pack("{s:s,s:b,s:f}", "species", bsd_detector_label(det, i), "enabled", on,
+                              "suppress_seconds", bsd_detector_suppress_seconds(det, i));
+        json_object_set_new(o, "threshold", on ? json_real(bsd_detector_threshold(det, i)) : json_null());
         json_array_append_new(arr, o);
     }
     pthread_mutex_unlock(&st->lock);

@@ -20,6 +20,7 @@
 
 #include "birdsong/log.h"
 #include "daemon/app.h"
+#include "daemon/netsource.h"
 
 static const char *const state_names[] = {"starting", "running", "reopening", "ended", "stopped"};
 
@@ -29,7 +30,8 @@ struct bsd_capture {
     const bsd_config *cfg;
     bs_ring *ring;
     double preferred_rate;
-    int is_file;
+    int is_file, is_url;
+    uint64_t jitter_state;             /* xorshift64 for the backoff's jitter */
     pthread_t thread;
     int thread_started, leaked;
     _Atomic int stop;
@@ -99,6 +101,8 @@ void bsd_audio_shutdown(void) {
     pa_ready = 0;
 }
 
+static int alsa_card_id(int n, char *id, size_t size);
+
 int bsd_list_devices(FILE *out) {
     int n = Pa_GetDeviceCount();
     if (n < 0) {
@@ -107,16 +111,22 @@ int bsd_list_devices(FILE *out) {
     }
     PaDeviceIndex def = Pa_GetDefaultInputDevice();
     int shown = 0;
-    fprintf(out, "%-5s %-8s %-8s %-10s %s\n", "index", "default", "inputs", "rate", "name (host API)");
+    fprintf(out, "%-5s %-8s %-8s %-10s %-12s %s\n", "index", "default", "inputs", "rate", "card id", "name (host API)");
     for (int i = 0; i < n; i++) {
         const PaDeviceInfo *d = Pa_GetDeviceInfo(i);
         if (!d || d->maxInputChannels < 1) continue;
         const PaHostApiInfo *api = Pa_GetHostApiInfo(d->hostApi);
-        fprintf(out, "%-5d %-8s %-8d %-10.0f %s (%s)\n", i, i == def ? "yes" : "", d->maxInputChannels,
-                d->defaultSampleRate, d->name, api ? api->name : "?");
+        char id[64] = "-";
+        int card = bsd_alsa_card_of_name(d->name);
+        if (card >= 0 && alsa_card_id(card, id, sizeof id) != 0) snprintf(id, sizeof id, "-");
+        fprintf(out, "%-5d %-8s %-8d %-10.0f %-12s %s (%s)\n", i, i == def ? "yes" : "", d->maxInputChannels,
+                d->defaultSampleRate, id, d->name, api ? api->name : "?");
         shown++;
     }
     if (shown == 0) fprintf(out, "(no capture devices)\n");
+    else
+        fprintf(out, "device = takes the index, (part of) the name, or the card id (stable across reboots, unlike\n"
+                     "the number in hw:N); the name or id is looked up again at every reopen.\n");
     return shown;
 }
 
@@ -137,8 +147,34 @@ static int pa_callback(const void *input, void *output, unsigned long frames,
     return atomic_load_explicit(&c->stop, memory_order_relaxed) ? paComplete : paContinue;
 }
 
+/* The ALSA card number in a PortAudio ALSA device name ("USB Audio: - (hw:2,0)"), or -1. */
+int bsd_alsa_card_of_name(const char *name) {
+    const char *p = strstr(name, "(hw:");
+    if (!p || !isdigit((unsigned char)p[4])) return -1;
+    char *end;
+    long card = strtol(p + 4, &end, 10);
+    return (*end == ',' || *end == ')') && card < 1000 ? (int)card : -1;
+}
+
+/* The ALSA card id ("Device", "PCH": stable across reboots, unlike the number) of card
+ * number n into id; 0, or -1 when the card does not exist. */
+static int alsa_card_id(int n, char *id, size_t size) {
+    char hw[32];
+    snprintf(hw, sizeof hw, "hw:%d", n);
+    snd_ctl_t *ctl;
+    if (snd_ctl_open(&ctl, hw, 0) < 0) return -1;
+    snd_ctl_card_info_t *info;
+    snd_ctl_card_info_alloca(&info);
+    int rc = snd_ctl_card_info(ctl, info);
+    if (rc == 0) snprintf(id, size, "%s", snd_ctl_card_info_get_id(info));
+    snd_ctl_close(ctl);
+    return rc == 0 ? 0 : -1;
+}
+
 /* Finds the configured device: "" = default, digits = index, else exact then substring
- * (case-insensitive) match on the name among input devices. */
+ * (case-insensitive) match on the name among input devices, else an ALSA card id
+ * ("Device", or "CARD=Device") naming the card of an input device. Called at every
+ * (re)open, so a card that comes back under another number is found again. */
 static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
     int n = Pa_GetDeviceCount();
     if (n < 0) {
@@ -169,7 +205,15 @@ static PaDeviceIndex find_device(const char *want, char *why, size_t why_size) {
         if (strcmp(d->name, want) == 0) return i;
         if (partial == paNoDevice && strcasestr(d->name, want)) partial = i;
     }
-    if (partial == paNoDevice) snprintf(why, why_size, "device '%s': no capture device has this name (see --list-devices)", want);
+    const char *card_id = strncasecmp(want, "CARD=", 5) == 0 ? want + 5 : want;
+    for (int i = 0; partial == paNoDevice && i < n; i++) {
+        const PaDeviceInfo *d = Pa_GetDeviceInfo(i);
+        char id[64];
+        int card = d && d->maxInputChannels > 0 ? bsd_alsa_card_of_name(d->name) : -1;
+        if (card >= 0 && alsa_card_id(card, id, sizeof id) == 0 && strcasecmp(id, card_id) == 0) partial = i;
+    }
+    if (partial == paNoDevice)
+        snprintf(why, why_size, "device '%s': no capture device has this name or ALSA card id (see --list-devices)", want);
     return partial;
 }
 
@@ -344,7 +388,44 @@ static int run_file(bsd_capture *c, char *why, size_t why_size) {
     return rc;
 }
 
+/* ---- network source -------------------------------------------------------------------- */
+
+static void on_url_open(void *user, double rate, const char *desc) {
+    bsd_capture *c = user;
+    char shown[1024];
+    bsd_netsource_redact(c->cfg->input, shown, sizeof shown);
+    pthread_mutex_lock(&c->lock);
+    snprintf(c->device_name, sizeof c->device_name, "%s", desc);
+    c->rate = rate;
+    c->opens++;
+    pthread_mutex_unlock(&c->lock);
+    set_state(c, BSD_CAP_RUNNING, NULL);
+    bs_log_info("capture: stream %s running: %s", shown, desc);
+}
+
+/* Reads the stream until it fails or stops: 0 on stop, -1 with why. *opened: audio came. */
+static int run_url(bsd_capture *c, int *opened, char *why, size_t why_size) {
+    uint64_t before = c->opens;
+    bsd_netsource_io io = {.ring = c->ring, .stop = &c->stop, .frames = &c->frames,
+                           .last_frames_mono_ns = &c->last_frames_mono_ns, .timeout = c->cfg->source_timeout,
+                           .on_open = on_url_open, .user = c};
+    int rc = bsd_netsource_run(c->cfg->input, &io, why, why_size);
+    pthread_mutex_lock(&c->lock);
+    *opened = c->opens != before;
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
 /* ---- supervisor ------------------------------------------------------------------------ */
+
+/* The wait before the next attempt: backoff (doubling, capped by the caller) scaled by a
+ * random factor in [0.5, 1), so that sources that failed together do not retry together. */
+static double jittered(bsd_capture *c, double backoff) {
+    uint64_t x = c->jitter_state;
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    c->jitter_state = x;
+    return backoff * (0.5 + 0.5 * (double)(x >> 11) / 9007199254740992.0);
+}
 
 static void *supervisor(void *arg) {
     bsd_capture *c = arg;
@@ -352,7 +433,11 @@ static void *supervisor(void *arg) {
     char why[512];
     while (!atomic_load(&c->stop)) {
         why[0] = '\0';
-        if (c->is_file) {
+        if (c->is_url) {
+            int opened = 0;
+            if (run_url(c, &opened, why, sizeof why) == 0) break;
+            if (opened) backoff = 0.25; /* it ran: start the backoff over */
+        } else if (c->is_file) {
             if (run_file(c, why, sizeof why) == 0) {
                 if (!atomic_load(&c->stop)) {
                     bs_log_info("capture: input '%s' ended after %llu frames", c->cfg->input,
@@ -369,16 +454,24 @@ static void *supervisor(void *arg) {
             close_device(c);
             if (atomic_load(&c->stop)) break;
         }
+        double wait = jittered(c, backoff);
         pthread_mutex_lock(&c->lock);
+        /* one log line per change of state or of error, not per retry */
+        int changed = c->state != BSD_CAP_REOPENING || strcmp(c->last_error, why) != 0;
         c->failures++;
         c->state = BSD_CAP_REOPENING;
         snprintf(c->last_error, sizeof c->last_error, "%s", why);
-        c->next_attempt_mono = bsd_mono_seconds() + backoff;
+        c->next_attempt_mono = bsd_mono_seconds() + wait;
+        uint64_t failures = c->failures;
         pthread_mutex_unlock(&c->lock);
-        bs_log_warn("capture: %s; retrying in %.2f s", why, backoff);
-        if (nap(c, backoff)) break;
+        if (changed)
+            bs_log_warn("capture: %s; reopening with backoff (up to %.1f s between attempts)", why,
+                        c->cfg->reopen_max_seconds);
+        else
+            bs_log_debug("capture: %s; attempt %llu, next in %.2f s", why, (unsigned long long)failures, wait);
+        if (nap(c, wait)) break;
         backoff = backoff * 2 > c->cfg->reopen_max_seconds ? c->cfg->reopen_max_seconds : backoff * 2;
-        if (!c->is_file) {
+        if (!c->is_file && !c->is_url) {
             /* Refresh PortAudio's device list: a device may have come back under a new index. */
             Pa_Terminate();
             PaError e = Pa_Initialize();
@@ -399,14 +492,22 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     c->cfg = cfg;
     c->ring = ring;
     c->preferred_rate = preferred_rate;
-    c->is_file = cfg->input[0] != '\0';
+    bsd_source_kind kind = BSD_SRC_FILE;
+    char target[BSD_PATH_MAX];
+    bs_error e2;
+    c->is_url = cfg->input[0] != '\0' && bsd_source_parse_spec(cfg->input, &kind, target, sizeof target, &e2) == 0 &&
+                kind == BSD_SRC_URL;
+    c->is_file = cfg->input[0] != '\0' && !c->is_url;
+    c->jitter_state = (uint64_t)bsd_mono_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ULL;
+    if (!c->jitter_state) c->jitter_state = 1;
     c->state = BSD_CAP_STARTING;
     atomic_init(&c->stop, 0);
     atomic_init(&c->frames, 0);
     atomic_init(&c->last_frames_mono_ns, bsd_mono_ns());
     atomic_init(&c->device_overflows, 0);
     pthread_mutex_init(&c->lock, NULL);
-    snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
+    if (c->is_url) bsd_netsource_redact(cfg->input, c->device_name, sizeof c->device_name);
+    else snprintf(c->device_name, sizeof c->device_name, "%s", c->is_file ? cfg->input : cfg->device);
     if (pthread_create(&c->thread, NULL, supervisor, c) != 0) {
         bs_error_set(err, "capture: cannot start the capture thread");
         pthread_mutex_destroy(&c->lock);
@@ -449,8 +550,11 @@ bsd_capture_stats bsd_capture_get_stats(bsd_capture *c) {
     size_t cap = bs_ring_capacity(c->ring), fill = bs_ring_available(c->ring);
     pthread_mutex_lock(&c->lock);
     s.is_file = c->is_file;
-    snprintf(s.requested, sizeof s.requested, "%s",
-             c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"));
+    s.is_url = c->is_url;
+    if (c->is_url) bsd_netsource_redact(c->cfg->input, s.requested, sizeof s.requested);
+    else
+        snprintf(s.requested, sizeof s.requested, "%s",
+                 c->is_file ? c->cfg->input : (c->cfg->device[0] ? c->cfg->device : "(default)"));
     snprintf(s.device, sizeof s.device, "%s", c->device_name);
     s.state = c->state;
     s.sample_rate = c->rate;
@@ -482,7 +586,8 @@ int bsd_capture_health(bsd_capture *c, bsd_health *h) {
     else if (c->state == BSD_CAP_ENDED) bad = bsd_health_add(h, "capture: input file ended");
     else if (c->state == BSD_CAP_STARTING) bad = bsd_health_add(h, "capture: starting");
     else if (c->state == BSD_CAP_STOPPED) bad = bsd_health_add(h, "capture: stopped");
-    else if (idle > 1.0 + 1.0 / c->cfg->input_speed) bad = bsd_health_add(h, "capture: no samples for %.1f s", idle);
+    else if (idle > (c->is_url ? c->cfg->source_timeout / 2 : 1.0 + 1.0 / c->cfg->input_speed)) /* streams come in bursts */
+        bad = bsd_health_add(h, "capture: no samples for %.1f s", idle);
     pthread_mutex_unlock(&c->lock);
     return bad;
 }

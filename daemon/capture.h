@@ -1,7 +1,10 @@
-/* birdsongd audio in: a PortAudio input stream (callback mode, float32 mono) or a file
- * source, both feeding the one sample ring. A supervisor thread opens the source, watches
- * it (stream errors, no samples for device_stall_seconds) and closes and reopens it with
- * backoff (0.25 s doubling to reopen_max_seconds); the daemon never exits on a device error.
+/* birdsongd audio in: a PortAudio input stream (callback mode, float32 mono), a file or a
+ * network stream (daemon/netsource.h), each feeding its source's sample ring. A supervisor
+ * thread per source opens it, watches it (stream errors, no samples for
+ * device_stall_seconds, or source_timeout for a network stream) and closes and reopens it
+ * with backoff (0.25 s doubling to reopen_max_seconds, each wait scaled by a random factor
+ * in [0.5, 1)), logging one line per change of state or error, not per attempt; the daemon
+ * never exits on a source error.
  *
  * The PortAudio callback only copies into the ring (bs_ring_write, wait-free) and updates
  * atomic counters: it never blocks, allocates or logs. */
@@ -36,7 +39,7 @@ const char *bsd_capture_state_name(bsd_capture_state s);
 
 /* The source, its state and its counters, copied under the capture's lock. */
 typedef struct bsd_capture_stats {
-    int is_file;
+    int is_file, is_url;
     char requested[BSD_PATH_MAX];  /* input file, device name, or "(default)" */
     char device[256];              /* the device opened ("" before the first open) */
     bsd_capture_state state;
@@ -59,8 +62,11 @@ int bsd_capture_health(bsd_capture *c, bsd_health *h);
 double bsd_input_rate(const char *path);
 double bsd_device_rate(const char *device);
 
-/* Prints PortAudio's input devices (index, name, host API, channels, default rate). */
+/* Prints PortAudio's input devices (index, whether default, channels, default rate, the
+ * ALSA card id of hardware devices, name and host API), then how to name one. */
 int bsd_list_devices(FILE *out);
+/* The ALSA card number in a PortAudio ALSA device name ("USB Audio: - (hw:2,0)"), or -1. */
+int bsd_alsa_card_of_name(const char *name);
 
 /* Silences ALSA/JACK probing noise and initialises PortAudio (once per process). */
 int bsd_audio_init(bs_error *err);

@@ -4,6 +4,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ctype.h>
 #include <ini.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,7 +20,7 @@ const bsd_directive bsd_directives[] = {
     {"model", BSD_CFG_STRING, F(model), S(model), "models/demo.bsm", 0, 0,
      "model file (.bsm) to serve; reloaded on SIGHUP"},
     {"device", BSD_CFG_STRING, F(device), S(device), "", 0, 0,
-     "capture device: empty for the default, a device index, or (part of) its name; see --list-devices"},
+     "capture device: empty for the default, a device index, (part of) its name, or its ALSA card id; looked up at every reopen; see --list-devices"},
     {"input", BSD_CFG_STRING, F(input), S(input), "", 0, 0,
      "read this audio file instead of a device (demos, replaying field recordings, tests)"},
     {"input_loop", BSD_CFG_BOOL, F(input_loop), 0, "false", 0, 1,
@@ -31,7 +32,9 @@ const bsd_directive bsd_directives[] = {
     {"device_stall_seconds", BSD_CFG_DOUBLE, F(device_stall_seconds), 0, "3", 0.5, 60,
      "a device that delivers no samples for this long is closed and reopened"},
     {"reopen_max_seconds", BSD_CFG_DOUBLE, F(reopen_max_seconds), 0, "30", 0.1, 3600,
-     "longest wait between attempts to reopen a failed device (backoff doubles from 0.25 s)"},
+     "longest wait between attempts to reopen a failed source (backoff doubles from 0.25 s, each wait x a random 0.5-1)"},
+    {"source_timeout", BSD_CFG_DOUBLE, F(source_timeout), 0, "10", 0.2, 3600,
+     "a network source that delivers no audio for this long is dead (whatever its connection says) and is reopened"},
     {"hop_seconds", BSD_CFG_DOUBLE, F(hop_seconds), 0, "0.5", 0.05, 60,
      "the analysis window advances by this much; the window length comes from the model"},
     {"history_seconds", BSD_CFG_DOUBLE, F(history_seconds), 0, "3600", 1, 604800,
@@ -253,10 +256,63 @@ struct load_ctx {
     int failed;
 };
 
+/* "[source NAME]": the source (created at its first directive), or NULL with err. */
+static bsd_source_def *section_source(bsd_config *cfg, const char *section, bs_error *err) {
+    if (strncmp(section, "source", 6) != 0 || (section[6] != ' ' && section[6] != '\t')) return NULL;
+    const char *name = section + 7;
+    while (*name == ' ' || *name == '\t') name++;
+    for (int i = 0; i < cfg->n_sources; i++)
+        if (strcmp(cfg->sources[i].name, name) == 0) return &cfg->sources[i];
+    if (bsd_config_add_source(cfg, name, NULL, err) != 0) return NULL;
+    return &cfg->sources[cfg->n_sources - 1];
+}
+
+/* One directive of a [source NAME] section. */
+static int source_directive(bsd_config *cfg, bsd_source_def *s, const char *name, const char *value, bs_error *err) {
+    if (strcmp(name, "input") == 0) {
+        bsd_source_kind k;
+        char target[BSD_PATH_MAX];
+        bs_error e2;
+        if (bsd_source_parse_spec(value, &k, target, sizeof target, &e2) != 0)
+            return bs_error_set(err, "source '%s': input: %s", s->name, e2.msg);
+        snprintf(s->spec, sizeof s->spec, "%s", value);
+        return 0;
+    }
+    if (!bsd_config_per_source(name))
+        return bs_error_set(err, "source '%s': directive '%s' cannot be set per source (see birdsongd(8), SOURCES)",
+                            s->name, name);
+    if (s->n_set >= BSD_SOURCE_OVERRIDES || strlen(name) >= sizeof s->set_name[0] || strlen(value) >= sizeof s->set_value[0])
+        return bs_error_set(err, "source '%s': directive '%s': too many overrides or too long a value", s->name, name);
+    bsd_config *probe = malloc(sizeof *probe); /* the value must parse like the top-level one */
+    if (!probe) return bs_error_set(err, "out of memory");
+    *probe = *cfg;
+    bs_error e2;
+    int rc = bsd_config_set(probe, name, value, &e2);
+    free(probe);
+    if (rc != 0) return bs_error_set(err, "source '%s': %s", s->name, e2.msg);
+    snprintf(s->set_name[s->n_set], sizeof s->set_name[0], "%s", name);
+    snprintf(s->set_value[s->n_set], sizeof s->set_value[0], "%s", value);
+    s->n_set++;
+    return 0;
+}
+
 static int on_directive(void *user, const char *section, const char *name, const char *value) {
     struct load_ctx *c = user;
     if (c->failed) return 0;
     if (section && section[0]) {
+        bsd_source_def *src = section_source(c->cfg, section, &c->err);
+        if (src) {
+            if (source_directive(c->cfg, src, name, value, &c->err) == 0) return 1;
+            c->failed = 1;
+            c->err_line = c->line;
+            return 0;
+        }
+        if (strncmp(section, "source", 6) == 0 && (section[6] == ' ' || section[6] == '\t' || section[6] == '\0')) {
+            if (section[6] == '\0') bs_error_set(&c->err, "section [source]: expected [source NAME]");
+            c->failed = 1;
+            c->err_line = c->line;
+            return 0;
+        }
         bs_error_set(&c->err, "directive '%s': found in section [%s]; directives belong at the top of the file, before any section",
                      name, section);
         c->failed = 1;
@@ -284,6 +340,14 @@ static char *read_line(char *str, int num, void *stream) {
     return s;
 }
 
+/* A [source NAME] section without `input =` is found when the file has been read. */
+static int check_sources_have_input(const bsd_config *cfg, bs_error *err) {
+    for (int i = 0; i < cfg->n_sources; i++)
+        if (!cfg->sources[i].spec[0])
+            return bs_error_set(err, "source '%s': no 'input =' (a file, device:NAME or a URL)", cfg->sources[i].name);
+    return 0;
+}
+
 int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
     FILE *f = fopen(path, "r");
     if (!f) return bs_error_set(err, "%s: cannot open the config file: %s", path, strerror(errno));
@@ -291,11 +355,147 @@ int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
     struct line_reader r = {.f = f, .ctx = &c};
     int rc = ini_parse_stream(read_line, &r, on_directive, &c);
     fclose(f);
-    if (rc == 0) return 0;
+    if (rc == 0) {
+        bs_error e2;
+        if (check_sources_have_input(cfg, &e2) != 0) return bs_error_set(err, "%s: %s", path, e2.msg);
+        return 0;
+    }
     if (rc < 0) return bs_error_set(err, "%s: cannot read the config file (out of memory)", path);
     if (c.failed && c.err_line == rc) return bs_error_set(err, "%s:%d: %s", path, rc, c.err.msg);
     return bs_error_set(err, "%s:%d: syntax error: expected 'name = value', a [section], a comment or a blank line",
                         path, rc);
+}
+
+/* ---- sources ------------------------------------------------------------------------------ */
+
+/* What a [source NAME] section may override: how its audio is read and cut into windows. */
+static const char *const per_source[] = {
+    "input_loop", "input_speed", "ring_seconds", "device_stall_seconds", "reopen_max_seconds", "source_timeout",
+    "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
+    /* and how its detections are decided */
+    "min_confidence", "species_thresholds", "include_species", "exclude_species", "suppress_seconds",
+    "species_suppress_seconds", "max_event_seconds", NULL,
+};
+
+int bsd_config_per_source(const char *name) {
+    for (int i = 0; per_source[i]; i++)
+        if (strcmp(per_source[i], name) == 0) return 1;
+    return 0;
+}
+
+const char *bsd_source_kind_name(bsd_source_kind k) {
+    return k == BSD_SRC_FILE ? "file" : k == BSD_SRC_DEVICE ? "device" : "url";
+}
+
+static const char *const url_schemes[] = {"rtsp", "rtsps", "http", "https", "rtmp", "rtmps",
+                                          "udp", "rtp", "srt", "tcp", NULL};
+
+int bsd_source_parse_spec(const char *spec, bsd_source_kind *kind, char *target, size_t target_size,
+                          bs_error *err) {
+    size_t n = strlen(spec);
+    if (n == 0) return bs_error_set(err, "empty source: expected a file, device, device:NAME or a URL");
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)spec[i] < 0x20 || spec[i] == 0x7f)
+            return bs_error_set(err, "control character at byte %zu of the source", i);
+    if (n >= target_size) return bs_error_set(err, "source longer than %zu characters", target_size - 1);
+    const char *body = spec;
+    if (strcmp(spec, "device") == 0 || strncmp(spec, "device:", 7) == 0) {
+        *kind = BSD_SRC_DEVICE;
+        body = spec[6] ? spec + 7 : "";
+    } else if (strncmp(spec, "file:", 5) == 0) {
+        *kind = BSD_SRC_FILE;
+        body = spec + 5;
+        if (!*body) return bs_error_set(err, "'file:' without a path");
+    } else {
+        size_t k = 0; /* RFC 3986 scheme: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+        if ((spec[0] >= 'a' && spec[0] <= 'z') || (spec[0] >= 'A' && spec[0] <= 'Z'))
+            while (spec[k] && (isalnum((unsigned char)spec[k]) || spec[k] == '+' || spec[k] == '-' || spec[k] == '.')) k++;
+        if (k > 0 && strncmp(spec + k, "://", 3) == 0) {
+            int known = 0;
+            for (int i = 0; url_schemes[i] && !known; i++)
+                known = strlen(url_schemes[i]) == k && strncasecmp(spec, url_schemes[i], k) == 0;
+            if (!known)
+                return bs_error_set(err, "unknown URL scheme '%.*s' (expected rtsp, rtsps, http, https, rtmp, rtmps, udp, rtp, srt or tcp)",
+                                    (int)(k > 16 ? 16 : k), spec);
+            const char *host = spec + k + 3;
+            if (*host == '\0' || *host == '/' || *host == '?' || *host == '#')
+                return bs_error_set(err, "URL '%s' has no host", spec);
+            for (const char *p = spec; *p; p++)
+                if (*p == ' ') return bs_error_set(err, "URL '%s' contains a space (write it as %%20)", spec);
+            *kind = BSD_SRC_URL;
+        } else {
+            *kind = BSD_SRC_FILE;
+        }
+    }
+    memcpy(target, body, strlen(body) + 1);
+    return 0;
+}
+
+int bsd_config_add_source(bsd_config *cfg, const char *name, const char *spec, bs_error *err) {
+    size_t n = strlen(name);
+    if (n == 0 || n >= BSD_SOURCE_NAME_MAX)
+        return bs_error_set(err, "source name '%s': expected 1 to %d characters", name, BSD_SOURCE_NAME_MAX - 1);
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && name[i] != '_' && name[i] != '-')
+            return bs_error_set(err, "source name '%s': expected letters, digits, '_' or '-'", name);
+    if (strcmp(name, BSD_DEFAULT_SOURCE) == 0)
+        return bs_error_set(err, "source name '%s' is the top-level input/device's; choose another", name);
+    for (int i = 0; i < cfg->n_sources; i++)
+        if (strcmp(cfg->sources[i].name, name) == 0) return bs_error_set(err, "source '%s' is defined twice", name);
+    if (cfg->n_sources >= BSD_MAX_SOURCES) return bs_error_set(err, "source '%s': at most %d sources", name, BSD_MAX_SOURCES);
+    bsd_source_def *s = &cfg->sources[cfg->n_sources];
+    memset(s, 0, sizeof *s);
+    memcpy(s->name, name, n + 1);
+    if (spec) {
+        bsd_source_kind k;
+        char target[BSD_PATH_MAX];
+        bs_error e2;
+        if (bsd_source_parse_spec(spec, &k, target, sizeof target, &e2) != 0)
+            return bs_error_set(err, "source '%s': %s", name, e2.msg);
+        snprintf(s->spec, sizeof s->spec, "%s", spec);
+    }
+    cfg->n_sources++;
+    return 0;
+}
+
+/* 1 when the top-level input/device is a source: always without [source] sections. */
+static int has_default_source(const bsd_config *cfg) {
+    return cfg->n_sources == 0 || cfg->input[0] || cfg->device[0];
+}
+
+int bsd_config_n_sources(const bsd_config *cfg) { return has_default_source(cfg) + cfg->n_sources; }
+
+int bsd_config_source(const bsd_config *cfg, int i, char name[BSD_SOURCE_NAME_MAX], bsd_source_kind *kind,
+                      bsd_config *out, bs_error *err) {
+    int dflt = has_default_source(cfg);
+    if (i < 0 || i >= dflt + cfg->n_sources) return bs_error_set(err, "no source %d", i);
+    if (out != cfg) *out = *cfg;
+    out->n_sources = 0;
+    if (dflt && i == 0) {
+        snprintf(name, BSD_SOURCE_NAME_MAX, "%s", BSD_DEFAULT_SOURCE);
+        *kind = BSD_SRC_DEVICE;
+        if (!cfg->input[0]) return 0;
+        char target[BSD_PATH_MAX]; /* input may be a URL too (or file:PATH) */
+        if (bsd_source_parse_spec(cfg->input, kind, target, sizeof target, err) != 0) return -1;
+        if (*kind == BSD_SRC_DEVICE) *kind = BSD_SRC_FILE; /* "input = device" is a file named so */
+        else snprintf(out->input, sizeof out->input, "%s", target);
+        return 0;
+    }
+    const bsd_source_def *s = &cfg->sources[i - dflt];
+    snprintf(name, BSD_SOURCE_NAME_MAX, "%s", s->name);
+    for (int k = 0; k < s->n_set; k++)
+        if (bsd_config_set(out, s->set_name[k], s->set_value[k], err) != 0) return -1;
+    char target[BSD_PATH_MAX];
+    if (bsd_source_parse_spec(s->spec, kind, target, sizeof target, err) != 0) return -1;
+    out->input[0] = out->device[0] = '\0';
+    if (*kind == BSD_SRC_DEVICE) {
+        size_t n = strlen(target);
+        if (n >= sizeof out->device) return bs_error_set(err, "source '%s': device name too long", s->name);
+        memcpy(out->device, target, n + 1);
+    } else {
+        snprintf(out->input, sizeof out->input, "%s", target);
+    }
+    return 0;
 }
 
 int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err) {
@@ -332,11 +532,28 @@ int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, 
 
 int bsd_config_validate(const bsd_config *cfg, bs_error *err) {
     if (cfg->model[0] == '\0') return bs_error_set(err, "directive 'model': a model file is required");
-    double windows = cfg->history_seconds / cfg->hop_seconds;
-    if (windows > BSD_HISTORY_MAX_WINDOWS)
-        return bs_error_set(err, "directive 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",
-                            cfg->history_seconds, cfg->hop_seconds, windows, BSD_HISTORY_MAX_WINDOWS);
-    return 0;
+    if (check_sources_have_input(cfg, err) != 0) return -1;
+    int n = bsd_config_n_sources(cfg);
+    bsd_config *sc = malloc(sizeof *sc);
+    if (!sc) return bs_error_set(err, "out of memory");
+    for (int i = 0; i < n; i++) {
+        char name[BSD_SOURCE_NAME_MAX];
+        bsd_source_kind kind;
+        if (bsd_config_source(cfg, i, name, &kind, sc, err) != 0) break;
+        double windows = sc->history_seconds / sc->hop_seconds;
+        if (windows > BSD_HISTORY_MAX_WINDOWS) {
+            bs_error_set(err, "%s%s%sdirective 'history_seconds': %g s at hop_seconds %g is %.0f windows; at most %d are kept (lower history_seconds or raise hop_seconds)",
+                         n > 1 ? "source '" : "", n > 1 ? name : "", n > 1 ? "': " : "",
+                         sc->history_seconds, sc->hop_seconds, windows, BSD_HISTORY_MAX_WINDOWS);
+            break;
+        }
+        if (i == n - 1) {
+            free(sc);
+            return 0;
+        }
+    }
+    free(sc);
+    return -1;
 }
 
 void bsd_config_print_reference(FILE *f) {

@@ -12,6 +12,33 @@
 #define BSD_PATH_MAX 1024
 #define BSD_HISTORY_MAX_WINDOWS 1000000 /* results kept at most (memory bound) */
 
+/* Sources: `[source NAME]` sections and --source NAME=SPEC. A source's section holds
+ * `input = SPEC` and overrides of the per-source directives (bsd_config_per_source). */
+#define BSD_MAX_SOURCES 8
+#define BSD_SOURCE_NAME_MAX 32         /* [A-Za-z0-9_-], 1 to 31 characters */
+#define BSD_SOURCE_OVERRIDES 8
+#define BSD_DEFAULT_SOURCE "default"   /* the source of the top-level input/device */
+
+typedef struct bsd_source_def {
+    char name[BSD_SOURCE_NAME_MAX];
+    char spec[BSD_PATH_MAX];           /* SPEC as written ("" until `input =` is seen) */
+    int n_set;
+    char set_name[BSD_SOURCE_OVERRIDES][32];
+    char set_value[BSD_SOURCE_OVERRIDES][256];
+} bsd_source_def;
+
+typedef enum bsd_source_kind { BSD_SRC_FILE, BSD_SRC_DEVICE, BSD_SRC_URL } bsd_source_kind;
+
+/* SPEC: `device` (the default capture device), `device:NAME` (an index or part of a device
+ * name), `file:PATH` or a path (an audio file), `SCHEME://...` (a network stream: rtsp,
+ * rtsps, http, https, rtmp, rtmps, udp, rtp, srt, tcp). target receives the device name,
+ * the path or the URL. 0, or -1 with err naming the problem (empty, control characters,
+ * unknown scheme, no host, too long). */
+int bsd_source_parse_spec(const char *spec, bsd_source_kind *kind, char *target, size_t target_size,
+                          bs_error *err);
+/* "file", "device", "url". */
+const char *bsd_source_kind_name(bsd_source_kind k);
+
 typedef struct bsd_config {
     /* audio in */
     char device[256];              /* "" = default capture device; else name or index */
@@ -21,6 +48,7 @@ typedef struct bsd_config {
     double ring_seconds;           /* sample ring length (>= 10 s) */
     double device_stall_seconds;   /* no samples for this long: the device is reopened */
     double reopen_max_seconds;     /* backoff cap between reopen attempts */
+    double source_timeout;         /* a network stream without audio this long is dead */
     /* worker */
     char model[BSD_PATH_MAX];      /* .bsm model file */
     double hop_seconds;            /* window hop */
@@ -87,6 +115,10 @@ typedef struct bsd_config {
     double webhook_timeout_seconds;
     int webhook_retries;
     double webhook_retry_max_seconds;
+    /* sources beyond the top-level input/device ([source NAME] sections, --source); not
+     * directives of the table */
+    int n_sources;
+    bsd_source_def sources[BSD_MAX_SOURCES];
 } bsd_config;
 
 typedef enum bsd_config_type { BSD_CFG_STRING, BSD_CFG_INT, BSD_CFG_DOUBLE, BSD_CFG_BOOL } bsd_config_type;
@@ -121,6 +153,23 @@ int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err);
  * request policy's directives (auth_*, cors_origins) are checked by bsd_auth_check_config
  * (daemon/auth.h), which main calls next. */
 int bsd_config_validate(const bsd_config *cfg, bs_error *err);
+
+/* Adds the source NAME=SPEC (--source). 0, or -1 with err (bad name, duplicate, bad SPEC,
+ * too many). */
+int bsd_config_add_source(bsd_config *cfg, const char *name, const char *spec, bs_error *err);
+
+/* 1 when the directive may be set in a [source NAME] section. */
+int bsd_config_per_source(const char *name);
+
+/* The sources the daemon runs, in order: the top-level input/device as source "default"
+ * first when no [source] is defined or when input or device is set, then the [source]
+ * sections and --source options in the order given. */
+int bsd_config_n_sources(const bsd_config *cfg);
+/* Source i's name, its kind and target, and its configuration: cfg with the source's
+ * overrides applied and input/device set from its SPEC (out->n_sources = 0). 0 or -1 with
+ * err. */
+int bsd_config_source(const bsd_config *cfg, int i, char name[BSD_SOURCE_NAME_MAX], bsd_source_kind *kind,
+                      bsd_config *out, bs_error *err);
 
 /* Splits "host:port" or "[v6]:port". 0 or -1 with err. */
 int bsd_parse_listen(const char *text, char *host, size_t host_size, int *port, bs_error *err);

@@ -281,6 +281,8 @@ void bsd_detection_write_json(bsd_jsonw *w, const bsd_detection *d, int has_audi
     bsd_jsonw_int(w, d->id);
     bsd_jsonw_lit(w, ",\"species\":");
     bsd_jsonw_string(w, d->species);
+    bsd_jsonw_lit(w, ",\"source\":");
+    bsd_jsonw_string(w, d->source);
     bsd_format_seconds(d->start, t);
     bsd_jsonw_lit(w, ",\"start\":\"");
     bsd_jsonw_lit(w, t);
@@ -319,6 +321,8 @@ void bsd_detection_write_csv(bsd_jsonw *w, const bsd_detection *d, int has_audio
     bsd_jsonw_int(w, d->id);
     bsd_jsonw_raw(w, ",", 1);
     csv_field(w, d->species);
+    bsd_jsonw_raw(w, ",", 1);
+    csv_field(w, d->source);
     bsd_format_seconds(d->start, t);
     bsd_jsonw_raw(w, ",", 1);
     bsd_jsonw_lit(w, t);

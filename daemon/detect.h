@@ -21,6 +21,7 @@
 #include "birdsong/error.h"
 
 #define BSD_SPECIES_NAME_MAX 96
+#define BSD_DETECTION_SOURCE_MAX 32 /* = BSD_SOURCE_NAME_MAX (daemon/config.h) */
 
 typedef struct bsd_detection {
     int64_t id;        /* assigned by the store (bsd_store_enqueue); 0 before */
@@ -30,6 +31,7 @@ typedef struct bsd_detection {
     float max_probability, mean_probability;
     int n_windows;
     uint64_t seq_first, seq_last; /* worker sequence numbers of the first and last window */
+    char source[BSD_DETECTION_SOURCE_MAX]; /* the source's name; set by the station, not the detector */
 } bsd_detection;
 
 typedef struct bsd_detector_stats {
@@ -82,11 +84,12 @@ int bsd_detector_flush(bsd_detector *d, bsd_detection *out, int max_out);
 bsd_detector_stats bsd_detector_get_stats(const bsd_detector *d);
 
 /* The one detection serializer (GET /api/v1/detections and /detections/{id}, the SSE
- * "detection" event, MQTT): {"id":..,"species":..,"start":"..","end":"..",
+ * "detection" event, MQTT, webhooks, Home Assistant): {"id":..,"species":..,"source":..,
+ * "start":"..","end":"..",
  * "max_probability":..,"mean_probability":..,"n_windows":..,"seq_first":..,"seq_last":..,
  * "has_audio":true|false}, reals as jansson writes them (daemon/jsonw.h). Allocates
  * nothing with a fixed writer of BSD_DETECTION_JSON_MAX bytes, which holds any detection. */
-#define BSD_DETECTION_JSON_MAX (6 * BSD_SPECIES_NAME_MAX + 512)
+#define BSD_DETECTION_JSON_MAX (6 * BSD_SPECIES_NAME_MAX + 6 * BSD_DETECTION_SOURCE_MAX + 512)
 struct bsd_jsonw;
 void bsd_detection_write_json(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
 
@@ -94,7 +97,7 @@ void bsd_detection_write_json(struct bsd_jsonw *w, const bsd_detection *d, int h
  * quoted, quotes doubled; CRLF ends the record), under the header BSD_DETECTION_CSV_HEADER;
  * numbers and times as the JSON has them. */
 #define BSD_DETECTION_CSV_HEADER \
-    "id,species,start,end,max_probability,mean_probability,n_windows,seq_first,seq_last,has_audio\r\n"
+    "id,species,source,start,end,max_probability,mean_probability,n_windows,seq_first,seq_last,has_audio\r\n"
 void bsd_detection_write_csv(struct bsd_jsonw *w, const bsd_detection *d, int has_audio);
 
 #endif

@@ -88,7 +88,7 @@ int bsd_http_uint_arg(struct MHD_Connection *c, const char *url, const char *nam
                       unsigned long long def, unsigned long long min, unsigned long long max,
                       unsigned long long *out, enum MHD_Result *result);
 
-/* The raw-target guard's decision (MHD_OPTION_URI_LOG_CALLBACK): no route takes more than 6
+/* The raw-target guard's decision (MHD_OPTION_URI_LOG_CALLBACK): no route takes more than 7
  * parameters, so BSD_HTTP_MAX_ARGS or more are refused before libmicrohttpd parses them. */
 #define BSD_HTTP_MAX_ARGS 64
 enum { BSD_URI_OK, BSD_URI_NUL_PATH, BSD_URI_TOO_MANY_ARGS };

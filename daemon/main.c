@@ -25,6 +25,7 @@
 #include "daemon/capture.h"
 #include "daemon/config.h"
 #include "daemon/http.h"
+#include "daemon/netsource.h"
 #include "daemon/station.h"
 #include "daemon/worker.h"
 
@@ -66,6 +67,8 @@ static void usage(FILE *f) {
             "  -i, --input FILE        read an audio file instead of a device [input]\n"
             "      --input-loop        restart the file at its end            [input_loop]\n"
             "      --input-speed X     file pace, times real time             [input_speed]\n"
+            "      --source NAME=SPEC  one more source (repeatable): a file, device[:NAME]\n"
+            "                          (see birdsongd(8), SOURCES)            [[source NAME]]\n"
             "      --log-level LEVEL   error, warn, info, debug               [log_level]\n"
             "      --state-dir DIR     detections.db and clips/ go here       [state_dir]\n"
             "  -s, --set NAME=VALUE    set any directive (see --help-config)\n"
@@ -92,6 +95,8 @@ typedef struct options {
     int n_ov;
     char *copies[128];            /* the --set NAME=VALUE strings ov points into */
     int n_copies;
+    const char *sources[BSD_MAX_SOURCES]; /* --source NAME=SPEC, in order */
+    int n_sources;
     int list, check;
 } options;
 
@@ -109,7 +114,7 @@ static int parse_options(int argc, char **argv, options *o) {
         {"input-speed", required_argument, 0, 2}, {"log-level", required_argument, 0, 3},
         {"set", required_argument, 0, 's'},     {"list-devices", no_argument, 0, 4},
         {"check-config", no_argument, 0, 5},    {"help-config", no_argument, 0, 6},
-        {"state-dir", required_argument, 0, 7},
+        {"state-dir", required_argument, 0, 7}, {"source", required_argument, 0, 8},
         {"version", no_argument, 0, 'V'},       {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0},
     };
@@ -126,6 +131,10 @@ static int parse_options(int argc, char **argv, options *o) {
         case 2: o->ov[o->n_ov++] = (struct override){"input_speed", optarg}; break;
         case 3: o->ov[o->n_ov++] = (struct override){"log_level", optarg}; break;
         case 7: o->ov[o->n_ov++] = (struct override){"state_dir", optarg}; break;
+        case 8:
+            if (o->n_sources >= BSD_MAX_SOURCES) return fail(BSD_EXIT_CONFIG, "--source: at most %d sources", BSD_MAX_SOURCES);
+            o->sources[o->n_sources++] = optarg;
+            break;
         case 's': {
             char *eq = strchr(optarg, '=');
             if (!eq || eq == optarg) return fail(BSD_EXIT_CONFIG, "--set: expected NAME=VALUE, found '%s'", optarg);
@@ -211,12 +220,30 @@ static int load_config(bsd_app *app, const options *o, bsd_model **model) {
     for (int i = 0; i < o->n_ov; i++)
         if (bsd_config_set(&app->cfg, o->ov[i].name, o->ov[i].value, &err) != 0)
             return fail(BSD_EXIT_CONFIG, "command line: %s", err.msg);
+    for (int i = 0; i < o->n_sources; i++) {
+        char name[BSD_SOURCE_NAME_MAX];
+        const char *eq = strchr(o->sources[i], '=');
+        size_t n = eq ? (size_t)(eq - o->sources[i]) : 0;
+        if (!eq || n == 0 || n >= sizeof name)
+            return fail(BSD_EXIT_CONFIG, "--source: expected NAME=SPEC, found '%s'", o->sources[i]);
+        memcpy(name, o->sources[i], n);
+        name[n] = '\0';
+        if (bsd_config_add_source(&app->cfg, name, eq + 1, &err) != 0)
+            return fail(BSD_EXIT_CONFIG, "--source: %s", err.msg);
+    }
     bs_log_level lv = BS_LOG_INFO;
     bs_log_level_parse(app->cfg.log_level, &lv);
     bs_log_set_level(lv);
-    if (bsd_config_validate(&app->cfg, &err) != 0 || bsd_auth_check_config(&app->cfg, &err) != 0 ||
-        (app->cfg.input[0] && check_input(app->cfg.input, &err) != 0))
+    if (bsd_config_validate(&app->cfg, &err) != 0 || bsd_auth_check_config(&app->cfg, &err) != 0)
         return fail(BSD_EXIT_CONFIG, "%s", err.msg);
+    app->n_sources = bsd_config_n_sources(&app->cfg);
+    for (int i = 0; i < app->n_sources; i++) {
+        bsd_source *s = &app->sources[i];
+        if (bsd_config_source(&app->cfg, i, s->name, &s->kind, &s->cfg, &err) != 0)
+            return fail(BSD_EXIT_CONFIG, "%s", err.msg);
+        if (s->kind == BSD_SRC_FILE && check_input(s->cfg.input, &err) != 0)
+            return fail(BSD_EXIT_CONFIG, app->n_sources > 1 ? "source '%s': %s" : "%.0s%s", s->name, err.msg);
+    }
     bs_nn_set_threads(app->cfg.inference_threads);
     *model = bsd_model_open(app->cfg.model, &err);
     if (!*model) return fail(BSD_EXIT_CONFIG, "directive 'model': %s", err.msg);
@@ -246,42 +273,65 @@ static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
     app->started_ns = bsd_realtime_ns();
     app->started_mono = bsd_mono_seconds();
     double model_rate = model->features.sample_rate;
-    /* The ring holds ring_seconds at the rate the source runs at: the file's rate, or for a
-     * device the higher of the model rate and the device's default rate (48 kHz when the
-     * device is not there yet). Sized once: a device that later reopens faster gets fewer
-     * seconds, which the capture logs and /status shows (ring.capacity_seconds). */
-    if (!app->cfg.input[0] && bsd_audio_init(&err) != 0) {
+    int devices = 0;
+    for (int i = 0; i < app->n_sources; i++) devices += app->sources[i].kind == BSD_SRC_DEVICE;
+    if (devices && bsd_audio_init(&err) != 0) {
         bsd_model_close(model);
         return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     }
-    double ring_rate = app->cfg.input[0] ? bsd_input_rate(app->cfg.input) : bsd_device_rate(app->cfg.device);
-    if (ring_rate <= 0) ring_rate = 48000;
-    if (ring_rate < model_rate) ring_rate = model_rate;
-    app->ring = bs_ring_create((size_t)ceil(app->cfg.ring_seconds * ring_rate));
-    app->results = bsd_results_create((size_t)ceil(app->cfg.history_seconds / app->cfg.hop_seconds));
-    if (!app->ring || !app->results) {
-        bsd_model_close(model);
-        return fail(BSD_EXIT_RUNTIME, "out of memory for the sample ring or the history");
-    }
-    app->worker = bsd_worker_create(&app->cfg, app->ring, app->results, model, &err);
+    app->worker = bsd_worker_create(&app->cfg, model, &err);
     if (!app->worker) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+    for (int i = 0; i < app->n_sources; i++) {
+        bsd_source *s = &app->sources[i];
+        /* The ring holds ring_seconds at the rate the source runs at: the file's rate, or for
+         * a device the higher of the model rate and the device's default rate (48 kHz when
+         * the device is not there yet). Sized once: a device that later reopens faster gets
+         * fewer seconds, which the capture logs and /status shows (ring.capacity_seconds). */
+        double ring_rate = s->kind == BSD_SRC_FILE     ? bsd_input_rate(s->cfg.input)
+                           : s->kind == BSD_SRC_DEVICE ? bsd_device_rate(s->cfg.device)
+                                                       : 0; /* a stream's rate is known once it plays */
+        if (ring_rate <= 0) ring_rate = 48000;
+        if (ring_rate < model_rate) ring_rate = model_rate;
+        s->ring = bs_ring_create((size_t)ceil(s->cfg.ring_seconds * ring_rate));
+        s->results = bsd_results_create((size_t)ceil(s->cfg.history_seconds / s->cfg.hop_seconds));
+        if (!s->ring || !s->results) {
+            bsd_worker_free(app->worker);
+            return fail(BSD_EXIT_RUNTIME, "source '%s': out of memory for the sample ring or the history", s->name);
+        }
+        if (bsd_worker_add_source(app->worker, s->name, &s->cfg, s->ring, s->results, &err) < 0) {
+            bsd_worker_free(app->worker);
+            return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+        }
+    }
+    app->ring = app->sources[0].ring;
+    app->results = app->sources[0].results;
     /* detections, store, clips, streams: hooks go in before the worker runs */
     if (!bsd_station_start(app, &err)) {
         bsd_worker_free(app->worker);
         return fail(BSD_EXIT_CONFIG, "%s", err.msg);
     }
     if (bsd_worker_start(app->worker, &err) != 0) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
-    app->capture = bsd_capture_start(&app->cfg, app->ring, model_rate, &err);
-    if (!app->capture) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
+    for (int i = 0; i < app->n_sources; i++) {
+        bsd_source *s = &app->sources[i];
+        s->capture = bsd_capture_start(&s->cfg, s->ring, model_rate, &err);
+        if (!s->capture) return fail(BSD_EXIT_RUNTIME, "source '%s': %s", s->name, err.msg);
+        if (app->n_sources > 1) {
+            char shown[BSD_PATH_MAX];
+            bsd_netsource_redact(s->kind == BSD_SRC_DEVICE ? (s->cfg.device[0] ? s->cfg.device : "(default)") : s->cfg.input,
+                                 shown, sizeof shown);
+            bs_log_info("source '%s': %s %s", s->name, bsd_source_kind_name(s->kind), shown);
+        }
+    }
+    app->capture = app->sources[0].capture;
     *http = bsd_http_start(app, &err);
     if (!*http) {
-        bsd_capture_free(app->capture);
+        for (int i = 0; i < app->n_sources; i++) bsd_capture_free(app->sources[i].capture);
         bsd_worker_free(app->worker);
         return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     }
-    bs_log_info("birdsongd %s: listening on http://%s/api/v1/ (model %s, hop %.2f s, history %zu results)",
-                BIRDSONG_VERSION, app->cfg.listen, app->cfg.model, app->cfg.hop_seconds,
-                bsd_results_capacity(app->results));
+    bs_log_info("birdsongd %s: listening on http://%s/api/v1/ (model %s, %d source%s, hop %.2f s, history %zu results)",
+                BIRDSONG_VERSION, app->cfg.listen, app->cfg.model, app->n_sources, app->n_sources > 1 ? "s" : "",
+                app->sources[0].cfg.hop_seconds, bsd_results_capacity(app->results));
     sd_notifyf(0, "READY=1\nSTATUS=listening on %s", app->cfg.listen);
     return BSD_EXIT_OK;
 }
@@ -310,7 +360,7 @@ static void serve(bsd_app *app) {
             next_wd = now + wd_period;
         }
         if (now >= next_status) {
-            bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+            bsd_worker_stats wk = bsd_worker_get_stats(app->worker, 0);
             bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
             sd_notifyf(0, "STATUS=%s; %llu windows; lag %.2f s; %llu samples dropped",
                        bsd_capture_state_name(cap.state), (unsigned long long)wk.windows, wk.lag_seconds,
@@ -323,7 +373,8 @@ static void serve(bsd_app *app) {
 static void stop(bsd_app *app, bsd_http *http) {
     bs_log_info("signal %d: stopping", (int)g_stop);
     sd_notify(0, "STOPPING=1");
-    int stuck = bsd_capture_stop(app->capture) != 0; /* no more samples */
+    int stuck = 0;
+    for (int i = 0; i < app->n_sources; i++) stuck |= bsd_capture_stop(app->sources[i].capture) != 0; /* no more samples */
     bsd_worker_stop(app->worker);                      /* finishes the window in progress */
     bsd_station_stop_streams(app->station);            /* ends the SSE streams */
     bsd_http_stop(http);
@@ -332,11 +383,17 @@ static void stop(bsd_app *app, bsd_http *http) {
         bs_log_warn("stopped (the audio driver thread was left behind)");
         return;
     }
-    bsd_capture_free(app->capture);
+    int devices = 0;
+    for (int i = 0; i < app->n_sources; i++) {
+        bsd_capture_free(app->sources[i].capture);
+        devices += app->sources[i].kind == BSD_SRC_DEVICE;
+    }
     bsd_worker_free(app->worker);
-    if (!app->cfg.input[0]) bsd_audio_shutdown();
-    bsd_results_free(app->results);
-    bs_ring_free(app->ring);
+    if (devices) bsd_audio_shutdown();
+    for (int i = 0; i < app->n_sources; i++) {
+        bsd_results_free(app->sources[i].results);
+        bs_ring_free(app->sources[i].ring);
+    }
     bs_log_info("stopped");
 }
 

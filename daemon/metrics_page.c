@@ -12,7 +12,7 @@
 enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     bsd_prom_buf b = {0};
-    bsd_worker_stats wk = bsd_worker_get_stats(app->worker);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker, 0);
     bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
     bsd_worker_model_info model;
     if (bsd_worker_get_model_info(app->worker, &model) != 0)
@@ -48,6 +48,44 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
     bsd_prom_scalar(&b, "birdsong_capture_dropped_samples_total", "counter", "Samples lost because the ring was full", (double)cap.dropped_samples);
     bsd_prom_scalar(&b, "birdsong_capture_device_overflows_total", "counter", "Input overflows reported by the device", (double)cap.device_overflows);
     bsd_prom_scalar(&b, "birdsong_capture_failures_total", "counter", "Capture source failures (each is reopened)", (double)cap.failures);
+
+    /* every source, labelled by name (the unlabelled families above, sound levels included,
+     * are the first source's) */
+    static const struct { const char *name, *type, *help; } per_source[] = {
+        {"birdsong_source_running", "gauge", "1 while the source delivers (state running), else 0"},
+        {"birdsong_source_reconnects_total", "counter", "Opens of the source after the first"},
+        {"birdsong_source_failures_total", "counter", "Failures of the source (each is reopened with backoff)"},
+        {"birdsong_source_seconds_since_last_sample", "gauge", "Seconds since the source last delivered audio"},
+        {"birdsong_source_dropped_samples_total", "counter", "Samples of the source lost because its ring was full"},
+        {"birdsong_source_windows_total", "counter", "Windows of the source run through the network"},
+        {"birdsong_source_lag_seconds", "gauge", "Audio of the source waiting for the worker"},
+        {"birdsong_source_sound_rms_dbfs", "gauge", "RMS level of the source's latest window, dBFS"},
+        {"birdsong_source_sound_peak_dbfs", "gauge", "Peak level of the source's latest window, dBFS"},
+        {"birdsong_source_sound_silent_seconds", "gauge",
+         "Seconds the source has been digital silence without a break (0: not silent)"},
+        {"birdsong_source_sound_clipping_seconds", "gauge",
+         "Seconds the source has been clipping without a break (0: not clipping)"},
+    };
+    enum { F_RMS = 7, F_PEAK = 8 }; /* levels: only for a source that has had a window */
+    bsd_capture_stats caps[BSD_MAX_SOURCES];
+    bsd_worker_stats wks[BSD_MAX_SOURCES];
+    for (int i = 0; i < app->n_sources; i++) {
+        caps[i] = bsd_capture_get_stats(app->sources[i].capture);
+        wks[i] = bsd_worker_get_stats(app->worker, i);
+    }
+    for (size_t f = 0; f < sizeof per_source / sizeof per_source[0]; f++) {
+        bsd_prom_family(&b, per_source[f].name, per_source[f].type, per_source[f].help);
+        for (int i = 0; i < app->n_sources; i++) {
+            const bsd_capture_stats *s = &caps[i];
+            double v[] = {s->state == BSD_CAP_RUNNING, (double)(s->opens > 0 ? s->opens - 1 : 0), (double)s->failures,
+                          s->seconds_since_last_sample, (double)s->dropped_samples, (double)wks[i].windows,
+                          wks[i].lag_seconds, (double)wks[i].level.rms_dbfs, (double)wks[i].level.peak_dbfs,
+                          wks[i].silent_seconds, wks[i].clipping_seconds};
+            if ((f == F_RMS || f == F_PEAK) && !wks[i].has_level) continue;
+            const char *lab[] = {"source", app->sources[i].name, NULL};
+            bsd_prom_sample(&b, per_source[f].name, lab, v[f]);
+        }
+    }
 
     if (st) {
         bsd_prom_family(&b, "birdsong_detections_total", "counter", "Detections emitted, per species");

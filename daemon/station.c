@@ -139,13 +139,29 @@ static char **copy_labels(const char *const *labels, int n) {
     return c;
 }
 
-/* (Re)builds the detector and counters for these labels; worker thread or start-up. */
-static int set_labels(bsd_station *st, const char *const *labels, const float *thr, int n, bs_error *err) {
-    bsd_detector *d = build_detector(&st->app->cfg, labels, thr, n, err);
-    char **mine = copy_labels(labels, n), **counted = copy_labels(labels, n);
+static int labels_differ(char *const *have, int n_have, const char *const *labels, int n) {
+    if (n != n_have) return 1;
+    for (int i = 0; i < n; i++)
+        if (strcmp(labels[i], have[i]) != 0) return 1;
+    return 0;
+}
+
+/* (Re)builds a lane's detector for these labels, and the per-species counters when the
+ * labels are new to them (every lane serves the same model); worker thread or start-up. */
+static int set_labels(bsd_station_lane *ln, const char *const *labels, const float *thr, int n, bs_error *err) {
+    bsd_station *st = ln->st;
+    bsd_detector *d = build_detector(ln->cfg, labels, thr, n, err);
+    char **mine = copy_labels(labels, n), **counted = NULL;
     bsd_detection *ev = calloc((size_t)n, sizeof *ev);
-    uint64_t *counts = calloc((size_t)n, sizeof *counts);
-    if (!mine || !counted || !ev || !counts) {
+    uint64_t *counts = NULL;
+    pthread_mutex_lock(&st->lock);
+    int new_counts = labels_differ(st->count_labels, st->n_counts, labels, n);
+    pthread_mutex_unlock(&st->lock);
+    if (new_counts) {
+        counted = copy_labels(labels, n);
+        counts = calloc((size_t)n, sizeof *counts);
+    }
+    if (!mine || !ev || (new_counts && (!counted || !counts))) {
         if (d) bs_error_set(err, "station: out of memory for %d species", n);
         bsd_detector_free(d);
         free_labels(mine, n);
@@ -155,37 +171,40 @@ static int set_labels(bsd_station *st, const char *const *labels, const float *t
         return -1;
     }
     pthread_mutex_lock(&st->lock); /* the settings handler reads the detector under it */
-    bsd_detector *old = st->det;
-    st->det = d; /* NULL when the config does not fit these labels: no detections */
+    bsd_detector *old = ln->det;
+    ln->det = d; /* NULL when the config does not fit these labels: no detections */
     pthread_mutex_unlock(&st->lock);
     bsd_detector_free(old);
-    free_labels(st->labels, st->n_labels);
-    st->labels = mine;
-    st->n_labels = n;
-    free(st->events);
-    st->events = ev;
+    free_labels(ln->labels, ln->n_labels);
+    ln->labels = mine;
+    ln->n_labels = n;
+    free(ln->events);
+    ln->events = ev;
     pthread_mutex_lock(&st->lock);
-    free_labels(st->count_labels, st->n_counts);
-    free(st->counts);
-    st->count_labels = counted;
-    st->counts = counts;
-    st->n_counts = n;
+    if (new_counts) {
+        free_labels(st->count_labels, st->n_counts);
+        free(st->counts);
+        st->count_labels = counted;
+        st->counts = counts;
+        st->n_counts = n;
+    }
     if (!d) st->detector_errors++;
     pthread_mutex_unlock(&st->lock);
     return d ? 0 : -1;
 }
 
-static int labels_differ(const bsd_station *st, const char *const *labels, int n) {
-    if (n != st->n_labels) return 1;
-    for (int i = 0; i < n; i++)
-        if (strcmp(labels[i], st->labels[i]) != 0) return 1;
-    return 0;
+/* "source 'NAME': " before err's message. */
+static void prefix_source(bs_error *err, const char *name) {
+    char pre[BSD_SOURCE_NAME_MAX + 16];
+    snprintf(pre, sizeof pre, "source '%s'", name);
+    bs_error_prefix(err, pre);
 }
 
 /* ---- the worker's hooks ------------------------------------------------------------------ */
 
 /* Stores and publishes a decided detection, with its clip or (privacy) without. */
-static void emit_decided(bsd_station *st, uint64_t seq, bsd_detection *d, int with_clip) {
+static void emit_decided(bsd_station_lane *ln, uint64_t seq, bsd_detection *d, int with_clip) {
+    bsd_station *st = ln->st;
     if (st->store) {
         if (bsd_store_enqueue(st->store, d) != 0)
             bs_log_warn("detection of %s at seq %" PRIu64 " not stored: the store queue is full", d->species, seq);
@@ -197,12 +216,17 @@ static void emit_decided(bsd_station *st, uint64_t seq, bsd_detection *d, int wi
     st->detections_total++;
     if (!with_clip) st->withheld[st->n_withheld++ % BSD_WITHHELD_MAX] = d->id;
     pthread_mutex_unlock(&st->lock);
-    /* has_audio: its clip is being saved (GET says whether it was, once written) */
-    int has_audio = st->clips && d->id > 0 && with_clip && bsd_clips_request(st->clips, d) == 0;
+    /* has_audio: its clip is being saved (GET says whether it was, once written); clips are
+     * the first source's */
+    int has_audio = st->clips && d->id > 0 && with_clip && ln->source == 0 && bsd_clips_request(st->clips, d) == 0;
     bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
     bsd_detection_write_json(&w, d, has_audio);
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
-        bsd_sse_publish(st->hub, seq, "detection", st->json);
+        /* event ids are the first source's seq; another source's detection takes the
+         * latest id so that ids never decrease */
+        uint64_t id = ln->source == 0 && seq > st->last_event_id ? seq : st->last_event_id;
+        st->last_event_id = id;
+        bsd_sse_publish(st->hub, id, "detection", st->json);
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
         if (st->ha) bsd_ha_detection(st->ha, d->species, st->json);
         if (st->hooks) {
@@ -213,101 +237,121 @@ static void emit_decided(bsd_station *st, uint64_t seq, bsd_detection *d, int wi
                             st->app->cfg.webhook_queue);
         }
     }
-    bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f", d->id, d->species, d->n_windows,
-                (double)d->max_probability);
+    bs_log_info("detection %" PRId64 ": %s, %d window(s), max %.2f, source %s", d->id, d->species, d->n_windows,
+                (double)d->max_probability, ln->name);
 }
 
-/* Releases the detections the privacy filter has decided once every window starting before
- * seen_until was seen (flush: all of them): dropped, emitted without a clip, or as they are. */
-static void privacy_release(bsd_station *st, uint64_t seq, double seen_until, int flush) {
-    int n = bsd_privacy_release(st->privacy, seen_until, flush, st->released, st->verdicts, BSD_PRIVACY_HELD_MAX);
+/* Releases the detections a source's privacy filter has decided once every window starting
+ * before seen_until was seen (flush: all of them): dropped, emitted without a clip, or as
+ * they are. */
+static void privacy_release(bsd_station_lane *ln, uint64_t seq, double seen_until, int flush) {
+    bsd_station *st = ln->st;
+    int n = bsd_privacy_release(ln->privacy, seen_until, flush, ln->released, ln->verdicts, BSD_PRIVACY_HELD_MAX);
     for (int i = 0; i < n; i++) {
-        if (st->verdicts[i] == BSD_PRIVACY_DROP)
-            bs_log_info("privacy: detection of %s at %.1f-%.1f overlaps human voice: dropped", st->released[i].species,
-                        st->released[i].start, st->released[i].end);
+        if (ln->verdicts[i] == BSD_PRIVACY_DROP) /* the source named only when there are several */
+            bs_log_info("privacy: detection of %s at %.1f-%.1f overlaps human voice: dropped%s%s%s",
+                        ln->released[i].species, ln->released[i].start, ln->released[i].end,
+                        st->n_lanes > 1 ? " (source " : "", st->n_lanes > 1 ? ln->name : "", st->n_lanes > 1 ? ")" : "");
         else
-            emit_decided(st, seq, &st->released[i], st->verdicts[i] == BSD_PRIVACY_CLEAN);
+            emit_decided(ln, seq, &ln->released[i], ln->verdicts[i] == BSD_PRIVACY_CLEAN);
     }
-    bsd_privacy_stats ps = bsd_privacy_get_stats(st->privacy);
+    bsd_privacy_stats ps = bsd_privacy_get_stats(ln->privacy), sum = {0};
     pthread_mutex_lock(&st->lock);
-    st->privacy_stats = ps;
+    ln->privacy_stats = ps;
+    for (int k = 0; k < st->n_lanes; k++) {
+        sum.windows_filtered += st->lanes[k].privacy_stats.windows_filtered;
+        sum.detections_dropped += st->lanes[k].privacy_stats.detections_dropped;
+        sum.clips_withheld += st->lanes[k].privacy_stats.clips_withheld;
+    }
+    st->privacy_stats = sum;
     pthread_mutex_unlock(&st->lock);
 }
 
-/* Every detection goes through here: none outside its species_calendar window; held by an
- * active privacy filter until its verdict is known. */
-static void emit(bsd_station *st, uint64_t seq, bsd_detection *d) {
+/* Every detection goes through here: it is given its source's name; none outside its
+ * species_calendar window; held by the source's active privacy filter until its verdict is
+ * known. */
+static void emit(bsd_station_lane *ln, uint64_t seq, bsd_detection *d) {
+    bsd_station *st = ln->st;
+    snprintf(d->source, sizeof d->source, "%s", ln->name);
     if (st->calendar && !bsd_calendar_allows(st->calendar, d->species, d->start)) {
         pthread_mutex_lock(&st->lock);
         st->calendar_blocked++;
         pthread_mutex_unlock(&st->lock);
         return;
     }
-    if (st->privacy && bsd_privacy_active(st->privacy)) {
-        if (bsd_privacy_hold(st->privacy, d) == 0) return;
-        privacy_release(st, seq, 0, 1); /* the queue is full: decide on what is known */
-        if (bsd_privacy_hold(st->privacy, d) == 0) return;
+    if (ln->privacy && bsd_privacy_active(ln->privacy)) {
+        if (bsd_privacy_hold(ln->privacy, d) == 0) return;
+        privacy_release(ln, seq, 0, 1); /* the queue is full: decide on what is known */
+        if (bsd_privacy_hold(ln->privacy, d) == 0) return;
     }
-    emit_decided(st, seq, d, 1);
+    emit_decided(ln, seq, d, 1);
 }
 
 /* The window's filter classes: "human" among the outputs after the species drives the
- * privacy filter. */
-static void privacy_window(bsd_station *st, const bsd_result *r, const char *const *labels) {
+ * source's privacy filter. */
+static void privacy_window(bsd_station_lane *ln, const bsd_result *r, const char *const *labels) {
     int human = -1;
     for (int i = r->n_species > 0 ? r->n_species : r->n_labels; i < r->n_labels; i++)
         if (strcmp(labels[i], "human") == 0) human = i;
-    bsd_privacy_set_model(st->privacy, human);
-    bsd_privacy_window(st->privacy, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs);
+    bsd_privacy_set_model(ln->privacy, human);
+    bsd_privacy_window(ln->privacy, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs);
 }
 
 static void on_result(const bsd_result *full, const char *const *labels, const float *thresholds, void *user) {
-    bsd_station *st = user;
-    if (st->privacy) privacy_window(st, full, labels);
+    bsd_station_lane *ln = user;
+    bsd_station *st = ln->st;
+    if (ln->privacy) privacy_window(ln, full, labels);
     bsd_result species = *full; /* the detector sees the species only */
     if (species.n_species > 0 && species.n_species < species.n_labels) species.n_labels = species.n_species;
     const bsd_result *r = &species;
-    if (labels_differ(st, labels, r->n_labels)) {
-        if (st->det) { /* close what was open under the old labels */
-            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
-            for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
+    if (labels_differ(ln->labels, ln->n_labels, labels, r->n_labels)) {
+        if (ln->det) { /* close what was open under the old labels */
+            int n = bsd_detector_flush(ln->det, ln->events, ln->n_labels);
+            for (int i = 0; i < n; i++) emit(ln, r->seq, &ln->events[i]);
         }
-        st->suppressed_base = st->suppressed;
+        ln->suppressed_base = ln->suppressed;
         bs_error err;
-        if (set_labels(st, labels, thresholds, r->n_labels, &err) != 0)
-            bs_log_error("station: no detections with the new model's labels: %s", err.msg);
+        if (set_labels(ln, labels, thresholds, r->n_labels, &err) != 0)
+            bs_log_error("station: source '%s': no detections with the new model's labels: %s", ln->name, err.msg);
         else
-            bs_log_info("station: detector rebuilt for %d species", r->n_labels);
-        if (st->ha && bsd_ha_set_species(st->ha, labels, r->n_labels) != 0)
+            bs_log_info("station: source '%s': detector rebuilt for %d species", ln->name, r->n_labels);
+        if (ln->source == 0 && st->ha && bsd_ha_set_species(st->ha, labels, r->n_labels) != 0)
             bs_log_error("homeassistant: out of memory for the new model's species");
     }
     double now = bsd_mono_seconds();
-    if (st->ha && now - st->ha_last >= BSD_HA_STATE_SECONDS) {
+    /* Home Assistant's sound level is the first source's */
+    if (ln->source == 0 && st->ha && now - st->ha_last >= BSD_HA_STATE_SECONDS) {
         st->ha_last = now;
         bsd_health h = {0};
         bsd_app_health(st->app, &h);
         bsd_ha_state(st->ha, &h, 1, r->level);
     }
     bsd_histogram_observe(&st->inference, r->inference_ms / 1000.0);
-    if (st->det) {
-        int n = bsd_detector_push(st->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
-                                 st->events, st->n_labels);
-        for (int i = 0; i < n; i++) emit(st, r->seq, &st->events[i]);
-        uint64_t sup = bsd_detector_get_stats(st->det).suppressed;
-        if (sup + st->suppressed_base != st->suppressed) {
+    if (ln->det) {
+        int n = bsd_detector_push(ln->det, r->seq, (double)r->start_ns / 1e9, (double)r->end_ns / 1e9, r->probs,
+                                 ln->events, ln->n_labels);
+        for (int i = 0; i < n; i++) emit(ln, r->seq, &ln->events[i]);
+        uint64_t sup = ln->suppressed_base + bsd_detector_get_stats(ln->det).suppressed;
+        if (sup != ln->suppressed) {
             pthread_mutex_lock(&st->lock);
-            st->suppressed = st->suppressed_base + sup;
+            st->suppressed += sup - ln->suppressed;
             pthread_mutex_unlock(&st->lock);
+            ln->suppressed = sup;
         }
     }
-    if (st->privacy) privacy_release(st, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(st->privacy));
-    if (r->json) bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
+    if (ln->privacy) privacy_release(ln, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(ln->privacy));
+    /* the stream's predictions are the first source's (their seq is the event id) */
+    if (r->json && ln->source == 0) {
+        if (r->seq > st->last_event_id) st->last_event_id = r->seq;
+        bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
+    }
 }
 
+/* A source's audio: into the clips (the first source's) and the source's audio history. */
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
-    bsd_station *st = user;
-    if (st->clips) bsd_clips_feed(st->clips, x, n, (double)end_ns / 1e9);
-    if (st->has_history) bsd_audio_history_feed(&st->history, x, n, (double)end_ns / 1e9);
+    bsd_station_lane *ln = user;
+    if (ln->st->clips && ln->source == 0) bsd_clips_feed(ln->st->clips, x, n, (double)end_ns / 1e9);
+    if (ln->has_history) bsd_audio_history_feed(&ln->history, x, n, (double)end_ns / 1e9);
 }
 
 /* ---- start / stop ------------------------------------------------------------------------- */
@@ -330,15 +374,26 @@ static int mkdir_p(const char *path, bs_error *err, const char *directive) {
     return 0;
 }
 
-/* Builds the detector for the model loaded now. Returns the number of species, or -1;
- * *filter_bytes: what the filter classes add to a prediction event. */
+/* Builds every source's detector for the model loaded now, and the species calendar.
+ * Returns the number of species, or -1; *filter_bytes: what the filter classes add to a
+ * prediction event. */
 static int init_detector(bsd_station *st, int *filter_bytes, bs_error *err) {
     bsd_worker_model_info m;
     if (bsd_worker_get_model_info(st->app->worker, &m) != 0) return bs_error_set(err, "station: out of memory");
     int n = m.n_species; /* filter classes make no detections */
     *filter_bytes = 16;
     for (int i = n; i < m.n_labels; i++) *filter_bytes += (int)strlen(m.labels[i]) + 48;
-    int rc = set_labels(st, (const char *const *)m.labels, m.thresholds, n, err);
+    int rc = 0;
+    st->n_lanes = st->app->n_sources;
+    for (int i = 0; i < st->n_lanes && rc == 0; i++) {
+        bsd_station_lane *ln = &st->lanes[i];
+        ln->st = st;
+        ln->source = i;
+        ln->cfg = &st->app->sources[i].cfg;
+        ln->name = st->app->sources[i].name;
+        rc = set_labels(ln, (const char *const *)m.labels, m.thresholds, n, err);
+        if (rc != 0 && st->n_lanes > 1) prefix_source(err, ln->name);
+    }
     if (rc == 0 && st->app->cfg.species_calendar[0]) {
         st->calendar = bsd_calendar_load(st->app->cfg.species_calendar, err);
         if (!st->calendar || bsd_calendar_check(st->calendar, (const char *const *)m.labels, n, err) != 0) rc = -1;
@@ -374,8 +429,10 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         goto fail;
     pc.pre_roll = cfg->clip_pre_roll;
     pc.post_roll = cfg->clip_post_roll;
-    st->privacy = bsd_privacy_new(&pc, err);
-    if (!st->privacy) goto fail;
+    for (int i = 0; i < st->n_lanes; i++) { /* one filter per source: each hears its own voices */
+        st->lanes[i].privacy = bsd_privacy_new(&pc, err);
+        if (!st->lanes[i].privacy) goto fail;
+    }
 
     /* a stream idle for http_timeout_seconds would be closed by the server: beat faster */
     double beat = cfg->stream_heartbeat_seconds;
@@ -383,7 +440,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     bsd_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
                         .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
-    for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->labels[i]) + 48);
+    for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->lanes[0].labels[i]) + 48);
     sc.max_event_bytes += 2 * filter_bytes;
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
     enum { HISTORY_BYTES_MAX = 32 << 20 };
@@ -437,7 +494,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         if (cfg->mqtt_homeassistant) {
             st->ha = bsd_ha_new(cfg->mqtt_homeassistant_prefix, cfg->mqtt_homeassistant_node, err);
             if (!st->ha) goto fail;
-            if (bsd_ha_set_species(st->ha, (const char *const *)st->labels, st->n_labels) != 0) {
+            if (bsd_ha_set_species(st->ha, (const char *const *)st->lanes[0].labels, st->lanes[0].n_labels) != 0) {
                 bs_error_set(err, "station: out of memory");
                 goto fail;
             }
@@ -447,14 +504,16 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         if (!st->mqtt) goto fail;
         if (st->ha) bsd_ha_attach(st->ha, st->mqtt);
     }
-    if (!cfg->clips && st->store && cfg->audio_history_seconds > 0) {
-        if (bsd_audio_history_init(&st->history, (int)lround(bsd_worker_model_rate(app->worker)),
+    for (int i = 0; !cfg->clips && st->store && cfg->audio_history_seconds > 0 && i < st->n_lanes; i++) {
+        bsd_station_lane *ln = &st->lanes[i];
+        if (bsd_audio_history_init(&ln->history, (int)lround(bsd_worker_model_rate(app->worker)),
                                    cfg->audio_history_seconds) != 0) {
-            bs_error_set(err, "directive 'audio_history_seconds': out of memory for %g s of audio", cfg->audio_history_seconds);
-            bsd_audio_history_free(&st->history);
+            bs_error_set(err, "directive 'audio_history_seconds': out of memory for %g s of audio (source '%s')",
+                         cfg->audio_history_seconds, ln->name);
+            bsd_audio_history_free(&ln->history);
             goto fail;
         }
-        st->has_history = 1;
+        ln->has_history = 1;
     }
     if (cfg->webhook_url[0]) {
         if (cfg->public_url[0]) {
@@ -481,8 +540,8 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
         st->hooks = bsd_webhooks_start(&wc, err);
         if (!st->hooks) goto fail;
     }
-    bsd_results_set_listener(app->results, on_result, st);
-    bsd_worker_set_audio_tap(app->worker, on_audio, st);
+    for (int i = 0; i < st->n_lanes; i++) bsd_results_set_listener(app->sources[i].results, on_result, &st->lanes[i]);
+    for (int i = 0; i < st->n_lanes; i++) bsd_worker_set_audio_tap(app->worker, i, on_audio, &st->lanes[i]);
     app->station = st;
     return st;
 fail:
@@ -491,13 +550,24 @@ fail:
 }
 
 int bsd_station_check_model(const bsd_config *cfg, const bsd_model *m, bs_error *err) {
-    int n = bs_model_n_species(m->model);
-    bsd_detector *d = build_detector(cfg, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
-    if (!d) {
-        bs_error_prefix(err, m->path);
-        return -1;
+    int n = bs_model_n_species(m->model), ns = bsd_config_n_sources(cfg);
+    bsd_config *sc = malloc(sizeof *sc); /* each source's detection settings */
+    if (!sc) return bs_error_set(err, "out of memory");
+    for (int i = 0; i < ns; i++) {
+        char name[BSD_SOURCE_NAME_MAX];
+        bsd_source_kind kind;
+        bsd_detector *d = NULL;
+        if (bsd_config_source(cfg, i, name, &kind, sc, err) == 0)
+            d = build_detector(sc, bs_model_labels(m->model), bs_model_thresholds(m->model), n, err);
+        if (!d) {
+            if (ns > 1) prefix_source(err, name);
+            bs_error_prefix(err, m->path);
+            free(sc);
+            return -1;
+        }
+        bsd_detector_free(d);
     }
-    bsd_detector_free(d);
+    free(sc);
     return 0;
 }
 
@@ -508,13 +578,17 @@ void bsd_station_stop_streams(bsd_station *st) {
 void bsd_station_stop(bsd_station *st) {
     if (!st) return;
     if (st->app && st->app->station == st) {
-        bsd_results_set_listener(st->app->results, NULL, NULL);
-        /* the worker has stopped: close the open detections so that they are kept */
-        if (st->det) {
-            int n = bsd_detector_flush(st->det, st->events, st->n_labels);
-            for (int i = 0; i < n; i++) emit(st, 0, &st->events[i]);
+        for (int k = 0; k < st->n_lanes; k++) {
+            bsd_station_lane *ln = &st->lanes[k];
+            bsd_results_set_listener(st->app->sources[k].results, NULL, NULL);
+            /* the worker has stopped: close the open detections so that they are kept */
+            if (ln->det) {
+                int n = bsd_detector_flush(ln->det, ln->events, ln->n_labels);
+                for (int i = 0; i < n; i++) emit(ln, 0, &ln->events[i]);
+            }
         }
-        if (st->privacy) privacy_release(st, 0, 0, 1); /* no window follows: decide on what is known */
+        for (int k = 0; k < st->n_lanes; k++) /* no window follows: decide on what is known */
+            if (st->lanes[k].privacy) privacy_release(&st->lanes[k], 0, 0, 1);
     }
     if (st->hub) bsd_sse_hub_shutdown(st->hub);
     bsd_clips_close(st->clips);
@@ -523,23 +597,41 @@ void bsd_station_stop(bsd_station *st) {
     bsd_ha_free(st->ha); /* after the client: its hooks use it */
     bsd_webhooks_stop(st->hooks, 2000);
     free(st->hook_body);
-    if (st->has_history) bsd_audio_history_free(&st->history);
     bsd_sse_hub_free(st->hub);
-    bsd_detector_free(st->det);
-    bsd_privacy_free(st->privacy);
+    for (int k = 0; k < st->n_lanes; k++) {
+        bsd_detector_free(st->lanes[k].det);
+        free_labels(st->lanes[k].labels, st->lanes[k].n_labels);
+        free(st->lanes[k].events);
+        bsd_privacy_free(st->lanes[k].privacy);
+        if (st->lanes[k].has_history) bsd_audio_history_free(&st->lanes[k].history);
+    }
     bsd_calendar_free(st->calendar);
-    free_labels(st->labels, st->n_labels);
     free_labels(st->count_labels, st->n_counts);
     free(st->counts);
-    free(st->events);
     free(st->json);
     pthread_mutex_destroy(&st->lock);
     if (st->app && st->app->station == st) st->app->station = NULL;
     free(st);
 }
 
+/* Every source's capture reasons; with several sources each names its source. */
+static int sources_health(bsd_app *app, bsd_health *h) {
+    int bad = 0;
+    for (int i = 0; i < app->n_sources; i++) {
+        int first = h->n;
+        bad |= bsd_capture_health(app->sources[i].capture, h) != 0;
+        for (int k = first; app->n_sources > 1 && k < h->n; k++) {
+            char tmp[BSD_HEALTH_LEN];
+            memcpy(tmp, h->reason[k], sizeof tmp);
+            int p = snprintf(h->reason[k], BSD_HEALTH_LEN, "source '%s': ", app->sources[i].name);
+            if (p > 0 && p < BSD_HEALTH_LEN) snprintf(h->reason[k] + p, (size_t)(BSD_HEALTH_LEN - p), "%.*s", BSD_HEALTH_LEN - 1 - p, tmp);
+        }
+    }
+    return bad;
+}
+
 int bsd_app_health(bsd_app *app, bsd_health *h) {
-    int bad = bsd_capture_health(app->capture, h) != 0;
+    int bad = sources_health(app, h) != 0;
     bad |= bsd_worker_health(app->worker, h) != 0;
     bad |= bsd_station_health(app->station, h) != 0; /* detections being lost */
     return bad ? -1 : 0;

@@ -23,6 +23,29 @@
 
 enum { BSD_WITHHELD_MAX = 4096 };
 
+/* One source's detections: its detector (built from the source's configuration), its
+ * privacy filter and its audio history, on the worker thread. */
+typedef struct bsd_station_lane {
+    struct bsd_station *st;
+    int source;               /* index in app->sources */
+    const bsd_config *cfg;    /* the source's */
+    const char *name;
+    bsd_detector *det;        /* read by the settings handler under st->lock */
+    char **labels;
+    int n_labels;
+    bsd_detection *events;
+    uint64_t suppressed, suppressed_base; /* this lane's; base: from detectors a reload replaced */
+    /* the privacy filter (daemon/privacy.h) over this source's windows and detections: the
+     * filter and its release buffers are the worker's; stats copied under st->lock */
+    bsd_privacy *privacy;
+    bsd_detection released[BSD_PRIVACY_HELD_MAX];
+    int verdicts[BSD_PRIVACY_HELD_MAX];
+    bsd_privacy_stats privacy_stats;
+    /* this source's recent audio for spectrograms when clips are off (its own lock) */
+    bsd_audio_history history;
+    int has_history;
+} bsd_station_lane;
+
 struct bsd_station {
     bsd_app *app;
     char state_dir[BSD_PATH_MAX];    /* "" when nothing is stored */
@@ -35,16 +58,13 @@ struct bsd_station {
     bsd_ha *ha;     /* NULL without mqtt_homeassistant */
     double ha_last; /* bsd_mono_seconds of the last health / level state (worker thread) */
     bsd_webhooks *hooks; /* NULL without webhook_url */
-    bsd_audio_history history; /* spectrograms' audio when clips are off (buf NULL: none) */
-    int has_history;
     char public_url[600]; /* base of the links sent out, without a trailing '/' */
     bsd_histogram inference;
 
     /* worker thread only */
-    bsd_detector *det;
-    char **labels;
-    int n_labels;
-    bsd_detection *events;
+    bsd_station_lane lanes[BSD_MAX_SOURCES];
+    int n_lanes;
+    uint64_t last_event_id; /* the stream's ids never decrease (daemon/sse.h) */
     char *json;
     char *hook_body; /* BSD_WEBHOOK_BODY_MAX */
     int64_t local_id; /* ids when nothing is stored */
@@ -56,19 +76,14 @@ struct bsd_station {
     int n_counts;
     uint64_t detections_total;
     uint64_t detector_errors;
-    uint64_t suppressed, suppressed_base; /* base: from detectors replaced by a reload */
-    /* the privacy filter (daemon/privacy.h) and the site species calendar: the filter and
-     * its release buffers are the worker's; the counters are copied under the lock */
-    bsd_privacy *privacy;
-    bsd_detection released[BSD_PRIVACY_HELD_MAX];
-    /* the ids of the detections the privacy filter released without a clip (a ring, under
-     * `lock`; ids only grow): a spectrogram from the audio history is refused for them as the
-     * clip was, and for any id older than the ring once it has wrapped */
+    uint64_t suppressed; /* every lane's */
+    /* the ids of the detections the privacy filter released without a clip, any source's (a
+     * ring, under `lock`; ids only grow): a spectrogram from the audio history is refused for
+     * them as the clip was, and for any id older than the ring once it has wrapped */
     int64_t withheld[BSD_WITHHELD_MAX];
     uint64_t n_withheld;
-    int verdicts[BSD_PRIVACY_HELD_MAX];
-    bsd_privacy_stats privacy_stats;
-    bsd_calendar *calendar; /* species_calendar, or NULL */
+    bsd_privacy_stats privacy_stats; /* every lane's, summed (under `lock`) */
+    bsd_calendar *calendar; /* species_calendar, or NULL: the site's, for every source */
     uint64_t calendar_blocked;
     /* storage failures last seen by bsd_station_health, and when they last grew (-1: never) */
     uint64_t seen_errors, seen_dropped, seen_skipped;

@@ -31,6 +31,10 @@ static const char *const MIGRATIONS[BSD_STORE_SCHEMA_VERSION + 1] = {
     "ALTER TABLE detections ADD COLUMN seq_first INTEGER NOT NULL DEFAULT 0;"
     "ALTER TABLE detections ADD COLUMN seq_last INTEGER NOT NULL DEFAULT 0;"
     "CREATE INDEX detections_species_start ON detections(species, start_time);",
+    /* v3: several sources in one daemon: each detection names its source. No index of its
+     * own: a source filter rides on the time and species indexes (another index would
+     * write one more b-tree page per detection). */
+    "ALTER TABLE detections ADD COLUMN source TEXT NOT NULL DEFAULT 'default';",
 };
 
 const char *bsd_store_migration_sql(int v) {
@@ -151,6 +155,7 @@ static int insert_one(bsd_store *s, const bsd_detection *d) {
     sqlite3_bind_int(st, 7, d->n_windows);
     sqlite3_bind_int64(st, 8, (sqlite3_int64)d->seq_first);
     sqlite3_bind_int64(st, 9, (sqlite3_int64)d->seq_last);
+    sqlite3_bind_text(st, 10, d->source[0] ? d->source : "default", -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_clear_bindings(st);
     return rc == SQLITE_DONE ? 0 : -1;
@@ -255,7 +260,7 @@ bsd_store *bsd_store_open(const char *path, const bsd_store_config *cfg, bs_erro
     s->next_id++;
     if (sqlite3_prepare_v2(s->wdb,
                            "INSERT INTO detections(id, species, start_time, end_time, max_probability,"
-                           " mean_probability, n_windows, seq_first, seq_last) VALUES (?,?,?,?,?,?,?,?,?)",
+                           " mean_probability, n_windows, seq_first, seq_last, source) VALUES (?,?,?,?,?,?,?,?,?,?)",
                            -1, &s->insert, NULL) != SQLITE_OK) {
         bs_error_set(err, "%s: cannot prepare the insert: %s", path, sqlite3_errmsg(s->wdb));
         goto fail;
@@ -344,20 +349,24 @@ static void row_to_detection(sqlite3_stmt *st, bsd_detection *d) {
     d->n_windows = sqlite3_column_int(st, 6);
     d->seq_first = (uint64_t)sqlite3_column_int64(st, 7);
     d->seq_last = (uint64_t)sqlite3_column_int64(st, 8);
+    const unsigned char *src = sqlite3_column_text(st, 9);
+    snprintf(d->source, sizeof d->source, "%s", src ? (const char *)src : "");
 }
 
-#define COLUMNS "id, species, start_time, end_time, max_probability, mean_probability, n_windows, seq_first, seq_last"
+#define COLUMNS "id, species, start_time, end_time, max_probability, mean_probability, n_windows, seq_first, seq_last, source"
 
-/* WHERE clause with ?1 from, ?2 to, ?3 species, ?4 min_confidence. */
+/* WHERE clause with ?1 from, ?2 to, ?3 species, ?4 min_confidence, ?7 source (?5 and ?6
+ * belong to the statements). */
 #define WHERE                                                                                     \
     " WHERE (?1 IS NULL OR start_time >= ?1) AND (?2 IS NULL OR start_time < ?2)"              \
-    " AND (?3 IS NULL OR species = ?3) AND max_probability >= ?4"
+    " AND (?3 IS NULL OR species = ?3) AND max_probability >= ?4 AND (?7 IS NULL OR source = ?7)"
 
 static void bind_filter(sqlite3_stmt *st, const bsd_store_filter *f) {
     if (f->has_from) sqlite3_bind_double(st, 1, f->from);
     if (f->has_to) sqlite3_bind_double(st, 2, f->to);
     if (f->species) sqlite3_bind_text(st, 3, f->species, -1, SQLITE_TRANSIENT);
     sqlite3_bind_double(st, 4, f->min_confidence);
+    if (f->source) sqlite3_bind_text(st, 7, f->source, -1, SQLITE_TRANSIENT);
 }
 
 static int reader_fail(bsd_store *s, const char *what, bs_error *err) {
@@ -374,7 +383,7 @@ static int list_rows(bsd_store *s, const bsd_store_filter *f, const bsd_store_cu
     sqlite3_stmt *st = NULL;
     if (sqlite3_prepare_v2(s->rdb,
                            "SELECT " COLUMNS " FROM detections" WHERE
-                           " AND (?7 IS NULL OR start_time < ?7 OR (start_time = ?7 AND id < ?8))"
+                           " AND (?8 IS NULL OR start_time < ?8 OR (start_time = ?8 AND id < ?9))"
                            " ORDER BY start_time DESC, id DESC LIMIT ?5 OFFSET ?6",
                            -1, &st, NULL) != SQLITE_OK)
         return -1;
@@ -382,8 +391,8 @@ static int list_rows(bsd_store *s, const bsd_store_filter *f, const bsd_store_cu
     sqlite3_bind_int(st, 5, limit);
     sqlite3_bind_int(st, 6, offset);
     if (after) {
-        sqlite3_bind_double(st, 7, after->start);
-        sqlite3_bind_int64(st, 8, after->id);
+        sqlite3_bind_double(st, 8, after->start); /* ?7 is the filter's source */
+        sqlite3_bind_int64(st, 9, after->id);
     }
     int rc = SQLITE_DONE;
     *n = 0;

@@ -1,6 +1,7 @@
 /* birdsongd: the detection store (SQLite, WAL) at state_dir/detections.db.
  *
- * - Schema versioned by PRAGMA user_version; bsd_store_open applies every migration from
+ * - Schema versioned by PRAGMA user_version (v3: each detection's source; rows from before
+ *   it belong to the source "default", the single source those daemons had); bsd_store_open applies every migration from
  *   the file's version up to BSD_STORE_SCHEMA_VERSION, each in its own transaction (a new
  *   database runs them all, so migrations are exercised on every start).
  * - Writes go through a bounded queue to ONE writer thread: bsd_store_enqueue never blocks
@@ -21,7 +22,7 @@
 #include "birdsong/error.h"
 #include "daemon/detect.h"
 
-#define BSD_STORE_SCHEMA_VERSION 2
+#define BSD_STORE_SCHEMA_VERSION 3
 
 typedef struct bsd_store_config {
     double retention_days;             /* 0: keep forever */
@@ -57,6 +58,7 @@ typedef struct bsd_store_filter {
     double from, to;       /* unix seconds; detections with start_time in [from, to) */
     int has_from, has_to;
     const char *species;   /* NULL: all */
+    const char *source;    /* NULL: every source */
     float min_confidence;  /* on max_probability */
     int limit, offset;     /* limit 0: 100; capped at 1000 */
 } bsd_store_filter;

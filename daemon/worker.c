@@ -88,28 +88,20 @@ void bsd_model_close(bsd_model *m) {
     free(m);
 }
 
-/* ---- worker ---------------------------------------------------------------------------- */
+/* ---- worker ----------------------------------------------------------------------------- */
 
-struct bsd_worker {
-    const bsd_config *cfg;
+/* One source: its ring, its results, and where its window stands. The model, the features'
+ * plan and the feature/probability buffers are the worker's, shared by every lane (one
+ * thread runs them all). */
+typedef struct lane {
+    const bsd_config *cfg;    /* the source's: hop_seconds, max_lag_seconds, debug_dump_path */
+    char name[BSD_SOURCE_NAME_MAX];
     bs_ring *ring;
     bsd_results *results;
-    pthread_t thread;
-    int started;
-    _Atomic int stop;
-    _Atomic uint64_t heartbeat;
-    _Atomic(bsd_model *) pending;
-
-    /* pipeline: worker thread only (model pointers read under lock by status) */
-    bsd_model *m;
-    bs_melspec *mel;
     bs_resampler *rs;         /* NULL when the source runs at the model rate */
     double in_rate;           /* rate of the samples in the ring now */
-    double model_rate;
-    int seg, hop;             /* samples at the model rate */
-    int n_out;
-    size_t n_feat;
-    float *window, *feat, *probs, *readbuf, *rsbuf;
+    int hop;                  /* samples at the model rate */
+    float *window, *rsbuf;
     size_t rsbuf_cap;
     int fill;                 /* samples in window */
     int skip;                 /* samples to skip before the window (hop > segment) */
@@ -121,14 +113,9 @@ struct bsd_worker {
     int dumped;
     bsd_audio_tap tap;
     void *tap_user;
-
-    /* status, under lock */
-    pthread_mutex_t lock;
-    uint64_t windows, restarts, behind_events, model_swaps;
-    float inf_ms[INF_HISTORY];
-    size_t inf_n;
-    double inf_sum_all;
-    int behind, paused;
+    /* status, under the worker's lock */
+    uint64_t windows, restarts, behind_events;
+    int behind;
     double lag_seconds;
     double last_window_mono;
     /* sound level: the latest window's, and the runs of silent / clipping windows going on
@@ -136,61 +123,105 @@ struct bsd_worker {
     bsd_sound_level level;
     int has_level;
     int64_t silent_since_ns, silent_until_ns, clipping_since_ns, clipping_until_ns;
+} lane;
+
+struct bsd_worker {
+    const bsd_config *cfg;
+    pthread_t thread;
+    int started;
+    _Atomic int stop;
+    _Atomic uint64_t heartbeat;
+    _Atomic(bsd_model *) pending;
+
+    /* pipeline: worker thread only (model pointers read under lock by status) */
+    bsd_model *m;
+    bs_melspec *mel;
+    double model_rate;
+    int seg;                  /* samples at the model rate */
+    int n_out;
+    size_t n_feat;
+    float *feat, *probs, *readbuf;
+    lane lanes[BSD_MAX_SOURCES];
+    int n_lanes;
+
+    /* status, under lock */
+    pthread_mutex_t lock;
+    uint64_t windows, model_swaps;
+    float inf_ms[INF_HISTORY];
+    size_t inf_n;
+    double inf_sum_all;
+    int paused;
     char reload_error[600];
     char reload_path[BSD_PATH_MAX];
     int64_t reload_ns;
     uint64_t reloads_ok, reloads_failed;
 };
 
-static void free_pipeline(bsd_worker *w) {
-    bs_melspec_free(w->mel);
-    bs_resampler_free(w->rs);
-    free(w->window);
-    free(w->feat);
-    free(w->probs);
-    free(w->rsbuf);
-    w->mel = NULL;
-    w->rs = NULL;
-    w->window = w->feat = w->probs = w->rsbuf = NULL;
+static void free_lane_pipeline(lane *l) {
+    bs_resampler_free(l->rs);
+    free(l->window);
+    free(l->rsbuf);
+    l->rs = NULL;
+    l->window = l->rsbuf = NULL;
 }
 
-/* Sizes every buffer from the model (and the input rate). */
-static int build_pipeline(bsd_worker *w, bsd_model *m, double in_rate, bs_error *err) {
+static void free_pipeline(bsd_worker *w) {
+    bs_melspec_free(w->mel);
+    free(w->feat);
+    free(w->probs);
+    w->mel = NULL;
+    w->feat = w->probs = NULL;
+    for (int i = 0; i < w->n_lanes; i++) free_lane_pipeline(&w->lanes[i]);
+}
+
+/* Sizes a lane's window and resampler from the model and its input rate. */
+static int build_lane(bsd_worker *w, lane *l, double in_rate, bs_error *err) {
+    free_lane_pipeline(l);
+    l->hop = (int)lround(l->cfg->hop_seconds * w->model_rate);
+    if (l->hop < 1) l->hop = 1;
+    l->window = malloc((size_t)w->seg * sizeof(float));
+    if (!l->window) return bs_error_set(err, "worker: out of memory");
+    l->in_rate = in_rate;
+    if (in_rate > 0 && fabs(in_rate - w->model_rate) > 1e-9) {
+        l->rs = bs_resampler_create(in_rate, w->model_rate, err);
+        if (!l->rs) return -1;
+        l->rsbuf_cap = bs_resampler_output_bound(l->rs, CHUNK);
+        l->rsbuf = malloc(l->rsbuf_cap * sizeof(float));
+        if (!l->rsbuf) return bs_error_set(err, "worker: out of memory");
+    }
+    l->fill = 0;
+    l->skip = 0;
+    return 0;
+}
+
+/* Sizes every buffer from the model (and each lane's input rate). */
+static int build_pipeline(bsd_worker *w, bsd_model *m, bs_error *err) {
     free_pipeline(w);
     const bs_feature_config *fc = &m->features;
     w->model_rate = fc->sample_rate;
     w->seg = bs_feature_segment_samples(fc);
-    w->hop = (int)lround(w->cfg->hop_seconds * fc->sample_rate);
-    if (w->hop < 1) w->hop = 1;
     w->n_out = bs_model_n_outputs(m->model);
     w->n_feat = (size_t)fc->n_mels * (size_t)bs_feature_n_frames(fc);
     w->mel = bs_melspec_create(fc, err);
     if (!w->mel) return -1;
-    w->window = malloc((size_t)w->seg * sizeof(float));
     w->feat = malloc(w->n_feat * sizeof(float));
     w->probs = malloc((size_t)w->n_out * sizeof(float));
-    if (!w->window || !w->feat || !w->probs) return bs_error_set(err, "worker: out of memory");
-    w->in_rate = in_rate;
-    if (in_rate > 0 && fabs(in_rate - w->model_rate) > 1e-9) {
-        w->rs = bs_resampler_create(in_rate, w->model_rate, err);
-        if (!w->rs) return -1;
-        w->rsbuf_cap = bs_resampler_output_bound(w->rs, CHUNK);
-        w->rsbuf = malloc(w->rsbuf_cap * sizeof(float));
-        if (!w->rsbuf) return bs_error_set(err, "worker: out of memory");
+    if (!w->feat || !w->probs) return bs_error_set(err, "worker: out of memory");
+    for (int i = 0; i < w->n_lanes; i++) {
+        lane *l = &w->lanes[i];
+        if (build_lane(w, l, l->in_rate > 0 ? l->in_rate : w->model_rate, err) != 0) return -1;
     }
-    w->fill = 0;
-    w->skip = 0;
     return 0;
 }
 
-static void restart_window(bsd_worker *w, const bs_ring_mark *mk) {
-    w->fill = 0;
-    w->skip = 0;
-    w->produced = 0;
-    w->win_start = 0;
-    w->mark_t_ns = mk->t_ns;
-    w->have_mark = 1;
-    if (w->rs) bs_resampler_reset(w->rs);
+static void restart_window(lane *l, const bs_ring_mark *mk) {
+    l->fill = 0;
+    l->skip = 0;
+    l->produced = 0;
+    l->win_start = 0;
+    l->mark_t_ns = mk->t_ns;
+    l->have_mark = 1;
+    if (l->rs) bs_resampler_reset(l->rs);
 }
 
 /* A run of windows with some property: extended by a window that has it, ended by one
@@ -204,85 +235,86 @@ static void track_run(int on, int64_t start_ns, int64_t end_ns, int64_t *since, 
     *until = end_ns;
 }
 
-static void record_level(bsd_worker *w, bsd_sound_level lv, int64_t start_ns, int64_t end_ns) {
+static void record_level(bsd_worker *w, lane *l, bsd_sound_level lv, int64_t start_ns, int64_t end_ns) {
     pthread_mutex_lock(&w->lock);
-    w->level = lv;
-    w->has_level = 1;
-    track_run(lv.peak_dbfs <= BSD_LEVEL_FLOOR_DBFS, start_ns, end_ns, &w->silent_since_ns, &w->silent_until_ns);
-    track_run(lv.peak_dbfs >= BSD_LEVEL_CLIP_DBFS, start_ns, end_ns, &w->clipping_since_ns, &w->clipping_until_ns);
+    l->level = lv;
+    l->has_level = 1;
+    track_run(lv.peak_dbfs <= BSD_LEVEL_FLOOR_DBFS, start_ns, end_ns, &l->silent_since_ns, &l->silent_until_ns);
+    track_run(lv.peak_dbfs >= BSD_LEVEL_CLIP_DBFS, start_ns, end_ns, &l->clipping_since_ns, &l->clipping_until_ns);
     pthread_mutex_unlock(&w->lock);
 }
 
-static void record_inference(bsd_worker *w, float ms) {
+static void record_inference(bsd_worker *w, lane *l, float ms) {
     pthread_mutex_lock(&w->lock);
     w->inf_ms[w->inf_n % INF_HISTORY] = ms;
     w->inf_n++;
     w->inf_sum_all += ms;
     w->windows++;
-    w->last_window_mono = bsd_mono_seconds();
+    l->windows++;
+    l->last_window_mono = bsd_mono_seconds();
     pthread_mutex_unlock(&w->lock);
 }
 
-static void run_window(bsd_worker *w) {
-    bsd_sound_level lv = bsd_sound_level_measure(w->window, (size_t)w->seg);
+static void run_window(bsd_worker *w, lane *l) {
+    bsd_sound_level lv = bsd_sound_level_measure(l->window, (size_t)w->seg);
     double t0 = bsd_mono_seconds();
-    bs_melspec_compute(w->mel, w->window, w->feat);
-    if (w->dump && w->dumped < DUMP_WINDOWS) {
+    bs_melspec_compute(w->mel, l->window, w->feat);
+    if (l->dump && l->dumped < DUMP_WINDOWS) {
         /* record: uint64 window start (model-rate samples since the mark), seg samples, features */
-        uint64_t start = w->win_start;
-        fwrite(&start, sizeof start, 1, w->dump);
-        fwrite(w->window, sizeof(float), (size_t)w->seg, w->dump);
-        fwrite(w->feat, sizeof(float), w->n_feat, w->dump);
-        fflush(w->dump);
-        w->dumped++;
+        uint64_t start = l->win_start;
+        fwrite(&start, sizeof start, 1, l->dump);
+        fwrite(l->window, sizeof(float), (size_t)w->seg, l->dump);
+        fwrite(w->feat, sizeof(float), w->n_feat, l->dump);
+        fflush(l->dump);
+        l->dumped++;
     }
     bs_model_normalize(w->m->model, w->feat);
     int rc = bs_model_predict(w->m->model, w->feat, w->probs);
     float ms = (float)((bsd_mono_seconds() - t0) * 1000.0);
     if (rc != 0) {
-        bs_log_warn("worker: the network gave a non-finite output for the window at sample %llu; not published",
-                    (unsigned long long)w->win_start);
+        bs_log_warn("worker: source '%s': the network gave a non-finite output for the window at sample %llu; not published",
+                    l->name, (unsigned long long)l->win_start);
         return;
     }
-    int64_t start_ns = w->mark_t_ns + (int64_t)llround((double)w->win_start / w->model_rate * 1e9);
+    int64_t start_ns = l->mark_t_ns + (int64_t)llround((double)l->win_start / w->model_rate * 1e9);
     int64_t end_ns = start_ns + (int64_t)llround((double)w->seg / w->model_rate * 1e9);
-    record_level(w, lv, start_ns, end_ns);
-    bsd_results_publish(w->results, start_ns, end_ns, ms, lv, w->probs, w->n_out);
-    record_inference(w, ms);
+    record_level(w, l, lv, start_ns, end_ns);
+    bsd_results_publish(l->results, start_ns, end_ns, ms, lv, w->probs, w->n_out);
+    record_inference(w, l, ms);
 }
 
-/* Feeds model-rate samples into the window; runs every window that fills. */
-static void feed(bsd_worker *w, const float *x, size_t n) {
+/* Feeds model-rate samples into a lane's window; runs every window that fills. */
+static void feed(bsd_worker *w, lane *l, const float *x, size_t n) {
     while (n > 0) {
-        if (w->skip > 0) {
-            size_t k = (size_t)w->skip < n ? (size_t)w->skip : n;
-            w->skip -= (int)k;
+        if (l->skip > 0) {
+            size_t k = (size_t)l->skip < n ? (size_t)l->skip : n;
+            l->skip -= (int)k;
             x += k;
             n -= k;
-            w->win_start += k;
+            l->win_start += k;
             continue;
         }
-        size_t k = (size_t)(w->seg - w->fill);
+        size_t k = (size_t)(w->seg - l->fill);
         if (k > n) k = n;
-        memcpy(w->window + w->fill, x, k * sizeof(float));
-        w->fill += (int)k;
+        memcpy(l->window + l->fill, x, k * sizeof(float));
+        l->fill += (int)k;
         x += k;
         n -= k;
-        if (w->fill == w->seg) {
-            run_window(w);
-            if (w->hop < w->seg) {
-                memmove(w->window, w->window + w->hop, (size_t)(w->seg - w->hop) * sizeof(float));
-                w->fill = w->seg - w->hop;
+        if (l->fill == w->seg) {
+            run_window(w, l);
+            if (l->hop < w->seg) {
+                memmove(l->window, l->window + l->hop, (size_t)(w->seg - l->hop) * sizeof(float));
+                l->fill = w->seg - l->hop;
             } else {
-                w->fill = 0;
-                w->skip = w->hop - w->seg;
+                l->fill = 0;
+                l->skip = l->hop - w->seg;
             }
-            w->win_start += (uint64_t)(w->hop < w->seg ? w->hop : w->seg);
+            l->win_start += (uint64_t)(l->hop < w->seg ? l->hop : w->seg);
         }
     }
 }
 
-/* Hands m's labels and thresholds to the results store: 1 when that cleared the history, 0
+/* Hands m's labels and thresholds to a results store: 1 when that cleared the history, 0
  * when it kept it, -1 with err when out of memory. */
 static int publish_labels(bsd_results *results, const bsd_model *m, bs_error *err) {
     int n = bs_model_n_outputs(m->model);
@@ -290,6 +322,17 @@ static int publish_labels(bsd_results *results, const bsd_model *m, bs_error *er
     if (rc >= 0) bsd_results_set_filters(results, bs_model_n_filters(m->model));
     if (rc < 0) bs_error_set(err, "%s: out of memory for the results of %d species", m->path, n);
     return rc;
+}
+
+/* Every lane's results get the labels: 1 when some history was cleared, 0, or -1. */
+static int publish_all_labels(bsd_worker *w, const bsd_model *m, bs_error *err) {
+    int cleared = 0;
+    for (int i = 0; i < w->n_lanes; i++) {
+        int rc = publish_labels(w->lanes[i].results, m, err);
+        if (rc < 0) return -1;
+        cleared |= rc;
+    }
+    return cleared;
 }
 
 static void swap_model(bsd_worker *w, bsd_model *nm) {
@@ -300,34 +343,36 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
     w->model_swaps++;
     pthread_mutex_unlock(&w->lock);
     int cleared = -1;
-    if (build_pipeline(w, nm, w->in_rate, &err) != 0 || (cleared = publish_labels(w->results, nm, &err)) < 0) {
+    if (build_pipeline(w, nm, &err) != 0 || (cleared = publish_all_labels(w, nm, &err)) < 0) {
         /* Should not happen (bsd_model_open checked it); fall back to the old model. */
         bs_log_error("worker: cannot serve the new model: %s; keeping the previous one", err.msg);
         pthread_mutex_lock(&w->lock);
         w->m = old;
         snprintf(w->reload_error, sizeof w->reload_error, "%s", err.msg);
         pthread_mutex_unlock(&w->lock);
-        build_pipeline(w, old, w->in_rate, &err);
+        build_pipeline(w, old, &err);
+        publish_all_labels(w, old, &err);
         bsd_model_close(nm);
         return;
     }
     int n = bs_model_n_outputs(nm->model);
     if (cleared == 1)
         bs_log_info("worker: the new model has other labels; prediction history cleared");
-    w->have_mark = 0; /* restart at the next mark or read */
+    for (int i = 0; i < w->n_lanes; i++) w->lanes[i].have_mark = 0; /* restart at the next mark or read */
     bsd_model_close(old);
     bs_log_info("worker: now serving %s (%d species, checksum %08x)", nm->path, n,
                 bs_model_checksum(nm->model));
 }
 
 /* Capture time just after the last model-rate sample produced. */
-static int64_t tap_end_ns(const bsd_worker *w) {
-    return w->mark_t_ns + (int64_t)llround((double)w->produced / w->model_rate * 1e9);
+static int64_t tap_end_ns(const bsd_worker *w, const lane *l) {
+    return l->mark_t_ns + (int64_t)llround((double)l->produced / w->model_rate * 1e9);
 }
 
-void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user) {
-    w->tap = fn;
-    w->tap_user = user;
+void bsd_worker_set_audio_tap(bsd_worker *w, int source, bsd_audio_tap fn, void *user) {
+    if (source < 0 || source >= w->n_lanes) return;
+    w->lanes[source].tap = fn;
+    w->lanes[source].tap_user = user;
 }
 
 static void sleep_s(double s) {
@@ -335,6 +380,66 @@ static void sleep_s(double s) {
     nanosleep(&ts, NULL);
 }
 
+/* Reads one chunk of a lane's ring and analyses it. Returns the samples read (0: none). */
+static size_t drain_lane(bsd_worker *w, lane *l) {
+    bs_ring_mark mk;
+    int at_mark;
+    size_t n = bs_ring_read(l->ring, w->readbuf, CHUNK, &mk, &at_mark);
+    if (n == 0) return 0;
+    if (at_mark || !l->have_mark) {
+        if (!at_mark) { /* after a model swap: continue the clock where it was */
+            mk.t_ns = l->mark_t_ns + (int64_t)llround((double)l->produced / w->model_rate * 1e9);
+            mk.rate = l->in_rate;
+        }
+        if (mk.rate != l->in_rate) {
+            bs_error err;
+            if (build_lane(w, l, mk.rate, &err) != 0) {
+                bs_log_error("worker: source '%s': cannot process audio at %.0f Hz: %s", l->name, mk.rate, err.msg);
+                return n;
+            }
+            bs_log_info("worker: source '%s': input at %.0f Hz%s", l->name, mk.rate,
+                        l->rs ? ", resampling to the model rate" : "");
+        }
+        if (at_mark && l->have_mark) {
+            pthread_mutex_lock(&w->lock);
+            l->restarts++;
+            pthread_mutex_unlock(&w->lock);
+        }
+        restart_window(l, &mk);
+    }
+    /* Lag: what is still waiting in the ring. */
+    double lag = (double)bs_ring_available(l->ring) / (l->in_rate > 0 ? l->in_rate : 1);
+    int behind = lag > l->cfg->max_lag_seconds;
+    if (behind != l->behind) {
+        if (behind) bs_log_warn("worker: source '%s': falling behind real time: %.2f s of audio waiting", l->name, lag);
+        else bs_log_info("worker: source '%s': caught up (%.2f s waiting)", l->name, lag);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (behind && !l->behind) l->behind_events++;
+    l->behind = behind;
+    l->lag_seconds = lag;
+    pthread_mutex_unlock(&w->lock);
+
+    if (l->rs) {
+        bs_error err;
+        long k = bs_resampler_push(l->rs, w->readbuf, n, l->rsbuf, l->rsbuf_cap, &err);
+        if (k < 0) {
+            bs_log_error("worker: source '%s': resampler: %s", l->name, err.msg);
+            return n;
+        }
+        l->produced += (uint64_t)k;
+        feed(w, l, l->rsbuf, (size_t)k);
+        if (l->tap) l->tap(l->rsbuf, (size_t)k, tap_end_ns(w, l), l->tap_user);
+    } else {
+        l->produced += n;
+        feed(w, l, w->readbuf, n);
+        if (l->tap) l->tap(w->readbuf, n, tap_end_ns(w, l), l->tap_user);
+    }
+    return n;
+}
+
+/* One thread serves every source in turn, a chunk (CHUNK samples) of each per round, so a
+ * busy source cannot starve another; it sleeps only when every ring is empty. */
 static void *worker_main(void *arg) {
     bsd_worker *w = arg;
     double pause_until = bsd_mono_seconds() + w->cfg->debug_pause_worker_seconds;
@@ -358,84 +463,26 @@ static void *worker_main(void *arg) {
             bs_log_info("worker: resumed");
         }
         atomic_fetch_add(&w->heartbeat, 1);
-        bs_ring_mark mk;
-        int at_mark;
-        size_t n = bs_ring_read(w->ring, w->readbuf, CHUNK, &mk, &at_mark);
-        if (n == 0) {
-            sleep_s(0.01);
-            continue;
-        }
-        if (at_mark || !w->have_mark) {
-            if (!at_mark) { /* after a model swap: continue the clock where it was */
-                mk.t_ns = w->mark_t_ns + (int64_t)llround((double)w->produced / w->model_rate * 1e9);
-                mk.rate = w->in_rate;
-            }
-            if (mk.rate != w->in_rate) {
-                bs_error err;
-                if (build_pipeline(w, w->m, mk.rate, &err) != 0) {
-                    bs_log_error("worker: cannot process audio at %.0f Hz: %s", mk.rate, err.msg);
-                    continue;
-                }
-                bs_log_info("worker: input at %.0f Hz%s", mk.rate,
-                            w->rs ? ", resampling to the model rate" : "");
-            }
-            if (at_mark && w->have_mark) {
-                pthread_mutex_lock(&w->lock);
-                w->restarts++;
-                pthread_mutex_unlock(&w->lock);
-            }
-            restart_window(w, &mk);
-        }
-        /* Lag: what is still waiting in the ring. */
-        double lag = (double)bs_ring_available(w->ring) / (w->in_rate > 0 ? w->in_rate : 1);
-        int behind = lag > w->cfg->max_lag_seconds;
-        if (behind != w->behind) {
-            if (behind) bs_log_warn("worker: falling behind real time: %.2f s of audio waiting", lag);
-            else bs_log_info("worker: caught up (%.2f s waiting)", lag);
-        }
-        pthread_mutex_lock(&w->lock);
-        if (behind && !w->behind) w->behind_events++;
-        w->behind = behind;
-        w->lag_seconds = lag;
-        pthread_mutex_unlock(&w->lock);
-
-        if (w->rs) {
-            bs_error err;
-            long k = bs_resampler_push(w->rs, w->readbuf, n, w->rsbuf, w->rsbuf_cap, &err);
-            if (k < 0) {
-                bs_log_error("worker: resampler: %s", err.msg);
-                continue;
-            }
-            w->produced += (uint64_t)k;
-            feed(w, w->rsbuf, (size_t)k);
-            if (w->tap) w->tap(w->rsbuf, (size_t)k, tap_end_ns(w), w->tap_user);
-        } else {
-            w->produced += n;
-            feed(w, w->readbuf, n);
-            if (w->tap) w->tap(w->readbuf, n, tap_end_ns(w), w->tap_user);
-        }
+        size_t got = 0;
+        for (int i = 0; i < w->n_lanes; i++) got += drain_lane(w, &w->lanes[i]);
+        if (got == 0) sleep_s(0.01);
     }
     return NULL;
 }
 
-bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results *results,
-                              bsd_model *model, bs_error *err) {
+bsd_worker *bsd_worker_create(const bsd_config *cfg, bsd_model *model, bs_error *err) {
     bsd_worker *w = calloc(1, sizeof *w);
     if (!w) {
         bs_error_set(err, "worker: out of memory");
         return NULL;
     }
     w->cfg = cfg;
-    w->ring = ring;
-    w->results = results;
     pthread_mutex_init(&w->lock, NULL);
-    w->silent_since_ns = w->clipping_since_ns = -1;
     atomic_init(&w->stop, 0);
     atomic_init(&w->heartbeat, 0);
     atomic_init(&w->pending, NULL);
     w->readbuf = malloc(CHUNK * sizeof(float));
-    if (!w->readbuf || build_pipeline(w, model, model->features.sample_rate, err) != 0 ||
-        publish_labels(results, model, err) < 0) {
+    if (!w->readbuf || build_pipeline(w, model, err) != 0) {
         if (!w->readbuf) bs_error_set(err, "worker: out of memory");
         free_pipeline(w);
         free(w->readbuf);
@@ -444,11 +491,29 @@ bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results 
         return NULL;
     }
     w->m = model;
-    if (cfg->debug_dump_path[0]) {
-        w->dump = fopen(cfg->debug_dump_path, "wb");
-        if (!w->dump) bs_log_warn("worker: cannot write debug_dump_path %s", cfg->debug_dump_path);
-    }
     return w;
+}
+
+int bsd_worker_add_source(bsd_worker *w, const char *name, const bsd_config *scfg, bs_ring *ring,
+                          bsd_results *results, bs_error *err) {
+    if (w->started || w->n_lanes >= BSD_MAX_SOURCES)
+        return bs_error_set(err, "worker: source '%s': at most %d sources, added before the start", name, BSD_MAX_SOURCES);
+    lane *l = &w->lanes[w->n_lanes];
+    memset(l, 0, sizeof *l);
+    l->silent_since_ns = l->clipping_since_ns = -1;
+    l->cfg = scfg;
+    snprintf(l->name, sizeof l->name, "%s", name);
+    l->ring = ring;
+    l->results = results;
+    if (build_lane(w, l, w->model_rate, err) != 0 || publish_labels(results, w->m, err) < 0) {
+        free_lane_pipeline(l);
+        return -1;
+    }
+    if (scfg->debug_dump_path[0]) {
+        l->dump = fopen(scfg->debug_dump_path, "wb");
+        if (!l->dump) bs_log_warn("worker: cannot write debug_dump_path %s", scfg->debug_dump_path);
+    }
+    return w->n_lanes++;
 }
 
 int bsd_worker_start(bsd_worker *w, bs_error *err) {
@@ -472,7 +537,8 @@ void bsd_worker_free(bsd_worker *w) {
     free_pipeline(w);
     free(w->readbuf);
     bsd_model_close(w->m);
-    if (w->dump) fclose(w->dump);
+    for (int i = 0; i < w->n_lanes; i++)
+        if (w->lanes[i].dump) fclose(w->lanes[i].dump);
     pthread_mutex_destroy(&w->lock);
     free(w);
 }
@@ -506,28 +572,31 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-bsd_worker_stats bsd_worker_get_stats(bsd_worker *w) {
+bsd_worker_stats bsd_worker_get_stats(bsd_worker *w, int source) {
     float tmp[INF_HISTORY];
     bsd_worker_stats s = {0};
+    if (source < 0 || source >= w->n_lanes) source = 0;
+    const lane *l = &w->lanes[source];
     pthread_mutex_lock(&w->lock);
     size_t n = w->inf_n < INF_HISTORY ? w->inf_n : INF_HISTORY;
     memcpy(tmp, w->inf_ms, n * sizeof(float));
-    s.windows = w->windows;
+    s.windows = l->windows;
+    s.windows_all = w->windows;
     s.inference_mean_all_ms = w->windows ? w->inf_sum_all / (double)w->windows : 0;
-    s.seconds_since_last_window = w->last_window_mono > 0 ? bsd_mono_seconds() - w->last_window_mono : -1;
-    s.restarts = w->restarts;
-    s.behind_events = w->behind_events;
-    s.behind = w->behind;
+    s.seconds_since_last_window = l->last_window_mono > 0 ? bsd_mono_seconds() - l->last_window_mono : -1;
+    s.restarts = l->restarts;
+    s.behind_events = l->behind_events;
+    s.behind = l->behind;
     s.paused = w->paused;
-    s.lag_seconds = w->lag_seconds;
+    s.lag_seconds = l->lag_seconds;
     s.heartbeat = atomic_load(&w->heartbeat);
-    s.hop_seconds = w->cfg->hop_seconds;
+    s.hop_seconds = l->cfg ? l->cfg->hop_seconds : w->cfg->hop_seconds;
     s.segment_seconds = (double)w->seg / w->model_rate;
     s.model_swaps = w->model_swaps;
-    s.has_level = w->has_level;
-    s.level = w->level;
-    s.silent_seconds = w->silent_since_ns >= 0 ? (double)(w->silent_until_ns - w->silent_since_ns) / 1e9 : 0;
-    s.clipping_seconds = w->clipping_since_ns >= 0 ? (double)(w->clipping_until_ns - w->clipping_since_ns) / 1e9 : 0;
+    s.has_level = l->has_level;
+    s.level = l->level;
+    s.silent_seconds = l->silent_since_ns >= 0 ? (double)(l->silent_until_ns - l->silent_since_ns) / 1e9 : 0;
+    s.clipping_seconds = l->clipping_since_ns >= 0 ? (double)(l->clipping_until_ns - l->clipping_since_ns) / 1e9 : 0;
     pthread_mutex_unlock(&w->lock);
     if (n > 0) {
         double mean = 0;
@@ -538,7 +607,7 @@ bsd_worker_stats bsd_worker_get_stats(bsd_worker *w) {
         s.inference_max_ms = tmp[n - 1];
     }
     s.inference_recent_windows = n;
-    s.real_time_factor = s.inference_mean_ms / 1000.0 / w->cfg->hop_seconds;
+    s.real_time_factor = s.inference_mean_ms / 1000.0 / s.hop_seconds;
     return s;
 }
 
@@ -596,18 +665,24 @@ int bsd_worker_health(bsd_worker *w, bsd_health *h) {
     int bad = 0;
     pthread_mutex_lock(&w->lock);
     if (w->paused) bad = bsd_health_add(h, "worker: paused (debug_pause_worker_seconds)");
-    if (w->behind)
-        bad = bsd_health_add(h, "worker: %.2f s behind real time (max_lag_seconds %.2f)", w->lag_seconds,
-                             w->cfg->max_lag_seconds);
     double alarm = w->cfg->level_alarm_seconds;
-    double silent = w->silent_since_ns >= 0 ? (double)(w->silent_until_ns - w->silent_since_ns) / 1e9 : 0;
-    double clipping = w->clipping_since_ns >= 0 ? (double)(w->clipping_until_ns - w->clipping_since_ns) / 1e9 : 0;
-    if (alarm > 0 && silent >= alarm)
-        bad = bsd_health_add(h, "sound: digital silence (every sample 0) for %.1f s (level_alarm_seconds %.1f): "
-                                "microphone unplugged or muted?", silent, alarm);
-    if (alarm > 0 && clipping >= alarm)
-        bad = bsd_health_add(h, "sound: clipping (peak at full scale) for %.1f s (level_alarm_seconds %.1f): "
-                                "input gain too high?", clipping, alarm);
+    for (int i = 0; i < w->n_lanes; i++) {
+        const lane *l = &w->lanes[i];
+        /* "source 'NAME': " only when there are several, so one source reads as before */
+        char who[BSD_SOURCE_NAME_MAX + 16] = "";
+        if (w->n_lanes > 1) snprintf(who, sizeof who, "source '%s': ", l->name);
+        if (l->behind)
+            bad = bsd_health_add(h, "worker: %s%.2f s behind real time (max_lag_seconds %.2f)", who, l->lag_seconds,
+                                 l->cfg->max_lag_seconds);
+        double silent = l->silent_since_ns >= 0 ? (double)(l->silent_until_ns - l->silent_since_ns) / 1e9 : 0;
+        double clipping = l->clipping_since_ns >= 0 ? (double)(l->clipping_until_ns - l->clipping_since_ns) / 1e9 : 0;
+        if (alarm > 0 && silent >= alarm)
+            bad = bsd_health_add(h, "sound: %sdigital silence (every sample 0) for %.1f s (level_alarm_seconds %.1f): "
+                                    "microphone unplugged or muted?", who, silent, alarm);
+        if (alarm > 0 && clipping >= alarm)
+            bad = bsd_health_add(h, "sound: %sclipping (peak at full scale) for %.1f s (level_alarm_seconds %.1f): "
+                                    "input gain too high?", who, clipping, alarm);
+    }
     pthread_mutex_unlock(&w->lock);
     return bad;
 }

@@ -1,4 +1,5 @@
-/* birdsongd worker: drains the sample ring, resamples to the model rate when the source runs
+/* birdsongd worker: one thread for every source (a lane per source, one model). It drains
+ * each source's sample ring in turn, resamples to the model rate when the source runs
  * at another rate, keeps a sliding window of the model's segment length advanced every
  * hop_seconds, and for each window runs the model's features (bs_melspec_compute), its
  * normalization and its network, then publishes a result (daemon/results.h).
@@ -34,9 +35,15 @@ void bsd_model_close(bsd_model *m);
 
 typedef struct bsd_worker bsd_worker;
 
-/* Takes ownership of model. results gets the model's labels. */
-bsd_worker *bsd_worker_create(const bsd_config *cfg, bs_ring *ring, bsd_results *results,
-                              bsd_model *model, bs_error *err);
+/* Takes ownership of model (one model in memory, shared by every source). cfg: the
+ * worker's own directives (debug_pause_worker_seconds). */
+bsd_worker *bsd_worker_create(const bsd_config *cfg, bsd_model *model, bs_error *err);
+/* Adds a source before the start: its configuration (hop_seconds, max_lag_seconds,
+ * debug_dump_path; it must outlive the worker), its ring and its results, which get the
+ * model's labels. Returns the source's index (0, 1, ... in the order added), or -1 with err.
+ * The one worker thread serves the sources in turn, a chunk of each per round. */
+int bsd_worker_add_source(bsd_worker *w, const char *name, const bsd_config *scfg, bs_ring *ring,
+                          bsd_results *results, bs_error *err);
 int bsd_worker_start(bsd_worker *w, bs_error *err);
 /* Finishes the window in progress, then stops and joins the thread. */
 void bsd_worker_stop(bsd_worker *w);
@@ -52,7 +59,7 @@ void bsd_worker_note_reload(bsd_worker *w, const char *path, const char *error);
  * analyses, end_ns = capture time just after the last sample (same clock as the results).
  * Must return quickly. Set before bsd_worker_start. */
 typedef void (*bsd_audio_tap)(const float *x, size_t n, int64_t end_ns, void *user);
-void bsd_worker_set_audio_tap(bsd_worker *w, bsd_audio_tap fn, void *user);
+void bsd_worker_set_audio_tap(bsd_worker *w, int source, bsd_audio_tap fn, void *user);
 
 /* Increments on every loop of the worker (waiting included): the watchdog feeds on it. */
 uint64_t bsd_worker_heartbeat(bsd_worker *w);
@@ -61,7 +68,8 @@ double bsd_worker_model_rate(bsd_worker *w);
 /* The worker's counters and timings, copied under its lock (what /status, /health, /metrics
  * and the systemd STATUS line read). */
 typedef struct bsd_worker_stats {
-    uint64_t windows;            /* windows analysed since start */
+    uint64_t windows;            /* windows of this source analysed since start */
+    uint64_t windows_all;        /* windows of every source */
     uint64_t restarts;           /* windows restarted by a ring mark */
     uint64_t behind_events;      /* times the worker fell max_lag_seconds behind */
     uint64_t heartbeat;          /* bsd_worker_heartbeat */
@@ -81,7 +89,9 @@ typedef struct bsd_worker_stats {
     double silent_seconds, clipping_seconds;
 } bsd_worker_stats;
 
-bsd_worker_stats bsd_worker_get_stats(bsd_worker *w);
+/* Per-source fields are the source's (index from bsd_worker_add_source); inference times
+ * and swaps are the worker's, over every source. */
+bsd_worker_stats bsd_worker_get_stats(bsd_worker *w, int source);
 
 /* The model being served and the reload history. labels and thresholds are copies owned by
  * the struct: bsd_worker_model_info_clear frees them. */
@@ -109,8 +119,8 @@ void bsd_worker_model_info_clear(bsd_worker_model_info *info);
 /* Reload attempts so far (succeeded + failed), without copying the labels. */
 uint64_t bsd_worker_reload_attempts(bsd_worker *w);
 
-/* Adds a reason while the worker is paused or behind, or the sound has been digital
- * silence or clipping for level_alarm_seconds; returns -1 then, else 0. */
+/* Adds a reason while the worker is paused or a source behind, or a source's sound has been
+ * digital silence or clipping for level_alarm_seconds; returns -1 then, else 0. */
 int bsd_worker_health(bsd_worker *w, bsd_health *h);
 
 #endif

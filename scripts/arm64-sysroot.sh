@@ -27,6 +27,7 @@ PACKAGES=(
   libc6-dev
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
+  libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
   libmosquitto-dev libcriterion-dev
   libcurl4-openssl-dev libssl-dev libpng-dev
   libhdf5-dev libzip-dev nettle-dev

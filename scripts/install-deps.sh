@@ -11,10 +11,12 @@ PACKAGES=(
   build-essential pkg-config
   libsndfile1-dev libsoxr-dev libfftw3-dev libopenblas-dev libjansson-dev
   portaudio19-dev libasound2-dev libmicrohttpd-dev libinih-dev libsqlite3-dev libsystemd-dev
+  libavformat-dev libavcodec-dev libswresample-dev libavutil-dev
   libcriterion-dev libmosquitto-dev mosquitto chromium
   python3 python3-numpy python3-pytest python3-yaml espeak-ng python3-h5py
   libcurl4-openssl-dev libssl-dev libpng-dev
   libhdf5-dev libzip-dev nettle-dev
+  python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev
   systemd

@@ -86,9 +86,15 @@ DEPENDS=${deps#shlibs:Depends=}
 [ -n "$DEPENDS" ] && [ "$DEPENDS" != "$deps" ] || { echo "make-deb: dpkg-shlibdeps gave no Depends: $deps" >&2; exit 1; }
 # deb-systemd-helper and deb-systemd-invoke, called by the maintainer scripts
 DEPENDS="$DEPENDS, init-system-helpers (>= 1.52)"
+# FFmpeg's libraries are loaded only for network sources (daemon/netsource.c, dlopen): the
+# sonames the daemon asks for, as Debian packages (libavformat.so.59 -> libavformat59)
+RECOMMENDS=$(strings "$R/usr/bin/birdsongd" | sed -n -E 's/^(lib(avformat|avcodec|swresample|avutil))\.so\.([0-9]+)$/\1\3/p' |
+  sort -u | paste -sd, - | sed 's/,/, /g')
+[ -n "$RECOMMENDS" ] || { echo "make-deb: found no FFmpeg sonames in birdsongd" >&2; exit 1; }
 
 SIZE=$(du -sk --exclude=DEBIAN "$R" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@SIZE@|$SIZE|" -e "s|@DEPENDS@|$DEPENDS|" \
+  -e "s|@RECOMMENDS@|$RECOMMENDS|" \
   $PKG/control.in >"$R/DEBIAN/control"
 (cd "$R" && find . -path ./DEBIAN -prune -o -path ./etc -prune -o -type f -printf '%P\0' | sort -z |
   xargs -0 md5sum) >"$R/DEBIAN/md5sums"
@@ -98,6 +104,7 @@ DEB=$OUT/birdsong_${VERSION}_${ARCH}.deb
 dpkg-deb --root-owner-group -Zxz --build "$R" "$DEB" >/dev/null
 echo "make-deb: $DEB"
 echo "make-deb: Depends: $DEPENDS"
+echo "make-deb: Recommends: $RECOMMENDS"
 
 if command -v lintian >/dev/null; then
   lintian --fail-on error "$DEB" && echo "make-deb: lintian: no errors"

@@ -38,11 +38,11 @@ def make_model(path):
 class Daemon:
     """birdsongd reading AUDIO in a loop at `speed` x real time."""
 
-    def __init__(self, model, state_dir, *settings, speed=4.0, log=None):
+    def __init__(self, model, state_dir, *settings, speed=4.0, log=None, extra=()):
         self.port = free_port()
         self.base = "http://127.0.0.1:%d" % self.port
         args = [DAEMON, "-m", model, "-i", AUDIO, "--input-loop", "--input-speed", str(speed),
-                "-l", "127.0.0.1:%d" % self.port, "--state-dir", state_dir, "--log-level", "info"]
+                "-l", "127.0.0.1:%d" % self.port, "--state-dir", state_dir, "--log-level", "info"] + list(extra)
         for s in settings:
             args += ["-s", s]
         self.log_path = log or os.path.join(state_dir + ".log")

@@ -126,6 +126,11 @@ BAD_TARGETS = [
     b"/api/v1/detections/1/../../../../etc/passwd", b"/api/v1/detections/../../../etc/passwd",
     b"/api/v1/detections/1/audio/../../../../etc/passwd", b"/api/v1/detections/ 1",
     b"/api/v1/detections/99999", b"/api/v1/detections/99999/audio",
+    # sources: names that are no source, trailing parts, arguments of the other suffix
+    b"/api/v1/sources/", b"/api/v1/sources/%00", b"/api/v1/sources/" + BIG, b"/api/v1/sources/../../etc/passwd",
+    b"/api/v1/sources/default/predictions/latest?since=1", b"/api/v1/sources/default/predictions?top=1",
+    b"/api/v1/sources/default/predictions/latest/x", b"/api/v1/sources/default?limit=1",
+    b"/api/v1/sources/default/predictions?since=-1", b"/api/v1/sources?x=1",
     # unknown paths, traversal, NUL
     b"/../../etc/passwd", b"/%2e%2e/%2e%2e/etc/passwd", b"/api/v1/health%00", b"/api/v1/health/..",
     b"/api/v1/../../etc/passwd", b"//etc/passwd", b"/etc/passwd", b"/api/v1/", b"/api", b"/api/v1/healthz",

@@ -177,7 +177,7 @@ def _csv(d, query=""):
     assert headers["Content-Type"].startswith("text/csv; charset=utf-8")
     assert body.endswith(b"\r\n") and b"\r\n" in body.split(b"\n")[0] + b"\n"  # CRLF records
     rows = list(csv.reader(io.StringIO(body.decode(), newline="")))
-    assert rows[0] == ["id", "species", "start", "end", "max_probability", "mean_probability", "n_windows",
+    assert rows[0] == ["id", "species", "source", "start", "end", "max_probability", "mean_probability", "n_windows",
                        "seq_first", "seq_last", "has_audio"]
     return [dict(zip(rows[0], r)) for r in rows[1:]]
 

@@ -136,3 +136,120 @@ Test(config, validate_bounds_the_history_and_requires_a_model) {
     cr_assert_eq(bsd_config_validate(&c, &e), -1);
     cr_assert(strstr(e.msg, "'model'"), "%s", e.msg);
 }
+
+/* ---- sources ------------------------------------------------------------------------------ */
+
+Test(config, source_spec_kinds_and_targets) {
+    static const struct { const char *spec; bsd_source_kind kind; const char *target; } ok[] = {
+        {"device", BSD_SRC_DEVICE, ""},
+        {"device:USB Audio", BSD_SRC_DEVICE, "USB Audio"},
+        {"device:hw:CARD=Device", BSD_SRC_DEVICE, "hw:CARD=Device"},
+        {"file:/srv/a.flac", BSD_SRC_FILE, "/srv/a.flac"},
+        {"recordings/a.wav", BSD_SRC_FILE, "recordings/a.wav"},
+        {"C:odd.wav", BSD_SRC_FILE, "C:odd.wav"},
+        {"rtsp://192.168.1.20:554/stream1", BSD_SRC_URL, "rtsp://192.168.1.20:554/stream1"},
+        {"HTTPS://radio.example.org/live.mp3", BSD_SRC_URL, "HTTPS://radio.example.org/live.mp3"},
+        {"udp://@:1234", BSD_SRC_URL, "udp://@:1234"},
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        bsd_source_kind k;
+        char t[BSD_PATH_MAX];
+        bs_error e;
+        cr_assert_eq(bsd_source_parse_spec(ok[i].spec, &k, t, sizeof t, &e), 0, "%s: %s", ok[i].spec, e.msg);
+        cr_assert_eq(k, ok[i].kind, "%s", ok[i].spec);
+        cr_assert_str_eq(t, ok[i].target);
+    }
+    static const struct { const char *spec, *needle; } bad[] = {
+        {"", "empty"}, {"file:", "without a path"}, {"ftp://h/x", "unknown URL scheme 'ftp'"},
+        {"rtsp:///x", "no host"}, {"http://", "no host"}, {"http://a b/", "space"}, {"a\nb.wav", "control character"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bsd_source_kind k;
+        char t[BSD_PATH_MAX];
+        bs_error e;
+        cr_assert_eq(bsd_source_parse_spec(bad[i].spec, &k, t, sizeof t, &e), -1, "%s", bad[i].spec);
+        cr_assert(strstr(e.msg, bad[i].needle), "%s: %s", bad[i].spec, e.msg);
+    }
+    char small[8];
+    bsd_source_kind k;
+    bs_error e;
+    cr_assert_eq(bsd_source_parse_spec("long-file.wav", &k, small, sizeof small, &e), -1);
+}
+
+Test(config, source_sections_override_per_source_directives_only) {
+    bsd_config c;
+    bs_error e;
+    bsd_config_defaults(&c);
+    const char *path = write_tmp("model = m.bsm\nhop_seconds = 0.5\n"
+                                 "[source cam]\ninput = rtsp://10.0.0.2/s\nhop_seconds = 1\n"
+                                 "[source mic]\ninput = device:USB Audio\n");
+    cr_assert_eq(bsd_config_load(&c, path, &e), 0, "%s", e.msg);
+    unlink(path);
+    cr_assert_eq(c.n_sources, 2);
+    cr_assert_eq(bsd_config_n_sources(&c), 2, "no top-level input or device: only the sections");
+    static bsd_config s;
+    char name[BSD_SOURCE_NAME_MAX];
+    bsd_source_kind k;
+    cr_assert_eq(bsd_config_source(&c, 0, name, &k, &s, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(name, "cam");
+    cr_assert_eq(k, BSD_SRC_URL);
+    cr_assert_str_eq(s.input, "rtsp://10.0.0.2/s");
+    cr_assert_float_eq(s.hop_seconds, 1.0, 1e-12);
+    cr_assert_eq(bsd_config_source(&c, 1, name, &k, &s, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(name, "mic");
+    cr_assert_eq(k, BSD_SRC_DEVICE);
+    cr_assert_str_eq(s.device, "USB Audio");
+    cr_assert_str_eq(s.input, "");
+    cr_assert_float_eq(s.hop_seconds, 0.5, 1e-12, "the top level's where the section says nothing");
+    cr_assert_eq(bsd_config_source(&c, 2, name, &k, &s, &e), -1);
+
+    /* a top-level input makes "default" the first source */
+    cr_assert_eq(bsd_config_set(&c, "input", "a.wav", &e), 0);
+    cr_assert_eq(bsd_config_n_sources(&c), 3);
+    cr_assert_eq(bsd_config_source(&c, 0, name, &k, &s, &e), 0);
+    cr_assert_str_eq(name, BSD_DEFAULT_SOURCE);
+    cr_assert_eq(k, BSD_SRC_FILE);
+    cr_assert_str_eq(s.input, "a.wav");
+
+    static const struct { const char *text, *needle; } bad[] = {
+        {"[source x]\nmodel = other.bsm\n", "cannot be set per source"},
+        {"[source x]\nhop_seconds = fast\n", "hop_seconds"},
+        {"[source x]\nhop_seconds = 1\n", "no 'input ='"},
+        {"[source]\ninput = a.wav\n", "[source NAME]"},
+        {"[source bad/name]\ninput = a.wav\n", "letters, digits"},
+        {"[source default]\ninput = a.wav\n", "top-level"},
+        {"[source x]\ninput = gopher://h/\n", "unknown URL scheme"},
+        {"[other]\nx = 1\n", "before any section"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        bsd_config_defaults(&c);
+        path = write_tmp(bad[i].text);
+        cr_assert_eq(bsd_config_load(&c, path, &e), -1, "%s", bad[i].text);
+        unlink(path);
+        cr_assert(strstr(e.msg, bad[i].needle), "%s -> %s", bad[i].text, e.msg);
+    }
+}
+
+Test(config, add_source_checks_names_duplicates_and_the_limit) {
+    static bsd_config c;
+    bs_error e;
+    bsd_config_defaults(&c);
+    cr_assert_eq(bsd_config_add_source(&c, "a", "device", &e), 0);
+    cr_assert_eq(bsd_config_add_source(&c, "a", "device", &e), -1);
+    cr_assert(strstr(e.msg, "twice"), "%s", e.msg);
+    cr_assert_eq(bsd_config_add_source(&c, "", "device", &e), -1);
+    cr_assert_eq(bsd_config_add_source(&c, "b", "", &e), -1);
+    cr_assert(strstr(e.msg, "source 'b'") && strstr(e.msg, "empty"), "%s", e.msg);
+    for (int i = 1; i < BSD_MAX_SOURCES; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "s%d", i);
+        cr_assert_eq(bsd_config_add_source(&c, n, "x.wav", &e), 0, "%s", e.msg);
+    }
+    cr_assert_eq(bsd_config_add_source(&c, "more", "x.wav", &e), -1);
+    cr_assert(strstr(e.msg, "at most"), "%s", e.msg);
+    cr_assert_eq(bsd_config_validate(&c, &e), 0, "%s", e.msg);
+    cr_assert_eq(bsd_config_set(&c, "hop_seconds", "0.05", &e), 0);
+    cr_assert_eq(bsd_config_set(&c, "history_seconds", "604800", &e), 0);
+    cr_assert_eq(bsd_config_validate(&c, &e), -1);
+    cr_assert(strstr(e.msg, "source 'a'") && strstr(e.msg, "history_seconds"), "%s", e.msg);
+}

@@ -127,7 +127,8 @@ Test(jsonw, prediction_bytes_hold_the_worst_case) {
 /* The detection writer against the same document built with jansson (what GET
  * /api/v1/detections wrote before it used the one serializer): the same bytes. */
 Test(jsonw, a_detection_is_the_document_jansson_would_write) {
-    bsd_detection d = {.id = 9007199254740993LL, .species = "Sitta \"europaea\"\tÑandú", .start = 1764362867.598,
+    bsd_detection d = {.id = 9007199254740993LL, .species = "Sitta \"europaea\"\tÑandú", .source = "garden-cam",
+                       .start = 1764362867.598,
                        .end = 1764362869.098, .max_probability = 1.0f, .mean_probability = 0.51234567f,
                        .n_windows = 4, .seq_first = 17, .seq_last = 20};
     for (int audio = 0; audio < 2; audio++) {
@@ -138,8 +139,8 @@ Test(jsonw, a_detection_is_the_document_jansson_would_write) {
         char t0[64], t1[64];
         bsd_format_seconds(d.start, t0);
         bsd_format_seconds(d.end, t1);
-        json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d.id, "species",
-                              d.species, "start", t0, "end", t1, "max_probability", (double)d.max_probability,
+        json_t *j = json_pack("{s:I,s:s,s:s,s:s,s:s,s:f,s:f,s:i,s:I,s:I,s:b}", "id", (json_int_t)d.id, "species",
+                              d.species, "source", d.source, "start", t0, "end", t1, "max_probability", (double)d.max_probability,
                               "mean_probability", (double)d.mean_probability, "n_windows", d.n_windows,
                               "seq_first", (json_int_t)d.seq_first, "seq_last", (json_int_t)d.seq_last,
                               "has_audio", audio);
@@ -157,6 +158,7 @@ Test(jsonw, detection_bytes_hold_the_worst_case) {
                        .mean_probability = -1.17549435e-38f, .n_windows = INT32_MIN, .seq_first = UINT64_MAX,
                        .seq_last = UINT64_MAX};
     memset(d.species, 1, BSD_SPECIES_NAME_MAX - 1);
+    memset(d.source, 1, BSD_DETECTION_SOURCE_MAX - 1);
     char buf[BSD_DETECTION_JSON_MAX];
     bsd_jsonw w = {.buf = buf, .cap = sizeof buf};
     bsd_detection_write_json(&w, &d, 0);
@@ -166,15 +168,15 @@ Test(jsonw, detection_bytes_hold_the_worst_case) {
 /* A CSV record (RFC 4180): a label with a comma, quotes and a line break is quoted, its
  * quotes doubled; a plain one is not; CRLF ends it; numbers as the JSON has them. */
 Test(jsonw, a_detection_as_a_csv_record) {
-    bsd_detection d = {.id = 12, .species = "Odd, \"quoted\"\nname", .start = 1764362867.598, .end = 1764362869.098,
+    bsd_detection d = {.id = 12, .species = "Odd, \"quoted\"\nname", .source = "yard", .start = 1764362867.598, .end = 1764362869.098,
                        .max_probability = 1.0f, .mean_probability = 0.5f, .n_windows = 4, .seq_first = 17, .seq_last = 20};
     char buf[BSD_DETECTION_JSON_MAX];
     bsd_jsonw w = {.buf = buf, .cap = sizeof buf};
     bsd_detection_write_csv(&w, &d, 1);
-    cr_assert_str_eq(buf, "12,\"Odd, \"\"quoted\"\"\nname\",2025-11-28T20:47:47.598Z,2025-11-28T20:47:49.098Z,1.0,0.5,4,17,20,"
+    cr_assert_str_eq(buf, "12,\"Odd, \"\"quoted\"\"\nname\",yard,2025-11-28T20:47:47.598Z,2025-11-28T20:47:49.098Z,1.0,0.5,4,17,20,"
                           "true\r\n");
     strcpy(d.species, "Parus_major");
     w.len = 0;
     bsd_detection_write_csv(&w, &d, 0);
-    cr_assert(strncmp(buf, "12,Parus_major,2025", 19) == 0 && strstr(buf, ",false\r\n"), "%s", buf);
+    cr_assert(strncmp(buf, "12,Parus_major,yard,2025", 24) == 0 && strstr(buf, ",false\r\n"), "%s", buf);
 }

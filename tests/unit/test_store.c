@@ -117,7 +117,7 @@ Test(store, migrates_a_version_1_database_and_keeps_its_rows) {
     bs_error err;
     bsd_store *s = bsd_store_open(db, NULL, &err);
     cr_assert_not_null(s, "%s", err.msg);
-    cr_assert_eq(bsd_store_schema_version(s), 2);
+    cr_assert_eq(bsd_store_schema_version(s), BSD_STORE_SCHEMA_VERSION);
     bsd_store_filter f = {0};
     bsd_store_page p;
     cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0, "%s", err.msg);
@@ -126,6 +126,7 @@ Test(store, migrates_a_version_1_database_and_keeps_its_rows) {
     cr_assert_float_eq(p.rows[1].max_probability, 0.9f, 1e-6);
     cr_assert_float_eq(p.rows[1].mean_probability, 0.9f, 1e-6);
     cr_assert_eq(p.rows[1].n_windows, 1);
+    cr_assert_str_eq(p.rows[1].source, "default", "rows from before sources are the default source's");
     bsd_store_page_free(&p);
     /* The deleted id 3 is never reused (a clip named 3.flac may still exist). */
     bsd_detection d = det("Parus_major", 400, 0.9f);
@@ -133,6 +134,66 @@ Test(store, migrates_a_version_1_database_and_keeps_its_rows) {
     cr_assert_eq(d.id, 4);
     bsd_store_close(s);
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM detections WHERE id = 4 AND n_windows = 3"), 1);
+}
+
+/* v2 (one source) to v3 (each detection names its source): nothing lost, the old rows
+ * belong to "default", and the source filter and new rows work on the migrated file. */
+Test(store, migrates_a_version_2_database_to_sources) {
+    sqlite3 *h;
+    cr_assert_eq(sqlite3_open(db, &h), SQLITE_OK);
+    for (int v = 1; v <= 2; v++)
+        cr_assert_eq(sqlite3_exec(h, bsd_store_migration_sql(v), NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(h));
+    cr_assert_eq(sqlite3_exec(h,
+                              "PRAGMA user_version = 2;"
+                              "INSERT INTO detections(species, start_time, end_time, max_probability, mean_probability,"
+                              " n_windows, seq_first, seq_last) VALUES ('Parus_major', 100, 102, 0.9, 0.8, 3, 1, 3),"
+                              " ('Sitta_europaea', 200, 201, 0.7, 0.7, 1, 9, 9);",
+                              NULL, NULL, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(h));
+    sqlite3_close(h);
+    bs_error err;
+    bsd_store *s = bsd_store_open(db, NULL, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    cr_assert_eq(bsd_store_schema_version(s), 3);
+    bsd_detection d = det("Parus_major", 300, 0.95f);
+    snprintf(d.source, sizeof d.source, "yard");
+    cr_assert_eq(bsd_store_enqueue(s, &d), 0);
+    cr_assert_eq(d.id, 3);
+    cr_assert_eq(bsd_store_flush(s, 5000), 0);
+    bsd_store_filter f = {0};
+    bsd_store_page p;
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0, "%s", err.msg);
+    cr_assert_eq(p.total, 3);
+    cr_assert_str_eq(p.rows[0].source, "yard");
+    cr_assert_str_eq(p.rows[1].source, "default");
+    cr_assert_eq(p.rows[2].seq_last, 3, "v2 columns kept");
+    cr_assert_float_eq(p.rows[2].mean_probability, 0.8f, 1e-6);
+    bsd_store_page_free(&p);
+    f.source = "default";
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0);
+    cr_assert_eq(p.total, 2);
+    cr_assert_eq(p.rows[0].id, 2);
+    bsd_store_page_free(&p);
+    f.source = "yard";
+    f.species = "Parus_major";
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0);
+    cr_assert_eq(p.total, 1);
+    cr_assert_eq(p.rows[0].id, 3);
+    bsd_store_page_free(&p);
+    f.source = "nowhere";
+    f.species = NULL;
+    cr_assert_eq(bsd_store_query(s, &f, &p, &err), 0);
+    cr_assert_eq(p.total, 0);
+    bsd_store_page_free(&p);
+    bsd_store_summary sm;
+    f.source = "default";
+    cr_assert_eq(bsd_store_summarize(s, &f, 86400, &sm, &err), 0, "%s", err.msg);
+    int64_t total = 0;
+    for (int i = 0; i < sm.n; i++) total += sm.buckets[i].count;
+    cr_assert_eq(total, 2, "the summary takes the source filter too");
+    bsd_store_summary_free(&sm);
+    bsd_store_close(s);
+    cr_assert_eq(sql_int(db, "SELECT count(*) FROM detections WHERE source = 'yard'"), 1);
 }
 
 Test(store, refuses_a_newer_schema_and_a_file_that_is_not_a_database) {
@@ -251,6 +312,37 @@ Test(store, scan_pieces_are_the_query_in_order_each_row_once) {
     }
     cr_assert_eq(n, 0, "%s", err.msg);
     cr_assert_eq(got, page.n);
+    bsd_store_page_free(&page);
+    bsd_store_close(s);
+}
+
+/* The same with a source filter (the CSV export's source=): every piece after the first
+ * still keeps to the source, as the cursor's parameters are bound apart from the filter's. */
+Test(store, scan_pieces_keep_the_source_filter) {
+    bs_error err;
+    bsd_store *s = bsd_store_open(db, NULL, &err);
+    cr_assert_not_null(s, "%s", err.msg);
+    for (int i = 0; i < 20; i++) {
+        bsd_detection d = det("A", 1700000000.0 + i, 0.9f);
+        snprintf(d.source, sizeof d.source, "%s", i % 3 ? "yard" : "cam");
+        bsd_store_enqueue(s, &d);
+    }
+    bsd_store_flush(s, 5000);
+    bsd_store_filter f = {.limit = 1000, .source = "yard"};
+    bsd_store_page page;
+    cr_assert_eq(bsd_store_query(s, &f, &page, &err), 0, "%s", err.msg);
+    cr_assert_eq(page.n, 13);
+    bsd_store_cursor cur = {0};
+    bsd_detection rows[3];
+    int got = 0, n;
+    while ((n = bsd_store_scan(s, &f, &cur, rows, 3, &err)) > 0)
+        for (int i = 0; i < n; i++, got++) {
+            cr_assert_lt(got, page.n);
+            cr_assert_eq(rows[i].id, page.rows[got].id, "row %d", got);
+            cr_assert_str_eq(rows[i].source, "yard");
+        }
+    cr_assert_eq(n, 0, "%s", err.msg);
+    cr_assert_eq(got, page.n, "every yard row, in pieces of 3");
     bsd_store_page_free(&page);
     bsd_store_close(s);
 }
