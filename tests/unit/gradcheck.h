@@ -5,6 +5,10 @@
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "birdsong/nn_train.h"
 
 static inline double dot(const float *a, const float *b, size_t n) {
     double s = 0;
@@ -28,6 +32,21 @@ static inline void check_grad(const char *what, float *v, const float *g, size_t
         double err = fabs(num - g[i]) / fmax(1e-2, fabs(num) + fabs(g[i]));
         cr_assert(err < tol, "%s[%zu]: numeric %.6g analytic %.6g (rel err %.3g)", what, i, num, (double)g[i], err);
     }
+}
+
+/* Every parameter tensor of net (per tensor, so a failure names it) against central
+ * differences of f, after the caller's forward, loss and bs_net_backward: the analytic
+ * gradients are copied first, since f runs forwards that overwrite them. */
+static inline void check_net_grads(bs_net *net, loss_fn f, void *ctx, float h, double tol) {
+    size_t np = bs_net_n_params(net);
+    float *g = malloc(sizeof(float) * np);
+    memcpy(g, bs_net_grads(net), sizeof(float) * np);
+    for (int t = 0; t < bs_net_n_tensors(net); t++) {
+        bs_tensor_info ti;
+        bs_net_tensor(net, t, &ti);
+        if (ti.grad) check_grad(ti.name, ti.data, g + (ti.grad - bs_net_grads(net)), ti.size, f, ctx, h, tol);
+    }
+    free(g);
 }
 
 #endif
