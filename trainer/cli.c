@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "trainer/train.h"
+#include "trainer/json.h"
 
 int ts_opt_int(const char *cmd, const char *opt, const char *s, long lo, long hi, int *out) {
     char *end;
@@ -60,8 +61,6 @@ int ts_model_feature_config(const bs_model *model, bs_feature_config *cfg, bs_er
     return bs_feature_config_validate(cfg, err);
 }
 
-static json_t *num(double v) { return isfinite(v) ? json_real(v) : json_null(); }
-
 json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels) {
     int C = m->C;
     json_t *o = json_object();
@@ -69,24 +68,24 @@ json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels) {
     json_object_set_new(o, "labelled_windows", json_integer(m->n_labelled));
     json_object_set_new(o, "background_windows", json_integer(m->n_background));
     json_object_set_new(o, "recordings", json_integer(m->n_recordings));
-    json_object_set_new(o, "window_accuracy", num(m->window_acc));
-    json_object_set_new(o, "recording_accuracy", num(m->recording_acc));
-    json_object_set_new(o, "macro_map", num(m->macro_map));
-    json_object_set_new(o, "recording_macro_map", num(m->recording_map));
-    json_object_set_new(o, "ece", num(m->ece));
+    json_object_set_new(o, "window_accuracy", ts_json_number(m->window_acc));
+    json_object_set_new(o, "recording_accuracy", ts_json_number(m->recording_acc));
+    json_object_set_new(o, "macro_map", ts_json_number(m->macro_map));
+    json_object_set_new(o, "recording_macro_map", ts_json_number(m->recording_map));
+    json_object_set_new(o, "ece", ts_json_number(m->ece));
     if (isfinite(m->ece_uncalibrated)) json_object_set_new(o, "ece_uncalibrated", json_real(m->ece_uncalibrated));
-    json_object_set_new(o, "mean_active_labelled", num(m->active_labelled));
-    json_object_set_new(o, "mean_active_background", num(m->active_background));
+    json_object_set_new(o, "mean_active_labelled", ts_json_number(m->active_labelled));
+    json_object_set_new(o, "mean_active_background", ts_json_number(m->active_background));
     if (isfinite(m->loss)) json_object_set_new(o, "loss", json_real(m->loss));
     json_t *sp = json_array();
     for (int c = 0; c < C; c++) {
         json_t *s = json_object();
         json_object_set_new(s, "species", json_string(labels[c]));
         json_object_set_new(s, "threshold", json_real(m->threshold[c]));
-        json_object_set_new(s, "precision", num(m->precision[c]));
-        json_object_set_new(s, "recall", num(m->recall[c]));
-        json_object_set_new(s, "f1", num(m->f1[c]));
-        json_object_set_new(s, "average_precision", num(m->ap[c]));
+        json_object_set_new(s, "precision", ts_json_number(m->precision[c]));
+        json_object_set_new(s, "recall", ts_json_number(m->recall[c]));
+        json_object_set_new(s, "f1", ts_json_number(m->f1[c]));
+        json_object_set_new(s, "average_precision", ts_json_number(m->ap[c]));
         json_object_set_new(s, "support", json_integer(m->support[c]));
         json_array_append_new(sp, s);
     }
@@ -104,8 +103,8 @@ json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels) {
         json_object_set_new(x, "low", json_real(b / (double)TS_ECE_BINS));
         json_object_set_new(x, "high", json_real((b + 1) / (double)TS_ECE_BINS));
         json_object_set_new(x, "count", json_integer(m->bins[b].count));
-        json_object_set_new(x, "mean_probability", num(m->bins[b].mean_prob));
-        json_object_set_new(x, "fraction_positive", num(m->bins[b].frac_pos));
+        json_object_set_new(x, "mean_probability", ts_json_number(m->bins[b].mean_prob));
+        json_object_set_new(x, "fraction_positive", ts_json_number(m->bins[b].frac_pos));
         json_array_append_new(rel, x);
     }
     json_object_set_new(o, "reliability", rel);

@@ -24,6 +24,7 @@
 #include "trainer/split.h"
 #include "trainer/train.h"
 #include "trainer/xalloc.h"
+#include "trainer/json.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -512,8 +513,8 @@ static json_t *cv_summary(const train_job *jobs, int folds, char *const *labels)
         ts_mean_sd(vals + (size_t)k * folds, folds, &mu, &sd);
         printf("  %-24s %.4f +- %.4f\n", names[k], mu, sd);
         json_t *x = json_object();
-        json_object_set_new(x, "mean", isfinite(mu) ? json_real(mu) : json_null());
-        json_object_set_new(x, "sd", isfinite(sd) ? json_real(sd) : json_null());
+        json_object_set_new(x, "mean", ts_json_number(mu));
+        json_object_set_new(x, "sd", ts_json_number(sd));
         json_object_set_new(cv, names[k], x);
     }
     fflush(stdout);

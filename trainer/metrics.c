@@ -1,6 +1,7 @@
 /* Metric functions. See metrics.h. */
 #include "trainer/metrics.h"
 #include "trainer/xalloc.h"
+#include "trainer/json.h"
 
 #include <jansson.h>
 #include <math.h>
@@ -348,8 +349,8 @@ json_t *ts_filter_figures_json(const float *probs, const uint8_t *targets, int n
         json_object_set_new(o, "name", json_string(labels[c]));
         json_object_set_new(o, "threshold", json_real(thr ? thr[c] : 0.5));
         json_object_set_new(o, "windows", json_integer(pos));
-        json_object_set_new(o, "recall", isfinite(r) ? json_real(r) : json_null());
-        json_object_set_new(o, "false_alarm_rate", isfinite(fa) ? json_real(fa) : json_null());
+        json_object_set_new(o, "recall", ts_json_number(r));
+        json_object_set_new(o, "false_alarm_rate", ts_json_number(fa));
         json_array_append_new(a, o);
     }
     return a;

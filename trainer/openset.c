@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "trainer/xalloc.h"
+#include "trainer/json.h"
 
 void ts_openset_init(ts_openset *o, const ts_dataset *ds) {
     memset(o, 0, sizeof *o);
@@ -96,18 +97,14 @@ double ts_openset_per_hour(const ts_openset_row *r) {
     return r->seconds > 0 ? (double)r->detections * 3600.0 / r->seconds : NAN;
 }
 
-static json_t *num(double x) {
-    return isfinite(x) ? json_real(x) : json_null();
-}
-
 static json_t *row_json(const char *name, const ts_openset_row *r) {
     json_t *j = json_object();
     json_object_set_new(j, "source", json_string(name));
     json_object_set_new(j, "windows", json_integer(r->windows));
     json_object_set_new(j, "seconds", json_real(r->seconds));
-    json_object_set_new(j, "species_above_half_per_window", num(ts_openset_active(r)));
+    json_object_set_new(j, "species_above_half_per_window", ts_json_number(ts_openset_active(r)));
     json_object_set_new(j, "false_detections", json_integer(r->detections));
-    json_object_set_new(j, "false_detections_per_hour", num(ts_openset_per_hour(r)));
+    json_object_set_new(j, "false_detections_per_hour", ts_json_number(ts_openset_per_hour(r)));
     return j;
 }
 
