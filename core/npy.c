@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "birdsong/file.h"
+
 int bs_npy_write_f32(const char *path, const float *data, const size_t *shape, int ndim,
                      bs_error *err) {
     if (ndim < 0 || ndim > 8) return bs_error_set(err, "%s: ndim %d is outside 0..8", path, ndim);
@@ -122,28 +124,10 @@ int bs_npy_parse_f32(const void *buf, size_t n, const char *name, float **data, 
 
 int bs_npy_read_f32(const char *path, float **data, size_t *shape, int *ndim, bs_error *err) {
     *data = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return bs_error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    unsigned char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? 2 * cap : 65536;
-            unsigned char *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return bs_error_set(err, "%s: out of memory", path);
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    int rc = bad ? bs_error_set(err, "%s: read error", path) : bs_npy_parse_f32(buf, n, path, data, shape, ndim, err);
+    unsigned char *buf;
+    size_t n;
+    if (bs_read_file(path, &buf, &n, err) != 0) return -1;
+    int rc = bs_npy_parse_f32(buf, n, path, data, shape, ndim, err);
     free(buf);
     return rc;
 }

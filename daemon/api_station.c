@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "birdsong/audio.h"
+#include "birdsong/file.h"
 #include "birdsong/log.h"
 #include "daemon/api.h"
 #include "daemon/dashboard.h"
@@ -257,37 +258,6 @@ static enum MHD_Result reply_png(struct MHD_Connection *c, unsigned char *png, s
     return ret;
 }
 
-/* Reads a whole file (malloc'd). 0, or -1. */
-static int read_file(const char *path, unsigned char **data, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    unsigned char *b = NULL;
-    size_t n = 0, cap = 0;
-    int oom = 0;
-    for (;;) {
-        if (n == cap) {
-            unsigned char *nb = realloc(b, cap ? 2 * cap : 65536);
-            if (!nb) {
-                oom = 1;
-                break;
-            }
-            b = nb;
-            cap = cap ? 2 * cap : 65536;
-        }
-        size_t k = fread(b + n, 1, cap - n, f);
-        n += k;
-        if (k == 0) break;
-    }
-    int ok = !oom && !ferror(f) && n > 0;
-    fclose(f);
-    if (!ok) {
-        free(b);
-        return -1;
-    }
-    *data = b;
-    *len = n;
-    return 0;
-}
 
 /* 1 when the privacy filter released detection `id` without audio (or it is older than the
  * station's record of those, once the record has wrapped). */
@@ -328,7 +298,12 @@ static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connect
             return bsd_http_error(c, 404, url, "no audio for detection %lld (not saved yet, skipped, or deleted by the quota)",
                                   (long long)d->id);
         snprintf(cache, sizeof cache, "%s/%lld.png", st->clips_dir, (long long)d->id);
-        if (read_file(cache, &png, &len) == 0) return reply_png(c, png, len, etag);
+        bs_error cerr;
+        if (bs_read_file(cache, &png, &len, &cerr) == 0) {
+            if (len > 0) return reply_png(c, png, len, etag);
+            free(png); /* an empty cache file: drawn again */
+            png = NULL;
+        }
         bs_audio a;
         if (bs_audio_read(clip, &a, &err) != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
         int rc = bsd_spectrogram_png(a.samples, a.n_samples, a.sample_rate, &png, &len, &err);

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "birdsong/file.h"
+
 uint64_t ts_fnv1a(uint64_t h, const void *data, size_t n) {
     const unsigned char *p = data;
     for (size_t i = 0; i < n; i++) {
@@ -57,34 +59,6 @@ static int mkdir_p(const char *dir) {
     return 0;
 }
 
-static int read_all(const char *path, unsigned char **data, size_t *size, char *why, size_t why_n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        snprintf(why, why_n, "%s: cannot open: %s", path, strerror(errno));
-        return -1;
-    }
-    size_t cap = 1 << 16, n = 0;
-    unsigned char *buf = ts_xmalloc(cap);
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            buf = ts_xrealloc(buf, cap);
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        snprintf(why, why_n, "%s: read error", path);
-        return -1;
-    }
-    *data = buf;
-    *size = n;
-    return 0;
-}
 
 static const char MAGIC[8] = {'B', 'S', 'F', 'E', 'A', 'T', '1', 0};
 enum { HEADER_BYTES = 36 }; /* magic, u64 n, i32 n_mels, i32 n_frames, f64 duration, i32 rate */
@@ -163,12 +137,12 @@ typedef struct job {
 
 static void one_file(job *jb, bs_melspec *ms, int i) {
     ts_file_features *o = &jb->out[i];
-    char why[BS_ERROR_MSG_MAX];
     unsigned char *bytes = NULL;
     size_t size = 0;
     int hit = 0, miss = 0, wrote = 0;
-    if (read_all(jb->paths[i], &bytes, &size, why, sizeof why) != 0) {
-        o->error = ts_xstrdup(why);
+    bs_error rerr;
+    if (bs_read_file(jb->paths[i], &bytes, &size, &rerr) != 0) {
+        o->error = ts_xstrdup(rerr.msg);
         goto done;
     }
     char file[4200] = "";

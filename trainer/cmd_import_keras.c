@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "birdsong/features.h"
+#include "birdsong/file.h"
 #include "birdsong/model_train.h"
 #include "birdsong/nn_train.h"
 #include "trainer/cli.h"
@@ -161,7 +162,7 @@ int cmd_import_keras(int argc, char **argv) {
     bs_model *m = NULL;
     float *mean = NULL, *sd = NULL;
     json_t *prov = NULL;
-    if (ts_read_whole_file(path, &data, &size, &err) || ts_keras_read_buffer(data, size, path, frames_mels, &kn, &err)) {
+    if (bs_read_file(path, &data, &size, &err) || ts_keras_read_buffer(data, size, path, frames_mels, &kn, &err)) {
         fprintf(stderr, "birdsong import-keras: %s\n", err.msg);
         goto done;
     }

@@ -801,43 +801,7 @@ int ts_keras_read_buffer(const void *data, size_t size, const char *name, int fr
     return rc;
 }
 
-int ts_read_whole_file(const char *path, unsigned char **data, size_t *size, bs_error *err) {
-    *data = NULL;
-    *size = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return bs_error_set(err, "%s: cannot open: %s", path, strerror(errno));
-    size_t cap = 0;
-    for (;;) {
-        if (*size == cap) {
-            cap = cap ? 2 * cap : 1 << 16;
-            unsigned char *nb = cap < (1ull << 32) ? realloc(*data, cap) : NULL;
-            if (!nb) {
-                fclose(f);
-                return bs_error_set(err, "%s: too large or out of memory", path);
-            }
-            *data = nb;
-        }
-        size_t n = fread(*data + *size, 1, cap - *size, f);
-        *size += n;
-        if (n == 0) break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    return bad ? bs_error_set(err, "%s: read error", path) : 0;
-}
 
-int ts_keras_read_file(const char *path, int frames_mels, ts_keras_net *net, bs_error *err) {
-    unsigned char *data;
-    size_t size;
-    memset(net, 0, sizeof *net);
-    if (ts_read_whole_file(path, &data, &size, err)) {
-        free(data);
-        return -1;
-    }
-    int rc = ts_keras_read_buffer(data, size, path, frames_mels, net, err);
-    free(data);
-    return rc;
-}
 
 void ts_keras_free(ts_keras_net *net) {
     free(net->params);

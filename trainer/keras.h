@@ -41,11 +41,7 @@ typedef struct ts_keras_net {
  * ("NAME: layer 3 'lstm' (LSTM) is not supported ..."). ts_keras_free afterwards either way. */
 int ts_keras_read_buffer(const void *data, size_t size, const char *name, int frames_mels,
                          ts_keras_net *net, bs_error *err);
-int ts_keras_read_file(const char *path, int frames_mels, ts_keras_net *net, bs_error *err);
 void ts_keras_free(ts_keras_net *net);
-
-/* The file's bytes (malloc'd). 0, or -1 with err. */
-int ts_read_whole_file(const char *path, unsigned char **data, size_t *size, bs_error *err);
 
 /* mean/std of an .npz written by numpy.savez (arrays "mean" and "std", float32, each a
  * scalar or n_mels values) into mean[n_mels], std[n_mels]. 0, or -1 with err. */
