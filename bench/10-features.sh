@@ -17,7 +17,7 @@ if [ ! -d "$DATA/birds-6sp" ]; then
   exit 0
 fi
 mkdir -p "$BUILD/bench"
-CORE_PKGS="sndfile soxr fftw3f jansson"
+CORE_PKGS="sndfile soxr fftw3f openblas jansson" # as the Makefile's: switches.h reaches the network options
 cc -std=c11 -D_GNU_SOURCE -O2 -Iinclude -o "$BUILD/bench/features_bench" bench/features_bench.c \
   "$BUILD/libbirdsong.a" $(pkg-config --cflags --libs $CORE_PKGS) -lm -lpthread
 mapfile -t FILES < <(find "$DATA/birds-6sp" -name '*.flac' | sort)
