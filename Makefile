@@ -28,8 +28,10 @@ CORE_PKGS   := sndfile soxr fftw3f openblas jansson
 DAEMON_PKGS := portaudio-2.0 libmicrohttpd inih sqlite3 libsystemd jansson alsa
 # the Keras importer (trainer/keras.c): `birdsong` links these, birdsongd never does
 TRAINER_PKGS := hdf5-serial libzip nettle
-# FFmpeg: headers only; daemon/netsource.c loads the libraries when a stream is opened
-AV_PKGS     := libavformat libavcodec libswresample libavutil
+# headers only: the daemon loads these libraries on first use (dlopen), so a station that does
+# not use them does not pay their memory: FFmpeg's when a network stream is opened
+# (daemon/netsource.c), libcurl when a webhook starts (daemon/webhook.c)
+DLOPEN_PKGS := libavformat libavcodec libswresample libavutil libcurl
 TEST_PKGS   := criterion
 
 PKG_CFLAGS = $(shell pkg-config --cflags $(1) 2>/dev/null)
@@ -50,9 +52,9 @@ endif
 # contraction off under -std=c11 but turns it on under -std=gnu11, and clang contracts
 # within expressions by default, so it is stated here rather than left to a default.
 BASE_CFLAGS := -std=c11 -D_GNU_SOURCE -ffp-contract=off -g $(WARN) -Iinclude -Icore -I. -MMD -MP
-CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS) $(TRAINER_PKGS)) $(CFLAGS)
+CFLAGS_ALL   = $(BASE_CFLAGS) $(OPT) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(DLOPEN_PKGS) $(TRAINER_PKGS)) $(CFLAGS)
 SAN_FLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS) $(TRAINER_PKGS) $(TEST_PKGS)) $(CFLAGS)
+CFLAGS_SAN   = $(BASE_CFLAGS) -O1 $(SAN_FLAGS) $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(DLOPEN_PKGS) $(TRAINER_PKGS) $(TEST_PKGS)) $(CFLAGS)
 
 CORE_LIBS    = $(call PKG_LIBS,$(CORE_PKGS)) -lm -lpthread
 DAEMON_LIBS  = $(call PKG_LIBS,$(DAEMON_PKGS)) $(CORE_LIBS) -ldl
@@ -141,7 +143,7 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(DAEMON_SRC)
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(AV_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
+	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(DLOPEN_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
 
 # the Keras importer's readers (trainer side): core + trainer/keras.c, libhdf5 and libzip
 $(BUILD)/fuzz/fuzz_keras_%: tests/fuzz/fuzz_keras_%.c $(CORE_SRC) trainer/keras.c

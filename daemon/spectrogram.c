@@ -215,6 +215,21 @@ void bsd_audio_history_free(bsd_audio_history *h) {
     pthread_mutex_destroy(&h->lock);
 }
 
+/* Full scale as libsndfile writes 16-bit PCM from floats (x 0x7FFF), so the history and a
+ * clip of the same audio hold the same numbers. */
+#define HISTORY_SCALE 32767.0f
+
+static void to_pcm16(int16_t *o, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i] * HISTORY_SCALE;
+        o[i] = isnan(v) ? 0 : v >= HISTORY_SCALE ? 32767 : v <= -HISTORY_SCALE ? -32767 : (int16_t)lrintf(v);
+    }
+}
+
+static void from_pcm16(float *o, const int16_t *x, size_t n) {
+    for (size_t i = 0; i < n; i++) o[i] = (float)x[i] / HISTORY_SCALE;
+}
+
 void bsd_audio_history_feed(bsd_audio_history *h, const float *x, size_t n, double t_end) {
     if (!h->buf) return;
     pthread_mutex_lock(&h->lock);
@@ -225,8 +240,8 @@ void bsd_audio_history_feed(bsd_audio_history *h, const float *x, size_t n, doub
         n = h->cap;
     }
     size_t first = h->cap - h->pos < n ? h->cap - h->pos : n;
-    memcpy(h->buf + h->pos, x, first * sizeof *x);
-    memcpy(h->buf, x + first, (n - first) * sizeof *x);
+    to_pcm16(h->buf + h->pos, x, first);
+    to_pcm16(h->buf, x + first, n - first);
     h->pos = (h->pos + n) % h->cap;
     h->fill = h->fill + n < h->cap ? h->fill + n : h->cap;
     h->t_end = t_end;
@@ -249,8 +264,8 @@ int bsd_audio_history_copy(bsd_audio_history *h, double t0, double t1, float **o
     if (o) {
         size_t from = (h->pos + h->cap - h->fill + skip) % h->cap;
         size_t first = h->cap - from < k ? h->cap - from : k;
-        memcpy(o, h->buf + from, first * sizeof *o);
-        memcpy(o + first, h->buf, (k - first) * sizeof *o);
+        from_pcm16(o, h->buf + from, first);
+        from_pcm16(o + first, h->buf, k - first);
     }
     pthread_mutex_unlock(&h->lock);
     if (!o) return -1;

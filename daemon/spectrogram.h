@@ -10,6 +10,7 @@
 #define BIRDSONG_DAEMON_SPECTROGRAM_H
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stddef.h>
 
 #include "birdsong/error.h"
@@ -30,10 +31,12 @@ void bsd_viridis(double v, unsigned char rgb[3]);
 
 /* The last `seconds` of the audio the worker analyses (a ring, preallocated), with the
  * capture time of its last sample. Fed on the worker thread (allocates nothing), read by
- * the HTTP threads under its lock. A jump in the capture clock (a gap) empties it. */
+ * the HTTP threads under its lock. A jump in the capture clock (a gap) empties it.
+ * Held as 16-bit PCM, the precision of the clips (FLAC, 16 bit): half the memory of
+ * floats (120 s at 22050 Hz: 5.3 MB, not 10.6); samples beyond full scale are clipped. */
 typedef struct bsd_audio_history {
     pthread_mutex_t lock;
-    float *buf;
+    int16_t *buf;
     size_t cap;        /* samples */
     size_t fill;       /* samples held (<= cap) */
     size_t pos;        /* next write */
@@ -44,8 +47,8 @@ typedef struct bsd_audio_history {
 int bsd_audio_history_init(bsd_audio_history *h, int rate, double seconds);
 void bsd_audio_history_free(bsd_audio_history *h);
 void bsd_audio_history_feed(bsd_audio_history *h, const float *x, size_t n, double t_end);
-/* The audio between unix times t0 and t1 (malloc'd, *n samples), or -1 when the history
- * does not hold all of it. */
+/* The audio between unix times t0 and t1 (malloc'd, *n samples, back in [-1, 1]), or -1
+ * when the history does not hold all of it. */
 int bsd_audio_history_copy(bsd_audio_history *h, double t0, double t1, float **out, size_t *n);
 
 #endif

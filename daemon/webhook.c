@@ -2,9 +2,9 @@
 
 #include <ctype.h>
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <nettle/hmac.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,16 +40,52 @@ struct bsd_webhooks {
     bsd_webhook_stats stats;
 };
 
+/* libcurl is loaded when the first webhook starts (dlopen), not linked: with its TLS, LDAP,
+ * Kerberos, SSH and SASL libraries it costs some 3 MB of resident memory that a station
+ * without webhooks should not pay. Its soname is the one built against (Debian: libcurl4).
+ * The macros curl.h wraps some calls in are bypassed: the calls go through cu.f for curl_f. */
+#define CURL_FUNCS(X)                                                                                      \
+    X(global_init) X(easy_init) X(easy_setopt) X(easy_perform) X(easy_getinfo) X(easy_cleanup)            \
+    X(easy_strerror) X(slist_append) X(slist_free_all)
+static struct {
+#define CURL_DECL(f) __typeof__(&curl_##f) f;
+    CURL_FUNCS(CURL_DECL)
+#undef CURL_DECL
+} cu;
+static const char *const curl_libs[] = {"libcurl.so.4", "libcurl-gnutls.so.4"};
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static void curl_init(void) { curl_global_init(CURL_GLOBAL_DEFAULT); }
+static char curl_error[300]; /* "" when loaded */
+
+static void curl_load(void) {
+    void *h = NULL;
+    for (size_t i = 0; !h && i < sizeof curl_libs / sizeof curl_libs[0]; i++)
+        h = dlopen(curl_libs[i], RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+        snprintf(curl_error, sizeof curl_error, "webhooks need libcurl (Debian: apt install libcurl4): %s",
+                 dlerror());
+        return;
+    }
+    void *p;
+#define CURL_RESOLVE(f)                                                                                    \
+    if (!(p = dlsym(h, "curl_" #f))) {                                                                     \
+        snprintf(curl_error, sizeof curl_error, "the libcurl found lacks curl_%s", #f);                    \
+        return;                                                                                            \
+    }                                                                                                      \
+    memcpy(&cu.f, &p, sizeof p);
+    CURL_FUNCS(CURL_RESOLVE)
+#undef CURL_RESOLVE
+    if (cu.global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        snprintf(curl_error, sizeof curl_error, "libcurl failed to initialise (curl_global_init)");
+}
 
 void bsd_webhook_signature(const char *secret, const char *body, size_t len, char out[72]) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)body, len, mac, &n);
+    struct hmac_sha256_ctx ctx;
+    uint8_t mac[SHA256_DIGEST_SIZE];
+    hmac_sha256_set_key(&ctx, strlen(secret), (const uint8_t *)secret);
+    hmac_sha256_update(&ctx, len, (const uint8_t *)body);
+    hmac_sha256_digest(&ctx, sizeof mac, mac);
     memcpy(out, "sha256=", 7);
-    for (unsigned i = 0; i < n && i < 32; i++) snprintf(out + 7 + 2 * i, 3, "%02x", mac[i]);
-    out[7 + 2 * (n < 32 ? n : 32)] = '\0';
+    for (unsigned i = 0; i < sizeof mac; i++) snprintf(out + 7 + 2 * i, 3, "%02x", mac[i]);
 }
 
 static size_t discard(char *p, size_t size, size_t n, void *user) {
@@ -60,38 +96,38 @@ static size_t discard(char *p, size_t size, size_t n, void *user) {
 /* One POST of s->body; 1 when answered 2xx, else 0 with why. */
 static int post(sender *s, size_t len, char *why, size_t why_size) {
     bsd_webhooks *w = s->w;
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    h = curl_slist_append(h, "User-Agent: birdsongd/" BIRDSONG_VERSION);
+    struct curl_slist *h = cu.slist_append(NULL, "Content-Type: application/json");
+    h = cu.slist_append(h, "User-Agent: birdsongd/" BIRDSONG_VERSION);
     char line[600];
     if (w->token[0]) {
         snprintf(line, sizeof line, "Authorization: Bearer %s", w->token);
-        h = curl_slist_append(h, line);
+        h = cu.slist_append(h, line);
     }
     if (w->secret[0]) {
         char sig[72];
         bsd_webhook_signature(w->secret, s->body, len, sig);
         snprintf(line, sizeof line, "X-Birdsong-Signature: %s", sig);
-        h = curl_slist_append(h, line);
+        h = cu.slist_append(h, line);
     }
     char err[CURL_ERROR_SIZE] = "";
     CURL *c = s->curl;
-    curl_easy_setopt(c, CURLOPT_URL, s->url);
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, s->body);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(w->cfg.timeout_seconds * 1000.0));
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, err);
-    CURLcode rc = h ? curl_easy_perform(c) : CURLE_OUT_OF_MEMORY;
+    cu.easy_setopt(c, CURLOPT_URL, s->url);
+    cu.easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    cu.easy_setopt(c, CURLOPT_POSTFIELDS, s->body);
+    cu.easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)len);
+    cu.easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    cu.easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)(w->cfg.timeout_seconds * 1000.0));
+    cu.easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    cu.easy_setopt(c, CURLOPT_WRITEFUNCTION, discard);
+    cu.easy_setopt(c, CURLOPT_ERRORBUFFER, err);
+    CURLcode rc = h ? cu.easy_perform(c) : CURLE_OUT_OF_MEMORY;
     long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
-    curl_slist_free_all(h);
+    cu.easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    cu.easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+    cu.easy_setopt(c, CURLOPT_ERRORBUFFER, NULL);
+    cu.slist_free_all(h);
     if (rc != CURLE_OK) {
-        snprintf(why, why_size, "%s", err[0] ? err : curl_easy_strerror(rc));
+        snprintf(why, why_size, "%s", err[0] ? err : cu.easy_strerror(rc));
         return 0;
     }
     if (status < 200 || status > 299) {
@@ -175,7 +211,11 @@ bsd_webhooks *bsd_webhooks_start(const bsd_webhook_config *cfg, bs_error *err) {
     snprintf(w->secret, sizeof w->secret, "%s", cfg->secret ? cfg->secret : "");
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
-    pthread_once(&curl_once, curl_init);
+    pthread_once(&curl_once, curl_load);
+    if (curl_error[0]) {
+        bs_error_set(err, "directive 'webhook_url': %s", curl_error);
+        goto fail;
+    }
 
     const char *p = cfg->urls ? cfg->urls : "";
     while (*p) {
@@ -201,7 +241,7 @@ bsd_webhooks *bsd_webhooks_start(const bsd_webhook_config *cfg, bs_error *err) {
         s->slots = malloc((size_t)w->cfg.queue * w->cfg.max_payload);
         s->lens = calloc((size_t)w->cfg.queue, sizeof *s->lens);
         s->body = malloc(w->cfg.max_payload);
-        s->curl = curl_easy_init();
+        s->curl = cu.easy_init();
         if (!s->slots || !s->lens || !s->body || !s->curl) {
             bs_error_set(err, "webhooks: out of memory for %d queued payloads", w->cfg.queue);
             goto fail;
@@ -252,7 +292,7 @@ void bsd_webhooks_stop(bsd_webhooks *w, int timeout_ms) {
         if (s->tail != s->head)
             bs_log_warn("webhook %d: %s: %llu detection(s) not delivered at shutdown", i, s->url,
                         (unsigned long long)(s->tail - s->head));
-        if (s->curl) curl_easy_cleanup(s->curl);
+        if (s->curl) cu.easy_cleanup(s->curl);
         free(s->slots);
         free(s->lens);
         free(s->body);

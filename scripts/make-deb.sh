@@ -86,11 +86,15 @@ DEPENDS=${deps#shlibs:Depends=}
 [ -n "$DEPENDS" ] && [ "$DEPENDS" != "$deps" ] || { echo "make-deb: dpkg-shlibdeps gave no Depends: $deps" >&2; exit 1; }
 # deb-systemd-helper and deb-systemd-invoke, called by the maintainer scripts
 DEPENDS="$DEPENDS, init-system-helpers (>= 1.52)"
-# FFmpeg's libraries are loaded only for network sources (daemon/netsource.c, dlopen): the
-# sonames the daemon asks for, as Debian packages (libavformat.so.59 -> libavformat59)
-RECOMMENDS=$(strings "$R/usr/bin/birdsongd" | sed -n -E 's/^(lib(avformat|avcodec|swresample|avutil))\.so\.([0-9]+)$/\1\3/p' |
+# FFmpeg's libraries are loaded only for network sources (daemon/netsource.c), libcurl only for
+# webhooks (daemon/webhook.c), with dlopen: the sonames the daemon asks for, as Debian packages
+# (libavformat.so.59 -> libavformat59, libcurl.so.4 -> libcurl4)
+RECOMMENDS=$(strings "$R/usr/bin/birdsongd" | sed -n -E 's/^.*\<(lib(avformat|avcodec|swresample|avutil|curl))\.so\.([0-9]+)$/\1\3/p' |
   sort -u | paste -sd, - | sed 's/,/, /g')
-[ -n "$RECOMMENDS" ] || { echo "make-deb: found no FFmpeg sonames in birdsongd" >&2; exit 1; }
+case "$RECOMMENDS" in
+  *libavformat*libcurl*|*libcurl*libavformat*) ;;
+  *) echo "make-deb: found no FFmpeg or libcurl soname in birdsongd: '$RECOMMENDS'" >&2; exit 1 ;;
+esac
 
 SIZE=$(du -sk --exclude=DEBIAN "$R" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@SIZE@|$SIZE|" -e "s|@DEPENDS@|$DEPENDS|" \

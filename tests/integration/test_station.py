@@ -912,6 +912,16 @@ def test_webhooks_deliver_each_detection_once_signed_and_retry_a_failing_receive
         assert d2.stop() == 0
 
 
+def test_birdsongd_loads_libcurl_and_ffmpeg_only_when_used():
+    # webhooks and network sources load their libraries with dlopen (their memory is paid only
+    # by stations that use them); the test above shows the webhooks work when loaded
+    r = subprocess.run(["readelf", "-d", DAEMON], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    needed = [l for l in r.stdout.splitlines() if "NEEDED" in l]
+    linked = [l for l in needed if any(k in l for k in ("libcurl", "libssl", "libcrypto.", "libavformat", "libavcodec"))]
+    assert needed and not linked, linked
+
+
 def test_a_dead_webhook_never_blocks_the_worker_and_drops_are_counted(model, state):
     dead = "http://127.0.0.1:%d/hook" % free_port()  # nobody listens
     d = Daemon(model, state, *DETECT, "webhook_url=" + dead, "webhook_queue=2", "webhook_retries=1000",

@@ -63,21 +63,38 @@ Test(spectrogram, history_gives_back_what_it_holds_and_forgets_across_a_gap) {
     cr_assert_eq(bsd_audio_history_init(&h, 1000, 2.0), 0);
     float x[500];
     for (int b = 0; b < 6; b++) { /* 3 s of a ramp, 0.5 s blocks ending at 100.5, 101, ... */
-        for (int i = 0; i < 500; i++) x[i] = (float)(b * 500 + i);
+        for (int i = 0; i < 500; i++) x[i] = (float)(b * 500 + i) / 4096.0f - 0.5f;
         bsd_audio_history_feed(&h, x, 500, 100.0 + 0.5 * (b + 1));
     }
     float *o;
     size_t n;
     cr_assert_eq(bsd_audio_history_copy(&h, 101.5, 102.5, &o, &n), 0);
     cr_assert_eq(n, 1000u);
-    cr_assert_float_eq(o[0], 1500.0f, 0);
-    cr_assert_float_eq(o[999], 2499.0f, 0);
+    for (size_t i = 0; i < n; i++) /* 16-bit PCM: within half a step of what was fed */
+        cr_assert_float_eq(o[i], (float)(1500 + i) / 4096.0f - 0.5f, 0.5f / 32767 + 1e-7f, "sample %zu", i);
     free(o);
     cr_assert_eq(bsd_audio_history_copy(&h, 100.5, 101.5, &o, &n), -1, "older than the history");
     cr_assert_eq(bsd_audio_history_copy(&h, 102.5, 103.5, &o, &n), -1, "not heard yet");
     bsd_audio_history_feed(&h, x, 500, 110.0); /* a gap */
     cr_assert_eq(bsd_audio_history_copy(&h, 102.0, 103.0, &o, &n), -1);
     cr_assert_eq(bsd_audio_history_copy(&h, 109.5, 110.0, &o, &n), 0);
+    free(o);
+    bsd_audio_history_free(&h);
+}
+
+Test(spectrogram, history_clips_beyond_full_scale_and_holds_no_nan) {
+    bsd_audio_history h;
+    cr_assert_eq(bsd_audio_history_init(&h, 1000, 1.0), 0);
+    float x[4] = {1.5f, -2.0f, NAN, 0.25f};
+    bsd_audio_history_feed(&h, x, 4, 50.004);
+    float *o;
+    size_t n;
+    cr_assert_eq(bsd_audio_history_copy(&h, 50.0, 50.004, &o, &n), 0);
+    cr_assert_eq(n, 4u);
+    cr_assert_float_eq(o[0], 1.0f, 1e-7f);
+    cr_assert_float_eq(o[1], -1.0f, 1e-7f);
+    cr_assert_float_eq(o[2], 0.0f, 0);
+    cr_assert_float_eq(o[3], 0.25f, 0.5f / 32767);
     free(o);
     bsd_audio_history_free(&h);
 }
