@@ -269,7 +269,8 @@ static int plan_conv(bs_net *net, int i, layer *l, const bs_layer_spec *s, int c
                                            c > s->filters ? c : s->filters, h, w, s->kh);
         if (xs > z->wino_x) z->wino_x = xs;
         if (!net->infer_only && !z->no_wino_bwd) {
-            int g = (int)(WINO_TRAIN_ROWS / T);
+            int rows = g_net_options.winograd_train_rows > 0 ? g_net_options.winograd_train_rows : WINO_TRAIN_ROWS;
+            int g = (int)((size_t)rows / T);
             if (g < 1) g = 1;
             if (g > net->max_batch) g = net->max_batch;
             l->wino_g = g;

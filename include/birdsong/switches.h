@@ -7,11 +7,13 @@
  *   BIRDSONG_NO_AVX512=1             at most the log-mel's AVX2 body
  *   BIRDSONG_NN_WINOGRAD=0           no Winograd convolutions (bs_net_options)
  *   BIRDSONG_NN_WINOGRAD_BACKWARD=0  no Winograd in the training backward
+ *   BIRDSONG_NN_WINOGRAD_ROWS=N      training Winograd GEMMs of about N tile rows (16 to 65536)
  *
  * A NO_ switch is on when set to anything but "" or "0"; the WINOGRAD ones are off at "0". */
 #ifndef BIRDSONG_SWITCHES_H
 #define BIRDSONG_SWITCHES_H
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +34,15 @@ static inline void bs_switches_from_env(void) {
     bs_melspec_set_default_options(&mo);
     bs_net_options no = {.no_winograd = bs_switch_is("BIRDSONG_NN_WINOGRAD", 1),
                          .no_winograd_backward = bs_switch_is("BIRDSONG_NN_WINOGRAD_BACKWARD", 1)};
+    const char *rows = getenv("BIRDSONG_NN_WINOGRAD_ROWS");
+    if (rows && *rows) {
+        char *end;
+        long v = strtol(rows, &end, 10);
+        if (*end == '\0' && v >= 16 && v <= 65536)
+            no.winograd_train_rows = (int)v;
+        else
+            fprintf(stderr, "BIRDSONG_NN_WINOGRAD_ROWS='%s' ignored: expected 16 to 65536\n", rows);
+    }
     bs_net_set_default_options(&no);
 }
 
