@@ -696,13 +696,13 @@ static inline void at4(float *restrict o0, float *restrict o1, const float *cons
 /* V[e][t][c] = (B^T d B)[e] for every tile t; xt (H, W, C) transposed input; tmp n*n*C */
 BS_SIMD_CLONES
 static void wino_input(float *restrict V, const float *restrict xt, float *restrict tmp,
-                       const float *restrict zero, int n, int C, int H, int W, int TH,
+                       const float *restrict zero, int n, int C, int H, int W, int ty0, int ty1,
                        int TW, size_t T, size_t t_off) {
     const int p = (n - 2) / 2;
     const float *d[6];
     float *o[6];
     const float *ti[6];
-    for (int ty = 0; ty < TH; ty++)
+    for (int ty = ty0; ty < ty1; ty++)
         for (int tx = 0; tx < TW; tx++) {
             for (int a = 0; a < n; a++) { /* tmp[a][b] = (d B)[a][b]: rows of the tile */
                 int yy = 2 * ty - p + a;
@@ -717,7 +717,7 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
                 else
                     bt4(o, d, C);
             }
-            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)(ty - ty0) * TW + tx;
             for (int b = 0; b < n; b++) { /* V[.][b] = B^T tmp[.][b]: columns */
                 for (int a = 0; a < n; a++) {
                     ti[a] = tmp + (size_t)(a * n + b) * C;
@@ -731,17 +731,18 @@ static void wino_input(float *restrict V, const float *restrict xt, float *restr
         }
 }
 
-/* yt (H, W, OC) = A^T m A + bias (relu) per tile; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats.
- * Channel-last so that every store is a contiguous run (the caller transposes). */
+/* yt (rows, W, OC) = A^T m A + bias (relu) per tile of tile rows [ty0, ty1), yt's first row
+ * being image row 2*ty0; M[e] is (T, OC); tmp 2*n*OC + 4*OC floats. Channel-last so that
+ * every store is a contiguous run (the caller transposes). */
 BS_SIMD_CLONES
 static void wino_output(float *restrict yt, const float *restrict M, float *restrict tmp,
-                        int n, const float *restrict bias, int OC, int H, int W, int TH, int TW,
-                        int fuse_relu, size_t T, size_t t_off) {
+                        int n, const float *restrict bias, int OC, int H, int W, int ty0, int ty1,
+                        int TW, int fuse_relu, size_t T, size_t t_off) {
     float *restrict q = tmp + (size_t)2 * n * OC; /* 4 outputs: q[(i*2+j)*OC] */
     const float *mi[6], *ti[6];
-    for (int ty = 0; ty < TH; ty++)
+    for (int ty = ty0; ty < ty1; ty++)
         for (int tx = 0; tx < TW; tx++) {
-            const size_t t_idx = t_off + (size_t)ty * TW + tx;
+            const size_t t_idx = t_off + (size_t)(ty - ty0) * TW + tx;
             for (int b = 0; b < n; b++) { /* tmp[i][b] = A^T m[.][b] */
                 for (int k = 0; k < n; k++) mi[k] = M + ((size_t)(k * n + b) * T + t_idx) * OC;
                 if (n == 6)
@@ -763,7 +764,7 @@ static void wino_output(float *restrict yt, const float *restrict M, float *rest
                     int xx = 2 * tx + j;
                     if (xx >= W) break;
                     const float *restrict qq = q + (size_t)(i * 2 + j) * OC;
-                    float *restrict yp = yt + ((size_t)yy * W + xx) * OC;
+                    float *restrict yp = yt + ((size_t)(yy - 2 * ty0) * W + xx) * OC;
                     if (fuse_relu)
                         for (int o = 0; o < OC; o++) {
                             float v = qq[o] + bias[o];
@@ -777,38 +778,68 @@ static void wino_output(float *restrict yt, const float *restrict M, float *rest
 }
 
 static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW);
-static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW);
+static void from_hwc(float *restrict x, size_t ldx, const float *restrict xt, int C, size_t HW);
+
+/* One image in passes of TR tile rows: V and M hold one pass, yt (2 TR, W, OC) its output
+ * rows, so the scratch does not grow with the image (inference: the daemon's memory). */
+static void winograd_forward_rows(float *out, const float *inp, const float *U, const float *b,
+                                  float *V, float *M, float *xt, float *zero, float *tmp, float *yt,
+                                  int IC, int OC, int H, int W, int r, int fuse_relu, int TR) {
+    const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2;
+    const size_t HW = (size_t)H * W;
+    to_hwc(xt, inp, IC, HW);
+    for (int ty0 = 0; ty0 < TH; ty0 += TR) {
+        const int ty1 = ty0 + TR < TH ? ty0 + TR : TH;
+        const size_t TT = (size_t)(ty1 - ty0) * TW;
+        wino_input(V, xt, tmp, zero, n, IC, H, W, ty0, ty1, TW, TT, 0);
+        for (int e = 0; e < n * n; e++) /* M[e] (TT, OC) = V[e] (TT, IC) @ U[e]^T (IC, OC) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TT, OC, IC, 1.0f,
+                        V + (size_t)e * TT * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
+                        M + (size_t)e * TT * OC, OC);
+        wino_output(yt, M, tmp, n, b, OC, H, W, ty0, ty1, TW, fuse_relu, TT, 0);
+        const int y0 = 2 * ty0, y1 = 2 * ty1 < H ? 2 * ty1 : H;
+        from_hwc(out + (size_t)y0 * W, HW, yt, OC, (size_t)(y1 - y0) * W);
+    }
+}
 
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
                              float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
-                             int W, int r, int fuse_relu) {
+                             int W, int r, int fuse_relu, int TR) {
     const int n = r + 1, TH = (H + 1) / 2, TW = (W + 1) / 2, T = TH * TW;
     const int CM = IC > OC ? IC : OC;
     const size_t HW = (size_t)H * W;
     float *xt = X, *zero = X + (size_t)CM * H * W, *tmp = zero + CM;
     for (int c = 0; c < CM; c++) zero[c] = 0.0f;
+    if (TR > 0 && TR < TH) {
+        float *yt = tmp + (size_t)(n * n + 4) * CM;
+        for (int s = 0; s < B; s++)
+            winograd_forward_rows(out + (size_t)s * OC * HW, inp + (size_t)s * IC * HW, U, b, V, M, xt,
+                                  zero, tmp, yt, IC, OC, H, W, r, fuse_relu, TR);
+        return;
+    }
     if (G < 1) G = 1;
     for (int g0 = 0; g0 < B; g0 += G) {
         const int gn = g0 + G <= B ? G : B - g0;
         const size_t TT = (size_t)gn * T;
         for (int s = 0; s < gn; s++) {
             to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
-            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, 0, TH, TW, TT, (size_t)s * T);
         }
         for (int e = 0; e < n * n; e++) /* M[e] (TT, OC) = V[e] (TT, IC) @ U[e]^T (IC, OC) */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)TT, OC, IC, 1.0f,
                         V + (size_t)e * TT * IC, IC, U + (size_t)e * OC * IC, IC, 0.0f,
                         M + (size_t)e * TT * OC, OC);
         for (int s = 0; s < gn; s++) { /* xt is free once the group's inputs are in V */
-            wino_output(xt, M, tmp, n, b, OC, H, W, TH, TW, fuse_relu, TT, (size_t)s * T);
-            from_hwc(out + (size_t)(g0 + s) * OC * HW, xt, OC, HW);
+            wino_output(xt, M, tmp, n, b, OC, H, W, 0, TH, TW, fuse_relu, TT, (size_t)s * T);
+            from_hwc(out + (size_t)(g0 + s) * OC * HW, HW, xt, OC, HW);
         }
     }
 }
 
-size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r) {
+size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r, int TR) {
     size_t cm = (size_t)(IC > OC ? IC : OC);
-    return cm * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm;
+    size_t rows = TR > 0 && TR < (H + 1) / 2 ? (size_t)2 * TR * W * OC : 0; /* yt of a pass */
+    return cm * H * W + ((size_t)(r + 1) * (r + 1) + 5) * cm + rows;
 }
 
 /* ---- Winograd backward (training) ----------------------------------------------------------
@@ -860,13 +891,13 @@ static void to_hwc(float *restrict xt, const float *restrict x, int C, size_t HW
         }
 }
 
-/* x (C, HW) = xt (HW, C) */
-static void from_hwc(float *restrict x, const float *restrict xt, int C, size_t HW) {
+/* x (C, HW) = xt (HW, C), x's channels ldx apart (ldx = HW for a whole image) */
+static void from_hwc(float *restrict x, size_t ldx, const float *restrict xt, int C, size_t HW) {
     for (size_t q0 = 0; q0 < HW; q0 += 64)
         for (int c0 = 0; c0 < C; c0 += 16) {
             int c1 = c0 + 16 < C ? c0 + 16 : C;
             size_t q1 = q0 + 64 < HW ? q0 + 64 : HW;
-            transpose_block(x + (size_t)c0 * HW + q0, HW, xt + q0 * C + c0, (size_t)C,
+            transpose_block(x + (size_t)c0 * ldx + q0, ldx, xt + q0 * C + c0, (size_t)C,
                             (int)(q1 - q0), c1 - c0);
         }
 }
@@ -1048,7 +1079,7 @@ void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *do
         const size_t TT = (size_t)gn * T;
         for (int s = 0; s < gn; s++) {
             to_hwc(xt, inp + (size_t)(g0 + s) * IC * HW, IC, HW);
-            wino_input(V, xt, tmp, zero, n, IC, H, W, TH, TW, TT, (size_t)s * T);
+            wino_input(V, xt, tmp, zero, n, IC, H, W, 0, TH, TW, TT, (size_t)s * T);
             to_hwc(xt, dout + (size_t)(g0 + s) * OC * HW, OC, HW);
             wino_output_adjoint(M, xt, tmp, zero, n, OC, H, W, TH, TW, TT, (size_t)s * T);
         }
@@ -1064,7 +1095,7 @@ void conv2d_winograd_backward(float *dinp, float *dU, float *db, const float *do
         for (int s = 0; s < gn; s++) {
             memset(xt, 0, sizeof(float) * (size_t)IC * HW);
             wino_input_adjoint(xt, V, tmp, trash, n, IC, H, W, TH, TW, TT, (size_t)s * T);
-            from_hwc(dinp + (size_t)(g0 + s) * IC * HW, xt, IC, HW);
+            from_hwc(dinp + (size_t)(g0 + s) * IC * HW, HW, xt, IC, HW);
         }
     }
 }

@@ -34,11 +34,13 @@ void winograd_matrices(int r, float *AT, float *G, float *BT);
 void winograd_weights(float *U, const float *w, int OC, int IC, int r);
 /* Same result as conv2d_forward (up to rounding) from U, the GEMMs over G images at a time;
  * scratch: V n*n*IC*T*G, M n*n*OC*T*G, X conv2d_winograd_x_size floats,
- * T = ceil(H/2)*ceil(W/2). */
+ * T = ceil(H/2)*ceil(W/2). With 0 < TR < ceil(H/2), one image at a time in passes of TR
+ * tile rows instead (G ignored): V and M then hold n*n*IC*TR*ceil(W/2) and
+ * n*n*OC*TR*ceil(W/2) floats, whatever H (inference nets, to keep their memory small). */
 void conv2d_winograd_forward(float *out, const float *inp, const float *U, const float *b,
                              float *V, float *M, float *X, int B, int G, int IC, int OC, int H,
-                             int W, int r, int fuse_relu);
-size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r);
+                             int W, int r, int fuse_relu, int TR);
+size_t conv2d_winograd_x_size(int IC, int OC, int H, int W, int r, int TR);
 /* Backward of conv2d_winograd_forward (training), from the same U and the forward's input:
  * dU (n*n, OC, IC) +=, db (OC) +=, dinp (B, IC, H, W) = (NULL to skip). The GEMMs take G
  * images at a time; scratch: V, M n*n*max(IC, OC)*G*T floats each, X

@@ -19,6 +19,9 @@
 #define CONV_BLOCK_COLS 1024
 /* Winograd in training: GEMMs over groups of images with about this many tiles (rows) */
 #define WINO_TRAIN_ROWS 384
+/* Winograd in inference: passes of whole tile rows with V and M under about this many floats
+ * each (2 MB), so a daemon's scratch does not grow with the input (convnet1: 6.5 MB each) */
+#define WINO_INFER_FLOATS (512 * 1024)
 
 typedef struct layer {
     bs_layer_spec s;
@@ -36,6 +39,7 @@ typedef struct layer {
     int wino_r;         /* conv2d: kernel size when inference uses Winograd F(2x2, r x r), else 0 */
     float *wino_U;      /* (n*n, OC, IC) transformed weights */
     int wino_g;         /* training: images per Winograd GEMM; 0: im2col backward */
+    int wino_tr;        /* inference: tile rows per Winograd pass (0: the whole image at once) */
     int strided;        /* conv2d/pools: the general geometry g (strides, TF padding) */
     conv_geom g;
 } layer;
@@ -258,15 +262,21 @@ static int plan_conv(bs_net *net, int i, layer *l, const bs_layer_spec *s, int c
     if (l->block_rows > h) l->block_rows = h;
     /* Winograd for inference where it pays: 3x3 and 5x5 with enough input channels */
     if (s->kh == s->kw && (s->kh == 3 || s->kh == 5) && c >= 8 && !z->no_wino) {
-        int n = s->kh + 1;
-        size_t T = (size_t)((h + 1) / 2) * ((w + 1) / 2);
-        size_t vm = (size_t)n * n * (c > s->filters ? c : s->filters) * T;
+        int n = s->kh + 1, TH = (h + 1) / 2, TW = (w + 1) / 2;
+        size_t T = (size_t)TH * TW;
+        size_t per_row = (size_t)n * n * (c > s->filters ? c : s->filters) * TW;
+        if (net->infer_only && per_row * TH > WINO_INFER_FLOATS) { /* passes of equal size */
+            size_t most = WINO_INFER_FLOATS / per_row > 0 ? WINO_INFER_FLOATS / per_row : 1;
+            int passes = (int)((TH + most - 1) / most);
+            l->wino_tr = (TH + passes - 1) / passes;
+        }
+        size_t vm = per_row * (l->wino_tr ? (size_t)l->wino_tr : (size_t)TH);
         l->wino_r = s->kh;
         z->wino_u += (size_t)n * n * s->filters * c;
         if (vm > z->wino_v) z->wino_v = vm;
         if (vm > z->wino_m) z->wino_m = vm;
         size_t xs = conv2d_winograd_x_size(c > s->filters ? c : s->filters,
-                                           c > s->filters ? c : s->filters, h, w, s->kh);
+                                           c > s->filters ? c : s->filters, h, w, s->kh, l->wino_tr);
         if (xs > z->wino_x) z->wino_x = xs;
         if (!net->infer_only && !z->no_wino_bwd) {
             int rows = g_net_options.winograd_train_rows > 0 ? g_net_options.winograd_train_rows : WINO_TRAIN_ROWS;
@@ -715,7 +725,7 @@ const float *bs_net_forward(bs_net *net, const float *x, int batch, int training
             else if (l->wino_r)
                 conv2d_winograd_forward(out, in, l->wino_U, Bv, net->wino_V, net->wino_M,
                                         net->wino_X, B, training && l->wino_g ? l->wino_g : 1,
-                                        l->ic, l->oc, l->ih, l->iw, l->wino_r, relu);
+                                        l->ic, l->oc, l->ih, l->iw, l->wino_r, relu, l->wino_tr);
             else
                 conv2d_forward(out, in, W, Bv, net->col, B, l->ic, l->oc, l->ih, l->iw, l->s.kh,
                                l->s.kw, l->block_rows, relu);
