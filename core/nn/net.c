@@ -17,8 +17,10 @@
 /* conv2d forward works on blocks of about this many output pixels (im2col columns): big
  * enough for sgemm to run at full speed, small enough to keep the im2col block in cache */
 #define CONV_BLOCK_COLS 1024
-/* Winograd in training: GEMMs over groups of images with about this many tiles (rows) */
-#define WINO_TRAIN_ROWS 384
+/* Winograd in training: GEMMs over groups of images with about this many tiles (rows); 96,
+ * not 384: the same speed at one thread, and two replicas' scratch side by side no longer
+ * costs extra CPU (docs/training-at-scale.md) */
+#define WINO_TRAIN_ROWS 96
 /* Winograd in inference: passes of whole tile rows with V and M under about this many floats
  * each (2 MB), so a daemon's scratch does not grow with the input (convnet1: 6.5 MB each) */
 #define WINO_INFER_FLOATS (512 * 1024)

@@ -110,7 +110,7 @@ typedef struct bs_net_options {
     int no_winograd;          /* im2col + sgemm for every convolution (A/B runs, tests) */
     int no_winograd_backward; /* Winograd at inference only, im2col in the training backward */
     int winograd_train_rows;  /* training: Winograd GEMMs over groups of images of about this
-                                 many 2x2 tiles (rows); 0: the default, 384 */
+                                 many 2x2 tiles (rows); 0: the default, 96 */
 } bs_net_options;
 void bs_net_set_default_options(const bs_net_options *opt);
 bs_net_options bs_net_default_options(void);
