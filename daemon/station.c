@@ -216,9 +216,9 @@ static void emit_decided(bsd_station_lane *ln, uint64_t seq, bsd_detection *d, i
     st->detections_total++;
     if (!with_clip) st->withheld[st->n_withheld++ % BSD_WITHHELD_MAX] = d->id;
     pthread_mutex_unlock(&st->lock);
-    /* has_audio: its clip is being saved (GET says whether it was, once written); clips are
-     * the first source's */
-    int has_audio = st->clips && d->id > 0 && with_clip && ln->source == 0 && bsd_clips_request(st->clips, d) == 0;
+    /* has_audio: its clip is being saved from its source's audio (GET says whether it was,
+     * once written) */
+    int has_audio = st->clips && d->id > 0 && with_clip && bsd_clips_request(st->clips, ln->source, d) == 0;
     bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
     bsd_detection_write_json(&w, d, has_audio);
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
@@ -347,10 +347,10 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
     }
 }
 
-/* A source's audio: into the clips (the first source's) and the source's audio history. */
+/* A source's audio: into its clip history and its audio history. */
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
     bsd_station_lane *ln = user;
-    if (ln->st->clips && ln->source == 0) bsd_clips_feed(ln->st->clips, x, n, (double)end_ns / 1e9);
+    if (ln->st->clips) bsd_clips_feed(ln->st->clips, ln->source, x, n, (double)end_ns / 1e9);
     if (ln->has_history) bsd_audio_history_feed(&ln->history, x, n, (double)end_ns / 1e9);
 }
 
@@ -479,7 +479,8 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
                               .post_roll = cfg->clip_post_roll > 0 ? cfg->clip_post_roll : 1e-9,
                               .max_event_seconds = cfg->max_event_seconds > 0 ? cfg->max_event_seconds : 60,
                               .max_mb = cfg->clips_max_mb,
-                              .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9};
+                              .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9,
+                              .n_sources = st->n_lanes};
         st->clips = bsd_clips_open(st->clips_dir, &cc, err);
         if (!st->clips) goto fail;
     }

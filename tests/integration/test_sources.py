@@ -216,6 +216,48 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
         d.stop()
 
 
+def test_a_second_sources_detection_has_its_own_clip_and_spectrogram(tmp_path):
+    """Clips on, the soundscape as the default source and a chirp file as [source yard]: a
+    yard detection has has_audio true, its clip is a stretch of yard's file (sample for
+    sample, 16-bit), not of the soundscape, and its spectrogram is drawn from that clip."""
+    from librosa_ref import read_audio
+    from station_helpers import AUDIO, Daemon as StationDaemon, make_model as station_model
+    if not os.path.exists(AUDIO):
+        pytest.skip("the bundled soundscape is missing")
+    model = station_model(str(tmp_path / "station.bsm"))
+    yard_wav = tmp_path / "yard.wav"
+    x = write_wav(yard_wav, seconds=6.0, sr=22050, seed=5)  # the model's rate: no resampling
+    conf = tmp_path / "yard.conf"
+    conf.write_text("[source yard]\ninput = %s\ninput_loop = true\n"
+                    "species_thresholds = Parus_major:1, Sitta_europaea:0\n" % yard_wav)
+    state = str(tmp_path / "state")
+    d = StationDaemon(model, state, "species_thresholds=Parus_major:0, Sitta_europaea:1",
+                      "exclude_species=Turdus_merula", "max_event_seconds=2", "clips=true",
+                      "clip_pre_roll=0.5", "clip_post_roll=0.5", extra=["--config", str(conf)])
+    try:
+        det = d.wait_for(lambda: next((x for x in d.json("/api/v1/detections?source=yard&limit=50")["detections"]
+                                       if x["has_audio"]), None), timeout=30, what="a yard detection with its clip")
+        assert det["source"] == "yard"
+        clip, sr = read_audio(os.path.join(state, "clips", "%d.flac" % det["id"]))
+        assert sr == 22050 and len(clip) > 22050, (sr, len(clip))
+        # where the clip starts in the (looped) file: the one offset whose first 64 samples match
+        loop = np.concatenate([x] * (2 + len(clip) // len(x)))
+        head = np.lib.stride_tricks.sliding_window_view(loop[:len(x) + 64], 64)
+        err = np.abs(head - clip[:64]).max(axis=1)
+        off = int(np.argmin(err))
+        assert err[off] <= 1.0 / 32768, "the clip's start is nowhere in yard's audio (best %g)" % err[off]
+        assert np.abs(clip - loop[off:off + len(clip)]).max() <= 1.0 / 32768
+        st, headers, png = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 200 and headers["Content-Type"] == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n", (st, png[:300])
+        assert os.path.exists(os.path.join(state, "clips", "%d.png" % det["id"]))  # drawn from the clip
+        # the default source's detections keep their clips too
+        d.wait_for(lambda: any(x["has_audio"] for x in
+                               d.json("/api/v1/detections?source=default&limit=50")["detections"]),
+                   timeout=30, what="a default-source detection with its clip")
+    finally:
+        assert d.stop() == 0
+
+
 # ---- network sources: real servers on loopback ----------------------------------------------
 
 class StreamServer:
