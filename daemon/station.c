@@ -222,11 +222,7 @@ static void emit_decided(bsd_station_lane *ln, uint64_t seq, bsd_detection *d, i
     bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
     bsd_detection_write_json(&w, d, has_audio);
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
-        /* event ids are the first source's seq; another source's detection takes the
-         * latest id so that ids never decrease */
-        uint64_t id = ln->source == 0 && seq > st->last_event_id ? seq : st->last_event_id;
-        st->last_event_id = id;
-        bsd_sse_publish(st->hub, id, "detection", st->json);
+        bsd_sse_publish_next(st->hub, "detection", st->json); /* the stream's next id */
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
         if (st->ha) bsd_ha_detection(st->ha, d->species, st->json);
         if (st->hooks) {
@@ -340,11 +336,8 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
         }
     }
     if (ln->privacy) privacy_release(ln, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(ln->privacy));
-    /* the stream's predictions are the first source's (their seq is the event id) */
-    if (r->json && ln->source == 0) {
-        if (r->seq > st->last_event_id) st->last_event_id = r->seq;
-        bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
-    }
+    /* every source's predictions (naming their source), each with the stream's next id */
+    if (r->json) bsd_sse_publish_next(st->hub, "prediction", r->json);
 }
 
 /* A source's audio: into its clip history and its audio history. */
@@ -439,7 +432,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
     bsd_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
-                        .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
+                        .max_event_bytes = 512 + 16 + BSD_SOURCE_NAME_MAX}; /* + below: twice this model's prediction, room for a reload */
     for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->lanes[0].labels[i]) + 48);
     sc.max_event_bytes += 2 * filter_bytes;
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;

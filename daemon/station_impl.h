@@ -64,7 +64,6 @@ struct bsd_station {
     /* worker thread only */
     bsd_station_lane lanes[BSD_MAX_SOURCES];
     int n_lanes;
-    uint64_t last_event_id; /* the stream's ids never decrease (daemon/sse.h) */
     char *json;
     char *hook_body; /* BSD_WEBHOOK_BODY_MAX */
     int64_t local_id; /* ids when nothing is stored */

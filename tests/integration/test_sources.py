@@ -158,7 +158,8 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
     """The soundscape as the default source (Parus_major always on) and again as [source
     yard] with its own thresholds (Sitta_europaea always on, Parus_major never): every
     detection says its source, ?source= filters the list and the summary, and the stream
-    carries both with ids that never decrease."""
+    carries both sources' predictions and detections under one id sequence, from which a
+    client resumes exactly at a second source's detection."""
     from station_helpers import AUDIO, SSE, Daemon as StationDaemon, make_model as station_model
     if not os.path.exists(AUDIO):
         pytest.skip("the bundled soundscape is missing")
@@ -200,18 +201,35 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
         _, _, text = d.request("/metrics")
         for name in ("default", "yard"):
             assert ('birdsong_source_sound_peak_dbfs{source="%s"}' % name).encode() in text, text[-2000:]
-        # the stream: detections of both sources, ids never decreasing
-        events, ids, deadline = [], [], time.time() + 20
+        # the stream: detections and predictions of both sources, every event numbered one
+        # after the other (one id sequence for the daemon)
+        events, raw, deadline = [], [], time.time() + 20
         while time.time() < deadline and {e.get("source") for e in events} != {"default", "yard"}:
             ev = sse.next()
             if "id" not in ev:
                 continue  # a comment (retry:, heartbeat)
-            ids.append(int(ev["id"]))
+            raw.append(ev)
             if ev.get("event") == "detection":
                 events.append(json.loads(ev["data"]))
         assert {e["source"] for e in events} == {"default", "yard"}, events
-        assert ids == sorted(ids), ids
+        ids = [int(e["id"]) for e in raw]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+        preds = [json.loads(e["data"]) for e in raw if e["event"] == "prediction"]
+        assert {p["source"] for p in preds} == {"default", "yard"}, preds[:4]
+        for name in ("default", "yard"):  # each source's windows in order, none missing
+            seqs = [p["seq"] for p in preds if p["source"] == name]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (name, seqs)
         sse.close()
+        # resume exactly at a yard detection's id and just before it: nothing missed, nothing twice
+        yard_ev = next(e for e in raw if e["event"] == "detection" and json.loads(e["data"])["source"] == "yard")
+        at = int(yard_ev["id"])
+        for last, first in ((at - 1, yard_ev), (at, None)):
+            r = SSE(d.port, last_event_id=last)
+            got = r.events(3)
+            r.close()
+            assert [int(e["id"]) for e in got] == [last + 1, last + 2, last + 3], (last, got)
+            if first is not None:
+                assert got[0]["event"] == "detection" and got[0]["data"] == first["data"], got[0]
     finally:
         d.stop()
 
