@@ -214,6 +214,7 @@ static void emit_decided(bsd_station_lane *ln, uint64_t seq, bsd_detection *d, i
     pthread_mutex_lock(&st->lock);
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
+    ln->detections++;
     if (!with_clip) st->withheld[st->n_withheld++ % BSD_WITHHELD_MAX] = d->id;
     pthread_mutex_unlock(&st->lock);
     /* has_audio: its clip is being saved from its source's audio (GET says whether it was,

@@ -41,6 +41,7 @@ typedef struct bsd_station_lane {
     bsd_detection released[BSD_PRIVACY_HELD_MAX];
     int verdicts[BSD_PRIVACY_HELD_MAX];
     bsd_privacy_stats privacy_stats;
+    uint64_t detections;      /* emitted from this source, under st->lock */
     /* this source's recent audio for spectrograms when clips are off (its own lock) */
     bsd_audio_history history;
     int has_history;

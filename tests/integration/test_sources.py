@@ -105,6 +105,31 @@ def test_source_endpoints_and_the_first_source_behind_the_old_ones(files, tmp_pa
         old = d.json("/api/v1/predictions?since=0&limit=1000")
         assert [p["seq"] for p in old["predictions"]][:3] == [p["seq"] for p in first["predictions"]][:3]
         assert old["predictions"][0]["start"] == first["predictions"][0]["start"]
+        assert {p["source"] for p in old["predictions"]} == {"default"}
+        assert {p["source"] for p in page["predictions"]} == {"second"} and latest["source"] == "second"
+        # /status: the first source's at the top, as before, and every source's under "sources"
+        status = d.json("/api/v1/status")
+        assert [x["name"] for x in status["sources"]] == ["default", "second"]
+        assert status["audio"]["requested"] == status["sources"][0]["audio"]["requested"] == files["a"]
+        assert status["sources"][1]["audio"]["requested"] == files["b"]
+        assert status["sources"][1]["audio"]["sample_rate"] == 32000 and status["audio"]["sample_rate"] == 22050
+        assert status["sources"][1]["results"]["latest_seq"] >= 3 and status["sources"][1]["worker"]["windows"] >= 3
+        # /metrics: each unlabelled family that is the first source's has a twin for every source
+        from station_helpers import metric, parse_prometheus
+        fams = parse_prometheus(d.request("GET", "/metrics")[2].decode())
+        twins = {"windows_processed_total": "source_windows_total", "worker_lag_seconds": "source_lag_seconds",
+                 "sound_rms_dbfs": "source_sound_rms_dbfs", "sound_peak_dbfs": "source_sound_peak_dbfs",
+                 "sound_silent_seconds": "source_sound_silent_seconds",
+                 "sound_clipping_seconds": "source_sound_clipping_seconds",
+                 "capture_overruns_total": "source_overruns_total",
+                 "capture_dropped_samples_total": "source_dropped_samples_total",
+                 "capture_device_overflows_total": "source_device_overflows_total",
+                 "capture_failures_total": "source_failures_total"}
+        for old_name, twin in twins.items():
+            metric(fams, "birdsong_" + old_name)  # the old series stays
+            for name in ("default", "second"):
+                metric(fams, "birdsong_" + twin, source=name)
+        assert metric(fams, "birdsong_source_windows_total", source="second") >= 3
         for path, status in (("/api/v1/sources/nope", 404), ("/api/v1/sources/second/other", 404),
                              ("/api/v1/sources/second/predictions/latest?since=1", 400),
                              ("/api/v1/sources/second?top=1", 400), ("/api/v1/sources/", 404)):
@@ -114,7 +139,9 @@ def test_source_endpoints_and_the_first_source_behind_the_old_ones(files, tmp_pa
         for path, tpl in (("/api/v1/sources/second", "/api/v1/sources/{name}"),
                           ("/api/v1/sources/second/predictions/latest", "/api/v1/sources/{name}/predictions/latest"),
                           ("/api/v1/sources/second/predictions", "/api/v1/sources/{name}/predictions"),
-                          ("/api/v1/sources/nope", "/api/v1/sources/{name}")):
+                          ("/api/v1/sources/nope", "/api/v1/sources/{name}"), ("/api/v1/status", "/api/v1/status"),
+                          ("/api/v1/detections/settings?source=second", "/api/v1/detections/settings"),
+                          ("/api/v1/detections/settings?source=nope", "/api/v1/detections/settings")):
             status, _, body = d.get(path)
             schema = spec["paths"][tpl]["get"]["responses"][str(status)]["content"]["application/json"]["schema"]
             check_schema(body, schema, spec, path)
@@ -183,6 +210,18 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
         assert all(x["source"] == "yard" for x in yard["detections"])
         assert d.json("/api/v1/detections?source=nowhere")["total"] == 0
         assert d.status("/api/v1/detections?source=") == 400
+        # each source's detection settings; without ?source= the first source's
+        for q, name, on in (("", "default", "Parus_major"), ("?source=default", "default", "Parus_major"),
+                            ("?source=yard", "yard", "Sitta_europaea")):
+            sets = d.json("/api/v1/detections/settings" + q)
+            thr = {x["species"]: x["threshold"] for x in sets["species"]}
+            assert sets["source"] == name and thr[on] == 0 and thr[({"Parus_major", "Sitta_europaea"} - {on}).pop()] == 1, sets
+        assert d.status("/api/v1/detections/settings?source=nowhere") == 404
+        _, _, text = d.request("/metrics")
+        from station_helpers import metric, parse_prometheus
+        fams = parse_prometheus(text.decode())
+        assert metric(fams, "birdsong_source_detections_total", source="yard") >= 2
+        assert metric(fams, "birdsong_source_detections_total", source="default") >= 2
         summ = d.json("/api/v1/detections/summary?source=yard&bucket=day")
         assert summ["total"] >= 2 and all(set(b["counts"]) == {"Sitta_europaea"} for b in summ["buckets"])
         one = d.json("/api/v1/detections/%d" % yard["detections"][0]["id"])
