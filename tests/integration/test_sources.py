@@ -4,6 +4,7 @@ single-source endpoints, and each source's windows equal to `birdsong features` 
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -667,3 +668,77 @@ def test_dashboard_picks_a_source_and_shows_each_sources_state(tmp_path):
             assert ts.page_errors(cdp) == [] or all("/api/v1/" in e for e in ts.page_errors(cdp)), ts.page_errors(cdp)
     finally:
         d.stop()
+
+
+# ---- streams served by the ffmpeg CLI (scripts/install-deps.sh installs it) ------------------
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="the ffmpeg CLI is missing (scripts/install-deps.sh installs it)")
+
+
+def start_ffmpeg(wav, out_args, url):
+    """ffmpeg playing wav in a loop at real time into url (a server with -listen 1)."""
+    return subprocess.Popen([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                             "-i", wav] + out_args + [url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(p):
+    p.kill()
+    p.wait(timeout=10)
+
+
+@needs_ffmpeg
+def test_ffmpeg_http_mp3_server_predicts_and_is_reconnected_after_a_restart(files, tmp_path):
+    """An MP3 stream served by `ffmpeg -listen 1` over HTTP as [source cam]: its predictions
+    arrive; ffmpeg killed: cam goes to reopening; ffmpeg started again on the same port: cam
+    reconnects by itself and its predictions resume."""
+    port = free_port_here()
+    args, url = ["-c:a", "libmp3lame", "-f", "mp3", "-listen", "1"], "http://127.0.0.1:%d/live.mp3" % port
+    srv = start_ffmpeg(files["a"], args, url)
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\ninput = %s\ninput_loop = true\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = %s\nsource_timeout = 2\n" % (files["model"], files["b"], url))
+    try:
+        with Daemon(["--config", str(conf)], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=20, what="3 windows from ffmpeg")
+            cam = source(d, "cam")
+            assert cam["state"] == "running" and cam["sample_rate"] == 22050, cam
+            assert "mp3" in d.json("/api/v1/status")["sources"][1]["audio"]["device"]
+            assert d.json("/api/v1/sources/cam/predictions/latest")["source"] == "cam"
+            stop(srv)
+            d.wait_for(lambda: source(d, "cam")["state"] == "reopening", timeout=10, what="cam reopening")
+            seq_down = source(d, "cam")["latest_seq"]
+            srv = start_ffmpeg(files["a"], args, url)
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= seq_down + 3, timeout=20,
+                       what="cam's predictions to resume")
+            assert source(d, "cam")["reconnects"] >= 1 and source(d, "cam")["state"] == "running"
+    finally:
+        stop(srv)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("scheme", ["tcp", "udp", "rtmp"])
+def test_ffmpeg_streams_over_tcp_udp_and_rtmp_are_heard(files, tmp_path, scheme):
+    """The other accepted schemes against a real sender: MPEG-TS over a TCP listener and over
+    UDP datagrams to the daemon, and FLV from an RTMP server (`ffmpeg -listen 1`)."""
+    port = free_port_here()
+    if scheme == "tcp":
+        args, url = ["-c:a", "mp2", "-f", "mpegts"], "tcp://127.0.0.1:%d?listen=1" % port
+        spec = "tcp://127.0.0.1:%d" % port
+    elif scheme == "udp":  # the daemon binds the port; ffmpeg sends datagrams to it
+        args, url = ["-c:a", "mp2", "-f", "mpegts"], "udp://127.0.0.1:%d?pkt_size=1316" % port
+        spec = "udp://127.0.0.1:%d?localaddr=127.0.0.1" % port
+    else:
+        args, url = ["-c:a", "aac", "-f", "flv", "-listen", "1"], "rtmp://127.0.0.1:%d/live/birds" % port
+        spec = url
+    srv = start_ffmpeg(files["a"], args, url)
+    try:
+        time.sleep(0.3)  # the listener up
+        with Daemon(["--model", files["model"], "--source", "cam=" + spec, "--set", "reopen_max_seconds=0.5",
+                     "--set", "source_timeout=3"], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=20,
+                       what="3 windows over %s: %s" % (scheme, source(d, "cam")))
+            cam = source(d, "cam")
+            assert cam["state"] == "running" and cam["sample_rate"] == 22050, cam
+    finally:
+        stop(srv)
