@@ -35,6 +35,8 @@ const bsd_directive bsd_directives[] = {
      "longest wait between attempts to reopen a failed source (backoff doubles from 0.25 s, each wait x a random 0.5-1)"},
     {"source_timeout", BSD_CFG_DOUBLE, F(source_timeout), 0, "10", 0.2, 3600,
      "a network source that delivers no audio for this long is dead (whatever its connection says) and is reopened"},
+    {"rtsp_transport", BSD_CFG_STRING, F(rtsp_transport), S(rtsp_transport), "tcp", 0, 0,
+     "how an rtsp:// source's audio arrives: tcp (interleaved in the RTSP connection: no loss, passes NAT and firewalls) or udp (RTP datagrams: less delay, may lose packets)"},
     {"hop_seconds", BSD_CFG_DOUBLE, F(hop_seconds), 0, "0.5", 0.05, 60,
      "the analysis window advances by this much; the window length comes from the model"},
     {"history_seconds", BSD_CFG_DOUBLE, F(history_seconds), 0, "3600", 1, 604800,
@@ -185,6 +187,8 @@ int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_erro
     char *end = NULL;
     switch (d->type) {
     case BSD_CFG_STRING:
+        if (strcmp(name, "rtsp_transport") == 0 && strcmp(value, "tcp") != 0 && strcmp(value, "udp") != 0)
+            return bs_error_set(err, "directive '%s': expected tcp or udp, found '%.64s'", name, value);
         if (strlen(value) >= d->size)
             return bs_error_set(err, "directive '%s': expected at most %zu characters, found %zu",
                                 name, d->size - 1, strlen(value));
@@ -371,7 +375,7 @@ int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
 /* What a [source NAME] section may override: how its audio is read and cut into windows. */
 static const char *const per_source[] = {
     "input_loop", "input_speed", "ring_seconds", "device_stall_seconds", "reopen_max_seconds", "source_timeout",
-    "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
+    "rtsp_transport", "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
     /* and how its detections are decided */
     "min_confidence", "species_thresholds", "include_species", "exclude_species", "suppress_seconds",
     "species_suppress_seconds", "max_event_seconds", NULL,

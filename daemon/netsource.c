@@ -156,7 +156,8 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
     }
     fmt->interrupt_callback = (AVIOInterruptCB){interrupt_cb, &w};
     AVDictionary *opts = NULL;
-    if (strncasecmp(url, "rtsp", 4) == 0) av.av_dict_set(&opts, "rtsp_transport", "tcp", 0); /* no UDP loss */
+    if (strncasecmp(url, "rtsp", 4) == 0) /* tcp unless asked: no UDP loss */
+        av.av_dict_set(&opts, "rtsp_transport", io->rtsp_transport ? io->rtsp_transport : "tcp", 0);
     /* probe little: a live stream arrives at its own pace, and the watchdog is running */
     av.av_dict_set(&opts, "probesize", "65536", 0);
     av.av_dict_set(&opts, "analyzeduration", "1000000", 0);

@@ -543,8 +543,9 @@ def rtsp_available():
     return r.returncode == 0
 
 
-def start_rtsp(port):
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)],
+def start_rtsp(port, transport=None):
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)]
+                         + ([transport] if transport else []),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert line.strip() == "ready", "rtsp_server: %s %s" % (line, p.stderr.read() if p.poll() is not None else "")
@@ -668,6 +669,33 @@ def test_dashboard_picks_a_source_and_shows_each_sources_state(tmp_path):
             assert ts.page_errors(cdp) == [] or all("/api/v1/" in e for e in ts.page_errors(cdp)), ts.page_errors(cdp)
     finally:
         d.stop()
+
+
+@pytest.mark.skipif(not rtsp_available(), reason="python3-gi with gir1.2-gst-rtsp-server-1.0 missing "
+                    "(scripts/install-deps.sh installs it)")
+def test_rtsp_transport_udp_is_asked_of_the_server(files, tmp_path):
+    """A server that offers RTP over UDP only: the source with rtsp_transport = udp plays it;
+    one with the default (tcp) is refused by that server, with the server's answer as its
+    error."""
+    port = free_port_here()
+    srv = start_rtsp(port, "udp")
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = rtsp://127.0.0.1:%d/birds\nrtsp_transport = udp\nsource_timeout = 3\n"
+                    "[source tcpcam]\ninput = rtsp://127.0.0.1:%d/birds\n" % (files["model"], port, port))
+    try:
+        with Daemon(["--config", str(conf)], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=30, what="3 windows over RTP/UDP")
+            assert source(d, "cam")["state"] == "running" and source(d, "cam")["sample_rate"] == 16000
+            d.wait_for(lambda: source(d, "tcpcam")["last_error"], timeout=10, what="tcpcam's error")
+            tcp = source(d, "tcpcam")
+            assert tcp["state"] == "reopening" and tcp["latest_seq"] == 0, tcp
+    finally:
+        srv.kill()
+        srv.wait()
+    r = subprocess.run([DAEMON, "--model", files["model"], "--source", "c=rtsp://127.0.0.1:1/x", "--set",
+                        "rtsp_transport=http", "--check-config"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "expected tcp or udp" in r.stderr, r.stderr
 
 
 # ---- streams served by the ffmpeg CLI (scripts/install-deps.sh installs it) ------------------
