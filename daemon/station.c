@@ -468,10 +468,13 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
             goto fail;
         }
         snprintf(st->clips_dir, sizeof st->clips_dir, "%s/clips", st->state_dir);
+        double longest = 0; /* the longest event of any source sizes every source's history */
+        for (int i = 0; i < st->n_lanes; i++)
+            if (st->lanes[i].cfg->max_event_seconds > longest) longest = st->lanes[i].cfg->max_event_seconds;
         bsd_clips_config cc = {.sample_rate = (int)lround(bsd_worker_model_rate(app->worker)),
                               .pre_roll = cfg->clip_pre_roll > 0 ? cfg->clip_pre_roll : 1e-9,
                               .post_roll = cfg->clip_post_roll > 0 ? cfg->clip_post_roll : 1e-9,
-                              .max_event_seconds = cfg->max_event_seconds > 0 ? cfg->max_event_seconds : 60,
+                              .max_event_seconds = longest > 0 ? longest : 60,
                               .max_mb = cfg->clips_max_mb,
                               .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9,
                               .n_sources = st->n_lanes};
