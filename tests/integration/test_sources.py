@@ -322,8 +322,9 @@ class StreamServer:
     """An HTTP audio server on 127.0.0.1 (a thread of this process, real sockets): each GET
     gets a WAV stream of `samples` (16-bit mono, looped) paced at `speed` x real time.
     mode "silent": accepts, reads the request and sends nothing (half-open); "garbage": a
-    200 and random bytes. stop() closes the listener and every connection (a server that
-    dies); start() again on the same port."""
+    200 and random bytes; "badmp3": a WAV header saying MP3, then random bytes (the decoder
+    rejects them); "badcodec": a WAV of a codec that does not exist. stop() closes the
+    listener and every connection (a server that dies); start() again on the same port."""
 
     def __init__(self, samples, sr, mode="wav", speed=4.0, port=None):
         import socket as so
@@ -368,8 +369,12 @@ class StreamServer:
                 while self.running:
                     time.sleep(0.05)
                 return
-            if self.mode == "garbage":
+            if self.mode in ("garbage", "badmp3"):
                 c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n")
+                if self.mode == "badmp3":  # a WAV that says MP3 (format 0x55), then noise: undecodable packets
+                    c.sendall(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " +
+                              struct.pack("<IHHIIHH", 16, 0x55, 1, self.sr, self.sr * 2, 2, 16) +
+                              b"data" + struct.pack("<I", 0xFFFFFFFF))
                 rng = np.random.default_rng(7)
                 while self.running:
                     c.sendall(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -522,7 +527,9 @@ def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_w
             assert "s3cret" not in text
 
 
-@pytest.mark.parametrize("mode,needle", [("garbage", "invalid data"), ("badcodec", "no decoder")])
+@pytest.mark.parametrize("mode,needle", [("garbage", "invalid data: no audio found in the"),
+                                         ("badmp3", "invalid data: the decoder rejected"),
+                                         ("badcodec", "no decoder")])
 def test_garbage_or_undecodable_stream_gets_a_clear_error_and_a_retry(files, tmp_path, mode, needle):
     srv = StreamServer(files["xa"], 22050, mode=mode).start()
     try:
