@@ -106,7 +106,7 @@ int main(int argc, char **argv) {
     float *block = calloc(11025, sizeof *block);
     n = 20000;
     t0 = now();
-    for (int k = 0; k < n; k++) bsd_clips_feed(cl, block, 11025, 1.7e9 + k * 0.5);
+    for (int k = 0; k < n; k++) bsd_clips_feed(cl, 0, block, 11025, 1.7e9 + k * 0.5);
     printf("clips feed, 0.5 s at 22050 Hz: %6.0f ns per block\n", (now() - t0) / n * 1e9);
     free(block);
     bsd_clips_close(cl);

@@ -129,21 +129,34 @@ static enum MHD_Result api_health(bsd_app *app, struct MHD_Connection *c, const 
     return bsd_http_reply_json(c, bad ? 503 : 200, j);
 }
 
+/* Source i's part of /status: {"name","audio","worker","results"}. */
+static json_t *source_status_json(bsd_app *app, int i) {
+    const bsd_source *src = &app->sources[i];
+    json_t *hist = json_pack("{s:I,s:f,s:I}", "capacity", (json_int_t)bsd_results_capacity(src->results),
+                             "history_seconds", src->cfg.history_seconds, "latest_seq",
+                             (json_int_t)bsd_results_latest_seq(src->results));
+    bsd_capture_stats cap = bsd_capture_get_stats(src->capture);
+    bsd_worker_stats wk = bsd_worker_get_stats(app->worker, i);
+    return json_pack("{s:s,s:o,s:o,s:o}", "name", src->name, "audio", capture_json(&cap), "worker", worker_json(&wk),
+                     "results", hist);
+}
+
+/* The first source's audio, worker and results at the top (as with one source), then
+ * every source's under "sources". */
 static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const char *url) {
     char started[64];
     bsd_format_time(app->started_ns, started);
-    json_t *hist = json_pack("{s:I,s:f,s:I}", "capacity", (json_int_t)bsd_results_capacity(app->results),
-                             "history_seconds", app->cfg.history_seconds, "latest_seq",
-                             (json_int_t)bsd_results_latest_seq(app->results));
-    bsd_capture_stats cap = bsd_capture_get_stats(app->capture);
-    bsd_worker_stats wk = bsd_worker_get_stats(app->worker, 0);
-    json_t *j = json_pack("{s:s,s:s,s:f,s:s,s:o,s:o,s:o,s:o}", "version", BIRDSONG_VERSION,
+    json_t *sources = json_array();
+    for (int i = 0; i < app->n_sources; i++) json_array_append_new(sources, source_status_json(app, i));
+    json_t *first = source_status_json(app, 0);
+    json_t *j = json_pack("{s:s,s:s,s:f,s:s,s:o,s:O,s:O,s:O,s:o}", "version", BIRDSONG_VERSION,
                           "started_at", started, "uptime_seconds", bsd_mono_seconds() - app->started_mono,
                           "config", app->config_path[0] ? app->config_path : "(none)",
                           "model", model_json(app->worker),
-                          "audio", capture_json(&cap),
-                          "worker", worker_json(&wk),
-                          "results", hist);
+                          "audio", json_object_get(first, "audio"),
+                          "worker", json_object_get(first, "worker"),
+                          "results", json_object_get(first, "results"), "sources", sources);
+    json_decref(first);
     return bsd_http_reply_json(c, 200, j);
 }
 
@@ -265,6 +278,7 @@ static const char *const a_filter[] = {"from", "to", "species", "min_confidence"
 static const char *const a_summary[] = {"from", "to", "species", "min_confidence", "min_probability", "bucket", "source", NULL};
 static const char *const a_dashboard[] = {"poll", "source", NULL};
 static const char *const a_source[] = {"top", "since", "limit", NULL};
+static const char *const a_settings[] = {"source", NULL};
 
 const bsd_route bsd_routes[] = {
     {"/api/v1/health", "GET", 0, NULL, api_health},
@@ -278,7 +292,7 @@ const bsd_route bsd_routes[] = {
     {"/api/v1/detections", "GET", BSD_ROUTE_STORE, a_detections, bsd_api_detections},
     {"/api/v1/detections.csv", "GET", BSD_ROUTE_STORE, a_filter, bsd_api_detections_csv},
     {"/api/v1/detections/summary", "GET", BSD_ROUTE_STORE, a_summary, bsd_api_detections_summary},
-    {"/api/v1/detections/settings", "GET", 0, NULL, bsd_api_detection_settings},
+    {"/api/v1/detections/settings", "GET", 0, a_settings, bsd_api_detection_settings},
     {"/api/v1/detections/*", "GET", 0, NULL, bsd_api_detection_item}, /* the store: after the id is checked */
     {"/api/v1/stream", "GET", 0, NULL, bsd_api_stream},
     {"/metrics", "GET", 0, NULL, bsd_api_metrics},

@@ -395,13 +395,19 @@ enum MHD_Result bsd_api_detection_item(bsd_app *app, struct MHD_Connection *c, c
     return ret;
 }
 
+/* ?source=NAME: that source's settings; without it the first source's. */
 enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *c, const char *url) {
     bsd_station *st = app->station;
     if (!st) return bsd_http_error(c, 503, url, "detections are not running");
-    const bsd_config *cfg = &app->cfg;
+    const char *name = arg(c, "source");
+    int k = name ? bsd_app_find_source(app, name) : 0;
+    if (k < 0 || k >= st->n_lanes)
+        return bsd_http_error(c, 404, url, "no such source '%s' (GET /api/v1/sources lists them)", name);
+    const bsd_station_lane *ln = &st->lanes[k];
+    const bsd_config *cfg = ln->cfg;
     json_t *arr = json_array();
     pthread_mutex_lock(&st->lock);
-    const bsd_detector *det = st->lanes[0].det; /* the first source's settings */
+    const bsd_detector *det = ln->det;
     int active = det != NULL;
     for (int i = 0; det && i < bsd_detector_n_species(det); i++) {
         int on = bsd_detector_enabled(det, i);
@@ -411,7 +417,8 @@ enum MHD_Result bsd_api_detection_settings(bsd_app *app, struct MHD_Connection *
         json_array_append_new(arr, o);
     }
     pthread_mutex_unlock(&st->lock);
-    json_t *j = json_pack("{s:b,s:f,s:f,s:f,s:b,s:b,s:o}", "active", active, "min_confidence", cfg->min_confidence,
+    json_t *j = json_pack("{s:s,s:b,s:f,s:f,s:f,s:b,s:b,s:o}", "source", ln->name, "active", active,
+                          "min_confidence", cfg->min_confidence,
                           "max_event_seconds", cfg->max_event_seconds, "suppress_seconds", cfg->suppress_seconds,
                           "stored", st->store != NULL, "clips", st->clips != NULL, "species", arr);
     return bsd_http_reply_json(c, 200, j);

@@ -408,6 +408,7 @@ static int run_url(bsd_capture *c, int *opened, char *why, size_t why_size) {
     uint64_t before = c->opens;
     bsd_netsource_io io = {.ring = c->ring, .stop = &c->stop, .frames = &c->frames,
                            .last_frames_mono_ns = &c->last_frames_mono_ns, .timeout = c->cfg->source_timeout,
+                           .rtsp_transport = c->cfg->rtsp_transport[0] ? c->cfg->rtsp_transport : NULL,
                            .on_open = on_url_open, .user = c};
     int rc = bsd_netsource_run(c->cfg->input, &io, why, why_size);
     pthread_mutex_lock(&c->lock);

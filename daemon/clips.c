@@ -19,6 +19,7 @@ enum { EMPTY = 0, WAITING, READY, WRITING };
 
 typedef struct request {
     int state;
+    int source;          /* whose audio */
     int64_t id;
     double t0, t1;       /* wanted times */
     uint64_t k0, k1;     /* sample indices once READY */
@@ -29,13 +30,19 @@ typedef struct clip_file {
     uint64_t bytes;
 } clip_file;
 
+/* one source's audio history */
+typedef struct track {
+    float *ring; /* [cap] */
+    uint64_t n_total;
+    double t_end;
+} track;
+
 struct bsd_clips {
     char *dir;
     bsd_clips_config cfg;
-    /* audio history, guarded by lock */
-    float *ring;
-    uint64_t cap, n_total;
-    double t_end;
+    /* every source's audio history, guarded by lock */
+    track *tracks; /* [cfg.n_sources] */
+    uint64_t cap;
     request *req;
     pthread_mutex_t lock;
     pthread_cond_t wake; /* writer: a request is READY, or stop */
@@ -180,13 +187,14 @@ static void write_clip(bsd_clips *c, request *r) {
     sf_command(sf, SFC_SET_CLIPPING, NULL, SF_TRUE);
     float chunk[4096];
     int ok = 1;
+    const track *t = &c->tracks[r->source];
     for (uint64_t k = r->k0; ok && k < r->k1;) {
         uint64_t m = r->k1 - k < 4096 ? r->k1 - k : 4096;
         pthread_mutex_lock(&c->lock);
-        if (c->n_total - k > c->cap) {
+        if (t->n_total - k > c->cap) {
             ok = 0; /* the worker overwrote it: the writer fell too far behind */
         } else {
-            for (uint64_t j = 0; j < m; j++) chunk[j] = c->ring[(k + j) % c->cap];
+            for (uint64_t j = 0; j < m; j++) chunk[j] = t->ring[(k + j) % c->cap];
         }
         pthread_mutex_unlock(&c->lock);
         if (ok && sf_writef_float(sf, chunk, (sf_count_t)m) != (sf_count_t)m) ok = 0;
@@ -246,11 +254,12 @@ bsd_clips *bsd_clips_open(const char *dir, const bsd_clips_config *cfg, bs_error
     if (k.max_mb == 0) k.max_mb = 500.0;
     if (k.min_free_percent == 0) k.min_free_percent = 10.0;
     if (k.max_pending == 0) k.max_pending = 16;
+    if (k.n_sources == 0) k.n_sources = 1;
     if (k.pre_roll < 0 || k.pre_roll > 60 || k.post_roll < 0 || k.post_roll > 60 || k.max_event_seconds < 0 ||
         k.max_event_seconds > 3600 || k.max_mb < 0 || k.min_free_percent < 0 || k.min_free_percent > 100 ||
-        k.max_pending < 0 || k.max_pending > 4096) {
+        k.max_pending < 0 || k.max_pending > 4096 || k.n_sources < 0 || k.n_sources > BSD_CLIPS_SOURCES_MAX) {
         bs_error_set(err, "clips: settings out of range (pre/post roll 0..60 s, max event 0..3600 s, max_mb >= 0, "
-                          "min_free_percent 0..100)");
+                          "min_free_percent 0..100, 1..%d sources)", BSD_CLIPS_SOURCES_MAX);
         return NULL;
     }
     if (mkdir(dir, 0750) != 0 && errno != EEXIST) {
@@ -266,14 +275,16 @@ bsd_clips *bsd_clips_open(const char *dir, const bsd_clips_config *cfg, bs_error
     c->dir = strdup(dir);
     /* pre + event + post, plus 10 s for the writer to catch up */
     c->cap = (uint64_t)((k.pre_roll + k.max_event_seconds + k.post_roll + 10.0) * k.sample_rate);
-    c->ring = calloc(c->cap, sizeof *c->ring);
+    c->tracks = calloc((size_t)k.n_sources, sizeof *c->tracks);
+    int rings = c->tracks != NULL;
+    for (int i = 0; rings && i < k.n_sources; i++) rings = (c->tracks[i].ring = calloc(c->cap, sizeof(float))) != NULL;
     c->req = calloc((size_t)k.max_pending, sizeof *c->req);
     c->probe = statvfs_probe;
     pthread_mutex_init(&c->lock, NULL);
     pthread_cond_init(&c->wake, NULL);
     pthread_cond_init(&c->idle, NULL);
-    if (!c->dir || !c->ring || !c->req) {
-        bs_error_set(err, "clips: out of memory for %" PRIu64 " samples of history", c->cap);
+    if (!c->dir || !rings || !c->req) {
+        bs_error_set(err, "clips: out of memory for %d x %" PRIu64 " samples of history", k.n_sources, c->cap);
         bsd_clips_close(c);
         return NULL;
     }
@@ -306,21 +317,23 @@ void bsd_clips_close(bsd_clips *c) {
     pthread_mutex_destroy(&c->lock);
     free(c->files);
     free(c->req);
-    free(c->ring);
+    for (int i = 0; c->tracks && i < c->cfg.n_sources; i++) free(c->tracks[i].ring);
+    free(c->tracks);
     free(c->dir);
     free(c);
 }
 
-/* Lock held: marks WAITING requests whose audio is complete as READY. */
-static void promote(bsd_clips *c) {
+/* Lock held: marks source's WAITING requests whose audio is complete as READY. */
+static void promote(bsd_clips *c, int source) {
     int any = 0;
     double rate = c->cfg.sample_rate;
+    const track *t = &c->tracks[source];
     for (int i = 0; i < c->cfg.max_pending; i++) {
         request *r = &c->req[i];
-        if (r->state != WAITING || r->t1 > c->t_end) continue;
-        uint64_t oldest = c->n_total > c->cap ? c->n_total - c->cap : 0;
-        double k0 = (double)c->n_total - (c->t_end - r->t0) * rate;
-        double k1 = (double)c->n_total - (c->t_end - r->t1) * rate;
+        if (r->state != WAITING || r->source != source || r->t1 > t->t_end) continue;
+        uint64_t oldest = t->n_total > c->cap ? t->n_total - c->cap : 0;
+        double k0 = (double)t->n_total - (t->t_end - r->t0) * rate;
+        double k1 = (double)t->n_total - (t->t_end - r->t1) * rate;
         r->k0 = k0 < (double)oldest ? oldest : (uint64_t)k0;
         r->k1 = k1 < (double)r->k0 ? r->k0 : (uint64_t)k1;
         r->state = READY;
@@ -329,31 +342,34 @@ static void promote(bsd_clips *c) {
     if (any) pthread_cond_signal(&c->wake);
 }
 
-void bsd_clips_feed(bsd_clips *c, const float *x, size_t n, double t_end) {
+void bsd_clips_feed(bsd_clips *c, int source, const float *x, size_t n, double t_end) {
+    if (source < 0 || source >= c->cfg.n_sources) return;
     pthread_mutex_lock(&c->lock);
+    track *t = &c->tracks[source];
     if (n > c->cap) { /* only the newest cap samples matter */
         x += n - c->cap;
-        c->n_total += n - c->cap;
+        t->n_total += n - c->cap;
         n = c->cap;
     }
-    uint64_t at = c->n_total % c->cap;
+    uint64_t at = t->n_total % c->cap;
     size_t first = c->cap - at < n ? (size_t)(c->cap - at) : n;
-    memcpy(c->ring + at, x, first * sizeof *x);
-    memcpy(c->ring, x + first, (n - first) * sizeof *x);
-    c->n_total += n;
-    c->t_end = t_end;
-    promote(c);
+    memcpy(t->ring + at, x, first * sizeof *x);
+    memcpy(t->ring, x + first, (n - first) * sizeof *x);
+    t->n_total += n;
+    t->t_end = t_end;
+    promote(c, source);
     pthread_mutex_unlock(&c->lock);
 }
 
-int bsd_clips_request(bsd_clips *c, const bsd_detection *d) {
+int bsd_clips_request(bsd_clips *c, int source, const bsd_detection *d) {
+    if (source < 0 || source >= c->cfg.n_sources) return -1;
     pthread_mutex_lock(&c->lock);
     for (int i = 0; i < c->cfg.max_pending; i++) {
         if (c->req[i].state != EMPTY) continue;
         double t0 = d->start - c->cfg.pre_roll, t1 = d->end + c->cfg.post_roll;
         if (t1 - t0 > (double)c->cap / c->cfg.sample_rate - 10.0) t0 = t1 - ((double)c->cap / c->cfg.sample_rate - 10.0);
-        c->req[i] = (request){.state = WAITING, .id = d->id, .t0 = t0, .t1 = t1};
-        promote(c);
+        c->req[i] = (request){.state = WAITING, .source = source, .id = d->id, .t0 = t0, .t1 = t1};
+        promote(c, source);
         pthread_mutex_unlock(&c->lock);
         return 0;
     }

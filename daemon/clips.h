@@ -1,15 +1,18 @@
 /* birdsongd: audio clips of detections (off by default), FLAC under state_dir/clips/.
  *
- * The worker feeds every block of audio it analyses (at the model's sample rate) into a
- * history ring and asks for a clip when a detection is emitted; once the audio up to
- * end + post_roll has arrived, a writer thread copies [start - pre_roll, end + post_roll]
- * out of the ring (in chunks, under a mutex the worker holds only for its memcpy) and
- * writes <id>.flac (16-bit, mono) through a temporary file and rename. Nothing is
- * allocated on the worker's path after bsd_clips_open.
+ * The worker feeds every block of audio it analyses (at the model's sample rate) into its
+ * source's history ring (one ring per source) and asks for a clip, naming the source, when
+ * a detection is emitted; once that source's audio up to end + post_roll has arrived, a
+ * writer thread copies [start - pre_roll, end + post_roll] out of the source's ring (in
+ * chunks, under a mutex the worker holds only for its memcpy) and writes <id>.flac (16-bit,
+ * mono) through a temporary file and rename. Detection ids are the store's, unique across
+ * sources, so one directory keeps every source's clips apart. Nothing is allocated on the
+ * worker's path after bsd_clips_open.
  *
- * Quota: the clips together stay under max_mb, and the file system keeps at least
- * min_free_percent free: the oldest clips (lowest ids) are deleted first, and a clip is
- * skipped rather than written when even deleting every old clip cannot make room. */
+ * Quota: the clips of every source together stay under max_mb, and the file system keeps
+ * at least min_free_percent free: the oldest clips (lowest ids, whatever their source) are
+ * deleted first, and a clip is skipped rather than written when even deleting every old
+ * clip cannot make room. */
 #ifndef BIRDSONG_DAEMON_CLIPS_H
 #define BIRDSONG_DAEMON_CLIPS_H
 
@@ -27,7 +30,10 @@ typedef struct bsd_clips_config {
     double max_mb;             /* total size of the clips (default 500) */
     double min_free_percent;   /* of the file system holding the clips (default 10) */
     int max_pending;           /* clips waiting for audio or the writer (default 16) */
+    int n_sources;             /* audio histories, one per source (default 1) */
 } bsd_clips_config;
+
+#define BSD_CLIPS_SOURCES_MAX 64
 
 typedef struct bsd_clips_stats {
     uint64_t saved, deleted, skipped_disk, skipped_busy, errors;
@@ -42,11 +48,11 @@ bsd_clips *bsd_clips_open(const char *dir, const bsd_clips_config *cfg, bs_error
 /* Writes the clips whose audio has arrived, drops the others, stops the writer. */
 void bsd_clips_close(bsd_clips *c);
 
-/* Worker: n samples whose last one ends at unix time t_end. */
-void bsd_clips_feed(bsd_clips *c, const float *x, size_t n, double t_end);
-/* Worker: asks for d's clip (d->id must be set). Returns 0, or -1 when too many clips are
- * pending (counted in skipped_busy). */
-int bsd_clips_request(bsd_clips *c, const bsd_detection *d);
+/* Worker: n samples of source (0..n_sources-1) whose last one ends at unix time t_end. */
+void bsd_clips_feed(bsd_clips *c, int source, const float *x, size_t n, double t_end);
+/* Worker: asks for d's clip from source's audio (d->id must be set). Returns 0, or -1 when
+ * too many clips are pending (counted in skipped_busy) or source is out of range. */
+int bsd_clips_request(bsd_clips *c, int source, const bsd_detection *d);
 /* Waits until no clip is waiting for the writer (those still waiting for audio excepted),
  * at most timeout_ms. Returns 0 or -1 on timeout. */
 int bsd_clips_flush(bsd_clips *c, int timeout_ms);

@@ -35,6 +35,8 @@ const bsd_directive bsd_directives[] = {
      "longest wait between attempts to reopen a failed source (backoff doubles from 0.25 s, each wait x a random 0.5-1)"},
     {"source_timeout", BSD_CFG_DOUBLE, F(source_timeout), 0, "10", 0.2, 3600,
      "a network source that delivers no audio for this long is dead (whatever its connection says) and is reopened"},
+    {"rtsp_transport", BSD_CFG_STRING, F(rtsp_transport), S(rtsp_transport), "tcp", 0, 0,
+     "how an rtsp:// source's audio arrives: tcp (interleaved in the RTSP connection: no loss, passes NAT and firewalls) or udp (RTP datagrams: less delay, may lose packets)"},
     {"hop_seconds", BSD_CFG_DOUBLE, F(hop_seconds), 0, "0.5", 0.05, 60,
      "the analysis window advances by this much; the window length comes from the model"},
     {"history_seconds", BSD_CFG_DOUBLE, F(history_seconds), 0, "3600", 1, 604800,
@@ -90,7 +92,7 @@ const bsd_directive bsd_directives[] = {
     {"retention_rows", BSD_CFG_INT, F(retention_rows), 0, "1000000", 0, 2000000000,
      "at most this many detections are kept, the oldest deleted first (0: no limit)"},
     {"clips", BSD_CFG_BOOL, F(clips), 0, "false", 0, 1,
-     "save each detection's audio as FLAC under state_dir/clips (true/false)"},
+     "save each detection's audio, cut from its own source, as FLAC under state_dir/clips (true/false)"},
     {"privacy", BSD_CFG_STRING, F(privacy), S(privacy), "auto", 0, 0,
      "privacy filter: auto (on when the model has a 'human' filter class), on or off. When on, no audio within privacy_margin of a window with human voice is ever written, and detections overlapping it follow privacy_action"},
     {"privacy_action", BSD_CFG_STRING, F(privacy_action), S(privacy_action), "drop", 0, 0,
@@ -106,7 +108,7 @@ const bsd_directive bsd_directives[] = {
     {"clip_post_roll", BSD_CFG_DOUBLE, F(clip_post_roll), 0, "1", 0, 60,
      "seconds of audio saved after a detection"},
     {"clips_max_mb", BSD_CFG_DOUBLE, F(clips_max_mb), 0, "500", 0.01, 10000000,
-     "the clips together stay under this many MiB; the oldest are deleted first"},
+     "the clips of every source together stay under this many MiB; the oldest are deleted first"},
     {"clips_min_free_percent", BSD_CFG_DOUBLE, F(clips_min_free_percent), 0, "10", 0, 99,
      "keep at least this much of the clips' file system free: delete the oldest clips, else skip"},
     {"stream_max_clients", BSD_CFG_INT, F(stream_max_clients), 0, "8", 1, 1024,
@@ -185,6 +187,8 @@ int bsd_config_set(bsd_config *cfg, const char *name, const char *value, bs_erro
     char *end = NULL;
     switch (d->type) {
     case BSD_CFG_STRING:
+        if (strcmp(name, "rtsp_transport") == 0 && strcmp(value, "tcp") != 0 && strcmp(value, "udp") != 0)
+            return bs_error_set(err, "directive '%s': expected tcp or udp, found '%.64s'", name, value);
         if (strlen(value) >= d->size)
             return bs_error_set(err, "directive '%s': expected at most %zu characters, found %zu",
                                 name, d->size - 1, strlen(value));
@@ -371,7 +375,7 @@ int bsd_config_load(bsd_config *cfg, const char *path, bs_error *err) {
 /* What a [source NAME] section may override: how its audio is read and cut into windows. */
 static const char *const per_source[] = {
     "input_loop", "input_speed", "ring_seconds", "device_stall_seconds", "reopen_max_seconds", "source_timeout",
-    "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
+    "rtsp_transport", "hop_seconds", "history_seconds", "max_lag_seconds", "debug_dump_path",
     /* and how its detections are decided */
     "min_confidence", "species_thresholds", "include_species", "exclude_species", "suppress_seconds",
     "species_suppress_seconds", "max_event_seconds", NULL,

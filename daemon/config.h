@@ -49,6 +49,7 @@ typedef struct bsd_config {
     double device_stall_seconds;   /* no samples for this long: the device is reopened */
     double reopen_max_seconds;     /* backoff cap between reopen attempts */
     double source_timeout;         /* a network stream without audio this long is dead */
+    char rtsp_transport[4];        /* tcp or udp: how an rtsp:// source's RTP arrives */
     /* worker */
     char model[BSD_PATH_MAX];      /* .bsm model file */
     double hop_seconds;            /* window hop */

@@ -298,6 +298,7 @@ static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
             bsd_worker_free(app->worker);
             return fail(BSD_EXIT_RUNTIME, "source '%s': out of memory for the sample ring or the history", s->name);
         }
+        bsd_results_set_source(s->results, s->name); /* every prediction names its source */
         if (bsd_worker_add_source(app->worker, s->name, &s->cfg, s->ring, s->results, &err) < 0) {
             bsd_worker_free(app->worker);
             return fail(BSD_EXIT_RUNTIME, "%s", err.msg);

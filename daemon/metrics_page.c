@@ -49,8 +49,8 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
     bsd_prom_scalar(&b, "birdsong_capture_device_overflows_total", "counter", "Input overflows reported by the device", (double)cap.device_overflows);
     bsd_prom_scalar(&b, "birdsong_capture_failures_total", "counter", "Capture source failures (each is reopened)", (double)cap.failures);
 
-    /* every source, labelled by name (the unlabelled families above, sound levels included,
-     * are the first source's) */
+    /* every source, labelled by name: each unlabelled family above that is the first source's
+     * (windows, lag, sound levels, capture_*) has its twin here */
     static const struct { const char *name, *type, *help; } per_source[] = {
         {"birdsong_source_running", "gauge", "1 while the source delivers (state running), else 0"},
         {"birdsong_source_reconnects_total", "counter", "Opens of the source after the first"},
@@ -65,6 +65,8 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
          "Seconds the source has been digital silence without a break (0: not silent)"},
         {"birdsong_source_sound_clipping_seconds", "gauge",
          "Seconds the source has been clipping without a break (0: not clipping)"},
+        {"birdsong_source_overruns_total", "counter", "Times the source's sample ring was full when it wrote to it"},
+        {"birdsong_source_device_overflows_total", "counter", "Input overflows reported by the source's device"},
     };
     enum { F_RMS = 7, F_PEAK = 8 }; /* levels: only for a source that has had a window */
     bsd_capture_stats caps[BSD_MAX_SOURCES];
@@ -80,7 +82,9 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             double v[] = {s->state == BSD_CAP_RUNNING, (double)(s->opens > 0 ? s->opens - 1 : 0), (double)s->failures,
                           s->seconds_since_last_sample, (double)s->dropped_samples, (double)wks[i].windows,
                           wks[i].lag_seconds, (double)wks[i].level.rms_dbfs, (double)wks[i].level.peak_dbfs,
-                          wks[i].silent_seconds, wks[i].clipping_seconds};
+                          wks[i].silent_seconds, wks[i].clipping_seconds, (double)s->overruns,
+                          (double)s->device_overflows};
+            _Static_assert(sizeof v / sizeof v[0] == sizeof per_source / sizeof per_source[0], "one value per family");
             if ((f == F_RMS || f == F_PEAK) && !wks[i].has_level) continue;
             const char *lab[] = {"source", app->sources[i].name, NULL};
             bsd_prom_sample(&b, per_source[f].name, lab, v[f]);
@@ -96,8 +100,14 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
         }
         uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
         bsd_privacy_stats ps = st->privacy_stats;
-        uint64_t cal_blocked = st->calendar_blocked;
+        uint64_t cal_blocked = st->calendar_blocked, lane_detections[BSD_MAX_SOURCES];
+        for (int k = 0; k < st->n_lanes; k++) lane_detections[k] = st->lanes[k].detections;
         pthread_mutex_unlock(&st->lock);
+        bsd_prom_family(&b, "birdsong_source_detections_total", "counter", "Detections emitted from the source");
+        for (int k = 0; k < st->n_lanes; k++) {
+            const char *lab[] = {"source", st->lanes[k].name, NULL};
+            bsd_prom_sample(&b, "birdsong_source_detections_total", lab, (double)lane_detections[k]);
+        }
         bsd_prom_scalar(&b, "birdsong_privacy_windows_filtered_total", "counter",
                         "Windows in which the human filter class reached privacy_threshold", (double)ps.windows_filtered);
         bsd_prom_scalar(&b, "birdsong_privacy_detections_dropped_total", "counter",

@@ -94,8 +94,12 @@ void bsd_netsource_redact(const char *url, char *out, size_t size) {
 /* The watchdog: libavformat calls this while it blocks (connect, read, probe). */
 typedef struct watch {
     const bsd_netsource_io *io;
-    int64_t since_ns; /* start of this attempt */
+    const AVFormatContext *fmt; /* its pb: the bytes received */
+    int64_t since_ns;           /* start of this attempt */
     int timed_out;
+    int64_t bytes;              /* received when the watchdog fired */
+    int audio;                  /* a frame was decoded in this attempt */
+    int bad_packets, bad_err;   /* packets the decoder rejected since the last frame, the last error */
 } watch;
 
 static int interrupt_cb(void *arg) {
@@ -105,15 +109,24 @@ static int interrupt_cb(void *arg) {
     if (last < w->since_ns) last = w->since_ns;
     if ((double)(bsd_mono_ns() - last) / 1e9 > w->io->timeout) {
         w->timed_out = 1;
+        w->bytes = w->fmt && w->fmt->pb ? w->fmt->pb->bytes_read : 0;
         return 1;
     }
     return 0;
 }
 
-/* why = "<url>: <what>: <av error>" or, when the watchdog fired, the silence. */
+/* why = "<url>: <what>: <av error>" or, when the watchdog fired, why there was no audio:
+ * packets the decoder rejected, bytes in which no audio was found (the probe), or silence. */
 static int fail(char *why, size_t size, const char *url, const watch *w, const char *what, int averr) {
     char e[AV_ERROR_MAX_STRING_SIZE] = "";
-    if (w->timed_out)
+    if (w->timed_out && w->bad_packets > 0)
+        snprintf(why, size, "%s: %s: %s: the decoder rejected %d packet(s) in a row (%s) and nothing decoded in %.1f s (source_timeout)",
+                 url, what, w->bad_err == AVERROR_INVALIDDATA ? "invalid data" : "undecodable", w->bad_packets,
+                 (av.av_strerror(w->bad_err, e, sizeof e), e), w->io->timeout);
+    else if (w->timed_out && w->bytes > 0 && !w->audio)
+        snprintf(why, size, "%s: %s: invalid data: no audio found in the %lld bytes received in %.1f s (source_timeout)",
+                 url, what, (long long)w->bytes, w->io->timeout);
+    else if (w->timed_out)
         snprintf(why, size, "%s: %s: no audio for %.1f s (source_timeout)", url, what, w->io->timeout);
     else if (averr)
         snprintf(why, size, "%s: %s: %s", url, what, (av.av_strerror(averr, e, sizeof e), e));
@@ -129,6 +142,7 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
     av.av_log_set_level(AV_LOG_QUIET); /* every failure is reported here, in one sentence */
     watch w = {.io = io, .since_ns = bsd_mono_ns()};
     AVFormatContext *fmt = av.avformat_alloc_context();
+    w.fmt = fmt;
     AVCodecContext *dec = NULL;
     AVPacket *pkt = av.av_packet_alloc();
     AVFrame *frame = av.av_frame_alloc();
@@ -142,7 +156,8 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
     }
     fmt->interrupt_callback = (AVIOInterruptCB){interrupt_cb, &w};
     AVDictionary *opts = NULL;
-    if (strncasecmp(url, "rtsp", 4) == 0) av.av_dict_set(&opts, "rtsp_transport", "tcp", 0); /* no UDP loss */
+    if (strncasecmp(url, "rtsp", 4) == 0) /* tcp unless asked: no UDP loss */
+        av.av_dict_set(&opts, "rtsp_transport", io->rtsp_transport ? io->rtsp_transport : "tcp", 0);
     /* probe little: a live stream arrives at its own pace, and the watchdog is running */
     av.av_dict_set(&opts, "probesize", "65536", 0);
     av.av_dict_set(&opts, "analyzeduration", "1000000", 0);
@@ -150,6 +165,7 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
     av.av_dict_free(&opts);
     if (averr < 0) {
         fmt = NULL; /* freed by avformat_open_input */
+        w.fmt = NULL;
         fail(why, why_size, shown, &w, "cannot open", averr);
         goto done;
     }
@@ -184,7 +200,10 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
         averr = av.avcodec_send_packet(dec, pkt);
         av.av_packet_unref(pkt);
         if (averr < 0 && averr != AVERROR(EAGAIN)) {
-            /* a corrupt packet: count on the watchdog if nothing decodes any more */
+            /* a corrupt packet: count on the watchdog if nothing decodes any more (and say
+             * why then) */
+            w.bad_packets++;
+            w.bad_err = averr;
             continue;
         }
         while (av.avcodec_receive_frame(dec, frame) == 0) {
@@ -241,6 +260,8 @@ int bsd_netsource_run(const char *url, const bsd_netsource_io *io, char *why, si
             atomic_fetch_add_explicit(io->frames, (uint64_t)got, memory_order_relaxed);
             atomic_store_explicit(io->last_frames_mono_ns, bsd_mono_ns(), memory_order_relaxed);
             w.timed_out = 0; /* audio came: an earlier interrupt was not the silence */
+            w.audio = 1;
+            w.bad_packets = 0;
         }
     }
 done:

@@ -22,6 +22,7 @@ typedef struct bsd_netsource_io {
     _Atomic uint64_t *frames;            /* += frames written */
     _Atomic int64_t *last_frames_mono_ns; /* CLOCK_MONOTONIC of the last samples */
     double timeout;                      /* seconds without audio before giving up */
+    const char *rtsp_transport;          /* rtsp://: "tcp" or "udp" (NULL: tcp) */
     /* called once the stream is open and its first audio decoded: its rate and a short
      * description ("mp3, 44100 Hz, 2 ch"); on the supervisor's thread */
     void (*on_open)(void *user, double rate, const char *desc);

@@ -34,6 +34,7 @@ struct bsd_results {
     char *body[2];
     size_t body_len[2], body_cap;
     int cur;                /* -1: nothing published with these labels */
+    char source[BSD_RESULTS_SOURCE_MAX]; /* "" when unnamed */
     bsd_result_listener listener;
     void *listener_user;
 };
@@ -82,10 +83,16 @@ void bsd_results_free(bsd_results *s) {
     free(s);
 }
 
+void bsd_results_set_source(bsd_results *s, const char *name) {
+    pthread_mutex_lock(&s->lock);
+    snprintf(s->source, sizeof s->source, "%s", name ? name : "");
+    pthread_mutex_unlock(&s->lock);
+}
+
 size_t bsd_results_prediction_bytes(const char *const *labels, int n_labels) {
     /* {"seq":U64,"start":"T","end":"T","inference_ms":%.3f of a float,"rms_dbfs":R,
      * "peak_dbfs":R,"probabilities":[],"filters":[]} */
-    size_t n = 160 + 24 + 2 * 30 + 48 + 2 * 32 + 16;
+    size_t n = 160 + 24 + 2 * 30 + 48 + 2 * 32 + 16 + 12 + 6 * BSD_RESULTS_SOURCE_MAX; /* ,"source":".." */
     /* {"species":"<label, each byte escaped to at most 6>","probability":<%.6g, <= 13>}, or
      * {"name":..} for a filter class (shorter) */
     for (int i = 0; i < n_labels; i++) n += 6 * strlen(labels[i]) + 48;
@@ -186,6 +193,10 @@ void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char 
     char t[64];
     bsd_jsonw_lit(w, "{\"seq\":");
     bsd_jsonw_uint(w, r->seq);
+    if (r->source) {
+        bsd_jsonw_lit(w, ",\"source\":");
+        bsd_jsonw_string(w, r->source);
+    }
     bsd_format_time(r->start_ns, t);
     bsd_jsonw_lit(w, ",\"start\":\"");
     bsd_jsonw_lit(w, t);
@@ -227,7 +238,8 @@ void bsd_results_write_prediction(bsd_jsonw *w, const bsd_result *r, const char 
 static bsd_result slot_result(const bsd_results *s, uint64_t seq, size_t slot) {
     return (bsd_result){.seq = seq, .start_ns = s->start_ns[slot], .end_ns = s->end_ns[slot],
                         .inference_ms = s->inference_ms[slot], .level = s->level[slot], .n_labels = s->n_labels,
-                        .n_species = s->n_species, .probs = s->probs + slot * (size_t)s->n_labels};
+                        .n_species = s->n_species, .probs = s->probs + slot * (size_t)s->n_labels,
+                        .source = s->source[0] ? s->source : NULL};
 }
 
 uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, float inference_ms,
@@ -255,7 +267,8 @@ uint64_t bsd_results_publish(bsd_results *s, int64_t start_ns, int64_t end_ns, f
     /* Serialize outside the lock into the buffer readers do not see (labels and buffers
      * only change on the worker thread, which is us). */
     bsd_result r = {.seq = seq, .start_ns = start_ns, .end_ns = end_ns, .inference_ms = inference_ms,
-                    .level = level, .n_labels = n_labels, .n_species = n_species, .probs = probs};
+                    .level = level, .n_labels = n_labels, .n_species = n_species, .probs = probs,
+                    .source = s->source[0] ? s->source : NULL};
     int next = s->cur == 0 ? 1 : 0;
     bsd_jsonw w = {.buf = s->body[next], .cap = s->body_cap};
     bsd_results_write_prediction(&w, &r, (const char *const *)s->labels, NULL, n_species);

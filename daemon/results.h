@@ -41,6 +41,7 @@ typedef struct bsd_result {
     int n_labels;
     int n_species; /* outputs 0..n_species-1 are species, the rest filter classes */
     const float *probs;
+    const char *source; /* the source's name (bsd_results_set_source), NULL: not written */
     /* Its JSON (bsd_results_write_prediction, every label in model order), written once by
      * the publish that made it; valid during the listener call. NULL elsewhere. */
     const char *json;
@@ -68,10 +69,17 @@ int bsd_results_set_labels(bsd_results *s, const char *const *labels, const floa
  * top-K cover species only. Call after bsd_results_set_labels, on the worker thread. */
 void bsd_results_set_filters(bsd_results *s, int n_filters);
 
+/* The name of the source whose windows these are ([A-Za-z0-9_-], < BSD_RESULTS_SOURCE_MAX
+ * bytes; longer is cut): every prediction then carries "source". Call before the first
+ * publish. */
+#define BSD_RESULTS_SOURCE_MAX 32
+void bsd_results_set_source(bsd_results *s, const char *name);
+
 /* The one prediction serializer (GET /api/v1/predictions..., the SSE "prediction" event):
- * {"seq":..,"start":"..","end":"..","inference_ms":%.3f,"rms_dbfs":..,"peak_dbfs":..,
+ * {"seq":..,"source":..,"start":"..","end":"..","inference_ms":%.3f,"rms_dbfs":..,"peak_dbfs":..,
  * "probabilities":[{"species":..,"probability":..},..]} with the species order[0..n-1] (order
- * NULL: the first n in model order), then, when r has filter classes,
+ * NULL: the first n in model order), "source" only when r->source is set, then, when r has
+ * filter classes,
  * "filters":[{"name":..,"probability":..},..]. Reals as jansson writes them (daemon/jsonw.h);
  * the levels rounded to 0.01 dB. */
 struct bsd_jsonw;

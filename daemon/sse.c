@@ -20,6 +20,7 @@ struct bsd_sse_hub {
     slot *ring;
     char *text;
     uint64_t next; /* index of the next event (events published so far) */
+    uint64_t last_id; /* the id of the last event published (0: none) */
     int shutdown;
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -112,15 +113,18 @@ void bsd_sse_hub_free(bsd_sse_hub *h) {
     free(h);
 }
 
-int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data) {
+/* id 0: one more than the last event's. Returns the id, 0 when refused. */
+static uint64_t publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data) {
     size_t dlen = strlen(data), elen = strlen(event);
     if (dlen > (size_t)h->cfg.max_event_bytes || elen > 32 || strpbrk(data, "\r\n") || strpbrk(event, "\r\n")) {
         pthread_mutex_lock(&h->lock);
         h->stats.too_long++;
         pthread_mutex_unlock(&h->lock);
-        return -1;
+        return 0;
     }
     pthread_mutex_lock(&h->lock);
+    if (id == 0) id = h->last_id + 1;
+    h->last_id = id;
     slot *s = &h->ring[h->next % (uint64_t)h->cfg.history];
     int n = snprintf(s->text, h->slot_bytes, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)id, event,
                      data);
@@ -130,8 +134,14 @@ int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *
     h->stats.published++;
     pthread_cond_broadcast(&h->cond);
     pthread_mutex_unlock(&h->lock);
-    return 0;
+    return id;
 }
+
+int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data) {
+    return id > 0 && publish(h, id, event, data) ? 0 : -1;
+}
+
+uint64_t bsd_sse_publish_next(bsd_sse_hub *h, const char *event, const char *data) { return publish(h, 0, event, data); }
 
 bsd_sse_client *bsd_sse_client_open(bsd_sse_hub *h, const char *last_event_id) {
     bsd_sse_client *c = calloc(1, sizeof *c);

@@ -1,7 +1,7 @@
 /* birdsongd: Server-Sent Events hub for GET /api/v1/stream.
  *
- * The worker publishes events (id = its sequence number, a name such as "prediction" or
- * "detection", and one line of JSON) into a fixed history ring; publishing copies the
+ * The worker publishes events (an id, a name such as "prediction" or "detection", and one
+ * line of JSON; the daemon numbers its events 1, 2, 3, ... with bsd_sse_publish_next) into a fixed history ring; publishing copies the
  * text into a preallocated slot under a mutex that readers hold only for one memcpy, so
  * no client can slow the worker. Each client reads from its own position in the ring:
  *   - no Last-Event-ID: live events only;
@@ -47,8 +47,12 @@ void bsd_sse_hub_shutdown(bsd_sse_hub *h);
 /* All clients must be closed first. */
 void bsd_sse_hub_free(bsd_sse_hub *h);
 
-/* data: one line (no '\n' or '\r'). Returns 0, or -1 when refused (too long or bad). */
+/* data: one line (no '\n' or '\r'). Returns 0, or -1 when refused (too long or bad, or id 0). */
 int bsd_sse_publish(bsd_sse_hub *h, uint64_t id, const char *event, const char *data);
+/* Publishes with the id one more than the last event's (the daemon's stream: every event of
+ * every source gets the next id, so a resume at Last-Event-ID: N misses nothing and repeats
+ * nothing). Returns the id, or 0 when refused. */
+uint64_t bsd_sse_publish_next(bsd_sse_hub *h, const char *event, const char *data);
 
 /* last_event_id: the header value or NULL. NULL when the hub is full or shut down. */
 bsd_sse_client *bsd_sse_client_open(bsd_sse_hub *h, const char *last_event_id);

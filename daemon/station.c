@@ -214,19 +214,16 @@ static void emit_decided(bsd_station_lane *ln, uint64_t seq, bsd_detection *d, i
     pthread_mutex_lock(&st->lock);
     if (d->species_index >= 0 && d->species_index < st->n_counts) st->counts[d->species_index]++;
     st->detections_total++;
+    ln->detections++;
     if (!with_clip) st->withheld[st->n_withheld++ % BSD_WITHHELD_MAX] = d->id;
     pthread_mutex_unlock(&st->lock);
-    /* has_audio: its clip is being saved (GET says whether it was, once written); clips are
-     * the first source's */
-    int has_audio = st->clips && d->id > 0 && with_clip && ln->source == 0 && bsd_clips_request(st->clips, d) == 0;
+    /* has_audio: its clip is being saved from its source's audio (GET says whether it was,
+     * once written) */
+    int has_audio = st->clips && d->id > 0 && with_clip && bsd_clips_request(st->clips, ln->source, d) == 0;
     bsd_jsonw w = {.buf = st->json, .cap = BSD_DETECTION_JSON_MAX};
     bsd_detection_write_json(&w, d, has_audio);
     if (!w.failed) { /* cannot fail: the buffer holds any detection */
-        /* event ids are the first source's seq; another source's detection takes the
-         * latest id so that ids never decrease */
-        uint64_t id = ln->source == 0 && seq > st->last_event_id ? seq : st->last_event_id;
-        st->last_event_id = id;
-        bsd_sse_publish(st->hub, id, "detection", st->json);
+        bsd_sse_publish_next(st->hub, "detection", st->json); /* the stream's next id */
         if (st->mqtt) bsd_mqtt_publish(st->mqtt, st->json);
         if (st->ha) bsd_ha_detection(st->ha, d->species, st->json);
         if (st->hooks) {
@@ -340,17 +337,14 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
         }
     }
     if (ln->privacy) privacy_release(ln, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(ln->privacy));
-    /* the stream's predictions are the first source's (their seq is the event id) */
-    if (r->json && ln->source == 0) {
-        if (r->seq > st->last_event_id) st->last_event_id = r->seq;
-        bsd_sse_publish(st->hub, r->seq, "prediction", r->json);
-    }
+    /* every source's predictions (naming their source), each with the stream's next id */
+    if (r->json) bsd_sse_publish_next(st->hub, "prediction", r->json);
 }
 
-/* A source's audio: into the clips (the first source's) and the source's audio history. */
+/* A source's audio: into its clip history and its audio history. */
 static void on_audio(const float *x, size_t n, int64_t end_ns, void *user) {
     bsd_station_lane *ln = user;
-    if (ln->st->clips && ln->source == 0) bsd_clips_feed(ln->st->clips, x, n, (double)end_ns / 1e9);
+    if (ln->st->clips) bsd_clips_feed(ln->st->clips, ln->source, x, n, (double)end_ns / 1e9);
     if (ln->has_history) bsd_audio_history_feed(&ln->history, x, n, (double)end_ns / 1e9);
 }
 
@@ -439,7 +433,7 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
     if (beat > cfg->http_timeout_seconds / 2.0) beat = cfg->http_timeout_seconds / 2.0;
     bsd_sse_config sc = {.history = cfg->stream_history, .max_clients = cfg->stream_max_clients,
                         .heartbeat_ms = (int)(beat * 1000.0),
-                        .max_event_bytes = 512}; /* + below: twice this model's prediction, room for a reload */
+                        .max_event_bytes = 512 + 16 + BSD_SOURCE_NAME_MAX}; /* + below: twice this model's prediction, room for a reload */
     for (int i = 0; i < n; i++) sc.max_event_bytes += 2 * ((int)strlen(st->lanes[0].labels[i]) + 48);
     sc.max_event_bytes += 2 * filter_bytes;
     if (sc.max_event_bytes > JSON_MAX) sc.max_event_bytes = JSON_MAX;
@@ -474,12 +468,16 @@ bsd_station *bsd_station_start(bsd_app *app, bs_error *err) {
             goto fail;
         }
         snprintf(st->clips_dir, sizeof st->clips_dir, "%s/clips", st->state_dir);
+        double longest = 0; /* the longest event of any source sizes every source's history */
+        for (int i = 0; i < st->n_lanes; i++)
+            if (st->lanes[i].cfg->max_event_seconds > longest) longest = st->lanes[i].cfg->max_event_seconds;
         bsd_clips_config cc = {.sample_rate = (int)lround(bsd_worker_model_rate(app->worker)),
                               .pre_roll = cfg->clip_pre_roll > 0 ? cfg->clip_pre_roll : 1e-9,
                               .post_roll = cfg->clip_post_roll > 0 ? cfg->clip_post_roll : 1e-9,
-                              .max_event_seconds = cfg->max_event_seconds > 0 ? cfg->max_event_seconds : 60,
+                              .max_event_seconds = longest > 0 ? longest : 60,
                               .max_mb = cfg->clips_max_mb,
-                              .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9};
+                              .min_free_percent = cfg->clips_min_free_percent > 0 ? cfg->clips_min_free_percent : 1e-9,
+                              .n_sources = st->n_lanes};
         st->clips = bsd_clips_open(st->clips_dir, &cc, err);
         if (!st->clips) goto fail;
     }

@@ -41,6 +41,7 @@ typedef struct bsd_station_lane {
     bsd_detection released[BSD_PRIVACY_HELD_MAX];
     int verdicts[BSD_PRIVACY_HELD_MAX];
     bsd_privacy_stats privacy_stats;
+    uint64_t detections;      /* emitted from this source, under st->lock */
     /* this source's recent audio for spectrograms when clips are off (its own lock) */
     bsd_audio_history history;
     int has_history;
@@ -64,7 +65,6 @@ struct bsd_station {
     /* worker thread only */
     bsd_station_lane lanes[BSD_MAX_SOURCES];
     int n_lanes;
-    uint64_t last_event_id; /* the stream's ids never decrease (daemon/sse.h) */
     char *json;
     char *hook_body; /* BSD_WEBHOOK_BODY_MAX */
     int64_t local_id; /* ids when nothing is stored */

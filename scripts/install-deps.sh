@@ -17,6 +17,8 @@ PACKAGES=(
   libcurl4-openssl-dev libssl-dev libpng-dev
   libhdf5-dev libzip-dev nettle-dev
   python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  # the ffmpeg CLI: real stream servers in the tests (a test tool: not linked, not in the arm64 sysroot)
+  ffmpeg
   clang libclang-rt-14-dev
   openmpi-bin libopenmpi-dev
   systemd

@@ -4,6 +4,7 @@ single-source endpoints, and each source's windows equal to `birdsong features` 
 import json
 import os
 import re
+import shutil
 import subprocess
 import time
 
@@ -105,6 +106,31 @@ def test_source_endpoints_and_the_first_source_behind_the_old_ones(files, tmp_pa
         old = d.json("/api/v1/predictions?since=0&limit=1000")
         assert [p["seq"] for p in old["predictions"]][:3] == [p["seq"] for p in first["predictions"]][:3]
         assert old["predictions"][0]["start"] == first["predictions"][0]["start"]
+        assert {p["source"] for p in old["predictions"]} == {"default"}
+        assert {p["source"] for p in page["predictions"]} == {"second"} and latest["source"] == "second"
+        # /status: the first source's at the top, as before, and every source's under "sources"
+        status = d.json("/api/v1/status")
+        assert [x["name"] for x in status["sources"]] == ["default", "second"]
+        assert status["audio"]["requested"] == status["sources"][0]["audio"]["requested"] == files["a"]
+        assert status["sources"][1]["audio"]["requested"] == files["b"]
+        assert status["sources"][1]["audio"]["sample_rate"] == 32000 and status["audio"]["sample_rate"] == 22050
+        assert status["sources"][1]["results"]["latest_seq"] >= 3 and status["sources"][1]["worker"]["windows"] >= 3
+        # /metrics: each unlabelled family that is the first source's has a twin for every source
+        from station_helpers import metric, parse_prometheus
+        fams = parse_prometheus(d.request("GET", "/metrics")[2].decode())
+        twins = {"windows_processed_total": "source_windows_total", "worker_lag_seconds": "source_lag_seconds",
+                 "sound_rms_dbfs": "source_sound_rms_dbfs", "sound_peak_dbfs": "source_sound_peak_dbfs",
+                 "sound_silent_seconds": "source_sound_silent_seconds",
+                 "sound_clipping_seconds": "source_sound_clipping_seconds",
+                 "capture_overruns_total": "source_overruns_total",
+                 "capture_dropped_samples_total": "source_dropped_samples_total",
+                 "capture_device_overflows_total": "source_device_overflows_total",
+                 "capture_failures_total": "source_failures_total"}
+        for old_name, twin in twins.items():
+            metric(fams, "birdsong_" + old_name)  # the old series stays
+            for name in ("default", "second"):
+                metric(fams, "birdsong_" + twin, source=name)
+        assert metric(fams, "birdsong_source_windows_total", source="second") >= 3
         for path, status in (("/api/v1/sources/nope", 404), ("/api/v1/sources/second/other", 404),
                              ("/api/v1/sources/second/predictions/latest?since=1", 400),
                              ("/api/v1/sources/second?top=1", 400), ("/api/v1/sources/", 404)):
@@ -114,7 +140,9 @@ def test_source_endpoints_and_the_first_source_behind_the_old_ones(files, tmp_pa
         for path, tpl in (("/api/v1/sources/second", "/api/v1/sources/{name}"),
                           ("/api/v1/sources/second/predictions/latest", "/api/v1/sources/{name}/predictions/latest"),
                           ("/api/v1/sources/second/predictions", "/api/v1/sources/{name}/predictions"),
-                          ("/api/v1/sources/nope", "/api/v1/sources/{name}")):
+                          ("/api/v1/sources/nope", "/api/v1/sources/{name}"), ("/api/v1/status", "/api/v1/status"),
+                          ("/api/v1/detections/settings?source=second", "/api/v1/detections/settings"),
+                          ("/api/v1/detections/settings?source=nope", "/api/v1/detections/settings")):
             status, _, body = d.get(path)
             schema = spec["paths"][tpl]["get"]["responses"][str(status)]["content"]["application/json"]["schema"]
             check_schema(body, schema, spec, path)
@@ -158,7 +186,8 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
     """The soundscape as the default source (Parus_major always on) and again as [source
     yard] with its own thresholds (Sitta_europaea always on, Parus_major never): every
     detection says its source, ?source= filters the list and the summary, and the stream
-    carries both with ids that never decrease."""
+    carries both sources' predictions and detections under one id sequence, from which a
+    client resumes exactly at a second source's detection."""
     from station_helpers import AUDIO, SSE, Daemon as StationDaemon, make_model as station_model
     if not os.path.exists(AUDIO):
         pytest.skip("the bundled soundscape is missing")
@@ -182,6 +211,18 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
         assert all(x["source"] == "yard" for x in yard["detections"])
         assert d.json("/api/v1/detections?source=nowhere")["total"] == 0
         assert d.status("/api/v1/detections?source=") == 400
+        # each source's detection settings; without ?source= the first source's
+        for q, name, on in (("", "default", "Parus_major"), ("?source=default", "default", "Parus_major"),
+                            ("?source=yard", "yard", "Sitta_europaea")):
+            sets = d.json("/api/v1/detections/settings" + q)
+            thr = {x["species"]: x["threshold"] for x in sets["species"]}
+            assert sets["source"] == name and thr[on] == 0 and thr[({"Parus_major", "Sitta_europaea"} - {on}).pop()] == 1, sets
+        assert d.status("/api/v1/detections/settings?source=nowhere") == 404
+        _, _, text = d.request("/metrics")
+        from station_helpers import metric, parse_prometheus
+        fams = parse_prometheus(text.decode())
+        assert metric(fams, "birdsong_source_detections_total", source="yard") >= 2
+        assert metric(fams, "birdsong_source_detections_total", source="default") >= 2
         summ = d.json("/api/v1/detections/summary?source=yard&bucket=day")
         assert summ["total"] >= 2 and all(set(b["counts"]) == {"Sitta_europaea"} for b in summ["buckets"])
         one = d.json("/api/v1/detections/%d" % yard["detections"][0]["id"])
@@ -200,20 +241,79 @@ def test_each_source_detects_with_its_own_settings_and_names_itself(tmp_path):
         _, _, text = d.request("/metrics")
         for name in ("default", "yard"):
             assert ('birdsong_source_sound_peak_dbfs{source="%s"}' % name).encode() in text, text[-2000:]
-        # the stream: detections of both sources, ids never decreasing
-        events, ids, deadline = [], [], time.time() + 20
+        # the stream: detections and predictions of both sources, every event numbered one
+        # after the other (one id sequence for the daemon)
+        events, raw, deadline = [], [], time.time() + 20
         while time.time() < deadline and {e.get("source") for e in events} != {"default", "yard"}:
             ev = sse.next()
             if "id" not in ev:
                 continue  # a comment (retry:, heartbeat)
-            ids.append(int(ev["id"]))
+            raw.append(ev)
             if ev.get("event") == "detection":
                 events.append(json.loads(ev["data"]))
         assert {e["source"] for e in events} == {"default", "yard"}, events
-        assert ids == sorted(ids), ids
+        ids = [int(e["id"]) for e in raw]
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+        preds = [json.loads(e["data"]) for e in raw if e["event"] == "prediction"]
+        assert {p["source"] for p in preds} == {"default", "yard"}, preds[:4]
+        for name in ("default", "yard"):  # each source's windows in order, none missing
+            seqs = [p["seq"] for p in preds if p["source"] == name]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), (name, seqs)
         sse.close()
+        # resume exactly at a yard detection's id and just before it: nothing missed, nothing twice
+        yard_ev = next(e for e in raw if e["event"] == "detection" and json.loads(e["data"])["source"] == "yard")
+        at = int(yard_ev["id"])
+        for last, first in ((at - 1, yard_ev), (at, None)):
+            r = SSE(d.port, last_event_id=last)
+            got = r.events(3)
+            r.close()
+            assert [int(e["id"]) for e in got] == [last + 1, last + 2, last + 3], (last, got)
+            if first is not None:
+                assert got[0]["event"] == "detection" and got[0]["data"] == first["data"], got[0]
     finally:
         d.stop()
+
+
+def test_a_second_sources_detection_has_its_own_clip_and_spectrogram(tmp_path):
+    """Clips on, the soundscape as the default source and a chirp file as [source yard]: a
+    yard detection has has_audio true, its clip is a stretch of yard's file (sample for
+    sample, 16-bit), not of the soundscape, and its spectrogram is drawn from that clip."""
+    from librosa_ref import read_audio
+    from station_helpers import AUDIO, Daemon as StationDaemon, make_model as station_model
+    if not os.path.exists(AUDIO):
+        pytest.skip("the bundled soundscape is missing")
+    model = station_model(str(tmp_path / "station.bsm"))
+    yard_wav = tmp_path / "yard.wav"
+    x = write_wav(yard_wav, seconds=6.0, sr=22050, seed=5)  # the model's rate: no resampling
+    conf = tmp_path / "yard.conf"
+    conf.write_text("[source yard]\ninput = %s\ninput_loop = true\n"
+                    "species_thresholds = Parus_major:1, Sitta_europaea:0\n" % yard_wav)
+    state = str(tmp_path / "state")
+    d = StationDaemon(model, state, "species_thresholds=Parus_major:0, Sitta_europaea:1",
+                      "exclude_species=Turdus_merula", "max_event_seconds=2", "clips=true",
+                      "clip_pre_roll=0.5", "clip_post_roll=0.5", extra=["--config", str(conf)])
+    try:
+        det = d.wait_for(lambda: next((x for x in d.json("/api/v1/detections?source=yard&limit=50")["detections"]
+                                       if x["has_audio"]), None), timeout=30, what="a yard detection with its clip")
+        assert det["source"] == "yard"
+        clip, sr = read_audio(os.path.join(state, "clips", "%d.flac" % det["id"]))
+        assert sr == 22050 and len(clip) > 22050, (sr, len(clip))
+        # where the clip starts in the (looped) file: the one offset whose first 64 samples match
+        loop = np.concatenate([x] * (2 + len(clip) // len(x)))
+        head = np.lib.stride_tricks.sliding_window_view(loop[:len(x) + 64], 64)
+        err = np.abs(head - clip[:64]).max(axis=1)
+        off = int(np.argmin(err))
+        assert err[off] <= 1.0 / 32768, "the clip's start is nowhere in yard's audio (best %g)" % err[off]
+        assert np.abs(clip - loop[off:off + len(clip)]).max() <= 1.0 / 32768
+        st, headers, png = d.request("/api/v1/detections/%d/spectrogram.png" % det["id"])
+        assert st == 200 and headers["Content-Type"] == "image/png" and png[:8] == b"\x89PNG\r\n\x1a\n", (st, png[:300])
+        assert os.path.exists(os.path.join(state, "clips", "%d.png" % det["id"]))  # drawn from the clip
+        # the default source's detections keep their clips too
+        d.wait_for(lambda: any(x["has_audio"] for x in
+                               d.json("/api/v1/detections?source=default&limit=50")["detections"]),
+                   timeout=30, what="a default-source detection with its clip")
+    finally:
+        assert d.stop() == 0
 
 
 # ---- network sources: real servers on loopback ----------------------------------------------
@@ -222,8 +322,9 @@ class StreamServer:
     """An HTTP audio server on 127.0.0.1 (a thread of this process, real sockets): each GET
     gets a WAV stream of `samples` (16-bit mono, looped) paced at `speed` x real time.
     mode "silent": accepts, reads the request and sends nothing (half-open); "garbage": a
-    200 and random bytes. stop() closes the listener and every connection (a server that
-    dies); start() again on the same port."""
+    200 and random bytes; "badmp3": a WAV header saying MP3, then random bytes (the decoder
+    rejects them); "badcodec": a WAV of a codec that does not exist. stop() closes the
+    listener and every connection (a server that dies); start() again on the same port."""
 
     def __init__(self, samples, sr, mode="wav", speed=4.0, port=None):
         import socket as so
@@ -268,8 +369,12 @@ class StreamServer:
                 while self.running:
                     time.sleep(0.05)
                 return
-            if self.mode == "garbage":
+            if self.mode in ("garbage", "badmp3"):
                 c.sendall(b"HTTP/1.0 200 OK\r\nContent-Type: audio/wav\r\n\r\n")
+                if self.mode == "badmp3":  # a WAV that says MP3 (format 0x55), then noise: undecodable packets
+                    c.sendall(b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVEfmt " +
+                              struct.pack("<IHHIIHH", 16, 0x55, 1, self.sr, self.sr * 2, 2, 16) +
+                              b"data" + struct.pack("<I", 0xFFFFFFFF))
                 rng = np.random.default_rng(7)
                 while self.running:
                     c.sendall(rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
@@ -422,7 +527,9 @@ def test_source_that_never_comes_up_backs_off_with_bounded_cpu_and_health_says_w
             assert "s3cret" not in text
 
 
-@pytest.mark.parametrize("mode,needle", [("garbage", ""), ("badcodec", "no decoder")])
+@pytest.mark.parametrize("mode,needle", [("garbage", "invalid data: no audio found in the"),
+                                         ("badmp3", "invalid data: the decoder rejected"),
+                                         ("badcodec", "no decoder")])
 def test_garbage_or_undecodable_stream_gets_a_clear_error_and_a_retry(files, tmp_path, mode, needle):
     srv = StreamServer(files["xa"], 22050, mode=mode).start()
     try:
@@ -431,7 +538,7 @@ def test_garbage_or_undecodable_stream_gets_a_clear_error_and_a_retry(files, tmp
             d.wait_for(lambda: d.json("/api/v1/status")["audio"]["failures"] >= 2, timeout=15, what="two failures")
             cam = source(d, "cam")
             assert cam["state"] == "reopening" and "127.0.0.1:%d" % srv.port in cam["last_error"], cam
-            assert needle in cam["last_error"], cam
+            assert needle in cam["last_error"].lower() and "no audio for" not in cam["last_error"], cam
             assert d.proc.poll() is None
     finally:
         srv.stop()
@@ -443,8 +550,9 @@ def rtsp_available():
     return r.returncode == 0
 
 
-def start_rtsp(port):
-    p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)],
+def start_rtsp(port, transport=None):
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(os.path.dirname(__file__), "rtsp_server.py"), str(port)]
+                         + ([transport] if transport else []),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = p.stdout.readline()
     assert line.strip() == "ready", "rtsp_server: %s %s" % (line, p.stderr.read() if p.poll() is not None else "")
@@ -568,3 +676,104 @@ def test_dashboard_picks_a_source_and_shows_each_sources_state(tmp_path):
             assert ts.page_errors(cdp) == [] or all("/api/v1/" in e for e in ts.page_errors(cdp)), ts.page_errors(cdp)
     finally:
         d.stop()
+
+
+@pytest.mark.skipif(not rtsp_available(), reason="python3-gi with gir1.2-gst-rtsp-server-1.0 missing "
+                    "(scripts/install-deps.sh installs it)")
+def test_rtsp_transport_udp_is_asked_of_the_server(files, tmp_path):
+    """A server that offers RTP over UDP only: the source with rtsp_transport = udp plays it;
+    one with the default (tcp) is refused by that server, with the server's answer as its
+    error."""
+    port = free_port_here()
+    srv = start_rtsp(port, "udp")
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = rtsp://127.0.0.1:%d/birds\nrtsp_transport = udp\nsource_timeout = 3\n"
+                    "[source tcpcam]\ninput = rtsp://127.0.0.1:%d/birds\n" % (files["model"], port, port))
+    try:
+        with Daemon(["--config", str(conf)], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=30, what="3 windows over RTP/UDP")
+            assert source(d, "cam")["state"] == "running" and source(d, "cam")["sample_rate"] == 16000
+            d.wait_for(lambda: source(d, "tcpcam")["last_error"], timeout=10, what="tcpcam's error")
+            tcp = source(d, "tcpcam")
+            assert tcp["state"] == "reopening" and tcp["latest_seq"] == 0, tcp
+    finally:
+        srv.kill()
+        srv.wait()
+    r = subprocess.run([DAEMON, "--model", files["model"], "--source", "c=rtsp://127.0.0.1:1/x", "--set",
+                        "rtsp_transport=http", "--check-config"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "expected tcp or udp" in r.stderr, r.stderr
+
+
+# ---- streams served by the ffmpeg CLI (scripts/install-deps.sh installs it) ------------------
+
+FFMPEG = shutil.which("ffmpeg")
+needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="the ffmpeg CLI is missing (scripts/install-deps.sh installs it)")
+
+
+def start_ffmpeg(wav, out_args, url):
+    """ffmpeg playing wav in a loop at real time into url (a server with -listen 1)."""
+    return subprocess.Popen([FFMPEG, "-nostdin", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
+                             "-i", wav] + out_args + [url], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop(p):
+    p.kill()
+    p.wait(timeout=10)
+
+
+@needs_ffmpeg
+def test_ffmpeg_http_mp3_server_predicts_and_is_reconnected_after_a_restart(files, tmp_path):
+    """An MP3 stream served by `ffmpeg -listen 1` over HTTP as [source cam]: its predictions
+    arrive; ffmpeg killed: cam goes to reopening; ffmpeg started again on the same port: cam
+    reconnects by itself and its predictions resume."""
+    port = free_port_here()
+    args, url = ["-c:a", "libmp3lame", "-f", "mp3", "-listen", "1"], "http://127.0.0.1:%d/live.mp3" % port
+    srv = start_ffmpeg(files["a"], args, url)
+    conf = tmp_path / "c.conf"
+    conf.write_text("model = %s\ninput = %s\ninput_loop = true\nreopen_max_seconds = 0.5\n"
+                    "[source cam]\ninput = %s\nsource_timeout = 2\n" % (files["model"], files["b"], url))
+    try:
+        with Daemon(["--config", str(conf)], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=20, what="3 windows from ffmpeg")
+            cam = source(d, "cam")
+            assert cam["state"] == "running" and cam["sample_rate"] == 22050, cam
+            assert "mp3" in d.json("/api/v1/status")["sources"][1]["audio"]["device"]
+            assert d.json("/api/v1/sources/cam/predictions/latest")["source"] == "cam"
+            stop(srv)
+            d.wait_for(lambda: source(d, "cam")["state"] == "reopening", timeout=10, what="cam reopening")
+            seq_down = source(d, "cam")["latest_seq"]
+            srv = start_ffmpeg(files["a"], args, url)
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= seq_down + 3, timeout=20,
+                       what="cam's predictions to resume")
+            assert source(d, "cam")["reconnects"] >= 1 and source(d, "cam")["state"] == "running"
+    finally:
+        stop(srv)
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("scheme", ["tcp", "udp", "rtmp"])
+def test_ffmpeg_streams_over_tcp_udp_and_rtmp_are_heard(files, tmp_path, scheme):
+    """The other accepted schemes against a real sender: MPEG-TS over a TCP listener and over
+    UDP datagrams to the daemon, and FLV from an RTMP server (`ffmpeg -listen 1`)."""
+    port = free_port_here()
+    if scheme == "tcp":
+        args, url = ["-c:a", "mp2", "-f", "mpegts"], "tcp://127.0.0.1:%d?listen=1" % port
+        spec = "tcp://127.0.0.1:%d" % port
+    elif scheme == "udp":  # the daemon binds the port; ffmpeg sends datagrams to it
+        args, url = ["-c:a", "mp2", "-f", "mpegts"], "udp://127.0.0.1:%d?pkt_size=1316" % port
+        spec = "udp://127.0.0.1:%d?localaddr=127.0.0.1" % port
+    else:
+        args, url = ["-c:a", "aac", "-f", "flv", "-listen", "1"], "rtmp://127.0.0.1:%d/live/birds" % port
+        spec = url
+    srv = start_ffmpeg(files["a"], args, url)
+    try:
+        time.sleep(0.3)  # the listener up
+        with Daemon(["--model", files["model"], "--source", "cam=" + spec, "--set", "reopen_max_seconds=0.5",
+                     "--set", "source_timeout=3"], tmp=tmp_path) as d:
+            d.wait_for(lambda: source(d, "cam")["latest_seq"] >= 3, timeout=20,
+                       what="3 windows over %s: %s" % (scheme, source(d, "cam")))
+            cam = source(d, "cam")
+            assert cam["state"] == "running" and cam["sample_rate"] == 22050, cam
+    finally:
+        stop(srv)

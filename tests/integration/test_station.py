@@ -301,9 +301,9 @@ def test_sse_stream_resumes_from_last_event_id(model, state):
         s = SSE(d.port)
         assert s.status == 200 and s.headers["content-type"].startswith("text/event-stream")
         first = s.events(12)
-        for e in first:
-            assert int(e["id"]) == (json.loads(e["data"])["seq"] if e["event"] == "prediction"
-                                    else int(e["id"]))
+        ids = [int(e["id"]) for e in first]  # the stream numbers every event, one after another
+        assert ids == list(range(ids[0], ids[0] + len(ids))), ids
+        assert all(json.loads(e["data"])["source"] == "default" for e in first)
         seqs = _prediction_seqs(first)
         assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "predictions must arrive in order, none missing"
         kinds = {e["event"] for e in first}
@@ -315,10 +315,12 @@ def test_sse_stream_resumes_from_last_event_id(model, state):
         time.sleep(1.0)  # events go by while we are away
         r = SSE(d.port, last_event_id=last)
         again = r.events(8)
-        assert int(again[0]["id"]) > last
+        ids2 = [int(e["id"]) for e in again]
+        assert ids2 == list(range(last + 1, last + 1 + len(ids2))), \
+            "resume must start right after Last-Event-ID (%d), none missing: %s" % (last, ids2)
         seqs2 = _prediction_seqs(again)
-        assert seqs2[0] == last + 1, "resume must start right after Last-Event-ID (%d), got %d" % (last, seqs2[0])
         assert seqs2 == list(range(seqs2[0], seqs2[0] + len(seqs2)))
+        assert seqs2[0] > seqs[-1]
         for e in again + first:
             if e["event"] == "detection":
                 det = json.loads(e["data"])

@@ -28,16 +28,31 @@ static const double T0 = 1.7e9;
 static uint64_t fed;
 static int noise; /* white noise (FLAC cannot shrink it) instead of the ramp */
 
-/* Feeds `seconds` of a ramp whose value encodes the sample's index, in 0.25 s blocks. */
-static void feed(bsd_clips *c, double seconds) {
+/* Feeds source `source` `seconds` of a ramp whose value encodes the sample's index (negated
+ * for source 1), in 0.25 s blocks, advancing *at (samples fed to that source). */
+static void feed_source(bsd_clips *c, int source, uint64_t *at, double seconds) {
     float block[RATE / 4];
     int blocks = (int)(seconds * 4);
     for (int b = 0; b < blocks; b++) {
         for (int i = 0; i < RATE / 4; i++)
-            block[i] = noise ? (float)rand() / RAND_MAX - 0.5f : (float)((fed + (uint64_t)i) % 1000) / 2000.0f;
-        fed += RATE / 4;
-        bsd_clips_feed(c, block, RATE / 4, T0 + (double)fed / RATE);
+            block[i] = noise ? (float)rand() / RAND_MAX - 0.5f
+                             : (source ? -1.0f : 1.0f) * (float)((*at + (uint64_t)i) % 1000) / 2000.0f;
+        *at += RATE / 4;
+        bsd_clips_feed(c, source, block, RATE / 4, T0 + (double)*at / RATE);
     }
+}
+
+static void feed(bsd_clips *c, double seconds) { feed_source(c, 0, &fed, seconds); }
+
+/* The clip at path: its frames into x (at most cap), returned. */
+static sf_count_t read_clip(const char *path, float *x, sf_count_t cap) {
+    SF_INFO info = {0};
+    SNDFILE *sf = sf_open(path, SFM_READ, &info);
+    cr_assert_not_null(sf, "%s: %s", path, sf_strerror(NULL));
+    cr_assert_eq(info.samplerate, RATE);
+    sf_count_t n = sf_readf_float(sf, x, info.frames < cap ? info.frames : cap);
+    sf_close(sf);
+    return n;
 }
 
 static bsd_detection det(int64_t id, double start, double end) {
@@ -58,7 +73,7 @@ Test(clips, clip_has_pre_and_post_roll_and_the_right_samples) {
     cr_assert_not_null(c, "%s", err.msg);
     feed(c, 4.0);
     bsd_detection d = det(7, 2.0, 3.5);
-    cr_assert_eq(bsd_clips_request(c, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
     char path[512];
     cr_assert_eq(bsd_clips_path(c, 7, path, sizeof path), 0); /* waits for the post-roll */
     feed(c, 1.0);
@@ -100,7 +115,7 @@ Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
     for (int i = 1; i <= 5; i++) {
         feed(c, 2.5);
         bsd_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
-        cr_assert_eq(bsd_clips_request(c, &d), 0);
+        cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
         feed(c, 1.0);
         cr_assert_eq(bsd_clips_flush(c, 10000), 0);
     }
@@ -145,14 +160,14 @@ Test(clips, min_free_disk_deletes_then_skips_rather_than_filling_the_disk) {
     bsd_clips_set_disk_probe(c, fake_probe, NULL);
     feed(c, 3);
     bsd_detection d = det(1, 1.0, 2.0);
-    bsd_clips_request(c, &d);
+    bsd_clips_request(c, 0, &d);
     feed(c, 1);
     bsd_clips_flush(c, 10000);
     cr_assert_eq(bsd_clips_get_stats(c).saved, 1);
     /* the disk fills up from elsewhere: 16% free, 21% once our clip is gone */
     fake_free = 16.0;
     d = det(2, 3.0, 3.5);
-    bsd_clips_request(c, &d);
+    bsd_clips_request(c, 0, &d);
     feed(c, 1);
     bsd_clips_flush(c, 10000);
     char path[512];
@@ -161,7 +176,7 @@ Test(clips, min_free_disk_deletes_then_skips_rather_than_filling_the_disk) {
     /* 10% free even with no clips: nothing is written */
     fake_free = 10.0;
     d = det(3, 4.0, 4.5);
-    bsd_clips_request(c, &d);
+    bsd_clips_request(c, 0, &d);
     feed(c, 1);
     bsd_clips_flush(c, 10000);
     cr_assert_eq(bsd_clips_path(c, 3, path, sizeof path), 0);
@@ -180,9 +195,9 @@ Test(clips, pending_limit_and_bad_settings) {
     bsd_clips_config cfg = {.sample_rate = RATE, .max_pending = 2};
     bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
     bsd_detection d = det(1, 100, 101);
-    cr_assert_eq(bsd_clips_request(c, &d), 0);
-    cr_assert_eq(bsd_clips_request(c, &d), 0);
-    cr_assert_eq(bsd_clips_request(c, &d), -1);
+    cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, 0, &d), -1);
     cr_assert_eq(bsd_clips_get_stats(c).skipped_busy, 1);
     bsd_clips_close(c); /* pending clips without audio are dropped */
     char file[400];
@@ -191,4 +206,65 @@ Test(clips, pending_limit_and_bad_settings) {
     fclose(f);
     cr_assert_null(bsd_clips_open(file, &cfg, &err));
     cr_assert(strstr(err.msg, "file") != NULL, "%s", err.msg);
+}
+
+Test(clips, each_source_has_its_own_audio_and_the_quota_is_shared) {
+    noise = 0;
+    bs_error err;
+    /* a 2 s clip of noise at 8 kHz is at most 32 kB: 0.1 MB holds three */
+    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .n_sources = 2,
+                           .max_mb = 0.1, .min_free_percent = 0.001};
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    uint64_t at[2] = {0, 0};
+    feed_source(c, 0, &at[0], 3.0);
+    feed_source(c, 1, &at[1], 2.0); /* source 1 is 1 s behind */
+    bsd_detection d = det(2, 1.0, 2.0); /* source 1's: 0.5 .. 2.5 s */
+    cr_assert_eq(bsd_clips_request(c, 1, &d), 0);
+    cr_assert_eq(bsd_clips_request(c, 2, &d), -1, "source out of range");
+    feed_source(c, 0, &at[0], 1.0); /* the first source's audio does not complete it */
+    cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    char path[512];
+    cr_assert_eq(bsd_clips_path(c, 2, path, sizeof path), 0);
+    feed_source(c, 1, &at[1], 1.0);
+    cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    cr_assert_eq(bsd_clips_path(c, 2, path, sizeof path), 1);
+    static float x[4 * RATE];
+    cr_assert_eq(read_clip(path, x, 4 * RATE), 2 * RATE);
+    for (int k = 0; k < 2 * RATE; k += 499) { /* source 1's negated ramp from 0.5 s */
+        float want = -(float)((uint64_t)(0.5 * RATE + k) % 1000) / 2000.0f;
+        cr_assert_float_eq(x[k], want, 1.0 / 16384, "sample %d: %f vs %f", k, x[k], want);
+    }
+    /* then the first source's, from its own ring at the same times */
+    d = det(3, 2.5, 3.0);
+    cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
+    feed_source(c, 0, &at[0], 0.5);
+    cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    cr_assert_eq(bsd_clips_path(c, 3, path, sizeof path), 1);
+    cr_assert_eq(read_clip(path, x, 4 * RATE), (sf_count_t)(1.5 * RATE));
+    for (int k = 0; k < 3 * RATE / 2; k += 499) {
+        float want = (float)((uint64_t)(2.0 * RATE + k) % 1000) / 2000.0f;
+        cr_assert_float_eq(x[k], want, 1.0 / 16384, "sample %d: %f vs %f", k, x[k], want);
+    }
+    /* one quota over both sources' clips: more clips than fit, oldest deleted, whatever source */
+    noise = 1;
+    for (int i = 4; i <= 12; i++) {
+        int s = i % 2;
+        feed_source(c, s, &at[s], 2.0);
+        d = det(i, (double)at[s] / RATE - 2.0, (double)at[s] / RATE - 1.0);
+        cr_assert_eq(bsd_clips_request(c, s, &d), 0);
+        feed_source(c, s, &at[s], 1.0);
+        cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    }
+    bsd_clips_stats st = bsd_clips_get_stats(c);
+    cr_assert_eq(st.saved, 11);
+    cr_assert_gt(st.deleted, 0);
+    cr_assert_leq(st.bytes, (uint64_t)(0.1 * 1024 * 1024));
+    cr_assert_eq(bsd_clips_path(c, 2, path, sizeof path), 0, "the oldest clip (source 1's) was not deleted");
+    cr_assert_eq(bsd_clips_path(c, 12, path, sizeof path), 1);
+    cr_assert_eq(bsd_clips_path(c, 11, path, sizeof path), 1);
+    bsd_clips_close(c);
+    cfg.n_sources = BSD_CLIPS_SOURCES_MAX + 1;
+    cr_assert_null(bsd_clips_open(clipdir, &cfg, &err));
+    cr_assert(strstr(err.msg, "sources") != NULL, "%s", err.msg);
 }

@@ -137,7 +137,7 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     (void)labels, (void)thresholds;
     struct fanout *f = user;
     cr_assert_not_null(r->json);
-    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "prediction", r->json), 0);
+    cr_assert_gt(bsd_sse_publish_next(f->hub, "prediction", r->json), 0);
     cr_assert_eq(bsd_mqtt_publish(f->mqtt, r->json), 0);
     f->calls++;
     cr_assert_lt(r->json_len, sizeof f->last);
@@ -148,7 +148,7 @@ static void fanout(const bsd_result *r, const char *const *labels, const float *
     bsd_jsonw w = {.buf = f->det, .cap = sizeof f->det};
     bsd_detection_write_json(&w, &d, 1);
     cr_assert_eq(w.failed, 0);
-    cr_assert_eq(bsd_sse_publish(f->hub, r->seq, "detection", f->det), 0);
+    cr_assert_gt(bsd_sse_publish_next(f->hub, "detection", f->det), 0);
     cr_assert_eq(bsd_mqtt_publish(f->mqtt, f->det), 0);
     bsd_webhooks_post(f->hooks, f->det, strlen(f->det)); /* refused once the queue is full: no matter */
 }
@@ -159,6 +159,7 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     bsd_results *res = bsd_results_create(64);
     cr_assert_not_null(res);
     cr_assert_eq(bsd_results_set_labels(res, labels, th, 4), 1);
+    bsd_results_set_source(res, "yard");
     bs_error err;
     bsd_sse_config sc = {.history = 16, .max_clients = 2, .heartbeat_ms = 1000, .max_event_bytes = 1024};
     struct fanout f = {.hub = bsd_sse_hub_new(&sc, &err)};
@@ -193,6 +194,8 @@ Test(noalloc, publish_path_serializes_into_preallocated_buffers) {
     cr_assert_eq(seq, 51u);
     cr_assert_str_eq(body, f.last);
     cr_assert(strstr(body, "\"probability\":0.78125}") != NULL, "%s", body);
+    static const char head[] = "{\"seq\":51,\"source\":\"yard\",\"start\":";
+    cr_assert(strncmp(body, head, sizeof head - 1) == 0, "%s", body);
     free(body);
     bsd_results_set_listener(res, NULL, NULL);
     bsd_mqtt_stop(f.mqtt, 0);

@@ -60,6 +60,33 @@ Test(sse, resume_from_last_event_id_and_live_start) {
     bsd_sse_hub_free(h);
 }
 
+/* The daemon's numbering: every event of every source gets the next id, so a resume at any
+ * id misses nothing and repeats nothing, whichever source the event came from. */
+Test(sse, publish_next_numbers_every_event_and_resume_is_exact) {
+    bs_error err;
+    bsd_sse_config cfg = {.history = 32};
+    bsd_sse_hub *h = bsd_sse_hub_new(&cfg, &err);
+    cr_assert_not_null(h, "%s", err.msg);
+    /* two sources' predictions and a detection of the second, interleaved */
+    static const char *data[] = {"{\"source\":\"a\"}", "{\"source\":\"b\"}", "{\"source\":\"b\",\"id\":1}"};
+    static const char *kind[] = {"prediction", "prediction", "detection"};
+    for (int k = 0; k < 12; k++) cr_assert_eq(bsd_sse_publish_next(h, kind[k % 3], data[k % 3]), (uint64_t)k + 1);
+    cr_assert_eq(bsd_sse_publish_next(h, "detection", "two\nlines"), 0); /* refused: no id taken */
+    cr_assert_eq(bsd_sse_publish_next(h, "prediction", "{}"), 13);
+    for (int last = 0; last <= 13; last++) { /* resuming at each id gets exactly the rest */
+        char hdr[16];
+        snprintf(hdr, sizeof hdr, "%d", last);
+        bsd_sse_client *c = bsd_sse_client_open(h, hdr);
+        cr_assert_not_null(c);
+        uint64_t ids[16];
+        int n = read_events(c, ids, 16, 20);
+        cr_assert_eq(n, 13 - last, "resume at %d: %d events", last, n);
+        for (int i = 0; i < n; i++) cr_assert_eq(ids[i], (uint64_t)(last + 1 + i));
+        bsd_sse_client_close(c);
+    }
+    bsd_sse_hub_free(h);
+}
+
 Test(sse, event_text_format) {
     bs_error err;
     bsd_sse_hub *h = bsd_sse_hub_new(NULL, &err);
