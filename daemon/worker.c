@@ -39,6 +39,10 @@ bsd_model *bsd_model_open(const char *path, bs_error *err) {
     }
     bm->features = *fc;
     bs_error ferr;
+    if (bs_model_check_audio_input(m, &ferr) != 0) { /* birdsongd feeds it audio features only */
+        bs_error_set(err, "%s: %s", path, ferr.msg);
+        goto fail;
+    }
     if (bs_feature_config_validate(&bm->features, &ferr) != 0) {
         bs_error_set(err, "%s: feature settings: %s", path, ferr.msg);
         goto fail;

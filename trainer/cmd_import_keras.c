@@ -27,8 +27,9 @@ static void usage(FILE *f) {
             "\n"
             "Converts a Keras model (Keras 2.x or Keras 3 .h5, Keras 3 .keras) of InputLayer, Conv2D,\n"
             "BatchNormalization, Max/AveragePooling2D, GlobalAverage/GlobalMaxPooling2D, Flatten,\n"
-            "Dropout, Dense and Activation layers (one chain, a one-channel input) into a .bsm that\n"
-            "birdsongd, classify and train --init-from use. Any other layer is refused by name.\n"
+            "Dropout, Dense and Activation layers (one chain) into a .bsm that birdsongd, classify and\n"
+            "train --init-from use. Any other layer is refused by name. An input of C > 1 channels\n"
+            "(an image model) imports too and runs in classify on .npy windows (S, H, W, C) only.\n"
             "\n"
             "  --out X.bsm            where to write (required)\n"
             "  --labels FILE          one label per line, as many as the model has outputs (required)\n"
@@ -184,8 +185,8 @@ int cmd_import_keras(int argc, char **argv) {
                 "(check --segment, --hop-length, --sample-rate, --input-layout)\n", bs_feature_n_frames(&cfg), kn.n_frames);
         goto done;
     }
-    m = bs_model_create_layers(kn.layers, kn.n_layers, kn.n_mels, kn.n_frames, (const char *const *)labels, n_labels, 1,
-                               0, &err);
+    m = bs_model_create_layers_c(kn.layers, kn.n_layers, kn.in_c, kn.n_mels, kn.n_frames, (const char *const *)labels,
+                                 n_labels, 1, 0, &err);
     if (!m || bs_model_set_arch(m, "keras", &err) || bs_model_set_feature_config(m, &cfg, &err)) {
         fprintf(stderr, "birdsong import-keras: %s: %s\n", path, err.msg);
         goto done;
@@ -231,8 +232,9 @@ int cmd_import_keras(int argc, char **argv) {
         goto done;
     }
     free(pj);
-    fprintf(stderr, "birdsong import-keras: %s (Keras %s, %s) -> %s: %d layers, %d mels x %d frames, %d outputs (%s)\n",
-            path, kn.keras_version, kn.model_class, out, kn.n_layers, kn.n_mels, kn.n_frames, kn.n_outputs, head);
+    fprintf(stderr, "birdsong import-keras: %s (Keras %s, %s) -> %s: %d layers, %d mels x %d frames x %d channel%s, "
+            "%d outputs (%s)\n", path, kn.keras_version, kn.model_class, out, kn.n_layers, kn.n_mels, kn.n_frames, kn.in_c,
+            kn.in_c == 1 ? "" : "s", kn.n_outputs, head);
     rc = 0;
 done:
     json_decref(prov);

@@ -788,7 +788,8 @@ static int setup_features(train_run *r) {
     cfg->window_norm = a->window_norm;
     if (a->init_path) { /* the model's features: its network was trained on them */
         a->o.init_from = bs_model_load(a->init_path, &r->err);
-        if (!a->o.init_from || ts_model_feature_config(a->o.init_from, cfg, &r->err) != 0) {
+        if (!a->o.init_from || ts_model_feature_config(a->o.init_from, cfg, &r->err) != 0 ||
+            bs_model_check_audio_input(a->o.init_from, &r->err) != 0) {
             fprintf(stderr, "birdsong train: --init-from %s: %s\n", a->init_path, r->err.msg);
             return 1;
         }
