@@ -473,3 +473,26 @@ def test_three_channel_model_refuses_audio_everywhere(tmp_path):
     np.save(tmp_path / "w.npy", np.zeros((2, 13, 11), np.float32))
     r = run("classify", "--model", model, tmp_path / "w.npy")
     assert r.returncode == 1 and "expected 4 (windows, mels, frames, channels)" in r.stderr, r.stderr
+
+
+def test_db_ref_is_stored_and_applied_to_audio(tmp_path):
+    # --db-ref max (librosa power_to_db(ref=np.max), what many Keras pipelines trained on):
+    # stored in the model, shown by inspect, and the audio path of classify computes the
+    # features with it (the same core code as eval, train and birdsongd)
+    write_h5(tmp_path / "m.h5", finish(corner_layers(13, 11), 3 * 3 * 5))
+    r, model = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization", "--db-ref", "max")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run("inspect", model).stdout)["features"]["db_ref"] == "max"
+    write_wav(tmp_path / "a.wav", seconds=0.1)
+    r = run("features", tmp_path / "a.wav", "--model", model, "-o", tmp_path / "w.npy", "-q")
+    assert r.returncode == 0, r.stderr
+    w = np.load(tmp_path / "w.npy")
+    assert w.shape[1:] == (13, 11) and len(w) >= 2 and (w.max(axis=(1, 2)) == 0).all()
+    r = run("classify", "--model", model, "--format", "json", tmp_path / "a.wav")
+    assert r.returncode == 0, r.stderr
+    audio = np.array([x["probabilities"] for x in json.loads(r.stdout)["files"][0]["windows"]])
+    np.testing.assert_allclose(audio, classify_npy(model, w, tmp_path), rtol=0, atol=2e-6)
+    r, plain = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization")
+    assert "db_ref" not in json.loads(run("inspect", plain).stdout)["features"]  # ref 1: as before
+    r, _ = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization", "--db-ref", "-1")
+    assert r.returncode == 2 and "--db-ref '-1'" in r.stderr
