@@ -199,7 +199,12 @@ int cmd_features(int argc, char **argv) {
             return 1;
         }
         cfg = *bs_model_feature_config(model);
+        int audio_ok = bs_model_check_audio_input(model, &merr) == 0; /* features it cannot take */
         bs_model_free(model);
+        if (!audio_ok) {
+            fprintf(stderr, "birdsong features: %s: %s\n", model_path, merr.msg);
+            return 1;
+        }
     }
     /* (A later `--model M` takes the whole bs_feature_config from the model file here, and
      * rejects the setting flags above, so that the features match what the model was trained

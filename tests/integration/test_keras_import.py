@@ -464,6 +464,8 @@ def test_three_channel_model_refuses_audio_everywhere(tmp_path):
     assert r.returncode == 1 and why in r.stderr and "(S, 13, 11, 3)" in r.stderr, r.stderr
     r = run("eval", "--model", model, "--data", tmp_path / "d.tsv")
     assert r.returncode == 1 and why in r.stderr, r.stderr
+    r = run("features", tmp_path / "a.wav", "--model", model, "-o", tmp_path / "f.npy")
+    assert r.returncode == 1 and why in r.stderr and not (tmp_path / "f.npy").exists(), r.stderr
     r = run("train", "--data", tmp_path / "d.tsv", "--init-from", model, "--epochs", "1", "--out", tmp_path / "t.bsm")
     assert r.returncode == 1 and why in r.stderr and not (tmp_path / "t.bsm").exists(), r.stderr
     r = subprocess.run([os.path.join(BUILD, "birdsongd"), "--check-config", "--model", str(model)],
