@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "birdsong/features.h"
@@ -25,10 +26,11 @@ bs_feature_config bs_feature_config_default(void) {
     c.amin = 1e-10f;
     c.top_db = 80.0f;
     c.norm_std_floor = 1e-2f;
+    c.db_ref = 1.0;
     return c;
 }
 
-typedef enum { F_INT, F_DOUBLE, F_FLOAT, F_U64, F_PADMODE, F_WINDOWNORM } field_type;
+typedef enum { F_INT, F_DOUBLE, F_FLOAT, F_U64, F_PADMODE, F_WINDOWNORM, F_DBREF } field_type;
 
 static const struct field {
     const char *name;
@@ -57,7 +59,32 @@ static const struct field {
     {"top_db", F_FLOAT, offsetof(bs_feature_config, top_db), 0, 400, 0},
     {"norm_std_floor", F_FLOAT, offsetof(bs_feature_config, norm_std_floor), 1e-12, 1e6, 0},
     {"window_norm", F_WINDOWNORM, offsetof(bs_feature_config, window_norm), 0, 2, 1},
+    /* 0 = BS_DB_REF_MAX ("max" in JSON), else a reference power */
+    {"db_ref", F_DBREF, offsetof(bs_feature_config, db_ref), 0, 1e30, 1},
 };
+
+int bs_db_ref_parse(const char *text, double *out) {
+    if (!text) return -1;
+    if (strcmp(text, "max") == 0) {
+        *out = BS_DB_REF_MAX;
+        return 0;
+    }
+    char *end;
+    double v = strtod(text, &end);
+    if (end == text || *end || !(v > 0.0 && v <= 1e30)) return -1;
+    *out = v;
+    return 0;
+}
+
+double bs_feature_db_offset(const bs_feature_config *c) {
+    if (c->db_ref == BS_DB_REF_MAX) return 0.0;
+    return 10.0 * log10(c->db_ref > c->amin ? c->db_ref : (double)c->amin);
+}
+
+float bs_feature_floor_db(const bs_feature_config *c) {
+    if (c->db_ref == BS_DB_REF_MAX) return 0.0f;
+    return (float)(10.0 * log10((double)c->amin) - bs_feature_db_offset(c));
+}
 
 static const char *const window_norm_names[] = {"none", "band_mean", "band_median"};
 
@@ -86,6 +113,7 @@ static double field_get(const bs_feature_config *c, const struct field *f) {
     case F_U64: return (double)*(const uint64_t *)p;
     case F_PADMODE: return (double)*(const bs_pad_mode *)p;
     case F_WINDOWNORM: return (double)*(const bs_window_norm *)p;
+    case F_DBREF: return *(const double *)p;
     }
     return 0;
 }
@@ -171,6 +199,9 @@ json_t *bs_feature_config_to_json(const bs_feature_config *c) {
             v = json_string(*(const bs_pad_mode *)p == BS_PAD_NOISE ? "noise" : "zero");
             break;
         case F_WINDOWNORM: v = json_string(bs_window_norm_name(*(const bs_window_norm *)p)); break;
+        case F_DBREF:
+            v = *(const double *)p == BS_DB_REF_MAX ? json_string("max") : json_real(*(const double *)p);
+            break;
         }
         if (!v || json_object_set_new(o, f->name, v) != 0) {
             json_decref(o);
@@ -241,6 +272,15 @@ int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_e
                 return bs_error_set(err, "feature config: window_norm must be \"none\", "
                                          "\"band_mean\" or \"band_median\"");
             break;
+        case F_DBREF: {
+            const char *s = json_string_value(v);
+            double x = json_number_value(v);
+            if (s ? strcmp(s, "max") != 0 : !(json_is_number(v) && x > 0.0 && x <= 1e30))
+                return bs_error_set(err, "feature config: db_ref must be a reference power in (0, 1e30] "
+                                         "or \"max\"");
+            *(double *)p = s ? BS_DB_REF_MAX : x;
+            break;
+        }
         }
     }
     if (bs_feature_config_validate(&c, err)) return -1;

@@ -789,8 +789,10 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                        : wide     ? mel_rows_t8_window(ms, out, wide)
                                   : mel_rows_t4_window(ms, out, wide); /* SSE2, NEON */
 
-    /* power_to_db(ref=1, amin, top_db) over this window: 10 log10(max(amin, S)), then
-     * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)). */
+    /* power_to_db(ref, amin, top_db) over this window: 10 log10(max(amin, S)), then
+     * max(D, max(D) - top_db); log is monotonic, so max(D) = 10 log10(max(amin, max S)); then
+     * minus the reference's 10 log10(max(amin, ref)): the window's max D for ref = max, 0 for
+     * ref 1 (nothing to do: the default stays bit for bit what it was). */
     const float amin = ms->cfg.amin;
     const float top = 10.0f * log10_approx(smax > amin ? smax : amin);
     const float lo = ms->cfg.top_db > 0.0f ? top - ms->cfg.top_db : -INFINITY;
@@ -798,6 +800,9 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                : wide     ? db8_array(out, n, amin, lo)
                           : db4_array(out, n, amin, lo);
     for (; i < n; i++) out[i] = db1(out[i], amin, lo);
+    const float off = ms->cfg.db_ref == BS_DB_REF_MAX ? top : (float)bs_feature_db_offset(&ms->cfg);
+    if (off != 0.0f)
+        for (i = 0; i < n; i++) out[i] -= off;
 }
 
 static void melspec_compute_base(bs_melspec *ms, const float *restrict segment,

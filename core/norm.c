@@ -29,10 +29,15 @@ void bs_norm_stats_free(bs_norm_stats *s) {
 
 int bs_norm_stats_update(bs_norm_stats *s, const float *x, int n_frames, float floor_db) {
     const size_t n = (size_t)s->n_mels * (size_t)n_frames;
-    float mx = -INFINITY;
-    for (size_t i = 0; i < n; i++)
+    float mx = -INFINITY, mn = INFINITY;
+    for (size_t i = 0; i < n; i++) {
         if (x[i] > mx) mx = x[i];
-    if (n == 0 || mx <= floor_db + 1e-3f) { /* digital silence: every value at the floor */
+        if (x[i] < mn) mn = x[i];
+    }
+    /* digital silence: every value at the floor (with a fixed dB reference nothing is below
+     * it, so the max says it; with ref = max the floor 0 dB is every window's max, the min
+     * says it) */
+    if (n == 0 || (mx <= floor_db + 1e-3f && mn >= floor_db - 1e-3f)) {
         s->n_silent++;
         return 0;
     }

@@ -39,6 +39,10 @@ bsd_model *bsd_model_open(const char *path, bs_error *err) {
     }
     bm->features = *fc;
     bs_error ferr;
+    if (bs_model_check_audio_input(m, &ferr) != 0) { /* birdsongd feeds it audio features only */
+        bs_error_set(err, "%s: %s", path, ferr.msg);
+        goto fail;
+    }
     if (bs_feature_config_validate(&bm->features, &ferr) != 0) {
         bs_error_set(err, "%s: feature settings: %s", path, ferr.msg);
         goto fail;
@@ -63,7 +67,7 @@ bsd_model *bsd_model_open(const char *path, bs_error *err) {
         bs_error_set(err, "%s: out of memory", path);
         goto fail;
     }
-    float floor_db = 10.0f * log10f(bm->features.amin);
+    float floor_db = bs_feature_floor_db(&bm->features);
     for (size_t i = 0; i < nf; i++) x[i] = floor_db;
     bs_model_normalize(m, x);
     int ok = bs_model_predict(m, x, p) == 0;

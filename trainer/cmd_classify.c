@@ -18,6 +18,8 @@ static void usage(FILE *f) {
                "FILE is audio (anything libsndfile reads) or a .npy of log-mel dB windows of shape\n"
                "(S, mels, frames), float32, exactly what `birdsong features` writes: the model's\n"
                "normalization and network are applied to each window (window s starts at s * hop).\n"
+               "A model imported with C > 1 input channels (e.g. an RGB image classifier) takes .npy\n"
+               "windows (S, H, W, C), channels last as Keras, and no audio.\n"
                "\n"
                "  --model MODEL      model file (.bsm)\n"
                "  --hop S            seconds between window starts (default: the model's window hop)\n"
@@ -41,23 +43,51 @@ static void csv_field(FILE *f, const char *s) {
     fputc('"', f);
 }
 
-/* A .npy of windows (S, mels, frames) as a feature set (start s * segment hop), or audio
- * through the model's feature settings. */
+/* (S, H, W, C) channels-last windows -> (S, C, H, W) in place, through one window of scratch. */
+static void windows_to_channel_major(float *data, size_t S, size_t H, size_t W, size_t C) {
+    size_t per = H * W * C;
+    float *tmp = ts_xmalloc(sizeof(float) * per);
+    for (size_t s = 0; s < S; s++) {
+        float *x = data + s * per;
+        memcpy(tmp, x, sizeof(float) * per);
+        for (size_t p = 0; p < H * W; p++)
+            for (size_t c = 0; c < C; c++) x[c * H * W + p] = tmp[p * C + c];
+    }
+    free(tmp);
+}
+
+/* A .npy of windows (S, mels, frames), or (S, mels, frames, C) for a model with C input
+ * channels, as a feature set (start s * segment hop; data channel-major), or audio through the
+ * model's feature settings (one-channel models only). */
 static int read_windows(const bs_feature_config *cfg, const char *path, const bs_model *model, bs_feature_set *fs,
                         bs_error *err) {
     size_t len = strlen(path);
-    if (len < 4 || strcmp(path + len - 4, ".npy") != 0) return bs_features_from_file(cfg, path, fs, err);
+    if (len < 4 || strcmp(path + len - 4, ".npy") != 0) {
+        if (bs_model_check_audio_input(model, err)) {
+            bs_error_prefix(err, path);
+            return -1;
+        }
+        return bs_features_from_file(cfg, path, fs, err);
+    }
     memset(fs, 0, sizeof *fs);
     size_t shape[8];
-    int nd;
+    int nd, C = bs_model_n_channels(model), want_nd = C == 1 ? 3 : 4;
     if (bs_npy_read_f32(path, &fs->data, shape, &nd, err)) return -1;
-    if (nd != 3 || shape[1] != (size_t)bs_model_n_mels(model) || shape[2] != (size_t)bs_model_n_frames(model)) {
+    if (nd == 4 && C == 1 && shape[3] == 1) nd = 3; /* (S, H, W, 1) is (S, H, W) */
+    if (nd != want_nd || shape[1] != (size_t)bs_model_n_mels(model) || shape[2] != (size_t)bs_model_n_frames(model) ||
+        (nd == 4 && shape[3] != (size_t)C)) {
         free(fs->data);
         fs->data = NULL;
-        if (nd != 3) return bs_error_set(err, "%s: .npy has %d dimensions, expected 3 (windows, mels, frames)", path, nd);
-        return bs_error_set(err, "%s: .npy windows are %zux%zu, the model takes %dx%d (mels x frames)", path, shape[1],
-                            shape[2], bs_model_n_mels(model), bs_model_n_frames(model));
+        if (nd != want_nd)
+            return bs_error_set(err, "%s: .npy has %d dimensions, expected %d (windows, mels, frames%s)", path, nd,
+                                want_nd, C == 1 ? "" : ", channels");
+        if (C == 1)
+            return bs_error_set(err, "%s: .npy windows are %zux%zu, the model takes %dx%d (mels x frames)", path,
+                                shape[1], shape[2], bs_model_n_mels(model), bs_model_n_frames(model));
+        return bs_error_set(err, "%s: .npy windows are %zux%zux%zu, the model takes %dx%dx%d (height x width x channels)",
+                            path, shape[1], shape[2], shape[3], bs_model_n_mels(model), bs_model_n_frames(model), C);
     }
+    if (C > 1) windows_to_channel_major(fs->data, shape[0], shape[1], shape[2], (size_t)C);
     fs->n_segments = shape[0];
     fs->n_mels = (int)shape[1];
     fs->n_frames = (int)shape[2];
@@ -129,7 +159,7 @@ int cmd_classify(int argc, char **argv) {
     /* outputs: S species, then the model's filter classes (issue 16), kept apart in JSON and
      * as the last columns in CSV */
     int C = bs_model_n_outputs(model), S = bs_model_n_species(model), failed = 0;
-    size_t per = (size_t)bs_model_n_mels(model) * bs_model_n_frames(model);
+    size_t per = (size_t)bs_model_n_channels(model) * bs_model_n_mels(model) * bs_model_n_frames(model);
     float *x = ts_xmalloc(sizeof(float) * per), *p = ts_xmalloc(sizeof(float) * (size_t)C);
     json_t *doc = NULL, *files = NULL;
     if (json_out) {
@@ -159,7 +189,7 @@ int cmd_classify(int argc, char **argv) {
             failed++;
             continue;
         }
-        if ((size_t)fs.n_mels * fs.n_frames != per) {
+        if ((size_t)bs_model_n_channels(model) * fs.n_mels * fs.n_frames != per) {
             fprintf(stderr, "birdsong classify: %s: features of %dx%d do not fit the model's input\n", argv[a],
                     fs.n_mels, fs.n_frames);
             bs_feature_set_free(&fs);

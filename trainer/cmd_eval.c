@@ -92,7 +92,7 @@ int cmd_eval(int argc, char **argv) {
         return 1;
     }
     bs_feature_config cfg;
-    if (ts_model_feature_config(model, &cfg, &err) != 0) {
+    if (ts_model_feature_config(model, &cfg, &err) != 0 || bs_model_check_audio_input(model, &err) != 0) {
         fprintf(stderr, "birdsong eval: %s: %s\n", model_path, err.msg);
         bs_model_free(model);
         return 1;

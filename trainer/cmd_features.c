@@ -39,6 +39,8 @@ static void features_usage(FILE *f) {
             "      --pad-seed N           noise padding seed (%llu)\n"
             "      --amin X               power floor before the log (%g)\n"
             "      --top-db DB            dynamic range per window, 0 = off (%g)\n"
+            "      --db-ref REF           dB reference (librosa power_to_db ref): a power (1.0), or\n"
+            "                             max: each window's loudest cell is 0 dB (ref=np.max)\n"
             "  -q, --quiet                no summary on stderr\n"
             "  -h, --help                 this text\n",
             d.sample_rate, d.n_fft, d.hop_length, d.n_mels, d.fmin, d.segment_seconds,
@@ -86,7 +88,7 @@ static int write_times(const char *path, const bs_feature_set *fs) {
 
 enum {
     OPT_SR = 1000, OPT_NFFT, OPT_HOP, OPT_NMELS, OPT_FMIN, OPT_FMAX, OPT_SEG, OPT_SEGHOP,
-    OPT_MINRES, OPT_PAD, OPT_PADSTD, OPT_PADSEED, OPT_AMIN, OPT_TOPDB, OPT_TIMES, OPT_MODEL,
+    OPT_MINRES, OPT_PAD, OPT_PADSTD, OPT_PADSEED, OPT_AMIN, OPT_TOPDB, OPT_DBREF, OPT_TIMES, OPT_MODEL,
 };
 
 int cmd_features(int argc, char **argv) {
@@ -99,7 +101,8 @@ int cmd_features(int argc, char **argv) {
         {"min-residual", required_argument, 0, OPT_MINRES}, {"pad", required_argument, 0, OPT_PAD},
         {"pad-noise-std", required_argument, 0, OPT_PADSTD},
         {"pad-seed", required_argument, 0, OPT_PADSEED}, {"amin", required_argument, 0, OPT_AMIN},
-        {"top-db", required_argument, 0, OPT_TOPDB}, {"quiet", no_argument, 0, 'q'},
+        {"top-db", required_argument, 0, OPT_TOPDB}, {"db-ref", required_argument, 0, OPT_DBREF},
+        {"quiet", no_argument, 0, 'q'},
         {"model", required_argument, 0, OPT_MODEL},
         {"help", no_argument, 0, 'h'},              {0, 0, 0, 0},
     };
@@ -152,6 +155,10 @@ int cmd_features(int argc, char **argv) {
         }
         case OPT_AMIN: bad = parse_double("--amin", optarg, &d); cfg.amin = (float)d; break;
         case OPT_TOPDB: bad = parse_double("--top-db", optarg, &d); cfg.top_db = (float)d; break;
+        case OPT_DBREF:
+            if ((bad = bs_db_ref_parse(optarg, &cfg.db_ref) != 0))
+                fprintf(stderr, "birdsong features: --db-ref expects a reference power > 0 or max, found '%s'\n", optarg);
+            break;
         case ':':
             fprintf(stderr, "birdsong features: option %s needs a value\n", argv[optind - 1]);
             return 2;
@@ -160,7 +167,7 @@ int cmd_features(int argc, char **argv) {
             return 2;
         }
         if (bad) return 2;
-        if (c >= OPT_SR && c <= OPT_TOPDB)
+        if (c >= OPT_SR && c <= OPT_DBREF)
             for (int k = 0; opts[k].name; k++)
                 if (opts[k].val == c) setting = opts[k].name;
     }
@@ -192,7 +199,12 @@ int cmd_features(int argc, char **argv) {
             return 1;
         }
         cfg = *bs_model_feature_config(model);
+        int audio_ok = bs_model_check_audio_input(model, &merr) == 0; /* features it cannot take */
         bs_model_free(model);
+        if (!audio_ok) {
+            fprintf(stderr, "birdsong features: %s: %s\n", model_path, merr.msg);
+            return 1;
+        }
     }
     /* (A later `--model M` takes the whole bs_feature_config from the model file here, and
      * rejects the setting flags above, so that the features match what the model was trained

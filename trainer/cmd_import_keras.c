@@ -27,8 +27,9 @@ static void usage(FILE *f) {
             "\n"
             "Converts a Keras model (Keras 2.x or Keras 3 .h5, Keras 3 .keras) of InputLayer, Conv2D,\n"
             "BatchNormalization, Max/AveragePooling2D, GlobalAverage/GlobalMaxPooling2D, Flatten,\n"
-            "Dropout, Dense and Activation layers (one chain, a one-channel input) into a .bsm that\n"
-            "birdsongd, classify and train --init-from use. Any other layer is refused by name.\n"
+            "Dropout, Dense and Activation layers (one chain) into a .bsm that birdsongd, classify and\n"
+            "train --init-from use. Any other layer is refused by name. An input of C > 1 channels\n"
+            "(an image model) imports too and runs in classify on .npy windows (S, H, W, C) only.\n"
             "\n"
             "  --out X.bsm            where to write (required)\n"
             "  --labels FILE          one label per line, as many as the model has outputs (required)\n"
@@ -45,6 +46,8 @@ static void usage(FILE *f) {
             "  --segment SECONDS      window length (default: what the input's frame count implies,\n"
             "                         (frames - 1) * hop / rate)\n"
             "  --top-db DB            dynamic range per window, 0 = off (%g)\n"
+            "  --db-ref REF           the dB reference, librosa power_to_db's ref: a power (1.0), or max\n"
+            "                         (ref=np.max: each window's loudest cell is 0 dB)\n"
             "  --window-norm M        none (default), band_mean or band_median after the z-score\n"
             "n_mels is the model's mel axis. The window hop defaults to the window length.\n",
             d.sample_rate, d.n_fft, d.hop_length, d.fmin, (double)d.top_db);
@@ -87,7 +90,7 @@ static void sha256_hex(const unsigned char *data, size_t size, char *hex) {
     for (int i = 0; i < SHA256_DIGEST_SIZE; i++) sprintf(hex + 2 * i, "%02x", d[i]);
 }
 
-enum { O_OUT = 1000, O_LABELS, O_LAYOUT, O_STATS, O_NONORM, O_SR, O_NFFT, O_HOP, O_FMIN, O_FMAX, O_SEG, O_TOPDB, O_WNORM, O_HELP };
+enum { O_OUT = 1000, O_LABELS, O_LAYOUT, O_STATS, O_NONORM, O_SR, O_NFFT, O_HOP, O_FMIN, O_FMAX, O_SEG, O_TOPDB, O_WNORM, O_DBREF, O_HELP };
 
 int cmd_import_keras(int argc, char **argv) {
     static const struct option opts[] = {
@@ -97,7 +100,8 @@ int cmd_import_keras(int argc, char **argv) {
         {"n-fft", required_argument, 0, O_NFFT},        {"hop-length", required_argument, 0, O_HOP},
         {"fmin", required_argument, 0, O_FMIN},         {"fmax", required_argument, 0, O_FMAX},
         {"segment", required_argument, 0, O_SEG},       {"top-db", required_argument, 0, O_TOPDB},
-        {"window-norm", required_argument, 0, O_WNORM}, {"help", no_argument, 0, O_HELP},
+        {"window-norm", required_argument, 0, O_WNORM}, {"db-ref", required_argument, 0, O_DBREF},
+        {"help", no_argument, 0, O_HELP},
         {0, 0, 0, 0},
     };
     const char *out = NULL, *labels_path = NULL, *stats = NULL;
@@ -132,6 +136,12 @@ int cmd_import_keras(int argc, char **argv) {
             if (bs_window_norm_parse(optarg, &cfg.window_norm)) {
                 fprintf(stderr, "birdsong import-keras: --window-norm '%s': expected none, band_mean or band_median\n",
                         optarg);
+                return 2;
+            }
+            break;
+        case O_DBREF:
+            if (bs_db_ref_parse(optarg, &cfg.db_ref)) {
+                fprintf(stderr, "birdsong import-keras: --db-ref '%s': expected a reference power > 0 or max\n", optarg);
                 return 2;
             }
             break;
@@ -184,8 +194,8 @@ int cmd_import_keras(int argc, char **argv) {
                 "(check --segment, --hop-length, --sample-rate, --input-layout)\n", bs_feature_n_frames(&cfg), kn.n_frames);
         goto done;
     }
-    m = bs_model_create_layers(kn.layers, kn.n_layers, kn.n_mels, kn.n_frames, (const char *const *)labels, n_labels, 1,
-                               0, &err);
+    m = bs_model_create_layers_c(kn.layers, kn.n_layers, kn.in_c, kn.n_mels, kn.n_frames, (const char *const *)labels,
+                                 n_labels, 1, 0, &err);
     if (!m || bs_model_set_arch(m, "keras", &err) || bs_model_set_feature_config(m, &cfg, &err)) {
         fprintf(stderr, "birdsong import-keras: %s: %s\n", path, err.msg);
         goto done;
@@ -231,8 +241,9 @@ int cmd_import_keras(int argc, char **argv) {
         goto done;
     }
     free(pj);
-    fprintf(stderr, "birdsong import-keras: %s (Keras %s, %s) -> %s: %d layers, %d mels x %d frames, %d outputs (%s)\n",
-            path, kn.keras_version, kn.model_class, out, kn.n_layers, kn.n_mels, kn.n_frames, kn.n_outputs, head);
+    fprintf(stderr, "birdsong import-keras: %s (Keras %s, %s) -> %s: %d layers, %d mels x %d frames x %d channel%s, "
+            "%d outputs (%s)\n", path, kn.keras_version, kn.model_class, out, kn.n_layers, kn.n_mels, kn.n_frames, kn.in_c,
+            kn.in_c == 1 ? "" : "s", kn.n_outputs, head);
     rc = 0;
 done:
     json_decref(prov);

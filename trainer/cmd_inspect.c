@@ -15,7 +15,8 @@ int cmd_inspect(int argc, char **argv) {
         printf("usage: birdsong inspect MODEL\n\n"
                "Checks MODEL (a .bsm file) completely and prints its metadata as JSON: feature\n"
                "settings, normalization, labels, thresholds, layer list, training provenance,\n"
-               "plus crc32, parameters and GFLOP per window, and for a model made by import-keras a\n"
+               "plus crc32, parameters, GFLOP per window, input_shape (one window: [mels, frames], or\n"
+               "[H, W, C] for a model with C input channels), and for a model made by import-keras a\n"
                "\"provenance\" line (Keras version, file, sha256). A damaged file gets one sentence\n"
                "on stderr and exit status 1.\n");
         return 0;
@@ -41,6 +42,11 @@ int cmd_inspect(int argc, char **argv) {
     snprintf(crc, sizeof crc, "%08x", bs_model_checksum(m));
     bs_net *net = bs_model_net(m);
     json_object_set_new(root, "crc32", json_string(crc));
+    /* the shape of one window as classify takes it in a .npy: (mels, frames) or (H, W, C) */
+    json_object_set_new(root, "input_shape",
+                        bs_model_n_channels(m) == 1
+                            ? json_pack("[ii]", bs_model_n_mels(m), bs_model_n_frames(m))
+                            : json_pack("[iii]", bs_model_n_mels(m), bs_model_n_frames(m), bs_model_n_channels(m)));
     json_object_set_new(root, "parameters", json_integer((json_int_t)bs_net_n_params(net)));
     json_object_set_new(root, "gflop_per_window", json_real(bs_net_flops(net) / 1e9));
     /* an imported model (birdsong import-keras) says where it came from in one line */

@@ -37,8 +37,8 @@ static void usage(FILE *f) {
             "                         all-zero targets (relative to --data, else to the cwd)\n"
             "  --arch NAME            network: %s (default convnet1)\n"
             "  --init-from MODEL      start from MODEL (.bsm, e.g. from import-keras): its layers, weights,\n"
-            "                         normalization and feature settings (--n-mels, --fmin, --fmax and\n"
-            "                         --window-norm are then ignored); its labels must be the data's\n"
+            "                         normalization and feature settings (--n-mels, --fmin, --fmax,\n"
+            "                         --window-norm and --db-ref are then ignored); its labels must be the data's\n"
             "                         species; a softmax or linear output becomes per-species sigmoids\n"
             "                         trained with BCE on logits\n"
             "  --freeze-features      with --init-from: train only the last dense layer (the layers\n"
@@ -79,6 +79,9 @@ static void usage(FILE *f) {
             "                         each mel band's mean or median over the window: removes\n"
             "                         steady background and recorder colour) (none); the\n"
             "                         model carries it\n"
+            "  --db-ref REF           the log-mel dB reference, librosa power_to_db's ref: a power\n"
+            "                         (1.0), or max: each window's loudest cell is 0 dB (ref=np.max);\n"
+            "                         the model carries it\n"
             "  --threads N            worker threads for features, and data-parallel replicas\n"
             "                         of the network (one per thread, gradients summed in a\n"
             "                         fixed order: the same N and seed give the same model) (2)\n"
@@ -108,7 +111,7 @@ enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
     O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
-    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE
+    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE, O_DBREF
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -554,6 +557,7 @@ static const struct option train_opts[] = {
     {"freq-shift", required_argument, 0, O_FSHIFT}, {"n-mels", required_argument, 0, O_NMELS},
     {"fmin", required_argument, 0, O_FMIN}, {"fmax", required_argument, 0, O_FMAX},
     {"window-norm", required_argument, 0, O_WNORM}, {"ema", required_argument, 0, O_EMA},
+    {"db-ref", required_argument, 0, O_DBREF},
     {"synthetic-negatives", required_argument, 0, O_SYN},
     {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
     {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
@@ -573,6 +577,7 @@ typedef struct train_args {
     int no_cache, folds, threads, platt, n_mels;
     double val_fraction, hop, fmin, fmax, active;
     bs_window_norm window_norm;
+    double db_ref;          /* the dB reference of the features (bs_feature_config.db_ref) */
 } train_args;
 
 /* One run of birdsong train: owns everything it allocates, freed in one place (train_run_free). */
@@ -718,6 +723,12 @@ static int parse_options(train_args *a, int argc, char **argv) {
             }
             a->platt = strcmp(optarg, "platt") == 0;
             break;
+        case O_DBREF:
+            if (bs_db_ref_parse(optarg, &a->db_ref)) {
+                fprintf(stderr, "birdsong train: --db-ref '%s': expected a reference power > 0 or max\n", optarg);
+                return 2;
+            }
+            break;
         case O_WNORM:
             if (bs_window_norm_parse(optarg, &a->window_norm)) {
                 fprintf(stderr, "birdsong train: --window-norm '%s': expected none, band_mean or band_median\n", optarg);
@@ -786,9 +797,11 @@ static int setup_features(train_run *r) {
     if (a->fmin >= 0) cfg->fmin = a->fmin;
     if (a->fmax >= 0) cfg->fmax = a->fmax;
     cfg->window_norm = a->window_norm;
+    cfg->db_ref = a->db_ref;
     if (a->init_path) { /* the model's features: its network was trained on them */
         a->o.init_from = bs_model_load(a->init_path, &r->err);
-        if (!a->o.init_from || ts_model_feature_config(a->o.init_from, cfg, &r->err) != 0) {
+        if (!a->o.init_from || ts_model_feature_config(a->o.init_from, cfg, &r->err) != 0 ||
+            bs_model_check_audio_input(a->o.init_from, &r->err) != 0) {
             fprintf(stderr, "birdsong train: --init-from %s: %s\n", a->init_path, r->err.msg);
             return 1;
         }
@@ -1118,7 +1131,8 @@ static int train_phases(train_run *r, int argc, char **argv) {
  * train_run_free, on every path. */
 static int train_main(int argc, char **argv) {
     train_run r = {.a = {.o = ts_train_defaults(), .threads = 2, .platt = 1, .val_fraction = 0.2, .hop = 1.0,
-                         .fmin = -1, .fmax = -1, .window_norm = BS_WINDOW_NORM_NONE, .active = 1.0}};
+                         .fmin = -1, .fmax = -1, .window_norm = BS_WINDOW_NORM_NONE, .active = 1.0,
+                         .db_ref = 1.0}};
     int rc = parse_options(&r.a, argc, argv);
     if (rc < 0) rc = check_options(&r.a);
     if (rc < 0) {

@@ -602,11 +602,9 @@ static int input_shape(reader *r, json_t *first, kflow *f) {
             return fail(r, "the input shape's dimension %d is not a size of 1 to 4096", i + 1);
         v[i] = (int)json_integer_value(x);
     }
-    if (v[2] != 1)
-        return fail(r, "the input has %d channels; birdsong networks take one (a log-mel window)", v[2]);
     f->h = v[0];
     f->w = v[1];
-    f->c = 1;
+    f->c = v[2]; /* 1 for a log-mel window; more (e.g. RGB) for .npy input only */
     return 0;
 }
 
@@ -635,6 +633,7 @@ static int convert(reader *r, const char *config_text, int T) {
     if (input_shape(r, json_array_get(layers, 0), &f)) goto done;
     net->in_h = f.h;
     net->in_w = f.w;
+    net->in_c = f.c;
     net->n_mels = T ? f.w : f.h;
     net->n_frames = T ? f.h : f.w;
     bs_layer_kind out_kind = BS_LAYER_LINEAR;
@@ -655,7 +654,8 @@ static int convert(reader *r, const char *config_text, int T) {
     }
     /* the network, to check the layer list and lay the weights out in bs_net order */
     bs_error e;
-    bs_net *bn = bs_net_create_inference(net->layers, net->n_layers, net->n_mels, net->n_frames, net->n_outputs, 1, &e);
+    bs_net *bn = bs_net_create_inference_c(net->layers, net->n_layers, net->in_c, net->n_mels, net->n_frames,
+                                           net->n_outputs, 1, &e);
     if (!bn) {
         fail(r, "the converted layer list is refused: %s", e.msg);
         goto done;

@@ -10,9 +10,10 @@
  *   strides); GlobalAveragePooling2D, GlobalMaxPooling2D (keepdims false); Flatten (Keras
  *   flattens (H, W, C): the next Dense's rows are permuted into our (C, H, W) order); Dropout;
  *   Dense; Activation relu / sigmoid / softmax / linear.
- * The input must be one channel: (H, W, 1) with H = mels and W = frames (layout mels-frames)
- * or the transpose (frames-mels: every spatial layer is transposed on import, so the network
- * reads our mel-major windows directly). */
+ * The input is (H, W, C) with H = mels and W = frames (layout mels-frames) or the transpose
+ * (frames-mels: every spatial layer is transposed on import, so the network reads our
+ * mel-major windows directly). C is 1 for a log-mel window; a model with C > 1 (an image
+ * classifier) imports and runs on .npy windows (S, H, W, C), never on audio features. */
 #ifndef BIRDSONG_TRAINER_KERAS_H
 #define BIRDSONG_TRAINER_KERAS_H
 
@@ -26,6 +27,7 @@ typedef struct ts_keras_net {
     char model_class[32];     /* "Sequential", "Functional", ... */
     char container[8];        /* "h5" or "keras" */
     int in_h, in_w;           /* the Keras input (H, W) before any transpose */
+    int in_c;                 /* its channels (C) */
     int n_mels, n_frames;     /* our network input */
     int n_outputs;
     int n_layers;

@@ -309,11 +309,19 @@ static void augment_db(aug_ctx *a, int wi, float *x, float *y) {
             double lo = labelled_mix ? -6.0 : o->snr_min, hi = labelled_mix ? 6.0 : o->snr_max;
             double snr = lo + (hi - lo) * ts_rng_uniform(&a->rng);
             float g = (float)(sx / (sn * pow(10.0, snr / 10.0)));
-            float mx = -1e30f, amin = a->cfg->amin;
+            float mx = -1e30f, amin = a->cfg->amin, floor_db = bs_feature_floor_db(a->cfg);
+            /* back to dB on the window's scale (its dB reference, features.h): ref 1 as ever;
+             * a fixed reference: its silence floor; ref = max: the mix's own loudest cell 0 dB */
+            const int ref_max = a->cfg->db_ref == BS_DB_REF_MAX;
+            const int ref_one = ref_max || bs_feature_db_offset(a->cfg) == 0.0;
             for (size_t i = 0; i < N; i++) {
                 float p = px[i] + g * pn[i];
-                x[i] = 10.0f * log10f(p > amin ? p : amin);
+                x[i] = ref_one ? 10.0f * log10f(p > amin ? p : amin) : fmaxf(10.0f * log10f(p), floor_db);
                 if (x[i] > mx) mx = x[i];
+            }
+            if (ref_max) {
+                for (size_t i = 0; i < N; i++) x[i] -= mx;
+                mx = 0.0f;
             }
             if (a->cfg->top_db > 0)
                 for (size_t i = 0; i < N; i++)
@@ -527,7 +535,7 @@ static int run_norm(run *r, bs_error *err) {
     }
     bs_norm_stats st;
     if (bs_norm_stats_init(&st, M, err) != 0) return -1;
-    float floor_db = 10.0f * log10f(r->cfg->amin);
+    float floor_db = bs_feature_floor_db(r->cfg);
     for (int i = 0; i < r->n_train; i++) bs_norm_stats_update(&st, r->w->x[r->train_idx[i]], T, floor_db);
     r->mean = ts_xcalloc((size_t)M, sizeof(float));
     r->std = ts_xcalloc((size_t)M, sizeof(float));

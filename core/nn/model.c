@@ -35,6 +35,7 @@ struct bs_model {
     float *cal_a, *cal_b; /* [n_labels] Platt scaling on the logit, or NULL (none) */
     int n_filters;        /* the last n_filters outputs are filter classes, not species */
     int n_mels, n_frames;
+    int n_channels;       /* input channels: 1 (a log-mel window) unless imported with more */
     float *mean, *std;
     int have_norm;
     bs_feature_config feat;
@@ -102,8 +103,8 @@ void bs_model_free(bs_model *m) {
 }
 
 /* max_batch 0: an inference-only network for batch 1 (loaded models) */
-static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char *arch, int n_mels,
-                           int n_frames, int n_labels, int max_batch, uint64_t seed,
+static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char *arch, int n_channels,
+                           int n_mels, int n_frames, int n_labels, int max_batch, uint64_t seed,
                            bs_error *err) {
     bs_model *m = calloc(1, sizeof *m);
     if (!m) {
@@ -112,8 +113,8 @@ static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char
     }
     snprintf(m->arch, sizeof m->arch, "%s", arch);
     m->net = max_batch == 0
-                 ? bs_net_create_inference(layers, n_layers, n_mels, n_frames, n_labels, 1, err)
-                 : bs_net_create(layers, n_layers, n_mels, n_frames, n_labels, max_batch, seed, err);
+                 ? bs_net_create_inference_c(layers, n_layers, n_channels, n_mels, n_frames, n_labels, 1, err)
+                 : bs_net_create_c(layers, n_layers, n_channels, n_mels, n_frames, n_labels, max_batch, seed, err);
     if (!m->net) {
         bs_model_free(m);
         return NULL;
@@ -121,6 +122,7 @@ static bs_model *model_new(const bs_layer_spec *layers, int n_layers, const char
     m->n_labels = n_labels;
     m->n_mels = n_mels;
     m->n_frames = n_frames;
+    m->n_channels = n_channels;
     m->labels = calloc((size_t)n_labels, sizeof(char *));
     m->thresholds = malloc(sizeof(float) * n_labels);
     m->mean = calloc((size_t)n_mels, sizeof(float));
@@ -151,6 +153,12 @@ static int check_label(const char *s, int i, bs_error *err) {
 bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int n_mels,
                                  int n_frames, const char *const *labels, int n_labels,
                                  int max_batch, uint64_t seed, bs_error *err) {
+    return bs_model_create_layers_c(layers, n_layers, 1, n_mels, n_frames, labels, n_labels, max_batch, seed, err);
+}
+
+bs_model *bs_model_create_layers_c(const bs_layer_spec *layers, int n_layers, int n_channels, int n_mels,
+                                   int n_frames, const char *const *labels, int n_labels, int max_batch,
+                                   uint64_t seed, bs_error *err) {
     if (!labels || n_labels < 1 || n_labels > MAX_LABELS) {
         bs_error_set(err, "%d labels, expected 1 to %d", labels ? n_labels : 0, MAX_LABELS);
         return NULL;
@@ -167,7 +175,7 @@ bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int 
                 return NULL;
             }
     }
-    bs_model *m = model_new(layers, n_layers, "custom", n_mels, n_frames, n_labels, max_batch,
+    bs_model *m = model_new(layers, n_layers, "custom", n_channels, n_mels, n_frames, n_labels, max_batch,
                             seed, err);
     for (int i = 0; m && i < n_labels; i++)
         if (!(m->labels[i] = strdup(labels[i]))) {
@@ -346,6 +354,14 @@ int bs_model_calibration(const bs_model *m, const float **a, const float **b) {
 }
 int bs_model_n_mels(const bs_model *m) { return m->n_mels; }
 int bs_model_n_frames(const bs_model *m) { return m->n_frames; }
+int bs_model_n_channels(const bs_model *m) { return m->n_channels; }
+
+int bs_model_check_audio_input(const bs_model *m, bs_error *err) {
+    if (m->n_channels == 1) return 0;
+    return bs_error_set(err, "the network takes %d-channel %dx%d inputs (an imported model), audio features give "
+                        "one channel: classify .npy windows of shape (S, %d, %d, %d) instead",
+                        m->n_channels, m->n_mels, m->n_frames, m->n_mels, m->n_frames, m->n_channels);
+}
 const float *bs_model_norm_mean(const bs_model *m) { return m->mean; }
 const float *bs_model_norm_std(const bs_model *m) { return m->std; }
 const char *bs_model_training_json(const bs_model *m) { return m->training_str; }
@@ -400,12 +416,13 @@ int bs_model_predict(bs_model *m, const float *features, float *probs) {
 
 void bs_model_normalize(const bs_model *m, float *x) {
     /* Feature settings, once set, match the network's input (check_feature_config). */
-    if (m->features_str) {
-        bs_features_normalize(&m->feat, x, m->mean, m->std);
-        return;
+    /* Every channel of a multi-channel input alike, one (n_mels, n_frames) plane at a time. */
+    for (int c = 0; c < m->n_channels; c++, x += (size_t)m->n_mels * m->n_frames) {
+        if (m->features_str)
+            bs_features_normalize(&m->feat, x, m->mean, m->std);
+        else /* a model still being built has none: the plain z-score (no floor, no window norm) */
+            bs_normalize_apply(x, m->mean, m->std, 0.0f, m->n_mels, m->n_frames);
     }
-    /* A model still being built has none: the plain z-score (no floor, no window norm). */
-    bs_normalize_apply(x, m->mean, m->std, 0.0f, m->n_mels, m->n_frames);
 }
 
 /* ---- metadata JSON ------------------------------------------------------------------------ */
@@ -466,6 +483,9 @@ static json_t *metadata_json(const bs_model *m) {
     json_object_set_new(root, "arch", json_string(m->arch));
     json_object_set_new(root, "input", json_pack("{s:i,s:i}", "n_mels", m->n_mels, "n_frames",
                                                  m->n_frames));
+    /* only when not 1: files of one-channel models stay as they were (a file without it: 1) */
+    if (m->n_channels != 1)
+        json_object_set_new(json_object_get(root, "input"), "channels", json_integer(m->n_channels));
     json_object_set_new(root, "layers", layers_json(m->net));
     json_object_set_new(root, "output",
                         json_string(bs_layer_kind_name(bs_net_output_kind(m->net))));
@@ -808,9 +828,10 @@ static bs_model *model_from_metadata(json_t *root, bs_error *err) {
         bs_error_set(err, "metadata 'input' is not an object");
         return NULL;
     }
-    int n_mels = 0, n_frames = 0;
+    int n_mels = 0, n_frames = 0, n_channels = 1;
     if (get_int(input, "n_mels", "input", 1, 4096, &n_mels, err) ||
-        get_int(input, "n_frames", "input", 1, 4096, &n_frames, err))
+        get_int(input, "n_frames", "input", 1, 4096, &n_frames, err) ||
+        (json_object_get(input, "channels") && get_int(input, "channels", "input", 1, 4096, &n_channels, err)))
         return NULL;
     bs_layer_spec specs[BS_NN_MAX_LAYERS];
     int n_layers = 0;
@@ -834,7 +855,7 @@ static bs_model *model_from_metadata(json_t *root, bs_error *err) {
                      specs[n_layers - 2].units);
         return NULL;
     }
-    bs_model *m = model_new(specs, n_layers, arch, n_mels, n_frames, n_labels, 0, 0, err);
+    bs_model *m = model_new(specs, n_layers, arch, n_channels, n_mels, n_frames, n_labels, 0, 0, err);
     if (!m) bs_error_prefix(err, "layer list");
     return m;
 }

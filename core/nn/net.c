@@ -48,6 +48,7 @@ typedef struct layer {
 
 struct bs_net {
     int n_layers, n_outputs, in_h, in_w, max_batch;
+    int in_c;        /* input channels: 1 for a log-mel window, C for an imported (H, W, C) model */
     int infer_only;  /* no gradients; activations in two ping-pong buffers */
     int wino_valid;  /* wino_U matches the current weights */
     float *wino_V, *wino_M, *wino_X; /* Winograd scratch (one image, or a backward group) */
@@ -537,10 +538,14 @@ static void init_params(bs_net *net, uint64_t seed) {
     net->drop_rng = seed ^ 0xD1B54A32D192ED03ull;
 }
 
-static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
+static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_c, int in_h, int in_w,
                           int n_outputs, int max_batch, uint64_t seed, int infer_only,
                           bs_error *err) {
     if (check_dims(n_layers, in_h, in_w, n_outputs, max_batch, err)) return NULL;
+    if (in_c < 1 || in_c > MAX_DIM) {
+        bs_error_set(err, "input has %d channels, expected 1 to %d", in_c, MAX_DIM);
+        return NULL;
+    }
     bs_net *net = calloc(1, sizeof *net);
     if (!net) {
         bs_error_set(err, "out of memory for the network");
@@ -550,14 +555,15 @@ static bs_net *net_create(const bs_layer_spec *layers, int n_layers, int in_h, i
     net->n_outputs = n_outputs;
     net->in_h = in_h;
     net->in_w = in_w;
+    net->in_c = in_c;
     net->max_batch = max_batch;
     net->infer_only = infer_only;
     memcpy(net->specs, layers, sizeof(bs_layer_spec) * n_layers);
 
-    net_sizes z = {.maxact = (size_t)in_h * in_w};
+    net_sizes z = {.maxact = (size_t)in_c * in_h * in_w};
     z.no_wino = g_net_options.no_winograd;
     z.no_wino_bwd = z.no_wino || g_net_options.no_winograd_backward;
-    flow f = {.c = 1, .h = in_h, .w = in_w};
+    flow f = {.c = in_c, .h = in_h, .w = in_w};
     for (int i = 0; i < n_layers; i++)
         if (plan_layer(net, i, &f, &z, err)) goto fail;
     for (int i = 1; i < n_layers; i++)
@@ -590,12 +596,22 @@ fail:
 
 bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                       int n_outputs, int max_batch, uint64_t seed, bs_error *err) {
-    return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, seed, 0, err);
+    return net_create(layers, n_layers, 1, in_h, in_w, n_outputs, max_batch, seed, 0, err);
 }
 
 bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                                 int n_outputs, int max_batch, bs_error *err) {
-    return net_create(layers, n_layers, in_h, in_w, n_outputs, max_batch, 0, 1, err);
+    return net_create(layers, n_layers, 1, in_h, in_w, n_outputs, max_batch, 0, 1, err);
+}
+
+bs_net *bs_net_create_c(const bs_layer_spec *layers, int n_layers, int in_c, int in_h, int in_w,
+                        int n_outputs, int max_batch, uint64_t seed, bs_error *err) {
+    return net_create(layers, n_layers, in_c, in_h, in_w, n_outputs, max_batch, seed, 0, err);
+}
+
+bs_net *bs_net_create_inference_c(const bs_layer_spec *layers, int n_layers, int in_c, int in_h,
+                                  int in_w, int n_outputs, int max_batch, bs_error *err) {
+    return net_create(layers, n_layers, in_c, in_h, in_w, n_outputs, max_batch, 0, 1, err);
 }
 
 
@@ -629,6 +645,7 @@ int bs_net_n_layers(const bs_net *net) { return net->n_layers; }
 const bs_layer_spec *bs_net_layers(const bs_net *net) { return net->specs; }
 int bs_net_in_h(const bs_net *net) { return net->in_h; }
 int bs_net_in_w(const bs_net *net) { return net->in_w; }
+int bs_net_in_c(const bs_net *net) { return net->in_c; }
 int bs_net_n_outputs(const bs_net *net) { return net->n_outputs; }
 int bs_net_max_batch(const bs_net *net) { return net->max_batch; }
 bs_layer_kind bs_net_output_kind(const bs_net *net) { return net->specs[net->n_layers - 1].kind; }

@@ -9,8 +9,10 @@
  *
  * The log-mel follows librosa 0.10 exactly (REFERENCES.md §1): periodic Hann, centre ZERO
  * padding of n_fft/2, power 2, slaney mel scale + slaney area normalization (filterbank built
- * in float64, stored float32), 10 log10(max(amin, S)) with ref 1, then max(D, max(D) - top_db)
- * with the max taken over the one window. Layout is (n_mels, n_frames), row-major.
+ * in float64, stored float32), 10 log10(max(amin, S)) - 10 log10(max(amin, ref)) with the
+ * config's db_ref (librosa's ref: 1 by default, a fixed reference power, or the window's own
+ * maximum power, ref=np.max), then max(D, max(D) - top_db) with the max taken over the one
+ * window. Layout is (n_mels, n_frames), row-major.
  *
  * Thread-safety: bs_feature_config functions, bs_segment, bs_norm_*, bs_normalize_apply,
  * bs_window_norm_apply and bs_features_normalize are re-entrant. A bs_melspec holds FFTW
@@ -65,7 +67,23 @@ typedef struct bs_feature_config {
     float norm_std_floor;        /* z-score divides by max(std, floor), dB (0.01) */
     bs_window_norm window_norm;  /* after the z-score (BS_WINDOW_NORM_NONE); a model file
                                     without the field means none */
+    double db_ref;               /* the dB reference power, librosa power_to_db's ref (1.0):
+                                    any power in (0, 1e30], or BS_DB_REF_MAX: each window's own
+                                    maximum (ref=np.max, the window's loudest cell is 0 dB); a
+                                    model file without the field means 1.0 */
 } bs_feature_config;
+#define BS_DB_REF_MAX 0.0
+
+/* What the dB reference subtracts: 10 log10(max(amin, db_ref)) for a fixed reference (0 for
+ * ref 1), 0 for BS_DB_REF_MAX (its offset is each window's own maximum). */
+double bs_feature_db_offset(const bs_feature_config *cfg);
+/* The dB value of digital silence (every power <= amin) in a window: 10 log10(amin) minus the
+ * offset for a fixed reference (-100 by default), 0 for BS_DB_REF_MAX (silence is its own
+ * maximum). The floor bs_norm_stats_update and the daemon's trial window use. */
+float bs_feature_floor_db(const bs_feature_config *cfg);
+/* "max" or the number (the spelling of model files and of the --db-ref option); parse
+ * returns 0, or -1 for anything else (a number must be > 0 and finite). */
+int bs_db_ref_parse(const char *text, double *out);
 
 bs_feature_config bs_feature_config_default(void);
 
@@ -195,7 +213,7 @@ void bs_feature_set_free(bs_feature_set *s);
 
 /* Running per-mel-bin mean and M2 over every (segment, frame) value of that bin, in double.
  * Mergeable (Chan et al.) across threads and folds. Silent windows (every value at the dB
- * floor 10 log10(amin), i.e. digital silence) are skipped and counted, not accumulated, so
+ * floor bs_feature_floor_db, i.e. digital silence) are skipped and counted, not accumulated, so
  * that padding and dead channels do not drag the statistics. */
 typedef struct bs_norm_stats {
     int n_mels;
@@ -209,7 +227,7 @@ typedef struct bs_norm_stats {
 int bs_norm_stats_init(bs_norm_stats *s, int n_mels, bs_error *err);
 void bs_norm_stats_free(bs_norm_stats *s);
 
-/* x: (n_mels, n_frames) dB of one window; floor_db = 10 log10(amin) (-100 for the default).
+/* x: (n_mels, n_frames) dB of one window; floor_db = bs_feature_floor_db (-100 for the default).
  * Returns 1 when accumulated, 0 when skipped as silent. */
 int bs_norm_stats_update(bs_norm_stats *s, const float *x, int n_frames, float floor_db);
 

@@ -51,6 +51,14 @@ const float *bs_model_thresholds(const bs_model *model);
 int bs_model_calibration(const bs_model *model, const float **a, const float **b);
 int bs_model_n_mels(const bs_model *model);    /* input height */
 int bs_model_n_frames(const bs_model *model);  /* input width */
+/* Input channels: 1 for every model that takes log-mel windows; an imported Keras model with
+ * an (H, W, C) input (e.g. an RGB image classifier) has C. Its inputs are (C, n_mels,
+ * n_frames), channel-major. */
+int bs_model_n_channels(const bs_model *model);
+/* 0 when the model can be fed audio features (one channel), else -1 with err saying that the
+ * network takes C channels and to classify .npy windows instead. Everything that computes
+ * features from audio for a model calls it (classify, eval, train --init-from, birdsongd). */
+int bs_model_check_audio_input(const bs_model *model, bs_error *err);
 const float *bs_model_norm_mean(const bs_model *model);  /* n_mels */
 const float *bs_model_norm_std(const bs_model *model);   /* n_mels */
 const bs_feature_config *bs_model_feature_config(const bs_model *model);
@@ -67,8 +75,8 @@ uint32_t bs_model_checksum(const bs_model *model);
 uint32_t bs_crc32(uint32_t crc, const void *data, size_t n);
 
 /* ---- inference ----
- * features: one window as bs_model_normalize left it (n_mels * n_frames floats, mel-major:
- * x[mel*n_frames+frame]);
+ * features: one window as bs_model_normalize left it (n_channels * n_mels * n_frames floats,
+ * mel-major: x[(channel*n_mels+mel)*n_frames+frame]);
  * probs: n_outputs sigmoid (or softmax) probabilities, calibrated (bs_model_calibrate). Allocates nothing; one thread at a
  * time per model. Returns 0, or -1 if an output is not finite (corrupt input). */
 int bs_model_predict(bs_model *model, const float *features, float *probs);
@@ -82,7 +90,8 @@ float bs_platt_apply(float p, float a, float b);
 double bs_prob_logit(float p);
 /* Normalizes a raw log-mel dB window in place (mel-major), exactly as training did
  * (bs_features_normalize): the z-score with the model's mean/std and the feature config's
- * norm_std_floor, then the config's window_norm (none, band_mean or band_median). */
+ * norm_std_floor, then the config's window_norm (none, band_mean or band_median). A
+ * multi-channel input gets the same on each of its n_channels planes. */
 void bs_model_normalize(const bs_model *model, float *features);
 
 #endif

@@ -28,6 +28,10 @@ bs_model *bs_model_create(const char *arch, int n_mels, int n_frames, const char
 bs_model *bs_model_create_layers(const bs_layer_spec *layers, int n_layers, int n_mels,
                                  int n_frames, const char *const *labels, int n_labels,
                                  int max_batch, uint64_t seed, bs_error *err);
+/* The same with an input of n_channels planes (1 to 4096; an imported Keras model's C). */
+bs_model *bs_model_create_layers_c(const bs_layer_spec *layers, int n_layers, int n_channels, int n_mels,
+                                   int n_frames, const char *const *labels, int n_labels, int max_batch,
+                                   uint64_t seed, bs_error *err);
 /* The network, for training (bs_net_forward/loss/backward + bs_adam_step on its params). */
 bs_net *bs_model_net(bs_model *model);
 

@@ -4,7 +4,9 @@
  *
  * Layout: every activation is (B, C, H, W) row-major float32, B = batch. The network input is
  * one channel of H = n_mels rows by W = n_frames columns, mel-major: x[mel * n_frames + frame]
- * (the layout of a librosa log-mel matrix). Flatten is (C, H, W) row-major.
+ * (the layout of a librosa log-mel matrix); a network made with the _c constructors takes
+ * in_c channels, (in_c, H, W) per sample (an imported Keras model with an (H, W, C) input,
+ * e.g. an RGB image). Flatten is (C, H, W) row-major.
  *
  * Layers (core/nn/layers.c, free functions over flat arrays, see core/nn/layers.h):
  *   conv2d    stride 1, 'same' zero padding, odd kernels kh x kw, weight (OC, IC, kh, kw), bias (OC)
@@ -121,16 +123,20 @@ bs_net_options bs_net_default_options(void);
  * do nothing. Parameters are initialised as bs_net_create does with seed 0. */
 bs_net *bs_net_create_inference(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                                 int n_outputs, int max_batch, bs_error *err);
+/* The same for an input of in_c channels (1 to 4096): x (batch, in_c, in_h, in_w). */
+bs_net *bs_net_create_inference_c(const bs_layer_spec *layers, int n_layers, int in_c, int in_h,
+                                  int in_w, int n_outputs, int max_batch, bs_error *err);
 void bs_net_free(bs_net *net);
 
 int bs_net_n_layers(const bs_net *net);
 const bs_layer_spec *bs_net_layers(const bs_net *net);
 int bs_net_in_h(const bs_net *net);
 int bs_net_in_w(const bs_net *net);
+int bs_net_in_c(const bs_net *net); /* input channels (1 unless made by a _c constructor) */
 int bs_net_n_outputs(const bs_net *net);
 int bs_net_max_batch(const bs_net *net);
 bs_layer_kind bs_net_output_kind(const bs_net *net); /* BS_LAYER_SIGMOID, _SOFTMAX or _LINEAR */
-/* Forward pass over `batch` inputs x (batch, in_h, in_w) -> (batch, n_outputs) LOGITS (before
+/* Forward pass over `batch` inputs x (batch, in_c, in_h, in_w) -> (batch, n_outputs) LOGITS (before
  * the output activation), valid until the next call. training = 1 uses batch statistics,
  * updates running averages and applies dropout, and keeps a pointer to x for
  * bs_net_backward: x must stay unchanged until then. training = 0 allocates nothing. */

@@ -26,6 +26,10 @@
  * softmax preceded by a dense layer with n_outputs units, sizes) and says what is wrong. */
 bs_net *bs_net_create(const bs_layer_spec *layers, int n_layers, int in_h, int in_w,
                       int n_outputs, int max_batch, uint64_t seed, bs_error *err);
+/* Same for an input of in_c channels (1 to 4096), x (batch, in_c, in_h, in_w): the first
+ * layer's weights get in_c input channels, training and backward work as for one. */
+bs_net *bs_net_create_c(const bs_layer_spec *layers, int n_layers, int in_c, int in_h, int in_w,
+                        int n_outputs, int max_batch, uint64_t seed, bs_error *err);
 /* Same as bs_net_create, from an architecture name (see bs_nn_arch_layers). */
 bs_net *bs_net_create_arch(const char *arch, int in_h, int in_w, int n_outputs, int max_batch,
                            uint64_t seed, bs_error *err);

@@ -57,9 +57,10 @@ def hann(n_fft):
 
 
 def logmel_db(y, sr=22050, n_fft=2048, hop=512, n_mels=128, fmin=0.0, fmax=None,
-              amin=1e-10, top_db=80.0, mel=None):
+              amin=1e-10, top_db=80.0, mel=None, ref=1.0):
     """One window y -> (n_mels, 1 + len(y) // hop) dB, librosa 0.10 semantics:
-    periodic Hann, centre zero padding, power 2, slaney mel, power_to_db(ref=1)."""
+    periodic Hann, centre zero padding, power 2, slaney mel, power_to_db(ref) with ref a
+    power (1.0) or "max" (librosa's ref=np.max over the window)."""
     y = np.asarray(y, dtype=np.float64)
     if mel is None:
         mel = mel_filterbank(sr, n_fft, n_mels, fmin, fmax)
@@ -69,7 +70,8 @@ def logmel_db(y, sr=22050, n_fft=2048, hop=512, n_mels=128, fmin=0.0, fmax=None,
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft)[::hop][:n_frames]
     spec = np.abs(np.fft.rfft(frames * win, axis=1)) ** 2          # (frames, freqs)
     S = np.asarray(mel, dtype=np.float64) @ spec.T                  # (mels, frames)
-    D = 10.0 * np.log10(np.maximum(amin, S))
+    ref_value = S.max() if ref == "max" else ref
+    D = 10.0 * np.log10(np.maximum(amin, S)) - 10.0 * np.log10(np.maximum(amin, ref_value))
     if top_db is not None and top_db > 0:
         D = np.maximum(D, D.max() - top_db)
     return D

@@ -202,6 +202,33 @@ def test_empty_mel_rows_and_many_frames_match_numpy(tmp_path):
         assert np.abs(got[i] - ref).max() <= 0.05, f"window {i}"
 
 
+@pytest.mark.parametrize("ref", ["max", "10", "1e-6"])
+def test_db_reference_matches_numpy(tmp_path, ref):
+    """--db-ref: librosa's power_to_db ref as Keras pipelines use it (ref=np.max over the
+    window, or a fixed power), top_db after it, every window against numpy."""
+    sr = 22050
+    t = np.arange(int(2.5 * sr)) / sr
+    rng = np.random.default_rng(7)
+    y = (0.3 * np.sin(2 * np.pi * 2500 * t) * (t < 1.2) + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+    wav = tmp_path / "s.wav"
+    R.write_wav_float(wav, y, sr)
+    run(wav, "-o", tmp_path / "one.npy", "-q")
+    run(wav, "-o", tmp_path / "ref.npy", "-q", "--db-ref", ref)
+    one, got = np.load(tmp_path / "one.npy"), np.load(tmp_path / "ref.npy")
+    y_read, _ = R.read_audio(wav)
+    segs, _ = R.segments(y_read)
+    assert got.shape == one.shape == (len(segs), 128, 44)
+    for i, s in enumerate(segs):
+        want = R.logmel_db(s, ref="max" if ref == "max" else float(ref))
+        assert np.abs(got[i] - want).max() <= 0.05, f"window {i}"
+        if ref == "max":
+            assert got[i].max() == 0.0 and got[i].min() >= -80.0
+        else:  # a fixed reference only shifts the window
+            np.testing.assert_allclose(got[i], one[i] - 10 * np.log10(float(ref)), atol=1e-3)
+    p = run(wav, "-o", tmp_path / "x.npy", "--db-ref", "0", check=False)
+    assert p.returncode == 2 and "--db-ref expects a reference power > 0 or max" in p.stderr
+
+
 def one_line_error(p, *needles):
     assert p.returncode != 0
     lines = p.stderr.strip().splitlines()

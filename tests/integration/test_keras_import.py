@@ -104,12 +104,36 @@ def test_inspect_shows_provenance(tmp_path):
     assert meta["input"] == {"n_mels": 28, "n_frames": 28} and meta["output"] == "softmax"
 
 
-def test_cifar_three_channels_refused(tmp_path):
-    path = os.path.join(SHARED, "tinymaix_cifar10.h5")
-    if not os.path.exists(path):
-        pytest.skip("../shared/data/keras is absent (the cifar10 fixture is not committed)")
-    r, _ = import_model(tmp_path, path, 10, "--no-normalization")
-    assert r.returncode == 1 and "3 channels" in r.stderr
+# the cifar10 model (InputLayer (32, 32, 3), RGB): its 1.1 MB file is not committed, its inputs
+# and reference outputs are (tinymaix_cifar10_x/_y.npy, drawn by keras_ref.py `fixtures DIR
+# ../shared/data/keras/tinymaix_cifar10.h5`); the tests that need the file skip without it
+CIFAR = os.path.join(SHARED, "tinymaix_cifar10.h5")
+
+
+def need_cifar():
+    if not os.path.exists(CIFAR):
+        pytest.skip("../shared/data/keras/tinymaix_cifar10.h5 is absent (the cifar10 model is not committed)")
+
+
+def test_cifar10_committed_outputs_are_the_reference():
+    need_cifar()
+    _, layers = keras_ref.load(CIFAR)
+    x = np.load(os.path.join(FIX, "tinymaix_cifar10_x.npy"))
+    assert x.shape == (4, 32, 32, 3)
+    np.testing.assert_allclose(keras_ref.forward(layers, x.astype(np.float64)),
+                               np.load(os.path.join(FIX, "tinymaix_cifar10_y.npy")), rtol=1e-5, atol=1e-6)
+
+
+def test_cifar10_three_channels_imported_equals_reference(tmp_path):
+    need_cifar()
+    want = np.load(os.path.join(FIX, "tinymaix_cifar10_y.npy"))
+    r, out = import_model(tmp_path, CIFAR, 10, "--no-normalization")
+    assert r.returncode == 0, r.stderr
+    assert "32 mels x 32 frames x 3 channels" in r.stderr
+    x = np.load(os.path.join(FIX, "tinymaix_cifar10_x.npy"))  # (S, H, W, C) as Keras takes it
+    assert_close(classify_npy(out, x, tmp_path), want)
+    meta = json.loads(run("inspect", out).stdout)
+    assert meta["input"] == {"n_mels": 32, "n_frames": 32, "channels": 3} and meta["input_shape"] == [32, 32, 3]
 
 
 # hand-written models in the layouts Keras 2 (.h5), Keras 3 (.h5 and .keras) write
@@ -119,13 +143,13 @@ def rnd(*shape, seed=[5]):
     return np.random.default_rng(seed[0]).uniform(-1, 1, size=shape).astype(np.float32)
 
 
-def corner_layers(h, w):
+def corner_layers(h, w, c=1):
     """Conv same relu -> BN (own epsilon) -> MaxPool same on odd sizes -> Conv valid stride 2
     -> AveragePooling same -> Flatten (2x2x5: the order matters) -> Dropout -> Dense sigmoid."""
     return [
-        ("InputLayer", {"name": "in", "batch_input_shape": [None, h, w, 1]}, []),
+        ("InputLayer", {"name": "in", "batch_input_shape": [None, h, w, c]}, []),
         ("Conv2D", {"name": "c1", "filters": 4, "kernel_size": [3, 3], "strides": [1, 1], "padding": "same",
-                    "activation": "relu", "use_bias": True, "dilation_rate": [1, 1]}, [rnd(3, 3, 1, 4), rnd(4)]),
+                    "activation": "relu", "use_bias": True, "dilation_rate": [1, 1]}, [rnd(3, 3, c, 4), rnd(4)]),
         ("BatchNormalization", {"name": "bn", "axis": [3], "epsilon": 0.25, "center": True, "scale": True},
          [rnd(4), rnd(4), rnd(4), np.abs(rnd(4)) + 0.1]),
         ("MaxPooling2D", {"name": "mp", "pool_size": [2, 2], "strides": [2, 2], "padding": "same"}, []),
@@ -195,12 +219,13 @@ def write_keras(path, layers):
 
 
 @pytest.mark.parametrize("kind", ["keras2-h5", "keras2-functional-nested", "keras3-h5-functional", "keras3-keras",
-                                  "frames-mels"])
+                                  "frames-mels", "three-channels", "frames-mels-three-channels"])
 def test_corner_cases_equal_reference(tmp_path, kind):
-    T = kind == "frames-mels"
+    T = kind.startswith("frames-mels")
+    C = 3 if "three-channels" in kind else 1  # (H, W, 3): channels last in the .npy, as Keras
     mels, frames = 13, 11  # odd sizes: 'same' pooling pads after
     kh, kw = (frames, mels) if T else (mels, frames)
-    layers = corner_layers(kh, kw)
+    layers = corner_layers(kh, kw, C)
     # (13,11) -> same -> (13,11) -> pool same -> (7,6) -> 3x2 valid stride 2 -> (3,3) -> (3,3) x 5
     h2 = ((kh + 1) // 2 - 3) // 2 + 1
     w2 = ((kw + 1) // 2 - 2) // 2 + 1
@@ -210,9 +235,11 @@ def test_corner_cases_equal_reference(tmp_path, kind):
         write_keras(path, layers)
     else:
         write_h5(path, layers, functional="functional" in kind, keras3="keras3" in kind, nested="nested" in kind)
-    x = rnd(3, mels, frames) * 2
+    x = rnd(3, mels, frames, C) * 2
     _, kl = keras_ref.load(str(path))
-    want = keras_ref.forward(kl, (x.transpose(0, 2, 1) if T else x)[..., None].astype(np.float64))
+    want = keras_ref.forward(kl, (x.transpose(0, 2, 1, 3) if T else x).astype(np.float64))
+    if C == 1:
+        x = x[..., 0]  # (S, mels, frames), what `birdsong features` writes
     r, out = import_model(tmp_path, path, 3, "--no-normalization", *(["--input-layout", "frames-mels"] if T else []))
     assert r.returncode == 0, r.stderr
     assert_close(classify_npy(out, x, tmp_path), want)
@@ -411,3 +438,63 @@ def test_demo_model_through_keras_classifies_identically(tmp_path):
         q = np.clip(got.astype(np.float64), 1e-7, 1 - 1e-7)
         got = 1 / (1 + np.exp(-(np.array(cal["a"]) * np.log(q / (1 - q)) + np.array(cal["b"]))))
     np.testing.assert_allclose(got, want, rtol=0, atol=2e-5)
+
+
+# ---- a model of C > 1 input channels is never fed audio ---------------------------------------
+
+def write_wav(path, seconds=1.0, rate=22050):
+    import wave
+    t = np.arange(int(seconds * rate)) / rate
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes((np.sin(2 * np.pi * 3000 * t) * 8000).astype("<i2").tobytes())
+
+
+def test_three_channel_model_refuses_audio_everywhere(tmp_path):
+    layers = finish(corner_layers(13, 11, 3), 3 * 3 * 5)
+    write_h5(tmp_path / "rgb.h5", layers)
+    r, model = import_model(tmp_path, tmp_path / "rgb.h5", 3, "--no-normalization")
+    assert r.returncode == 0, r.stderr
+    write_wav(tmp_path / "a.wav")
+    (tmp_path / "d.tsv").write_text("path\tlabels\tgroup\n%s\tclass0\tg\n" % (tmp_path / "a.wav"))
+    why = "the network takes 3-channel 13x11 inputs"
+    r = run("classify", "--model", model, tmp_path / "a.wav")
+    assert r.returncode == 1 and why in r.stderr and "(S, 13, 11, 3)" in r.stderr, r.stderr
+    r = run("eval", "--model", model, "--data", tmp_path / "d.tsv")
+    assert r.returncode == 1 and why in r.stderr, r.stderr
+    r = run("features", tmp_path / "a.wav", "--model", model, "-o", tmp_path / "f.npy")
+    assert r.returncode == 1 and why in r.stderr and not (tmp_path / "f.npy").exists(), r.stderr
+    r = run("train", "--data", tmp_path / "d.tsv", "--init-from", model, "--epochs", "1", "--out", tmp_path / "t.bsm")
+    assert r.returncode == 1 and why in r.stderr and not (tmp_path / "t.bsm").exists(), r.stderr
+    r = subprocess.run([os.path.join(BUILD, "birdsongd"), "--check-config", "--model", str(model)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and why in r.stderr, r.stderr
+    # and a .npy of one-channel windows is refused naming the shape it needs
+    np.save(tmp_path / "w.npy", np.zeros((2, 13, 11), np.float32))
+    r = run("classify", "--model", model, tmp_path / "w.npy")
+    assert r.returncode == 1 and "expected 4 (windows, mels, frames, channels)" in r.stderr, r.stderr
+
+
+def test_db_ref_is_stored_and_applied_to_audio(tmp_path):
+    # --db-ref max (librosa power_to_db(ref=np.max), what many Keras pipelines trained on):
+    # stored in the model, shown by inspect, and the audio path of classify computes the
+    # features with it (the same core code as eval, train and birdsongd)
+    write_h5(tmp_path / "m.h5", finish(corner_layers(13, 11), 3 * 3 * 5))
+    r, model = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization", "--db-ref", "max")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(run("inspect", model).stdout)["features"]["db_ref"] == "max"
+    write_wav(tmp_path / "a.wav", seconds=0.1)
+    r = run("features", tmp_path / "a.wav", "--model", model, "-o", tmp_path / "w.npy", "-q")
+    assert r.returncode == 0, r.stderr
+    w = np.load(tmp_path / "w.npy")
+    assert w.shape[1:] == (13, 11) and len(w) >= 2 and (w.max(axis=(1, 2)) == 0).all()
+    r = run("classify", "--model", model, "--format", "json", tmp_path / "a.wav")
+    assert r.returncode == 0, r.stderr
+    audio = np.array([x["probabilities"] for x in json.loads(r.stdout)["files"][0]["windows"]])
+    np.testing.assert_allclose(audio, classify_npy(model, w, tmp_path), rtol=0, atol=2e-6)
+    r, plain = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization")
+    assert "db_ref" not in json.loads(run("inspect", plain).stdout)["features"]  # ref 1: as before
+    r, _ = import_model(tmp_path, tmp_path / "m.h5", 3, "--no-normalization", "--db-ref", "-1")
+    assert r.returncode == 2 and "--db-ref '-1'" in r.stderr

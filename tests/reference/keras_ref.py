@@ -14,9 +14,11 @@ Dropout, Dense, Activation; data channels-last (N, H, W, C), float64 arithmetic.
 Usage: keras_ref.py MODEL INPUT.npy OUTPUT.npy
          INPUT (N, H, W) or (N, H, W, C) float32; OUTPUT (N, outputs) float32 (the model
          output flattened per example, after its final activation).
-       keras_ref.py fixtures DIR
+       keras_ref.py fixtures DIR [MODEL.h5...]
          for every one-channel model DIR/*.h5: DIR/<model>_x.npy, 4 seeded inputs (S, H, W)
-         uniform in [-2, 2), and DIR/<model>_y.npy, their outputs.
+         uniform in [-2, 2), and DIR/<model>_y.npy, their outputs; then the same for each
+         MODEL.h5 given (any channel count, inputs (S, H, W, C) when C > 1, their own seed),
+         written to DIR (for models whose file is not committed, e.g. the cifar10 one).
 """
 import glob
 import os
@@ -148,24 +150,32 @@ def forward(layers, x):
     return x.reshape(x.shape[0], -1)
 
 
-def fixtures(d):
+def _fixture(path, stem, rng, multi):
+    _, layers = load(path)
+    cfg = layers[0][1]
+    shape = cfg.get("batch_input_shape") or cfg.get("batch_shape")
+    if shape[3] != 1 and not multi:
+        return
+    size = (4, shape[1], shape[2]) + ((shape[3],) if shape[3] != 1 else ())
+    x = rng.uniform(-2, 2, size=size).astype(np.float32)
+    np.save(stem + "_x.npy", x)
+    x4 = x if x.ndim == 4 else x[..., None]
+    np.save(stem + "_y.npy", forward(layers, x4.astype(np.float64)).astype(np.float32))
+    print(stem, x.shape)
+
+
+def fixtures(d, extra=()):
     rng = np.random.default_rng(20261206)
     for path in sorted(glob.glob(os.path.join(d, "*.h5"))):
-        _, layers = load(path)
-        cfg = layers[0][1]
-        shape = cfg.get("batch_input_shape") or cfg.get("batch_shape")
-        if shape[3] != 1:
-            continue
-        x = rng.uniform(-2, 2, size=(4, shape[1], shape[2])).astype(np.float32)
-        stem = path[:-3]
-        np.save(stem + "_x.npy", x)
-        np.save(stem + "_y.npy", forward(layers, x[..., None].astype(np.float64)).astype(np.float32))
-        print(stem, x.shape)
+        _fixture(path, path[:-3], rng, False)
+    for path in extra:
+        stem = os.path.join(d, os.path.basename(path)[:-3])
+        _fixture(path, stem, np.random.default_rng(20261207), True)
 
 
 def main(argv):
-    if len(argv) == 3 and argv[1] == "fixtures":
-        return fixtures(argv[2])
+    if len(argv) >= 3 and argv[1] == "fixtures":
+        return fixtures(argv[2], argv[3:])
     if len(argv) != 4:
         sys.exit(__doc__)
     _, layers = load(argv[1])

@@ -92,7 +92,46 @@ Test(config, json_round_trip_is_exact) {
     e.window_norm = BS_WINDOW_NORM_BAND_MEDIAN;
     je2 = bs_feature_config_to_json(&e);
     cr_assert_str_eq(json_string_value(json_object_get(je2, "window_norm")), "band_median");
+    cr_assert_null(json_object_get(je2, "db_ref")); /* ref 1: as before the field existed */
     json_decref(je2);
+    /* db_ref: "max" or a power, both back exactly */
+    double refs[] = {BS_DB_REF_MAX, 10.0, 3.5e-7};
+    for (int i = 0; i < 3; i++) {
+        e.db_ref = refs[i];
+        je2 = bs_feature_config_to_json(&e);
+        if (i == 0) cr_assert_str_eq(json_string_value(json_object_get(je2, "db_ref")), "max");
+        bs_feature_config f;
+        cr_assert_eq(bs_feature_config_from_json(je2, &f, &err), 0, "%s", err.msg);
+        cr_assert_eq(f.db_ref, refs[i]);
+        json_decref(je2);
+    }
+}
+
+Test(config, db_ref_parse_offset_and_floor) {
+    double r = -1;
+    cr_assert_eq(bs_db_ref_parse("max", &r), 0);
+    cr_assert_eq(r, BS_DB_REF_MAX);
+    cr_assert_eq(bs_db_ref_parse("1e-3", &r), 0);
+    cr_assert_eq(r, 1e-3);
+    cr_assert_eq(bs_db_ref_parse("0", &r), -1);
+    cr_assert_eq(bs_db_ref_parse("-2", &r), -1);
+    cr_assert_eq(bs_db_ref_parse("nan", &r), -1);
+    cr_assert_eq(bs_db_ref_parse("10x", &r), -1);
+    cr_assert_eq(bs_db_ref_parse("", &r), -1);
+    bs_feature_config c = bs_feature_config_default();
+    cr_assert_eq(bs_feature_db_offset(&c), 0.0);
+    cr_assert_float_eq(bs_feature_floor_db(&c), -100.0f, 1e-4);
+    c.db_ref = 100.0; /* 10 log10(100) = 20 dB off every value */
+    cr_assert_float_eq(bs_feature_db_offset(&c), 20.0, 1e-12);
+    cr_assert_float_eq(bs_feature_floor_db(&c), -120.0f, 1e-4);
+    c.db_ref = 1e-12; /* below amin: librosa takes max(amin, ref) */
+    cr_assert_float_eq(bs_feature_db_offset(&c), -100.0, 1e-4);
+    c.db_ref = BS_DB_REF_MAX; /* silence is its own maximum */
+    cr_assert_eq(bs_feature_floor_db(&c), 0.0f);
+    c.db_ref = -1;
+    bs_error err;
+    cr_assert_eq(bs_feature_config_validate(&c, &err), -1);
+    cr_assert(strstr(err.msg, "db_ref"), "%s", err.msg);
 }
 
 static void expect_json_error(const char *text, const char *needle) {
@@ -148,6 +187,16 @@ Test(config, json_errors_name_the_field) {
     t = json_dumps(m, 0);
     expect_json_error(t, "window_norm");
     free(t);
+    json_object_set_new(m, "window_norm", json_string("none"));
+    json_object_set_new(m, "db_ref", json_string("min"));
+    t = json_dumps(m, 0);
+    expect_json_error(t, "db_ref");
+    free(t);
+    json_object_set_new(m, "db_ref", json_real(0.0)); /* "max" is spelt out, 0 is no power */
+    t = json_dumps(m, 0);
+    expect_json_error(t, "db_ref");
+    free(t);
+    json_object_del(m, "db_ref");
     json_object_del(m, "window_norm"); /* optional: older model files have no such field */
     {
         bs_feature_config d;

@@ -318,6 +318,13 @@ JSON_CASE(input_type, "input.n_mels is not an integer",
           json_object_set_new(json_object_get(root, "input"), "n_mels", json_string("16")))
 JSON_CASE(input_range, "input.n_frames is 0",
           json_object_set_new(json_object_get(root, "input"), "n_frames", json_integer(0)))
+/* input.channels: optional (files without it, every one-channel model's, take 1), checked */
+JSON_CASE(input_channels_range, "input.channels is 0, expected 1 to 4096",
+          json_object_set_new(json_object_get(root, "input"), "channels", json_integer(0)))
+JSON_CASE(input_channels_type, "input.channels is not an integer",
+          json_object_set_new(json_object_get(root, "input"), "channels", json_string("3")))
+JSON_CASE(input_channels_not_the_weights, "tensor conv1.weight has shape",
+          json_object_set_new(json_object_get(root, "input"), "channels", json_integer(2)))
 JSON_CASE(layers_type, "'layers' is not an array", json_object_set_new(root, "layers", json_null()))
 JSON_CASE(layer_kind, "not a known layer",
           json_object_set_new(layer(root, 1), "type", json_string("gelu")))

@@ -1,9 +1,10 @@
 /* The layer semantics imported Keras models need (#21): strided convolution with
  * TensorFlow's 'same'/'valid' padding, max/average pooling with strides and padding, global
- * pooling, batchnorm's own epsilon, the linear output. Forward against direct loops written
- * from TensorFlow's rule, backward against finite differences, and a network through all of
- * them (gradients, save/load of the new fields). */
+ * pooling, batchnorm's own epsilon, the linear output, an input of several channels. Forward
+ * against direct loops written from TensorFlow's rule, backward against finite differences,
+ * and a network through all of them (gradients, save/load of the new fields). */
 #include <criterion/criterion.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,11 +203,13 @@ Test(network, linear_output_of_a_conv) {
     cr_assert(strstr(err.msg, "gives 9 values, expected 8"), "%s", err.msg);
 }
 
-Test(model, new_layer_fields_survive_save_and_load) {
+/* A model of geo_net on C input channels, with feature settings and a normalization, and its
+ * file bytes. */
+static bs_model *channel_model(int C, uint8_t **buf, size_t *n) {
     const char *labels[] = {"a", "b"};
     bs_error err;
     int nl = (int)(sizeof geo_net / sizeof geo_net[0]);
-    bs_model *m = bs_model_create_layers(geo_net, nl, GH, GW, labels, 2, 1, 9, &err);
+    bs_model *m = bs_model_create_layers_c(geo_net, nl, C, GH, GW, labels, 2, 1, 9, &err);
     cr_assert_not_null(m, "%s", err.msg);
     bs_feature_config cfg = bs_feature_config_default();
     cfg.n_mels = GH;
@@ -215,12 +218,18 @@ Test(model, new_layer_fields_survive_save_and_load) {
     cfg.segment_seconds = (GW - 1) * 100.0 / cfg.sample_rate;
     cfg.min_residual_seconds = 0;
     cr_assert_eq(bs_model_set_feature_config(m, &cfg, &err), 0, "%s", err.msg);
-    float mean[GH] = {0}, sd[GH];
-    for (int i = 0; i < GH; i++) sd[i] = 1;
+    float mean[GH], sd[GH];
+    for (int i = 0; i < GH; i++) mean[i] = 0.5f * (float)i, sd[i] = 2.0f;
     cr_assert_eq(bs_model_set_normalization(m, mean, sd, GH, &err), 0, "%s", err.msg);
+    cr_assert_eq(bs_model_serialize(m, buf, n, &err), 0, "%s", err.msg);
+    return m;
+}
+Test(model, new_layer_fields_survive_save_and_load) {
+    bs_error err;
+    int nl = (int)(sizeof geo_net / sizeof geo_net[0]);
     uint8_t *buf;
     size_t n;
-    cr_assert_eq(bs_model_serialize(m, &buf, &n, &err), 0, "%s", err.msg);
+    bs_model *m = channel_model(1, &buf, &n);
     bs_model *r = bs_model_load_buffer(buf, n, "geo", &err);
     cr_assert_not_null(r, "%s", err.msg);
     const bs_layer_spec *L = bs_net_layers(bs_model_net(r));
@@ -295,4 +304,134 @@ Test(network, frozen_prefix_trains_only_the_head) {
     L[3].frozen = 0; /* a hole in the prefix */
     cr_assert_null(bs_net_create(L, 9, GH, GW, GO, GB, 5, &err));
     cr_assert(strstr(err.msg, "prefix"), "%s", err.msg);
+}
+
+/* ---- an input of C channels (imported (H, W, C) models, #21) ---- */
+
+/* the first layer is conv2d k x k: 'same' stride 1 (the fast path; C >= 8 runs Winograd at
+ * inference and in training) or strided */
+static void multichannel_gradcheck(int C, int k, int strided) {
+    /* smooth after the convolution (no ReLU or max whose kinks the step would cross): what is
+     * checked is the first layer's C-channel weights and everything after it */
+    bs_layer_spec L[6] = {
+        {.kind = BS_LAYER_CONV2D, .filters = 3, .kh = k, .kw = k},
+        {.kind = BS_LAYER_AVGPOOL, .kh = 2, .kw = 2, .padding = BS_PAD_SAME},
+        {.kind = BS_LAYER_FLATTEN},
+        {.kind = BS_LAYER_DROPOUT, .rate = 0.0f},
+        {.kind = BS_LAYER_DENSE, .units = 0},
+        {.kind = BS_LAYER_SIGMOID},
+    };
+    if (strided) L[0].sh = L[0].sw = 2, L[0].padding = BS_PAD_SAME;
+    bs_error err;
+    bs_net *net = bs_net_create_c(L, 6, C, GH, GW, GO, GB, 5, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    cr_assert_eq(bs_net_in_c(net), C);
+    bs_tensor_info w;
+    cr_assert_eq(bs_net_find_tensor(net, "conv1.weight", &w), 0);
+    cr_assert_eq(w.shape[1], C, "conv1.weight has %d input channels, expected %d", w.shape[1], C);
+    size_t nx = (size_t)GB * C * GH * GW;
+    float *x = malloc(sizeof(float) * nx), y[GB * GO] = {1, 0, 0, 1, 1, 1};
+    fill(x, nx);
+    net_ctx c = {net, x, y};
+    net_loss(&c);
+    bs_net_backward(net, GB);
+    check_net_grads(net, net_loss, &c, 1e-3f, 1e-2);
+    free(x);
+    bs_net_free(net);
+}
+Test(network, gradcheck_three_channel_input) { multichannel_gradcheck(3, 3, 0); }
+Test(network, gradcheck_three_channel_input_strided) { multichannel_gradcheck(3, 5, 1); }
+Test(network, gradcheck_eight_channel_input_winograd) { multichannel_gradcheck(8, 3, 0); }
+Test(network, gradcheck_eight_channel_input_im2col) {
+    bs_net_options o = {.no_winograd = 1};
+    bs_net_set_default_options(&o);
+    multichannel_gradcheck(8, 3, 0);
+}
+
+/* conv2d over (C, H, W) against a direct loop, the im2col (C = 3) and Winograd (C = 8) paths */
+static void multichannel_forward(int C) {
+    enum { H = 6, W = 5, F = 2 };
+    bs_layer_spec L[3] = {{.kind = BS_LAYER_CONV2D, .filters = F, .kh = 3, .kw = 3},
+                          {.kind = BS_LAYER_FLATTEN},
+                          {.kind = BS_LAYER_LINEAR}};
+    bs_error err;
+    bs_net *net = bs_net_create_inference_c(L, 3, C, H, W, F * H * W, 1, &err);
+    cr_assert_not_null(net, "%s", err.msg);
+    bs_tensor_info w, b;
+    cr_assert_eq(bs_net_find_tensor(net, "conv1.weight", &w), 0);
+    cr_assert_eq(bs_net_find_tensor(net, "conv1.bias", &b), 0);
+    fill(w.data, w.size);
+    fill(b.data, b.size);
+    float *x = malloc(sizeof(float) * C * H * W), p[F * H * W];
+    fill(x, (size_t)C * H * W);
+    bs_net_forward(net, x, 1, 0);
+    bs_net_activate(net, 1, p);
+    for (int o = 0; o < F; o++)
+        for (int i = 0; i < H; i++)
+            for (int j = 0; j < W; j++) {
+                double s = b.data[o];
+                for (int c = 0; c < C; c++)
+                    for (int u = 0; u < 3; u++)
+                        for (int v = 0; v < 3; v++) {
+                            int yy = i + u - 1, xx = j + v - 1;
+                            if (yy >= 0 && yy < H && xx >= 0 && xx < W)
+                                s += (double)w.data[((o * C + c) * 3 + u) * 3 + v] * x[(c * H + yy) * W + xx];
+                        }
+                cr_assert_float_eq(p[(o * H + i) * W + j], s, 1e-4, "C %d: out (%d, %d, %d)", C, o, i, j);
+            }
+    free(x);
+    bs_net_free(net);
+    cr_assert_null(bs_net_create_inference_c(L, 3, 0, H, W, F * H * W, 1, &err));
+    cr_assert(strstr(err.msg, "0 channels"), "%s", err.msg);
+}
+Test(network, multichannel_conv_matches_direct_loop) {
+    multichannel_forward(3);
+    multichannel_forward(8);
+}
+
+/* A model of C channels keeps them through save and load ("input": {"channels": C}); one of one
+ * channel writes no "channels" (its file is as before) and loads as 1; predict and normalize
+ * take every channel. Audio features are refused for it, named. */
+Test(model, input_channels_survive_save_and_load) {
+    uint8_t *buf;
+    size_t n;
+    bs_error err;
+    bs_model *m = channel_model(3, &buf, &n);
+    bs_model *r = bs_model_load_buffer(buf, n, "rgb", &err);
+    cr_assert_not_null(r, "%s", err.msg);
+    cr_assert_eq(bs_model_n_channels(r), 3);
+    json_t *meta = json_loads(bs_model_metadata_json(r), 0, NULL);
+    cr_assert_eq(json_integer_value(json_object_get(json_object_get(meta, "input"), "channels")), 3);
+    json_decref(meta);
+    cr_assert_eq(bs_model_check_audio_input(r, &err), -1);
+    cr_assert(strstr(err.msg, "3-channel") && strstr(err.msg, "audio features give one channel"), "%s", err.msg);
+    /* normalize: each plane alike */
+    float x[3 * GH * GW], p1[2], p2[2];
+    for (int i = 0; i < 3 * GH * GW; i++) x[i] = (float)(i % (GH * GW)) * 0.01f;
+    bs_model_normalize(r, x);
+    for (int i = 0; i < GH * GW; i++) {
+        cr_assert_float_eq(x[i], x[GH * GW + i], 0.0);
+        cr_assert_float_eq(x[i], x[2 * GH * GW + i], 0.0);
+    }
+    cr_assert_float_eq(x[GW], (0.01f * GW - 0.5f) / 2.0f, 1e-6); /* mel 1, frame 0 */
+    fill(x, 3 * GH * GW);
+    cr_assert_eq(bs_model_predict(m, x, p1), 0);
+    cr_assert_eq(bs_model_predict(r, x, p2), 0);
+    cr_assert_float_eq(p1[0], p2[0], 0.0);
+    cr_assert_float_eq(p1[1], p2[1], 0.0);
+    free(buf);
+    bs_model_free(m);
+    bs_model_free(r);
+    /* one channel: no "channels" in the file, loads as 1, audio is fine */
+    m = channel_model(1, &buf, &n);
+    meta = json_loads(bs_model_metadata_json(m), 0, NULL); /* what the file carries, but tensors */
+    cr_assert_null(json_object_get(json_object_get(meta, "input"), "channels"));
+    json_decref(meta);
+    r = bs_model_load_buffer(buf, n, "mono", &err);
+    cr_assert_not_null(r, "%s", err.msg);
+    cr_assert_eq(bs_model_n_channels(r), 1);
+    cr_assert_eq(bs_model_check_audio_input(r, &err), 0);
+    free(buf);
+    bs_model_free(m);
+    bs_model_free(r);
 }

@@ -73,6 +73,18 @@ Test(norm, silent_windows_are_skipped_and_counted) {
     cr_assert_eq(bs_norm_stats_finalize(&s, mean, std, &err), 0);
     cr_assert_eq(std[1], 0.0f); /* a constant bin: std 0, guarded at apply time */
     bs_norm_stats_free(&s);
+    /* dB re each window's max (db_ref max): the floor is 0 dB, every window's max; silence is
+     * 0 everywhere, a window with anything below its max is not silent */
+    bs_feature_config c = bs_feature_config_default();
+    c.db_ref = BS_DB_REF_MAX;
+    float f0 = bs_feature_floor_db(&c);
+    cr_assert_eq(bs_norm_stats_init(&s, M, NULL), 0);
+    for (int i = 0; i < M * T; i++) x[i] = 0.0f;
+    cr_assert_eq(bs_norm_stats_update(&s, x, T, f0), 0);
+    x[5] = -30.0f;
+    cr_assert_eq(bs_norm_stats_update(&s, x, T, f0), 1);
+    cr_assert_eq(s.n_silent, 1);
+    bs_norm_stats_free(&s);
 }
 
 Test(norm, merge_checks_shape_and_init_checks_range) {
