@@ -309,15 +309,8 @@ static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connect
         int rc = bsd_spectrogram_png(a.samples, a.n_samples, a.sample_rate, &png, &len, &err);
         bs_audio_free(&a);
         if (rc != 0) return bsd_http_error(c, 500, url, "%s", err.msg);
-        char tmp[BSD_PATH_MAX + 96];
-        snprintf(tmp, sizeof tmp, "%s.%lu.tmp", cache, (unsigned long)pthread_self());
-        FILE *f = fopen(tmp, "wb");
-        int ok = f && fwrite(png, 1, len, f) == len;
-        if (f) ok = (fclose(f) == 0) && ok;
-        if (!ok || rename(tmp, cache) != 0) { /* served anyway; drawn again next time */
+        if (bsd_clips_put_cached(st->clips, d->id, png, len) != 0 && errno != ENOENT) /* served anyway */
             bs_log_warn("spectrogram: cannot cache %s: %s", cache, strerror(errno));
-            unlink(tmp);
-        }
         return reply_png(c, png, len, etag);
     }
     float *x;

@@ -132,6 +132,80 @@ int bsd_clips_enforce_quota(bsd_clips *c) {
     return deleted;
 }
 
+/* The index of clip id in c->files (sorted by id), or -1; lock held. */
+static int find_file(const bsd_clips *c, int64_t id) {
+    int lo = 0, hi = c->n_files - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (c->files[mid].id == id) return mid;
+        if (c->files[mid].id < id) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+/* The cached spectrograms: each counted in its clip's size, deleted with it; one without its
+ * clip (a crash between the two deletes) or a write cut short is deleted. */
+static void scan_cached(bsd_clips *c) {
+    DIR *d = opendir(c->dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char *end;
+        long long id = strtoll(e->d_name, &end, 10);
+        if (end == e->d_name || id <= 0 || strncmp(end, ".png", 4) != 0) continue;
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", c->dir, e->d_name);
+        struct stat st;
+        int i = strcmp(end, ".png") == 0 ? find_file(c, id) : -1;
+        if (i < 0 || stat(path, &st) != 0 || !S_ISREG(st.st_mode)) {
+            unlink(path);
+            continue;
+        }
+        c->files[i].bytes += (uint64_t)st.st_size;
+        c->bytes += (uint64_t)st.st_size;
+    }
+    closedir(d);
+}
+
+int bsd_clips_put_cached(bsd_clips *c, int64_t id, const void *data, size_t len) {
+    char path[4096], tmp[4200];
+    snprintf(path, sizeof path, "%s/%" PRId64 ".png", c->dir, id);
+    snprintf(tmp, sizeof tmp, "%s.%lu.tmp", path, (unsigned long)pthread_self());
+    FILE *f = fopen(tmp, "wb");
+    int ok = f && fwrite(data, 1, len, f) == len;
+    if (f) ok = (fclose(f) == 0) && ok;
+    if (!ok) {
+        int e = errno ? errno : EIO;
+        unlink(tmp);
+        errno = e;
+        return -1;
+    }
+    int rc = 0, deleted = 0, e = 0;
+    pthread_mutex_lock(&c->lock);
+    int i = find_file(c, id);
+    struct stat old;
+    uint64_t before = stat(path, &old) == 0 ? (uint64_t)old.st_size : 0; /* drawn twice at once */
+    if (i < 0) { /* deleted by the quota meanwhile */
+        e = ENOENT;
+        rc = -1;
+    } else if (rename(tmp, path) != 0) {
+        e = errno;
+        rc = -1;
+    } else {
+        if (before > c->files[i].bytes) before = c->files[i].bytes;
+        c->files[i].bytes += (uint64_t)len - before;
+        c->bytes += (uint64_t)len - before;
+        make_room(c, 0, &deleted); /* the spectrogram may push the clips over the quota */
+    }
+    pthread_mutex_unlock(&c->lock);
+    if (rc != 0) {
+        unlink(tmp);
+        errno = e;
+    }
+    return rc;
+}
+
 static int scan_dir(bsd_clips *c, bs_error *err) {
     DIR *d = opendir(c->dir);
     if (!d) return bs_error_set(err, "clips: cannot read directory %s: %s", c->dir, strerror(errno));
@@ -155,6 +229,7 @@ static int scan_dir(bsd_clips *c, bs_error *err) {
         }
     }
     closedir(d);
+    scan_cached(c);
     return 0;
 }
 

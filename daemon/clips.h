@@ -60,6 +60,12 @@ int bsd_clips_flush(bsd_clips *c, int timeout_ms);
 /* Writes dir/<id>.flac into out; returns 1 when that file exists, 0 when not. */
 int bsd_clips_path(bsd_clips *c, int64_t id, char *out, size_t n);
 
+/* Stores data as dir/<id>.png, the cached spectrogram beside clip id (HTTP threads): written
+ * to a temporary file, then renamed; its size counts in the clip's for the quota (the oldest
+ * clips are deleted when it pushes them over) and it is deleted with the clip. Returns 0, or
+ * -1 with errno (ENOENT: the clip is gone, deleted by the quota). */
+int bsd_clips_put_cached(bsd_clips *c, int64_t id, const void *data, size_t len);
+
 /* Deletes the oldest clips until the quota holds. Returns the number deleted. */
 int bsd_clips_enforce_quota(bsd_clips *c);
 

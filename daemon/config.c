@@ -108,7 +108,7 @@ const bsd_directive bsd_directives[] = {
     {"clip_post_roll", BSD_CFG_DOUBLE, F(clip_post_roll), 0, "1", 0, 60,
      "seconds of audio saved after a detection"},
     {"clips_max_mb", BSD_CFG_DOUBLE, F(clips_max_mb), 0, "500", 0.01, 10000000,
-     "the clips of every source together stay under this many MiB; the oldest are deleted first"},
+     "the clips of every source (with the spectrograms cached beside them) together stay under this many MiB; the oldest are deleted first"},
     {"clips_min_free_percent", BSD_CFG_DOUBLE, F(clips_min_free_percent), 0, "10", 0, 99,
      "keep at least this much of the clips' file system free: delete the oldest clips, else skip"},
     {"stream_max_clients", BSD_CFG_INT, F(stream_max_clients), 0, "8", 1, 1024,

@@ -139,6 +139,65 @@ Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
     bsd_clips_close(c);
 }
 
+Test(clips, cached_spectrograms_count_in_the_quota_and_go_with_their_clip) {
+    fed = 0;
+    noise = 1;
+    bs_error err;
+    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
+                           .min_free_percent = 0.001};
+    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    for (int i = 1; i <= 2; i++) { /* two 3 s clips of noise, ~48 kB each: both fit */
+        feed(c, 2.5);
+        bsd_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
+        cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
+        feed(c, 1.0);
+        cr_assert_eq(bsd_clips_flush(c, 10000), 0);
+    }
+    bsd_clips_stats st = bsd_clips_get_stats(c);
+    cr_assert_eq(st.files, 2);
+    uint64_t clips_bytes = st.bytes;
+    static char png[30000];
+    memset(png, 7, sizeof png);
+    cr_assert_eq(bsd_clips_put_cached(c, 2, png, sizeof png), 0);
+    cr_assert_eq(bsd_clips_get_stats(c).bytes, clips_bytes + sizeof png, "the picture counts");
+    cr_assert_eq(bsd_clips_put_cached(c, 2, png, sizeof png), 0, "drawn again: replaced, not counted twice");
+    cr_assert_eq(bsd_clips_get_stats(c).bytes, clips_bytes + sizeof png);
+    char path[512];
+    snprintf(path, sizeof path, "%s/2.png", clipdir);
+    struct stat fst;
+    cr_assert_eq(stat(path, &fst), 0);
+    cr_assert_eq(fst.st_size, (off_t)sizeof png);
+    /* a picture that pushes the clips over the quota deletes the oldest clip */
+    cr_assert_eq(bsd_clips_put_cached(c, 1, png, sizeof png), 0);
+    st = bsd_clips_get_stats(c);
+    cr_assert_leq(st.bytes, (uint64_t)(0.12 * 1024 * 1024));
+    cr_assert_eq(bsd_clips_path(c, 1, path, sizeof path), 0, "clip 1 deleted by the quota");
+    snprintf(path, sizeof path, "%s/1.png", clipdir);
+    cr_assert_neq(stat(path, &fst), 0, "and its picture with it");
+    cr_assert_eq(bsd_clips_put_cached(c, 1, png, sizeof png), -1, "no clip: nothing cached");
+    cr_assert_neq(stat(path, &fst), 0);
+    uint64_t kept = st.bytes;
+    bsd_clips_close(c);
+
+    /* at open: pictures counted with their clips, an orphan and a cut-short write deleted */
+    FILE *f = fopen(path, "wb"); /* 1.png: its clip is gone */
+    cr_assert_not_null(f);
+    fwrite(png, 1, 100, f);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/2.png.1234.tmp", clipdir);
+    f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fclose(f);
+    c = bsd_clips_open(clipdir, &cfg, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    cr_assert_eq(bsd_clips_get_stats(c).bytes, kept);
+    cr_assert_neq(stat(path, &fst), 0, "the cut-short write is gone");
+    snprintf(path, sizeof path, "%s/1.png", clipdir);
+    cr_assert_neq(stat(path, &fst), 0, "the orphan is gone");
+    bsd_clips_close(c);
+}
+
 #include <dirent.h>
 static double fake_free = 50.0;
 static double fake_probe(const char *d, void *user) {
