@@ -103,22 +103,35 @@ Test(clips, clip_has_pre_and_post_roll_and_the_right_samples) {
     bsd_clips_close(c);
 }
 
-Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
-    fed = 0;
-    noise = 1;
-    bs_error err;
-    /* each 3 s clip at 8 kHz is at most 48 kB; 0.12 MB holds two */
-    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
-                           .min_free_percent = 0.001};
-    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
-    cr_assert_not_null(c, "%s", err.msg);
-    for (int i = 1; i <= 5; i++) {
+/* Detections first..last of source 0, each 2 s of audio, their clips (3 s with the rolls)
+ * written before the next. */
+static void save_clips(bsd_clips *c, int first, int last) {
+    for (int i = first; i <= last; i++) {
         feed(c, 2.5);
         bsd_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
         cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
         feed(c, 1.0);
         cr_assert_eq(bsd_clips_flush(c, 10000), 0);
     }
+}
+
+/* Clips of white noise (each 3 s clip at 8 kHz is at most 48 kB) under a 0.12 MB quota. */
+static bsd_clips *open_noise_clips(bsd_clips_config *cfg) {
+    fed = 0;
+    noise = 1;
+    bs_error err;
+    *cfg = (bsd_clips_config){.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
+                              .min_free_percent = 0.001};
+    bsd_clips *c = bsd_clips_open(clipdir, cfg, &err);
+    cr_assert_not_null(c, "%s", err.msg);
+    return c;
+}
+
+Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
+    bs_error err;
+    bsd_clips_config cfg;
+    bsd_clips *c = open_noise_clips(&cfg); /* 0.12 MB holds two */
+    save_clips(c, 1, 5);
     bsd_clips_stats st = bsd_clips_get_stats(c);
     cr_assert_eq(st.saved, 5);
     cr_assert_leq(st.bytes, (uint64_t)(0.12 * 1024 * 1024));
@@ -140,20 +153,10 @@ Test(clips, size_quota_deletes_the_oldest_first_and_applies_at_open) {
 }
 
 Test(clips, cached_spectrograms_count_in_the_quota_and_go_with_their_clip) {
-    fed = 0;
-    noise = 1;
     bs_error err;
-    bsd_clips_config cfg = {.sample_rate = RATE, .pre_roll = 0.5, .post_roll = 0.5, .max_mb = 0.12,
-                           .min_free_percent = 0.001};
-    bsd_clips *c = bsd_clips_open(clipdir, &cfg, &err);
-    cr_assert_not_null(c, "%s", err.msg);
-    for (int i = 1; i <= 2; i++) { /* two 3 s clips of noise, ~48 kB each: both fit */
-        feed(c, 2.5);
-        bsd_detection d = det(i, (double)fed / RATE - 2.5, (double)fed / RATE - 0.5);
-        cr_assert_eq(bsd_clips_request(c, 0, &d), 0);
-        feed(c, 1.0);
-        cr_assert_eq(bsd_clips_flush(c, 10000), 0);
-    }
+    bsd_clips_config cfg;
+    bsd_clips *c = open_noise_clips(&cfg);
+    save_clips(c, 1, 2); /* two 3 s clips of noise, ~48 kB each: both fit */
     bsd_clips_stats st = bsd_clips_get_stats(c);
     cr_assert_eq(st.files, 2);
     uint64_t clips_bytes = st.bytes;

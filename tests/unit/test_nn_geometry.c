@@ -224,6 +224,19 @@ static bs_model *channel_model(int C, uint8_t **buf, size_t *n) {
     cr_assert_eq(bs_model_serialize(m, buf, n, &err), 0, "%s", err.msg);
     return m;
 }
+
+/* m and r (r read back from buf, m's file) give the same bits on x; frees all three. */
+static void same_predictions_then_free(bs_model *m, bs_model *r, const float *x, void *buf) {
+    float p1[2], p2[2];
+    cr_assert_eq(bs_model_predict(m, x, p1), 0);
+    cr_assert_eq(bs_model_predict(r, x, p2), 0);
+    cr_assert_float_eq(p1[0], p2[0], 0.0);
+    cr_assert_float_eq(p1[1], p2[1], 0.0);
+    free(buf);
+    bs_model_free(m);
+    bs_model_free(r);
+}
+
 Test(model, new_layer_fields_survive_save_and_load) {
     bs_error err;
     int nl = (int)(sizeof geo_net / sizeof geo_net[0]);
@@ -239,15 +252,9 @@ Test(model, new_layer_fields_survive_save_and_load) {
         cr_assert_eq(L[i].padding, geo_net[i].padding, "layer %d", i);
         cr_assert_float_eq(L[i].eps, geo_net[i].eps, 1e-9, "layer %d", i);
     }
-    float x[GH * GW], p1[2], p2[2];
+    float x[GH * GW];
     fill(x, GH * GW);
-    cr_assert_eq(bs_model_predict(m, x, p1), 0);
-    cr_assert_eq(bs_model_predict(r, x, p2), 0);
-    cr_assert_float_eq(p1[0], p2[0], 0.0);
-    cr_assert_float_eq(p1[1], p2[1], 0.0);
-    free(buf);
-    bs_model_free(m);
-    bs_model_free(r);
+    same_predictions_then_free(m, r, x, buf);
 }
 
 /* Fine-tuning a head: a frozen prefix behaves as at inference (batchnorm running statistics
@@ -406,7 +413,7 @@ Test(model, input_channels_survive_save_and_load) {
     cr_assert_eq(bs_model_check_audio_input(r, &err), -1);
     cr_assert(strstr(err.msg, "3-channel") && strstr(err.msg, "audio features give one channel"), "%s", err.msg);
     /* normalize: each plane alike */
-    float x[3 * GH * GW], p1[2], p2[2];
+    float x[3 * GH * GW];
     for (int i = 0; i < 3 * GH * GW; i++) x[i] = (float)(i % (GH * GW)) * 0.01f;
     bs_model_normalize(r, x);
     for (int i = 0; i < GH * GW; i++) {
@@ -415,13 +422,7 @@ Test(model, input_channels_survive_save_and_load) {
     }
     cr_assert_float_eq(x[GW], (0.01f * GW - 0.5f) / 2.0f, 1e-6); /* mel 1, frame 0 */
     fill(x, 3 * GH * GW);
-    cr_assert_eq(bs_model_predict(m, x, p1), 0);
-    cr_assert_eq(bs_model_predict(r, x, p2), 0);
-    cr_assert_float_eq(p1[0], p2[0], 0.0);
-    cr_assert_float_eq(p1[1], p2[1], 0.0);
-    free(buf);
-    bs_model_free(m);
-    bs_model_free(r);
+    same_predictions_then_free(m, r, x, buf);
     /* one channel: no "channels" in the file, loads as 1, audio is fine */
     m = channel_model(1, &buf, &n);
     meta = json_loads(bs_model_metadata_json(m), 0, NULL); /* what the file carries, but tensors */
