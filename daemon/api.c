@@ -148,7 +148,7 @@ static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const 
     bsd_format_time(app->started_ns, started);
     json_t *sources = json_array();
     for (int i = 0; i < app->n_sources; i++) json_array_append_new(sources, source_status_json(app, i));
-    json_t *first = source_status_json(app, 0);
+    json_t *first = json_array_get(sources, 0); /* borrowed: "sources" holds it */
     json_t *j = json_pack("{s:s,s:s,s:f,s:s,s:o,s:O,s:O,s:O,s:o}", "version", BIRDSONG_VERSION,
                           "started_at", started, "uptime_seconds", bsd_mono_seconds() - app->started_mono,
                           "config", app->config_path[0] ? app->config_path : "(none)",
@@ -156,7 +156,6 @@ static enum MHD_Result api_status(bsd_app *app, struct MHD_Connection *c, const 
                           "audio", json_object_get(first, "audio"),
                           "worker", json_object_get(first, "worker"),
                           "results", json_object_get(first, "results"), "sources", sources);
-    json_decref(first);
     return bsd_http_reply_json(c, 200, j);
 }
 
@@ -168,19 +167,6 @@ static enum MHD_Result api_species(bsd_app *app, struct MHD_Connection *c, const
 }
 
 /* If-None-Match holds etag (or "*"): 304 applies. */
-static int etag_matches(struct MHD_Connection *c, const char *etag) {
-    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
-    if (!inm) return 0;
-    if (strcmp(inm, "*") == 0) return 1;
-    size_t n = strlen(etag);
-    for (const char *p = inm; (p = strstr(p, etag)) != NULL; p += n) {
-        /* a whole list element: preceded by start, space, comma or W/ and followed by end, space or comma */
-        char after = p[n];
-        if (after == '\0' || after == ',' || after == ' ') return 1;
-    }
-    return 0;
-}
-
 /* GET .../predictions/latest of one source's results. */
 static enum MHD_Result reply_latest(bsd_results *results, struct MHD_Connection *c, const char *url) {
     enum MHD_Result r;
@@ -196,13 +182,9 @@ static enum MHD_Result reply_latest(bsd_results *results, struct MHD_Connection 
     char etag[48];
     if (top > 0) snprintf(etag, sizeof etag, "\"%llu-top%llu\"", (unsigned long long)seq, top);
     else snprintf(etag, sizeof etag, "\"%llu\"", (unsigned long long)seq);
-    if (etag_matches(c, etag)) {
+    enum MHD_Result ret;
+    if (bsd_http_not_modified(c, etag, "no-cache", &ret)) {
         free(body);
-        struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
-        MHD_add_response_header(resp, "ETag", etag);
-        MHD_add_response_header(resp, "Cache-Control", "no-cache");
-        enum MHD_Result ret = bsd_http_queue(c, 304, resp);
-        MHD_destroy_response(resp);
         return ret;
     }
     return bsd_http_reply(c, 200, body, len, etag);

@@ -278,16 +278,8 @@ static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connect
                                              const bsd_detection *d) {
     char etag[64];
     snprintf(etag, sizeof etag, "\"spectrogram-%lld\"", (long long)d->id);
-    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "If-None-Match");
-    if (inm && strcmp(inm, etag) == 0) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        if (!r) return MHD_NO;
-        MHD_add_response_header(r, "ETag", etag);
-        MHD_add_response_header(r, "Cache-Control", "public, max-age=86400");
-        enum MHD_Result ret = bsd_http_queue(c, 304, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
+    enum MHD_Result ret;
+    if (bsd_http_not_modified(c, etag, "public, max-age=86400", &ret)) return ret;
     const bsd_config *cfg = &st->app->cfg;
     unsigned char *png = NULL;
     size_t len = 0;

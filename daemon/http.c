@@ -51,6 +51,34 @@ enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct
     return MHD_queue_response(c, status, r);
 }
 
+static int etag_matches(struct MHD_Connection *c, const char *etag) {
+    const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (!inm) return 0;
+    if (strcmp(inm, "*") == 0) return 1;
+    size_t n = strlen(etag);
+    for (const char *p = inm; (p = strstr(p, etag)) != NULL; p += n) {
+        /* a whole list element: preceded by start, space, comma or W/ and followed by end, space or comma */
+        char after = p[n];
+        if (after == '\0' || after == ',' || after == ' ') return 1;
+    }
+    return 0;
+}
+
+int bsd_http_not_modified(struct MHD_Connection *c, const char *etag, const char *cache_control,
+                          enum MHD_Result *ret) {
+    if (!etag_matches(c, etag)) return 0;
+    struct MHD_Response *resp = MHD_create_response_from_buffer(0, NULL, MHD_RESPMEM_PERSISTENT);
+    if (!resp) {
+        *ret = MHD_NO;
+        return 1;
+    }
+    MHD_add_response_header(resp, "ETag", etag);
+    MHD_add_response_header(resp, "Cache-Control", cache_control);
+    *ret = bsd_http_queue(c, 304, resp);
+    MHD_destroy_response(resp);
+    return 1;
+}
+
 /* Queues a JSON body (freed here) with the headers every JSON answer carries, plus an ETag,
  * an Allow or a WWW-Authenticate header when given. */
 static enum MHD_Result queue_json(struct MHD_Connection *c, unsigned status, char *body, size_t len,

@@ -81,6 +81,10 @@ enum MHD_Result bsd_http_error(struct MHD_Connection *c, unsigned status, const 
                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 /* Queues a response the handler built, with the headers every response carries (above). */
 enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct MHD_Response *r);
+/* 1 when the request's If-None-Match names etag (a list element, or "*"): then *ret is a 304
+ * queued with etag and cache_control; else 0 and nothing is queued. */
+int bsd_http_not_modified(struct MHD_Connection *c, const char *etag, const char *cache_control,
+                          enum MHD_Result *ret);
 
 /* Parses an optional non-negative integer argument in [min, max]: returns 0 and sets *out
  * (def when absent), or queues 400 naming it and returns -1 (the handler returns *result). */

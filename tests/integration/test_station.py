@@ -269,6 +269,9 @@ def test_detection_spectrogram_png_from_the_clip_cached_and_from_memory(model, s
         assert open(cached, "rb").read() == png  # cached beside the clip
         assert d.request(url)[2] == png
         assert d.request(url, headers={"If-None-Match": headers["ETag"]})[0] == 304
+        # a browser's list of validators, and "*", as for the other ETag'd endpoints
+        assert d.request(url, headers={"If-None-Match": '"x", %s' % headers["ETag"]})[0] == 304
+        assert d.request(url, headers={"If-None-Match": '"spectrogram-0"'})[0] == 200
         assert d.status("/api/v1/detections/%d/spectrogram.jpg" % det["id"]) == 404
         assert d.status("/api/v1/detections/999999/spectrogram.png") == 404
     finally:
