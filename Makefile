@@ -146,11 +146,11 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRC) $(DAEMON_SRC)
 	  $(call PKG_CFLAGS,$(CORE_PKGS) $(DAEMON_PKGS) $(DLOPEN_PKGS)) -o $@ $< $(CORE_SRC) $(DAEMON_SRC) $(DAEMON_LIBS)
 
 # the Keras importer's readers (trainer side): core + trainer/keras.c, libhdf5 and libzip
-$(BUILD)/fuzz/fuzz_keras_%: tests/fuzz/fuzz_keras_%.c $(CORE_SRC) trainer/keras.c
+$(BUILD)/fuzz/fuzz_keras_%: tests/fuzz/fuzz_keras_%.c $(CORE_SRC) trainer/keras.c trainer/xalloc.c
 	@mkdir -p $(dir $@)
 	@$(if $(Q),echo "  FUZZ    $@")
 	$(Q)$(CLANG) $(BASE_CFLAGS) -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	  $(call PKG_CFLAGS,$(CORE_PKGS) $(TRAINER_PKGS)) -o $@ $< $(CORE_SRC) trainer/keras.c $(TRAINER_LIBS)
+	  $(call PKG_CFLAGS,$(CORE_PKGS) $(TRAINER_PKGS)) -o $@ $< $(CORE_SRC) trainer/keras.c trainer/xalloc.c $(TRAINER_LIBS)
 
 fuzz-corpus: $(FUZZ_BINS)
 	$(Q)set -e; for f in $(FUZZ_BINS); do n=$$(basename $$f); \

@@ -91,8 +91,7 @@ static int read_windows(const bs_feature_config *cfg, const char *path, const bs
     fs->n_segments = shape[0];
     fs->n_mels = (int)shape[1];
     fs->n_frames = (int)shape[2];
-    fs->start_seconds = malloc(sizeof(double) * (shape[0] ? shape[0] : 1));
-    if (!fs->start_seconds) abort();
+    fs->start_seconds = ts_xmalloc(sizeof(double) * (shape[0] ? shape[0] : 1));
     for (size_t i = 0; i < shape[0]; i++) fs->start_seconds[i] = (double)i * cfg->segment_hop_seconds;
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "trainer/cli.h"
 #include "trainer/commands.h"
 #include "trainer/keras.h"
+#include "trainer/xalloc.h"
 
 #define MAX_LABELS 100000
 
@@ -70,11 +71,9 @@ static int read_labels(const char *path, char ***labels, int *n) {
         if (*n == MAX_LABELS) break;
         if (*n == cap) {
             cap = cap ? 2 * cap : 64;
-            char **nl = realloc(*labels, sizeof(char *) * (size_t)cap);
-            if (!nl) abort();
-            *labels = nl;
+            *labels = ts_xrealloc(*labels, sizeof(char *) * (size_t)cap);
         }
-        (*labels)[(*n)++] = strdup(line);
+        (*labels)[(*n)++] = ts_xstrdup(line);
     }
     fclose(f);
     while (*n > 0 && (*labels)[*n - 1][0] == '\0') free((*labels)[--*n]);
@@ -214,9 +213,8 @@ int cmd_import_keras(int argc, char **argv) {
         goto done;
     }
     bs_net_params_changed(net);
-    mean = calloc((size_t)kn.n_mels, sizeof(float));
-    sd = malloc(sizeof(float) * (size_t)kn.n_mels);
-    if (!mean || !sd) abort();
+    mean = ts_xcalloc((size_t)kn.n_mels, sizeof(float));
+    sd = ts_xmalloc(sizeof(float) * (size_t)kn.n_mels);
     for (int i = 0; i < kn.n_mels; i++) sd[i] = 1.0f;
     if (stats && ts_read_stats_npz(stats, kn.n_mels, mean, sd, &err)) {
         fprintf(stderr, "birdsong import-keras: --stats %s\n", err.msg);

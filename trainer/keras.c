@@ -13,6 +13,7 @@
 
 #include "birdsong/nn_train.h"
 #include "birdsong/npy.h"
+#include "trainer/xalloc.h"
 
 #define MAX_WEIGHTS 8
 #define MAX_STR (1u << 24) /* a model config larger than 16 MB is not a model we import */
@@ -399,13 +400,7 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
         s->padding = !strcmp(pad, "same") ? BS_PAD_SAME : BS_PAD_VALID;
         /* HWIO -> (O, I, our kh, our kw) */
         size_t n = w[0].n;
-        float *W = malloc(n * sizeof(float)), *B = calloc((size_t)filters, sizeof(float));
-        if (!W || !B) {
-            free(W);
-            free(B);
-            fail(r, "out of memory");
-            goto out;
-        }
+        float *W = ts_xmalloc(n * sizeof(float)), *B = ts_xcalloc((size_t)filters, sizeof(float));
         for (int o = 0; o < filters; o++)
             for (int c = 0; c < f->c; c++)
                 for (int i = 0; i < s->kh; i++)
@@ -449,8 +444,7 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
         int k = 0;
         float *T4[4];
         for (int i = 0; i < 4; i++) {
-            T4[i] = malloc(sizeof(float) * (size_t)f->c);
-            if (!T4[i]) abort();
+            T4[i] = ts_xmalloc(sizeof(float) * (size_t)f->c);
             if ((i == 0 && !scale) || (i == 1 && !center)) {
                 for (int c = 0; c < f->c; c++) T4[i][c] = i == 0 ? 1.0f : 0.0f;
                 continue;
@@ -554,8 +548,7 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
             goto out;
         if (!add_layer(r, BS_LAYER_DENSE, ki, what)) goto out;
         r->net->layers[r->net->n_layers - 1].units = (int)units;
-        float *W = malloc(sizeof(float) * w[0].n), *B = calloc((size_t)units, sizeof(float));
-        if (!W || !B) abort();
+        float *W = ts_xmalloc(sizeof(float) * w[0].n), *B = ts_xcalloc((size_t)units, sizeof(float));
         /* (in, out) -> (out, in); after Flatten, Keras's input index is (h*W + w)*C + c and
          * ours (c*H' + y)*W' + x with (H', W') our (possibly transposed) orientation */
         int oh = T ? f->fw : f->fh, ow = T ? f->fh : f->fw;
@@ -667,8 +660,7 @@ static int convert(reader *r, const char *config_text, int T) {
         bs_net_tensor(bn, t, &ti);
         net->n_params += ti.size;
     }
-    net->params = malloc(sizeof(float) * (net->n_params ? net->n_params : 1));
-    if (!net->params) abort();
+    net->params = ts_xmalloc(sizeof(float) * (net->n_params ? net->n_params : 1));
     int t = 0;
     size_t off = 0;
     rc = 0;

@@ -487,8 +487,7 @@ typedef struct run {
     char *settings;             /* what a checkpoint must match */
     float *frozen;              /* --freeze-features: every tensor before the last dense layer,
                                    put back after each step (the replicas' weighted mean of the
-                                   running statistics and weight decay would move them) */
-    size_t frozen_n;
+                                   running statistics would move them by a rounding) */
     double t_start;             /* for the time left of the run */
     int epochs_timed;
     double epoch_seconds;
@@ -607,7 +606,6 @@ static void frozen_io(run *r, int save) {
         else memcpy(ti.data, r->frozen + off, sizeof(float) * ti.size);
         off += ti.size;
     }
-    r->frozen_n = off;
 }
 
 /* the model, its net, Adam, the replicas and the weight snapshots */
