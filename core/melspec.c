@@ -57,6 +57,7 @@ typedef struct {
 
 struct bs_melspec {
     bs_feature_config cfg;
+    float db_off;      /* bs_feature_db_offset of cfg: subtracted from every dB (0 at ref 1) */
     int n_fft, hop, n_freqs, n_mels, n_frames, seg;
     void *arena;       /* fftwf_malloc'd block holding the seven arrays below (arena_layout) */
     float *window;     /* n_fft, periodic Hann */
@@ -220,6 +221,7 @@ bs_melspec *bs_melspec_create_with(const bs_feature_config *cfg, const bs_melspe
     bs_melspec *ms = calloc(1, sizeof *ms);
     if (!ms) goto oom;
     ms->cfg = *cfg;
+    ms->db_off = (float)bs_feature_db_offset(cfg);
     ms->n_fft = cfg->n_fft;
     ms->hop = cfg->hop_length;
     ms->n_freqs = bs_feature_n_freqs(cfg);
@@ -800,7 +802,7 @@ ALWAYS_INLINE void melspec_body(bs_melspec *ms, const float *restrict segment,
                : wide     ? db8_array(out, n, amin, lo)
                           : db4_array(out, n, amin, lo);
     for (; i < n; i++) out[i] = db1(out[i], amin, lo);
-    const float off = ms->cfg.db_ref == BS_DB_REF_MAX ? top : (float)bs_feature_db_offset(&ms->cfg);
+    const float off = ms->cfg.db_ref == BS_DB_REF_MAX ? top : ms->db_off;
     if (off != 0.0f)
         for (i = 0; i < n; i++) out[i] -= off;
 }
