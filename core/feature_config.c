@@ -63,6 +63,9 @@ static const struct field {
     {"db_ref", F_DBREF, offsetof(bs_feature_config, db_ref), 0, 1e30, 1},
 };
 
+/* a reference power db_ref may hold: (0, 1e30] */
+static int db_ref_power_ok(double v) { return v > 0.0 && v <= 1e30; }
+
 int bs_db_ref_parse(const char *text, double *out) {
     if (!text) return -1;
     if (strcmp(text, "max") == 0) {
@@ -71,7 +74,7 @@ int bs_db_ref_parse(const char *text, double *out) {
     }
     char *end;
     double v = strtod(text, &end);
-    if (end == text || *end || !(v > 0.0 && v <= 1e30)) return -1;
+    if (end == text || *end || !db_ref_power_ok(v)) return -1;
     *out = v;
     return 0;
 }
@@ -275,7 +278,7 @@ int bs_feature_config_from_json(const json_t *json, bs_feature_config *out, bs_e
         case F_DBREF: {
             const char *s = json_string_value(v);
             double x = json_number_value(v);
-            if (s ? strcmp(s, "max") != 0 : !(json_is_number(v) && x > 0.0 && x <= 1e30))
+            if (s ? strcmp(s, "max") != 0 : !(json_is_number(v) && db_ref_power_ok(x)))
                 return bs_error_set(err, "feature config: db_ref must be a reference power in (0, 1e30] "
                                          "or \"max\"");
             *(double *)p = s ? BS_DB_REF_MAX : x;
