@@ -289,7 +289,7 @@ static enum MHD_Result detection_spectrogram(bsd_station *st, struct MHD_Connect
         if (!bsd_clips_path(st->clips, d->id, clip, sizeof clip))
             return bsd_http_error(c, 404, url, "no audio for detection %lld (not saved yet, skipped, or deleted by the quota)",
                                   (long long)d->id);
-        snprintf(cache, sizeof cache, "%s/%lld.png", st->clips_dir, (long long)d->id);
+        bsd_clips_cached_path(st->clips, d->id, cache, sizeof cache);
         bs_error cerr;
         if (bs_read_file(cache, &png, &len, &cerr) == 0) {
             if (len > 0) return reply_png(c, png, len, etag);

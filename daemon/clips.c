@@ -78,6 +78,10 @@ static void clip_path(const bsd_clips *c, int64_t id, const char *suffix, char *
     snprintf(out, n, "%s/%" PRId64 ".flac%s", c->dir, id, suffix);
 }
 
+void bsd_clips_cached_path(const bsd_clips *c, int64_t id, char *out, size_t n) {
+    snprintf(out, n, "%s/%" PRId64 ".png", c->dir, id);
+}
+
 static int add_file(bsd_clips *c, int64_t id, uint64_t bytes) {
     if (c->n_files == c->files_cap) {
         int cap = c->files_cap ? 2 * c->files_cap : 256;
@@ -104,7 +108,7 @@ static void delete_oldest(bsd_clips *c) {
         bs_log_warn("clips: cannot delete %s: %s", path, strerror(errno));
         c->stats.errors++;
     }
-    snprintf(path, sizeof path, "%s/%" PRId64 ".png", c->dir, c->files[0].id); /* its cached spectrogram */
+    bsd_clips_cached_path(c, c->files[0].id, path, sizeof path); /* its cached spectrogram */
     unlink(path);
     c->bytes -= c->files[0].bytes;
     memmove(c->files, c->files + 1, (size_t)(c->n_files - 1) * sizeof *c->files);
@@ -170,7 +174,7 @@ static void scan_cached(bsd_clips *c) {
 
 int bsd_clips_put_cached(bsd_clips *c, int64_t id, const void *data, size_t len) {
     char path[4096], tmp[4200];
-    snprintf(path, sizeof path, "%s/%" PRId64 ".png", c->dir, id);
+    bsd_clips_cached_path(c, id, path, sizeof path);
     snprintf(tmp, sizeof tmp, "%s.%lu.tmp", path, (unsigned long)pthread_self());
     FILE *f = fopen(tmp, "wb");
     int ok = f && fwrite(data, 1, len, f) == len;

@@ -60,6 +60,8 @@ int bsd_clips_flush(bsd_clips *c, int timeout_ms);
 /* Writes dir/<id>.flac into out; returns 1 when that file exists, 0 when not. */
 int bsd_clips_path(bsd_clips *c, int64_t id, char *out, size_t n);
 
+/* Writes dir/<id>.png, where clip id's cached spectrogram is kept, into out. */
+void bsd_clips_cached_path(const bsd_clips *c, int64_t id, char *out, size_t n);
 /* Stores data as dir/<id>.png, the cached spectrogram beside clip id (HTTP threads): written
  * to a temporary file, then renamed; its size counts in the clip's for the quota (the oldest
  * clips are deleted when it pushes them over) and it is deleted with the clip. Returns 0, or
