@@ -483,8 +483,8 @@ static void *supervisor(void *arg) {
     return NULL;
 }
 
-bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double preferred_rate,
-                               bs_error *err) {
+bsd_capture *bsd_capture_start(const bsd_config *cfg, bsd_source_kind kind, bs_ring *ring,
+                               double preferred_rate, bs_error *err) {
     bsd_capture *c = calloc(1, sizeof *c);
     if (!c) {
         bs_error_set(err, "capture: out of memory");
@@ -493,12 +493,8 @@ bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double pref
     c->cfg = cfg;
     c->ring = ring;
     c->preferred_rate = preferred_rate;
-    bsd_source_kind kind = BSD_SRC_FILE;
-    char target[BSD_PATH_MAX];
-    bs_error e2;
-    c->is_url = cfg->input[0] != '\0' && bsd_source_parse_spec(cfg->input, &kind, target, sizeof target, &e2) == 0 &&
-                kind == BSD_SRC_URL;
-    c->is_file = cfg->input[0] != '\0' && !c->is_url;
+    c->is_url = kind == BSD_SRC_URL;
+    c->is_file = kind == BSD_SRC_FILE;
     c->jitter_state = (uint64_t)bsd_mono_ns() ^ (uint64_t)(uintptr_t)c ^ 0x9e3779b97f4a7c15ULL;
     if (!c->jitter_state) c->jitter_state = 1;
     c->state = BSD_CAP_STARTING;

@@ -22,10 +22,11 @@
 
 typedef struct bsd_capture bsd_capture;
 
-/* Starts the supervisor for cfg->input (file) or cfg->device. preferred_rate: the model's
- * rate, used for a device when it supports it. cfg and ring must outlive the capture. */
-bsd_capture *bsd_capture_start(const bsd_config *cfg, bs_ring *ring, double preferred_rate,
-                               bs_error *err);
+/* Starts the supervisor for cfg->input (kind file or URL, as bsd_config_source parsed it) or
+ * cfg->device (kind device). preferred_rate: the model's rate, used for a device when it
+ * supports it. cfg and ring must outlive the capture. */
+bsd_capture *bsd_capture_start(const bsd_config *cfg, bsd_source_kind kind, bs_ring *ring,
+                               double preferred_rate, bs_error *err);
 /* Stops the source (the ring keeps what was captured) and joins the thread. Returns -1 when
  * the thread is stuck in the audio driver and was left behind (do not free the ring then). */
 int bsd_capture_stop(bsd_capture *c);

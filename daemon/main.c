@@ -314,7 +314,7 @@ static int start(bsd_app *app, bsd_model *model, bsd_http **http) {
     if (bsd_worker_start(app->worker, &err) != 0) return fail(BSD_EXIT_RUNTIME, "%s", err.msg);
     for (int i = 0; i < app->n_sources; i++) {
         bsd_source *s = &app->sources[i];
-        s->capture = bsd_capture_start(&s->cfg, s->ring, model_rate, &err);
+        s->capture = bsd_capture_start(&s->cfg, s->kind, s->ring, model_rate, &err);
         if (!s->capture) return fail(BSD_EXIT_RUNTIME, "source '%s': %s", s->name, err.msg);
         if (app->n_sources > 1) {
             char shown[BSD_PATH_MAX];
