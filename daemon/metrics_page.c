@@ -98,10 +98,17 @@ enum MHD_Result bsd_api_metrics(bsd_app *app, struct MHD_Connection *c, const ch
             const char *lab[] = {"species", st->count_labels[i], NULL};
             bsd_prom_sample(&b, "birdsong_detections_total", lab, (double)st->counts[i]);
         }
-        uint64_t det_errors = st->detector_errors, suppressed = st->suppressed;
-        bsd_privacy_stats ps = st->privacy_stats;
+        uint64_t det_errors = st->detector_errors, suppressed = 0;
+        bsd_privacy_stats ps = {0}; /* every lane's, summed */
         uint64_t cal_blocked = st->calendar_blocked, lane_detections[BSD_MAX_SOURCES];
-        for (int k = 0; k < st->n_lanes; k++) lane_detections[k] = st->lanes[k].detections;
+        for (int k = 0; k < st->n_lanes; k++) {
+            const bsd_station_lane *ln = &st->lanes[k];
+            lane_detections[k] = ln->detections;
+            suppressed += ln->suppressed;
+            ps.windows_filtered += ln->privacy_stats.windows_filtered;
+            ps.detections_dropped += ln->privacy_stats.detections_dropped;
+            ps.clips_withheld += ln->privacy_stats.clips_withheld;
+        }
         pthread_mutex_unlock(&st->lock);
         bsd_prom_family(&b, "birdsong_source_detections_total", "counter", "Detections emitted from the source");
         for (int k = 0; k < st->n_lanes; k++) {

@@ -252,15 +252,9 @@ static void privacy_release(bsd_station_lane *ln, uint64_t seq, double seen_unti
         else
             emit_decided(ln, seq, &ln->released[i], ln->verdicts[i] == BSD_PRIVACY_CLEAN);
     }
-    bsd_privacy_stats ps = bsd_privacy_get_stats(ln->privacy), sum = {0};
-    pthread_mutex_lock(&st->lock);
+    bsd_privacy_stats ps = bsd_privacy_get_stats(ln->privacy);
+    pthread_mutex_lock(&st->lock); /* /metrics sums the lanes */
     ln->privacy_stats = ps;
-    for (int k = 0; k < st->n_lanes; k++) {
-        sum.windows_filtered += st->lanes[k].privacy_stats.windows_filtered;
-        sum.detections_dropped += st->lanes[k].privacy_stats.detections_dropped;
-        sum.clips_withheld += st->lanes[k].privacy_stats.clips_withheld;
-    }
-    st->privacy_stats = sum;
     pthread_mutex_unlock(&st->lock);
 }
 
@@ -330,10 +324,9 @@ static void on_result(const bsd_result *full, const char *const *labels, const f
         for (int i = 0; i < n; i++) emit(ln, r->seq, &ln->events[i]);
         uint64_t sup = ln->suppressed_base + bsd_detector_get_stats(ln->det).suppressed;
         if (sup != ln->suppressed) {
-            pthread_mutex_lock(&st->lock);
-            st->suppressed += sup - ln->suppressed;
-            pthread_mutex_unlock(&st->lock);
+            pthread_mutex_lock(&st->lock); /* /metrics sums the lanes */
             ln->suppressed = sup;
+            pthread_mutex_unlock(&st->lock);
         }
     }
     if (ln->privacy) privacy_release(ln, r->seq, (double)r->start_ns / 1e9, !bsd_privacy_active(ln->privacy));

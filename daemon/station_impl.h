@@ -34,13 +34,13 @@ typedef struct bsd_station_lane {
     char **labels;
     int n_labels;
     bsd_detection *events;
-    uint64_t suppressed, suppressed_base; /* this lane's; base: from detectors a reload replaced */
+    uint64_t suppressed, suppressed_base; /* this lane's (written under st->lock); base: from detectors a reload replaced */
     /* the privacy filter (daemon/privacy.h) over this source's windows and detections: the
      * filter and its release buffers are the worker's; stats copied under st->lock */
     bsd_privacy *privacy;
     bsd_detection released[BSD_PRIVACY_HELD_MAX];
     int verdicts[BSD_PRIVACY_HELD_MAX];
-    bsd_privacy_stats privacy_stats;
+    bsd_privacy_stats privacy_stats; /* its filter's, as of the last window (under st->lock) */
     uint64_t detections;      /* emitted from this source, under st->lock */
     /* this source's recent audio for spectrograms when clips are off (its own lock) */
     bsd_audio_history history;
@@ -76,13 +76,11 @@ struct bsd_station {
     int n_counts;
     uint64_t detections_total;
     uint64_t detector_errors;
-    uint64_t suppressed; /* every lane's */
     /* the ids of the detections the privacy filter released without a clip, any source's (a
      * ring, under `lock`; ids only grow): a spectrogram from the audio history is refused for
      * them as the clip was, and for any id older than the ring once it has wrapped */
     int64_t withheld[BSD_WITHHELD_MAX];
     uint64_t n_withheld;
-    bsd_privacy_stats privacy_stats; /* every lane's, summed (under `lock`) */
     bsd_calendar *calendar; /* species_calendar, or NULL: the site's, for every source */
     uint64_t calendar_blocked;
     /* storage failures last seen by bsd_station_health, and when they last grew (-1: never) */
