@@ -278,12 +278,6 @@ static int check_chain(reader *r, json_t *cfg, json_t *layers) {
 
 /* ---- conversion ---------------------------------------------------------------------- */
 
-/* TensorFlow's output size: 'same' ceil(n/s), 'valid' floor((n-k)/s)+1 (0 when k > n). */
-static int conv_out_dim(int n, int k, int s, int same) {
-    if (same) return (n + s - 1) / s;
-    return n >= k ? (n - k) / s + 1 : 0;
-}
-
 /* The shape flowing through the Keras layers, in Keras orientation (H, W, C). */
 typedef struct kflow {
     int h, w, c;
@@ -412,8 +406,8 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
         if (bias) memcpy(B, w[1].v, sizeof(float) * (size_t)filters);
         keep(r, W, n);
         keep(r, B, (size_t)filters);
-        f->h = conv_out_dim(f->h, kh, sh, !strcmp(pad, "same"));
-        f->w = conv_out_dim(f->w, kw, sw, !strcmp(pad, "same"));
+        f->h = bs_nn_conv_out_size(f->h, kh, sh, !strcmp(pad, "same"));
+        f->w = bs_nn_conv_out_size(f->w, kw, sw, !strcmp(pad, "same"));
         f->c = (int)filters;
         if (f->h < 1 || f->w < 1) {
             fail(r, "%s leaves no output on its input", what);
@@ -487,8 +481,8 @@ static int convert_layer(reader *r, int ki, json_t *layer, kflow *f, bs_layer_ki
         s->sh = T ? sw : sh;
         s->sw = T ? sh : sw;
         s->padding = !strcmp(pad, "same") ? BS_PAD_SAME : BS_PAD_VALID;
-        f->h = conv_out_dim(f->h, ph, sh, !strcmp(pad, "same"));
-        f->w = conv_out_dim(f->w, pw, sw, !strcmp(pad, "same"));
+        f->h = bs_nn_conv_out_size(f->h, ph, sh, !strcmp(pad, "same"));
+        f->w = bs_nn_conv_out_size(f->w, pw, sw, !strcmp(pad, "same"));
         if (f->h < 1 || f->w < 1) {
             fail(r, "%s leaves no output on its input", what);
             goto out;

@@ -7,6 +7,7 @@
 #pragma GCC optimize("vect-cost-model=dynamic")
 #endif
 #include "nn/layers.h"
+#include "birdsong/nn_train.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -1132,6 +1133,11 @@ void winograd_weights_backward(float *dw, const float *dU, int OC, int IC, int r
 }
 
 /* ---- strided / padded convolution and pooling (imported Keras layers) ----------------- */
+
+int bs_nn_conv_out_size(int n, int k, int s, int same) {
+    int pad;
+    return conv_out_size(n, k, s, same, &pad);
+}
 
 int conv_out_size(int n, int k, int s, int same, int *pad_before) {
     if (!same) {

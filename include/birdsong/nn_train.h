@@ -127,4 +127,9 @@ void bs_adam_set_t(bs_adam *adam, long t);
 float *bs_adam_m(bs_adam *adam);
 float *bs_adam_v(bs_adam *adam);
 
+/* The output size of a convolution or pooling window of size k, stride s over n inputs, as
+ * TensorFlow computes it ('same': ceil(n/s); 'valid': floor((n-k)/s)+1, 0 when k > n), the
+ * rule the network's strided layers follow (for an importer checking shapes before building). */
+int bs_nn_conv_out_size(int n, int k, int s, int same);
+
 #endif
