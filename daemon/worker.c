@@ -369,6 +369,11 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
 }
 
 /* Capture time just after the last model-rate sample produced. */
+/* how long a run of silent or clipping windows has lasted (since < 0: no run) */
+static double run_seconds(int64_t since_ns, int64_t until_ns) {
+    return since_ns >= 0 ? (double)(until_ns - since_ns) / 1e9 : 0;
+}
+
 static int64_t tap_end_ns(const bsd_worker *w, const lane *l) {
     return l->mark_t_ns + (int64_t)llround((double)l->produced / w->model_rate * 1e9);
 }
@@ -392,7 +397,7 @@ static size_t drain_lane(bsd_worker *w, lane *l) {
     if (n == 0) return 0;
     if (at_mark || !l->have_mark) {
         if (!at_mark) { /* after a model swap: continue the clock where it was */
-            mk.t_ns = l->mark_t_ns + (int64_t)llround((double)l->produced / w->model_rate * 1e9);
+            mk.t_ns = tap_end_ns(w, l);
             mk.rate = l->in_rate;
         }
         if (mk.rate != l->in_rate) {
@@ -599,8 +604,8 @@ bsd_worker_stats bsd_worker_get_stats(bsd_worker *w, int source) {
     s.model_swaps = w->model_swaps;
     s.has_level = l->has_level;
     s.level = l->level;
-    s.silent_seconds = l->silent_since_ns >= 0 ? (double)(l->silent_until_ns - l->silent_since_ns) / 1e9 : 0;
-    s.clipping_seconds = l->clipping_since_ns >= 0 ? (double)(l->clipping_until_ns - l->clipping_since_ns) / 1e9 : 0;
+    s.silent_seconds = run_seconds(l->silent_since_ns, l->silent_until_ns);
+    s.clipping_seconds = run_seconds(l->clipping_since_ns, l->clipping_until_ns);
     pthread_mutex_unlock(&w->lock);
     if (n > 0) {
         double mean = 0;
@@ -678,8 +683,8 @@ int bsd_worker_health(bsd_worker *w, bsd_health *h) {
         if (l->behind)
             bad = bsd_health_add(h, "worker: %s%.2f s behind real time (max_lag_seconds %.2f)", who, l->lag_seconds,
                                  l->cfg->max_lag_seconds);
-        double silent = l->silent_since_ns >= 0 ? (double)(l->silent_until_ns - l->silent_since_ns) / 1e9 : 0;
-        double clipping = l->clipping_since_ns >= 0 ? (double)(l->clipping_until_ns - l->clipping_since_ns) / 1e9 : 0;
+        double silent = run_seconds(l->silent_since_ns, l->silent_until_ns);
+        double clipping = run_seconds(l->clipping_since_ns, l->clipping_until_ns);
         if (alarm > 0 && silent >= alarm)
             bad = bsd_health_add(h, "sound: %sdigital silence (every sample 0) for %.1f s (level_alarm_seconds %.1f): "
                                     "microphone unplugged or muted?", who, silent, alarm);
