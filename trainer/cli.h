@@ -4,6 +4,7 @@
 
 #include <jansson.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "birdsong/features.h"
 #include "birdsong/model.h"
@@ -23,6 +24,10 @@ int ts_model_feature_config(const bs_model *model, bs_feature_config *cfg, bs_er
 
 /* Metrics as a JSON object (labels [C]). New reference. */
 json_t *ts_metrics_to_json(const ts_metrics *m, char *const *labels);
+
+/* Writes s as one CSV field (RFC 4180: quoted, quotes doubled, when it holds a comma, a quote or
+ * a line break). */
+void ts_csv_field(FILE *f, const char *s);
 
 /* Installs SIGINT/SIGTERM handlers that only set ts_stop_requested. */
 void ts_install_stop_handler(void);

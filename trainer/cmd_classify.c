@@ -30,19 +30,6 @@ static void usage(FILE *f) {
                "the exit status is 1.\n");
 }
 
-static void csv_field(FILE *f, const char *s) {
-    if (!strpbrk(s, ",\"\n\r")) {
-        fputs(s, f);
-        return;
-    }
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 /* (S, H, W, C) channels-last windows -> (S, C, H, W) in place, through one window of scratch. */
 static void windows_to_channel_major(float *data, size_t S, size_t H, size_t W, size_t C) {
     size_t per = H * W * C;
@@ -177,7 +164,7 @@ int cmd_classify(int argc, char **argv) {
         fputs("path,start,end", stdout);
         for (int k = 0; k < C; k++) {
             fputc(',', stdout);
-            csv_field(stdout, bs_model_label(model, k));
+            ts_csv_field(stdout, bs_model_label(model, k));
         }
         fputc('\n', stdout);
     }
@@ -220,7 +207,7 @@ int cmd_classify(int argc, char **argv) {
                 }
                 json_array_append_new(wins, wj);
             } else {
-                csv_field(stdout, argv[a]);
+                ts_csv_field(stdout, argv[a]);
                 printf(",%.3f,%.3f", st, en);
                 for (int k = 0; k < C; k++) printf(",%.6f", p[k]);
                 fputc('\n', stdout);

@@ -103,6 +103,9 @@ static void usage(FILE *f) {
             "                         same command otherwise): the model written is the one an\n"
             "                         uninterrupted run writes\n"
             "  --log-json FILE        append one JSON object per epoch and per fold to FILE\n"
+            "  --predictions FILE.csv write every held-out window's probabilities: with --folds the\n"
+            "                         folds' test parts (out of fold), else the validation part;\n"
+            "                         uncalibrated and calibrated (cross-fitted over the folds)\n"
             "  --quiet                no progress output\n",
             bs_nn_arch_names());
 }
@@ -111,7 +114,7 @@ enum {
     O_DATA = 1000, O_OUT, O_BG, O_ARCH, O_EPOCHS, O_BATCH, O_LR, O_SCHED, O_WD, O_PATIENCE, O_CW, O_VAL,
     O_FOLDS, O_SEED, O_NOAUG, O_MIX, O_SNR, O_BGREP, O_HOP, O_THREADS, O_CACHE, O_NOCACHE, O_REPORT,
     O_QUIET, O_HELP, O_GAIN, O_NMELS, O_MIXLAB, O_ACTIVE, O_FMIN, O_FMAX, O_WNORM, O_EMA, O_SYN, O_SHIFT, O_FSHIFT,
-    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE, O_DBREF
+    O_CKPT, O_RESUME, O_LOGJSON, O_CALIB, O_FILTER, O_INIT, O_FREEZE, O_DBREF, O_PRED
 };
 
 static void on_progress(int done, int total, void *ctx) {
@@ -403,7 +406,7 @@ static json_t *calibrated_cv(const train_job *jobs, int folds, const ts_dataset 
  * calibrated validation probabilities and its figures and open set measured again. Returns the
  * provenance object ("calibration") and prints the ECE before and after. */
 static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds, const ts_windows *w,
-                               const bs_feature_config *cfg) {
+                               const bs_feature_config *cfg, float **cal_out) {
     int C = w->C, K = folds > 0 ? folds : 1;
     train_job *fj = &jobs[folds];
     train_job *src = folds > 0 ? jobs : fj;
@@ -479,6 +482,10 @@ static json_t *calibrate_model(train_job *jobs, int folds, const ts_dataset *ds,
                     folds > 1 ? "cross-fitted" : "in sample", "unfitted_species", unfitted, "a", ja, "b", jb);
     if (cal) json_object_set_new(out, "cross_validation", calibrated_cv(jobs, folds, ds, w, cfg, cal, thr));
 done:
+    if (out && cal_out) {
+        *cal_out = cal;
+        cal = NULL;
+    }
     free(cal);
     free(p);
     free(y);
@@ -561,7 +568,7 @@ static const struct option train_opts[] = {
     {"synthetic-negatives", required_argument, 0, O_SYN},
     {"mix-labelled", required_argument, 0, O_MIXLAB}, {"active-fraction", required_argument, 0, O_ACTIVE},
     {"checkpoint-dir", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
-    {"log-json", required_argument, 0, O_LOGJSON},
+    {"log-json", required_argument, 0, O_LOGJSON}, {"predictions", required_argument, 0, O_PRED},
     {"calibration", required_argument, 0, O_CALIB}, {"filter-class", required_argument, 0, O_FILTER},
     {"init-from", required_argument, 0, O_INIT}, {"freeze-features", no_argument, 0, O_FREEZE},
     {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0},
@@ -570,7 +577,7 @@ static const struct option train_opts[] = {
 /* The command line of birdsong train, beside the training options it fills in. */
 typedef struct train_args {
     ts_train_options o;
-    const char *data, *out, *background, *report, *ckpt_dir, *log_json, *init_path;
+    const char *data, *out, *background, *report, *ckpt_dir, *log_json, *init_path, *predictions;
     const char *filter_spec[8];
     int n_filter_spec;
     char *cache_dir;        /* owned; NULL with --no-cache */
@@ -585,6 +592,8 @@ typedef struct train_run {
     train_args a;
     bs_feature_config cfg;
     FILE *log_file;
+    FILE *pred_file;        /* --predictions, opened before the training (rank 0) */
+    float *held_cal;        /* [the folds' held-out windows, C] calibrated, cross-fitted; or NULL */
     char settings_extra[4096];
     ts_dataset ds;
     int ds_loaded;
@@ -634,6 +643,8 @@ static void train_run_free(train_run *r) {
     if (r->ds_loaded) ts_dataset_free(&r->ds);
     free(r->a.cache_dir);
     if (r->log_file) fclose(r->log_file);
+    if (r->pred_file) fclose(r->pred_file);
+    free(r->held_cal);
     bs_model_free(r->a.o.init_from);
 }
 
@@ -743,6 +754,7 @@ static int parse_options(train_args *a, int argc, char **argv) {
         case O_CKPT: a->ckpt_dir = optarg; break;
         case O_RESUME: o->resume = 1; break;
         case O_LOGJSON: a->log_json = optarg; break;
+        case O_PRED: a->predictions = optarg; break;
         case O_HELP: usage(stdout); return 0;
         default:
             fprintf(stderr, "birdsong train: unknown or incomplete option '%s'\n", argv[optind - 1]);
@@ -838,6 +850,10 @@ static int setup_outputs(train_run *r) {
         return 1;
     }
     a->o.log_json = r->log_file;
+    if (a->predictions && ts_dist_rank() == 0 && !(r->pred_file = fopen(a->predictions, "w"))) {
+        fprintf(stderr, "birdsong train: --predictions %s: %s\n", a->predictions, strerror(errno));
+        return 1;
+    }
     /* the options of this command that change the trained weights or the model written:
      * a checkpoint made with others is refused */
     size_t se = (size_t)snprintf(r->settings_extra, sizeof r->settings_extra, "--background=%s\n--calibration=%s\n",
@@ -1020,7 +1036,7 @@ static int final_model(train_run *r) {
         fprintf(stderr, "birdsong train: interrupted before the model was trained; no model written\n");
         return -1;
     }
-    if (r->a.platt) r->cal_json = calibrate_model(r->jobs, r->a.folds, ds, w, &r->cfg);
+    if (r->a.platt) r->cal_json = calibrate_model(r->jobs, r->a.folds, ds, w, &r->cfg, &r->held_cal);
     r->final = fj->r;
     memset(&fj->r, 0, sizeof fj->r);
     r->vm = fj->m;
@@ -1049,6 +1065,72 @@ static int final_model(train_run *r) {
            (int)vm->n_recordings, vm->recording_acc, vm->window_acc, vm->macro_map, vm->recording_map, vm->ece,
            vm->active_labelled,
            vm->active_background);
+    return 0;
+}
+
+/* --predictions: one CSV row per held-out window (the folds' test parts with --folds, out of
+ * fold; else the written model's validation part), for analyses the figures above do not make
+ * (other aggregations, thresholds, per-recording errors). Columns: fold (1-based; 0 for the
+ * validation part), path, group, start (s), truth (labels joined by ';', empty for background),
+ * then p_<label> (uncalibrated) and, with calibration, cal_<label>: cross-fitted over the folds,
+ * or the written model's calibration on its validation part. Rank 0 only. Returns 0 or -1. */
+static int write_predictions(train_run *r) {
+    if (!r->pred_file) return 0;
+    const ts_dataset *ds = &r->ds;
+    const ts_windows *w = &r->w;
+    int C = w->C, folds = r->a.folds, K = folds > 0 ? folds : 1;
+    const train_job *src = folds > 0 ? r->jobs : &r->jobs[r->n_jobs - 1];
+    const bs_model *m = r->final.model;
+    int cal_cols = folds > 0 ? r->held_cal != NULL : (r->a.platt && bs_model_calibration(m, NULL, NULL));
+    FILE *f = r->pred_file;
+    fputs("fold,path,group,start,truth", f);
+    for (int pass = 0; pass < 1 + cal_cols; pass++)
+        for (int c = 0; c < C; c++) {
+            char col[512];
+            snprintf(col, sizeof col, "%s%s", pass ? "cal_" : "p_", ds->labels[c]);
+            fputc(',', f);
+            ts_csv_field(f, col);
+        }
+    fputc('\n', f);
+    float *cp = ts_xmalloc(sizeof(float) * (size_t)C);
+    size_t row = 0;
+    for (int k = 0; k < K; k++)
+        for (int i = 0; i < src[k].n_held; i++, row++) {
+            int wi = src[k].held[i];
+            const ts_item *it = &ds->items[w->item[wi]];
+            fprintf(f, "%d,", folds > 0 ? k + 1 : 0);
+            ts_csv_field(f, it->path);
+            fputc(',', f);
+            ts_csv_field(f, it->group);
+            fprintf(f, ",%.3f,", w->start[wi]);
+            for (int c = 0, first = 1; c < C; c++)
+                if (w->y[(size_t)wi * C + c]) {
+                    if (!first) fputc(';', f);
+                    ts_csv_field(f, ds->labels[c]);
+                    first = 0;
+                }
+            const float *p = src[k].probs + (size_t)i * C;
+            for (int c = 0; c < C; c++) fprintf(f, ",%.9g", p[c]);
+            if (cal_cols) {
+                if (folds > 0) {
+                    memcpy(cp, r->held_cal + row * C, sizeof(float) * (size_t)C);
+                } else {
+                    memcpy(cp, p, sizeof(float) * (size_t)C);
+                    bs_model_calibrate(m, cp);
+                }
+                for (int c = 0; c < C; c++) fprintf(f, ",%.9g", cp[c]);
+            }
+            fputc('\n', f);
+        }
+    free(cp);
+    int bad = ferror(f);
+    bad |= fclose(f) != 0;
+    r->pred_file = NULL;
+    if (bad) {
+        fprintf(stderr, "birdsong train: --predictions %s: %s\n", r->a.predictions, strerror(errno));
+        return -1;
+    }
+    printf("wrote the predictions of %zu held-out windows to %s\n", row, r->a.predictions);
     return 0;
 }
 
@@ -1122,7 +1204,7 @@ static void write_report(train_run *r) {
 static int train_phases(train_run *r, int argc, char **argv) {
     if (load_data(r) || extract_features(r) || assign_folds(r) || run_trainings(r) || check_trainings(r)) return 1;
     cross_validation(r);
-    if (final_model(r) || write_model(r, argc, argv)) return 1;
+    if (final_model(r) || write_model(r, argc, argv) || write_predictions(r)) return 1;
     write_report(r);
     return 0;
 }

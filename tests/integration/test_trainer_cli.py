@@ -230,6 +230,7 @@ def test_unreadable_files_are_listed_and_counted(tmp_path):
     (["--data", "x", "--out", "m", "--threads", "0"], 2, "--threads '0'"),
     (["--data", "x", "--out", "m", "--resume"], 2, "--resume needs --checkpoint-dir"),
     (["--data", "x", "--out", "m", "--log-json", "/nonexistent-dir/l.jsonl"], 1, "--log-json /nonexistent-dir/l.jsonl"),
+    (["--data", "x", "--out", "m", "--predictions", "/nonexistent-dir/p.csv"], 1, "--predictions /nonexistent-dir/p.csv"),
     (["--data", "x", "--out", "m", "--fmin", "low"], 2, "--fmin 'low'"),
     (["--data", "x", "--out", "m", "--fmax", "0"], 2, "--fmax '0'"),
     (["--data", "x", "--out", "m", "--arch", "resnet"], 2, "--arch 'resnet'"),
@@ -354,9 +355,10 @@ def test_features_with_model_uses_its_settings(trained, tmp_path):
 @needs_data
 def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     model = tmp_path / "cv.bsm"
+    preds = tmp_path / "oof.csv"
     p = run("train", "--data", str(trained["manifest"]), "--out", str(model), "--arch", "convnet-lite-gp",
             "--n-mels", "64", "--epochs", "1", "--folds", "2", "--val-fraction", "0.3",
-            "--cache", str(trained["tmp"] / "cache"), check=0)
+            "--cache", str(trained["tmp"] / "cache"), "--predictions", str(preds), check=0)
     assert len(re.findall(r"^fold [12]/2 \(best epoch 1\): recording accuracy", p.stdout, re.M)) == 2, p.stdout
     assert "2-fold cross-validation by recording (mean +- sd):" in p.stdout
     assert re.search(r"recording_accuracy\s+[0-9.]+ \+- [0-9.]+", p.stdout)
@@ -386,6 +388,31 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     assert cpooled["all background"]["windows"] == pooled["all background"]["windows"]
     assert 0 <= cpooled["all background"]["species_above_half_per_window"] <= 2  # of 2 species
     assert "cross-validation, calibrated (cross-fitted over the folds): recording accuracy" in p.stdout
+    # --predictions: every test window of every fold, out of fold, raw and cross-fitted calibrated;
+    # the calibrated recording accuracy recomputed from the file is the one train printed
+    rows = list(csv.DictReader(io.StringIO(preds.read_text())))
+    labels = meta["labels"]
+    assert list(rows[0]) == ["fold", "path", "group", "start", "truth", *[f"p_{l}" for l in labels],
+                             *[f"cal_{l}" for l in labels]]
+    assert len(rows) == cal["windows"]
+    for k, f in enumerate(cv["per_fold"]):
+        fold_rows = [r for r in rows if r["fold"] == str(k + 1)]
+        assert len(fold_rows) == f["windows"]
+        groups = {}
+        for r in fold_rows:
+            groups.setdefault(r["group"], []).append(r)
+        ok = total = 0
+        for g in groups.values():
+            truth = set(g[0]["truth"].split(";")) - {""}
+            if not truth:
+                continue
+            mean = [sum(float(r[f"cal_{l}"]) for r in g) / len(g) for l in labels]
+            total += 1
+            ok += labels[mean.index(max(mean))] in truth
+        assert ok / total == pytest.approx(ccv["per_fold_recording_accuracy"][k], abs=1e-6)
+    assert all(0 <= float(r[f"p_{l}"]) <= 1 and 0 <= float(r[f"cal_{l}"]) <= 1 for r in rows for l in labels)
+    assert {r["truth"] for r in rows} == {"", *labels}  # the drum (background) and both species
+    assert f"wrote the predictions of {len(rows)} held-out windows to {preds}" in p.stdout
     ev = json.loads(run("eval", "--model", str(model), "--data", str(trained["manifest"]), "--json",
                         "--cache", str(trained["tmp"] / "cache"), check=0).stdout)
     assert 0 <= ev["ece_uncalibrated"] <= 1 and 0 <= ev["ece"] <= 1
@@ -393,8 +420,11 @@ def test_folds_report_per_fold_and_mean_sd(trained, tmp_path):
     model2 = tmp_path / "raw.bsm"
     run("train", "--data", str(trained["manifest"]), "--out", str(model2), "--arch", "convnet-lite-gp",
         "--n-mels", "64", "--epochs", "1", "--calibration", "none", "--val-fraction", "0.3",
-        "--cache", str(trained["tmp"] / "cache"), check=0)
+        "--cache", str(trained["tmp"] / "cache"), "--predictions", str(preds), check=0)
     assert "calibration" not in json.loads(run("inspect", str(model2), check=0).stdout)
+    # without folds: the validation part (fold 0), no calibrated columns without calibration
+    rows = list(csv.DictReader(io.StringIO(preds.read_text())))
+    assert rows and {r["fold"] for r in rows} == {"0"} and not any(k.startswith("cal_") for k in rows[0])
     assert meta["features"]["n_mels"] == 64
     assert meta["arch"] == "convnet-lite-gp"  # the name given, not "custom"
 
