@@ -227,24 +227,44 @@ void ts_window_activity(const ts_windows *w, const bs_feature_config *cfg, float
     }
 }
 
+typedef struct active_key {
+    int group, pos;
+    float score;
+} active_key;
+
+/* by recording, then band energy descending, then position: the rank order ts_keep_active keeps */
+static int active_cmp(const void *pa, const void *pb) {
+    const active_key *a = pa, *b = pb;
+    if (a->group != b->group) return a->group < b->group ? -1 : 1;
+    if (a->score != b->score) return a->score > b->score ? -1 : 1;
+    return (a->pos > b->pos) - (a->pos < b->pos);
+}
+
 int ts_keep_active(const ts_windows *w, const float *score, double fraction, int *idx, int n) {
-    if (fraction >= 1.0) return n;
-    int k = 0;
+    if (fraction >= 1.0 || n <= 0) return n;
+    /* rank every labelled window within its recording first, then compact: the ranks are taken
+     * over idx as given, not over a list already partly compacted */
+    active_key *key = ts_xmalloc(sizeof(active_key) * (size_t)n);
+    uint8_t *keep = ts_xmalloc((size_t)n);
+    int nk = 0;
     for (int a = 0; a < n; a++) {
-        int i = idx[a];
-        if (w->background[i]) { idx[k++] = i; continue; }
-        /* rank of window i among the windows of its recording (by band energy, descending) */
-        int rank = 0, total = 0;
-        for (int b = 0; b < n; b++) {
-            int j = idx[b];
-            if (w->group[j] != w->group[i]) continue;
-            total++;
-            if (score[j] > score[i] || (score[j] == score[i] && j < i)) rank++;
-        }
-        int keep = (int)ceil(fraction * total);
-        if (keep < 1) keep = 1;
-        if (rank < keep) idx[k++] = i;
+        keep[a] = w->background[idx[a]] != 0;
+        if (!keep[a]) key[nk++] = (active_key){.group = w->group[idx[a]], .pos = a, .score = score[idx[a]]};
     }
+    qsort(key, (size_t)nk, sizeof *key, active_cmp);
+    for (int s = 0; s < nk;) {
+        int e = s;
+        while (e < nk && key[e].group == key[s].group) e++;
+        int k = (int)ceil(fraction * (e - s));
+        if (k < 1) k = 1;
+        for (int r = 0; r < k; r++) keep[key[s + r].pos] = 1;
+        s = e;
+    }
+    int k = 0;
+    for (int a = 0; a < n; a++)
+        if (keep[a]) idx[k++] = idx[a];
+    free(key);
+    free(keep);
     return k;
 }
 

@@ -191,6 +191,35 @@ Test(train, refuses_empty_parts) {
     destroy(&f);
 }
 
+/* --active-fraction: of each labelled recording, the ceil(F * n) windows of most band energy
+ * (ties by position), in their original order; every background window kept. Two recordings
+ * interleaved, so that a rank taken over a half-compacted list would go wrong. */
+Test(train, keep_active_ranks_within_each_recording) {
+    enum { W = 12 };
+    int group[W] = {0, 1, 0, 1, 2, 0, 1, 0, 1, 0, 2, 1};
+    uint8_t bg[W] = {0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0};
+    float score[W] = {5, 1, 9, 8, 0, 7, 3, 1, 8, 5, -1, 2};
+    ts_windows w = {.n = W, .group = group, .background = bg};
+    int idx[W];
+    for (int i = 0; i < W; i++) idx[i] = i;
+    /* recording 0: windows 0 2 5 7 9 (scores 5 9 7 1 5): ceil(0.5 * 5) = 3 kept: 2, 5, then 0
+     * (score 5, before 9 by position); recording 1: 1 3 6 8 11 (1 8 3 8 2): 3 and 8, then 6 */
+    int n = ts_keep_active(&w, score, 0.5, idx, W);
+    int want[] = {0, 2, 3, 4, 5, 6, 8, 10};
+    cr_assert_eq(n, 8);
+    for (int i = 0; i < n; i++) cr_assert_eq(idx[i], want[i], "position %d: %d, expected %d", i, idx[i], want[i]);
+    /* a subset of the windows: the ranks are over the windows given */
+    int sub[] = {7, 9, 1, 4};
+    cr_assert_eq(ts_keep_active(&w, score, 0.1, sub, 4), 3);
+    cr_assert_eq(sub[0], 9);
+    cr_assert_eq(sub[1], 1);
+    cr_assert_eq(sub[2], 4);
+    /* fraction 1 keeps everything untouched */
+    for (int i = 0; i < W; i++) idx[i] = W - 1 - i;
+    cr_assert_eq(ts_keep_active(&w, score, 1.0, idx, W), W);
+    cr_assert_eq(idx[0], W - 1);
+}
+
 Test(train, ema_decay_warms_up_then_holds) {
     cr_assert_float_eq(ts_ema_decay(0.999f, 1), 2.0f / 11.0f, 1e-7);
     cr_assert_float_eq(ts_ema_decay(0.999f, 90), 91.0f / 100.0f, 1e-7);
