@@ -166,7 +166,6 @@ static enum MHD_Result api_species(bsd_app *app, struct MHD_Connection *c, const
     return bsd_http_reply(c, 200, body, len, NULL);
 }
 
-/* If-None-Match holds etag (or "*"): 304 applies. */
 /* GET .../predictions/latest of one source's results. */
 static enum MHD_Result reply_latest(bsd_results *results, struct MHD_Connection *c, const char *url) {
     enum MHD_Result r;

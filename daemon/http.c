@@ -51,6 +51,7 @@ enum MHD_Result bsd_http_queue(struct MHD_Connection *c, unsigned status, struct
     return MHD_queue_response(c, status, r);
 }
 
+/* If-None-Match holds etag (or "*"): 304 applies. */
 static int etag_matches(struct MHD_Connection *c, const char *etag) {
     const char *inm = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
     if (!inm) return 0;

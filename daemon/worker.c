@@ -368,12 +368,12 @@ static void swap_model(bsd_worker *w, bsd_model *nm) {
                 bs_model_checksum(nm->model));
 }
 
-/* Capture time just after the last model-rate sample produced. */
 /* how long a run of silent or clipping windows has lasted (since < 0: no run) */
 static double run_seconds(int64_t since_ns, int64_t until_ns) {
     return since_ns >= 0 ? (double)(until_ns - since_ns) / 1e9 : 0;
 }
 
+/* Capture time just after the last model-rate sample produced. */
 static int64_t tap_end_ns(const bsd_worker *w, const lane *l) {
     return l->mark_t_ns + (int64_t)llround((double)l->produced / w->model_rate * 1e9);
 }

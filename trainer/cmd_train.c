@@ -601,7 +601,7 @@ typedef struct train_run {
     ts_file_features *ff;   /* [ds.n_items] */
     ts_windows w;
     int *usable, *fold_of;  /* [ds.n_items] */
-    float *activity;        /* [w.n] */
+    float *activity;        /* [w.n] with --active-fraction, else NULL */
     train_job *jobs;        /* [n_jobs]: one per fold, then the written model */
     int n_jobs;
     float *synthetic;       /* shared by the trainings */
@@ -910,8 +910,10 @@ static int extract_features(train_run *r) {
     r->usable = ts_xcalloc((size_t)ds->n_items + 1, sizeof(int));
     r->fold_of = ts_xcalloc((size_t)ds->n_items + 1, sizeof(int));
     usable_items(ds, w, r->usable);
-    r->activity = ts_xcalloc((size_t)w->n + 1, sizeof(float));
-    ts_window_activity(w, &r->cfg, r->activity);
+    if (a->active < 1.0) { /* --active-fraction: each window's band energy ranks it */
+        r->activity = ts_xcalloc((size_t)w->n + 1, sizeof(float));
+        ts_window_activity(w, &r->cfg, r->activity);
+    }
     return 0;
 }
 
